@@ -1,0 +1,1 @@
+"""Delivery rules shared by every bus adapter."""

@@ -1,0 +1,225 @@
+"""The consumer loop every adapter shares.
+
+Rules, in order of importance:
+- a record's position is committed only after its handler succeeded or the record was
+  written to the dead-letter topic (at-least-once; nothing is lost);
+- records of one partition are handled one at a time, in order (per-key order);
+  different partitions run concurrently;
+- a record that cannot be decoded or validated goes to the dead-letter topic at once;
+- a handler error that is not retriable is tried `handler_attempts` times, then the
+  record goes to the dead-letter topic with the reason; the consumer carries on;
+- a retriable handler error (its class says `retriable = True`, e.g. the store is
+  unreachable) is retried with backoff until it clears, because dead-lettering every
+  record during an outage would lose the stream's meaning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import structlog
+
+from stoker import topics
+from stoker.core.clock import Clock, SystemClock
+from stoker.core.errors import EventRejected
+from stoker.core.events import CloudEvent, DeadLetter, decode_event
+from stoker.ports.bus import BusRecord, EventBus, RecordSource, TopicPartition
+
+T = TypeVar("T")
+Handler = Callable[[T, BusRecord], Awaitable[None]]
+
+log = structlog.get_logger("stoker.bus.consumer")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """How a consumer fetches and retries.
+
+    max_batch: records fetched at once (default 500).
+    poll_timeout_s: longest wait for new records before checking for shutdown (0.5 s).
+    handler_attempts: tries of a failing handler before dead-lettering (default 3).
+    handler_backoff_s: first wait between tries, doubled each time (default 0.05 s).
+    max_backoff_s: cap on that wait (default 5 s).
+    dead_letter_topic: where rejected records go.
+    """
+
+    max_batch: int = 500
+    poll_timeout_s: float = 0.5
+    handler_attempts: int = 3
+    handler_backoff_s: float = 0.05
+    max_backoff_s: float = 5.0
+    dead_letter_topic: str = topics.DEAD_LETTER
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.handler_attempts < 1:
+            raise ValueError(f"handler_attempts must be >= 1, got {self.handler_attempts}")
+        if self.poll_timeout_s <= 0:
+            raise ValueError(f"poll_timeout_s must be > 0, got {self.poll_timeout_s}")
+
+
+class Consumer(Generic[T]):
+    """Reads a consumer group's records and hands each decoded one to `handler`."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        group: str,
+        topic_names: Sequence[str],
+        handler: Handler[T],
+        *,
+        decode: Callable[[bytes], T],
+        config: ConsumerConfig | None = None,
+        clock: Clock | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._bus = bus
+        self._group = group
+        self._topics = list(topic_names)
+        self._handler = handler
+        self._decode = decode
+        self._config = config or ConsumerConfig()
+        self._clock = clock or SystemClock()
+        self._sleep = sleep
+        self._source: RecordSource | None = None
+        self.handled = 0
+        self.dead_lettered = 0
+
+    @classmethod
+    def for_events(
+        cls,
+        bus: EventBus,
+        group: str,
+        topic_names: Sequence[str],
+        handler: Handler[CloudEvent],
+        **kwargs: object,
+    ) -> Consumer[CloudEvent]:
+        """A consumer of stoker CloudEvents, validated against the schemas."""
+        return Consumer[CloudEvent](
+            bus,
+            group,
+            topic_names,
+            handler,
+            decode=decode_event,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Handle batches until `stop` is set; the batch in hand is finished and committed."""
+        self._source = self._bus.source(self._group, self._topics)
+        try:
+            while not stop.is_set():
+                await self.run_once()
+        finally:
+            await self._source.close()
+            self._source = None
+
+    async def run_once(self) -> int:
+        """Fetch one batch, handle it, commit it. Returns the number of records taken."""
+        if self._source is None:
+            self._source = self._bus.source(self._group, self._topics)
+        source = self._source
+        records = await source.fetch(self._config.max_batch, self._config.poll_timeout_s)
+        if not records:
+            return 0
+        by_partition: dict[TopicPartition, list[BusRecord]] = defaultdict(list)
+        for record in records:
+            by_partition[(record.topic, record.partition)].append(record)
+        done: dict[TopicPartition, int] = {}
+        results = await asyncio.gather(
+            *(self._handle_partition(tp, recs, done) for tp, recs in by_partition.items()),
+            return_exceptions=True,
+        )
+        if done:
+            await source.commit(done)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return len(records)
+
+    async def _handle_partition(
+        self, tp: TopicPartition, records: list[BusRecord], done: dict[TopicPartition, int]
+    ) -> None:
+        for record in records:
+            await self._handle_record(record)
+            done[tp] = record.offset + 1
+
+    async def _handle_record(self, record: BusRecord) -> None:
+        bound = log.bind(
+            topic=record.topic, partition=record.partition, offset=record.offset, key=record.key
+        )
+        try:
+            item = self._decode(record.value)
+        except EventRejected as exc:
+            kind = exc.reason.split(":", 1)[0]
+            await self._dead_letter(record, kind, exc.reason, attempts=0)
+            bound.warning("record rejected", reason=exc.reason)
+            return
+        attempt = 0
+        failures = 0
+        while True:
+            attempt += 1
+            try:
+                await self._handler(item, record)
+            except Exception as exc:
+                retriable = bool(getattr(exc, "retriable", False))
+                if not retriable:
+                    failures += 1
+                if not retriable and failures >= self._config.handler_attempts:
+                    await self._dead_letter(record, "handler", _reason(exc), attempts=attempt)
+                    bound.error(
+                        "handler failed; record dead-lettered",
+                        attempts=attempt,
+                        reason=_reason(exc),
+                    )
+                    return
+                delay = min(
+                    self._config.handler_backoff_s * 2 ** (attempt - 1), self._config.max_backoff_s
+                )
+                (bound.warning if retriable else bound.info)(
+                    "handler failed; retrying",
+                    attempt=attempt,
+                    retriable=retriable,
+                    delay_s=round(delay, 3),
+                    reason=_reason(exc),
+                )
+                await self._sleep(delay)
+            else:
+                self.handled += 1
+                return
+
+    async def _dead_letter(self, record: BusRecord, kind: str, reason: str, attempts: int) -> None:
+        try:
+            text, encoding = record.value.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(record.value).decode("ascii"), "base64"
+        letter = DeadLetter(
+            original_topic=record.topic,
+            original_partition=record.partition,
+            original_offset=record.offset,
+            original_key=record.key or "<none>",
+            original_value=text,
+            original_value_encoding=encoding,  # type: ignore[arg-type]
+            consumer_group=self._group,
+            error_kind=kind if kind in _KINDS else "schema",  # type: ignore[arg-type]
+            reason=reason[:4000],
+            attempts=attempts,
+            failed_at=self._clock.now(),
+        )
+        await self._bus.publish(
+            self._config.dead_letter_topic, CloudEvent.wrap(letter, time=self._clock.now())
+        )
+        self.dead_lettered += 1
+
+
+_KINDS = {"decode", "schema", "unknown-type", "handler"}
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,1 @@
+"""Pure domain core: types, state machine, policies. No I/O lives here."""

@@ -1,0 +1,222 @@
+"""The event contract: CloudEvents 1.0 structured JSON envelopes around typed data.
+
+The version is part of the type (`stoker.job.submitted.v1`). Files in `schemas/` are
+generated from these models (`stoker schemas export`) and a test keeps them equal.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+
+from stoker.core.errors import EventRejected
+from stoker.core.job import JobStatus
+from stoker.core.spec import JobSpec
+
+SOURCE = "urn:stoker"
+
+
+class EventData(BaseModel):
+    """Base of every event payload. Subclasses set TYPE and SCHEMA_NAME."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TYPE: ClassVar[str]
+    SCHEMA_NAME: ClassVar[str]
+
+    def partition_key(self) -> str:
+        """Events of one job share a key, so they stay ordered on one partition."""
+        job_id = getattr(self, "job_id", None)
+        if not isinstance(job_id, str) or not job_id:
+            raise NotImplementedError(f"{type(self).__name__} must define partition_key")
+        return job_id
+
+
+class JobSubmitted(EventData):
+    TYPE = "stoker.job.submitted.v1"
+    SCHEMA_NAME = "job-submitted"
+    spec: JobSpec
+
+    def partition_key(self) -> str:
+        # A submission without an id is keyed by owner; the API assigns an id before storing.
+        return self.spec.job_id or f"owner:{self.spec.owner}"
+
+
+class JobLaunched(EventData):
+    TYPE = "stoker.job.launched.v1"
+    SCHEMA_NAME = "job-launched"
+    job_id: str
+    attempt: int = Field(ge=1)
+    training_job_name: str = Field(max_length=63)
+    training_job_arn: str | None = None
+    instance_type: str
+
+
+class JobStatusChanged(EventData):
+    TYPE = "stoker.job.status-changed.v1"
+    SCHEMA_NAME = "job-status-changed"
+    job_id: str
+    owner: str
+    version: int = Field(ge=1)
+    from_status: JobStatus | None
+    to_status: JobStatus
+    attempt: int = Field(ge=0)
+    reason: str | None = None
+
+
+class JobRetryScheduled(EventData):
+    TYPE = "stoker.job.retry-scheduled.v1"
+    SCHEMA_NAME = "job-retry-scheduled"
+    job_id: str
+    attempt: int = Field(ge=1, description="the attempt that failed")
+    next_attempt_at: datetime
+    reason: str
+    failure_code: str | None = None
+
+
+class _Terminal(EventData):
+    job_id: str
+    owner: str
+    attempts: int = Field(ge=0)
+    training_job_name: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime
+    billable_seconds: int | None = Field(default=None, ge=0)
+
+
+class JobCompleted(_Terminal):
+    TYPE = "stoker.job.completed.v1"
+    SCHEMA_NAME = "job-completed"
+    model_artifacts: str | None = None
+
+
+class JobFailed(_Terminal):
+    TYPE = "stoker.job.failed.v1"
+    SCHEMA_NAME = "job-failed"
+    failure_reason: str
+    failure_code: str | None = None
+
+
+class JobStopped(_Terminal):
+    TYPE = "stoker.job.stopped.v1"
+    SCHEMA_NAME = "job-stopped"
+    reason: str | None = None
+
+
+class NotificationSent(EventData):
+    TYPE = "stoker.notification.sent.v1"
+    SCHEMA_NAME = "notification-sent"
+    job_id: str
+    channel: Literal["slack", "email", "webhook", "console", "file"]
+    terminal_status: JobStatus
+    target: str = Field(description="a redacted description of the target; never a secret")
+    digest_size: int = Field(default=1, ge=1, description="jobs covered by this one message")
+
+
+class DeadLetter(EventData):
+    """A record a consumer could not handle, with why."""
+
+    TYPE = "stoker.deadletter.v1"
+    SCHEMA_NAME = "dead-letter"
+    original_topic: str
+    original_partition: int
+    original_offset: int
+    original_key: str
+    original_value: str = Field(description="the record as received (UTF-8, or base64 if binary)")
+    original_value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    consumer_group: str
+    error_kind: Literal["decode", "schema", "unknown-type", "handler"]
+    reason: str
+    attempts: int = Field(ge=0)
+    failed_at: datetime
+
+    def partition_key(self) -> str:
+        return self.original_key
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    cls.TYPE: cls
+    for cls in (
+        JobSubmitted,
+        JobLaunched,
+        JobStatusChanged,
+        JobRetryScheduled,
+        JobCompleted,
+        JobFailed,
+        JobStopped,
+        NotificationSent,
+        DeadLetter,
+    )
+}
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 envelope in structured JSON mode."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    subject: str = Field(min_length=1, description="the partition key: the job id")
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    data: SerializeAsAny[EventData]
+
+    @classmethod
+    def wrap(
+        cls, data: EventData, *, time: datetime, event_id: str | None = None, source: str = SOURCE
+    ) -> CloudEvent:
+        return cls(
+            id=event_id or str(uuid.uuid4()),
+            source=source,
+            type=data.TYPE,
+            subject=data.partition_key(),
+            time=time,
+            dataschema=f"{data.SCHEMA_NAME}.schema.json",
+            data=data,
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+def decode_event(raw: bytes) -> CloudEvent:
+    """Parse and validate one structured CloudEvent. Raises EventRejected with the reason."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventRejected(f"decode: not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise EventRejected("decode: a CloudEvent must be a JSON object")
+    event_type = doc.get("type")
+    data_cls = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
+    if data_cls is None:
+        raise EventRejected(f"unknown-type: {event_type!r} is not a stoker event type")
+    try:
+        data = data_cls.model_validate(doc.get("data"))
+        return CloudEvent.model_validate({**doc, "data": data})
+    except ValidationError as exc:
+        raise EventRejected(f"schema: {_describe(exc)}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def envelope_schema() -> dict[str, Any]:
+    """JSON Schema of the envelope, data left open (each type has its own schema)."""
+    schema = CloudEvent.model_json_schema(mode="serialization")
+    schema["properties"]["data"] = {"type": "object"}
+    schema.pop("$defs", None)
+    return schema

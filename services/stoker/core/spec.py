@@ -1,0 +1,73 @@
+"""What a scientist submits. `training` is a SageMaker CreateTrainingJob request, unchanged."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+from stoker.core.retry import RetryPolicyOverrides
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-_.]{0,127}$"
+
+
+class SlackTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["slack"] = "slack"
+    channel: str | None = Field(default=None, description="for chat.postMessage with a bot token")
+    webhook_url: HttpUrl | None = Field(default=None, description="an incoming-webhook URL")
+
+
+class EmailTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["email"] = "email"
+    address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class WebhookTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["webhook"] = "webhook"
+    url: HttpUrl
+    secret_ref: str | None = Field(
+        default=None,
+        description="name of the setting holding the signing secret (never the secret)",
+    )
+
+
+NotificationTarget = SlackTarget | EmailTarget | WebhookTarget
+
+
+class JobSpec(BaseModel):
+    """A training job submission."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str | None = Field(
+        default=None,
+        pattern=JOB_ID_PATTERN,
+        description="optional; the same id submitted twice is one job",
+    )
+    owner: str = Field(min_length=1, max_length=128)
+    priority: int = Field(default=0, ge=-100, le=100, description="higher launches first")
+    notify: list[NotificationTarget] = Field(default_factory=list)
+    retry: RetryPolicyOverrides | None = None
+    instance_type_fallbacks: list[str] = Field(
+        default_factory=list, description="tried in order when capacity is short"
+    )
+    training: dict[str, Any] = Field(
+        description="a CreateTrainingJob request with the SageMaker API's field names"
+    )
+
+    @field_validator("training")
+    @classmethod
+    def _training_has_essentials(cls, value: dict[str, Any]) -> dict[str, Any]:
+        missing = [
+            name
+            for name in ("AlgorithmSpecification", "ResourceConfig")
+            if not isinstance(value.get(name), dict)
+        ]
+        if missing:
+            raise ValueError(f"missing CreateTrainingJob field(s): {', '.join(missing)}")
+        if not value["ResourceConfig"].get("InstanceType"):
+            raise ValueError("ResourceConfig.InstanceType is required")
+        return value

@@ -1,0 +1,72 @@
+"""The event bus port.
+
+An adapter supplies two small things: a `Publisher` that makes records durable, and a
+`RecordSource` that reads a consumer group's records and commits its positions. The
+delivery rules (decode, validate, retry the handler, dead-letter, commit only after
+success) live once, in `stoker.bus.consumer.Consumer`, for every adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from stoker.core.events import CloudEvent
+
+
+@dataclass(frozen=True, slots=True)
+class BusRecord:
+    """One record as read from a topic partition."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+TopicPartition = tuple[str, int]
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        """Append one event, keyed by `event.subject`; returns once it is durable."""
+
+    async def publish_many(self, topic: str, events: Sequence[CloudEvent]) -> None:
+        """Append several events; returns once all are durable. Per-key order is kept."""
+
+    async def publish_raw(self, topic: str, key: str, value: bytes) -> None:
+        """Append bytes as they are (used for foreign producers and tests of bad input)."""
+
+
+class RecordSource(Protocol):
+    """A consumer group member's view of its topics."""
+
+    async def fetch(self, max_records: int, timeout_s: float) -> Sequence[BusRecord]:
+        """Records not yet committed by the group, in order per partition.
+
+        Waits at most `timeout_s` when none is ready. A record is fetched again after a
+        restart unless its position was committed.
+        """
+
+    async def commit(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Record that every offset before `positions[tp]` is done for the group."""
+
+    async def close(self) -> None:
+        """Leave the group; uncommitted records go back to the group."""
+
+
+class EventBus(Publisher, Protocol):
+    """A transport: publish, and open record sources for consumer groups."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create topics that do not exist (no-op where topics are implicit)."""
+
+    def source(self, group: str, topics: Sequence[str]) -> RecordSource:
+        """A new member of `group` reading `topics`; call `close()` when done."""

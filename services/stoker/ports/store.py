@@ -1,0 +1,90 @@
+"""The job store port: the source of truth for every job's state and history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Protocol
+
+from stoker.core.events import CloudEvent
+from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[JobRecord]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """An event written atomically with a transition, waiting to be published."""
+
+    entry_id: str
+    topic: str
+    event: CloudEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Trends:
+    jobs_per_status_per_day: dict[date, dict[JobStatus, int]] = field(default_factory=dict)
+    """How many jobs entered each status, per UTC day."""
+    retries_per_reason: dict[str, int] = field(default_factory=dict)
+    """Transitions into RetryScheduled, by reason."""
+
+
+class JobStore(Protocol):
+    async def start(self) -> None:
+        """Create tables and indexes that do not exist yet."""
+
+    async def close(self) -> None: ...
+
+    async def create(
+        self, job: JobRecord, *, outbox: Sequence[tuple[str, CloudEvent]] = ()
+    ) -> tuple[JobRecord, bool]:
+        """Store a new job with its first history line and outbox events, atomically.
+
+        Idempotent: if the job id exists, returns the stored job and False, writing nothing.
+        """
+
+    async def get(self, job_id: str) -> JobRecord:
+        """The job; raises JobNotFound."""
+
+    async def transition(
+        self,
+        job_id: str,
+        change: JobChange,
+        *,
+        expected_version: int,
+        outbox: Sequence[tuple[str, CloudEvent]] = (),
+    ) -> JobRecord:
+        """Apply `change` if the stored version is `expected_version`, atomically with a
+        history line and the outbox events (topic, event).
+
+        Raises VersionConflict when another writer got there first, IllegalTransition
+        when the state machine forbids it, JobNotFound for an unknown id.
+        """
+
+    async def history(self, job_id: str) -> list[Transition]:
+        """Every transition of the job, oldest first; raises JobNotFound."""
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """Jobs filtered by status and/or owner, newest first, one page at a time."""
+
+    async def due(self, now: datetime, limit: int = 100) -> list[JobRecord]:
+        """RetryScheduled jobs whose due time has come, earliest first."""
+
+    async def trends(self, since: datetime, until: datetime) -> Trends: ...
+
+    async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
+        """Outbox events not yet marked published, in write order."""
+
+    async def mark_published(self, entry_ids: Sequence[str]) -> None: ...

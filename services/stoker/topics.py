@@ -1,0 +1,38 @@
+"""Every topic stoker produces or consumes, in one place (documented in docs/topics.md)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SUBMISSIONS: Final = "stoker.jobs.submitted"
+"""JobSubmitted in: any Kafka client may produce here."""
+
+LIFECYCLE: Final = "stoker.jobs.lifecycle"
+"""Every internal transition (JobLaunched, JobStatusChanged, JobRetryScheduled)."""
+
+COMPLETED: Final = "stoker.jobs.completed"
+FAILED: Final = "stoker.jobs.failed"
+STOPPED: Final = "stoker.jobs.stopped"
+"""Public outputs, one topic per terminal state."""
+
+NOTIFICATIONS: Final = "stoker.notifications"
+"""NotificationSent, one per message delivered."""
+
+DEAD_LETTER: Final = "stoker.deadletter"
+"""DeadLetter records: events a consumer could not decode, validate or handle."""
+
+DUPLICATE_PAIRS: Final = "stoker.duplicates.pairs"
+DUPLICATE_SCORES: Final = "stoker.duplicates.scores"
+"""Streaming duplicate detection: product pairs in, scores out."""
+
+ALL_TOPICS: Final = (
+    SUBMISSIONS,
+    LIFECYCLE,
+    COMPLETED,
+    FAILED,
+    STOPPED,
+    NOTIFICATIONS,
+    DEAD_LETTER,
+    DUPLICATE_PAIRS,
+    DUPLICATE_SCORES,
+)
