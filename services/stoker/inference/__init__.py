@@ -1,0 +1,1 @@
+"""Models, compile backends and the port the router calls them through."""
