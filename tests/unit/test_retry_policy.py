@@ -1,0 +1,58 @@
+"""RetryPolicy: validated at construction, exponential with a cap, jitter bounded."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stoker.core.retry import RetryPolicy, RetryPolicyOverrides
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"multiplier": 0.5}, "multiplier cannot be less than 1, got 0.5"),
+        ({"initial_delay_s": -1}, "initial_delay_s must be >= 0, got -1"),
+        ({"jitter": 2}, "jitter must be within 0..1, got 2"),
+        ({"max_attempts": 0}, "max_attempts must be >= 1, got 0"),
+        ({"initial_delay_s": 10, "max_delay_s": 5}, "max_delay_s \\(5\\) must be >= "),
+    ],
+)
+def test_bad_policy_is_refused_with_the_value(kwargs: dict[str, float], message: str) -> None:
+    """Each invalid field is named together with the bad value."""
+    with pytest.raises(ValueError, match=message):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_delays_grow_then_cap_without_jitter() -> None:
+    """1, 2, 4, 8 then capped at 10."""
+    policy = RetryPolicy(initial_delay_s=1, multiplier=2, max_delay_s=10, jitter=0)
+    assert [policy.delay_s(n) for n in range(1, 6)] == [1, 2, 4, 8, 10]
+
+
+@given(attempt=st.integers(min_value=1, max_value=40), seed=st.integers())
+def test_jitter_stays_within_its_band(attempt: int, seed: int) -> None:
+    """With jitter j a delay d lands in [d(1-j), d(1+j)]."""
+    policy = RetryPolicy(initial_delay_s=3, multiplier=1.7, max_delay_s=600, jitter=0.25)
+    base = RetryPolicy(initial_delay_s=3, multiplier=1.7, max_delay_s=600, jitter=0).delay_s(
+        attempt
+    )
+    delay = policy.delay_s(attempt, random.Random(seed))
+    assert base * 0.75 - 1e-9 <= delay <= base * 1.25 + 1e-9
+
+
+def test_may_retry_counts_attempts_including_the_first() -> None:
+    """max_attempts=3 allows two retries after the first attempt."""
+    policy = RetryPolicy(max_attempts=3)
+    assert [policy.may_retry(n) for n in (1, 2, 3)] == [True, True, False]
+
+
+def test_overrides_replace_only_what_they_set() -> None:
+    """A job's overrides change the named fields and keep the rest."""
+    merged = RetryPolicy(max_attempts=3, initial_delay_s=30).merged(
+        RetryPolicyOverrides(max_attempts=5)
+    )
+    assert (merged.max_attempts, merged.initial_delay_s) == (5, 30)
