@@ -22,6 +22,7 @@ class OutboxEntry:
     """An event written atomically with a transition, waiting to be published."""
 
     entry_id: str
+    """Equal to `event.id`, so a writer that published right away can mark it published."""
     topic: str
     event: CloudEvent
 
