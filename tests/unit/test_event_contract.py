@@ -15,6 +15,7 @@ from stoker.core.events import (
     EVENT_TYPES,
     CloudEvent,
     DeadLetter,
+    JobAttemptFailed,
     JobCompleted,
     JobFailed,
     JobLaunched,
@@ -58,6 +59,14 @@ SAMPLES = [
         attempt=1,
     ),
     JobRetryScheduled(job_id="exp-1", attempt=1, next_attempt_at=T0, reason="CapacityError"),
+    JobAttemptFailed(
+        job_id="exp-1",
+        attempt=1,
+        training_job_name="exp-1-a1",
+        instance_type="ml.m5.large",
+        failure_reason="CapacityError: none left",
+        observed_at=T0,
+    ),
     JobCompleted(job_id="exp-1", owner="ana", attempts=1, ended_at=T0, billable_seconds=60),
     JobFailed(
         job_id="exp-1", owner="ana", attempts=3, ended_at=T0, failure_reason="AlgorithmError: x"

@@ -78,6 +78,20 @@ class JobRetryScheduled(EventData):
     failure_code: str | None = None
 
 
+class JobAttemptFailed(EventData):
+    """A training attempt ended Failed; the retrier decides between a retry and the end."""
+
+    TYPE = "stoker.job.attempt-failed.v1"
+    SCHEMA_NAME = "job-attempt-failed"
+    job_id: str
+    attempt: int = Field(ge=1)
+    training_job_name: str
+    instance_type: str
+    failure_reason: str
+    failure_code: str | None = None
+    observed_at: datetime
+
+
 class _Terminal(EventData):
     job_id: str
     owner: str
@@ -145,6 +159,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         JobLaunched,
         JobStatusChanged,
         JobRetryScheduled,
+        JobAttemptFailed,
         JobCompleted,
         JobFailed,
         JobStopped,
