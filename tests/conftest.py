@@ -1,22 +1,142 @@
-"""Shared fixtures. Integration fixtures point at real Kafka and DynamoDB Local."""
+"""Shared fixtures. Integration fixtures point at real Kafka and DynamoDB Local.
+
+Where the servers come from, first match wins:
+1. the environment: STOKER_KAFKA_BOOTSTRAP / STOKER_DYNAMODB_ENDPOINT (CI exports them
+   from `stoker dev infra up --env`; developers point them at servers they keep running);
+2. containers through testcontainers, when a Docker engine answers;
+3. servers started on free loopback ports by stoker.devinfra (the code behind
+   `stoker dev infra up`), stopped when the session ends.
+Nothing is ever skipped: when no source works, the tests that need it error.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
 
 import pytest
 
+from stoker.devinfra import (
+    DevInfra,
+    DynamoDBSpec,
+    KafkaCluster,
+    free_ports,
+    kafka_spec_on_ports,
+    run_sync,
+    wait_for_dynamodb,
+)
+
+# Kafka 3.9 (Confluent Platform 7.9), the version stoker.devinfra runs from Maven Central.
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"
+DYNAMODB_IMAGE = "amazon/dynamodb-local:2.6.1"
+CONTAINER_START_TIMEOUT_S = 120.0
+
+
+def _docker_ping(timeout_s: float = 3.0) -> bool:
+    """GET /_ping on the engine named by DOCKER_HOST (unix:// or tcp://) or the default socket.
+
+    A plain socket, closed on every path: the docker client library leaves a socket behind
+    when the engine is absent, which `filterwarnings = error` turns into a test failure.
+    """
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: str | tuple[str, int] = host.removeprefix("unix://")
+        elif host.startswith("tcp://"):
+            name, _, port = host.removeprefix("tcp://").rstrip("/").rpartition(":")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = (name, int(port))
+        else:
+            return False
+        with sock:
+            sock.settimeout(timeout_s)
+            sock.connect(address)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            reply = sock.recv(4096)
+    except (OSError, ValueError):
+        return False
+    return reply.startswith(b"HTTP/1.") and b" 200 " in reply.split(b"\r\n", 1)[0]
+
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
+def docker_engine() -> bool:
+    """Whether a Docker engine answers (a docker CLI without a running engine does not count)."""
+    return _docker_ping()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(docker_engine: bool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap servers of a real Kafka broker."""
-    return os.environ.get("STOKER_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    configured = os.environ.get("STOKER_KAFKA_BOOTSTRAP")
+    if configured:
+        yield configured
+        return
+    if docker_engine:
+        from testcontainers.community.kafka import KafkaContainer
+
+        with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    infra = DevInfra(tmp_path_factory.mktemp("kafka-infra"), die_with_caller=True)
+    client_port, controller_port = free_ports(2)
+    spec = kafka_spec_on_ports([(client_port, controller_port)])
+    try:
+        run_sync(infra.up(kafka=spec))
+        yield spec.bootstrap
+    finally:
+        run_sync(infra.down())
 
 
 @pytest.fixture(scope="session")
-def dynamodb_endpoint() -> str:
+def dynamodb_endpoint(
+    docker_engine: bool, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """Endpoint URL of a real DynamoDB Local."""
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "stoker-local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "stoker-local")
+    # DynamoDB Local 2.x rejects access key ids that are not purely letters and digits.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "stokerlocal")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "stokerlocal")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    return os.environ.get("STOKER_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000")
+    configured = os.environ.get("STOKER_DYNAMODB_ENDPOINT")
+    if configured:
+        yield configured
+        return
+    if docker_engine:
+        from testcontainers.core.container import DockerContainer
+
+        container = (
+            DockerContainer(DYNAMODB_IMAGE)
+            .with_command("-jar DynamoDBLocal.jar -inMemory -disableTelemetry")
+            .with_exposed_ports(8000)
+        )
+        with container:
+            host = container.get_container_host_ip()
+            endpoint = f"http://{host}:{container.get_exposed_port(8000)}"
+            run_sync(wait_for_dynamodb(endpoint, CONTAINER_START_TIMEOUT_S))
+            yield endpoint
+        return
+    infra = DevInfra(tmp_path_factory.mktemp("dynamodb-infra"), die_with_caller=True)
+    spec = DynamoDBSpec(port=free_ports(1)[0])
+    try:
+        run_sync(infra.up(dynamodb=spec))
+        yield spec.endpoint
+    finally:
+        run_sync(infra.down())
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """A 3-node KRaft cluster (replication 3, min ISR 2) on free loopback ports, for
+    failover tests. Always started here: tests kill its processes, which needs them local.
+    A test that kills a node heals the cluster before it ends."""
+    infra = DevInfra(tmp_path_factory.mktemp("kafka-cluster"), die_with_caller=True)
+    ports = free_ports(6)
+    spec = kafka_spec_on_ports(list(zip(ports[:3], ports[3:], strict=True)))
+    try:
+        run_sync(infra.up(kafka=spec))
+        yield KafkaCluster(infra, spec)
+    finally:
+        # The last node of a stopping quorum cannot finish a controlled shutdown; a short
+        # grace spares the session waiting for it.
+        run_sync(infra.down(grace_s=5.0))

@@ -1,0 +1,242 @@
+"""`stoker dev infra` against real Kafka and DynamoDB Local processes on spare ports, and a
+3-node Kafka cluster surviving the crash of a broker."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stoker.cli.dev import app
+from stoker.devinfra import DevInfra, KafkaCluster, State, free_ports, run_sync
+from stoker.devinfra.procs import is_alive, port_in_use, read_pid_file
+
+pytestmark = pytest.mark.integration
+
+CONSUME_DEADLINE_S = 60.0
+
+
+async def _kafka_round_trip(bootstrap: str) -> list[bytes]:
+    """Produce three records to a fresh auto-created topic and read them back."""
+    from aiokafka import AIOKafkaProducer
+
+    topic = f"devinfra-{uuid.uuid4().hex[:10]}"
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(3):
+            await producer.send_and_wait(topic, f"m{i}".encode(), key=b"k")
+    finally:
+        await producer.stop()
+    return await _consume(bootstrap, topic, expected=3)
+
+
+async def _consume(bootstrap: str, topic: str, *, expected: int) -> list[bytes]:
+    """All values of partition 0 from the beginning, once `expected` have arrived."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or {0}
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        values: list[bytes] = []
+        deadline = time.monotonic() + CONSUME_DEADLINE_S
+        while len(values) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                values.extend(r.value for r in records if r.value is not None)
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def _dynamodb_round_trip(endpoint: str) -> list[str]:
+    """Create a table, list it, delete it."""
+    from aiobotocore.session import get_session
+
+    table = f"devinfra-{uuid.uuid4().hex[:10]}"
+    async with get_session().create_client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="stokerlocal",
+        aws_secret_access_key="stokerlocal",
+    ) as client:
+        await client.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        listed = (await client.list_tables())["TableNames"]
+        await client.delete_table(TableName=table)
+    return [name for name in listed if name == table]
+
+
+def test_up_status_down_on_spare_ports(tmp_path: Path) -> None:
+    """`up --env` starts Kafka and DynamoDB Local that really serve requests, prints their
+    addresses for eval, is idempotent, `status` reports them answering, and `down` stops
+    the processes, frees the ports and deletes Kafka's data while keeping the logs."""
+    kafka_port, controller_port, dynamodb_port = free_ports(3)
+    state = tmp_path / "state"
+    runner = CliRunner()
+    common = ["--state-dir", str(state)]
+    ports = [
+        "--kafka-port",
+        str(kafka_port),
+        "--controller-port",
+        str(controller_port),
+        "--dynamodb-port",
+        str(dynamodb_port),
+    ]
+    infra = DevInfra(state)
+    try:
+        started = runner.invoke(app, ["infra", "up", *ports, "--env", *common])
+        assert started.exit_code == 0, started.output
+        assert started.stdout.splitlines() == [
+            f"export STOKER_KAFKA_BOOTSTRAP=127.0.0.1:{kafka_port}",
+            f"export STOKER_DYNAMODB_ENDPOINT=http://127.0.0.1:{dynamodb_port}",
+        ]
+
+        assert run_sync(_kafka_round_trip(f"127.0.0.1:{kafka_port}")) == [b"m0", b"m1", b"m2"]
+        assert len(run_sync(_dynamodb_round_trip(f"http://127.0.0.1:{dynamodb_port}"))) == 1
+
+        pids = {row.name: row.pid for row in run_sync(infra.status())}
+        again = runner.invoke(app, ["infra", "up", *ports, *common])
+        assert again.exit_code == 0, again.output
+        rows = run_sync(infra.status())
+        assert {row.name: row.pid for row in rows} == pids
+        assert {row.name: row.state for row in rows} == {
+            "kafka-1": State.ANSWERING,
+            "dynamodb": State.ANSWERING,
+        }
+        shown = runner.invoke(app, ["infra", "status", *common])
+        assert shown.exit_code == 0, shown.output
+        assert "kafka-1" in shown.stdout
+        assert "dynamodb" in shown.stdout
+        refs = [read_pid_file(infra.layout.pid_file(name)) for name in pids]
+    finally:
+        stopped = runner.invoke(app, ["infra", "down", *common])
+    assert stopped.exit_code == 0, stopped.output
+    assert all(ref is not None and not is_alive(ref) for ref in refs)
+    assert not any(port_in_use(p) for p in (kafka_port, controller_port, dynamodb_port))
+    assert not infra.layout.kafka_root.exists()
+    assert infra.layout.log_file("kafka-1").stat().st_size > 0
+    assert run_sync(infra.status()) == []
+
+
+async def test_session_fixtures_point_at_answering_servers(
+    kafka_bootstrap: str, dynamodb_endpoint: str
+) -> None:
+    """Whichever source the fixtures chose (environment, containers or servers started for
+    the session), Kafka carries records and DynamoDB Local creates tables."""
+    assert await _kafka_round_trip(kafka_bootstrap) == [b"m0", b"m1", b"m2"]
+    assert len(await _dynamodb_round_trip(dynamodb_endpoint)) == 1
+
+
+def test_up_refuses_a_port_another_process_holds(tmp_path: Path) -> None:
+    """A taken port fails at once with an error naming it, and nothing is left running."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        result = CliRunner().invoke(
+            app,
+            [
+                "infra",
+                "up",
+                "--no-kafka",
+                "--dynamodb-port",
+                str(taken),
+                "--state-dir",
+                str(tmp_path),
+            ],
+        )
+    assert result.exit_code == 1
+    assert str(taken) in result.stderr
+    assert not (tmp_path / "pids" / "dynamodb.pid").exists()
+
+
+def test_start_timeout_names_the_log_and_stops_the_server(tmp_path: Path) -> None:
+    """A server that does not answer within the deadline fails `up` with an error naming its
+    log file, and the half-started process is stopped rather than left behind."""
+    port = free_ports(1)[0]
+    result = CliRunner().invoke(
+        app,
+        [
+            "infra",
+            "up",
+            "--no-kafka",
+            "--dynamodb-port",
+            str(port),
+            "--timeout",
+            "0.2",
+            "--state-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 1
+    log_file = tmp_path / "logs" / "dynamodb.log"
+    assert f"(log: {log_file})" in result.stderr
+    assert not (tmp_path / "pids" / "dynamodb.pid").exists()
+    assert not port_in_use(port)
+
+
+@pytest.mark.slow
+async def test_replicated_stream_survives_sigkill_of_the_leader(
+    kafka_cluster: KafkaCluster,
+) -> None:
+    """With replication 3 and min ISR 2, an idempotent acks=all producer keeps writing after
+    the partition leader is SIGKILLed, and a consumer reads every record exactly once, in
+    order. The killed broker then rejoins."""
+    from aiokafka import AIOKafkaProducer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = f"failover-{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_cluster.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, num_partitions=1, replication_factor=3)], timeout_ms=30_000
+        )
+    finally:
+        await admin.close()
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_cluster.bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=30_000,
+    )
+    await producer.start()
+    killed: int | None = None
+    try:
+        for i in range(50):
+            await producer.send_and_wait(topic, f"r{i:03d}".encode())
+        await producer.client.force_metadata_update()
+        killed = producer.client.cluster.leader_for_partition(TopicPartition(topic, 0))
+        assert killed in kafka_cluster.node_ids
+        await kafka_cluster.kill(killed)
+
+        pending = [await producer.send(topic, f"r{i:03d}".encode()) for i in range(50, 100)]
+        await asyncio.gather(*pending)
+        await producer.client.force_metadata_update()
+        new_leader = producer.client.cluster.leader_for_partition(TopicPartition(topic, 0))
+        assert new_leader not in (None, killed)
+    finally:
+        await producer.stop()
+        if killed is not None:
+            await kafka_cluster.heal()
+
+    values = await _consume(kafka_cluster.bootstrap, topic, expected=100)
+    assert values == [f"r{i:03d}".encode() for i in range(100)]
+    rows = await kafka_cluster.infra.status()
+    assert [row.state for row in rows] == [State.ANSWERING] * 3
