@@ -1,0 +1,10 @@
+"""JobStore adapters: in-memory (tests), SQLite (embedded default), DynamoDB (production).
+
+The SQLite and DynamoDB modules are imported from their own paths so that importing this
+package does not pull in aiobotocore where only SQLite is used.
+"""
+
+from stoker.adapters.store.common import InvalidCursor, StoreFailure
+from stoker.adapters.store.memory import MemoryJobStore
+
+__all__ = ["InvalidCursor", "MemoryJobStore", "StoreFailure"]

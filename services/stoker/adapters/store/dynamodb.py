@@ -1,0 +1,520 @@
+"""The production JobStore on DynamoDB (aiobotocore), single-table layout (see layout.py).
+
+A create or transition is one TransactWriteItems: the job item (conditional on its
+version), one history item, the day's trend counters (ADD) and the outbox event items.
+Either all land or none. Event items are also what the DynamoDB Streams bus publishes, so in
+the serverless variant an outbox event reaches consumers through the table's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from botocore.exceptions import ClientError
+
+from stoker.adapters.aws import AwsClients, RetryConfig, call, error_code, translate
+from stoker.adapters.store import layout
+from stoker.adapters.store.common import (
+    SortableIds,
+    StoreFailure,
+    check_limit,
+    check_outbox,
+    creation_line,
+    day_key,
+    decode_cursor,
+    encode_cursor,
+    event_bytes,
+    job_position,
+    plan_transition,
+    retry_reason,
+    time_key,
+    trend_days,
+)
+from stoker.core.errors import InfrastructureUnavailable, JobNotFound, VersionConflict
+from stoker.core.events import CloudEvent, decode_event
+from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+from stoker.ports.store import OutboxEntry, Page, Trends
+from stoker.settings import Settings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        QueryInputTypeDef,
+        TransactWriteItemTypeDef,
+    )
+
+    Item = dict[str, AttributeValueTypeDef]
+
+log = structlog.get_logger("stoker.adapters.store.dynamodb")
+
+CONFLICT_ROUNDS = 8
+"""TransactionConflict (another transaction touched one of our items at the same moment)
+is retried this many times with a fresh request token before giving up."""
+
+MARK_CONCURRENCY = 16
+
+
+class DynamoDbJobStore:
+    """Jobs in one DynamoDB table `<prefix>-jobs`; created with its indexes by `start()`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        table_prefix: str | None = None,
+        retry: RetryConfig | None = None,
+    ) -> None:
+        self._settings = settings
+        self.table = layout.job_table_name(table_prefix or settings.dynamodb_table_prefix)
+        self._retry = retry or RetryConfig()
+        self._clients: AwsClients | None = None
+        self._db: DynamoDBClient | None = None
+        self._ids = SortableIds()
+
+    async def start(self) -> None:
+        if self._db is not None:
+            return
+        self._clients = AwsClients(self._settings)
+        try:
+            self._db = await self._clients.dynamodb()
+            await layout.ensure_job_table(self._db, self.table, self._retry)
+        except BaseException:
+            await self.close()
+            raise
+        log.info("dynamodb job store ready", table=self.table)
+
+    async def close(self) -> None:
+        if self._clients is not None:
+            await self._clients.close()
+        self._clients = None
+        self._db = None
+
+    @property
+    def _client(self) -> DynamoDBClient:
+        if self._db is None:
+            raise StoreFailure("the DynamoDB store is not started; call start() first")
+        return self._db
+
+    async def _call(self, what: str, operation: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await call(what, operation, retry=self._retry)
+        except ClientError as exc:
+            raise translate(exc, what) from exc
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def create(
+        self, job: JobRecord, *, outbox: Sequence[tuple[str, CloudEvent]] = ()
+    ) -> tuple[JobRecord, bool]:
+        check_outbox(outbox)
+        line = creation_line(job)
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": _job_item(job),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            self._history_put(line),
+            *self._counter_updates(line),
+            *self._outbox_puts(outbox),
+        ]
+        if await self._transact("create", items):
+            return await self.get(job.job_id), False
+        return job, True
+
+    async def transition(
+        self,
+        job_id: str,
+        change: JobChange,
+        *,
+        expected_version: int,
+        outbox: Sequence[tuple[str, CloudEvent]] = (),
+    ) -> JobRecord:
+        check_outbox(outbox)
+        current = await self.get(job_id)
+        updated, line = plan_transition(current, change, expected_version)
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": _job_item(updated),
+                    "ConditionExpression": "#v = :expected",
+                    "ExpressionAttributeNames": {"#v": "version"},
+                    "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
+                }
+            },
+            self._history_put(line),
+            *self._counter_updates(line),
+            *self._outbox_puts(outbox),
+        ]
+        if await self._transact("transition", items):
+            actual = await self._version_of(job_id)
+            if actual is None:
+                raise JobNotFound(job_id)
+            raise VersionConflict(job_id, expected_version, actual)
+        return updated
+
+    async def _transact(self, what: str, items: list[TransactWriteItemTypeDef]) -> bool:
+        """Run one transaction. True when a condition failed (nothing was written)."""
+        for round_ in range(1, CONFLICT_ROUNDS + 1):
+            # One token per round: a network retry inside `call` re-sends the same token,
+            # so a transaction that did commit is not applied twice.
+            token = uuid.uuid4().hex
+            try:
+                await self._send(what, items, token)
+                return False
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise translate(exc, what) from exc
+                codes = [
+                    str(reason.get("Code", "None"))
+                    for reason in exc.response.get("CancellationReasons", [])
+                ]
+                if "ConditionalCheckFailed" in codes:
+                    return True
+                if not {"TransactionConflict", "ThrottlingError"} & set(codes):
+                    raise translate(exc, what) from exc
+                delay = min(0.02 * 2**round_, 1.0) * (0.5 + random.random() / 2)
+                log.info("transaction conflict; retrying", operation=what, round=round_)
+                await asyncio.sleep(delay)
+        raise InfrastructureUnavailable(
+            f"{what}: transaction still conflicting after {CONFLICT_ROUNDS} rounds"
+        )
+
+    async def _send(self, what: str, items: list[TransactWriteItemTypeDef], token: str) -> None:
+        await call(
+            what,
+            lambda: self._client.transact_write_items(
+                TransactItems=items, ClientRequestToken=token
+            ),
+            retry=self._retry,
+        )
+
+    def _history_put(self, line: Transition) -> TransactWriteItemTypeDef:
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": {
+                    "pk": {"S": layout.job_pk(line.job_id)},
+                    "sk": {"S": layout.history_sk(line.version)},
+                    "kind": {"S": layout.KIND_HISTORY},
+                    "line": {"S": line.model_dump_json()},
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def _counter_updates(self, line: Transition) -> list[TransactWriteItemTypeDef]:
+        day = day_key(line.at)
+        shard = zlib.crc32(line.job_id.encode()) % layout.TREND_SHARDS
+        counters = [("S", line.to_status.value)]
+        if line.to_status is JobStatus.RETRY_SCHEDULED:
+            counters.append(("R", retry_reason(line)))
+        return [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": {
+                        "pk": {"S": f"TREND#{day[:7]}"},
+                        "sk": {"S": f"{day}#{kind}#{shard}#{name}"},
+                    },
+                    "UpdateExpression": "SET #day = :day, #kind = :kind, #name = :name,"
+                    " #type = :counter ADD #count :one",
+                    "ExpressionAttributeNames": {
+                        "#day": "day",
+                        "#kind": "counter",
+                        "#name": "name",
+                        "#type": "kind",
+                        "#count": "count",
+                    },
+                    "ExpressionAttributeValues": {
+                        ":day": {"S": day},
+                        ":kind": {"S": kind},
+                        ":name": {"S": name},
+                        ":counter": {"S": layout.KIND_COUNTER},
+                        ":one": {"N": "1"},
+                    },
+                }
+            }
+            for kind, name in counters
+        ]
+
+    def _outbox_puts(
+        self, outbox: Sequence[tuple[str, CloudEvent]]
+    ) -> list[TransactWriteItemTypeDef]:
+        return [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": layout.event_item(
+                        topic, event.subject, event_bytes(event), self._ids.next(), pending=True
+                    ),
+                }
+            }
+            for topic, event in outbox
+        ]
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobRecord:
+        response = await self._call(
+            "get_item",
+            lambda: self._client.get_item(
+                TableName=self.table,
+                Key={"pk": {"S": layout.job_pk(job_id)}, "sk": {"S": layout.JOB_SK}},
+                ConsistentRead=True,
+            ),
+        )
+        item = response.get("Item")
+        if not item:
+            raise JobNotFound(job_id)
+        return _record(item)
+
+    async def _version_of(self, job_id: str) -> int | None:
+        response = await self._call(
+            "get_item",
+            lambda: self._client.get_item(
+                TableName=self.table,
+                Key={"pk": {"S": layout.job_pk(job_id)}, "sk": {"S": layout.JOB_SK}},
+                ConsistentRead=True,
+                ProjectionExpression="#v",
+                ExpressionAttributeNames={"#v": "version"},
+            ),
+        )
+        item = response.get("Item")
+        return int(item["version"]["N"]) if item else None
+
+    async def history(self, job_id: str) -> list[Transition]:
+        items = await self._query_all(
+            "history",
+            {
+                "TableName": self.table,
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :h)",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": layout.job_pk(job_id)},
+                    ":h": {"S": "H#"},
+                },
+                "ConsistentRead": True,
+            },
+        )
+        if not items:
+            raise JobNotFound(job_id)
+        return [Transition.model_validate_json(item["line"]["S"]) for item in items]
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        check_limit(limit)
+        after: str | None = None
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            after = f"{position.get('t')}#{position.get('id')}"
+        if status is not None and owner is not None:
+            partitions = [
+                (layout.INDEX_OWNER_STATUS, "os_pk", layout.owner_status_pk(owner, status.value))
+            ]
+        elif owner is not None:
+            partitions = [(layout.INDEX_OWNER, "o_pk", layout.owner_pk(owner))]
+        else:
+            # Without an owner, each status is its own index partition; with no status
+            # filter the pages of all of them are merged newest first.
+            statuses = [status] if status is not None else list(JobStatus)
+            partitions = [
+                (layout.INDEX_STATUS, "s_pk", layout.status_pk(value)) for value in statuses
+            ]
+        found: list[JobRecord] = []
+        for index, key_name, key_value in partitions:
+            found.extend(await self._newest(index, key_name, key_value, after, limit + 1))
+        found.sort(key=job_position, reverse=True)
+        items = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            created, job_id = job_position(items[-1])
+            next_cursor = encode_cursor({"t": created, "id": job_id})
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def _newest(
+        self, index: str, key_name: str, key_value: str, after: str | None, count: int
+    ) -> list[JobRecord]:
+        condition = "#k = :k"
+        values: Item = {":k": {"S": key_value}}
+        if after is not None:
+            condition += " AND c_sk < :after"
+            values[":after"] = {"S": after}
+        items = await self._query_all(
+            f"list_jobs {index}",
+            {
+                "TableName": self.table,
+                "IndexName": index,
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeNames": {"#k": key_name},
+                "ExpressionAttributeValues": values,
+                "ScanIndexForward": False,
+            },
+            limit=count,
+        )
+        return [_record(item) for item in items]
+
+    async def due(self, now: datetime, limit: int = 100) -> list[JobRecord]:
+        check_limit(limit)
+        # "$" sorts right after "#", so this bound takes every job due at exactly `now`.
+        items = await self._query_all(
+            "due",
+            {
+                "TableName": self.table,
+                "IndexName": layout.INDEX_DUE,
+                "KeyConditionExpression": "d_pk = :due AND d_sk < :bound",
+                "ExpressionAttributeValues": {
+                    ":due": {"S": layout.DUE_PARTITION},
+                    ":bound": {"S": f"{time_key(now)}$"},
+                },
+            },
+            limit=limit,
+        )
+        return [_record(item) for item in items]
+
+    async def trends(self, since: datetime, until: datetime) -> Trends:
+        first, last = trend_days(since, until)
+        days: dict[date, dict[JobStatus, int]] = {}
+        retries: dict[str, int] = {}
+        for month in _months(first, last):
+            items = await self._query_all(
+                "trends",
+                {
+                    "TableName": self.table,
+                    "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+                    "ExpressionAttributeValues": {
+                        ":pk": {"S": f"TREND#{month}"},
+                        ":low": {"S": f"{first.isoformat()}#"},
+                        ":high": {"S": f"{last.isoformat()}$"},
+                    },
+                },
+            )
+            for item in items:
+                count = int(item["count"]["N"])
+                name = item["name"]["S"]
+                if item["counter"]["S"] == "S":
+                    per_status = days.setdefault(date.fromisoformat(item["day"]["S"]), {})
+                    status = JobStatus(name)
+                    per_status[status] = per_status.get(status, 0) + count
+                else:
+                    retries[name] = retries.get(name, 0) + count
+        return Trends(
+            jobs_per_status_per_day=dict(sorted(days.items())), retries_per_reason=retries
+        )
+
+    async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
+        check_limit(limit)
+        items = await self._query_all(
+            "pending_outbox",
+            {
+                "TableName": self.table,
+                "IndexName": layout.INDEX_PENDING,
+                "KeyConditionExpression": "p_pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": layout.PENDING_PARTITION}},
+            },
+            limit=limit,
+        )
+        return [
+            OutboxEntry(
+                entry_id=f"{item['sk']['S']}#{item['pk']['S']}",
+                topic=item["topic"]["S"],
+                event=decode_event(bytes(item["value"]["B"])),
+            )
+            for item in items
+        ]
+
+    async def mark_published(self, entry_ids: Sequence[str]) -> None:
+        gate = asyncio.Semaphore(MARK_CONCURRENCY)
+
+        async def mark(entry_id: str) -> None:
+            sk, _, pk = entry_id.partition("#")
+            if not pk:
+                return
+            async with gate:
+                try:
+                    await call(
+                        "mark_published",
+                        lambda: self._client.update_item(
+                            TableName=self.table,
+                            Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                            UpdateExpression="REMOVE p_pk, p_sk",
+                            # Without it, an unknown id would create a stray item.
+                            ConditionExpression="attribute_exists(pk)",
+                        ),
+                        retry=self._retry,
+                    )
+                except ClientError as exc:
+                    if error_code(exc) != "ConditionalCheckFailedException":
+                        raise translate(exc, "mark_published") from exc
+
+        await asyncio.gather(*(mark(entry_id) for entry_id in entry_ids))
+
+    async def _query_all(
+        self, what: str, request: QueryInputTypeDef, *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every item a query matches (or the first `limit`), following LastEvaluatedKey."""
+        items: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
+        while True:
+            page: QueryInputTypeDef = dict(request)  # type: ignore[assignment]
+            if limit is not None:
+                page["Limit"] = limit - len(items)
+            if start is not None:
+                page["ExclusiveStartKey"] = start
+            response = await self._query_page(what, page)
+            items.extend(response.get("Items", []))
+            start = response.get("LastEvaluatedKey")
+            if start is None or (limit is not None and len(items) >= limit):
+                return items
+
+    async def _query_page(self, what: str, page: QueryInputTypeDef) -> Any:
+        return await self._call(what, lambda: self._client.query(**page))
+
+
+def _job_item(job: JobRecord) -> Item:
+    created = f"{time_key(job.created_at)}#{job.job_id}"
+    item: Item = {
+        "pk": {"S": layout.job_pk(job.job_id)},
+        "sk": {"S": layout.JOB_SK},
+        "kind": {"S": layout.KIND_JOB},
+        "status": {"S": job.status.value},
+        "owner": {"S": job.owner},
+        "version": {"N": str(job.version)},
+        "record": {"S": job.model_dump_json()},
+        "s_pk": {"S": layout.status_pk(job.status.value)},
+        "o_pk": {"S": layout.owner_pk(job.owner)},
+        "os_pk": {"S": layout.owner_status_pk(job.owner, job.status.value)},
+        "c_sk": {"S": created},
+    }
+    if job.status is JobStatus.RETRY_SCHEDULED and job.due_at is not None:
+        # Sparse: the attribute exists only while a retry waits, so the index holds only those.
+        item["d_pk"] = {"S": layout.DUE_PARTITION}
+        item["d_sk"] = {"S": f"{time_key(job.due_at)}#{job.job_id}"}
+    return item
+
+
+def _record(item: dict[str, Any]) -> JobRecord:
+    return JobRecord.model_validate_json(item["record"]["S"])
+
+
+def _months(first: date, last: date) -> Iterable[str]:
+    year, month = first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        yield f"{year:04d}-{month:02d}"
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)

@@ -1,0 +1,161 @@
+"""An in-process JobStore with the same semantics as the real ones, for tests above the port.
+
+Every method runs without awaiting in the middle, so on one event loop each call is atomic,
+which is what the conditional writes of the real stores give.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from stoker.adapters.store.common import (
+    SortableIds,
+    as_utc,
+    check_limit,
+    check_outbox,
+    creation_line,
+    decode_cursor,
+    encode_cursor,
+    job_position,
+    plan_transition,
+    retry_reason,
+    time_key,
+    trend_days,
+)
+from stoker.core.errors import JobNotFound
+from stoker.core.events import CloudEvent
+from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+from stoker.ports.store import OutboxEntry, Page, Trends
+
+
+class MemoryJobStore:
+    """Jobs, history and outbox in dictionaries; lost when the process ends."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobRecord] = {}
+        self._history: dict[str, list[Transition]] = {}
+        self._outbox: dict[str, OutboxEntry] = {}
+        self._ids = SortableIds()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def create(
+        self, job: JobRecord, *, outbox: Sequence[tuple[str, CloudEvent]] = ()
+    ) -> tuple[JobRecord, bool]:
+        check_outbox(outbox)
+        stored = self._jobs.get(job.job_id)
+        if stored is not None:
+            return stored, False
+        # A deep copy so a caller mutating its spec dict cannot change what is stored.
+        job = job.model_copy(deep=True)
+        self._jobs[job.job_id] = job
+        self._history[job.job_id] = [creation_line(job)]
+        self._append_outbox(outbox)
+        return job, True
+
+    async def get(self, job_id: str) -> JobRecord:
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise JobNotFound(job_id) from None
+
+    async def transition(
+        self,
+        job_id: str,
+        change: JobChange,
+        *,
+        expected_version: int,
+        outbox: Sequence[tuple[str, CloudEvent]] = (),
+    ) -> JobRecord:
+        check_outbox(outbox)
+        current = await self.get(job_id)
+        updated, line = plan_transition(current, change, expected_version)
+        updated = updated.model_copy(deep=True)
+        self._jobs[job_id] = updated
+        self._history[job_id].append(line)
+        self._append_outbox(outbox)
+        return updated
+
+    async def history(self, job_id: str) -> list[Transition]:
+        await self.get(job_id)
+        return list(self._history[job_id])
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        check_limit(limit)
+        after: tuple[str, str] | None = None
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            after = (str(position.get("t")), str(position.get("id")))
+        matching = sorted(
+            (
+                job
+                for job in self._jobs.values()
+                if (status is None or job.status is status)
+                and (owner is None or job.owner == owner)
+                and (after is None or job_position(job) < after)
+            ),
+            key=job_position,
+            reverse=True,
+        )
+        items = matching[:limit]
+        next_cursor = None
+        if len(matching) > limit:
+            created, job_id = job_position(items[-1])
+            next_cursor = encode_cursor({"t": created, "id": job_id})
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def due(self, now: datetime, limit: int = 100) -> list[JobRecord]:
+        check_limit(limit)
+        cutoff = time_key(now)
+        waiting = [
+            job
+            for job in self._jobs.values()
+            if job.status is JobStatus.RETRY_SCHEDULED
+            and job.due_at is not None
+            and time_key(job.due_at) <= cutoff
+        ]
+        waiting.sort(key=lambda job: (time_key(job.due_at or now), job.job_id))
+        return waiting[:limit]
+
+    async def trends(self, since: datetime, until: datetime) -> Trends:
+        first, last = trend_days(since, until)
+        per_day: dict[date, Counter[JobStatus]] = defaultdict(Counter)
+        retries: Counter[str] = Counter()
+        for lines in self._history.values():
+            for line in lines:
+                day = as_utc(line.at).date()
+                if not first <= day <= last:
+                    continue
+                per_day[day][line.to_status] += 1
+                if line.to_status is JobStatus.RETRY_SCHEDULED:
+                    retries[retry_reason(line)] += 1
+        return Trends(
+            jobs_per_status_per_day={day: dict(counts) for day, counts in sorted(per_day.items())},
+            retries_per_reason=dict(retries),
+        )
+
+    async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
+        check_limit(limit)
+        return [self._outbox[key] for key in sorted(self._outbox)[:limit]]
+
+    async def mark_published(self, entry_ids: Sequence[str]) -> None:
+        for entry_id in entry_ids:
+            self._outbox.pop(entry_id, None)
+
+    def _append_outbox(self, outbox: Sequence[tuple[str, CloudEvent]]) -> None:
+        for topic, event in outbox:
+            entry_id = self._ids.next()
+            self._outbox[entry_id] = OutboxEntry(entry_id=entry_id, topic=topic, event=event)

@@ -1,0 +1,385 @@
+"""The embedded JobStore: one SQLite file in WAL mode.
+
+Every call runs on one worker thread that owns the connection, so the event loop never
+blocks on disk. Writes take the file's write lock up front (`BEGIN IMMEDIATE`), which makes
+read-check-write one atomic step even when several processes share the file; readers are
+not blocked by a writer in WAL mode. A job, its history line and its outbox events commit
+in one transaction, so a crash keeps all of them or none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import structlog
+
+from stoker.adapters.store.common import (
+    StoreFailure,
+    check_limit,
+    check_outbox,
+    creation_line,
+    decode_cursor,
+    encode_cursor,
+    event_bytes,
+    job_position,
+    plan_transition,
+    time_key,
+    trend_days,
+)
+from stoker.core.errors import InfrastructureUnavailable, JobNotFound
+from stoker.core.events import CloudEvent, decode_event
+from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+from stoker.ports.store import OutboxEntry, Page, Trends
+
+T = TypeVar("T")
+
+log = structlog.get_logger("stoker.adapters.store.sqlite")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id      TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    created_key TEXT NOT NULL,
+    due_key     TEXT,
+    record      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_key, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_key, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_key, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_owner_status ON jobs (owner, status, created_key, job_id);
+-- Partial: only jobs waiting for a retry carry a due time.
+CREATE INDEX IF NOT EXISTS jobs_by_due ON jobs (due_key, job_id) WHERE due_key IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS history (
+    job_id    TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    to_status TEXT NOT NULL,
+    at_key    TEXT NOT NULL,
+    reason    TEXT,
+    line      TEXT NOT NULL,
+    PRIMARY KEY (job_id, version)
+);
+CREATE INDEX IF NOT EXISTS history_by_time ON history (at_key, to_status);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    event BLOB NOT NULL
+);
+"""
+
+LOCK_RETRIES = 3
+
+
+class SqliteJobStore:
+    """Jobs, history and outbox in one SQLite file; safe for several processes."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 5000) -> None:
+        if busy_timeout_ms < 0:
+            raise ValueError(f"busy_timeout_ms must be >= 0, got {busy_timeout_ms}")
+        self._path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def start(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stoker-sqlite")
+        await self._run("open", self._open)
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        try:
+            await self._run("close", self._close_conn)
+        finally:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def _open(self, _: sqlite3.Connection | None) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode survives a process crash; only power loss can drop the last commit.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    def _close_conn(self, conn: sqlite3.Connection | None) -> None:
+        if conn is not None:
+            conn.close()
+        self._conn = None
+
+    async def _run(self, what: str, fn: Callable[[sqlite3.Connection | None], T]) -> T:
+        if self._executor is None:
+            raise StoreFailure("the SQLite store is not started; call start() first")
+        loop = asyncio.get_running_loop()
+        for attempt in range(1, LOCK_RETRIES + 1):
+            try:
+                return await loop.run_in_executor(self._executor, lambda: fn(self._conn))
+            except sqlite3.OperationalError as exc:
+                # Locked after the busy timeout, disk full, file unreadable: an outage.
+                failure = InfrastructureUnavailable(f"sqlite {what} on {self._path}: {exc}")
+                if attempt == LOCK_RETRIES or "locked" not in str(exc):
+                    log.error("sqlite unavailable", operation=what, path=str(self._path))
+                    raise failure from exc
+                log.warning("sqlite busy; retrying", operation=what, attempt=attempt)
+                await asyncio.sleep(0.05 * attempt)
+            except sqlite3.Error as exc:
+                raise StoreFailure(f"sqlite {what} on {self._path}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    @contextmanager
+    def _write(conn: sqlite3.Connection | None) -> Iterator[sqlite3.Connection]:
+        if conn is None:
+            raise StoreFailure("the SQLite store is closed")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def _read(conn: sqlite3.Connection | None) -> sqlite3.Connection:
+        if conn is None:
+            raise StoreFailure("the SQLite store is closed")
+        return conn
+
+    async def create(
+        self, job: JobRecord, *, outbox: Sequence[tuple[str, CloudEvent]] = ()
+    ) -> tuple[JobRecord, bool]:
+        check_outbox(outbox)
+
+        def op(conn: sqlite3.Connection | None) -> tuple[JobRecord, bool]:
+            with self._write(conn) as db:
+                row = db.execute(
+                    "SELECT record FROM jobs WHERE job_id = ?", (job.job_id,)
+                ).fetchone()
+                if row is not None:
+                    return JobRecord.model_validate_json(row[0]), False
+                db.execute(
+                    "INSERT INTO jobs (job_id, owner, status, version, created_key, due_key,"
+                    " record) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    _job_row(job),
+                )
+                _insert_history(db, creation_line(job))
+                _insert_outbox(db, outbox)
+                return job, True
+
+        return await self._run("create", op)
+
+    async def get(self, job_id: str) -> JobRecord:
+        def op(conn: sqlite3.Connection | None) -> JobRecord:
+            return _load(self._read(conn), job_id)
+
+        return await self._run("get", op)
+
+    async def transition(
+        self,
+        job_id: str,
+        change: JobChange,
+        *,
+        expected_version: int,
+        outbox: Sequence[tuple[str, CloudEvent]] = (),
+    ) -> JobRecord:
+        check_outbox(outbox)
+
+        def op(conn: sqlite3.Connection | None) -> JobRecord:
+            with self._write(conn) as db:
+                current = _load(db, job_id)
+                updated, line = plan_transition(current, change, expected_version)
+                db.execute(
+                    "UPDATE jobs SET owner = ?, status = ?, version = ?, created_key = ?,"
+                    " due_key = ?, record = ? WHERE job_id = ? AND version = ?",
+                    (*_job_row(updated)[1:], job_id, expected_version),
+                )
+                _insert_history(db, line)
+                _insert_outbox(db, outbox)
+                return updated
+
+        return await self._run("transition", op)
+
+    async def history(self, job_id: str) -> list[Transition]:
+        def op(conn: sqlite3.Connection | None) -> list[Transition]:
+            db = self._read(conn)
+            rows = db.execute(
+                "SELECT line FROM history WHERE job_id = ? ORDER BY version", (job_id,)
+            ).fetchall()
+            if not rows:
+                raise JobNotFound(job_id)
+            return [Transition.model_validate_json(row[0]) for row in rows]
+
+        return await self._run("history", op)
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        check_limit(limit)
+        where: list[str] = []
+        params: list[object] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status.value)
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            where.append("(created_key, job_id) < (?, ?)")
+            params.extend([str(position.get("t")), str(position.get("id"))])
+        sql = "SELECT record FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_key DESC, job_id DESC LIMIT ?"
+        params.append(limit + 1)
+
+        def op(conn: sqlite3.Connection | None) -> list[JobRecord]:
+            rows = self._read(conn).execute(sql, params).fetchall()
+            return [JobRecord.model_validate_json(row[0]) for row in rows]
+
+        found = await self._run("list_jobs", op)
+        items = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            created, job_id = job_position(items[-1])
+            next_cursor = encode_cursor({"t": created, "id": job_id})
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def due(self, now: datetime, limit: int = 100) -> list[JobRecord]:
+        check_limit(limit)
+
+        def op(conn: sqlite3.Connection | None) -> list[JobRecord]:
+            rows = (
+                self._read(conn)
+                .execute(
+                    "SELECT record FROM jobs WHERE due_key IS NOT NULL AND due_key <= ?"
+                    " ORDER BY due_key, job_id LIMIT ?",
+                    (time_key(now), limit),
+                )
+                .fetchall()
+            )
+            return [JobRecord.model_validate_json(row[0]) for row in rows]
+
+        return await self._run("due", op)
+
+    async def trends(self, since: datetime, until: datetime) -> Trends:
+        first, last = trend_days(since, until)
+        low, high = first.isoformat(), (last + timedelta(days=1)).isoformat()
+
+        def op(
+            conn: sqlite3.Connection | None,
+        ) -> tuple[list[tuple[str, str, int]], list[tuple[str, int]]]:
+            db = self._read(conn)
+            per_day = db.execute(
+                "SELECT substr(at_key, 1, 10), to_status, count(*) FROM history"
+                " WHERE at_key >= ? AND at_key < ? GROUP BY 1, 2",
+                (low, high),
+            ).fetchall()
+            retries = db.execute(
+                "SELECT coalesce(reason, 'unspecified'), count(*) FROM history"
+                " WHERE at_key >= ? AND at_key < ? AND to_status = ? GROUP BY 1",
+                (low, high, JobStatus.RETRY_SCHEDULED.value),
+            ).fetchall()
+            return per_day, retries
+
+        per_day, retries = await self._run("trends", op)
+        days: dict[date, dict[JobStatus, int]] = {}
+        for day, status, count in sorted(per_day):
+            days.setdefault(date.fromisoformat(day), {})[JobStatus(status)] = int(count)
+        return Trends(
+            jobs_per_status_per_day=days,
+            retries_per_reason={reason: int(count) for reason, count in retries},
+        )
+
+    async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
+        check_limit(limit)
+
+        def op(conn: sqlite3.Connection | None) -> list[tuple[int, str, bytes]]:
+            return (
+                self._read(conn)
+                .execute("SELECT seq, topic, event FROM outbox ORDER BY seq LIMIT ?", (limit,))
+                .fetchall()
+            )
+
+        rows = await self._run("pending_outbox", op)
+        return [
+            OutboxEntry(entry_id=str(seq), topic=topic, event=decode_event(bytes(event)))
+            for seq, topic, event in rows
+        ]
+
+    async def mark_published(self, entry_ids: Sequence[str]) -> None:
+        seqs = [(int(entry_id),) for entry_id in entry_ids if entry_id.isdigit()]
+        if not seqs:
+            return
+
+        def op(conn: sqlite3.Connection | None) -> None:
+            with self._write(conn) as db:
+                db.executemany("DELETE FROM outbox WHERE seq = ?", seqs)
+
+        await self._run("mark_published", op)
+
+
+def _job_row(job: JobRecord) -> tuple[str, str, str, int, str, str | None, str]:
+    due = (
+        time_key(job.due_at)
+        if job.status is JobStatus.RETRY_SCHEDULED and job.due_at is not None
+        else None
+    )
+    return (
+        job.job_id,
+        job.owner,
+        job.status.value,
+        job.version,
+        time_key(job.created_at),
+        due,
+        job.model_dump_json(),
+    )
+
+
+def _load(db: sqlite3.Connection, job_id: str) -> JobRecord:
+    row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise JobNotFound(job_id)
+    return JobRecord.model_validate_json(row[0])
+
+
+def _insert_history(db: sqlite3.Connection, line: Transition) -> None:
+    db.execute(
+        "INSERT INTO history (job_id, version, to_status, at_key, reason, line)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            line.job_id,
+            line.version,
+            line.to_status.value,
+            time_key(line.at),
+            line.reason,
+            line.model_dump_json(),
+        ),
+    )
+
+
+def _insert_outbox(db: sqlite3.Connection, outbox: Sequence[tuple[str, CloudEvent]]) -> None:
+    db.executemany(
+        "INSERT INTO outbox (topic, event) VALUES (?, ?)",
+        [(topic, event_bytes(event)) for topic, event in outbox],
+    )

@@ -1,0 +1,303 @@
+"""One JobStore contract, run over every adapter (memory, SQLite, DynamoDB Local)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from stoker.adapters.store.common import InvalidCursor
+from stoker.core.errors import IllegalTransition, JobNotFound, VersionConflict
+from stoker.core.events import CloudEvent, JobStatusChanged
+from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.ports.store import JobStore
+from tests.contract.store_factories import STORE_FACTORIES, StoreContext
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+S = JobStatus
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, dynamodb_endpoint: str
+) -> AsyncIterator[JobStore]:
+    factory = STORE_FACTORIES[request.param]
+    async with factory(StoreContext(tmp_path, dynamodb_endpoint)) as built:
+        yield built
+
+
+def job(job_id: str, *, owner: str = "alice", at: datetime = T0, **extra: object) -> JobRecord:
+    return JobRecord(
+        job_id=job_id,
+        owner=owner,
+        created_at=at,
+        updated_at=at,
+        spec={"image": "trainer:1"},
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def status_event(record: JobRecord, from_status: JobStatus | None) -> CloudEvent:
+    data = JobStatusChanged(
+        job_id=record.job_id,
+        owner=record.owner,
+        version=record.version,
+        from_status=from_status,
+        to_status=record.status,
+        attempt=record.attempt,
+    )
+    return CloudEvent.wrap(data, time=record.updated_at)
+
+
+def change(to: JobStatus, at: datetime, **extra: object) -> JobChange:
+    return JobChange(to_status=to, at=at, **extra)  # type: ignore[arg-type]
+
+
+async def test_create_is_idempotent(store: JobStore) -> None:
+    """Creating the same job id twice keeps the first job and writes nothing the second time."""
+    first = job("j1")
+    stored, created = await store.create(first, outbox=[("lifecycle", status_event(first, None))])
+    assert created is True
+    assert stored == first
+
+    again = job("j1", owner="mallory")
+    stored, created = await store.create(again, outbox=[("lifecycle", status_event(again, None))])
+    assert created is False
+    assert stored == first
+    assert await store.get("j1") == first
+    assert len(await store.history("j1")) == 1
+    assert len(await store.pending_outbox()) == 1
+
+
+async def test_unknown_job_raises_job_not_found(store: JobStore) -> None:
+    """get, history and transition of an id that was never created raise JobNotFound."""
+    with pytest.raises(JobNotFound):
+        await store.get("nope")
+    with pytest.raises(JobNotFound):
+        await store.history("nope")
+    with pytest.raises(JobNotFound):
+        await store.transition("nope", change(S.LAUNCHING, T0), expected_version=1)
+
+
+async def test_transitions_keep_history_with_reasons_and_timestamps(store: JobStore) -> None:
+    """Each transition bumps the version and adds one history line, oldest first."""
+    await store.create(job("j1"))
+    t1, t2 = T0 + timedelta(seconds=5), T0 + timedelta(seconds=9)
+    launching = await store.transition(
+        "j1", change(S.LAUNCHING, t1, reason="picked up", attempt=1), expected_version=1
+    )
+    assert (launching.status, launching.version, launching.attempt) == (S.LAUNCHING, 2, 1)
+    launched = await store.transition(
+        "j1",
+        change(S.LAUNCHED, t2, reason="accepted", details={"arn": "arn:x"}),
+        expected_version=2,
+    )
+    assert launched.details == {"arn": "arn:x"}
+    assert await store.get("j1") == launched
+
+    lines = await store.history("j1")
+    assert [(line.from_status, line.to_status, line.version) for line in lines] == [
+        (None, S.NEW, 1),
+        (S.NEW, S.LAUNCHING, 2),
+        (S.LAUNCHING, S.LAUNCHED, 3),
+    ]
+    assert [line.at for line in lines] == [T0, t1, t2]
+    assert [line.reason for line in lines][1:] == ["picked up", "accepted"]
+    assert lines[2].attempt == 1
+
+
+async def test_illegal_transition_is_rejected_and_writes_nothing(store: JobStore) -> None:
+    """The state machine forbids New -> Completed; the job, history and outbox stay as they were."""
+    await store.create(job("j1"))
+    record = await store.get("j1")
+    with pytest.raises(IllegalTransition):
+        await store.transition(
+            "j1",
+            change(S.COMPLETED, T0),
+            expected_version=1,
+            outbox=[("lifecycle", status_event(record, S.NEW))],
+        )
+    assert await store.get("j1") == record
+    assert len(await store.history("j1")) == 1
+    assert await store.pending_outbox() == []
+
+
+async def test_concurrent_writers_exactly_one_wins(store: JobStore) -> None:
+    """Two writers with the same expected version: one succeeds, the other gets VersionConflict
+    carrying the actual version, and only the winner's outbox event is written."""
+    record, _ = await store.create(job("j1"))
+    outcomes = await asyncio.gather(
+        store.transition(
+            "j1",
+            change(S.LAUNCHING, T0, reason="writer a"),
+            expected_version=1,
+            outbox=[("lifecycle", status_event(record, None))],
+        ),
+        store.transition(
+            "j1",
+            change(S.STOPPING, T0, reason="writer b"),
+            expected_version=1,
+            outbox=[("lifecycle", status_event(record, None))],
+        ),
+        return_exceptions=True,
+    )
+    winners = [o for o in outcomes if isinstance(o, JobRecord)]
+    losers = [o for o in outcomes if isinstance(o, VersionConflict)]
+    assert len(winners) == 1
+    assert len(losers) == 1
+    assert (losers[0].expected, losers[0].actual) == (1, 2)
+    assert await store.get("j1") == winners[0]
+    assert len(await store.history("j1")) == 2
+    assert len(await store.pending_outbox()) == 1
+
+
+async def test_stale_version_is_a_conflict_with_the_actual_version(store: JobStore) -> None:
+    """A replayed transition (expected version already passed) is refused, naming the version."""
+    await store.create(job("j1"))
+    await store.transition("j1", change(S.LAUNCHING, T0), expected_version=1)
+    with pytest.raises(VersionConflict) as caught:
+        await store.transition("j1", change(S.LAUNCHING, T0), expected_version=1)
+    assert (caught.value.expected, caught.value.actual) == (1, 2)
+
+
+async def test_list_by_status_and_owner_pages_newest_first(store: JobStore) -> None:
+    """list_jobs filters by status and/or owner, newest first, across cursor pages."""
+    for n in range(7):
+        owner = "alice" if n % 3 else "bob"
+        await store.create(job(f"j{n}", owner=owner, at=T0 + timedelta(minutes=n)))
+    for job_id in ("j1", "j2", "j3", "j5"):
+        await store.transition(job_id, change(S.LAUNCHING, T0), expected_version=1)
+
+    async def all_pages(**filters: object) -> list[str]:
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await store.list_jobs(limit=2, cursor=cursor, **filters)  # type: ignore[arg-type]
+            assert len(page.items) <= 2
+            seen.extend(item.job_id for item in page.items)
+            if page.next_cursor is None:
+                return seen
+            cursor = page.next_cursor
+
+    assert await all_pages() == ["j6", "j5", "j4", "j3", "j2", "j1", "j0"]
+    assert await all_pages(status=S.LAUNCHING) == ["j5", "j3", "j2", "j1"]
+    assert await all_pages(owner="bob") == ["j6", "j3", "j0"]
+    assert await all_pages(owner="alice", status=S.NEW) == ["j4"]
+    assert await all_pages(owner="alice", status=S.LAUNCHING) == ["j5", "j2", "j1"]
+    assert await all_pages(owner="carol") == []
+    last = await store.list_jobs(limit=7)
+    assert last.next_cursor is None
+
+
+async def test_a_foreign_cursor_is_rejected(store: JobStore) -> None:
+    """A cursor the store did not hand out raises InvalidCursor instead of a random page."""
+    with pytest.raises(InvalidCursor):
+        await store.list_jobs(cursor="not a cursor!")
+
+
+async def test_due_returns_waiting_retries_earliest_first(store: JobStore) -> None:
+    """due(now) lists RetryScheduled jobs whose due time has come, earliest first; a job
+    leaves the index when it moves on."""
+    waits = {"late": 30, "soon": 10, "exact": 20, "future": 90}
+    for job_id, wait in waits.items():
+        await store.create(job(job_id))
+        await store.transition(job_id, change(S.LAUNCHING, T0), expected_version=1)
+        await store.transition(
+            job_id,
+            change(
+                S.RETRY_SCHEDULED,
+                T0,
+                reason="CapacityError",
+                due_at=T0 + timedelta(seconds=wait),
+            ),
+            expected_version=2,
+        )
+    await store.create(job("fresh"))
+    now = T0 + timedelta(seconds=30)
+    assert [j.job_id for j in await store.due(now)] == ["soon", "exact", "late"]
+    assert [j.job_id for j in await store.due(now, limit=1)] == ["soon"]
+
+    await store.transition("soon", change(S.LAUNCHING, now), expected_version=3)
+    assert [j.job_id for j in await store.due(now)] == ["exact", "late"]
+    assert await store.due(T0) == []
+
+
+async def test_trends_count_statuses_per_day_and_retries_per_reason(store: JobStore) -> None:
+    """trends counts jobs entering each status per UTC day and retries by reason, over
+    the whole UTC days from since to until."""
+    day1, day2 = T0, T0 + timedelta(days=1)
+    for job_id in ("a", "b"):
+        await store.create(job(job_id, at=day1))
+        await store.transition(job_id, change(S.LAUNCHING, day1), expected_version=1)
+    await store.transition(
+        "a",
+        change(S.RETRY_SCHEDULED, day2, reason="CapacityError", due_at=day2),
+        expected_version=2,
+    )
+    await store.transition(
+        "b",
+        change(S.RETRY_SCHEDULED, day2, reason="CapacityError", due_at=day2),
+        expected_version=2,
+    )
+    await store.transition("a", change(S.LAUNCHING, day2), expected_version=3)
+    await store.transition(
+        "a",
+        change(S.RETRY_SCHEDULED, day2, reason="ResourceLimitExceeded", due_at=day2),
+        expected_version=4,
+    )
+    await store.create(job("outside", at=T0 + timedelta(days=5)))
+
+    trends = await store.trends(day1, day2)
+    assert trends.jobs_per_status_per_day == {
+        date(2026, 3, 1): {S.NEW: 2, S.LAUNCHING: 2},
+        date(2026, 3, 2): {S.RETRY_SCHEDULED: 3, S.LAUNCHING: 1},
+    }
+    assert trends.retries_per_reason == {"CapacityError": 2, "ResourceLimitExceeded": 1}
+    only_day2 = await store.trends(day2, day2 + timedelta(hours=1))
+    assert list(only_day2.jobs_per_status_per_day) == [date(2026, 3, 2)]
+    with pytest.raises(ValueError, match="before since"):
+        await store.trends(day2, day1)
+
+
+async def test_outbox_is_written_with_the_transition_until_published(store: JobStore) -> None:
+    """Outbox events land with their write, in write order, and leave when marked published."""
+    first = job("j1")
+    created_event = status_event(first, None)
+    await store.create(first, outbox=[("stoker.jobs.lifecycle", created_event)])
+    moved = await store.transition("j1", change(S.LAUNCHING, T0), expected_version=1)
+    await store.transition(
+        "j1",
+        change(S.LAUNCHED, T0),
+        expected_version=2,
+        outbox=[("stoker.jobs.lifecycle", status_event(moved, S.NEW))],
+    )
+    pending = await store.pending_outbox()
+    assert [(e.topic, e.event.data.version) for e in pending] == [  # type: ignore[attr-defined]
+        ("stoker.jobs.lifecycle", 1),
+        ("stoker.jobs.lifecycle", 2),
+    ]
+    assert pending[0].event == created_event
+    assert [e.entry_id for e in await store.pending_outbox(limit=1)] == [pending[0].entry_id]
+
+    await store.mark_published([pending[0].entry_id])
+    assert [e.entry_id for e in await store.pending_outbox()] == [pending[1].entry_id]
+    await store.mark_published([pending[1].entry_id, pending[1].entry_id])
+    assert await store.pending_outbox() == []
+
+
+async def test_failed_conditional_write_writes_no_outbox_event(store: JobStore) -> None:
+    """A transition refused for its version leaves no outbox event and no history line."""
+    record, _ = await store.create(job("j1"))
+    await store.transition("j1", change(S.LAUNCHING, T0), expected_version=1)
+    with pytest.raises(VersionConflict):
+        await store.transition(
+            "j1",
+            change(S.STOPPING, T0),
+            expected_version=1,
+            outbox=[("lifecycle", status_event(record, None))],
+        )
+    assert await store.pending_outbox() == []
+    assert len(await store.history("j1")) == 2

@@ -1,0 +1,162 @@
+"""Store adapters at their edges: outages become InfrastructureUnavailable, retried with
+backoff and logged; SQLite writers in separate connections (as in separate processes)
+still get exactly-one-wins."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import structlog
+from botocore.exceptions import ClientError
+
+from stoker.adapters.aws import AwsRequestRejected, RetryConfig, call
+from stoker.adapters.store.dynamodb import DynamoDbJobStore
+from stoker.adapters.store.sqlite import SqliteJobStore
+from stoker.core.errors import InfrastructureUnavailable, VersionConflict
+from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.settings import Settings
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+FAST = RetryConfig(attempts=3, initial_backoff_s=0.001, max_backoff_s=0.002)
+
+
+def _client_error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "from the test"}}, "PutItem")
+
+
+async def test_transient_aws_errors_are_retried_with_a_log_line_per_try() -> None:
+    """A throttled call is retried with backoff, each retry logged, and then succeeds."""
+    outcomes: list[Exception | None] = [
+        _client_error("ProvisionedThroughputExceededException"),
+        _client_error("ThrottlingException"),
+        None,
+    ]
+    waits: list[float] = []
+
+    async def operation() -> str:
+        failure = outcomes.pop(0)
+        if failure is not None:
+            raise failure
+        return "done"
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    with structlog.testing.capture_logs() as logs:
+        assert await call("put_item", operation, retry=FAST, sleep=sleep) == "done"
+    assert len(waits) == 2
+    assert [entry["event"] for entry in logs] == ["aws call failed; retrying"] * 2
+    assert all(entry["operation"] == "put_item" for entry in logs)
+
+
+async def test_transient_aws_errors_that_persist_become_infrastructure_unavailable() -> None:
+    """After the last try a throttling error surfaces as InfrastructureUnavailable."""
+
+    async def operation() -> None:
+        raise _client_error("ThrottlingException")
+
+    async def sleep(_: float) -> None:
+        return None
+
+    with pytest.raises(InfrastructureUnavailable, match="ThrottlingException") as caught:
+        await call("put_item", operation, retry=FAST, sleep=sleep)
+    assert caught.value.retriable is True
+    assert isinstance(caught.value.__cause__, ClientError)
+
+
+async def test_other_client_errors_pass_through_for_the_adapter_to_read() -> None:
+    """A ConditionalCheckFailed is not retried: the adapter decides what it means."""
+    calls = 0
+
+    async def operation() -> None:
+        nonlocal calls
+        calls += 1
+        raise _client_error("ConditionalCheckFailedException")
+
+    with pytest.raises(ClientError):
+        await call("put_item", operation, retry=FAST)
+    assert calls == 1
+
+
+def test_retry_config_rejects_nonsense() -> None:
+    """Zero attempts or a cap below the first backoff are refused, naming the values."""
+    with pytest.raises(ValueError, match="attempts must be >= 1, got 0"):
+        RetryConfig(attempts=0)
+    with pytest.raises(ValueError, match=r"0\.5 and 0\.1"):
+        RetryConfig(initial_backoff_s=0.5, max_backoff_s=0.1)
+
+
+async def test_unreachable_dynamodb_fails_fast_with_infrastructure_unavailable(
+    dynamodb_endpoint: str,
+) -> None:
+    """A DynamoDB endpoint nobody listens on yields InfrastructureUnavailable, not a hang."""
+    settings = Settings(dynamodb_endpoint="http://127.0.0.1:9", dynamodb_table_prefix="nobody")
+    store = DynamoDbJobStore(settings, retry=FAST)
+    with pytest.raises(InfrastructureUnavailable, match="unreachable"):
+        await asyncio.wait_for(store.start(), timeout=30)
+    await store.close()
+
+
+async def test_a_rejected_request_is_not_retriable(dynamodb_endpoint: str) -> None:
+    """A request DynamoDB refuses (an invalid table name) is a non-retriable error."""
+    settings = Settings(dynamodb_endpoint=dynamodb_endpoint, dynamodb_table_prefix="x")
+    store = DynamoDbJobStore(settings, table_prefix="bad name!", retry=FAST)
+    with pytest.raises(AwsRequestRejected) as caught:
+        await store.start()
+    assert caught.value.retriable is False
+    await store.close()
+
+
+def _job(job_id: str) -> JobRecord:
+    return JobRecord(job_id=job_id, owner="alice", created_at=T0, updated_at=T0)
+
+
+async def test_sqlite_writers_on_separate_connections_exactly_one_wins(tmp_path: Path) -> None:
+    """Two stores on one file (like two processes): same expected version, one wins."""
+    path = tmp_path / "jobs.db"
+    first, second = SqliteJobStore(path), SqliteJobStore(path)
+    await first.start()
+    await second.start()
+    try:
+        await first.create(_job("j1"))
+        outcomes = await asyncio.gather(
+            first.transition(
+                "j1", JobChange(to_status=JobStatus.LAUNCHING, at=T0), expected_version=1
+            ),
+            second.transition(
+                "j1", JobChange(to_status=JobStatus.STOPPING, at=T0), expected_version=1
+            ),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(o, JobRecord) for o in outcomes) == 1
+        assert sum(isinstance(o, VersionConflict) for o in outcomes) == 1
+        assert len(await second.history("j1")) == 2
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_sqlite_locked_by_another_writer_is_infrastructure_unavailable(
+    tmp_path: Path,
+) -> None:
+    """When another process holds the write lock past the busy timeout, a write fails with
+    InfrastructureUnavailable (retriable) and leaves nothing behind."""
+    path = tmp_path / "jobs.db"
+    store = SqliteJobStore(path, busy_timeout_ms=20)
+    await store.start()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(InfrastructureUnavailable, match="locked"):
+            await store.create(_job("j1"))
+        blocker.execute("ROLLBACK")
+        stored, created = await store.create(_job("j1"))
+        assert created is True
+        assert stored == await store.get("j1")
+    finally:
+        blocker.close()
+        await store.close()
