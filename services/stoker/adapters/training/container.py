@@ -1,0 +1,268 @@
+"""The SageMaker container contract, reproduced in a work folder for local processes.
+
+A training container sees `/opt/ml/input/config/*.json`, `/opt/ml/input/data/<channel>/`,
+`/opt/ml/model/`, `/opt/ml/checkpoints/`, `/opt/ml/output/{failure,data/}` and `SM_*`
+environment variables. Here the same tree lives under `<work>/<job>/opt/ml`, since `/opt/ml`
+itself is not ours to write, and the `SM_*` variables carry the real paths: scripts written
+for SageMaker's training toolkit read them and run unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from stoker.adapters.training.naming import NAME_PATTERN
+from stoker.ports.training import InvalidRequest
+
+HOST = "algo-1"
+_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+_PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
+
+
+@dataclass(frozen=True, slots=True)
+class JobPaths:
+    """Where one job's files live."""
+
+    root: Path
+
+    @property
+    def ml(self) -> Path:
+        return self.root / "opt" / "ml"
+
+    @property
+    def input_config(self) -> Path:
+        return self.ml / "input" / "config"
+
+    @property
+    def data(self) -> Path:
+        return self.ml / "input" / "data"
+
+    @property
+    def model(self) -> Path:
+        return self.ml / "model"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.ml / "checkpoints"
+
+    @property
+    def output(self) -> Path:
+        return self.ml / "output"
+
+    @property
+    def failure(self) -> Path:
+        return self.output / "failure"
+
+    @property
+    def output_data(self) -> Path:
+        return self.output / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs.txt"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def stop_marker(self) -> Path:
+        return self.root / "stop-requested"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "output" / "model.tar.gz"
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    name: str
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalJobRequest:
+    """The parts of a CreateTrainingJob request a local process needs, checked."""
+
+    name: str
+    command: list[str]
+    hyperparameters: dict[str, str]
+    environment: dict[str, str]
+    channels: list[Channel]
+    instance_type: str
+    checkpoint_uri: str | None
+    output_path: str | None
+    max_runtime_s: float | None
+
+
+def _strings(value: object, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequest(f"{what} must be a list of strings")
+    return list(value)
+
+
+def _string_map(value: object, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidRequest(f"{what} must map strings to strings")
+    return dict(value)
+
+
+def parse_request(request: dict[str, Any]) -> LocalJobRequest:
+    """Validate a CreateTrainingJob request for local execution; raises InvalidRequest."""
+    name = request.get("TrainingJobName")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidRequest(f"TrainingJobName {name!r} is not a valid training job name")
+    algorithm = request.get("AlgorithmSpecification")
+    if not isinstance(algorithm, dict):
+        raise InvalidRequest("AlgorithmSpecification is required")
+    entrypoint = _strings(algorithm.get("ContainerEntrypoint"), "ContainerEntrypoint")
+    if not entrypoint:
+        raise InvalidRequest(
+            "the local backend runs AlgorithmSpecification.ContainerEntrypoint; it is missing"
+        )
+    arguments = _strings(algorithm.get("ContainerArguments"), "ContainerArguments")
+    channels = []
+    for raw in request.get("InputDataConfig") or []:
+        channel_name = raw.get("ChannelName") if isinstance(raw, dict) else None
+        if not isinstance(channel_name, str) or not _CHANNEL_NAME.match(channel_name):
+            raise InvalidRequest(f"ChannelName {channel_name!r} is not valid")
+        source = (raw.get("DataSource") or {}).get("S3DataSource") or {}
+        if source.get("S3DataType", "S3Prefix") != "S3Prefix" or not source.get("S3Uri"):
+            raise InvalidRequest(
+                f"channel {channel_name}: the local backend reads S3Prefix data sources only"
+            )
+        channels.append(Channel(channel_name, str(source["S3Uri"])))
+    resources = request.get("ResourceConfig") or {}
+    stopping = request.get("StoppingCondition") or {}
+    max_runtime = stopping.get("MaxRuntimeInSeconds")
+    return LocalJobRequest(
+        name=name,
+        command=entrypoint + arguments,
+        hyperparameters=_string_map(request.get("HyperParameters"), "HyperParameters"),
+        environment=_string_map(request.get("Environment"), "Environment"),
+        channels=channels,
+        instance_type=str(resources.get("InstanceType") or "local"),
+        checkpoint_uri=(request.get("CheckpointConfig") or {}).get("S3Uri"),
+        output_path=(request.get("OutputDataConfig") or {}).get("S3OutputPath"),
+        max_runtime_s=float(max_runtime) if max_runtime else None,
+    )
+
+
+def local_path(uri: str) -> Path | None:
+    """The folder or file a `file://` URI or plain path names; None for other schemes."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "":
+        return Path(uri)
+    return None
+
+
+def copy_into(source: Path, dest: Path) -> None:
+    """Copy a file or a folder's contents into `dest` (as SageMaker's File mode would)."""
+    if not source.exists():
+        raise FileNotFoundError(f"{source} does not exist")
+    dest.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, dest, dirs_exist_ok=True)
+    else:
+        shutil.copy2(source, dest / source.name)
+
+
+def write_layout(paths: JobPaths, job: LocalJobRequest, request: dict[str, Any]) -> None:
+    """Create the /opt/ml tree and its config files."""
+    for folder in (paths.input_config, paths.data, paths.model, paths.output_data):
+        folder.mkdir(parents=True, exist_ok=True)
+    for channel in job.channels:
+        (paths.data / channel.name).mkdir(exist_ok=True)
+    _write_json(paths.input_config / "hyperparameters.json", job.hyperparameters)
+    _write_json(
+        paths.input_config / "resourceconfig.json",
+        {
+            "current_host": HOST,
+            "current_instance_type": job.instance_type,
+            "hosts": [HOST],
+            "network_interface_name": "lo",
+        },
+    )
+    _write_json(
+        paths.input_config / "inputdataconfig.json",
+        {
+            str(raw["ChannelName"]): {
+                k: v for k, v in raw.items() if k in {"ContentType", "CompressionType"}
+            }
+            | {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
+            for raw in request.get("InputDataConfig") or []
+        },
+    )
+
+
+def _hp_value(text: str) -> Any:
+    # The training toolkit hands scripts JSON-decoded values where the text is valid JSON.
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def container_env(paths: JobPaths, job: LocalJobRequest, checkpoint_dir: Path) -> dict[str, str]:
+    """The process environment: the caller's, the request's `Environment`, then `SM_*`."""
+    env = dict(os.environ)
+    env.update(job.environment)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "SM_CURRENT_HOST": HOST,
+            "SM_HOSTS": json.dumps([HOST]),
+            "SM_CURRENT_INSTANCE_TYPE": job.instance_type,
+            "SM_NUM_CPUS": str(os.cpu_count() or 1),
+            "SM_NUM_GPUS": "0",
+            "SM_INPUT_DIR": str(paths.ml / "input"),
+            "SM_INPUT_CONFIG_DIR": str(paths.input_config),
+            "SM_INPUT_DATA_CONFIG": (paths.input_config / "inputdataconfig.json").read_text(),
+            "SM_MODEL_DIR": str(paths.model),
+            "SM_OUTPUT_DIR": str(paths.output),
+            "SM_OUTPUT_DATA_DIR": str(paths.output_data),
+            "SM_CHECKPOINT_DIR": str(checkpoint_dir),
+            "SM_CHANNELS": json.dumps(sorted(c.name for c in job.channels)),
+            "SM_HPS": json.dumps({k: _hp_value(v) for k, v in job.hyperparameters.items()}),
+        }
+    )
+    for channel in job.channels:
+        env[f"SM_CHANNEL_{channel.name.upper()}"] = str(paths.data / channel.name)
+    for key, value in job.hyperparameters.items():
+        env[f"SM_HP_{re.sub(r'[^A-Za-z0-9_]', '_', key).upper()}"] = value
+    return env
+
+
+def resolve_command(command: list[str]) -> list[str]:
+    """`python` means this interpreter: PATH may hold another one without stoker installed."""
+    head, *rest = command
+    return [sys.executable, *rest] if head in _PYTHON_NAMES else command
+
+
+def failure_reason(paths: JobPaths, exit_code: int) -> str:
+    """SageMaker's FailureReason: the failure file's text, else the exit code."""
+    text = ""
+    if paths.failure.is_file():
+        text = paths.failure.read_text(encoding="utf-8", errors="replace").strip()
+    detail = text or f"exit code {exit_code}"
+    return f"AlgorithmError: {detail}"[:1024]
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True), encoding="utf-8")

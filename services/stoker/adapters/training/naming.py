@@ -1,0 +1,42 @@
+"""SageMaker training job names derived from (job id, attempt).
+
+The name is the launch's idempotency key: a launcher that crashed after calling
+CreateTrainingJob derives the same name again and finds the job instead of starting a
+second one. So the mapping must be deterministic, never give two (job id, attempt) pairs the
+same name, and always produce a valid name (`^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$`).
+
+Two shapes, told apart by a double dash:
+- `<job id>-<attempt>` when the job id is already lower-case letters, digits and single
+  dashes, and the result fits: readable, and the common case;
+- `<sanitised prefix>--<hash>-<attempt>` otherwise, where the hash covers the exact job id.
+A readable name never contains `--` and a hashed one always does, so the two shapes cannot
+collide; within each, the attempt is the text after the last dash. Names stay unique even if
+compared case-insensitively, since only lower-case ids keep their own spelling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_NAME_LENGTH = 63
+MAX_ATTEMPT = 999_999
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_HASH_CHARS = 12
+_READABLE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_INVALID = re.compile(r"[^a-z0-9]+")
+
+
+def training_job_name(job_id: str, attempt: int) -> str:
+    """The TrainingJobName for launch attempt `attempt` (0..999999) of job `job_id`."""
+    if not job_id:
+        raise ValueError("job_id must not be empty")
+    if not 0 <= attempt <= MAX_ATTEMPT:
+        raise ValueError(f"attempt must be within 0..{MAX_ATTEMPT}, got {attempt}")
+    suffix = f"-{attempt}"
+    if _READABLE.match(job_id) and len(job_id) + len(suffix) <= MAX_NAME_LENGTH:
+        return job_id + suffix
+    digest = hashlib.sha256(job_id.encode("utf-8")).hexdigest()[:_HASH_CHARS]
+    room = MAX_NAME_LENGTH - len(suffix) - len(digest) - 2
+    prefix = _INVALID.sub("-", job_id.lower())[:room].strip("-") or "job"
+    return f"{prefix}--{digest}{suffix}"

@@ -1,0 +1,180 @@
+"""The training backend port: SageMaker's training-job API, reduced to what stoker uses.
+
+Requests keep SageMaker's own field names (a `CreateTrainingJob` request dict), so a job
+spec runs unchanged on SageMaker, on the SageMaker-API simulator and on local processes.
+Every adapter translates its foreign errors into the hierarchy below; whether an error is
+worth retrying is the `retriable` flag on its class.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from stoker.core.errors import StokerError
+
+
+class TrainingJobStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in {
+            TrainingJobStatus.COMPLETED,
+            TrainingJobStatus.FAILED,
+            TrainingJobStatus.STOPPED,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingJobDescription:
+    """What `DescribeTrainingJob` says about one job. Times are timezone-aware UTC."""
+
+    name: str
+    arn: str
+    status: TrainingJobStatus
+    secondary_status: str | None
+    failure_reason: str | None
+    creation_time: datetime
+    last_modified_time: datetime
+    training_start_time: datetime | None = None
+    training_end_time: datetime | None = None
+    billable_seconds: int | None = None
+    training_seconds: int | None = None
+    model_artifacts: str | None = None
+    """Where the trained model landed (S3ModelArtifacts: an s3:// or file:// URI)."""
+    instance_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingJobSummary:
+    """One row of `ListTrainingJobs`."""
+
+    name: str
+    status: TrainingJobStatus
+    last_modified_time: datetime
+    creation_time: datetime
+    training_end_time: datetime | None = None
+    secondary_status: str | None = None
+
+
+class TrainingBackend(Protocol):
+    """Runs training jobs. Names are the idempotency key: one name, at most one job."""
+
+    calls: Counter[str]
+    """API requests made so far, per SageMaker operation name (one per page for lists)."""
+
+    async def start(self) -> None:
+        """Open clients, load state kept from earlier runs."""
+
+    async def close(self) -> None:
+        """Release clients; a local backend stops the processes it still runs."""
+
+    async def create_training_job(self, request: dict[str, Any]) -> str:
+        """Start the job described by a `CreateTrainingJob` request; returns its ARN.
+
+        Raises TrainingJobAlreadyExists when the name was used before (the job it names
+        was launched: a caller retrying after a crash treats this as success).
+        """
+
+    async def describe_training_job(self, name: str) -> TrainingJobDescription:
+        """The job's current state; raises TrainingJobNotFound."""
+
+    async def list_training_jobs(
+        self,
+        *,
+        status_equals: TrainingJobStatus | None = None,
+        last_modified_time_after: datetime | None = None,
+        name_contains: str | None = None,
+        max_results: int | None = None,
+    ) -> list[TrainingJobSummary]:
+        """Jobs matching every given filter, newest first, all pages followed.
+
+        `last_modified_time_after` is exclusive. `max_results` caps the total returned
+        (None: every match); pages are as large as the API allows, to spend few calls.
+        """
+
+    async def stop_training_job(self, name: str) -> None:
+        """Ask a running job to stop. A job that already ended is left as it is.
+
+        Raises TrainingJobNotFound for an unknown name.
+        """
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class TrainingBackendError(StokerError):
+    """A training backend refused or failed a request. `code` is SageMaker's error code."""
+
+    code: str = "TrainingBackendError"
+    back_pressure: bool = False
+    """True when the request was fine but a quota is full: wait for capacity, do not fail."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class TrainingJobAlreadyExists(TrainingBackendError):
+    """A job with this name exists already: the launch it stands for happened."""
+
+    code = "ResourceInUse"
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"training job {name!r} already exists")
+        self.name = name
+
+
+class TrainingJobNotFound(TrainingBackendError):
+    code = "ResourceNotFound"
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"training job {name!r} does not exist")
+        self.name = name
+
+
+class Throttled(TrainingBackendError):
+    """The API's request rate was exceeded; back off and try again."""
+
+    code = "ThrottlingException"
+    retriable = True
+
+
+class ResourceLimitExceeded(TrainingBackendError):
+    """The account quota for the instance type is used up: back-pressure, not failure.
+
+    Retry once running jobs finish (or with a fallback instance type).
+    """
+
+    code = "ResourceLimitExceeded"
+    retriable = True
+    back_pressure = True
+
+
+class InsufficientCapacity(TrainingBackendError):
+    """The cloud has no capacity of the instance type right now."""
+
+    code = "CapacityError"
+    retriable = True
+
+
+class ServiceUnavailable(TrainingBackendError):
+    """The API failed on its side (5xx) or could not be reached."""
+
+    code = "InternalFailure"
+    retriable = True
+
+
+class InvalidRequest(TrainingBackendError):
+    """The request is wrong (validation, missing role, bad image); retrying cannot help."""
+
+    code = "ValidationException"

@@ -1,0 +1,428 @@
+"""The simulator's state: training jobs as timelines, quotas, throttling and call counts.
+
+No network here. Each job's future is fixed when it is created (a list of timed state
+changes drawn from a per-job seeded RNG), and its state at any moment is the last change
+at or before the clock's `now()`. So the engine needs no background tasks, a fake clock
+drives it in tests, and LastModifiedTime is exact.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from stoker.core.clock import Clock, SystemClock
+from stoker.simulator.faults import FaultConfig
+
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+CAPACITY_REASON = (
+    "CapacityError: Unable to provision requested ML compute capacity. "
+    "Please retry using a different ML instance type."
+)
+ALGORITHM_REASON = "AlgorithmError: simulated failure of the training code (injected fault)"
+_ACTIVE = frozenset({"InProgress", "Stopping"})
+_TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
+_MAX_RESULTS = 100
+
+
+class SimulatorError(Exception):
+    """An API error as SageMaker sends it: HTTP status, `__type` code and message."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    at: datetime
+    status: str
+    secondary: str
+    failure_reason: str | None = None
+
+
+@dataclass
+class SimJob:
+    name: str
+    arn: str
+    request: dict[str, Any]
+    instance_type: str
+    instance_count: int
+    speedup: float
+    timeline: list[Change]
+    training_start: datetime | None
+    model_artifacts: str | None
+
+    def state(self, now: datetime) -> Change:
+        current = self.timeline[0]
+        for change in self.timeline:
+            if change.at > now:
+                break
+            current = change
+        return current
+
+    @property
+    def created(self) -> datetime:
+        return self.timeline[0].at
+
+
+class TokenBucket:
+    """`rate` requests per second with bursts up to `burst`, on a monotonic clock."""
+
+    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock.monotonic()
+
+    def take(self) -> bool:
+        now = self._clock.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+@dataclass
+class Stats:
+    requests: Counter[str] = field(default_factory=Counter)
+    """Requests per operation, throttled ones included."""
+    throttled: Counter[str] = field(default_factory=Counter)
+    internal_errors: int = 0
+    create_requests: Counter[str] = field(default_factory=Counter)
+    """CreateTrainingJob requests that got past throttling, per TrainingJobName."""
+    created: Counter[str] = field(default_factory=Counter)
+    """Jobs actually created, per TrainingJobName (never above 1)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "throttled": dict(self.throttled),
+            "internal_errors": self.internal_errors,
+            "create_requests": dict(self.create_requests),
+            "created": dict(self.created),
+            "max_create_requests_per_name": max(self.create_requests.values(), default=0),
+            "max_created_per_name": max(self.created.values(), default=0),
+        }
+
+
+class SimulatedSageMaker:
+    """SageMaker's training-job operations over in-memory jobs, with injected faults."""
+
+    def __init__(self, faults: FaultConfig | None = None, clock: Clock | None = None) -> None:
+        self.faults = faults or FaultConfig()
+        self.clock = clock or SystemClock()
+        self.stats = Stats()
+        self.jobs: dict[str, SimJob] = {}
+        self._request_rng = random.Random(self.faults.seed)
+        burst = self.faults.throttle_burst
+        self._bucket = (
+            TokenBucket(
+                self.faults.throttle_rps, burst or math.ceil(self.faults.throttle_rps), self.clock
+            )
+            if self.faults.throttle_rps
+            else None
+        )
+        self._op_buckets = {
+            op: TokenBucket(rps, burst or math.ceil(rps), self.clock)
+            for op, rps in self.faults.throttle_rps_by_operation.items()
+        }
+
+    # --- request entry -----------------------------------------------------------------
+
+    def handle(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Run one API operation; raises SimulatorError as the API would answer."""
+        self.stats.requests[operation] += 1
+        bucket = self._op_buckets.get(operation, self._bucket)
+        if bucket is not None and not bucket.take():
+            self.stats.throttled[operation] += 1
+            raise SimulatorError("ThrottlingException", "Rate exceeded")
+        if self.faults.internal_error_rate and (
+            self._request_rng.random() < self.faults.internal_error_rate
+        ):
+            self.stats.internal_errors += 1
+            raise SimulatorError("InternalFailure", "simulated internal failure", status=500)
+        handlers = {
+            "CreateTrainingJob": self.create_training_job,
+            "DescribeTrainingJob": self.describe_training_job,
+            "ListTrainingJobs": self.list_training_jobs,
+            "StopTrainingJob": self.stop_training_job,
+        }
+        handler = handlers.get(operation)
+        if handler is None:
+            raise SimulatorError("UnknownOperationException", f"{operation} is not simulated")
+        return handler(body)
+
+    # --- operations ----------------------------------------------------------------------
+
+    def create_training_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body.get("TrainingJobName")
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise SimulatorError(
+                "ValidationException",
+                f"Value {name!r} at 'trainingJobName' failed to satisfy "
+                "constraint: Member must satisfy regular expression pattern: "
+                + NAME_PATTERN.pattern,
+            )
+        self.stats.create_requests[name] += 1
+        existing = self._find(name)
+        if existing is not None:
+            raise SimulatorError(
+                "ResourceInUse",
+                "Training job names must be unique within an AWS account and region, and a "
+                f"training job with this name already exists ({existing.arn})",
+            )
+        resources = body.get("ResourceConfig") or {}
+        instance_type = resources.get("InstanceType")
+        if not isinstance(instance_type, str) or not instance_type:
+            raise SimulatorError("ValidationException", "ResourceConfig.InstanceType is required")
+        if not body.get("RoleArn"):
+            raise SimulatorError("ValidationException", "RoleArn is required")
+        count = int(resources.get("InstanceCount") or 1)
+        now = self.clock.now()
+        quota = self.faults.quota(instance_type)
+        if quota is not None:
+            in_use = self._instances_in_use(instance_type, now)
+            if in_use + count > quota:
+                raise SimulatorError(
+                    "ResourceLimitExceeded",
+                    f"The account-level service limit '{instance_type} for training job usage' "
+                    f"is {quota} Instances, with current utilization of {in_use} Instances and "
+                    f"a request delta of {count} Instances. Please use AWS Service Quotas to "
+                    "request an increase for this quota.",
+                )
+        job = self._new_job(name, body, instance_type, count, now)
+        self.jobs[name.lower()] = job
+        self.stats.created[name] += 1
+        return {"TrainingJobArn": job.arn}
+
+    def describe_training_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        job = self._require(body.get("TrainingJobName"))
+        now = self.clock.now()
+        state = job.state(now)
+        out: dict[str, Any] = {
+            "TrainingJobName": job.name,
+            "TrainingJobArn": job.arn,
+            "TrainingJobStatus": state.status,
+            "SecondaryStatus": state.secondary,
+            "CreationTime": job.created,
+            "LastModifiedTime": state.at,
+            "AlgorithmSpecification": job.request.get("AlgorithmSpecification", {}),
+            "RoleArn": job.request.get("RoleArn", ""),
+            "ResourceConfig": job.request.get("ResourceConfig", {}),
+            "StoppingCondition": job.request.get("StoppingCondition", {}),
+            "HyperParameters": job.request.get("HyperParameters", {}),
+            "SecondaryStatusTransitions": [
+                {"Status": c.secondary, "StartTime": c.at} for c in job.timeline if c.at <= now
+            ],
+        }
+        if job.request.get("OutputDataConfig"):
+            out["OutputDataConfig"] = job.request["OutputDataConfig"]
+        if state.failure_reason:
+            out["FailureReason"] = state.failure_reason
+        if job.training_start is not None and job.training_start <= now:
+            out["TrainingStartTime"] = job.training_start
+        if state.status in _TERMINAL:
+            out["TrainingEndTime"] = state.at
+            start = job.training_start
+            if start is not None and start <= state.at:
+                seconds = math.ceil((state.at - start).total_seconds() * job.speedup)
+                out["TrainingTimeInSeconds"] = seconds
+                out["BillableTimeInSeconds"] = seconds * job.instance_count
+            if state.status == "Completed" and job.model_artifacts:
+                out["ModelArtifacts"] = {"S3ModelArtifacts": job.model_artifacts}
+        return out
+
+    def list_training_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock.now()
+        max_results = int(body.get("MaxResults") or 10)
+        if not 1 <= max_results <= _MAX_RESULTS:
+            raise SimulatorError(
+                "ValidationException", f"MaxResults must be within 1..100, got {max_results}"
+            )
+        sort_by = body.get("SortBy") or "CreationTime"
+        descending = (body.get("SortOrder") or "Descending") == "Descending"
+        if sort_by not in {"Name", "CreationTime", "Status"}:
+            raise SimulatorError("ValidationException", f"SortBy {sort_by!r} is not valid")
+        rows = [
+            (job, job.state(now))
+            for job in self.jobs.values()
+            if job.created <= now and self._listed(job, job.state(now), body)
+        ]
+
+        def key(row: tuple[SimJob, Change]) -> tuple[Any, str]:
+            job, state = row
+            primary: Any = {
+                "Name": job.name,
+                "CreationTime": job.created.timestamp(),
+                "Status": state.status,
+            }[sort_by]
+            return (primary, job.name)
+
+        rows.sort(key=key, reverse=descending)
+        token = body.get("NextToken")
+        if token:
+            after = _decode_token(token)
+            rows = [r for r in rows if (key(r) < after if descending else key(r) > after)]
+        page = rows[:max_results]
+        out: dict[str, Any] = {
+            "TrainingJobSummaries": [
+                {
+                    "TrainingJobName": job.name,
+                    "TrainingJobArn": job.arn,
+                    "CreationTime": job.created,
+                    "LastModifiedTime": state.at,
+                    "TrainingJobStatus": state.status,
+                    "SecondaryStatus": state.secondary,
+                    **({"TrainingEndTime": state.at} if state.status in _TERMINAL else {}),
+                }
+                for job, state in page
+            ]
+        }
+        if len(rows) > max_results:
+            out["NextToken"] = _encode_token(key(page[-1]))
+        return out
+
+    def stop_training_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        job = self._require(body.get("TrainingJobName"))
+        now = self.clock.now()
+        state = job.state(now)
+        if state.status in _TERMINAL:
+            raise SimulatorError(
+                "ValidationException",
+                f"The request was rejected because the training job is in status {state.status}.",
+            )
+        if state.status == "Stopping":
+            return {}
+        stopped_at = now + timedelta(seconds=self.faults.stop_s / job.speedup)
+        job.timeline = [c for c in job.timeline if c.at <= now] + [
+            Change(now, "Stopping", "Stopping"),
+            Change(stopped_at, "Stopped", "Stopped"),
+        ]
+        return {}
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _find(self, name: object) -> SimJob | None:
+        # SageMaker compares names without regard to case.
+        return self.jobs.get(name.lower()) if isinstance(name, str) else None
+
+    def _require(self, name: object) -> SimJob:
+        job = self._find(name)
+        if job is None:
+            # What the real service answers for an unknown job.
+            raise SimulatorError("ValidationException", "Requested resource not found.")
+        return job
+
+    def _instances_in_use(self, instance_type: str, now: datetime) -> int:
+        return sum(
+            job.instance_count
+            for job in self.jobs.values()
+            if job.instance_type == instance_type and job.state(now).status in _ACTIVE
+        )
+
+    def _listed(self, job: SimJob, state: Change, body: dict[str, Any]) -> bool:
+        status = body.get("StatusEquals")
+        if status and state.status != status:
+            return False
+        contains = body.get("NameContains")
+        if contains and str(contains).lower() not in job.name.lower():
+            return False
+        bounds = (
+            ("LastModifiedTimeAfter", state.at, 1),
+            ("LastModifiedTimeBefore", state.at, -1),
+            ("CreationTimeAfter", job.created, 1),
+            ("CreationTimeBefore", job.created, -1),
+        )
+        for field_name, value, sign in bounds:
+            bound = body.get(field_name)
+            if bound is None:
+                continue
+            delta = value.timestamp() - float(bound)
+            if delta * sign <= 0:
+                return False
+        return True
+
+    def _new_job(
+        self, name: str, body: dict[str, Any], instance_type: str, count: int, now: datetime
+    ) -> SimJob:
+        timeline, start = self._timeline(name, body, instance_type, now)
+        output = (body.get("OutputDataConfig") or {}).get("S3OutputPath")
+        artifacts = f"{str(output).rstrip('/')}/{name}/output/model.tar.gz" if output else None
+        arn = (
+            f"arn:aws:sagemaker:{self.faults.region}:{self.faults.account_id}:"
+            f"training-job/{name.lower()}"
+        )
+        return SimJob(
+            name=name,
+            arn=arn,
+            request=body,
+            instance_type=instance_type,
+            instance_count=count,
+            speedup=self.faults.speedup,
+            timeline=timeline,
+            training_start=start,
+            model_artifacts=artifacts,
+        )
+
+    def _timeline(
+        self, name: str, body: dict[str, Any], instance_type: str, now: datetime
+    ) -> tuple[list[Change], datetime | None]:
+        """The job's whole future and its training start (None: it never got instances)."""
+        f = self.faults
+        # Seeded by name, so a job's fate does not depend on the order requests arrive in.
+        rng = random.Random(f"{f.seed}:{name}")
+        scale = 1.0 / f.speedup
+
+        def at(simulated_s: float) -> datetime:
+            return now + timedelta(seconds=simulated_s * scale)
+
+        if f.duration.kind == "instant":
+            startup, training = 0.0, 0.0
+        elif f.duration.kind == "uniform":
+            startup, training = f.startup_s, rng.uniform(f.duration.low_s, f.duration.high_s)
+        else:
+            startup, training = f.startup_s, f.duration.seconds
+        draw = rng.random()
+        timeline = [Change(now, "InProgress", "Starting")]
+        if startup > 0:
+            timeline.append(Change(at(startup * 0.5), "InProgress", "LaunchingMLInstances"))
+        capacity_rate = f.capacity_rate(instance_type)
+        if draw < capacity_rate:
+            timeline.append(Change(at(startup), "Failed", "Failed", CAPACITY_REASON))
+            return timeline, None
+        start = at(startup)
+        if startup > 0:
+            timeline.append(Change(start, "InProgress", "Training"))
+        # The same hyperparameter the bundled training script obeys, for deterministic tests.
+        requested = (body.get("HyperParameters") or {}).get("fail_with")
+        if requested or draw < capacity_rate + f.algorithm_error_rate:
+            reason = f"AlgorithmError: {requested}" if requested else ALGORITHM_REASON
+            timeline.append(Change(at(startup + training * 0.5), "Failed", "Failed", reason))
+        else:
+            timeline.append(Change(at(startup + training), "Completed", "Completed"))
+        return timeline, start
+
+
+def _encode_token(key: tuple[Any, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def _decode_token(token: str) -> tuple[Any, str]:
+    try:
+        primary, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError) as exc:
+        raise SimulatorError("ValidationException", "NextToken is not valid") from exc
+    return (primary, str(name))
