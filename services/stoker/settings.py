@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,11 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port]")
+    topic_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._\-]{0,100}$",
+        description="namespace for topics and consumer groups, e.g. 'staging.'",
+    )
     kafka_partitions: int = Field(default=8, ge=1, le=1024)
     kafka_replication: int = Field(default=1, ge=1, le=16)
 
@@ -38,7 +44,38 @@ class Settings(BaseSettings):
         default=None, description="e.g. http://127.0.0.1:8000 for DynamoDB Local"
     )
     dynamodb_table_prefix: str = Field(default="stoker", pattern=r"^[A-Za-z0-9_.\-]{1,200}$")
-    sagemaker_endpoint: str | None = None
+    sagemaker_endpoint: str | None = Field(
+        default=None, description="e.g. the SageMaker-API simulator at http://127.0.0.1:8085"
+    )
+
+    training_backend: Literal["local", "sagemaker"] | None = Field(
+        default=None, description="local processes (embedded default) or the SageMaker API"
+    )
+    instance_caps: dict[str, int] = Field(
+        default_factory=dict,
+        description='JSON: concurrent jobs per instance type, e.g. {"ml.p3.2xlarge": 4}',
+    )
+    default_instance_cap: int | None = Field(default=None, ge=0)
+    monitor_poll_interval_s: float | None = Field(
+        default=None, gt=0, description="default: 1 s for local processes, 60 s for SageMaker"
+    )
+    sagemaker_state_changes: bool = Field(
+        default=False,
+        description="also follow EventBridge state-change events on stoker.sagemaker.state-changes",
+    )
+    monitor_api_rate_per_s: float = Field(default=2.0, gt=0)
+    retry_initial_delay_s: float = Field(default=30.0, ge=0)
+    retry_multiplier: float = Field(default=2.0, ge=1)
+    retry_max_delay_s: float = Field(default=900.0, ge=0)
+    retry_jitter: float = Field(default=0.2, ge=0, le=1)
+    retry_max_attempts: int = Field(default=3, ge=1)
+    failure_rules: list[dict[str, str]] = Field(
+        default_factory=list,
+        description='JSON: extra rules, e.g. [{"reason_pattern": "CUDA out of memory", '
+        '"action": "retry"}]',
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
 
     @field_validator("log_level")
     @classmethod
@@ -56,6 +93,18 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError("expected host:port[,host:port...]")
         return value
+
+    @property
+    def backend_kind(self) -> Literal["local", "sagemaker"]:
+        if self.training_backend is not None:
+            return self.training_backend
+        return "local" if self.mode is Mode.EMBEDDED else "sagemaker"
+
+    @property
+    def poll_interval_s(self) -> float:
+        if self.monitor_poll_interval_s is not None:
+            return self.monitor_poll_interval_s
+        return 1.0 if self.backend_kind == "local" else 60.0
 
 
 def load_settings() -> Settings:

@@ -15,6 +15,9 @@ FAILED: Final = "stoker.jobs.failed"
 STOPPED: Final = "stoker.jobs.stopped"
 """Public outputs, one topic per terminal state."""
 
+SAGEMAKER_STATE_CHANGES: Final = "stoker.sagemaker.state-changes"
+"""EventBridge "SageMaker Training Job State Change" events, forwarded as they are (optional)."""
+
 NOTIFICATIONS: Final = "stoker.notifications"
 """NotificationSent, one per message delivered."""
 
@@ -31,6 +34,7 @@ ALL_TOPICS: Final = (
     COMPLETED,
     FAILED,
     STOPPED,
+    SAGEMAKER_STATE_CHANGES,
     NOTIFICATIONS,
     DEAD_LETTER,
     DUPLICATE_PAIRS,

@@ -199,7 +199,8 @@ class CloudEvent(BaseModel):
         )
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+        # Null optional fields stay in: a nullable field may still be required by its schema.
+        return orjson.dumps(self.model_dump(mode="json"))
 
 
 def decode_event(raw: bytes) -> CloudEvent:

@@ -1,0 +1,1 @@
+"""Job lifecycle services: submission, launch, monitoring, retries."""

@@ -1,0 +1,216 @@
+"""The demo: the whole embedded stack in one process, 200 real training jobs, injected faults.
+
+Jobs run the logistic-regression script shipped with stoker as local processes with the
+SageMaker container layout. Faults are injected three ways: capacity shortages (a share of
+attempts report CapacityError and are retried, on the next instance type), transient
+algorithm errors (the script fails once after writing a checkpoint; a rule marks the message
+as retriable and the retry resumes from the checkpoint), and permanent algorithm errors
+(terminal at once). Submission goes through the real HTTP API with the SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from stoker.adapters.training.capacity_faults import CapacityFaults
+from stoker.adapters.training.local import LocalProcessBackend
+from stoker.client import AsyncClient
+from stoker.core.job import JobStatus
+from stoker.lifecycle.services import SERVICES, Service, run_services
+from stoker.runtime import Runtime
+from stoker.settings import Settings
+from stoker.training_scripts import train_linear
+
+PERMANENT_ERROR = "bad hyperparameter: learning_rate must be positive"
+TRANSIENT_ERROR = "transient: lost connection to the parameter store"
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    jobs: int = 200
+    capacity_fault_rate: float = 0.10
+    transient_error_rate: float = 0.10
+    permanent_error_rate: float = 0.05
+    seed: int = 7
+    max_concurrent: int = 4
+    timeout_s: float = 280.0
+
+
+@dataclass
+class DemoResult:
+    statuses: Counter[str] = field(default_factory=Counter)
+    retries_by_reason: dict[str, int] = field(default_factory=dict)
+    failed_after_retries: int = 0
+    notifications: int = 0
+    create_calls: int = 0
+    attempts: int = 0
+    elapsed_s: float = 0.0
+    finished: bool = False
+
+
+def demo_settings(data_dir: Path) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        retry_initial_delay_s=0.3,
+        retry_multiplier=2,
+        retry_max_delay_s=2,
+        retry_jitter=0.2,
+        retry_max_attempts=3,
+        monitor_poll_interval_s=0.25,
+        # Local processes have no API throttle; the token bucket matters against SageMaker.
+        monitor_api_rate_per_s=1000,
+        failure_rules=[{"reason_pattern": "transient", "action": "retry"}],
+        api_port=_free_port(),
+        log_level="ERROR",
+    )
+
+
+def job_specs(plan: DemoPlan) -> list[dict[str, Any]]:
+    """The submissions: owners, priorities and fault choices drawn from a seeded RNG."""
+    rng = random.Random(plan.seed)
+    specs = []
+    for n in range(plan.jobs):
+        hyper: dict[str, str] = {"epochs": "30", "seed": str(n)}
+        draw = rng.random()
+        if draw < plan.permanent_error_rate:
+            hyper["fail_with"] = PERMANENT_ERROR
+        elif draw < plan.permanent_error_rate + plan.transient_error_rate:
+            hyper["fail_once_with"] = TRANSIENT_ERROR
+        specs.append(
+            {
+                "job_id": f"demo-{n:04d}",
+                "owner": rng.choice(["ana", "bo", "chen", "dara"]),
+                "priority": rng.choice([0, 0, 0, 10]),
+                "instance_type_fallbacks": ["ml.m5.2xlarge", "ml.c5.2xlarge"],
+                "training": {
+                    "AlgorithmSpecification": {
+                        "TrainingImage": "stoker/train-linear:local",
+                        "TrainingInputMode": "File",
+                        "ContainerEntrypoint": [sys.executable, train_linear.__file__],
+                    },
+                    "HyperParameters": hyper,
+                    "ResourceConfig": {
+                        "InstanceType": "ml.m5.large",
+                        "InstanceCount": 1,
+                        "VolumeSizeInGB": 1,
+                    },
+                    "CheckpointConfig": {"S3Uri": f"file://{{data}}/checkpoints/demo-{n:04d}"},
+                    "RoleArn": "arn:aws:iam::000000000000:role/stoker-demo",
+                    "OutputDataConfig": {"S3OutputPath": "file://{data}/output"},
+                    "StoppingCondition": {"MaxRuntimeInSeconds": 120},
+                },
+            }
+        )
+    return specs
+
+
+async def run_demo(
+    data_dir: Path,
+    plan: DemoPlan,
+    on_progress: Callable[[int, int], None],
+    extra_services: dict[str, Service] | None = None,
+) -> DemoResult:
+    settings = demo_settings(data_dir)
+    backend = CapacityFaults(
+        LocalProcessBackend(data_dir / "training", max_concurrent=plan.max_concurrent),
+        rate=plan.capacity_fault_rate,
+        seed=plan.seed,
+    )
+    services = {**SERVICES, **(extra_services or {})}
+    names = ["api", "launcher", "monitor", "retrier", "relay", *(extra_services or {})]
+    result = DemoResult()
+    started = time.monotonic()
+    async with Runtime(settings, backend=backend) as rt:
+        stop = asyncio.Event()
+        stack = asyncio.create_task(run_services(rt, names, stop, services=services))
+        url = f"http://{settings.api_host}:{settings.api_port}"
+        async with AsyncClient(url) as client:
+            await _wait_for_api(client, stack)
+            for spec in job_specs(plan):
+                await client.submit(_with_data_dir(spec, data_dir))
+        deadline = started + plan.timeout_s
+        while time.monotonic() < deadline and not stack.done():
+            done = await _count_terminal(rt)
+            on_progress(done, plan.jobs)
+            if done >= plan.jobs:
+                result.finished = True
+                break
+            await asyncio.sleep(0.5)
+        # Let the notifier finish what the last transitions asked for before stopping.
+        await asyncio.sleep(0.5 if extra_services else 0)
+        stop.set()
+        await stack
+        await _summarize(rt, backend, result)
+    result.elapsed_s = time.monotonic() - started
+    return result
+
+
+async def _wait_for_api(client: AsyncClient, stack: asyncio.Task[None]) -> None:
+    for _ in range(200):
+        if stack.done():
+            stack.result()
+        try:
+            await client.list_jobs(limit=1)
+            return
+        except Exception:
+            await asyncio.sleep(0.05)
+    raise RuntimeError("the API did not come up within 10 s")
+
+
+async def _count_terminal(rt: Runtime) -> int:
+    total = 0
+    for status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED):
+        cursor: str | None = None
+        while True:
+            page = await rt.store.list_jobs(status=status, limit=500, cursor=cursor)
+            total += len(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return total
+
+
+async def _summarize(rt: Runtime, backend: CapacityFaults, result: DemoResult) -> None:
+    cursor: str | None = None
+    while True:
+        page = await rt.store.list_jobs(limit=500, cursor=cursor)
+        for job in page.items:
+            result.statuses[job.status.value] += 1
+            result.attempts += job.attempt
+            if job.status is JobStatus.FAILED and job.attempt > 1:
+                result.failed_after_retries += 1
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    now = rt.clock.now()
+    trends = await rt.store.trends(now - timedelta(days=1), now + timedelta(days=1))
+    result.retries_by_reason = dict(trends.retries_per_reason)
+    result.create_calls = backend.calls["CreateTrainingJob"]
+
+
+def _with_data_dir(spec: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    training = spec["training"]
+    training["CheckpointConfig"]["S3Uri"] = training["CheckpointConfig"]["S3Uri"].format(
+        data=data_dir
+    )
+    training["OutputDataConfig"]["S3OutputPath"] = training["OutputDataConfig"][
+        "S3OutputPath"
+    ].format(data=data_dir)
+    return spec
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

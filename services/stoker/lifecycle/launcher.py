@@ -1,0 +1,274 @@
+"""The launcher: admits jobs under per instance type caps and starts their training attempts.
+
+Work arrives two ways: New jobs (lifecycle events) and retries that came due (the store's
+due-time index, drained by a timer, so a waiting retry never blocks a partition). The
+TrainingJobName is derived from job id and attempt, so after a crash between
+CreateTrainingJob and the store write the same call finds the job ("already exists") instead
+of starting a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from stoker.adapters.training.naming import training_job_name
+from stoker.aio import stop_requested
+from stoker.core.clock import Clock
+from stoker.core.errors import VersionConflict
+from stoker.core.events import CloudEvent, JobLaunched, JobStatusChanged
+from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.core.retry import RetryPolicy
+from stoker.lifecycle.admission import AdmissionControl, Admitted
+from stoker.lifecycle.outbox_events import extra
+from stoker.lifecycle.transitions import Transitioner
+from stoker.ports.bus import BusRecord
+from stoker.ports.training import (
+    InvalidRequest,
+    TrainingBackend,
+    TrainingBackendError,
+    TrainingJobAlreadyExists,
+)
+
+log = structlog.get_logger("stoker.launcher")
+
+_LAUNCHABLE = (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
+_HOLDING_SLOT = (JobStatus.LAUNCHING, JobStatus.LAUNCHED, JobStatus.IN_PROGRESS, JobStatus.STOPPING)
+
+
+@dataclass(frozen=True)
+class LauncherConfig:
+    """caps: concurrent jobs per instance type (mirror the account quota); default_cap for the
+    rest (None: no cap). create_retry: backoff for throttling, 5xx and quota errors of
+    CreateTrainingJob. due_poll_interval_s: how often due retries are looked up."""
+
+    caps: dict[str, int] = field(default_factory=dict)
+    default_cap: int | None = None
+    create_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(
+            initial_delay_s=0.2, multiplier=2, max_delay_s=30, jitter=0.5, max_attempts=1000
+        )
+    )
+    due_poll_interval_s: float = 0.5
+
+
+class Launcher:
+    def __init__(
+        self,
+        transitioner: Transitioner,
+        backend: TrainingBackend,
+        clock: Clock,
+        config: LauncherConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._t = transitioner
+        self._sleep = sleep
+        self._store = transitioner.store
+        self._backend = backend
+        self._clock = clock
+        self._config = config or LauncherConfig()
+        self._admission = AdmissionControl(self._config.caps, self._config.default_cap)
+        self._rng = rng or random.Random()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def admission(self) -> AdmissionControl:
+        return self._admission
+
+    async def recover(self) -> None:
+        """Rebuild slots and queues from the store after a (re)start."""
+        for status in _HOLDING_SLOT:
+            async for job in _all(self._store, status):
+                self._admission.occupy(job.job_id, _instance_type(job))
+                if status is JobStatus.LAUNCHING:
+                    self._spawn(self._create(job))
+        async for job in _all(self._store, JobStatus.NEW):
+            self._admission.offer(job.job_id, _instance_type(job), job.priority)
+        await self.due_pass()
+
+    async def on_event(self, event: CloudEvent, _record: BusRecord) -> None:
+        """Consumer handler for the lifecycle topic."""
+        data = event.data
+        if not isinstance(data, JobStatusChanged):
+            return
+        if data.to_status is JobStatus.NEW:
+            job = await self._store.get(data.job_id)
+            if job.status is JobStatus.NEW:
+                self._admission.offer(job.job_id, _instance_type(job), job.priority)
+        elif data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
+            self._admission.release(data.job_id)
+        self._pump()
+
+    async def due_pass(self) -> int:
+        """Offer every retry whose due time has come; returns how many."""
+        due = await self._store.due(self._clock.now(), limit=500)
+        for job in due:
+            self._admission.offer(job.job_id, _instance_type(job), job.priority)
+        self._pump()
+        return len(due)
+
+    async def run_due_timer(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.due_pass()
+            except Exception as exc:
+                log.warning("due-retry pass failed", error=str(exc))
+            if await stop_requested(stop, self._config.due_poll_interval_s):
+                return
+
+    async def drain(self) -> None:
+        """Wait for launches in flight (on shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _pump(self) -> None:
+        for admitted in self._admission.admit():
+            self._spawn(self._launch(admitted))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("launch task failed", error=repr(task.exception()))
+
+    async def _launch(self, admitted: Admitted) -> None:
+        job = await self._store.get(admitted.job_id)
+        if job.status not in _LAUNCHABLE:
+            self._admission.release(job.job_id)
+            return
+        attempt = job.attempt + 1
+        name = training_job_name(job.job_id, attempt)
+        change = JobChange(
+            to_status=JobStatus.LAUNCHING,
+            at=self._clock.now(),
+            attempt=attempt,
+            reason=f"attempt {attempt} admitted",
+            details={"instance_type": admitted.instance_type, "training_job_name": name},
+        )
+        try:
+            job = await self._t.move(job, change)
+        except VersionConflict:
+            # Someone else moved it (a stop, a duplicate event); decide again from the store.
+            self._admission.release(job.job_id)
+            current = await self._store.get(job.job_id)
+            if current.status is JobStatus.NEW:
+                self._admission.offer(current.job_id, _instance_type(current), current.priority)
+                self._pump()
+            return
+        await self._create(job)
+
+    async def _create(self, job: JobRecord) -> None:
+        """CreateTrainingJob for the job's current attempt, then Launching -> Launched."""
+        request = build_request(job)
+        name = request["TrainingJobName"]
+        bound = log.bind(job_id=job.job_id, attempt=job.attempt, training_job_name=name)
+        tries = 0
+        arn: str | None = None
+        while True:
+            tries += 1
+            try:
+                arn = await self._backend.create_training_job(request)
+                break
+            except TrainingJobAlreadyExists:
+                bound.info("training job already exists; treating as launched")
+                break
+            except InvalidRequest as exc:
+                await self._fail(job, exc)
+                return
+            except TrainingBackendError as exc:
+                if not exc.retriable:
+                    await self._fail(job, exc)
+                    return
+                delay = self._config.create_retry.delay_s(min(tries, 30), self._rng)
+                bound.warning(
+                    "CreateTrainingJob refused; backing off",
+                    code=exc.code,
+                    delay_s=round(delay, 3),
+                    back_pressure=exc.back_pressure,
+                )
+                await self._sleep(delay)
+        launched = JobLaunched(
+            job_id=job.job_id,
+            attempt=job.attempt,
+            training_job_name=name,
+            training_job_arn=arn,
+            instance_type=_instance_type(job),
+        )
+        change = JobChange(
+            to_status=JobStatus.LAUNCHED,
+            at=self._clock.now(),
+            reason="CreateTrainingJob accepted",
+            details={"training_job_arn": arn} if arn else {},
+        )
+        try:
+            await self._t.move(job, change, extra(launched, job))
+        except VersionConflict:
+            # Stopped while launching: the monitor stops the training job it finds.
+            bound.info("job moved while launching; leaving it to its new owner")
+
+    async def _fail(self, job: JobRecord, exc: TrainingBackendError) -> None:
+        reason = f"{exc.code}: {exc}"
+        self._admission.release(job.job_id)
+        try:
+            await self._t.move(
+                job,
+                JobChange(
+                    to_status=JobStatus.FAILED,
+                    at=self._clock.now(),
+                    reason="CreateTrainingJob rejected the request",
+                    failure_reason=reason,
+                    details={"failure_code": exc.code, "ended_at": self._clock.now().isoformat()},
+                ),
+            )
+        except VersionConflict:
+            log.info("job moved before it could be failed", job_id=job.job_id)
+
+
+def build_request(job: JobRecord) -> dict[str, Any]:
+    """The CreateTrainingJob request for the job's current attempt.
+
+    The spec's request is used unchanged except for the name (one per attempt) and the
+    instance type (a capacity fallback may have changed it). CheckpointConfig stays the same
+    across attempts, so a retried attempt resumes from the last checkpoint.
+    """
+    training: dict[str, Any] = {**job.spec["training"]}
+    training["TrainingJobName"] = job.details.get("training_job_name") or training_job_name(
+        job.job_id, job.attempt
+    )
+    training["ResourceConfig"] = {
+        **training["ResourceConfig"],
+        "InstanceType": _instance_type(job),
+    }
+    tags = list(training.get("Tags", []))
+    tags.append({"Key": "stoker:job-id", "Value": job.job_id})
+    training["Tags"] = tags
+    return training
+
+
+def _instance_type(job: JobRecord) -> str:
+    chosen = job.details.get("instance_type")
+    if isinstance(chosen, str) and chosen:
+        return chosen
+    return str(job.spec["training"]["ResourceConfig"]["InstanceType"])
+
+
+async def _all(store: Any, status: JobStatus) -> Any:
+    cursor: str | None = None
+    while True:
+        page = await store.list_jobs(status=status, limit=500, cursor=cursor)
+        for job in page.items:
+            yield job
+        cursor = page.next_cursor
+        if cursor is None:
+            return

@@ -1,0 +1,78 @@
+"""Which events a transition emits. Pure: the store writes them with the transition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stoker import topics
+from stoker.core.events import (
+    CloudEvent,
+    EventData,
+    JobCompleted,
+    JobFailed,
+    JobStatusChanged,
+    JobStopped,
+)
+from stoker.core.job import JobRecord, JobStatus
+
+Outbox = list[tuple[str, CloudEvent]]
+
+
+def status_changed(before: JobRecord | None, after: JobRecord, reason: str | None) -> Outbox:
+    """The lifecycle event every transition emits, plus the public one for terminal states."""
+    data = JobStatusChanged(
+        job_id=after.job_id,
+        owner=after.owner,
+        version=after.version,
+        from_status=before.status if before else None,
+        to_status=after.status,
+        attempt=after.attempt,
+        reason=reason,
+    )
+    out: Outbox = [(topics.LIFECYCLE, _wrap(data, after))]
+    terminal = terminal_event(after, reason)
+    if terminal is not None:
+        out.append(terminal)
+    return out
+
+
+def extra(data: EventData, after: JobRecord, topic: str = topics.LIFECYCLE) -> Outbox:
+    return [(topic, _wrap(data, after))]
+
+
+def terminal_event(job: JobRecord, reason: str | None) -> tuple[str, CloudEvent] | None:
+    details = job.details
+    common: dict[str, Any] = {
+        "job_id": job.job_id,
+        "owner": job.owner,
+        "attempts": job.attempt,
+        "training_job_name": details.get("training_job_name"),
+        "started_at": details.get("started_at"),
+        "ended_at": details.get("ended_at") or job.updated_at,
+        "billable_seconds": details.get("billable_seconds"),
+    }
+    if job.status is JobStatus.COMPLETED:
+        data: EventData = JobCompleted.model_validate(
+            {**common, "model_artifacts": details.get("model_artifacts")}
+        )
+        return topics.COMPLETED, _wrap(data, job)
+    if job.status is JobStatus.FAILED:
+        data = JobFailed.model_validate(
+            {
+                **common,
+                "failure_reason": job.failure_reason or reason or "unknown",
+                "failure_code": details.get("failure_code"),
+            }
+        )
+        return topics.FAILED, _wrap(data, job)
+    if job.status is JobStatus.STOPPED:
+        return topics.STOPPED, _wrap(JobStopped.model_validate({**common, "reason": reason}), job)
+    return None
+
+
+def _wrap(data: EventData, job: JobRecord) -> CloudEvent:
+    # A deterministic id per (job, version, type): an event re-emitted after a crash keeps its id,
+    # so consumers and receivers can drop the copy.
+    return CloudEvent.wrap(
+        data, time=job.updated_at, event_id=f"{job.job_id}:{job.version}:{data.SCHEMA_NAME}"
+    )

@@ -1,0 +1,127 @@
+"""The retrier: decides what a failed training attempt means.
+
+Rules over the error code and FailureReason (stoker.core.failures) say retry or terminal;
+the job's RetryPolicy says how long to wait and how many attempts in all. A retry is a
+transition to RetryScheduled with a due time in the store's due-time index; the launcher's
+timer picks it up, so nothing waits on a partition. Capacity failures move to the next
+instance type of `instance_type_fallbacks`. The checkpoint location is the spec's, the same
+for every attempt, so training resumes.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from stoker.core.clock import Clock
+from stoker.core.errors import VersionConflict
+from stoker.core.events import CloudEvent, JobAttemptFailed, JobRetryScheduled
+from stoker.core.failures import FailureClassifier
+from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.core.retry import RetryPolicy, RetryPolicyOverrides
+from stoker.lifecycle.outbox_events import extra
+from stoker.lifecycle.transitions import Transitioner
+from stoker.ports.bus import BusRecord
+
+log = structlog.get_logger("stoker.retrier")
+
+_RUNNING = (JobStatus.LAUNCHING, JobStatus.LAUNCHED, JobStatus.IN_PROGRESS)
+_CAPACITY_CODES = frozenset({"CapacityError", "InsufficientCapacity", "InsufficientCapacityError"})
+
+
+class Retrier:
+    def __init__(
+        self,
+        transitioner: Transitioner,
+        clock: Clock,
+        *,
+        policy: RetryPolicy | None = None,
+        classifier: FailureClassifier | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._t = transitioner
+        self._store = transitioner.store
+        self._clock = clock
+        self._policy = policy or RetryPolicy()
+        self._classifier = classifier or FailureClassifier()
+        self._rng = rng or random.Random()
+
+    async def on_event(self, event: CloudEvent, _record: BusRecord) -> None:
+        """Consumer handler for the lifecycle topic."""
+        if isinstance(event.data, JobAttemptFailed):
+            await self.decide(event.data)
+
+    async def decide(self, failed: JobAttemptFailed) -> JobRecord | None:
+        job = await self._store.get(failed.job_id)
+        if job.status not in _RUNNING or job.attempt != failed.attempt:
+            return None  # a repeated report of an attempt already decided
+        decision = self._classifier.classify(code=failed.failure_code, reason=failed.failure_reason)
+        policy = self._policy.merged(_overrides(job))
+        now = self._clock.now()
+        bound = log.bind(job_id=job.job_id, attempt=job.attempt)
+        if decision.retry and policy.may_retry(job.attempt):
+            delay = policy.delay_s(job.attempt, self._rng)
+            due = now + timedelta(seconds=delay)
+            instance_type = self._next_instance_type(job, decision.category or failed.failure_code)
+            reason = decision.category or failed.failure_code or "retriable failure"
+            scheduled = JobRetryScheduled(
+                job_id=job.job_id,
+                attempt=job.attempt,
+                next_attempt_at=due,
+                reason=reason,
+                failure_code=failed.failure_code,
+            )
+            change = JobChange(
+                to_status=JobStatus.RETRY_SCHEDULED,
+                at=now,
+                reason=reason,
+                due_at=due,
+                failure_reason=failed.failure_reason,
+                details={"instance_type": instance_type, "failure_code": failed.failure_code},
+            )
+            bound.info(
+                "retry scheduled",
+                delay_s=round(delay, 3),
+                why=decision.explanation,
+                instance_type=instance_type,
+            )
+            return await self._move(job, change, extra(scheduled, job))
+        why = (
+            decision.explanation
+            if not decision.retry
+            else f"gave up after {job.attempt} attempt(s) (max {policy.max_attempts})"
+        )
+        change = JobChange(
+            to_status=JobStatus.FAILED,
+            at=now,
+            reason=why,
+            failure_reason=failed.failure_reason,
+            details={"failure_code": failed.failure_code, "ended_at": now.isoformat()},
+        )
+        bound.warning("job failed", why=why, failure_reason=failed.failure_reason)
+        return await self._move(job, change, ())
+
+    async def _move(self, job: JobRecord, change: JobChange, events: Any) -> JobRecord | None:
+        try:
+            return await self._t.move(job, change, events)
+        except VersionConflict:
+            log.info("job moved meanwhile; decision dropped", job_id=job.job_id)
+            return None
+
+    def _next_instance_type(self, job: JobRecord, category: str | None) -> str:
+        current = str(job.details.get("instance_type"))
+        if category not in _CAPACITY_CODES:
+            return current
+        chain = [job.spec["training"]["ResourceConfig"]["InstanceType"]]
+        chain += list(job.spec.get("instance_type_fallbacks", []))
+        if current in chain and chain.index(current) + 1 < len(chain):
+            return str(chain[chain.index(current) + 1])
+        return current
+
+
+def _overrides(job: JobRecord) -> RetryPolicyOverrides | None:
+    raw = job.spec.get("retry")
+    return RetryPolicyOverrides.model_validate(raw) if raw else None

@@ -1,0 +1,173 @@
+"""Runnable services. Each runs alone (`stoker run launcher`) or all together (`stoker up`).
+
+Every service takes a started Runtime and a stop event; on SIGTERM the event is set, the
+consumers finish and commit the batch in hand, launches in flight complete, and the process
+exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import structlog
+
+from stoker import topics
+from stoker.bus.consumer import Consumer
+from stoker.core.events import CloudEvent, JobSubmitted
+from stoker.lifecycle.jobs import JobService
+from stoker.lifecycle.launcher import Launcher, LauncherConfig
+from stoker.lifecycle.monitor import Monitor, MonitorConfig
+from stoker.lifecycle.retrier import Retrier
+from stoker.lifecycle.state_changes import decode_state_change
+from stoker.lifecycle.transitions import OutboxRelay
+from stoker.ports.bus import BusRecord
+from stoker.runtime import Runtime, failure_classifier, retry_policy
+
+log = structlog.get_logger("stoker.services")
+
+Service = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def _consumer(
+    rt: Runtime, group: str, topic_names: list[str], handler: object
+) -> Consumer[CloudEvent]:
+    return Consumer.for_events(rt.bus, group, topic_names, handler)  # type: ignore[arg-type]
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class ServerWithoutSignals(uvicorn.Server):
+        """The process owns SIGTERM (it stops every service), not uvicorn."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return ServerWithoutSignals
+
+
+async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
+    import uvicorn
+
+    from stoker.api.app import create_app
+
+    _ServerWithoutSignals = _server_class()
+
+    service = JobService(rt.transitioner(), rt.clock)
+    config = uvicorn.Config(
+        create_app(service),
+        host=rt.settings.api_host,
+        port=rt.settings.api_port,
+        log_config=None,
+        access_log=False,
+    )
+    server = _ServerWithoutSignals(config)
+    task = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await task
+
+
+async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:
+    """JobSubmitted events from any Kafka client become jobs, through the same path as HTTP."""
+    service = JobService(rt.transitioner(), rt.clock)
+
+    async def handle(event: CloudEvent, _record: BusRecord) -> None:
+        if isinstance(event.data, JobSubmitted):
+            await service.submit(event.data.spec)
+
+    await _consumer(rt, "stoker-intake", [topics.SUBMISSIONS], handle).run(stop)
+
+
+async def run_launcher(rt: Runtime, stop: asyncio.Event) -> None:
+    config = LauncherConfig(
+        caps=dict(rt.settings.instance_caps), default_cap=rt.settings.default_instance_cap
+    )
+    launcher = Launcher(rt.transitioner(), rt.backend, rt.clock, config)
+    await launcher.recover()
+    consumer = _consumer(rt, "stoker-launcher", [topics.LIFECYCLE], launcher.on_event)
+    try:
+        await asyncio.gather(consumer.run(stop), launcher.run_due_timer(stop))
+    finally:
+        await launcher.drain()
+
+
+async def run_monitor(rt: Runtime, stop: asyncio.Event) -> None:
+    config = MonitorConfig(
+        poll_interval_s=rt.settings.poll_interval_s,
+        api_rate_per_s=rt.settings.monitor_api_rate_per_s,
+    )
+    monitor = Monitor(rt.transitioner(), rt.backend, rt.clock, config)
+    await monitor.recover()
+    consumer = _consumer(rt, "stoker-monitor", [topics.LIFECYCLE], monitor.on_event)
+    loops = [consumer.run(stop), monitor.run(stop)]
+    if rt.settings.sagemaker_state_changes:
+        changes = Consumer(
+            rt.bus,
+            "stoker-monitor-state-changes",
+            [topics.SAGEMAKER_STATE_CHANGES],
+            monitor.on_state_change,
+            decode=decode_state_change,
+        )
+        loops.append(changes.run(stop))
+    await asyncio.gather(*loops)
+
+
+async def run_retrier(rt: Runtime, stop: asyncio.Event) -> None:
+    retrier = Retrier(
+        rt.transitioner(),
+        rt.clock,
+        policy=retry_policy(rt.settings),
+        classifier=failure_classifier(rt.settings),
+    )
+    await _consumer(rt, "stoker-retrier", [topics.LIFECYCLE], retrier.on_event).run(stop)
+
+
+async def run_relay(rt: Runtime, stop: asyncio.Event) -> None:
+    await OutboxRelay(
+        rt.store, rt.bus, rt.clock, store_delivers_outbox=rt.store_delivers_outbox
+    ).run(stop)
+
+
+SERVICES: dict[str, Service] = {
+    "api": run_api,
+    "intake": run_intake,
+    "launcher": run_launcher,
+    "monitor": run_monitor,
+    "retrier": run_retrier,
+    "relay": run_relay,
+}
+NEEDS_BACKEND = frozenset({"launcher", "monitor"})
+
+
+async def run_services(
+    rt: Runtime,
+    names: list[str],
+    stop: asyncio.Event,
+    *,
+    services: dict[str, Service] | None = None,
+) -> None:
+    """Run the named services until `stop`; if one fails, stop the others and re-raise."""
+    table = services or SERVICES
+    tasks: set[asyncio.Task[None]] = {
+        asyncio.create_task(table[name](rt, stop), name=name) for name in names
+    }
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                log.error(
+                    "service failed; stopping the others",
+                    service=task.get_name(),
+                    error=repr(task.exception()),
+                )
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)

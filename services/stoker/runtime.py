@@ -1,0 +1,138 @@
+"""Builds the adapters a process needs from its Settings: the composition root.
+
+The mode picks the transport and the store: embedded (SQLite log + SQLite store in
+STOKER_DATA_DIR), kafka (Kafka + DynamoDB), dynamodb (DynamoDB store, events on the job
+table's DynamoDB Stream). Nothing above this module names a technology.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+from stoker.bus.prefixed import PrefixedBus
+from stoker.core.clock import Clock, SystemClock
+from stoker.core.failures import FailureClassifier, parse_rules
+from stoker.core.retry import RetryPolicy
+from stoker.lifecycle.transitions import Transitioner
+from stoker.ports.bus import EventBus
+from stoker.ports.store import JobStore
+from stoker.ports.training import TrainingBackend
+from stoker.settings import Mode, Settings
+
+
+def build_bus(settings: Settings) -> EventBus:
+    bus = _transport(settings)
+    # In DynamoDB Streams mode the table prefix already separates deployments: each has its
+    # own table and stream, and the store writes logical topic names into it.
+    if settings.topic_prefix and settings.mode is not Mode.DYNAMODB:
+        return PrefixedBus(bus, settings.topic_prefix)
+    return bus
+
+
+def _transport(settings: Settings) -> EventBus:
+    if settings.mode is Mode.KAFKA:
+        from stoker.adapters.bus.kafka import KafkaBus
+
+        return KafkaBus(settings=settings)
+    if settings.mode is Mode.DYNAMODB:
+        from stoker.adapters.bus.dynamodb_streams import DynamoDbStreamsBus
+
+        return DynamoDbStreamsBus(settings)
+    from stoker.adapters.bus.sqlite_log import SqliteLogBus
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteLogBus(settings.data_dir / "bus.sqlite3", settings=settings)
+
+
+def build_store(settings: Settings) -> JobStore:
+    if settings.mode is Mode.EMBEDDED:
+        from stoker.adapters.store.sqlite import SqliteJobStore
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return SqliteJobStore(settings.data_dir / "jobs.sqlite3")
+    from stoker.adapters.store.dynamodb import DynamoDbJobStore
+
+    return DynamoDbJobStore(settings)
+
+
+def build_training_backend(settings: Settings) -> TrainingBackend:
+    if settings.backend_kind == "sagemaker":
+        from stoker.adapters.training.sagemaker import SageMakerBackend
+
+        return SageMakerBackend(
+            region=settings.aws_region, endpoint_url=settings.sagemaker_endpoint
+        )
+    from stoker.adapters.training.local import LocalProcessBackend
+
+    return LocalProcessBackend(settings.data_dir / "training")
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        initial_delay_s=settings.retry_initial_delay_s,
+        multiplier=settings.retry_multiplier,
+        max_delay_s=settings.retry_max_delay_s,
+        jitter=settings.retry_jitter,
+        max_attempts=settings.retry_max_attempts,
+    )
+
+
+def failure_classifier(settings: Settings) -> FailureClassifier:
+    return FailureClassifier(parse_rules(settings.failure_rules))
+
+
+class Runtime:
+    """Started adapters for one process; `async with Runtime(settings) as rt: ...`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        with_backend: bool = False,
+        clock: Clock | None = None,
+        bus: EventBus | None = None,
+        store: JobStore | None = None,
+        backend: TrainingBackend | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.bus = bus or build_bus(settings)
+        self.store = store or build_store(settings)
+        self._with_backend = with_backend or backend is not None
+        self._backend = backend
+        self._stack = AsyncExitStack()
+
+    @property
+    def store_delivers_outbox(self) -> bool:
+        """In DynamoDB Streams mode the outbox items in the job table are the events."""
+        return self.settings.mode is Mode.DYNAMODB
+
+    def transitioner(self) -> Transitioner:
+        return Transitioner(self.store, self.bus, store_delivers_outbox=self.store_delivers_outbox)
+
+    @property
+    def backend(self) -> TrainingBackend:
+        if self._backend is None:
+            raise RuntimeError("this runtime was built without a training backend")
+        return self._backend
+
+    async def __aenter__(self) -> Runtime:
+        await self.store.start()
+        self._stack.push_async_callback(self.store.close)
+        await self.bus.start()
+        self._stack.push_async_callback(self.bus.close)
+        if self._with_backend:
+            if self._backend is None:
+                self._backend = build_training_backend(self.settings)
+            await self._backend.start()
+            self._stack.push_async_callback(self._backend.close)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()

@@ -1,0 +1,118 @@
+"""A scriptable TrainingBackend for tests above the port."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from stoker.core.clock import Clock
+from stoker.ports.training import (
+    TrainingBackendError,
+    TrainingJobAlreadyExists,
+    TrainingJobDescription,
+    TrainingJobNotFound,
+    TrainingJobStatus,
+    TrainingJobSummary,
+)
+
+
+class FakeTrainingBackend:
+    """Keeps jobs in a dict; tests move them with `set_status` and queue errors per operation."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.calls: Counter[str] = Counter()
+        self.requests: list[dict[str, Any]] = []
+        self.jobs: dict[str, TrainingJobDescription] = {}
+        self.errors: dict[str, list[TrainingBackendError]] = {}
+        self.stopped: list[str] = []
+        self._clock = clock
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def fail_next(self, operation: str, *errors: TrainingBackendError) -> None:
+        self.errors.setdefault(operation, []).extend(errors)
+
+    def _maybe_raise(self, operation: str) -> None:
+        self.calls[operation] += 1
+        queued = self.errors.get(operation)
+        if queued:
+            raise queued.pop(0)
+
+    def set_status(
+        self,
+        name: str,
+        status: TrainingJobStatus,
+        *,
+        failure_reason: str | None = None,
+        billable_seconds: int | None = None,
+    ) -> None:
+        now = self._clock.now()
+        old = self.jobs[name]
+        self.jobs[name] = TrainingJobDescription(
+            name=name,
+            arn=old.arn,
+            status=status,
+            secondary_status=status.value,
+            failure_reason=failure_reason,
+            creation_time=old.creation_time,
+            last_modified_time=now,
+            training_start_time=old.creation_time,
+            training_end_time=now if status.terminal else None,
+            billable_seconds=billable_seconds,
+            instance_type=old.instance_type,
+        )
+
+    async def create_training_job(self, request: dict[str, Any]) -> str:
+        self._maybe_raise("CreateTrainingJob")
+        name = request["TrainingJobName"]
+        if name in self.jobs:
+            raise TrainingJobAlreadyExists(name)
+        self.requests.append(request)
+        now = self._clock.now()
+        self.jobs[name] = TrainingJobDescription(
+            name=name,
+            arn=f"arn:fake:{name}",
+            status=TrainingJobStatus.IN_PROGRESS,
+            secondary_status="Starting",
+            failure_reason=None,
+            creation_time=now,
+            last_modified_time=now,
+            instance_type=request["ResourceConfig"]["InstanceType"],
+        )
+        return self.jobs[name].arn
+
+    async def describe_training_job(self, name: str) -> TrainingJobDescription:
+        self._maybe_raise("DescribeTrainingJob")
+        if name not in self.jobs:
+            raise TrainingJobNotFound(name)
+        return self.jobs[name]
+
+    async def list_training_jobs(
+        self,
+        *,
+        status_equals: TrainingJobStatus | None = None,
+        last_modified_time_after: datetime | None = None,
+        name_contains: str | None = None,
+        max_results: int | None = None,
+    ) -> list[TrainingJobSummary]:
+        self._maybe_raise("ListTrainingJobs")
+        return [
+            TrainingJobSummary(d.name, d.status, d.last_modified_time, d.creation_time)
+            for d in self.jobs.values()
+            if (status_equals is None or d.status is status_equals)
+            and (
+                last_modified_time_after is None or d.last_modified_time > last_modified_time_after
+            )
+            and (name_contains is None or name_contains in d.name)
+        ][: max_results or None]
+
+    async def stop_training_job(self, name: str) -> None:
+        self._maybe_raise("StopTrainingJob")
+        if name not in self.jobs:
+            raise TrainingJobNotFound(name)
+        self.stopped.append(name)

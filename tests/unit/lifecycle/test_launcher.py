@@ -1,0 +1,95 @@
+"""The launcher: one CreateTrainingJob per job and attempt, backoff on transient errors."""
+
+from __future__ import annotations
+
+from stoker.adapters.training.naming import training_job_name
+from stoker.core.job import JobChange, JobStatus
+from stoker.lifecycle.jobs import parse_spec
+from stoker.lifecycle.launcher import Launcher, LauncherConfig, build_request
+from stoker.ports.training import InvalidRequest, ResourceLimitExceeded, Throttled
+from tests.unit.lifecycle.conftest import World, spec
+
+
+def _launcher(world: World, **config: object) -> Launcher:
+    return Launcher(
+        world.transitioner,
+        world.backend,
+        world.clock,
+        LauncherConfig(**config),  # type: ignore[arg-type]
+        sleep=world.sleep,
+    )
+
+
+async def test_new_job_is_launched_with_a_name_from_id_and_attempt(world: World) -> None:
+    """A New job becomes Launched; the request keeps the spec and gets a derived name."""
+    await world.jobs.submit(parse_spec(spec()))
+    launcher = _launcher(world)
+    await launcher.recover()
+    await launcher.drain()
+    job = await world.store.get("job-1")
+    assert job.status is JobStatus.LAUNCHED
+    assert job.attempt == 1
+    (request,) = world.backend.requests
+    assert request["TrainingJobName"] == training_job_name("job-1", 1)
+    assert request["CheckpointConfig"] == {"S3Uri": "s3://bucket/ckpt/job-1"}
+
+
+async def test_throttling_and_quota_errors_back_off_then_launch(world: World) -> None:
+    """Throttling and ResourceLimitExceeded are retried with growing waits, not failures."""
+    world.backend.fail_next(
+        "CreateTrainingJob", Throttled("slow down"), ResourceLimitExceeded("quota")
+    )
+    await world.jobs.submit(parse_spec(spec()))
+    launcher = _launcher(world)
+    await launcher.recover()
+    await launcher.drain()
+    assert (await world.store.get("job-1")).status is JobStatus.LAUNCHED
+    assert world.backend.calls["CreateTrainingJob"] == 3
+    assert len(world.sleeps) == 2
+
+
+async def test_invalid_request_fails_the_job_terminally(world: World) -> None:
+    """A validation error from CreateTrainingJob ends the job as Failed with the reason."""
+    world.backend.fail_next("CreateTrainingJob", InvalidRequest("RoleArn is malformed"))
+    await world.jobs.submit(parse_spec(spec()))
+    launcher = _launcher(world)
+    await launcher.recover()
+    await launcher.drain()
+    job = await world.store.get("job-1")
+    assert job.status is JobStatus.FAILED
+    assert job.failure_reason == "ValidationException: RoleArn is malformed"
+
+
+async def test_crash_between_create_and_store_write_launches_once(world: World) -> None:
+    """A job left in Launching by a crash is finished on restart without a second job."""
+    job, _ = await world.jobs.submit(parse_spec(spec()))
+    name = training_job_name("job-1", 1)
+    launching = await world.transitioner.move(
+        job,
+        JobChange(
+            to_status=JobStatus.LAUNCHING,
+            at=world.clock.now(),
+            attempt=1,
+            details={"training_job_name": name, "instance_type": "ml.m5.large"},
+        ),
+    )
+    # The "previous process" got as far as CreateTrainingJob.
+    await world.backend.create_training_job(build_request(launching))
+    launcher = _launcher(world)
+    await launcher.recover()
+    await launcher.drain()
+    assert (await world.store.get("job-1")).status is JobStatus.LAUNCHED
+    assert len(world.backend.requests) == 1
+    assert launcher.admission.in_use("ml.m5.large") == 1
+
+
+async def test_caps_hold_jobs_until_slots_free(world: World) -> None:
+    """With a cap of 1 only one job launches; the other stays New until the first ends."""
+    for job_id in ("a", "b"):
+        await world.jobs.submit(parse_spec(spec(job_id)))
+    launcher = _launcher(world, caps={"ml.m5.large": 1})
+    await launcher.recover()
+    await launcher.drain()
+    statuses = {j: (await world.store.get(j)).status for j in ("a", "b")}
+    assert sorted(statuses.values()) == [JobStatus.LAUNCHED, JobStatus.NEW]
+    assert launcher.admission.waiting == 1
