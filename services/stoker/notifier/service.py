@@ -1,0 +1,323 @@
+"""The notifier: terminal job events in, exactly one message per job and target out.
+
+Two loops share one ledger:
+- the consumer handler (run by the shared Consumer, which commits a record only after
+  the handler returns) resolves the job's targets and inserts one `pending` entry per
+  target with a conditional write; a redelivered event changes nothing;
+- the flusher reads pending entries, lets the digest policy decide what goes now and
+  what waits for its window, claims the entries for a message id (the idempotency key),
+  sends, and marks them sent (or failed, with the reason, when the receiver refuses).
+
+Crash window: a message that reached the receiver just before a crash, but was not yet
+marked sent, is sent again after the restart with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from stoker import topics
+from stoker.core.clock import Clock, SystemClock
+from stoker.core.errors import JobNotFound, StokerError
+from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped, NotificationSent
+from stoker.notifier.channels import Channel, DeliveryDeferred, DeliveryRejected
+from stoker.notifier.config import NotifySettings
+from stoker.notifier.digest import DigestPolicy
+from stoker.notifier.ledger import LedgerEntry, NotificationLedger, target_key
+from stoker.notifier.message import JobNote, Notification, Target
+from stoker.notifier.redaction import describe, scrub, secrets_of
+from stoker.notifier.retry import DeliveryRetry
+from stoker.notifier.targets import resolve, spec_targets
+from stoker.ports.bus import BusRecord, EventBus, Publisher
+from stoker.ports.store import JobStore
+from stoker.settings import Settings
+
+log = structlog.get_logger("stoker.notifier")
+
+CONSUMER_GROUP = "stoker-notifier"
+TERMINAL_TOPICS = (topics.COMPLETED, topics.FAILED, topics.STOPPED)
+PENDING_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    message_id: str
+    entries: tuple[LedgerEntry, ...]
+
+
+class Notifier:
+    """Handler and flusher over one ledger; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        *,
+        ledger: NotificationLedger,
+        store: JobStore,
+        publisher: Publisher,
+        channels: Mapping[str, Channel],
+        settings: NotifySettings,
+        fallback_file: str = "notifications.jsonl",
+        clock: Clock | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._ledger = ledger
+        self._store = store
+        self._publisher = publisher
+        self._channels = dict(channels)
+        self._settings = settings
+        self._fallback_file = fallback_file
+        self._clock = clock or SystemClock()
+        self._sleep = sleep
+        self._retry: DeliveryRetry = settings.retry()
+        self._policy: DigestPolicy[LedgerEntry] = DigestPolicy(
+            self._clock, settings.digest_window_s
+        )
+        self._scheduled: set[str] = set()
+        self._inflight_messages: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._wake = asyncio.Event()
+        self.sent_messages = 0
+        self.failed_messages = 0
+
+    # -- consumer side -------------------------------------------------------------
+
+    async def handle(self, event: CloudEvent, record: BusRecord) -> None:
+        """Make the obligation durable: one pending ledger entry per target."""
+        data = event.data
+        if not isinstance(data, JobCompleted | JobFailed | JobStopped):
+            return  # only terminal states are ever notified
+        note = JobNote.from_event(data)
+        bound = log.bind(job_id=note.job_id, state=note.state.value, event_id=event.id)
+        try:
+            job = await self._store.get(note.job_id)
+            own = spec_targets(job.spec)
+        except JobNotFound:
+            bound.warning("job not in the store; notifying default targets only")
+            own = []
+        now = self._clock.now()
+        added = 0
+        for target in resolve(own, note.owner, self._settings, self._fallback_file):
+            entry = LedgerEntry.new(note=note, event_id=event.id, target=target, at=now)
+            if await self._ledger.add(entry):
+                added += 1
+                bound.info("notification owed", target=describe(target), entry_id=entry.entry_id)
+        if added:
+            self._wake.set()
+        else:
+            bound.debug("terminal event already recorded", topic=record.topic)
+
+    # -- flusher side --------------------------------------------------------------
+
+    async def run_flusher(self, stop: asyncio.Event) -> None:
+        """Send pending entries until `stop` is set. Sends in flight then get
+        `shutdown_grace_s` to finish and be marked sent; the rest are cancelled (their
+        entries stay pending and are resent, with the same key, on restart)."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self.flush_once()
+                except StokerError as exc:
+                    if not exc.retriable:
+                        raise
+                    # The ledger is briefly unreachable: pending entries wait, nothing is lost.
+                    log.warning("ledger unavailable; flusher will retry", reason=str(exc))
+                await self._wait(stop)
+        finally:
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=self._settings.shutdown_grace_s)
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        timeout = self._settings.scan_interval_s
+        deadline = self._policy.next_deadline()
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - self._clock.monotonic()) + 0.001)
+        self._wake.clear()
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in waits:
+                fut.cancel()
+
+    async def flush_once(self) -> int:
+        """One pass: schedule what is due now. Returns the number of messages started."""
+        outgoing: list[_Outgoing] = []
+        claimed: dict[str, list[LedgerEntry]] = defaultdict(list)
+        for entry in await self._ledger.pending(PENDING_BATCH):
+            if entry.entry_id in self._scheduled:
+                continue
+            if entry.message_id is not None:
+                # Claimed before a crash: resend as the same message, with the same key.
+                claimed[entry.message_id].append(entry)
+                continue
+            self._scheduled.add(entry.entry_id)
+            if self._policy.offer(f"{entry.owner}|{target_key(entry.target)}", entry):
+                outgoing.append(_Outgoing(entry.entry_id, (entry,)))
+        for message_id, entries in claimed.items():
+            if message_id not in self._inflight_messages:
+                self._scheduled.update(e.entry_id for e in entries)
+                outgoing.append(_Outgoing(message_id, tuple(entries)))
+        for digest in self._policy.due():
+            ids = sorted(e.entry_id for e in digest.items)
+            digest_id = "digest-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32]
+            outgoing.append(_Outgoing(digest_id, digest.items))
+        for item in outgoing:
+            self._start(item)
+        return len(outgoing)
+
+    def _start(self, item: _Outgoing) -> None:
+        self._inflight_messages.add(item.message_id)
+        task = asyncio.create_task(self._deliver(item), name=f"notify {item.message_id}")
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._finished, item=item))
+
+    def _finished(self, task: asyncio.Task[None], item: _Outgoing) -> None:
+        self._tasks.discard(task)
+        self._inflight_messages.discard(item.message_id)
+        for entry in item.entries:
+            self._scheduled.discard(entry.entry_id)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # Entries stay pending; the next pass picks them up again.
+            log.error(
+                "notification delivery crashed; will retry",
+                message_id=item.message_id,
+                error=self._scrub(f"{type(exc).__name__}: {exc}", item.entries[0].target),
+            )
+            self._wake.set()
+
+    async def wait_idle(self) -> None:
+        """Until no delivery is in flight (for orderly shutdowns and tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _deliver(self, item: _Outgoing) -> None:
+        async with self._slots:
+            entries = item.entries
+            ids = [e.entry_id for e in entries]
+            target = entries[0].target
+            where = describe(target)
+            bound = log.bind(message_id=item.message_id, target=where, jobs=len(entries))
+            await self._ledger.claim(
+                [e.entry_id for e in entries if e.message_id is None],
+                item.message_id,
+                self._clock.now(),
+            )
+            message = Notification(
+                idempotency_key=item.message_id,
+                owner=entries[0].owner,
+                target=target,
+                jobs=tuple(e.note for e in entries),
+            )
+            channel = self._channels.get(target.kind)
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    if channel is None:
+                        raise DeliveryRejected(f"{where}: no {target.kind} channel is configured")
+                    await channel.send(message)
+                except DeliveryDeferred as exc:
+                    reason = self._scrub(exc.reason, target)
+                    if self._retry.gives_up_after(attempt):
+                        await self._ledger.mark_failed(
+                            ids, f"gave up after {attempt} attempts: {reason}", self._clock.now()
+                        )
+                        self.failed_messages += 1
+                        bound.error(
+                            "notification failed; giving up", attempts=attempt, reason=reason
+                        )
+                        return
+                    delay = self._retry.delay_s(attempt, exc.retry_after_s)
+                    bound.warning(
+                        "notification deferred; retrying",
+                        attempt=attempt,
+                        status=exc.status,
+                        retry_after_s=exc.retry_after_s,
+                        delay_s=round(delay, 3),
+                        reason=reason,
+                    )
+                    await self._sleep(delay)
+                except DeliveryRejected as exc:
+                    reason = self._scrub(exc.reason, target)
+                    await self._ledger.mark_failed(ids, reason, self._clock.now())
+                    self.failed_messages += 1
+                    bound.error(
+                        "notification rejected", attempts=attempt, status=exc.status, reason=reason
+                    )
+                    return
+                else:
+                    break
+            await self._ledger.mark_sent(ids, self._clock.now())
+            self.sent_messages += 1
+            bound.info("notification sent", attempts=attempt, digest=message.is_digest)
+            await self._announce(message, entries)
+
+    async def _announce(self, message: Notification, entries: Sequence[LedgerEntry]) -> None:
+        now = self._clock.now()
+        events = [
+            CloudEvent.wrap(
+                NotificationSent(
+                    job_id=e.job_id,
+                    channel=e.target.kind,
+                    terminal_status=e.terminal_status,
+                    target=describe(e.target),
+                    digest_size=len(entries),
+                ),
+                time=now,
+            )
+            for e in entries
+        ]
+        try:
+            await self._publisher.publish_many(topics.NOTIFICATIONS, events)
+        except Exception as exc:
+            # The message is out and marked sent; the audit event is best effort.
+            log.error(
+                "NotificationSent not published",
+                message_id=message.idempotency_key,
+                error=self._scrub(f"{type(exc).__name__}: {exc}", message.target),
+            )
+
+    def _scrub(self, text: str, target: Target) -> str:
+        return scrub(text, [*secrets_of(target), *self._settings.all_secrets()])
+
+
+class _Started(Protocol):
+    """What a started runtime offers a service: settings and open adapters."""
+
+    settings: Settings
+    bus: EventBus
+    store: JobStore
+    clock: Clock
+
+
+async def run_notifier(source: Settings | _Started, stop_event: asyncio.Event) -> None:
+    """Run the notifier until `stop_event` is set.
+
+    `run_notifier(settings, stop)` builds (and closes) its own bus and store from settings;
+    `run_notifier(runtime, stop)` uses a started runtime's bus, store and clock. The
+    notifier's own settings come from STOKER_NOTIFY_* (see docs/notifications.md).
+    """
+    from stoker.notifier.runner import serve
+
+    if isinstance(source, Settings):
+        await serve(source, stop_event)
+    else:
+        await serve(
+            source.settings, stop_event, bus=source.bus, store=source.store, clock=source.clock
+        )
