@@ -60,6 +60,7 @@ def summary_table(result: DemoResult, jobs: int) -> Table:
         table.add_row(f"retries: {reason}", str(count))
     table.add_row("training attempts", str(result.attempts))
     table.add_row("CreateTrainingJob calls", str(result.create_calls))
-    table.add_row("notifications sent", str(result.notifications))
+    table.add_row("notifications sent (digests count once)", str(result.notifications))
+    table.add_row("  jobs they covered", str(result.jobs_notified))
     table.add_row("wall time (s)", f"{result.elapsed_s:.1f}")
     return table

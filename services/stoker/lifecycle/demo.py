@@ -22,6 +22,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from stoker.adapters.training.capacity_faults import CapacityFaults
 from stoker.adapters.training.local import LocalProcessBackend
 from stoker.client import AsyncClient
@@ -52,6 +54,9 @@ class DemoResult:
     retries_by_reason: dict[str, int] = field(default_factory=dict)
     failed_after_retries: int = 0
     notifications: int = 0
+    """Messages sent (a digest counts once)."""
+    jobs_notified: int = 0
+    """Distinct jobs those messages covered."""
     create_calls: int = 0
     attempts: int = 0
     elapsed_s: float = 0.0
@@ -114,20 +119,46 @@ def job_specs(plan: DemoPlan) -> list[dict[str, Any]]:
     return specs
 
 
+def _notifier(data_dir: Path) -> Service:
+    """The notifier with the file channel: one JSON line per message, digests after 5 s."""
+    from stoker.notifier.config import NotifySettings
+    from stoker.notifier.runner import serve
+
+    notify = NotifySettings(
+        fallback="file", file_path=data_dir / "notifications.jsonl", digest_window_s=5
+    )
+
+    async def run(rt: Runtime, stop: asyncio.Event) -> None:
+        await serve(rt.settings, stop, notify=notify, bus=rt.bus, store=rt.store, clock=rt.clock)
+
+    return run
+
+
+def read_notifications(path: Path) -> tuple[int, set[str]]:
+    """Messages in the notification file and the distinct job ids they cover."""
+    if not path.exists():
+        return 0, set()
+    messages, jobs = 0, set[str]()
+    for line in path.read_bytes().splitlines():
+        messages += 1
+        jobs.update(str(job["job_id"]) for job in orjson.loads(line)["jobs"])
+    return messages, jobs
+
+
 async def run_demo(
     data_dir: Path,
     plan: DemoPlan,
     on_progress: Callable[[int, int], None],
-    extra_services: dict[str, Service] | None = None,
 ) -> DemoResult:
     settings = demo_settings(data_dir)
+    notifications = data_dir / "notifications.jsonl"
     backend = CapacityFaults(
         LocalProcessBackend(data_dir / "training", max_concurrent=plan.max_concurrent),
         rate=plan.capacity_fault_rate,
         seed=plan.seed,
     )
-    services = {**SERVICES, **(extra_services or {})}
-    names = ["api", "launcher", "monitor", "retrier", "relay", *(extra_services or {})]
+    services = {**SERVICES, "notifier": _notifier(data_dir)}
+    names = ["api", "launcher", "monitor", "retrier", "relay", "notifier"]
     result = DemoResult()
     started = time.monotonic()
     async with Runtime(settings, backend=backend) as rt:
@@ -146,11 +177,17 @@ async def run_demo(
                 result.finished = True
                 break
             await asyncio.sleep(0.5)
-        # Let the notifier finish what the last transitions asked for before stopping.
-        await asyncio.sleep(0.5 if extra_services else 0)
+        # Digests close after their window: wait (bounded) until every job was notified.
+        notify_deadline = time.monotonic() + 15
+        while result.finished and time.monotonic() < notify_deadline:
+            if len(read_notifications(notifications)[1]) >= plan.jobs:
+                break
+            await asyncio.sleep(0.25)
         stop.set()
         await stack
         await _summarize(rt, backend, result)
+    result.notifications, jobs = read_notifications(notifications)
+    result.jobs_notified = len(jobs)
     result.elapsed_s = time.monotonic() - started
     return result
 

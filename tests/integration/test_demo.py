@@ -1,0 +1,34 @@
+"""`stoker demo` end to end on the embedded default (no servers): the README's first command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from stoker.cli.main import app
+from stoker.lifecycle.demo import DemoPlan, run_demo
+
+
+async def test_every_job_ends_once_launched_once_per_attempt_and_notified(tmp_path: Path) -> None:
+    """With injected faults, each job reaches one terminal state, CreateTrainingJob is called
+    once per attempt, retries happened for both fault kinds, and every job was notified."""
+    plan = DemoPlan(jobs=24, seed=3, capacity_fault_rate=0.2, transient_error_rate=0.2)
+    seen: list[int] = []
+    result = await run_demo(tmp_path, plan, lambda done, _total: seen.append(done))
+    assert result.finished
+    assert sum(result.statuses.values()) == plan.jobs
+    assert set(result.statuses) <= {"Completed", "Failed"}
+    assert result.create_calls == result.attempts
+    assert result.retries_by_reason.get("CapacityError", 0) > 0
+    assert result.retries_by_reason.get("AlgorithmError", 0) > 0
+    assert result.jobs_notified == plan.jobs
+    assert seen[-1] == plan.jobs
+
+
+def test_demo_command_prints_the_summary(tmp_path: Path) -> None:
+    """The CLI runs the demo and ends with the summary table and exit code 0."""
+    result = CliRunner().invoke(app, ["demo", "--jobs", "6", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "stoker demo summary" in result.output
+    assert "CreateTrainingJob calls" in result.output
