@@ -112,13 +112,17 @@ class Consumer(Generic[T]):
 
     async def run(self, stop: asyncio.Event) -> None:
         """Handle batches until `stop` is set; the batch in hand is finished and committed."""
-        self._source = self._bus.source(self._group, self._topics)
         try:
             while not stop.is_set():
                 await self.run_once()
         finally:
-            await self._source.close()
-            self._source = None
+            await self.close()
+
+    async def close(self) -> None:
+        """Leave the group (for callers of `run_once`; `run` does it itself)."""
+        source, self._source = self._source, None
+        if source is not None:
+            await source.close()
 
     async def run_once(self) -> int:
         """Fetch one batch, handle it, commit it. Returns the number of records taken."""
@@ -140,6 +144,9 @@ class Consumer(Generic[T]):
             await source.commit(done)
         for result in results:
             if isinstance(result, BaseException):
+                # The source has read past records that were not handled; only a new member,
+                # starting from the committed positions, will see them again.
+                await self.close()
                 raise result
         return len(records)
 

@@ -1,0 +1,119 @@
+"""Adapter behaviour outside the shared contract: durability, start-up and error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import structlog
+
+from stoker.adapters.bus import KafkaBus, SqliteLogBus, partition_for
+from stoker.core.errors import InfrastructureUnavailable
+from stoker.ports.bus import BusRecord
+
+PUBLISHER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from stoker.adapters.bus import SqliteLogBus
+
+    async def main():
+        bus = SqliteLogBus(sys.argv[1])
+        n = 0
+        while True:
+            await bus.publish_raw("durable", f"key-{n % 7}", str(n).encode())
+            print("ACK", n, flush=True)
+            n += 1
+
+    asyncio.run(main())
+    """
+)
+
+
+async def read_all(bus: SqliteLogBus, topic: str) -> list[BusRecord]:
+    source = bus.source("reader", [topic])
+    records: list[BusRecord] = []
+    try:
+        while batch := await source.fetch(1000, 0.3):
+            records.extend(batch)
+    finally:
+        await source.close()
+    return records
+
+
+async def test_sqlite_log_keeps_every_acknowledged_publish_across_kill_9(tmp_path: Path) -> None:
+    """A publisher process killed with SIGKILL mid-stream loses none of the records whose
+    publish had returned."""
+    path = tmp_path / "bus.sqlite3"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PUBLISHER,
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    acked: list[int] = []
+    try:
+        while len(acked) < 150:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line, "the publisher exited early"
+            if line.startswith(b"ACK "):
+                acked.append(int(line.split()[1]))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    bus = SqliteLogBus(path)
+    try:
+        stored = {int(r.value) for r in await read_all(bus, "durable")}
+    finally:
+        await bus.close()
+    assert set(acked) <= stored
+
+
+async def test_sqlite_topic_partition_count_is_fixed_at_first_use(tmp_path: Path) -> None:
+    """A process configured with another partition count still maps keys like the process
+    that created the topic, so per-key order holds across processes."""
+    path = tmp_path / "bus.sqlite3"
+    first, second = SqliteLogBus(path, partitions=8), SqliteLogBus(path, partitions=3)
+    try:
+        await first.publish_raw("orders", "job-42", b"1")
+        await second.publish_raw("orders", "job-42", b"2")
+        records = await read_all(second, "orders")
+    finally:
+        await first.close()
+        await second.close()
+    assert [(r.partition, r.offset, r.value) for r in records] == [
+        (partition_for("job-42", 8), 0, b"1"),
+        (partition_for("job-42", 8), 1, b"2"),
+    ]
+
+
+async def test_sqlite_log_that_cannot_open_its_file_raises_a_stoker_error(tmp_path: Path) -> None:
+    """An unusable database path surfaces as InfrastructureUnavailable, not sqlite3's error."""
+    bus = SqliteLogBus(tmp_path)  # a directory, not a file
+    with pytest.raises(InfrastructureUnavailable, match="unable to open database file"):
+        await bus.start()
+    await bus.close()
+
+
+async def test_kafka_start_retries_an_unreachable_broker_then_gives_up() -> None:
+    """Against a closed port, start logs one line per failed attempt and raises
+    InfrastructureUnavailable after connect_timeout_s instead of hanging."""
+    bus = KafkaBus("127.0.0.1:1", partitions=1, replication=1, connect_timeout_s=1.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with (
+        structlog.testing.capture_logs() as logs,
+        pytest.raises(InfrastructureUnavailable, match=r"127\.0\.0\.1:1 unreachable after"),
+    ):
+        await bus.start()
+    assert loop.time() - started < 10
+    retries = [e for e in logs if e["event"] == "kafka unreachable; retrying"]
+    assert len(retries) >= 2
+    assert [e["attempt"] for e in retries] == list(range(1, len(retries) + 1))
+    await bus.close()
