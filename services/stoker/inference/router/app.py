@@ -1,0 +1,127 @@
+"""The router's HTTP API (FastAPI): intent, duplicates, health, readiness, metrics.
+
+Bad input is a 422 whose body names the field; overload is a fast 429 (queue full) or
+503 (draining); a request whose deadline passed in the queue is a 504.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from stoker.inference.router.errors import InvalidInput, RouterError
+from stoker.inference.router.router import Router
+from stoker.inference.stream.models import ProductText
+
+MAX_PAIRS_PER_REQUEST = 256
+
+
+class IntentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: StrictStr = Field(min_length=1, description="the search query to classify")
+
+
+class PairIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    a: ProductText
+    b: ProductText
+
+
+class DuplicatesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pairs: Annotated[list[PairIn], Field(min_length=1, max_length=MAX_PAIRS_PER_REQUEST)]
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def _error(exc: RouterError) -> Response:
+    if isinstance(exc, InvalidInput):
+        problem = {"field": exc.field, "message": exc.detail}
+        return _json({"error": exc.reason, "detail": [problem]}, exc.http_status)
+    headers = {"Retry-After": "1"} if exc.http_status in (429, 503) else None
+    return _json({"error": exc.reason, "detail": str(exc)}, exc.http_status, headers)
+
+
+def create_app(
+    router: Router,
+    *,
+    warm: bool = True,
+    drain_timeout_s: float = 30.0,
+    on_started: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The ASGI app; its lifespan warms and starts the router, and drains it on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await router.start(warm=warm)
+        if on_started is not None:
+            on_started()
+        try:
+            yield
+        finally:
+            await router.drain(drain_timeout_s)
+
+    app = FastAPI(title="stoker router", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        problems = []
+        for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                # The location of a JSON syntax error is a character offset, not a field.
+                where = err.get("loc", ("body", "?"))[-1]
+                problems.append({"field": "<body>", "message": f"malformed JSON at {where}"})
+                continue
+            loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+            problems.append({"field": ".".join(loc) or "<body>", "message": err.get("msg", "")})
+        return _json({"error": "invalid-input", "detail": problems}, 422)
+
+    @app.exception_handler(RouterError)
+    async def refused(_: Request, exc: RouterError) -> Response:
+        return _error(exc)
+
+    @app.post("/v1/intent")
+    async def intent(body: IntentRequest) -> Response:
+        result = await router.intent(body.query)
+        return _json(
+            {"intent": result.intent, "scores": result.scores, "truncated": result.truncated}
+        )
+
+    @app.post("/v1/duplicates")
+    async def duplicates(body: DuplicatesRequest) -> Response:
+        results = await router.duplicates([(p.a.as_text(), p.b.as_text()) for p in body.pairs])
+        return _json(
+            {
+                "scores": [r.score for r in results],
+                "truncated": [r.truncated for r in results],
+            }
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        if not router.alive:
+            return _json({"status": "dead", "detail": "batching loop stopped"}, 503)
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if not router.ready:
+            return _json({"status": "not-ready"}, 503)
+        return _json({"status": "ready", "models": list(router.models)})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(router.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app

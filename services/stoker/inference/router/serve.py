@@ -1,0 +1,60 @@
+"""Run the router's HTTP API under uvicorn with a graceful drain on SIGTERM.
+
+On SIGTERM (or SIGINT) readiness goes false at once and new requests get 503, while
+every request already queued or running is answered; uvicorn then closes its
+connections and the app's lifespan drains and stops the batching loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import FrameType
+
+import uvicorn
+
+from stoker.inference.router.app import create_app
+from stoker.inference.router.router import Router
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, router: Router) -> None:
+        super().__init__(config)
+        self._router = router
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)  # type: ignore[arg-type]
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler can run between any two bytecodes of the loop's thread: hand the
+        # state change to the loop instead of touching the queues from here.
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._router.begin_drain)
+        super().handle_exit(sig, frame)
+
+
+def serve(
+    router: Router,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    drain_timeout_s: float = 30.0,
+    warm: bool = True,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then drain. Blocks."""
+    app = create_app(router, warm=warm, drain_timeout_s=drain_timeout_s)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        # httptools and uvloop when installed (uvicorn[standard]); the pure-Python
+        # fallbacks otherwise.
+        http="auto",
+        loop="auto",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(drain_timeout_s),
+    )
+    _DrainingServer(config, router).run()

@@ -1,0 +1,1 @@
+"""Streaming duplicate detection: pairs in on a topic, scores out on another."""
