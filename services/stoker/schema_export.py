@@ -24,4 +24,19 @@ def render_schemas() -> dict[str, str]:
         schema = cls.model_json_schema(mode="serialization")
         schema["x-cloudevents-type"] = event_type
         files[name] = _finish(schema, name)
+    files.update(_stream_schemas())
+    return files
+
+
+def _stream_schemas() -> dict[str, str]:
+    """The duplicate stream's records: pairs in (plain JSON), scores out (CloudEvent data)."""
+    from stoker.inference.stream.models import DuplicatePair, DuplicateScore
+
+    files = {}
+    pair_name = f"{DuplicatePair.SCHEMA_NAME}.schema.json"
+    files[pair_name] = _finish(DuplicatePair.model_json_schema(mode="validation"), pair_name)
+    score = DuplicateScore.model_json_schema(mode="serialization")
+    score["x-cloudevents-type"] = DuplicateScore.TYPE
+    score_name = f"{DuplicateScore.SCHEMA_NAME}.schema.json"
+    files[score_name] = _finish(score, score_name)
     return files

@@ -1,0 +1,229 @@
+"""`stoker router`: serve the inference router, load-test it, run the duplicate stream."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stoker.core.errors import ConfigurationError
+from stoker.inference.router.loadgen import LoadResult, run_load
+from stoker.inference.router.models import ModelSet, load_models
+from stoker.inference.router.router import Router, config_for
+from stoker.logs import configure_logging
+from stoker.runtime import build_bus
+from stoker.settings import load_settings
+
+app = typer.Typer(
+    help="Inference router: HTTP API, open-loop load generator, streaming duplicates.",
+    no_args_is_help=True,
+)
+
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="compile target of the model registry (cpu, cuda, neuron) or module:factory",
+    ),
+]
+DelayOpt = Annotated[float, typer.Option(help="longest a request waits for its batch to fill (ms)")]
+BatchOpt = Annotated[
+    int, typer.Option(help="most requests per batch (0: the largest compiled batch size)")
+]
+CapacityOpt = Annotated[int, typer.Option(help="most requests queued per model; more get 429")]
+
+# Queries of up to 16 tokens for the intent load (the real-time objective's workload).
+SAMPLE_QUERIES = (
+    "red running shoes size 10",
+    "where is my order",
+    "cancel my subscription",
+    "usb c charger 65w",
+    "how do i return a broken blender",
+    "gift ideas for dad",
+    "noise cancelling headphones",
+    "kids bike with training wheels",
+    "change delivery address",
+    "organic green tea bags",
+    "laptop stand adjustable aluminium",
+    "is this jacket waterproof",
+)
+
+
+def build_router(
+    models: ModelSet,
+    *,
+    max_batch_size: int = 0,
+    max_queue_delay_ms: float = 2.0,
+    queue_capacity: int = 1024,
+    timeout_ms: float = 1000.0,
+    workers: int | None = None,
+) -> Router:
+    """A router over `models` with one batching config applied to every model."""
+    configs = {
+        name: config_for(
+            backend,
+            max_batch_size=min(max_batch_size, backend.batch_sizes[-1]) if max_batch_size else 0,
+            max_queue_delay_ms=max_queue_delay_ms,
+            queue_capacity=queue_capacity,
+            timeout_ms=timeout_ms,
+        )
+        for name, backend in models.backends.items()
+    }
+    return Router(
+        models.backends, models.preprocessor, configs=configs, workers=workers or models.workers
+    )
+
+
+def _load(backend: str, models: tuple[str, ...] = ("intent", "duplicate")) -> ModelSet:
+    try:
+        return load_models(backend, models=models)
+    except ConfigurationError as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@app.command("serve")
+def serve_cmd(
+    *,
+    backend: BackendOpt = "cpu",
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    max_batch_size: BatchOpt = 0,
+    max_queue_delay_ms: DelayOpt = 2.0,
+    queue_capacity: CapacityOpt = 1024,
+    timeout_ms: Annotated[float, typer.Option(help="default request deadline (ms)")] = 1000.0,
+    workers: Annotated[
+        int, typer.Option(help="batches run at once (0: one per replica of the backend)")
+    ] = 0,
+    drain_timeout_s: Annotated[float, typer.Option(help="longest drain on SIGTERM (s)")] = 30.0,
+) -> None:
+    """Serve POST /v1/intent, POST /v1/duplicates, /healthz, /readyz and /metrics."""
+    from stoker.inference.router.serve import serve
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    router = build_router(
+        _load(backend),
+        max_batch_size=max_batch_size,
+        max_queue_delay_ms=max_queue_delay_ms,
+        queue_capacity=queue_capacity,
+        timeout_ms=timeout_ms,
+        workers=workers or None,
+    )
+    serve(router, host=host, port=port, drain_timeout_s=drain_timeout_s)
+
+
+def intent_body(i: int) -> bytes:
+    return orjson.dumps({"query": SAMPLE_QUERIES[i % len(SAMPLE_QUERIES)]})
+
+
+def duplicates_body(i: int) -> bytes:
+    a = SAMPLE_QUERIES[i % len(SAMPLE_QUERIES)]
+    b = SAMPLE_QUERIES[(i * 7 + 3) % len(SAMPLE_QUERIES)]
+    return orjson.dumps({"pairs": [{"a": {"title": a}, "b": {"title": b}}]})
+
+
+def result_table(title: str, results: list[LoadResult]) -> Table:
+    table = Table(title=title)
+    for column in ("rate/s", "sent", "ok", "throughput/s", "p50 ms", "p95 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="right")
+    table.add_column("other statuses")
+    for r in results:
+        ms = r.summary_ms()
+        others = {k: v for k, v in r.statuses.items() if k != "200"}
+        table.add_row(
+            f"{r.rate:.0f}",
+            str(r.sent),
+            str(r.ok),
+            f"{r.throughput:.0f}",
+            *(f"{ms[k]:.2f}" for k in ("p50", "p95", "p99", "max")),
+            ", ".join(f"{k}: {v}" for k, v in sorted(others.items())) or "-",
+        )
+    return table
+
+
+@app.command("load")
+def load_cmd(
+    *,
+    url: Annotated[str, typer.Option(help="router base URL")] = "http://127.0.0.1:8080",
+    rate: Annotated[float, typer.Option(help="mean arrivals per second (Poisson)")] = 200.0,
+    duration_s: Annotated[float, typer.Option(help="how long to send (s)")] = 10.0,
+    requests: Annotated[int, typer.Option(help="stop after this many (0: no limit)")] = 0,
+    kind: Annotated[str, typer.Option(help="intent | duplicates")] = "intent",
+    seed: Annotated[int, typer.Option(help="seed of the arrival process")] = 0,
+) -> None:
+    """Open-loop Poisson load; prints throughput and p50/p95/p99/max latency."""
+    if kind not in ("intent", "duplicates"):
+        raise typer.BadParameter(f"expected intent or duplicates, got {kind!r}", param_hint="kind")
+    body = intent_body if kind == "intent" else duplicates_body
+    result = asyncio.run(
+        run_load(
+            url,
+            f"/v1/{kind}",
+            body,
+            rate=rate,
+            duration_s=duration_s,
+            max_requests=requests or None,
+            seed=seed,
+        )
+    )
+    Console().print(result_table(f"{kind} at {rate:.0f}/s (open loop, Poisson)", [result]))
+
+
+@app.command("stream")
+def stream_cmd(
+    *,
+    backend: BackendOpt = "cpu",
+    group: Annotated[str, typer.Option(help="consumer group")] = "stoker-duplicates",
+    pairs_topic: Annotated[str | None, typer.Option(help="topic of pairs in")] = None,
+    scores_topic: Annotated[str | None, typer.Option(help="topic of scores out")] = None,
+    dead_letter_topic: Annotated[str | None, typer.Option(help="dead-letter topic")] = None,
+    max_batch: Annotated[int, typer.Option(help="records fetched and scored together")] = 512,
+    max_queue_delay_ms: DelayOpt = 5.0,
+) -> None:
+    """Score product pairs from the pairs topic onto the scores topic until SIGTERM."""
+    from stoker.inference.stream.processor import DuplicateStream, StreamConfig
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    defaults = StreamConfig()
+    config = StreamConfig(
+        group=group,
+        pairs_topic=pairs_topic or defaults.pairs_topic,
+        scores_topic=scores_topic or defaults.scores_topic,
+        dead_letter_topic=dead_letter_topic or defaults.dead_letter_topic,
+        max_batch=max_batch,
+    )
+    models = _load(backend, ("duplicate",))
+    router = build_router(
+        models,
+        max_queue_delay_ms=max_queue_delay_ms,
+        queue_capacity=max(1024, 2 * max_batch),
+        timeout_ms=config.timeout_ms,
+    )
+
+    async def main() -> None:
+        bus = build_bus(settings)
+        await bus.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await router.start()
+        try:
+            await bus.ensure_topics([config.pairs_topic, config.scores_topic])
+            await DuplicateStream(bus, router, config).run(stop)
+        finally:
+            await router.drain(30)
+            await bus.close()
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    app()

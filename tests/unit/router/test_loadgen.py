@@ -1,0 +1,70 @@
+"""The open-loop load generator against the real HTTP app served on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import uvicorn
+
+from stoker.cli.router import intent_body
+from stoker.inference.router import BatchingConfig, Router
+from stoker.inference.router.app import create_app
+from stoker.inference.router.loadgen import LoadResult, run_load
+from tests.unit.router.conditions import wait_until
+from tests.unit.router.fakes import FakeBackend, FakePreprocessor
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    cfg = BatchingConfig((1, 2, 4, 8), (8, 16, 32), max_queue_delay_ms=1)
+    router = Router({"intent": FakeBackend()}, FakePreprocessor(), configs={"intent": cfg})
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(router), lifespan="on", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    await wait_until(lambda: server.started)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+    sock.close()
+
+
+async def test_poisson_load_gets_every_reply_and_reports_percentiles(url: str) -> None:
+    """At a modest rate every request succeeds and the percentiles are ordered."""
+    result = await run_load(url, "/v1/intent", intent_body, rate=400, duration_s=0.5, seed=1)
+    assert result.sent > 100
+    assert result.ok == result.sent
+    assert result.statuses == {"200": result.sent}
+    ms = result.summary_ms()
+    assert 0 < ms["p50"] <= ms["p95"] <= ms["p99"] <= ms["max"]
+    assert result.throughput > 0
+
+
+async def test_arrivals_are_poisson_at_the_asked_rate(url: str) -> None:
+    """The number of arrivals over a window is close to rate x duration (open loop)."""
+    result = await run_load(url, "/v1/intent", intent_body, rate=1000, duration_s=0.5, seed=7)
+    # Poisson(500): the standard deviation is about 22; five of them is a safe band.
+    assert 390 <= result.sent <= 610
+
+
+async def test_request_cap_and_error_statuses_are_counted(url: str) -> None:
+    """max_requests bounds the run; non-200 replies are counted by status, not timed."""
+    result = await run_load(
+        url, "/v1/intent", lambda _: b'{"query": ""}', rate=500, duration_s=5, max_requests=20
+    )
+    assert result.sent == 20
+    assert result.ok == 0
+    assert result.statuses == {"422": 20}
+
+
+def test_nearest_rank_percentiles() -> None:
+    """Percentiles use the nearest-rank definition over the sorted latencies."""
+    r = LoadResult(1.0, 100, 100, {"200": 100}, 1.0, [i / 1000 for i in range(1, 101)])
+    assert r.percentile(50) == 0.050
+    assert r.percentile(99) == 0.099
+    assert r.max == 0.100
