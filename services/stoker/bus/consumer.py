@@ -20,6 +20,7 @@ import base64
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 
 import structlog
@@ -202,30 +203,43 @@ class Consumer(Generic[T]):
                 return
 
     async def _dead_letter(self, record: BusRecord, kind: str, reason: str, attempts: int) -> None:
-        try:
-            text, encoding = record.value.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            text, encoding = base64.b64encode(record.value).decode("ascii"), "base64"
-        letter = DeadLetter(
-            original_topic=record.topic,
-            original_partition=record.partition,
-            original_offset=record.offset,
-            original_key=record.key or "<none>",
-            original_value=text,
-            original_value_encoding=encoding,  # type: ignore[arg-type]
-            consumer_group=self._group,
-            error_kind=kind if kind in _KINDS else "schema",  # type: ignore[arg-type]
-            reason=reason[:4000],
+        letter = dead_letter_event(
+            record,
+            group=self._group,
+            kind=kind,
+            reason=reason,
             attempts=attempts,
-            failed_at=self._clock.now(),
+            at=self._clock.now(),
         )
-        await self._bus.publish(
-            self._config.dead_letter_topic, CloudEvent.wrap(letter, time=self._clock.now())
-        )
+        await self._bus.publish(self._config.dead_letter_topic, letter)
         self.dead_lettered += 1
 
 
 _KINDS = {"decode", "schema", "unknown-type", "handler"}
+
+
+def dead_letter_event(
+    record: BusRecord, *, group: str, kind: str, reason: str, attempts: int, at: datetime
+) -> CloudEvent:
+    """The dead-letter record for `record`: the original bytes (UTF-8, else base64) and why."""
+    try:
+        text, encoding = record.value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(record.value).decode("ascii"), "base64"
+    letter = DeadLetter(
+        original_topic=record.topic,
+        original_partition=record.partition,
+        original_offset=record.offset,
+        original_key=record.key or "<none>",
+        original_value=text,
+        original_value_encoding=encoding,  # type: ignore[arg-type]
+        consumer_group=group,
+        error_kind=kind if kind in _KINDS else "schema",  # type: ignore[arg-type]
+        reason=reason[:4000],
+        attempts=attempts,
+        failed_at=at,
+    )
+    return CloudEvent.wrap(letter, time=at)
 
 
 def _reason(exc: BaseException) -> str:

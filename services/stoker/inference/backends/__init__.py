@@ -91,6 +91,35 @@ class ReplicaPool(Generic[R]):
             self._free.put(replica)
 
 
+class PooledBackend(Generic[R]):
+    """What every compiled backend shares: the ModelBackend properties read off its spec and
+    its replica pool. Subclasses set `_spec` and `_pool` and implement `run` and `warm`."""
+
+    _spec: BackendSpec
+    _pool: ReplicaPool[R]
+
+    @property
+    def name(self) -> ModelName:
+        return self._spec.name
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._spec.labels
+
+    @property
+    def replicas(self) -> int:
+        """Batches this backend runs at once; the router sizes its worker pool by it."""
+        return len(self._pool)
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        return self._spec.batch_sizes
+
+    @property
+    def seq_buckets(self) -> tuple[int, ...]:
+        return self._spec.seq_buckets
+
+
 def as_tensors(batch: PaddedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The three int64 (batch, seq) inputs of a compiled model."""
     return (

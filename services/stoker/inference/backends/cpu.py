@@ -26,6 +26,7 @@ from torch import nn
 from stoker.core.errors import ConfigurationError
 from stoker.inference.backends import (
     BackendSpec,
+    PooledBackend,
     ReplicaPool,
     as_tensors,
     example_inputs,
@@ -35,7 +36,7 @@ from stoker.inference.backends import (
 )
 from stoker.inference.config import CpuRuntime, Precision
 from stoker.inference.heads import ScoringModel
-from stoker.inference.ports import ModelName, PaddedBatch
+from stoker.inference.ports import PaddedBatch
 
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -57,7 +58,7 @@ def _prepare(model: ScoringModel, precision: Precision) -> nn.Module:
     raise ConfigurationError(f"cpu backend does not support precision {precision.value!r}")
 
 
-class TorchScriptBackend:
+class TorchScriptBackend(PooledBackend[int]):
     """Frozen TorchScript graph per (batch size, bucket), traced on first use or in `warm`."""
 
     def __init__(
@@ -78,27 +79,6 @@ class TorchScriptBackend:
         self._pool: ReplicaPool[int] = ReplicaPool(list(range(replicas)))
         # Process-wide: torch has one intra-op pool, shared by all replicas.
         torch.set_num_threads(threads_per_replica)
-
-    @property
-    def name(self) -> ModelName:
-        return self._spec.name
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self._spec.labels
-
-    @property
-    def replicas(self) -> int:
-        """Batches this backend runs at once; the router sizes its worker pool by it."""
-        return len(self._pool)
-
-    @property
-    def batch_sizes(self) -> tuple[int, ...]:
-        return self._spec.batch_sizes
-
-    @property
-    def seq_buckets(self) -> tuple[int, ...]:
-        return self._spec.seq_buckets
 
     def _graph(self, batch_size: int, seq_len: int) -> torch.jit.ScriptModule:
         key = (batch_size, seq_len)
@@ -132,7 +112,7 @@ class TorchScriptBackend:
                     graph(*example_inputs(batch_size, seq_len))
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(PooledBackend[Any]):
     """One ONNX graph with dynamic (batch, seq) axes; a session per replica."""
 
     def __init__(
@@ -173,27 +153,6 @@ class OnnxRuntimeBackend:
                     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                 )
         self._pool: ReplicaPool[Any] = ReplicaPool(sessions)
-
-    @property
-    def name(self) -> ModelName:
-        return self._spec.name
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self._spec.labels
-
-    @property
-    def replicas(self) -> int:
-        """Batches this backend runs at once; the router sizes its worker pool by it."""
-        return len(self._pool)
-
-    @property
-    def batch_sizes(self) -> tuple[int, ...]:
-        return self._spec.batch_sizes
-
-    @property
-    def seq_buckets(self) -> tuple[int, ...]:
-        return self._spec.seq_buckets
 
     def _feed(self, tensors: tuple[torch.Tensor, ...]) -> dict[str, Any]:
         return {name: t.numpy() for name, t in zip(_INPUT_NAMES, tensors, strict=True)}

@@ -18,6 +18,7 @@ import torch
 from stoker.inference.backends import (
     BackendSpec,
     BackendUnavailable,
+    PooledBackend,
     ReplicaPool,
     as_tensors,
     example_inputs,
@@ -26,7 +27,7 @@ from stoker.inference.backends import (
 )
 from stoker.inference.config import Precision
 from stoker.inference.heads import ScoringModel
-from stoker.inference.ports import ModelName, PaddedBatch
+from stoker.inference.ports import PaddedBatch
 
 NO_CUDA = "cuda backend needs an NVIDIA GPU and a CUDA build of torch; none found"
 
@@ -84,7 +85,7 @@ class _Replica:
             return captured.output.to("cpu")
 
 
-class CudaBackend:
+class CudaBackend(PooledBackend[_Replica]):
     def __init__(
         self,
         model: ScoringModel,
@@ -107,27 +108,6 @@ class CudaBackend:
         self._pool: ReplicaPool[_Replica] = ReplicaPool(
             [_Replica(model, torch.device("cuda", i % gpus), dtype) for i in range(replicas)]
         )
-
-    @property
-    def name(self) -> ModelName:
-        return self._spec.name
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self._spec.labels
-
-    @property
-    def replicas(self) -> int:
-        """Batches this backend runs at once; the router sizes its worker pool by it."""
-        return len(self._pool)
-
-    @property
-    def batch_sizes(self) -> tuple[int, ...]:
-        return self._spec.batch_sizes
-
-    @property
-    def seq_buckets(self) -> tuple[int, ...]:
-        return self._spec.seq_buckets
 
     def run(self, batch: PaddedBatch) -> list[list[float]]:
         self._spec.check(batch)

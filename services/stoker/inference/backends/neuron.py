@@ -21,6 +21,7 @@ import torch
 from stoker.inference.backends import (
     BackendSpec,
     BackendUnavailable,
+    PooledBackend,
     ReplicaPool,
     as_tensors,
     example_inputs,
@@ -30,7 +31,7 @@ from stoker.inference.backends import (
 )
 from stoker.inference.config import Precision
 from stoker.inference.heads import ScoringModel
-from stoker.inference.ports import ModelName, PaddedBatch
+from stoker.inference.ports import PaddedBatch
 
 NO_NEURON = (
     "neuron backend needs the torch-neuronx package and an Inferentia2/Trainium "
@@ -56,7 +57,7 @@ def _weights_digest(model: ScoringModel) -> str:
     return digest.hexdigest()[:16]
 
 
-class NeuronBackend:
+class NeuronBackend(PooledBackend[int]):
     def __init__(
         self,
         model: ScoringModel,
@@ -90,27 +91,6 @@ class NeuronBackend:
         ]
         self._pool: ReplicaPool[int] = ReplicaPool(list(range(cores)))
         self._compile_lock = threading.Lock()
-
-    @property
-    def name(self) -> ModelName:
-        return self._spec.name
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self._spec.labels
-
-    @property
-    def replicas(self) -> int:
-        """Batches this backend runs at once; the router sizes its worker pool by it."""
-        return len(self._pool)
-
-    @property
-    def batch_sizes(self) -> tuple[int, ...]:
-        return self._spec.batch_sizes
-
-    @property
-    def seq_buckets(self) -> tuple[int, ...]:
-        return self._spec.seq_buckets
 
     def _compiled_path(self, batch_size: int, seq_len: int) -> Path:
         path = self._dir / f"{self._spec.name}_b{batch_size}_s{seq_len}.pt"

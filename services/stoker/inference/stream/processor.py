@@ -13,7 +13,6 @@ Delivery rules:
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +23,9 @@ import structlog
 from pydantic import ValidationError
 
 from stoker import topics
+from stoker.bus.consumer import dead_letter_event
 from stoker.core.clock import Clock, SystemClock
-from stoker.core.events import CloudEvent, DeadLetter
+from stoker.core.events import CloudEvent
 from stoker.inference.ports import TokenizedInput
 from stoker.inference.router.errors import InvalidInput, RouterError
 from stoker.inference.router.policy import Priority
@@ -279,25 +279,14 @@ class DuplicateStream:
         return pair, tokens
 
     def _letter(self, rejected: _Rejected) -> CloudEvent:
-        record = rejected.record
-        try:
-            text, encoding = record.value.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            text, encoding = base64.b64encode(record.value).decode("ascii"), "base64"
-        letter = DeadLetter(
-            original_topic=record.topic,
-            original_partition=record.partition,
-            original_offset=record.offset,
-            original_key=record.key or "<none>",
-            original_value=text,
-            original_value_encoding=encoding,  # type: ignore[arg-type]
-            consumer_group=self._config.group,
-            error_kind=rejected.kind,
-            reason=rejected.reason[:4000],
+        return dead_letter_event(
+            rejected.record,
+            group=self._config.group,
+            kind=rejected.kind,
+            reason=rejected.reason,
             attempts=0,
-            failed_at=self._clock.now(),
+            at=self._clock.now(),
         )
-        return CloudEvent.wrap(letter, time=self._clock.now())
 
 
 def _describe(exc: ValidationError) -> str:
