@@ -16,6 +16,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from stoker.devinfra import (
     DevInfra,
@@ -140,3 +141,11 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaClu
         # The last node of a stopping quorum cannot finish a controlled shutdown; a short
         # grace spares the session waiting for it.
         run_sync(infra.down(grace_s=5.0))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Commands under test configure structlog for the process (e.g. `stoker demo` filters
+    below ERROR); reset it after each test so log-capturing tests see every line."""
+    yield
+    structlog.reset_defaults()

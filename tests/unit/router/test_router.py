@@ -248,15 +248,15 @@ async def test_cancelled_caller_is_skipped(router: Router, intent_backend: FakeB
     backend = intent_backend
     backend.gate.clear()
     blocker = asyncio.ensure_future(router.intent("hold"))
-    await asyncio.to_thread(backend.entered.acquire, True, 5)
+    assert await asyncio.to_thread(backend.entered.acquire, True, 30), "first batch started"
     gone = asyncio.ensure_future(router.intent("abandoned"))
     kept = asyncio.ensure_future(router.intent("kept"))
     await wait_until(lambda: router.queued() == 2)
     gone.cancel()
     backend.runs.clear()
     backend.gate.set()
-    await blocker
-    assert (await kept).intent in backend.labels
+    await asyncio.wait_for(blocker, 30)
+    assert (await asyncio.wait_for(kept, 30)).intent in backend.labels
     assert backend.runs[-1][2] == 1, "only the caller still waiting was run"
 
 
