@@ -34,6 +34,16 @@ DYNAMODB_IMAGE = "amazon/dynamodb-local:2.6.1"
 CONTAINER_START_TIMEOUT_S = 120.0
 
 
+# Every AWS client in the tests talks to a local server (DynamoDB Local, moto, the SageMaker
+# simulator): dummy credentials, set for the whole session, never real ones. DynamoDB Local
+# 2.x accepts only letters and digits in the access key.
+os.environ["AWS_ACCESS_KEY_ID"] = "stokerlocal"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "stokerlocal"
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ.pop("AWS_SESSION_TOKEN", None)
+os.environ.pop("AWS_PROFILE", None)
+
+
 def _docker_ping(timeout_s: float = 3.0) -> bool:
     """GET /_ping on the engine named by DOCKER_HOST (unix:// or tcp://) or the default socket.
 
@@ -96,9 +106,6 @@ def dynamodb_endpoint(
 ) -> Iterator[str]:
     """Endpoint URL of a real DynamoDB Local."""
     # DynamoDB Local 2.x rejects access key ids that are not purely letters and digits.
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "stokerlocal")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "stokerlocal")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     configured = os.environ.get("STOKER_DYNAMODB_ENDPOINT")
     if configured:
         yield configured

@@ -11,6 +11,7 @@ job already in the reported state is left alone.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,18 +49,25 @@ _FOLLOWED = (JobStatus.LAUNCHED, JobStatus.IN_PROGRESS, JobStatus.STOPPING)
 class MonitorConfig:
     """poll_interval_s: time between ListTrainingJobs passes (default 60 s, as the seed).
     lookback_s: overlap between passes so a change stamped during the previous call is not
-    missed. api_rate_per_s / api_burst: the token bucket for every SageMaker call."""
+    missed. api_rate_per_s / api_burst: the token bucket for every SageMaker call.
+    unfollowed_memory: listed names not yet followed whose status is kept (newest win).
+    max_concurrent_observations: observed changes applied at once within a pass."""
 
     poll_interval_s: float = 60.0
     lookback_s: float = 5.0
     api_rate_per_s: float = 2.0
     api_burst: float = 2.0
+    unfollowed_memory: int = 10_000
+    max_concurrent_observations: int = 16
 
 
 @dataclass
 class _Followed:
     job_id: str
+    attempt: int = 0
+    stop_wanted: bool = False
     stop_sent: bool = False
+    listed: TrainingJobStatus | None = None
 
 
 class Monitor:
@@ -80,6 +88,9 @@ class Monitor:
         self._bucket = TokenBucket(clock, self._config.api_rate_per_s, self._config.api_burst)
         self._sleep = sleep
         self._followed: dict[str, _Followed] = {}  # training job name -> job
+        # Latest listed status of names not followed (yet): a JobLaunched event that arrives
+        # after its job's last change was listed finds the change here, not in a later pass.
+        self._unfollowed: dict[str, TrainingJobStatus] = {}
         self._last_pass: datetime | None = None
 
     @property
@@ -91,22 +102,35 @@ class Monitor:
             async for job in _all(self._store, status):
                 name = job.details.get("training_job_name")
                 if isinstance(name, str):
-                    self._followed[name] = _Followed(job.job_id)
+                    stopping = status is JobStatus.STOPPING
+                    self._followed[name] = _Followed(job.job_id, job.attempt, stopping)
 
     async def on_event(self, event: CloudEvent, _record: BusRecord) -> None:
         """Consumer handler for the lifecycle topic: start and stop following jobs."""
         data = event.data
         if isinstance(data, JobLaunched):
-            self._followed.setdefault(data.training_job_name, _Followed(data.job_id))
+            followed = _Followed(data.job_id, data.attempt)
+            self._followed.setdefault(data.training_job_name, followed)
         elif isinstance(data, JobStatusChanged):
             if data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
-                for name in [n for n, f in self._followed.items() if f.job_id == data.job_id]:
+                # A RetryScheduled copy can arrive late (the outbox relay republishes events
+                # whose writer was slow to mark them), after the next attempt was launched:
+                # it must not unfollow that newer attempt.
+                last = None if data.to_status.terminal else data.attempt
+                for name in [
+                    n
+                    for n, f in self._followed.items()
+                    if f.job_id == data.job_id and (last is None or f.attempt <= last)
+                ]:
                     del self._followed[name]
             elif data.to_status is JobStatus.STOPPING:
                 job = await self._store.get(data.job_id)
                 current = job.details.get("training_job_name")
                 if isinstance(current, str):
-                    self._followed.setdefault(current, _Followed(job.job_id))
+                    followed = self._followed.setdefault(
+                        current, _Followed(job.job_id, job.attempt)
+                    )
+                    followed.stop_wanted = True
 
     async def on_state_change(self, change: StateChange, _record: BusRecord) -> None:
         """Consumer handler for forwarded SageMaker state-change events."""
@@ -125,22 +149,58 @@ class Monitor:
         """One pass: list what changed, describe what ended, send pending stops."""
         await self._send_stops()
         if not self._followed:
-            self._last_pass = self._clock.now()
+            # The window stays where it is: a job whose JobLaunched event is still on its way
+            # may end meanwhile, and the first pass that follows it must list that change.
             return 0
         started = self._clock.now()
         since = (self._last_pass or started - timedelta(days=1)) - timedelta(
             seconds=self._config.lookback_s
         )
+        # Every page of the listing is one API request: each one waits for its own token.
         summaries = await self._call(
-            lambda: self._backend.list_training_jobs(last_modified_time_after=since)
+            lambda: self._backend.list_training_jobs(
+                last_modified_time_after=since, before_page=self._take_token
+            ),
+            paces_itself=True,
         )
         self._last_pass = started
-        handled = 0
+        todo: list[tuple[str, TrainingJobStatus]] = []
         for summary in summaries:
             followed = self._followed.get(summary.name)
             if followed is not None:
-                handled += await self.observe(summary.name, summary.status)
-        return handled
+                self._unfollowed.pop(summary.name, None)
+                if followed.listed is summary.status and not summary.status.terminal:
+                    continue  # listed again only because consecutive windows overlap
+                followed.listed = summary.status
+                todo.append((summary.name, summary.status))
+            else:
+                self._remember(summary.name, summary.status)
+        todo += [
+            (n, self._unfollowed.pop(n)) for n in list(self._followed) if n in self._unfollowed
+        ]
+        return await self._observe_all(todo)
+
+    async def _observe_all(self, todo: list[tuple[str, TrainingJobStatus]]) -> int:
+        """Apply observations a few at a time: each costs several store and API round trips,
+        and one by one a pass over hundreds of ended jobs took minutes. Each name is a
+        different job, so they do not interfere; the token bucket still paces the API."""
+        gate = asyncio.Semaphore(self._config.max_concurrent_observations)
+
+        async def one(name: str, status: TrainingJobStatus) -> int:
+            async with gate:
+                return await self.observe(name, status)
+
+        results = await asyncio.gather(*(one(n, s) for n, s in todo), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return sum(r for r in results if isinstance(r, int))
+
+    def _remember(self, name: str, status: TrainingJobStatus) -> None:
+        self._unfollowed.pop(name, None)  # re-inserted last: the oldest entry goes first
+        self._unfollowed[name] = status
+        if len(self._unfollowed) > self._config.unfollowed_memory:
+            del self._unfollowed[next(iter(self._unfollowed))]
 
     async def observe(self, name: str, status: TrainingJobStatus) -> int:
         """Apply an observed training-job status (from a list pass or a state-change event)."""
@@ -156,8 +216,12 @@ class Monitor:
         if not status.terminal:
             return 0
         described = await self._call(lambda: self._backend.describe_training_job(name))
-        await self._finish(job, described)
-        self._followed.pop(name, None)
+        if await self._finish(job, described):
+            self._followed.pop(name, None)
+        else:
+            # The job moved meanwhile (a stop raced the end). The listing window is past this
+            # change, so it is kept for the next pass, which re-reads the job and applies it.
+            self._unfollowed[name] = status
         return 1
 
     async def _current_job(self, name: str) -> JobRecord | None:
@@ -178,7 +242,8 @@ class Monitor:
             return None
         return job
 
-    async def _finish(self, job: JobRecord, d: TrainingJobDescription) -> None:
+    async def _finish(self, job: JobRecord, d: TrainingJobDescription) -> bool:
+        """Record how the attempt ended; False when the job moved since it was read."""
         facts: dict[str, Any] = {
             "billable_seconds": d.billable_seconds,
             "training_seconds": d.training_seconds,
@@ -189,40 +254,43 @@ class Monitor:
         facts = {k: v for k, v in facts.items() if v is not None}
         if d.status is TrainingJobStatus.COMPLETED:
             # A job asked to stop that finished anyway is reported as it really ended.
-            await self._move(job, JobStatus.COMPLETED, "training completed", facts)
-        elif d.status is TrainingJobStatus.STOPPED:
-            await self._move(job, JobStatus.STOPPED, "training stopped", facts)
-        elif job.status is JobStatus.STOPPING:
-            await self._move(
+            return await self._move(job, JobStatus.COMPLETED, "training completed", facts)
+        if d.status is TrainingJobStatus.STOPPED:
+            return await self._move(job, JobStatus.STOPPED, "training stopped", facts)
+        if job.status is JobStatus.STOPPING:
+            return await self._move(
                 job,
                 JobStatus.FAILED,
                 "failed while stopping",
                 facts,
                 failure_reason=d.failure_reason or "failed while stopping",
             )
-        else:
-            failed = JobAttemptFailed(
-                job_id=job.job_id,
-                attempt=max(job.attempt, 1),
-                training_job_name=d.name,
-                instance_type=str(job.details.get("instance_type") or d.instance_type or ""),
-                failure_reason=d.failure_reason or "unknown failure",
-                failure_code=(d.failure_reason or "").split(":", 1)[0] or None,
-                observed_at=self._clock.now(),
-            )
-            # Not a transition: the retrier owns the decision. Published straight away; a lost
-            # copy is re-derived by the next pass because the job is still followed until then.
-            await self._t.publish_extra(extra(failed, job))
+        failed = JobAttemptFailed(
+            job_id=job.job_id,
+            attempt=max(job.attempt, 1),
+            training_job_name=d.name,
+            instance_type=str(job.details.get("instance_type") or d.instance_type or ""),
+            failure_reason=d.failure_reason or "unknown failure",
+            failure_code=(d.failure_reason or "").split(":", 1)[0] or None,
+            observed_at=self._clock.now(),
+        )
+        # Not a transition: the retrier owns the decision. Published straight away; a lost
+        # copy is re-derived by the next pass because the job is still followed until then.
+        await self._t.publish_extra(extra(failed, job))
+        return True
 
     async def _send_stops(self) -> None:
+        # Only jobs a Stopping event (or recovery) flagged are read: reading every followed
+        # job on every pass made a pass cost one store read per running job.
         for name, followed in list(self._followed.items()):
-            if followed.stop_sent:
+            if followed.stop_sent or not followed.stop_wanted:
                 continue
             job = await self._store.get(followed.job_id)
             if job.status is not JobStatus.STOPPING:
+                followed.stop_wanted = False
                 continue
             try:
-                await self._call(lambda n=name: self._backend.stop_training_job(n))  # type: ignore[misc]
+                await self._call(functools.partial(self._backend.stop_training_job, name))
             except TrainingJobNotFound:
                 await self._move(job, JobStatus.STOPPED, "stopped before training started", {})
                 self._followed.pop(name, None)
@@ -236,7 +304,8 @@ class Monitor:
         details: dict[str, Any],
         *,
         failure_reason: str | None = None,
-    ) -> None:
+    ) -> bool:
+        """Apply the change; False when the job moved since it was read."""
         try:
             await self._t.move(
                 job,
@@ -250,14 +319,21 @@ class Monitor:
             )
         except VersionConflict:
             log.info("job moved meanwhile; next pass re-reads it", job_id=job.job_id)
+            return False
+        return True
 
-    async def _call(self, request: Callable[[], Awaitable[T]]) -> T:
-        """One API call under the token bucket; throttling slows the bucket and retries."""
+    async def _take_token(self) -> None:
+        while (wait := self._bucket.try_take()) > 0:
+            await self._sleep(wait)
+
+    async def _call(self, request: Callable[[], Awaitable[T]], *, paces_itself: bool = False) -> T:
+        """One API call under the token bucket; throttling slows the bucket and retries.
+
+        `paces_itself`: the request takes a token per API request it makes (a paged listing).
+        """
         while True:
-            wait = self._bucket.try_take()
-            if wait > 0:
-                await self._sleep(wait)
-                continue
+            if not paces_itself:
+                await self._take_token()
             try:
                 result = await request()
             except Throttled:

@@ -9,6 +9,7 @@ worth retrying is the `retriable` flag on its class.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -94,11 +95,14 @@ class TrainingBackend(Protocol):
         last_modified_time_after: datetime | None = None,
         name_contains: str | None = None,
         max_results: int | None = None,
+        before_page: Callable[[], Awaitable[None]] | None = None,
     ) -> list[TrainingJobSummary]:
         """Jobs matching every given filter, newest first, all pages followed.
 
         `last_modified_time_after` is exclusive. `max_results` caps the total returned
         (None: every match); pages are as large as the API allows, to spend few calls.
+        `before_page`, when given, is awaited before each API request: a caller under a
+        rate limit paces every page (2,000 listed jobs are 20 requests), not just the first.
         """
 
     async def stop_training_job(self, name: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -99,7 +100,10 @@ class FakeTrainingBackend:
         last_modified_time_after: datetime | None = None,
         name_contains: str | None = None,
         max_results: int | None = None,
+        before_page: Callable[[], Awaitable[None]] | None = None,
     ) -> list[TrainingJobSummary]:
+        if before_page is not None:
+            await before_page()
         self._maybe_raise("ListTrainingJobs")
         return [
             TrainingJobSummary(d.name, d.status, d.last_modified_time, d.creation_time)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -88,12 +89,14 @@ class CapacityFaults:
         last_modified_time_after: datetime | None = None,
         name_contains: str | None = None,
         max_results: int | None = None,
+        before_page: Callable[[], Awaitable[None]] | None = None,
     ) -> list[TrainingJobSummary]:
         found = await self._inner.list_training_jobs(
             status_equals=status_equals,
             last_modified_time_after=last_modified_time_after,
             name_contains=name_contains,
             max_results=max_results,
+            before_page=before_page,
         )
         for d in self._failed.values():
             if status_equals not in (None, d.status):

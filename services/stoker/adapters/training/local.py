@@ -19,6 +19,7 @@ import os
 import signal
 import tarfile
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -257,9 +258,12 @@ class LocalProcessBackend:
         last_modified_time_after: datetime | None = None,
         name_contains: str | None = None,
         max_results: int | None = None,
+        before_page: Callable[[], Awaitable[None]] | None = None,
     ) -> list[TrainingJobSummary]:
         if max_results is not None and max_results < 1:
             raise ValueError(f"max_results must be >= 1 or None, got {max_results}")
+        if before_page is not None:
+            await before_page()  # one "page": local processes have no API to page through
         self.calls["ListTrainingJobs"] += 1
         jobs = dict(self._jobs)
         if self.work_dir.is_dir():

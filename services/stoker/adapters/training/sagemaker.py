@@ -8,7 +8,7 @@ which is what the API's throttle counts too.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -232,6 +232,7 @@ class SageMakerBackend:
         last_modified_time_after: datetime | None = None,
         name_contains: str | None = None,
         max_results: int | None = None,
+        before_page: Callable[[], Awaitable[None]] | None = None,
     ) -> list[TrainingJobSummary]:
         if max_results is not None and max_results < 1:
             raise ValueError(f"max_results must be >= 1 or None, got {max_results}")
@@ -249,6 +250,8 @@ class SageMakerBackend:
             page_params = {**params, "MaxResults": wanted}
             if token:
                 page_params["NextToken"] = token
+            if before_page is not None:
+                await before_page()
             self.calls["ListTrainingJobs"] += 1
             with translated("ListTrainingJobs"):
                 response = await self.client.list_training_jobs(**page_params)

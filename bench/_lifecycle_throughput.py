@@ -1,0 +1,292 @@
+"""Part (a) of the lifecycle benchmark: jobs through Kafka and the store, end to end.
+
+The launcher, monitor, retrier and outbox relay run as `stoker up` runs them
+(`run_services`), on real Kafka and a real store (DynamoDB Local, or SQLite), against the
+SageMaker-API simulator with "instant" jobs (Completed as soon as they are created). Jobs
+are submitted through JobService, the path the HTTP API and the intake service take: the
+store write, then the JobStatusChanged(New) event on Kafka that the launcher consumes.
+
+A warm-up job goes all the way through first, so every consumer group has joined before
+the clock starts. Figures come from the store afterwards: each job's history gives New at,
+Launched at and its terminal time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import cProfile
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from _lifecycle_backend import simulated_sagemaker
+from _lifecycle_stats import JobTimes, job_times
+from stoker import topics
+from stoker.adapters.aws import AwsClients
+from stoker.adapters.store import layout
+from stoker.bus.consumer import Consumer
+from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped
+from stoker.core.spec import JobSpec
+from stoker.lifecycle.jobs import JobService
+from stoker.lifecycle.services import run_services
+from stoker.ports.bus import BusRecord
+from stoker.ports.store import JobStore
+from stoker.runtime import Runtime
+from stoker.settings import Mode, Settings
+from stoker.simulator.faults import DurationSpec, FaultConfig
+
+STORES = ("dynamodb", "sqlite")
+SERVICES = ["launcher", "monitor", "retrier", "relay"]
+WARM_UP_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class ThroughputPlan:
+    jobs: int
+    store: str
+    transport: str
+    kafka_bootstrap: str
+    dynamodb_endpoint: str
+    concurrency: int = 64
+    """Submissions in flight at once."""
+    rate_per_s: float | None = None
+    """Offered load; None submits as fast as `concurrency` allows."""
+    poll_interval_s: float = 0.2
+    """The monitor's ListTrainingJobs interval (instant jobs: how soon an end is seen)."""
+    timeout_s: float = 900.0
+    profile: Path | None = None
+
+
+@dataclass
+class ThroughputResult:
+    plan: ThroughputPlan
+    times: list[JobTimes] = field(default_factory=list)
+    submit_s: float = 0.0
+    """Wall seconds from the first submit to the last submit returning."""
+    finished: bool = False
+    api_calls: dict[str, int] = field(default_factory=dict)
+    max_created_per_name: int = 0
+    wall_s: float = 0.0
+
+
+def job_spec(run: str, n: int) -> JobSpec:
+    return JobSpec.model_validate(
+        {
+            "job_id": f"{run}-{n:05d}",
+            "owner": "bench",
+            "training": {
+                "AlgorithmSpecification": {
+                    "TrainingImage": "bench/img:1",
+                    "TrainingInputMode": "File",
+                },
+                "RoleArn": "arn:aws:iam::000000000000:role/bench",
+                "ResourceConfig": {
+                    "InstanceType": "ml.m5.large",
+                    "InstanceCount": 1,
+                    "VolumeSizeInGB": 1,
+                },
+                "OutputDataConfig": {"S3OutputPath": "s3://bench/out"},
+                "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+            },
+        }
+    )
+
+
+class TerminalWatch:
+    """Counts jobs whose public terminal event reached Kafka (a consumer of its own)."""
+
+    def __init__(self) -> None:
+        self.ended: set[str] = set()
+        self._waiting: dict[str, asyncio.Event] = {}
+
+    async def handle(self, event: CloudEvent, _record: BusRecord) -> None:
+        if isinstance(event.data, JobCompleted | JobFailed | JobStopped):
+            self.ended.add(event.data.job_id)
+            waiter = self._waiting.pop(event.data.job_id, None)
+            if waiter is not None:
+                waiter.set()
+
+    async def wait_for(self, job_id: str, timeout_s: float) -> None:
+        if job_id in self.ended:
+            return
+        waiter = self._waiting.setdefault(job_id, asyncio.Event())
+        await asyncio.wait_for(waiter.wait(), timeout_s)
+
+
+def _settings(plan: ThroughputPlan, run: str, data_dir: Path) -> Settings:
+    return Settings(
+        mode=Mode.KAFKA,
+        data_dir=data_dir,
+        kafka_bootstrap=plan.kafka_bootstrap,
+        topic_prefix=f"{run}.",
+        dynamodb_endpoint=plan.dynamodb_endpoint,
+        dynamodb_table_prefix=run,
+        training_backend="sagemaker",
+        monitor_poll_interval_s=plan.poll_interval_s,
+        # The simulator has no throttle here: part (a) measures the pipeline, not the API.
+        monitor_api_rate_per_s=100_000,
+        log_level="ERROR",
+    )
+
+
+def _store(plan: ThroughputPlan, settings: Settings) -> JobStore:
+    if plan.store == "sqlite":
+        from stoker.adapters.store.sqlite import SqliteJobStore
+
+        return SqliteJobStore(settings.data_dir / "jobs.sqlite3")
+    from stoker.adapters.store.dynamodb import DynamoDbJobStore
+
+    return DynamoDbJobStore(settings)
+
+
+async def run_throughput(
+    plan: ThroughputPlan, on_progress: Callable[[str, int, int], None]
+) -> ThroughputResult:
+    if plan.store not in STORES:
+        raise ValueError(f"store must be one of {STORES}, got {plan.store!r}")
+    run = f"bench-{uuid.uuid4().hex[:10]}"
+    result = ThroughputResult(plan)
+    started = time.perf_counter()
+    faults = FaultConfig(duration=DurationSpec(kind="instant"), startup_s=0)
+    with tempfile.TemporaryDirectory(prefix="stoker-bench-") as folder:
+        settings = _settings(plan, run, Path(folder))
+        async with (
+            simulated_sagemaker(plan.transport, faults) as (backend, engine),
+            Runtime(settings, store=_store(plan, settings), backend=backend) as rt,
+        ):
+            try:
+                await _run(rt, plan, run, result, on_progress)
+            finally:
+                if plan.store == "dynamodb":
+                    await _drop_table(settings, layout.job_table_name(run))
+            result.api_calls = dict(engine.stats.requests)
+            result.max_created_per_name = engine.stats.as_dict()["max_created_per_name"]
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+async def _run(
+    rt: Runtime,
+    plan: ThroughputPlan,
+    run: str,
+    result: ThroughputResult,
+    on_progress: Callable[[str, int, int], None],
+) -> None:
+    await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
+    watch = TerminalWatch()
+    stop = asyncio.Event()
+    watcher = Consumer.for_events(
+        rt.bus, "bench-terminal", [topics.COMPLETED, topics.FAILED, topics.STOPPED], watch.handle
+    )
+    tasks = [
+        asyncio.create_task(run_services(rt, SERVICES, stop)),
+        asyncio.create_task(watcher.run(stop)),
+    ]
+    service = JobService(rt.transitioner(), rt.clock)
+    try:
+        on_progress("warming up (consumer groups joining)", 0, 1)
+        warm = job_spec(run, 0).model_copy(update={"job_id": f"{run}-warmup"})
+        await service.submit(warm)
+        await _or_fail(watch.wait_for(f"{run}-warmup", WARM_UP_TIMEOUT_S), tasks)
+        profiler = cProfile.Profile() if plan.profile else None
+        if profiler is not None:
+            profiler.enable()
+        ids = await _submit_all(
+            service, plan, run=run, result=result, watch=watch, on_progress=on_progress
+        )
+        deadline = time.monotonic() + plan.timeout_s
+        while len(watch.ended & ids) < len(ids) and time.monotonic() < deadline:
+            for task in tasks:
+                if task.done():
+                    task.result()  # a service died: its error is the result
+            on_progress("running", len(watch.ended & ids), len(ids))
+            await asyncio.sleep(0.1)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(str(plan.profile))
+        result.finished = len(watch.ended & ids) == len(ids)
+        on_progress("running", len(watch.ended & ids), len(ids))
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    on_progress("reading job histories", 0, len(ids))
+    result.times = await _histories(rt.store, sorted(ids), on_progress)
+
+
+async def _or_fail(waiting: Any, tasks: list[asyncio.Task[None]]) -> None:
+    """Await `waiting`, but fail at once if a background task died meanwhile."""
+    wait = asyncio.ensure_future(waiting)
+    done, _ = await asyncio.wait([wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        if task in done:
+            wait.cancel()
+            task.result()
+            raise RuntimeError("a service stopped during the benchmark")
+    await wait
+
+
+async def _submit_all(
+    service: JobService,
+    plan: ThroughputPlan,
+    *,
+    run: str,
+    result: ThroughputResult,
+    watch: TerminalWatch,
+    on_progress: Callable[[str, int, int], None],
+) -> set[str]:
+    specs = [job_spec(run, n) for n in range(1, plan.jobs + 1)]
+    ids = {str(s.job_id) for s in specs}
+    gate = asyncio.Semaphore(plan.concurrency)
+    began = time.perf_counter()
+    submitted = 0
+
+    async def submit(n: int, spec: JobSpec) -> None:
+        nonlocal submitted
+        if plan.rate_per_s:
+            # Open loop at the offered rate: job n is due n / rate seconds after the start.
+            delay = began + n / plan.rate_per_s - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        async with gate:
+            await service.submit(spec)
+        submitted += 1
+        if submitted % 200 == 0:
+            on_progress("submitting", len(watch.ended & ids), plan.jobs)
+
+    await asyncio.gather(*(submit(n, spec) for n, spec in enumerate(specs)))
+    result.submit_s = time.perf_counter() - began
+    return ids
+
+
+async def _histories(
+    store: JobStore, ids: list[str], on_progress: Callable[[str, int, int], None]
+) -> list[JobTimes]:
+    gate = asyncio.Semaphore(32)
+    out: list[JobTimes] = []
+
+    async def one(job_id: str) -> None:
+        async with gate:
+            out.append(job_times(await store.history(job_id)))
+        if len(out) % 500 == 0:
+            on_progress("reading job histories", len(out), len(ids))
+
+    await asyncio.gather(*(one(i) for i in ids))
+    return out
+
+
+async def _drop_table(settings: Settings, table: str) -> None:
+    """DynamoDB Local keeps tables in memory: give the run's table back."""
+    clients = AwsClients(settings)
+    try:
+        db = await clients.dynamodb()
+        with contextlib.suppress(ClientError):
+            await db.delete_table(TableName=table)
+    finally:
+        await clients.close()
