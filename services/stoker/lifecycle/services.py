@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from stoker import topics
-from stoker.bus.consumer import Consumer
+from stoker.bus.consumer import Consumer, Handler
 from stoker.core.events import CloudEvent, JobSubmitted
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.launcher import Launcher, LauncherConfig
@@ -32,9 +32,9 @@ Service = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def _consumer(
-    rt: Runtime, group: str, topic_names: list[str], handler: object
+    rt: Runtime, group: str, topic_names: list[str], handler: Handler[CloudEvent]
 ) -> Consumer[CloudEvent]:
-    return Consumer.for_events(rt.bus, group, topic_names, handler)  # type: ignore[arg-type]
+    return Consumer.for_events(rt.bus, group, topic_names, handler)
 
 
 def _server_class() -> type:
@@ -159,15 +159,16 @@ async def run_services(
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
-            if task.exception() is not None:
+            error = task.exception()
+            if error is not None:
                 log.error(
                     "service failed; stopping the others",
                     service=task.get_name(),
-                    error=repr(task.exception()),
+                    error=repr(error),
                 )
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                raise task.exception()  # type: ignore[misc]
+                raise error
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)

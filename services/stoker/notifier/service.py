@@ -82,6 +82,9 @@ class Notifier:
         )
         self._scheduled: set[str] = set()
         self._inflight_messages: set[str] = set()
+        # Entries this process settled (sent or failed) since the current pending read began:
+        # that read may still return them as pending, and they must not be sent again.
+        self._settled_during_read: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._wake = asyncio.Event()
@@ -156,8 +159,11 @@ class Notifier:
         """One pass: schedule what is due now. Returns the number of messages started."""
         outgoing: list[_Outgoing] = []
         claimed: dict[str, list[LedgerEntry]] = defaultdict(list)
+        # A read that starts now sees every earlier settlement (the ledger re-reads
+        # consistently); only those landing while it runs need remembering.
+        self._settled_during_read.clear()
         for entry in await self._ledger.pending(PENDING_BATCH):
-            if entry.entry_id in self._scheduled:
+            if entry.entry_id in self._scheduled or entry.entry_id in self._settled_during_read:
                 continue
             if entry.message_id is not None:
                 # Claimed before a crash: resend as the same message, with the same key.
@@ -192,6 +198,8 @@ class Notifier:
         if task.cancelled():
             return
         exc = task.exception()
+        if exc is None:
+            self._settled_during_read.update(e.entry_id for e in item.entries)
         if exc is not None:
             # Entries stay pending; the next pass picks them up again.
             log.error(

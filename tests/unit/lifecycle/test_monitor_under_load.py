@@ -1,0 +1,220 @@
+"""The monitor when its events lag and its store is slow: jobs followed only after their end
+was listed, late event copies, stops racing an end, quiet passes that read nothing, and
+ended jobs applied concurrently. Each case is one the end-to-end runs hit."""
+
+from __future__ import annotations
+
+import asyncio
+
+from stoker.core.events import CloudEvent, JobLaunched, JobStatusChanged
+from stoker.core.job import JobStatus
+from stoker.lifecycle.jobs import parse_spec
+from stoker.lifecycle.launcher import Launcher
+from stoker.lifecycle.monitor import Monitor, MonitorConfig
+from stoker.lifecycle.transitions import Transitioner
+from stoker.ports.bus import BusRecord
+from stoker.ports.training import TrainingJobStatus
+from tests.unit.lifecycle.conftest import World, spec
+
+RECORD = BusRecord(topic="stoker.jobs.lifecycle", partition=0, offset=0, key="k", value=b"")
+
+
+async def _launch(world: World, *job_ids: str) -> Monitor:
+    """Launch the jobs; return a monitor that has not heard of any of them yet."""
+    for job_id in job_ids:
+        await world.jobs.submit(parse_spec(spec(job_id)))
+    launcher = Launcher(world.transitioner, world.backend, world.clock, sleep=world.sleep)
+    await launcher.recover()
+    await launcher.drain()
+    config = MonitorConfig(lookback_s=5, api_rate_per_s=100, api_burst=100)
+    return Monitor(world.transitioner, world.backend, world.clock, config, sleep=world.sleep)
+
+
+async def _follow(world: World, monitor: Monitor, job_id: str) -> None:
+    job = await world.store.get(job_id)
+    launched = JobLaunched(
+        job_id=job_id,
+        attempt=job.attempt,
+        training_job_name=job.details["training_job_name"],
+        instance_type="ml.m5.large",
+    )
+    await monitor.on_event(CloudEvent.wrap(launched, time=world.clock.now()), RECORD)
+
+
+async def test_job_that_ended_before_it_was_followed_is_finished(world: World) -> None:
+    """Job a ends and is listed while only b is followed; its JobLaunched comes a minute
+    later; the next pass completes it from what the earlier listing showed."""
+    monitor = await _launch(world, "a", "b")
+    await _follow(world, monitor, "b")
+    await monitor.poll_once()
+    world.clock.advance(1)
+    name_a = (await world.store.get("a")).details["training_job_name"]
+    world.backend.set_status(name_a, TrainingJobStatus.COMPLETED)
+    world.clock.advance(1)
+    await monitor.poll_once()  # lists a's end while a is not followed
+    world.clock.advance(60)
+    await monitor.poll_once()
+    await _follow(world, monitor, "a")
+    world.clock.advance(1)
+    await monitor.poll_once()
+    assert (await world.store.get("a")).status is JobStatus.COMPLETED
+    assert monitor.followed == 1  # b only
+
+
+async def test_window_does_not_move_while_nothing_is_followed(world: World) -> None:
+    """With nothing followed the monitor skips listing, but a job that ends meanwhile is
+    still found by the first pass after its JobLaunched event arrives."""
+    monitor = await _launch(world, "a")
+    await monitor.poll_once()
+    world.clock.advance(1)
+    name_a = (await world.store.get("a")).details["training_job_name"]
+    world.backend.set_status(name_a, TrainingJobStatus.FAILED, failure_reason="AlgorithmError: x")
+    world.clock.advance(60)
+    assert await monitor.poll_once() == 0
+    assert world.backend.calls["ListTrainingJobs"] == 0
+    await _follow(world, monitor, "a")
+    assert await monitor.poll_once() == 1
+    assert world.backend.calls["DescribeTrainingJob"] == 1
+    assert monitor.followed == 0
+
+
+async def test_late_retry_scheduled_copy_does_not_unfollow_the_next_attempt(
+    world: World,
+) -> None:
+    """A copy of attempt 1's RetryScheduled event that arrives after attempt 2 was launched
+    (republished by the outbox relay) leaves attempt 2 followed; attempt 2's own
+    RetryScheduled unfollows it."""
+    monitor = await _launch(world, "a")
+    second = JobLaunched(
+        job_id="a", attempt=2, training_job_name="a-2", instance_type="ml.m5.large"
+    )
+    await monitor.on_event(CloudEvent.wrap(second, time=world.clock.now()), RECORD)
+    first_retry = JobStatusChanged(
+        job_id="a",
+        owner="ana",
+        version=5,
+        from_status=JobStatus.LAUNCHED,
+        to_status=JobStatus.RETRY_SCHEDULED,
+        attempt=1,
+        reason="CapacityError",
+    )
+    await monitor.on_event(CloudEvent.wrap(first_retry, time=world.clock.now()), RECORD)
+    assert monitor.followed == 1, "attempt 1's late event unfollowed attempt 2"
+    second_retry = first_retry.model_copy(update={"version": 9, "attempt": 2})
+    await monitor.on_event(CloudEvent.wrap(second_retry, time=world.clock.now()), RECORD)
+    assert monitor.followed == 0
+
+
+class CountingStore:
+    """The memory store, counting `get` calls (a fake wrapping a fake, no patching)."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+        self.gets = 0
+
+    async def get(self, job_id: str) -> object:
+        self.gets += 1
+        return await self._inner.get(job_id)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+async def test_a_quiet_pass_reads_no_job_from_the_store(world: World) -> None:
+    """With ten jobs running and nothing changed, passes read no job records: stop requests
+    are looked up only for jobs a Stopping event flagged, and a status listed again because
+    the windows overlap is not applied again."""
+    ids = [f"j{n}" for n in range(10)]
+    await _launch(world, *ids)
+    counting = CountingStore(world.store)
+    transitioner = Transitioner(counting, world.bus)  # type: ignore[arg-type]
+    config = MonitorConfig(lookback_s=5, api_rate_per_s=100, api_burst=100)
+    monitor = Monitor(transitioner, world.backend, world.clock, config, sleep=world.sleep)
+    await monitor.recover()
+    await monitor.poll_once()  # the first pass applies InProgress to each job
+    assert {(await world.store.get(j)).status for j in ids} == {JobStatus.IN_PROGRESS}
+    counting.gets = 0
+    world.clock.advance(0.5)
+    await monitor.poll_once()
+    world.clock.advance(0.5)
+    await monitor.poll_once()
+    assert counting.gets == 0
+
+
+class RacingStore(CountingStore):
+    """Hands out a job record and, once armed, stops the job right after (an API stop that
+    lands between the monitor's read and its write)."""
+
+    def __init__(self, inner: object, world: World) -> None:
+        super().__init__(inner)
+        self._world = world
+        self.armed: str | None = None
+
+    async def get(self, job_id: str) -> object:
+        record = await super().get(job_id)
+        if self.armed == job_id:
+            self.armed = None
+            await self._world.jobs.stop(job_id)
+        return record
+
+
+async def test_end_that_loses_a_race_with_a_stop_is_applied_on_the_next_pass(
+    world: World,
+) -> None:
+    """The job completes, but a stop moves it to Stopping between the monitor's read and its
+    write. The conflicting write is not the end: the change is applied again to the
+    re-read job (Stopping -> Completed) instead of the job being left Stopping."""
+    await _launch(world, "a")
+    racing = RacingStore(world.store, world)
+    transitioner = Transitioner(racing, world.bus)  # type: ignore[arg-type]
+    config = MonitorConfig(lookback_s=5, api_rate_per_s=100, api_burst=100)
+    monitor = Monitor(transitioner, world.backend, world.clock, config, sleep=world.sleep)
+    await monitor.recover()
+    await monitor.poll_once()
+    name_a = (await world.store.get("a")).details["training_job_name"]
+    world.clock.advance(1)
+    world.backend.set_status(name_a, TrainingJobStatus.COMPLETED)
+    world.clock.advance(1)
+    racing.armed = "a"
+    await monitor.poll_once()
+    world.clock.advance(60)
+    await monitor.poll_once()
+    assert (await world.store.get("a")).status is JobStatus.COMPLETED
+    assert monitor.followed == 0
+
+
+class OverlapStore(CountingStore):
+    """Records how many job reads are in progress at once (each read yields once)."""
+
+    def __init__(self, inner: object) -> None:
+        super().__init__(inner)
+        self.in_flight = 0
+        self.peak = 0
+
+    async def get(self, job_id: str) -> object:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0)  # a store round trip: other work may run meanwhile
+            return await super().get(job_id)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_ended_jobs_of_one_pass_are_applied_concurrently(world: World) -> None:
+    """Eight jobs end together; one pass records all eight, working on several at once
+    (bounded by max_concurrent_observations) instead of one after another."""
+    ids = [f"j{n}" for n in range(8)]
+    await _launch(world, *ids)
+    overlap = OverlapStore(world.store)
+    transitioner = Transitioner(overlap, world.bus)  # type: ignore[arg-type]
+    config = MonitorConfig(api_rate_per_s=100, api_burst=100, max_concurrent_observations=4)
+    monitor = Monitor(transitioner, world.backend, world.clock, config, sleep=world.sleep)
+    await monitor.recover()
+    world.clock.advance(1)
+    for job_id in ids:
+        name = (await world.store.get(job_id)).details["training_job_name"]
+        world.backend.set_status(name, TrainingJobStatus.COMPLETED)
+    assert await monitor.poll_once() == 8
+    assert {(await world.store.get(j)).status for j in ids} == {JobStatus.COMPLETED}
+    assert 1 < overlap.peak <= 4
