@@ -1,0 +1,77 @@
+"""Fixtures of the end-to-end tier: a webhook receiver and the stack's settings.
+
+The stack itself (simulator and service processes) is built by each test module, because
+the fault run and the kill run need different sizes and restarts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from stoker.adapters.store.dynamodb import DynamoDbJobStore
+from stoker.ports.bus import EventBus
+from stoker.runtime import build_bus
+from tests.e2e.receiver import WebhookReceiver
+from tests.e2e.stack import Stack
+from tests.e2e.workload import CAPPED_TYPE, FAILURE_RULES, FALLBACK_TYPE, UNCAPPED_TYPE
+
+# The uncapped type's quota is small: the launcher admits all its jobs at once, so their
+# CreateTrainingJob calls meet ResourceLimitExceeded however fast or slow the machine is.
+QUOTA = {CAPPED_TYPE: 24, UNCAPPED_TYPE: 4, FALLBACK_TYPE: 16}
+
+FAULTS: dict[str, Any] = {
+    "seed": 7,
+    # 600 simulated seconds pass per wall second: startup 0.05 s, training 0.1-0.8 s.
+    "speedup": 600,
+    "startup_s": 30,
+    "duration": {"kind": "uniform", "low_s": 60, "high_s": 480},
+    "capacity_error_rate": 0.1,
+    "algorithm_error_rate": 0.05,
+    "instance_quota": QUOTA,
+    # The monitor's bucket (STOKER_MONITOR_API_RATE_PER_S below) starts above these rates,
+    # so it is throttled and must slow down; creates are throttled too.
+    "throttle_rps_by_operation": {
+        "ListTrainingJobs": 5,
+        "DescribeTrainingJob": 10,
+        "CreateTrainingJob": 60,
+    },
+}
+
+SETTINGS: dict[str, str] = {
+    "STOKER_INSTANCE_CAPS": json.dumps({CAPPED_TYPE: QUOTA[CAPPED_TYPE]}),
+    "STOKER_MONITOR_POLL_INTERVAL_S": "0.5",
+    "STOKER_MONITOR_API_RATE_PER_S": "40",
+    "STOKER_RETRY_INITIAL_DELAY_S": "0.2",
+    "STOKER_RETRY_MULTIPLIER": "2",
+    "STOKER_RETRY_MAX_DELAY_S": "1",
+    "STOKER_RETRY_JITTER": "0.2",
+    "STOKER_RETRY_MAX_ATTEMPTS": "3",
+    "STOKER_FAILURE_RULES": json.dumps(FAILURE_RULES),
+}
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[WebhookReceiver]:
+    """A webhook receiver every job of the module notifies (the global default target)."""
+    with WebhookReceiver() as hook:
+        yield hook
+
+
+@asynccontextmanager
+async def adapters(stack: Stack) -> AsyncIterator[tuple[DynamoDbJobStore, EventBus]]:
+    """The test's own view of the run: its job store and its (prefixed) Kafka bus."""
+    settings = stack.settings()
+    store = DynamoDbJobStore(settings)
+    bus = build_bus(settings)
+    await store.start()
+    await bus.start()
+    try:
+        yield store, bus
+    finally:
+        await bus.close()
+        await store.close()

@@ -1,0 +1,120 @@
+"""The fault run again, with every service process in turn killed with SIGKILL mid-run and
+restarted: each job still ends in exactly one terminal state, each (job, attempt) is created
+at most once, and each job is notified under exactly one idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from stoker.core.job import JobStatus
+from stoker.core.spec import JobSpec
+from stoker.ports.bus import Publisher
+from stoker.ports.store import JobStore
+from tests.e2e.conftest import FAULTS, SETTINGS, adapters
+from tests.e2e.receiver import WebhookReceiver
+from tests.e2e.stack import SERVICES, Stack, StackConfig, wait_until
+from tests.e2e.workload import (
+    count_terminal,
+    spec,
+    submit_events,
+    submit_http,
+    verify,
+    wait_terminal,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+JOBS = 300
+WAVE = 20
+"""Jobs are submitted in waves, every third wave as JobSubmitted events, so submissions are
+still arriving while the API and the intake are killed."""
+TIMEOUT_S = 900.0
+MAX_SAME_KEY_REPEATS = 16
+"""The notifier's documented crash window: a message in flight when it is killed may be sent
+again under the same key (at most STOKER_NOTIFY_MAX_IN_FLIGHT of them)."""
+
+
+@pytest.fixture
+def stack(
+    kafka_bootstrap: str,
+    dynamodb_endpoint: str,
+    receiver: WebhookReceiver,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    config = StackConfig(faults=FAULTS, settings=SETTINGS, webhook_url=receiver.url)
+    workdir = tmp_path_factory.mktemp("e2e-kill")
+    with Stack(workdir, kafka_bootstrap, dynamodb_endpoint, config) as s:
+        s.start_all()
+        yield s
+
+
+async def _submit_in_waves(url: str, bus: Publisher, specs: list[JobSpec]) -> None:
+    for wave, start in enumerate(range(0, len(specs), WAVE)):
+        batch = specs[start : start + WAVE]
+        if wave % 3 == 2:
+            await submit_events(bus, batch)
+        else:
+            await submit_http(url, batch, timeout_s=TIMEOUT_S)
+
+
+async def _progress(store: JobStore, ids: list[str], at_least: int, stack: Stack) -> int:
+    """Wait until at least `at_least` of the jobs are terminal; returns the count."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        stack.check_alive()
+        done = await count_terminal(store, ids)
+        if done >= at_least:
+            return done
+        assert time.monotonic() < deadline, f"stuck at {done} terminal jobs of {at_least}"
+        await asyncio.sleep(2.0)  # polling interval of the wait, not a synchronisation
+
+
+async def test_every_service_killed_mid_run_and_restarted_keeps_every_invariant(
+    stack: Stack, receiver: WebhookReceiver
+) -> None:
+    """300 jobs under the same faults; api, intake, launcher, monitor, retrier, relay and
+    notifier are each SIGKILLed in turn while jobs are in flight and started again. In the
+    end every job has exactly one terminal transition, the simulator created no name twice
+    and only names of recorded attempts, and every job reached the receiver under exactly
+    one idempotency key with its final state."""
+    run = uuid.uuid4().hex[:8]
+    specs = [spec(f"k{run}-{n:04d}", n) for n in range(JOBS)]
+    ids = [s.job_id or "" for s in specs]
+    # A few more jobs end between kills, so all seven happen in the first third of the run.
+    step = max(1, JOBS // 20)
+    async with adapters(stack) as (store, bus):
+        submitter = asyncio.create_task(_submit_in_waves(stack.api_url, bus, specs))
+        done = 0
+        for name in SERVICES:
+            done = await _progress(store, ids, done + step, stack)
+            assert done < JOBS, f"nothing was in flight when {name} was killed"
+            assert stack.kill(name) == -signal.SIGKILL
+            stack.restart(name)
+        await submitter
+        await wait_terminal(store, ids, TIMEOUT_S, alive=stack.check_alive)
+        wait_until(
+            lambda: len(receiver.keys_per_job().keys() & set(ids)) >= JOBS,
+            "a notification for every job",
+            180,
+        )
+        settle = time.monotonic() + 2.0
+        wait_until(lambda: time.monotonic() > settle, "the notifier to settle", 5)
+        verdict = await verify(
+            store, ids, stack.sim_stats(), receiver.keys_per_job(), receiver.states()
+        )
+    repeats = sum(receiver.deliveries_per_job()[j] for j in ids) - JOBS
+    print(
+        f"\n{JOBS} jobs with {len(SERVICES)} kills: final {dict(verdict.final)};"
+        f" retries {verdict.retries}; same-key repeats {repeats}; restarts {stack.restarts}"
+    )
+    assert not verdict.problems, "\n".join(verdict.problems)
+    assert repeats <= MAX_SAME_KEY_REPEATS
+    assert verdict.final[JobStatus.COMPLETED.value] > 0
+    assert verdict.final[JobStatus.FAILED.value] > 0

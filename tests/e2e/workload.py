@@ -1,0 +1,227 @@
+"""Jobs for the end-to-end runs: specs, the two ways in (HTTP and JobSubmitted events),
+waiting for the store to settle, and the invariants every run must keep."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from stoker import topics
+from stoker.adapters.training.naming import training_job_name
+from stoker.client import AsyncClient
+from stoker.core.errors import JobNotFound
+from stoker.core.events import CloudEvent, JobSubmitted
+from stoker.core.job import TERMINAL_STATUSES, JobRecord, JobStatus, Transition
+from stoker.core.spec import JobSpec
+from stoker.ports.bus import Publisher
+from stoker.ports.store import JobStore
+
+CAPPED_TYPE = "ml.m5.large"
+"""The launcher's admission cap equals the simulator's quota for this type."""
+UNCAPPED_TYPE = "ml.c5.xlarge"
+"""No admission cap here: the simulator's quota answers ResourceLimitExceeded."""
+FALLBACK_TYPE = "ml.c5.2xlarge"
+OOM = "CUDA out of memory"
+"""A failure reason the runs' retry rule retries (every attempt of such a job fails)."""
+FAILURE_RULES = [{"reason_pattern": OOM, "action": "retry"}]
+
+
+def spec(job_id: str, n: int) -> JobSpec:
+    """Job `n` of a run: mixed instance types, owners, priorities, some doomed to OOM."""
+    hyper = {"epochs": "1"}
+    if n % 25 == 7:
+        hyper["fail_with"] = f"RuntimeError: {OOM} (injected)"
+    return JobSpec.model_validate(
+        {
+            "job_id": job_id,
+            "owner": f"owner-{n % 5}",
+            "priority": n % 3,
+            "instance_type_fallbacks": [FALLBACK_TYPE],
+            "training": {
+                "RoleArn": "arn:aws:iam::123456789012:role/stoker-e2e",
+                "AlgorithmSpecification": {"TrainingImage": "e2e:1", "TrainingInputMode": "File"},
+                "HyperParameters": hyper,
+                "OutputDataConfig": {"S3OutputPath": "s3://stoker-e2e/out"},
+                "ResourceConfig": {
+                    "InstanceType": CAPPED_TYPE if n % 2 else UNCAPPED_TYPE,
+                    "InstanceCount": 1,
+                    "VolumeSizeInGB": 5,
+                },
+                "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+            },
+        }
+    )
+
+
+async def submit_http(
+    url: str, specs: Sequence[JobSpec], *, concurrency: int = 8, timeout_s: float = 900.0
+) -> list[bool]:
+    """Submit through the SDK; a refused connection (the API restarting) is retried, which is
+    safe because every spec carries its job id. Returns `created` per spec."""
+    gate = asyncio.Semaphore(concurrency)
+    async with AsyncClient(url, timeout_s=30.0) as client:
+
+        async def one(s: JobSpec) -> bool:
+            deadline = time.monotonic() + timeout_s
+            async with gate:
+                while True:
+                    try:
+                        return (await client.submit(s)).created
+                    except httpx.TransportError:
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.2)  # the API is down; try again shortly
+
+        return list(await asyncio.gather(*(one(s) for s in specs)))
+
+
+async def submit_events(bus: Publisher, specs: Sequence[JobSpec]) -> None:
+    """Produce JobSubmitted events on the submissions topic, as any Kafka client would."""
+    from datetime import UTC, datetime
+
+    events = [CloudEvent.wrap(JobSubmitted(spec=s), time=datetime.now(UTC)) for s in specs]
+    for event in events:
+        await bus.publish(topics.SUBMISSIONS, event)
+
+
+async def statuses(store: JobStore, job_ids: Sequence[str]) -> dict[str, JobStatus | None]:
+    """Current status of each job (None: not stored yet), read consistently."""
+    gate = asyncio.Semaphore(16)
+
+    async def one(job_id: str) -> JobStatus | None:
+        async with gate:
+            try:
+                return (await store.get(job_id)).status
+            except JobNotFound:
+                return None
+
+    found = await asyncio.gather(*(one(j) for j in job_ids))
+    return dict(zip(job_ids, found, strict=True))
+
+
+async def wait_stored(store: JobStore, job_ids: Sequence[str], timeout_s: float) -> None:
+    """Until every job is in the store (events reach it through the intake's consumer)."""
+    deadline = time.monotonic() + timeout_s
+    while any(s is None for s in (await statuses(store, job_ids)).values()):
+        assert time.monotonic() < deadline, f"jobs not stored after {timeout_s} s"
+        await asyncio.sleep(2.0)  # polling interval of the wait, not a synchronisation
+
+
+async def count_terminal(store: JobStore, job_ids: Sequence[str]) -> int:
+    """How many of `job_ids` are terminal, from the status index (cheap; may lag a little)."""
+    wanted = set(job_ids)
+    done = 0
+    for status in TERMINAL_STATUSES:
+        cursor: str | None = None
+        while True:
+            page = await store.list_jobs(status=status, limit=1000, cursor=cursor)
+            done += sum(1 for job in page.items if job.job_id in wanted)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return done
+
+
+async def wait_terminal(
+    store: JobStore, job_ids: Sequence[str], timeout_s: float, *, alive: Any = None
+) -> None:
+    """Until every job is terminal (checked with consistent reads at the end)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if alive is not None:
+            alive()
+        if await count_terminal(store, job_ids) >= len(job_ids):
+            current = await statuses(store, job_ids)
+            if all(s is not None and s.terminal for s in current.values()):
+                return
+        if time.monotonic() > deadline:
+            current = await statuses(store, job_ids)
+            stuck = Counter(str(s) for s in current.values() if s is None or not s.terminal)
+            raise AssertionError(f"jobs not terminal after {timeout_s} s: {dict(stuck)}")
+        await asyncio.sleep(2.0)  # polling interval of the wait, not a synchronisation
+
+
+@dataclass
+class Verdict:
+    """What the checks found; `problems` is empty when every invariant holds."""
+
+    final: Counter[str] = field(default_factory=Counter)
+    attempts: Counter[int] = field(default_factory=Counter)
+    retries: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < 50:
+            self.problems.append(text)
+
+
+async def verify(
+    store: JobStore,
+    job_ids: Sequence[str],
+    sim_stats: dict[str, Any],
+    keys_per_job: dict[str, set[str]],
+    notified_states: dict[str, set[str]],
+    *,
+    deliveries_per_job: Counter[str] | None = None,
+) -> Verdict:
+    """Every invariant of the issue, over the jobs of one run.
+
+    - each job is terminal, and its history has exactly one terminal transition, the last;
+    - the simulator created at most one training job per name, and every name it created
+      for these jobs is `training_job_name(job, attempt)` for an attempt the history shows;
+    - each job was notified under exactly one idempotency key (and, when raw counts are
+      given, in exactly one message), with the state the store holds.
+    """
+    verdict = Verdict()
+    if sim_stats["max_created_per_name"] > 1:
+        verdict.problem(f"simulator created a name twice: {sim_stats['max_created_per_name']}")
+    created: set[str] = {n.lower() for n in sim_stats["created"]}
+    gate = asyncio.Semaphore(16)
+
+    async def load(job_id: str) -> tuple[JobRecord, list[Transition]]:
+        async with gate:
+            return await store.get(job_id), list(await store.history(job_id))
+
+    loaded = await asyncio.gather(*(load(j) for j in job_ids))
+    names_of_jobs: set[str] = set()
+    for job, history in loaded:
+        verdict.final[job.status.value] += 1
+        verdict.attempts[job.attempt] += 1
+        ends = [t for t in history if t.to_status.terminal]
+        verdict.retries += sum(1 for t in history if t.to_status is JobStatus.RETRY_SCHEDULED)
+        if not job.status.terminal:
+            verdict.problem(f"{job.job_id}: not terminal ({job.status.value})")
+        if len(ends) != 1 or history[-1].to_status is not job.status:
+            verdict.problem(
+                f"{job.job_id}: {len(ends)} terminal transitions: "
+                + " -> ".join(t.to_status.value for t in history)
+            )
+        versions = [t.version for t in history]
+        if versions != list(range(1, len(history) + 1)):
+            verdict.problem(f"{job.job_id}: history versions {versions}")
+        launched = {t.attempt for t in history if t.to_status is JobStatus.LAUNCHING}
+        allowed = {training_job_name(job.job_id, a) for a in launched}
+        names_of_jobs |= allowed
+        mine = {n for n in created if n.startswith(job.job_id.lower() + "-")}
+        if not mine <= allowed:
+            verdict.problem(f"{job.job_id}: names {sorted(mine - allowed)} match no attempt")
+        keys = keys_per_job.get(job.job_id, set())
+        if len(keys) != 1:
+            verdict.problem(f"{job.job_id}: notified under {len(keys)} keys")
+        if deliveries_per_job is not None and deliveries_per_job[job.job_id] != 1:
+            verdict.problem(
+                f"{job.job_id}: {deliveries_per_job[job.job_id]} webhook deliveries, not 1"
+            )
+        states = notified_states.get(job.job_id, set())
+        if states and states != {job.status.value}:
+            verdict.problem(f"{job.job_id}: notified {sorted(states)}, store {job.status.value}")
+    strangers = set(keys_per_job) - set(job_ids)
+    if strangers:
+        verdict.problem(f"notifications for unknown jobs: {sorted(strangers)[:5]}")
+    return verdict
