@@ -21,6 +21,12 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+CAPACITY_REASON = (
+    "CapacityError: Unable to provision requested ML compute capacity. "
+    "Please retry using a different ML instance type."
+)
+"""SageMaker's FailureReason when it cannot provision the instance type."""
+
 _CATEGORY = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.]*)\s*:")
 
 

@@ -19,13 +19,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from stoker.core.clock import Clock, SystemClock
+from stoker.core.failures import CAPACITY_REASON
 from stoker.simulator.faults import FaultConfig
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-CAPACITY_REASON = (
-    "CapacityError: Unable to provision requested ML compute capacity. "
-    "Please retry using a different ML instance type."
-)
 ALGORITHM_REASON = "AlgorithmError: simulated failure of the training code (injected fault)"
 _ACTIVE = frozenset({"InProgress", "Stopping"})
 _TERMINAL = frozenset({"Completed", "Failed", "Stopped"})

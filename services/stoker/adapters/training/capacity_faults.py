@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from stoker.core.clock import Clock, SystemClock
+from stoker.core.failures import CAPACITY_REASON
 from stoker.ports.training import (
     TrainingBackend,
     TrainingJobAlreadyExists,
@@ -22,7 +23,6 @@ from stoker.ports.training import (
     TrainingJobStatus,
     TrainingJobSummary,
 )
-from stoker.simulator.engine import CAPACITY_REASON
 
 
 class CapacityFaults:
