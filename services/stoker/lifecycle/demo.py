@@ -29,6 +29,7 @@ from stoker.adapters.training.local import LocalProcessBackend
 from stoker.client import AsyncClient
 from stoker.core.job import JobStatus
 from stoker.lifecycle.services import SERVICES, Service, run_services
+from stoker.ports.store import all_jobs
 from stoker.runtime import Runtime
 from stoker.settings import Settings
 from stoker.training_scripts import train_linear
@@ -207,28 +208,16 @@ async def _wait_for_api(client: AsyncClient, stack: asyncio.Task[None]) -> None:
 async def _count_terminal(rt: Runtime) -> int:
     total = 0
     for status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED):
-        cursor: str | None = None
-        while True:
-            page = await rt.store.list_jobs(status=status, limit=500, cursor=cursor)
-            total += len(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        total += sum([1 async for _ in all_jobs(rt.store, status)])
     return total
 
 
 async def _summarize(rt: Runtime, backend: CapacityFaults, result: DemoResult) -> None:
-    cursor: str | None = None
-    while True:
-        page = await rt.store.list_jobs(limit=500, cursor=cursor)
-        for job in page.items:
-            result.statuses[job.status.value] += 1
-            result.attempts += job.attempt
-            if job.status is JobStatus.FAILED and job.attempt > 1:
-                result.failed_after_retries += 1
-        cursor = page.next_cursor
-        if cursor is None:
-            break
+    async for job in all_jobs(rt.store):
+        result.statuses[job.status.value] += 1
+        result.attempts += job.attempt
+        if job.status is JobStatus.FAILED and job.attempt > 1:
+            result.failed_after_retries += 1
     now = rt.clock.now()
     trends = await rt.store.trends(now - timedelta(days=1), now + timedelta(days=1))
     result.retries_by_reason = dict(trends.retries_per_reason)

@@ -28,6 +28,7 @@ from stoker.lifecycle.admission import AdmissionControl, Admitted
 from stoker.lifecycle.outbox_events import extra
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
+from stoker.ports.store import all_jobs
 from stoker.ports.training import (
     InvalidRequest,
     TrainingBackend,
@@ -85,11 +86,11 @@ class Launcher:
     async def recover(self) -> None:
         """Rebuild slots and queues from the store after a (re)start."""
         for status in _HOLDING_SLOT:
-            async for job in _all(self._store, status):
+            async for job in all_jobs(self._store, status):
                 self._admission.occupy(job.job_id, _instance_type(job))
                 if status is JobStatus.LAUNCHING:
                     self._spawn(self._create(job))
-        async for job in _all(self._store, JobStatus.NEW):
+        async for job in all_jobs(self._store, JobStatus.NEW):
             self._admission.offer(job.job_id, _instance_type(job), job.priority)
         await self.due_pass()
 
@@ -261,14 +262,3 @@ def _instance_type(job: JobRecord) -> str:
     if isinstance(chosen, str) and chosen:
         return chosen
     return str(job.spec["training"]["ResourceConfig"]["InstanceType"])
-
-
-async def _all(store: Any, status: JobStatus) -> Any:
-    cursor: str | None = None
-    while True:
-        page = await store.list_jobs(status=status, limit=500, cursor=cursor)
-        for job in page.items:
-            yield job
-        cursor = page.next_cursor
-        if cursor is None:
-            return

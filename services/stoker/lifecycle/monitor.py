@@ -25,11 +25,11 @@ from stoker.core.errors import JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, JobAttemptFailed, JobLaunched, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.ratelimit import TokenBucket
-from stoker.lifecycle.launcher import _all
 from stoker.lifecycle.outbox_events import extra
 from stoker.lifecycle.state_changes import StateChange
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
+from stoker.ports.store import all_jobs
 from stoker.ports.training import (
     Throttled,
     TrainingBackend,
@@ -99,7 +99,7 @@ class Monitor:
 
     async def recover(self) -> None:
         for status in _FOLLOWED:
-            async for job in _all(self._store, status):
+            async for job in all_jobs(self._store, status):
                 name = job.details.get("training_job_name")
                 if isinstance(name, str):
                     stopping = status is JobStatus.STOPPING

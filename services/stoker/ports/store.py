@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Protocol
@@ -89,3 +89,17 @@ class JobStore(Protocol):
         """Outbox events not yet marked published, in write order."""
 
     async def mark_published(self, entry_ids: Sequence[str]) -> None: ...
+
+
+async def all_jobs(
+    store: JobStore, status: JobStatus | None = None, *, page_size: int = 500
+) -> AsyncIterator[JobRecord]:
+    """Every job (in `status`, if given), following the store's pages."""
+    cursor: str | None = None
+    while True:
+        page = await store.list_jobs(status=status, limit=page_size, cursor=cursor)
+        for job in page.items:
+            yield job
+        cursor = page.next_cursor
+        if cursor is None:
+            return
