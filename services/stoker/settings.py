@@ -38,6 +38,22 @@ class Settings(BaseSettings):
     )
     kafka_partitions: int = Field(default=8, ge=1, le=1024)
     kafka_replication: int = Field(default=1, ge=1, le=16)
+    kafka_fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        le=10_000,
+        description="longest the broker holds a fetch waiting for kafka_fetch_min_bytes",
+    )
+    kafka_fetch_min_bytes: int = Field(
+        default=16_384, ge=1, description="bytes a fetch waits for (up to the max wait)"
+    )
+    kafka_commit_interval_ms: int = Field(
+        default=200,
+        ge=0,
+        le=60_000,
+        description="consumed positions are committed at most this often (0: every batch); "
+        "always on a rebalance, on an idle fetch and on close",
+    )
 
     aws_region: str = "us-east-1"
     dynamodb_endpoint: str | None = Field(

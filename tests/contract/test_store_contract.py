@@ -288,6 +288,45 @@ async def test_outbox_is_written_with_the_transition_until_published(store: JobS
     assert await store.pending_outbox() == []
 
 
+async def test_a_writer_marks_its_events_published_by_their_ids(store: JobStore) -> None:
+    """The writer that just published a transition's events marks them by event id (the
+    port's promise: entry_id == event.id), so the relay does not publish them again."""
+    first = job("j1")
+    created_event = status_event(first, None)
+    other = job("j2")
+    other_event = status_event(other, None)
+    await store.create(first, outbox=[("stoker.jobs.lifecycle", created_event)])
+    await store.create(other, outbox=[("stoker.jobs.lifecycle", other_event)])
+    assert [e.entry_id for e in await store.pending_outbox()] == [
+        created_event.id,
+        other_event.id,
+    ]
+    await store.mark_published([created_event.id])
+    assert [e.event for e in await store.pending_outbox()] == [other_event]
+
+
+async def test_concurrent_calls_each_get_their_own_outcome(store: JobStore) -> None:
+    """Calls made at once (grouped into one transaction by the SQLite store) succeed or
+    fail one by one: a version conflict refuses only its own write."""
+    for n in range(20):
+        await store.create(job(f"j{n}"))
+    results = await asyncio.gather(
+        *(
+            store.transition(f"j{n}", change(S.LAUNCHING, T0), expected_version=1 if n % 2 else 7)
+            for n in range(20)
+        ),
+        *(store.get(f"j{n}") for n in range(20)),
+        return_exceptions=True,
+    )
+    moves, reads = results[:20], results[20:]
+    assert [isinstance(r, VersionConflict) for r in moves] == [n % 2 == 0 for n in range(20)]
+    assert all(isinstance(r, JobRecord) for r in reads)
+    for n in range(20):
+        expected = S.LAUNCHING if n % 2 else S.NEW
+        assert (await store.get(f"j{n}")).status is expected
+        assert len(await store.history(f"j{n}")) == (2 if n % 2 else 1)
+
+
 async def test_failed_conditional_write_writes_no_outbox_event(store: JobStore) -> None:
     """A transition refused for its version leaves no outbox event and no history line."""
     record, _ = await store.create(job("j1"))

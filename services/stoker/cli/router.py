@@ -115,7 +115,11 @@ def serve_cmd(
         timeout_ms=timeout_ms,
         workers=workers or None,
     )
-    serve(router, host=host, port=port, drain_timeout_s=drain_timeout_s)
+    if not serve(router, host=host, port=port, drain_timeout_s=drain_timeout_s):
+        Console(stderr=True).print(
+            f"[red]drain did not finish within {drain_timeout_s:g} s; requests were dropped[/red]"
+        )
+        raise typer.Exit(1)
 
 
 def intent_body(i: int) -> bytes:

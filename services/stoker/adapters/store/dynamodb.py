@@ -78,6 +78,10 @@ class DynamoDbJobStore:
         self._clients: AwsClients | None = None
         self._db: DynamoDBClient | None = None
         self._ids = SortableIds()
+        # Event id -> key of its outbox item, for the events this process wrote or read as
+        # pending: the writer marks them by event id right after publishing them, and an
+        # item's key (topic, subject, write-order id) is not derivable from the id alone.
+        self._outbox_keys: dict[str, tuple[str, str]] = {}
 
     async def start(self) -> None:
         if self._db is not None:
@@ -128,7 +132,7 @@ class DynamoDbJobStore:
             *self._counter_updates(line),
             *self._outbox_puts(outbox),
         ]
-        if await self._transact("create", items):
+        if await self._write_with_outbox("create", items, outbox):
             return await self.get(job.job_id), False
         return job, True
 
@@ -157,12 +161,29 @@ class DynamoDbJobStore:
             *self._counter_updates(line),
             *self._outbox_puts(outbox),
         ]
-        if await self._transact("transition", items):
+        if await self._write_with_outbox("transition", items, outbox):
             actual = await self._version_of(job_id)
             if actual is None:
                 raise JobNotFound(job_id)
             raise VersionConflict(job_id, expected_version, actual)
         return updated
+
+    async def _write_with_outbox(
+        self,
+        what: str,
+        items: list[TransactWriteItemTypeDef],
+        outbox: Sequence[tuple[str, CloudEvent]],
+    ) -> bool:
+        """`_transact`, forgetting the outbox keys again when nothing was written."""
+        written = False
+        try:
+            refused = await self._transact(what, items)
+            written = not refused
+            return refused
+        finally:
+            if not written:
+                for _, event in outbox:
+                    self._outbox_keys.pop(event.id, None)
 
     async def _transact(self, what: str, items: list[TransactWriteItemTypeDef]) -> bool:
         """Run one transaction. True when a condition failed (nothing was written)."""
@@ -252,17 +273,14 @@ class DynamoDbJobStore:
     def _outbox_puts(
         self, outbox: Sequence[tuple[str, CloudEvent]]
     ) -> list[TransactWriteItemTypeDef]:
-        return [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": layout.event_item(
-                        topic, event.subject, event_bytes(event), self._ids.next(), pending=True
-                    ),
-                }
-            }
-            for topic, event in outbox
-        ]
+        puts: list[TransactWriteItemTypeDef] = []
+        for topic, event in outbox:
+            item = layout.event_item(
+                topic, event.subject, event_bytes(event), self._ids.next(), pending=True
+            )
+            self._outbox_keys[event.id] = (item["pk"]["S"], item["sk"]["S"])
+            puts.append({"Put": {"TableName": self.table, "Item": item}})
+        return puts
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -430,22 +448,23 @@ class DynamoDbJobStore:
             },
             limit=limit,
         )
-        return [
-            OutboxEntry(
-                entry_id=f"{item['sk']['S']}#{item['pk']['S']}",
-                topic=item["topic"]["S"],
-                event=decode_event(bytes(item["value"]["B"])),
-            )
-            for item in items
-        ]
+        entries = []
+        for item in items:
+            event = decode_event(bytes(item["value"]["B"]))
+            self._outbox_keys[event.id] = (item["pk"]["S"], item["sk"]["S"])
+            entries.append(OutboxEntry(entry_id=event.id, topic=item["topic"]["S"], event=event))
+        return entries
 
     async def mark_published(self, entry_ids: Sequence[str]) -> None:
         gate = asyncio.Semaphore(MARK_CONCURRENCY)
 
         async def mark(entry_id: str) -> None:
-            sk, _, pk = entry_id.partition("#")
-            if not pk:
+            key = self._outbox_keys.get(entry_id)
+            if key is None:
+                # Written by another process and not read here: its writer or a relay
+                # pass (which reads it as pending first) marks it.
                 return
+            pk, sk = key
             async with gate:
                 try:
                     await call(
@@ -462,8 +481,9 @@ class DynamoDbJobStore:
                 except ClientError as exc:
                     if error_code(exc) != "ConditionalCheckFailedException":
                         raise translate(exc, "mark_published") from exc
+            self._outbox_keys.pop(entry_id, None)
 
-        await asyncio.gather(*(mark(entry_id) for entry_id in entry_ids))
+        await asyncio.gather(*(mark(entry_id) for entry_id in dict.fromkeys(entry_ids)))
 
     async def _query_all(
         self, what: str, request: QueryInputTypeDef, *, limit: int | None = None

@@ -6,12 +6,12 @@ which is what the conditional writes of the real stores give.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
 
 from stoker.adapters.store.common import (
-    SortableIds,
     as_utc,
     check_limit,
     check_outbox,
@@ -36,8 +36,8 @@ class MemoryJobStore:
     def __init__(self) -> None:
         self._jobs: dict[str, JobRecord] = {}
         self._history: dict[str, list[Transition]] = {}
+        # Keyed by event id; a dict keeps insertion order, which is write order.
         self._outbox: dict[str, OutboxEntry] = {}
-        self._ids = SortableIds()
 
     async def start(self) -> None:
         return None
@@ -149,7 +149,7 @@ class MemoryJobStore:
 
     async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
         check_limit(limit)
-        return [self._outbox[key] for key in sorted(self._outbox)[:limit]]
+        return list(itertools.islice(self._outbox.values(), limit))
 
     async def mark_published(self, entry_ids: Sequence[str]) -> None:
         for entry_id in entry_ids:
@@ -157,5 +157,4 @@ class MemoryJobStore:
 
     def _append_outbox(self, outbox: Sequence[tuple[str, CloudEvent]]) -> None:
         for topic, event in outbox:
-            entry_id = self._ids.next()
-            self._outbox[entry_id] = OutboxEntry(entry_id=entry_id, topic=topic, event=event)
+            self._outbox[event.id] = OutboxEntry(entry_id=event.id, topic=topic, event=event)

@@ -5,6 +5,12 @@ blocks on disk. Writes take the file's write lock up front (`BEGIN IMMEDIATE`), 
 read-check-write one atomic step even when several processes share the file; readers are
 not blocked by a writer in WAL mode. A job, its history line and its outbox events commit
 in one transaction, so a crash keeps all of them or none.
+
+Group commit: calls that arrive while the worker is busy are queued and then run together,
+in arrival order, in one transaction (each write in its own savepoint, so a write that
+fails, say on a version conflict, leaves the others alone), and every caller hears back
+only after that transaction committed. One commit and one thread hop then serve a whole
+burst: a transaction per call capped a busy pipeline at about a thousand writes a second.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -71,13 +78,31 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_by_time ON history (at_key, to_status);
 
 CREATE TABLE IF NOT EXISTS outbox (
-    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic TEXT NOT NULL,
-    event BLOB NOT NULL
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic    TEXT NOT NULL,
+    event    BLOB NOT NULL,
+    event_id TEXT
 );
 """
 
+# Files written before outbox entries were named by their event id get the column and an
+# index; old rows take the id from the stored event.
+OUTBOX_EVENT_ID = """
+ALTER TABLE outbox ADD COLUMN event_id TEXT;
+UPDATE outbox SET event_id = json_extract(CAST(event AS TEXT), '$.id') WHERE event_id IS NULL;
+"""
+OUTBOX_INDEX = "CREATE INDEX IF NOT EXISTS outbox_by_event ON outbox (event_id)"
+
 LOCK_RETRIES = 3
+MAX_GROUP = 256
+"""Calls run in one transaction at most."""
+
+
+@dataclass
+class _Call:
+    what: str
+    fn: Callable[[sqlite3.Connection | None], Any]
+    future: asyncio.Future[Any]
 
 
 class SqliteJobStore:
@@ -90,6 +115,8 @@ class SqliteJobStore:
         self._busy_timeout_ms = busy_timeout_ms
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._queue: list[_Call] = []
+        self._draining: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self._executor is not None:
@@ -103,6 +130,8 @@ class SqliteJobStore:
         try:
             await self._run("close", self._close_conn)
         finally:
+            if self._draining is not None:
+                await asyncio.gather(self._draining, return_exceptions=True)
             self._executor.shutdown(wait=True)
             self._executor = None
 
@@ -115,6 +144,10 @@ class SqliteJobStore:
         # NORMAL in WAL mode survives a process crash; only power loss can drop the last commit.
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.executescript(SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+        if "event_id" not in columns:
+            conn.executescript(f"BEGIN IMMEDIATE; {OUTBOX_EVENT_ID} COMMIT;")
+        conn.execute(OUTBOX_INDEX)
         self._conn = conn
 
     def _close_conn(self, conn: sqlite3.Connection | None) -> None:
@@ -123,12 +156,45 @@ class SqliteJobStore:
         self._conn = None
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection | None], T]) -> T:
+        """Queue `fn` for the worker; it runs in the next group (see the module docstring)."""
         if self._executor is None:
             raise StoreFailure("the SQLite store is not started; call start() first")
         loop = asyncio.get_running_loop()
+        call = _Call(what, fn, loop.create_future())
+        self._queue.append(call)
+        if self._draining is None or self._draining.done():
+            self._draining = loop.create_task(self._drain(), name="stoker-sqlite-group")
+        result: T = await call.future
+        return result
+
+    async def _drain(self) -> None:
+        """Run queued calls group by group until the queue is empty."""
+        while self._queue:
+            group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+            try:
+                outcomes = await self._run_group(group)
+            except BaseException as exc:  # the whole group failed (or we are cancelled)
+                for call in group:
+                    if not call.future.done():
+                        call.future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for call, (ok, value) in zip(group, outcomes, strict=True):
+                if call.future.done():
+                    continue  # its caller gave up waiting; the work itself is done
+                if ok:
+                    call.future.set_result(value)
+                else:
+                    call.future.set_exception(value)
+
+    async def _run_group(self, group: list[_Call]) -> list[tuple[bool, Any]]:
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        what = ",".join(sorted({c.what for c in group}))
         for attempt in range(1, LOCK_RETRIES + 1):
             try:
-                return await loop.run_in_executor(self._executor, lambda: fn(self._conn))
+                return await loop.run_in_executor(self._executor, self._group_in_worker, group)
             except sqlite3.OperationalError as exc:
                 # Locked after the busy timeout, disk full, file unreadable: an outage.
                 failure = InfrastructureUnavailable(f"sqlite {what} on {self._path}: {exc}")
@@ -141,18 +207,53 @@ class SqliteJobStore:
                 raise StoreFailure(f"sqlite {what} on {self._path}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _group_in_worker(self, group: list[_Call]) -> list[tuple[bool, Any]]:
+        """On the worker thread: one transaction around the group when there is more than
+        one call (a single call manages its own, as `_write` does). A call's own error is
+        its outcome; an SQLite error aborts the whole group, which is then retried or
+        failed as one."""
+        conn = self._conn
+        grouped = len(group) > 1 and conn is not None
+        if grouped:
+            assert conn is not None
+            conn.execute("BEGIN IMMEDIATE")
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            for call in group:
+                try:
+                    outcomes.append((True, call.fn(self._conn)))
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:
+                    outcomes.append((False, exc))
+        except BaseException:
+            if grouped and conn is not None and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if grouped and conn is not None:
+            conn.execute("COMMIT")
+        return outcomes
+
     @staticmethod
     @contextmanager
     def _write(conn: sqlite3.Connection | None) -> Iterator[sqlite3.Connection]:
+        """One atomic write: its own transaction, or a savepoint inside a group's."""
         if conn is None:
             raise StoreFailure("the SQLite store is closed")
-        conn.execute("BEGIN IMMEDIATE")
+        begin, done, undo = (
+            ("SAVEPOINT call", "RELEASE call", "ROLLBACK TO call")
+            if conn.in_transaction
+            else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        )
+        conn.execute(begin)
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute(undo)
+            if undo.startswith("ROLLBACK TO"):
+                conn.execute(done)
             raise
-        conn.execute("COMMIT")
+        conn.execute(done)
 
     @staticmethod
     def _read(conn: sqlite3.Connection | None) -> sqlite3.Connection:
@@ -314,27 +415,28 @@ class SqliteJobStore:
     async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
         check_limit(limit)
 
-        def op(conn: sqlite3.Connection | None) -> list[tuple[int, str, bytes]]:
+        def op(conn: sqlite3.Connection | None) -> list[tuple[str, bytes]]:
             return (
                 self._read(conn)
-                .execute("SELECT seq, topic, event FROM outbox ORDER BY seq LIMIT ?", (limit,))
+                .execute("SELECT topic, event FROM outbox ORDER BY seq LIMIT ?", (limit,))
                 .fetchall()
             )
 
         rows = await self._run("pending_outbox", op)
-        return [
-            OutboxEntry(entry_id=str(seq), topic=topic, event=decode_event(bytes(event)))
-            for seq, topic, event in rows
-        ]
+        entries = []
+        for topic, raw in rows:
+            event = decode_event(bytes(raw))
+            entries.append(OutboxEntry(entry_id=event.id, topic=topic, event=event))
+        return entries
 
     async def mark_published(self, entry_ids: Sequence[str]) -> None:
-        seqs = [(int(entry_id),) for entry_id in entry_ids if entry_id.isdigit()]
-        if not seqs:
+        ids = [(entry_id,) for entry_id in dict.fromkeys(entry_ids)]
+        if not ids:
             return
 
         def op(conn: sqlite3.Connection | None) -> None:
             with self._write(conn) as db:
-                db.executemany("DELETE FROM outbox WHERE seq = ?", seqs)
+                db.executemany("DELETE FROM outbox WHERE event_id = ?", ids)
 
         await self._run("mark_published", op)
 
@@ -380,6 +482,6 @@ def _insert_history(db: sqlite3.Connection, line: Transition) -> None:
 
 def _insert_outbox(db: sqlite3.Connection, outbox: Sequence[tuple[str, CloudEvent]]) -> None:
     db.executemany(
-        "INSERT INTO outbox (topic, event) VALUES (?, ?)",
-        [(topic, event_bytes(event)) for topic, event in outbox],
+        "INSERT INTO outbox (topic, event, event_id) VALUES (?, ?, ?)",
+        [(topic, event_bytes(event), event.id) for topic, event in outbox],
     )

@@ -91,6 +91,8 @@ class Router:
             clock=self._clock,
         )
         self._warmed = False
+        self.drained_completely: bool | None = None
+        """Set by `drain`: None before it ran, then whether every queued request was answered."""
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -133,6 +135,7 @@ class Router:
     async def drain(self, timeout_s: float = 30.0) -> bool:
         """Refuse new requests, answer every queued one, stop. True if done within time."""
         done = await self._batcher.drain(timeout_s)
+        self.drained_completely = done
         log.info("router drained", complete=done)
         return done
 

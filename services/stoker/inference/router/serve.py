@@ -3,6 +3,10 @@
 On SIGTERM (or SIGINT) readiness goes false at once and new requests get 503, while
 every request already queued or running is answered; uvicorn then closes its
 connections and the app's lifespan drains and stops the batching loop.
+
+A drain that answered everything is a successful end: `serve` returns True and the
+process exits 0. (uvicorn by itself re-raises the signal after its shutdown, which ends
+the process "killed by SIGTERM" even when nothing went wrong.)
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class _DrainingServer(uvicorn.Server):
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._router.begin_drain)
         super().handle_exit(sig, frame)
+        # The signal is handled here, by draining; uvicorn must not raise it again on exit.
+        self._captured_signals.clear()
 
 
 def serve(
@@ -41,8 +47,9 @@ def serve(
     port: int = 8080,
     drain_timeout_s: float = 30.0,
     warm: bool = True,
-) -> None:
-    """Serve until SIGTERM/SIGINT, then drain. Blocks."""
+) -> bool:
+    """Serve until SIGTERM/SIGINT, then drain. Blocks. False only when the drain gave up on
+    accepted requests after `drain_timeout_s`."""
     app = create_app(router, warm=warm, drain_timeout_s=drain_timeout_s)
     config = uvicorn.Config(
         app,
@@ -58,3 +65,5 @@ def serve(
         timeout_graceful_shutdown=int(drain_timeout_s),
     )
     _DrainingServer(config, router).run()
+    # None: stopped before serving (during warm-up), so no request was accepted or dropped.
+    return router.drained_completely is not False
