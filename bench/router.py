@@ -507,8 +507,8 @@ def main(
     raw_seconds: Annotated[float, typer.Option(help="seconds per raw shape point")] = 1.5,
     sustain_seconds: Annotated[
         float, typer.Option(help="seconds of each raw and router round")
-    ] = 5.0,
-    rounds: Annotated[int, typer.Option(help="raw/router rounds, turn about")] = 3,
+    ] = 4.0,
+    rounds: Annotated[int, typer.Option(help="raw/router rounds, turn about")] = 5,
     step_seconds: Annotated[float, typer.Option(help="seconds per Poisson rate step")] = 3.0,
     skip_ray: Annotated[bool, typer.Option(help="skip the Ray Serve peer")] = False,
     slo_ms: Annotated[

@@ -199,6 +199,26 @@ async def test_listing_pages_with_next_token() -> None:
         assert sorted(row.name for row in later) == sorted(names[3:])
 
 
+async def test_later_pages_come_from_the_first_page_s_listing() -> None:
+    """A listing is one snapshot: a job created between two pages does not shift or join
+    the pages still to come."""
+    async for sim in started(FaultConfig(duration=TEN_MINUTES)):
+        names = []
+        for _ in range(3):
+            names.append(unique())
+            await sim.backend.create_training_job(request(names[-1]))
+            sim.clock.advance(1)
+        client = sim.backend.client
+        first = await client.list_training_jobs(MaxResults=2)
+        late = unique()
+        await sim.backend.create_training_job(request(late))
+        rest = await client.list_training_jobs(MaxResults=2, NextToken=first["NextToken"])
+        listed = [r["TrainingJobName"] for r in first["TrainingJobSummaries"]]
+        listed += [r["TrainingJobName"] for r in rest["TrainingJobSummaries"]]
+        assert listed == list(reversed(names))
+        assert "NextToken" not in rest
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,7 +13,9 @@ import json
 import math
 import random
 import re
-from collections import Counter
+import uuid
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +29,8 @@ ALGORITHM_REASON = "AlgorithmError: simulated failure of the training code (inje
 _ACTIVE = frozenset({"InProgress", "Stopping"})
 _TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 _MAX_RESULTS = 100
+_LISTINGS_KEPT = 64
+"""Unfinished multi-page listings kept for their next page."""
 
 
 class SimulatorError(Exception):
@@ -123,6 +127,10 @@ class SimulatedSageMaker:
         self.clock = clock or SystemClock()
         self.stats = Stats()
         self.jobs: dict[str, SimJob] = {}
+        # Listings with more than one page, by id: later pages are cut from the rows the
+        # first page saw (a consistent listing, and one scan of every job per listing
+        # instead of one per page). The oldest go first.
+        self._listings: OrderedDict[str, list[tuple[SimJob, Change]]] = OrderedDict()
         self._request_rng = random.Random(self.faults.seed)
         burst = self.faults.throttle_burst
         self._bucket = (
@@ -253,11 +261,6 @@ class SimulatedSageMaker:
         descending = (body.get("SortOrder") or "Descending") == "Descending"
         if sort_by not in {"Name", "CreationTime", "Status"}:
             raise SimulatorError("ValidationException", f"SortBy {sort_by!r} is not valid")
-        rows = [
-            (job, job.state(now))
-            for job in self.jobs.values()
-            if job.created <= now and self._listed(job, job.state(now), body)
-        ]
 
         def key(row: tuple[SimJob, Change]) -> tuple[Any, str]:
             job, state = row
@@ -268,12 +271,20 @@ class SimulatedSageMaker:
             }[sort_by]
             return (primary, job.name)
 
-        rows.sort(key=key, reverse=descending)
         token = body.get("NextToken")
+        listing_id = uuid.uuid4().hex
         if token:
-            after = _decode_token(token)
+            after, listing_id = _decode_token(token)
+            rows = self._listings.pop(listing_id, None) or self._listing(now, body, key)
             rows = [r for r in rows if (key(r) < after if descending else key(r) > after)]
+        else:
+            rows = self._listing(now, body, key)
+        rows.sort(key=key, reverse=descending)
         page = rows[:max_results]
+        if len(rows) > max_results:
+            self._listings[listing_id] = rows[max_results:]
+            while len(self._listings) > _LISTINGS_KEPT:
+                self._listings.popitem(last=False)
         out: dict[str, Any] = {
             "TrainingJobSummaries": [
                 {
@@ -289,8 +300,19 @@ class SimulatedSageMaker:
             ]
         }
         if len(rows) > max_results:
-            out["NextToken"] = _encode_token(key(page[-1]))
+            out["NextToken"] = _encode_token(key(page[-1]), listing_id)
         return out
+
+    def _listing(
+        self, now: datetime, body: dict[str, Any], key: Callable[[tuple[SimJob, Change]], Any]
+    ) -> list[tuple[SimJob, Change]]:
+        rows = []
+        for job in self.jobs.values():
+            if job.created <= now:
+                state = job.state(now)
+                if self._listed(job, state, body):
+                    rows.append((job, state))
+        return rows
 
     def stop_training_job(self, body: dict[str, Any]) -> dict[str, Any]:
         job = self._require(body.get("TrainingJobName"))
@@ -413,13 +435,14 @@ class SimulatedSageMaker:
         return timeline, start
 
 
-def _encode_token(key: tuple[Any, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+def _encode_token(key: tuple[Any, str], listing_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([*key, listing_id]).encode()).decode()
 
 
-def _decode_token(token: str) -> tuple[Any, str]:
+def _decode_token(token: str) -> tuple[tuple[Any, str], str]:
+    """The sort key of the last row served, and the listing it belongs to."""
     try:
-        primary, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+        primary, name, listing_id = json.loads(base64.urlsafe_b64decode(token.encode()))
     except (ValueError, TypeError) as exc:
         raise SimulatorError("ValidationException", "NextToken is not valid") from exc
-    return (primary, str(name))
+    return (primary, str(name)), str(listing_id)
