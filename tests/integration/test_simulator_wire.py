@@ -72,6 +72,16 @@ def unique() -> str:
     return f"wire-{uuid.uuid4().hex[:8]}"
 
 
+async def create_a_second_apart(sim: Sim, count: int) -> list[str]:
+    """`count` training jobs created one simulated second apart; their names, oldest first."""
+    names = []
+    for _ in range(count):
+        names.append(unique())
+        await sim.backend.create_training_job(request(names[-1]))
+        sim.clock.advance(1)
+    return names
+
+
 async def test_requests_above_the_rate_are_throttled() -> None:
     """Above throttle_rps the API answers ThrottlingException, seen as a retriable Throttled;
     after a second the budget is back."""
@@ -173,11 +183,7 @@ async def test_listing_pages_with_next_token() -> None:
     """ListTrainingJobs pages through NextToken without losing or repeating a job, newest
     first, and LastModifiedTimeAfter keeps only later changes."""
     async for sim in started(FaultConfig(duration=TEN_MINUTES)):
-        names = []
-        for _ in range(5):
-            names.append(unique())
-            await sim.backend.create_training_job(request(names[-1]))
-            sim.clock.advance(1)
+        names = await create_a_second_apart(sim, 5)
         client = sim.backend.client
         seen: list[str] = []
         token: str | None = None
@@ -203,11 +209,7 @@ async def test_later_pages_come_from_the_first_page_s_listing() -> None:
     """A listing is one snapshot: a job created between two pages does not shift or join
     the pages still to come."""
     async for sim in started(FaultConfig(duration=TEN_MINUTES)):
-        names = []
-        for _ in range(3):
-            names.append(unique())
-            await sim.backend.create_training_job(request(names[-1]))
-            sim.clock.advance(1)
+        names = await create_a_second_apart(sim, 3)
         client = sim.backend.client
         first = await client.list_training_jobs(MaxResults=2)
         late = unique()
