@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from stoker.adapters.store.dynamodb import DynamoDbJobStore
 from stoker.ports.bus import EventBus
 from stoker.runtime import build_bus
 from tests.e2e.receiver import WebhookReceiver
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, StackConfig
 from tests.e2e.workload import CAPPED_TYPE, FAILURE_RULES, FALLBACK_TYPE, UNCAPPED_TYPE
 
 # The uncapped type's quota is small: the launcher admits all its jobs at once, so their
@@ -60,6 +61,17 @@ def receiver() -> Iterator[WebhookReceiver]:
     """A webhook receiver every job of the module notifies (the global default target)."""
     with WebhookReceiver() as hook:
         yield hook
+
+
+@contextmanager
+def started_stack(
+    folder: Path, kafka_bootstrap: str, dynamodb_endpoint: str, receiver: WebhookReceiver
+) -> Iterator[Stack]:
+    """The simulator and one process per service, all notifying `receiver`."""
+    config = StackConfig(faults=FAULTS, settings=SETTINGS, webhook_url=receiver.url)
+    with Stack(folder, kafka_bootstrap, dynamodb_endpoint, config) as stack:
+        stack.start_all()
+        yield stack
 
 
 @asynccontextmanager

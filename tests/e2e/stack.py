@@ -116,11 +116,11 @@ class Stack:
 
     def settings(self) -> Any:
         """Settings equal to the services' (for the test's own store and bus)."""
-        from stoker.settings import Settings
+        from stoker.settings import Mode, Settings
 
         env = self.env()
         return Settings(
-            mode="kafka",
+            mode=Mode.KAFKA,
             kafka_bootstrap=env["STOKER_KAFKA_BOOTSTRAP"],
             dynamodb_endpoint=env["STOKER_DYNAMODB_ENDPOINT"],
             topic_prefix=env["STOKER_TOPIC_PREFIX"],

@@ -18,9 +18,9 @@ from stoker.client import ApiError, AsyncClient
 from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent, DeadLetter, JobSubmitted, decode_event
 from stoker.core.job import JobStatus
-from tests.e2e.conftest import FAULTS, SETTINGS, adapters
+from tests.e2e.conftest import adapters, started_stack
 from tests.e2e.receiver import WebhookReceiver
-from tests.e2e.stack import Stack, StackConfig, wait_until
+from tests.e2e.stack import Stack, wait_until
 from tests.e2e.workload import (
     spec,
     submit_events,
@@ -48,11 +48,8 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     """Simulator plus one process per service, shared by the tests of this module."""
-    config = StackConfig(faults=FAULTS, settings=SETTINGS, webhook_url=receiver.url)
-    with Stack(
-        tmp_path_factory.mktemp("e2e-faults"), kafka_bootstrap, dynamodb_endpoint, config
-    ) as s:
-        s.start_all()
+    folder = tmp_path_factory.mktemp("e2e-faults")
+    with started_stack(folder, kafka_bootstrap, dynamodb_endpoint, receiver) as s:
         yield s
 
 

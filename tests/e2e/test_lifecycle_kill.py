@@ -17,9 +17,9 @@ from stoker.core.job import JobStatus
 from stoker.core.spec import JobSpec
 from stoker.ports.bus import Publisher
 from stoker.ports.store import JobStore
-from tests.e2e.conftest import FAULTS, SETTINGS, adapters
+from tests.e2e.conftest import adapters, started_stack
 from tests.e2e.receiver import WebhookReceiver
-from tests.e2e.stack import SERVICES, Stack, StackConfig, wait_until
+from tests.e2e.stack import SERVICES, Stack, wait_until
 from tests.e2e.workload import (
     count_terminal,
     spec,
@@ -48,10 +48,8 @@ def stack(
     receiver: WebhookReceiver,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    config = StackConfig(faults=FAULTS, settings=SETTINGS, webhook_url=receiver.url)
-    workdir = tmp_path_factory.mktemp("e2e-kill")
-    with Stack(workdir, kafka_bootstrap, dynamodb_endpoint, config) as s:
-        s.start_all()
+    folder = tmp_path_factory.mktemp("e2e-kill")
+    with started_stack(folder, kafka_bootstrap, dynamodb_endpoint, receiver) as s:
         yield s
 
 
