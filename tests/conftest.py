@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import structlog
@@ -124,6 +125,13 @@ def dynamodb_endpoint(
             run_sync(wait_for_dynamodb(endpoint, CONTAINER_START_TIMEOUT_S))
             yield endpoint
         return
+    with own_dynamodb_local(tmp_path_factory) as endpoint:
+        yield endpoint
+
+
+@contextmanager
+def own_dynamodb_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A DynamoDB Local of its own on a free loopback port (stoker.devinfra), stopped after."""
     infra = DevInfra(tmp_path_factory.mktemp("dynamodb-infra"), die_with_caller=True)
     spec = DynamoDBSpec(port=free_ports(1)[0])
     try:

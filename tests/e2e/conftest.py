@@ -1,4 +1,5 @@
-"""Fixtures of the end-to-end tier: a webhook receiver and the stack's settings.
+"""Fixtures of the end-to-end tier: a webhook receiver, a DynamoDB Local of its own per module
+and the stack's settings.
 
 The stack itself (simulator and service processes) is built by each test module, because
 the fault run and the kill run need different sizes and restarts.
@@ -17,6 +18,7 @@ import pytest
 from stoker.adapters.store.dynamodb import DynamoDbJobStore
 from stoker.ports.bus import EventBus
 from stoker.runtime import build_bus
+from tests.conftest import own_dynamodb_local
 from tests.e2e.receiver import WebhookReceiver
 from tests.e2e.stack import Stack, StackConfig
 from tests.e2e.workload import CAPPED_TYPE, FAILURE_RULES, FALLBACK_TYPE, UNCAPPED_TYPE
@@ -54,6 +56,18 @@ SETTINGS: dict[str, str] = {
     "STOKER_RETRY_MAX_ATTEMPTS": "3",
     "STOKER_FAILURE_RULES": json.dumps(FAILURE_RULES),
 }
+
+
+@pytest.fixture(scope="module")
+def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh DynamoDB Local per module, whatever the session uses.
+
+    DynamoDB Local's stream emulation scans every stream record the server ever wrote on
+    each write (docs/bus.md), so after the contract tests' 10,000-message runs a shared
+    server made these runs several times slower. DynamoDB itself has no such cost.
+    """
+    with own_dynamodb_local(tmp_path_factory) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
