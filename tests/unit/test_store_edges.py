@@ -17,6 +17,7 @@ from stoker.adapters.aws import AwsRequestRejected, RetryConfig, call
 from stoker.adapters.store.dynamodb import DynamoDbJobStore
 from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.core.errors import InfrastructureUnavailable, VersionConflict
+from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.settings import Settings
 
@@ -159,4 +160,39 @@ async def test_sqlite_locked_by_another_writer_is_infrastructure_unavailable(
         assert stored == await store.get("j1")
     finally:
         blocker.close()
+        await store.close()
+
+
+async def test_sqlite_file_from_before_event_id_outbox_entries_is_migrated(
+    tmp_path: Path,
+) -> None:
+    """A file whose outbox has no event_id column (written before entries were named by
+    event id) opens, names its pending events by id, and lets them be marked published."""
+    path = tmp_path / "jobs.db"
+    event = CloudEvent.wrap(
+        JobStatusChanged(
+            job_id="j1",
+            owner="alice",
+            version=1,
+            from_status=None,
+            to_status=JobStatus.NEW,
+            attempt=0,
+        ),
+        time=T0,
+    )
+    old = sqlite3.connect(path, isolation_level=None)
+    old.execute(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+        " event BLOB NOT NULL)"
+    )
+    old.execute("INSERT INTO outbox (topic, event) VALUES (?, ?)", ("lifecycle", event.to_json()))
+    old.close()
+    store = SqliteJobStore(path)
+    await store.start()
+    try:
+        pending = await store.pending_outbox()
+        assert [(e.entry_id, e.event) for e in pending] == [(event.id, event)]
+        await store.mark_published([event.id])
+        assert await store.pending_outbox() == []
+    finally:
         await store.close()
