@@ -159,7 +159,9 @@ def describe_from_response(response: dict[str, Any]) -> TrainingJobDescription:
 
 
 class SageMakerBackend:
-    """TrainingBackend on the SageMaker API. `endpoint_url` points it at the simulator."""
+    """TrainingBackend on the SageMaker API. `endpoint_url` points it at the simulator;
+    `client` hands it a client made elsewhere (then `start` makes none and `close` leaves
+    the client to its owner)."""
 
     def __init__(
         self,
@@ -169,6 +171,7 @@ class SageMakerBackend:
         max_attempts: int = 1,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
+        client: SageMakerClient | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -181,7 +184,8 @@ class SageMakerBackend:
             retries={"total_max_attempts": max_attempts, "mode": "standard"},
         )
         self._stack = AsyncExitStack()
-        self._client: SageMakerClient | None = None
+        self._given = client
+        self._client: SageMakerClient | None = client
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> SageMakerBackend:
@@ -201,7 +205,7 @@ class SageMakerBackend:
 
     async def close(self) -> None:
         await self._stack.aclose()
-        self._client = None
+        self._client = self._given
 
     @property
     def client(self) -> SageMakerClient:
