@@ -1,0 +1,55 @@
+"""The Kafka source writes handled positions at an interval, and always when it goes idle.
+
+`commit` only records positions until `commit_interval_ms` has passed; a fetch that comes
+back empty writes whatever is pending, so a quiet consumer never sits on handled records.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from stoker.adapters.bus.kafka import KafkaBus
+from stoker.ports.bus import BusRecord
+
+pytestmark = pytest.mark.integration
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> int | None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    meta = offsets.get(TopicPartition(topic, 0))
+    return None if meta is None or meta.offset < 0 else int(meta.offset)
+
+
+async def test_positions_wait_for_the_interval_and_are_written_when_idle(
+    kafka_bootstrap: str,
+) -> None:
+    topic, group = f"commits-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    bus = KafkaBus(kafka_bootstrap, partitions=1, replication=1, commit_interval_ms=600_000)
+    await bus.start()
+    try:
+        await bus.ensure_topics([topic])
+        for n in range(3):
+            await bus.publish_raw(topic, "k", f"record {n}".encode())
+        source = bus.source(group, [topic])
+        records: list[BusRecord] = []
+        while len(records) < 3:
+            batch = await source.fetch(10, 5.0)
+            records.extend(batch)
+            await source.commit({(topic, 0): batch[-1].offset + 1} if batch else {})
+        # Handled, but the interval has not passed: nothing is written yet.
+        assert await _committed(kafka_bootstrap, group, topic) is None
+        # The next fetch finds nothing and writes the pending position.
+        assert await source.fetch(10, 0.5) == []
+        assert await _committed(kafka_bootstrap, group, topic) == 3
+        await source.close()
+    finally:
+        await bus.close()
