@@ -19,6 +19,14 @@ from tests.unit.lifecycle.conftest import World, spec
 RECORD = BusRecord(topic="stoker.jobs.lifecycle", partition=0, offset=0, key="k", value=b"")
 
 
+async def _recovered_monitor(world: World, store: object, config: MonitorConfig) -> Monitor:
+    """A monitor writing through `store` (a wrapper around the world's store), recovered."""
+    transitioner = Transitioner(store, world.bus)  # type: ignore[arg-type]
+    monitor = Monitor(transitioner, world.backend, world.clock, config, sleep=world.sleep)
+    await monitor.recover()
+    return monitor
+
+
 async def _launch(world: World, *job_ids: str) -> Monitor:
     """Launch the jobs; return a monitor that has not heard of any of them yet."""
     for job_id in job_ids:
@@ -127,10 +135,9 @@ async def test_a_quiet_pass_reads_no_job_from_the_store(world: World) -> None:
     ids = [f"j{n}" for n in range(10)]
     await _launch(world, *ids)
     counting = CountingStore(world.store)
-    transitioner = Transitioner(counting, world.bus)  # type: ignore[arg-type]
-    config = MonitorConfig(lookback_s=5, api_rate_per_s=100, api_burst=100)
-    monitor = Monitor(transitioner, world.backend, world.clock, config, sleep=world.sleep)
-    await monitor.recover()
+    monitor = await _recovered_monitor(
+        world, counting, MonitorConfig(lookback_s=5, api_rate_per_s=100, api_burst=100)
+    )
     await monitor.poll_once()  # the first pass applies InProgress to each job
     assert {(await world.store.get(j)).status for j in ids} == {JobStatus.IN_PROGRESS}
     counting.gets = 0
@@ -166,10 +173,9 @@ async def test_end_that_loses_a_race_with_a_stop_is_applied_on_the_next_pass(
     re-read job (Stopping -> Completed) instead of the job being left Stopping."""
     await _launch(world, "a")
     racing = RacingStore(world.store, world)
-    transitioner = Transitioner(racing, world.bus)  # type: ignore[arg-type]
-    config = MonitorConfig(lookback_s=5, api_rate_per_s=100, api_burst=100)
-    monitor = Monitor(transitioner, world.backend, world.clock, config, sleep=world.sleep)
-    await monitor.recover()
+    monitor = await _recovered_monitor(
+        world, racing, MonitorConfig(lookback_s=5, api_rate_per_s=100, api_burst=100)
+    )
     await monitor.poll_once()
     name_a = (await world.store.get("a")).details["training_job_name"]
     world.clock.advance(1)
@@ -207,10 +213,11 @@ async def test_ended_jobs_of_one_pass_are_applied_concurrently(world: World) -> 
     ids = [f"j{n}" for n in range(8)]
     await _launch(world, *ids)
     overlap = OverlapStore(world.store)
-    transitioner = Transitioner(overlap, world.bus)  # type: ignore[arg-type]
-    config = MonitorConfig(api_rate_per_s=100, api_burst=100, max_concurrent_observations=4)
-    monitor = Monitor(transitioner, world.backend, world.clock, config, sleep=world.sleep)
-    await monitor.recover()
+    monitor = await _recovered_monitor(
+        world,
+        overlap,
+        MonitorConfig(api_rate_per_s=100, api_burst=100, max_concurrent_observations=4),
+    )
     world.clock.advance(1)
     for job_id in ids:
         name = (await world.store.get(job_id)).details["training_job_name"]
