@@ -163,6 +163,32 @@ async def test_stale_version_is_a_conflict_with_the_actual_version(store: JobSto
     assert (caught.value.expected, caught.value.actual) == (1, 2)
 
 
+async def test_a_callers_copy_is_used_only_while_its_version_holds(store: JobStore) -> None:
+    """Given the caller's copy of the job, the write still depends on the stored version:
+    both writers holding version 1 race, one wins, the other is a conflict, and nothing of
+    the loser is stored."""
+    record, _ = await store.create(job("j1"))
+    moved = await store.transition(
+        "j1", change(S.LAUNCHING, T0), expected_version=1, current=record
+    )
+    assert moved.status is S.LAUNCHING
+    assert moved.version == 2
+    with pytest.raises(VersionConflict) as caught:
+        await store.transition(
+            "j1", change(S.STOPPED, T0, reason="late"), expected_version=1, current=record
+        )
+    assert (caught.value.expected, caught.value.actual) == (1, 2)
+    assert await store.get("j1") == moved
+    assert [line.to_status for line in await store.history("j1")] == [S.NEW, S.LAUNCHING]
+    with pytest.raises(JobNotFound):
+        await store.transition(
+            "nope",
+            change(S.LAUNCHING, T0),
+            expected_version=1,
+            current=record.model_copy(update={"job_id": "nope"}),
+        )
+
+
 async def test_list_by_status_and_owner_pages_newest_first(store: JobStore) -> None:
     """list_jobs filters by status and/or owner, newest first, across cursor pages."""
     for n in range(7):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from botocore.exceptions import ClientError
 from stoker.adapters.aws import AwsRequestRejected, RetryConfig, call
 from stoker.adapters.store.dynamodb import DynamoDbJobStore
 from stoker.adapters.store.sqlite import SqliteJobStore
-from stoker.core.errors import InfrastructureUnavailable, VersionConflict
+from stoker.core.errors import IllegalTransition, InfrastructureUnavailable, VersionConflict
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.settings import Settings
@@ -139,6 +140,61 @@ async def test_sqlite_writers_on_separate_connections_exactly_one_wins(tmp_path:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_sqlite_refused_writes_in_a_group_write_nothing_and_spare_the_rest(
+    tmp_path: Path,
+) -> None:
+    """Writes queued together share one transaction. A refused one (stale version, illegal
+    transition) leaves no row, history line or outbox event; the others commit."""
+    store = SqliteJobStore(tmp_path / "jobs.db")
+    await store.start()
+    try:
+        for job_id in ("ok1", "stale", "illegal", "ok2"):
+            await store.create(_job(job_id))
+
+        def moved(job_id: str, to: JobStatus, expected: int) -> Awaitable[JobRecord]:
+            event = CloudEvent.wrap(
+                JobStatusChanged(
+                    job_id=job_id,
+                    owner="alice",
+                    version=expected + 1,
+                    from_status=JobStatus.NEW,
+                    to_status=to,
+                    attempt=0,
+                ),
+                time=T0,
+            )
+            return store.transition(
+                job_id,
+                JobChange(to_status=to, at=T0),
+                expected_version=expected,
+                outbox=[("lifecycle", event)],
+            )
+
+        outcomes = await asyncio.gather(
+            moved("ok1", JobStatus.LAUNCHING, 1),
+            moved("stale", JobStatus.LAUNCHING, 7),
+            moved("illegal", JobStatus.COMPLETED, 1),
+            moved("ok2", JobStatus.LAUNCHING, 1),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], JobRecord)
+        assert isinstance(outcomes[3], JobRecord)
+        assert isinstance(outcomes[1], VersionConflict)
+        assert isinstance(outcomes[2], IllegalTransition)
+        for job_id, status, lines in [
+            ("ok1", JobStatus.LAUNCHING, 2),
+            ("stale", JobStatus.NEW, 1),
+            ("illegal", JobStatus.NEW, 1),
+            ("ok2", JobStatus.LAUNCHING, 2),
+        ]:
+            assert (await store.get(job_id)).status is status
+            assert len(await store.history(job_id)) == lines
+        pending = {entry.event.subject for entry in await store.pending_outbox()}
+        assert pending == {"ok1", "ok2"}
+    finally:
+        await store.close()
 
 
 async def test_sqlite_locked_by_another_writer_is_infrastructure_unavailable(

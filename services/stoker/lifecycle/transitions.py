@@ -53,7 +53,7 @@ class Transitioner:
         after = change.apply(job)
         outbox = status_changed(job, after, change.reason) + list(extra)
         stored = await self.store.transition(
-            job.job_id, change, expected_version=job.version, outbox=outbox
+            job.job_id, change, expected_version=job.version, outbox=outbox, current=job
         )
         log.info(
             "job transition",

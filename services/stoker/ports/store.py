@@ -59,9 +59,14 @@ class JobStore(Protocol):
         *,
         expected_version: int,
         outbox: Sequence[tuple[str, CloudEvent]] = (),
+        current: JobRecord | None = None,
     ) -> JobRecord:
         """Apply `change` if the stored version is `expected_version`, atomically with a
         history line and the outbox events (topic, event).
+
+        `current` is the job as the caller read it; when its version is `expected_version`
+        the store may apply the change to it instead of reading the job again (the version
+        condition still guards the write).
 
         Raises VersionConflict when another writer got there first, IllegalTransition
         when the state machine forbids it, JobNotFound for an unknown id.

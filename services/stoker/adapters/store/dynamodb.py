@@ -143,9 +143,11 @@ class DynamoDbJobStore:
         *,
         expected_version: int,
         outbox: Sequence[tuple[str, CloudEvent]] = (),
+        current: JobRecord | None = None,
     ) -> JobRecord:
         check_outbox(outbox)
-        current = await self.get(job_id)
+        if current is None or current.job_id != job_id or current.version != expected_version:
+            current = await self.get(job_id)
         updated, line = plan_transition(current, change, expected_version)
         items: list[TransactWriteItemTypeDef] = [
             {

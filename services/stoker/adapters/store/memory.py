@@ -72,9 +72,10 @@ class MemoryJobStore:
         *,
         expected_version: int,
         outbox: Sequence[tuple[str, CloudEvent]] = (),
+        current: JobRecord | None = None,
     ) -> JobRecord:
         check_outbox(outbox)
-        current = await self.get(job_id)
+        current = await self.get(job_id)  # reading is free here; `current` is not needed
         updated, line = plan_transition(current, change, expected_version)
         updated = updated.model_copy(deep=True)
         self._jobs[job_id] = updated
