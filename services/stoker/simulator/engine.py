@@ -9,13 +9,14 @@ drives it in tests, and LastModifiedTime is exact.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import math
 import random
 import re
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,8 @@ _ACTIVE = frozenset({"InProgress", "Stopping"})
 _TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 _MAX_RESULTS = 100
 _LISTINGS_KEPT = 64
+_AFTER_EVERY_KEY = "\U0010ffff"
+"""Sorts after every job key: (t, _AFTER_EVERY_KEY) comes after each entry stamped t."""
 """Unfinished multi-page listings kept for their next page."""
 
 
@@ -127,6 +130,9 @@ class SimulatedSageMaker:
         self.clock = clock or SystemClock()
         self.stats = Stats()
         self.jobs: dict[str, SimJob] = {}
+        # (time of a job's last timeline change, key), sorted: a listing of what changed
+        # after T reads only jobs whose timeline reaches past T, not every job ever made.
+        self._by_last_change: list[tuple[float, str]] = []
         # Listings with more than one page, by id: later pages are cut from the rows the
         # first page saw (a consistent listing, and one scan of every job per listing
         # instead of one per page). The oldest go first.
@@ -210,6 +216,7 @@ class SimulatedSageMaker:
                 )
         job = self._new_job(name, body, instance_type, count, now)
         self.jobs[name.lower()] = job
+        self._index(job)
         self.stats.created[name] += 1
         return {"TrainingJobArn": job.arn}
 
@@ -307,7 +314,7 @@ class SimulatedSageMaker:
         self, now: datetime, body: dict[str, Any], key: Callable[[tuple[SimJob, Change]], Any]
     ) -> list[tuple[SimJob, Change]]:
         rows = []
-        for job in self.jobs.values():
+        for job in self._changed_after(body.get("LastModifiedTimeAfter")):
             if job.created <= now:
                 state = job.state(now)
                 if self._listed(job, state, body):
@@ -326,10 +333,12 @@ class SimulatedSageMaker:
         if state.status == "Stopping":
             return {}
         stopped_at = now + timedelta(seconds=self.faults.stop_s / job.speedup)
+        self._unindex(job)
         job.timeline = [c for c in job.timeline if c.at <= now] + [
             Change(now, "Stopping", "Stopping"),
             Change(stopped_at, "Stopped", "Stopped"),
         ]
+        self._index(job)
         return {}
 
     # --- helpers -------------------------------------------------------------------------
@@ -351,6 +360,22 @@ class SimulatedSageMaker:
             for job in self.jobs.values()
             if job.instance_type == instance_type and job.state(now).status in _ACTIVE
         )
+
+    def _changed_after(self, bound: object) -> Iterable[SimJob]:
+        """Every job that can have changed after `bound` (epoch seconds; None: every job)."""
+        if bound is None:
+            return self.jobs.values()
+        first = bisect.bisect_right(self._by_last_change, (float(bound), _AFTER_EVERY_KEY))
+        return [self.jobs[key] for _, key in self._by_last_change[first:]]
+
+    def _index(self, job: SimJob) -> None:
+        bisect.insort(self._by_last_change, (job.timeline[-1].at.timestamp(), job.name.lower()))
+
+    def _unindex(self, job: SimJob) -> None:
+        entry = (job.timeline[-1].at.timestamp(), job.name.lower())
+        at = bisect.bisect_left(self._by_last_change, entry)
+        if at < len(self._by_last_change) and self._by_last_change[at] == entry:
+            del self._by_last_change[at]
 
     def _listed(self, job: SimJob, state: Change, body: dict[str, Any]) -> bool:
         status = body.get("StatusEquals")
