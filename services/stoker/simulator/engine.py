@@ -361,7 +361,7 @@ class SimulatedSageMaker:
             if job.instance_type == instance_type and job.state(now).status in _ACTIVE
         )
 
-    def _changed_after(self, bound: object) -> Iterable[SimJob]:
+    def _changed_after(self, bound: Any) -> Iterable[SimJob]:
         """Every job that can have changed after `bound` (epoch seconds; None: every job)."""
         if bound is None:
             return self.jobs.values()
