@@ -70,6 +70,52 @@ class _Followed:
     listed: TrainingJobStatus | None = None
 
 
+class _FollowedJobs:
+    """Followed training jobs by name, with an index by job id: a job's end must find its
+    names without scanning every followed job (that scan made each end cost O(jobs))."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, _Followed] = {}
+        self._names: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def get(self, name: str) -> _Followed | None:
+        return self._by_name.get(name)
+
+    def follow(self, name: str, followed: _Followed) -> _Followed:
+        """Follow `name` unless it is followed already; returns what is followed."""
+        current = self._by_name.get(name)
+        if current is not None:
+            return current
+        self._by_name[name] = followed
+        self._names.setdefault(followed.job_id, set()).add(name)
+        return followed
+
+    def pop(self, name: str) -> None:
+        followed = self._by_name.pop(name, None)
+        if followed is None:
+            return
+        names = self._names.get(followed.job_id)
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del self._names[followed.job_id]
+
+    def names_of(self, job_id: str) -> list[str]:
+        return list(self._names.get(job_id, ()))
+
+    def items(self) -> list[tuple[str, _Followed]]:
+        return list(self._by_name.items())
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+
 class Monitor:
     def __init__(
         self,
@@ -87,7 +133,7 @@ class Monitor:
         self._config = config or MonitorConfig()
         self._bucket = TokenBucket(clock, self._config.api_rate_per_s, self._config.api_burst)
         self._sleep = sleep
-        self._followed: dict[str, _Followed] = {}  # training job name -> job
+        self._followed = _FollowedJobs()
         # Latest listed status of names not followed (yet): a JobLaunched event that arrives
         # after its job's last change was listed finds the change here, not in a later pass.
         self._unfollowed: dict[str, TrainingJobStatus] = {}
@@ -103,33 +149,29 @@ class Monitor:
                 name = job.details.get("training_job_name")
                 if isinstance(name, str):
                     stopping = status is JobStatus.STOPPING
-                    self._followed[name] = _Followed(job.job_id, job.attempt, stopping)
+                    self._followed.follow(name, _Followed(job.job_id, job.attempt, stopping))
 
     async def on_event(self, event: CloudEvent, _record: BusRecord) -> None:
         """Consumer handler for the lifecycle topic: start and stop following jobs."""
         data = event.data
         if isinstance(data, JobLaunched):
             followed = _Followed(data.job_id, data.attempt)
-            self._followed.setdefault(data.training_job_name, followed)
+            self._followed.follow(data.training_job_name, followed)
         elif isinstance(data, JobStatusChanged):
             if data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
                 # A RetryScheduled copy can arrive late (the outbox relay republishes events
                 # whose writer was slow to mark them), after the next attempt was launched:
                 # it must not unfollow that newer attempt.
                 last = None if data.to_status.terminal else data.attempt
-                for name in [
-                    n
-                    for n, f in self._followed.items()
-                    if f.job_id == data.job_id and (last is None or f.attempt <= last)
-                ]:
-                    del self._followed[name]
+                for name in self._followed.names_of(data.job_id):
+                    known = self._followed.get(name)
+                    if known is not None and (last is None or known.attempt <= last):
+                        self._followed.pop(name)
             elif data.to_status is JobStatus.STOPPING:
                 job = await self._store.get(data.job_id)
                 current = job.details.get("training_job_name")
                 if isinstance(current, str):
-                    followed = self._followed.setdefault(
-                        current, _Followed(job.job_id, job.attempt)
-                    )
+                    followed = self._followed.follow(current, _Followed(job.job_id, job.attempt))
                     followed.stop_wanted = True
 
     async def on_state_change(self, change: StateChange, _record: BusRecord) -> None:
@@ -176,7 +218,7 @@ class Monitor:
             else:
                 self._remember(summary.name, summary.status)
         todo += [
-            (n, self._unfollowed.pop(n)) for n in list(self._followed) if n in self._unfollowed
+            (n, self._unfollowed.pop(n)) for n in self._followed.names() if n in self._unfollowed
         ]
         return await self._observe_all(todo)
 
@@ -217,7 +259,7 @@ class Monitor:
             return 0
         described = await self._call(lambda: self._backend.describe_training_job(name))
         if await self._finish(job, described):
-            self._followed.pop(name, None)
+            self._followed.pop(name)
         else:
             # The job moved meanwhile (a stop raced the end). The listing window is past this
             # change, so it is kept for the next pass, which re-reads the job and applies it.
@@ -238,7 +280,7 @@ class Monitor:
             or job.details.get("training_job_name") != name
             or job.status not in _FOLLOWED
         ):
-            self._followed.pop(name, None)  # an old attempt's name, or the job moved on
+            self._followed.pop(name)  # an old attempt's name, or the job moved on
             return None
         return job
 
@@ -282,7 +324,7 @@ class Monitor:
     async def _send_stops(self) -> None:
         # Only jobs a Stopping event (or recovery) flagged are read: reading every followed
         # job on every pass made a pass cost one store read per running job.
-        for name, followed in list(self._followed.items()):
+        for name, followed in self._followed.items():
             if followed.stop_sent or not followed.stop_wanted:
                 continue
             job = await self._store.get(followed.job_id)
@@ -293,7 +335,7 @@ class Monitor:
                 await self._call(functools.partial(self._backend.stop_training_job, name))
             except TrainingJobNotFound:
                 await self._move(job, JobStatus.STOPPED, "stopped before training started", {})
-                self._followed.pop(name, None)
+                self._followed.pop(name)
             followed.stop_sent = True
 
     async def _move(
