@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ import structlog
 from stoker.adapters.training.naming import training_job_name
 from stoker.aio import stop_requested
 from stoker.core.clock import Clock
-from stoker.core.errors import VersionConflict
+from stoker.core.errors import JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, JobLaunched, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.retry import RetryPolicy
@@ -37,6 +38,9 @@ from stoker.ports.training import (
 )
 
 log = structlog.get_logger("stoker.launcher")
+
+_INTAKE_BATCH = 256
+"""New jobs read from the store at once (one SQLite group, one round of DynamoDB reads)."""
 
 _LAUNCHABLE = (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
 _HOLDING_SLOT = (JobStatus.LAUNCHING, JobStatus.LAUNCHED, JobStatus.IN_PROGRESS, JobStatus.STOPPING)
@@ -78,6 +82,8 @@ class Launcher:
         self._admission = AdmissionControl(self._config.caps, self._config.default_cap)
         self._rng = rng or random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._intake: deque[str] = deque()  # New jobs not offered yet, in event order
+        self._intake_task: asyncio.Task[None] | None = None
 
     @property
     def admission(self) -> AdmissionControl:
@@ -100,12 +106,34 @@ class Launcher:
         if not isinstance(data, JobStatusChanged):
             return
         if data.to_status is JobStatus.NEW:
-            job = await self._store.get(data.job_id)
-            if job.status is JobStatus.NEW:
-                self._admission.offer(job.job_id, _instance_type(job), job.priority)
-        elif data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
+            # Read in the background: awaiting the store here held up every later record of
+            # the partition, which capped intake at partitions / store latency. A job whose
+            # event was committed but not yet offered when the process dies is still New in
+            # the store, and `recover` offers it on the next start.
+            self._intake.append(data.job_id)
+            if self._intake_task is None or self._intake_task.done():
+                self._intake_task = self._spawn(self._take_in())
+            return
+        if data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
             self._admission.release(data.job_id)
         self._pump()
+
+    async def _take_in(self) -> None:
+        """Offer New jobs in the order their events came, reading them a batch at a time."""
+        while self._intake:
+            ids = [self._intake.popleft() for _ in range(min(len(self._intake), _INTAKE_BATCH))]
+            jobs = await asyncio.gather(
+                *(self._store.get(job_id) for job_id in ids), return_exceptions=True
+            )
+            unread = [job_id for job_id, job in zip(ids, jobs, strict=True) if _unread(job)]
+            for job in jobs:
+                if isinstance(job, JobRecord) and job.status is JobStatus.NEW:
+                    self._admission.offer(job.job_id, _instance_type(job), job.priority)
+            self._pump()
+            if unread:  # the store is failing: keep them first in line and try again
+                self._intake.extendleft(reversed(unread))
+                log.warning("reading new jobs failed; retrying", jobs=len(unread))
+                await self._sleep(self._config.due_poll_interval_s)
 
     async def due_pass(self) -> int:
         """Offer every retry whose due time has come; returns how many."""
@@ -133,10 +161,11 @@ class Launcher:
         for admitted in self._admission.admit():
             self._spawn(self._launch(admitted))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -255,6 +284,11 @@ def build_request(job: JobRecord) -> dict[str, Any]:
     tags.append({"Key": "stoker:job-id", "Value": job.job_id})
     training["Tags"] = tags
     return training
+
+
+def _unread(outcome: JobRecord | BaseException) -> bool:
+    """A read that failed for a reason other than the job being gone."""
+    return isinstance(outcome, BaseException) and not isinstance(outcome, JobNotFound)
 
 
 def _instance_type(job: JobRecord) -> str:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stoker.adapters.training.naming import training_job_name
-from stoker.core.job import JobChange, JobStatus
+from stoker.core.errors import InfrastructureUnavailable
+from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.lifecycle.jobs import parse_spec
 from stoker.lifecycle.launcher import Launcher, LauncherConfig, build_request
+from stoker.lifecycle.outbox_events import status_changed
+from stoker.ports.bus import BusRecord
 from stoker.ports.training import InvalidRequest, ResourceLimitExceeded, Throttled
 from tests.unit.lifecycle.conftest import World, spec
+
+RECORD = BusRecord(topic="stoker.jobs.lifecycle", partition=0, offset=0, key="k", value=b"")
 
 
 def _launcher(world: World, **config: object) -> Launcher:
@@ -93,3 +100,34 @@ async def test_caps_hold_jobs_until_slots_free(world: World) -> None:
     statuses = {j: (await world.store.get(j)).status for j in ("a", "b")}
     assert sorted(statuses.values()) == [JobStatus.LAUNCHED, JobStatus.NEW]
     assert launcher.admission.waiting == 1
+
+
+async def test_new_job_events_are_offered_in_order_and_a_failed_read_is_retried(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New-job events return at once (the store is read in the background, in event order);
+    a job whose read fails stays in line and is launched once the store answers."""
+    events = []
+    for job_id in ("a", "b", "c"):
+        job, _ = await world.jobs.submit(parse_spec(spec(job_id)))
+        events.append(status_changed(None, job, "submitted")[0][1])
+    read = world.store.get
+    failures = {"b": 1}
+
+    async def flaky_get(job_id: str) -> JobRecord:
+        if failures.get(job_id):
+            failures[job_id] -= 1
+            raise InfrastructureUnavailable("store unreachable")
+        return await read(job_id)
+
+    monkeypatch.setattr(world.store, "get", flaky_get)
+    launcher = _launcher(world)
+    for event in events:
+        await launcher.on_event(event, RECORD)
+    assert world.backend.requests == []  # nothing was awaited inside the handler
+    await launcher.drain()
+    assert [r["TrainingJobName"] for r in world.backend.requests] == [
+        training_job_name(j, 1) for j in ("a", "c", "b")
+    ]
+    assert {(await world.store.get(j)).status for j in "abc"} == {JobStatus.LAUNCHED}
+    assert len(world.sleeps) == 1
