@@ -102,6 +102,7 @@ class Runtime:
         self._with_backend = with_backend or backend is not None
         self._backend = backend
         self._stack = AsyncExitStack()
+        self._transitioner: Transitioner | None = None
 
     @property
     def store_delivers_outbox(self) -> bool:
@@ -109,7 +110,16 @@ class Runtime:
         return self.settings.mode is Mode.DYNAMODB
 
     def transitioner(self) -> Transitioner:
-        return Transitioner(self.store, self.bus, store_delivers_outbox=self.store_delivers_outbox)
+        """The runtime's one Transitioner: its services share one publishing task."""
+        if self._transitioner is None:
+            self._transitioner = Transitioner(
+                self.store, self.bus, store_delivers_outbox=self.store_delivers_outbox
+            )
+        return self._transitioner
+
+    async def _flush_transitioner(self) -> None:
+        if self._transitioner is not None:
+            await self._transitioner.flush()
 
     @property
     def backend(self) -> TrainingBackend:
@@ -122,6 +132,8 @@ class Runtime:
         self._stack.push_async_callback(self.store.close)
         await self.bus.start()
         self._stack.push_async_callback(self.bus.close)
+        # Runs before the bus and the store close: events handed over still go out.
+        self._stack.push_async_callback(self._flush_transitioner)
         if self._with_backend:
             if self._backend is None:
                 self._backend = build_training_backend(self.settings)
