@@ -74,6 +74,10 @@ class ThroughputResult:
     api_calls: dict[str, int] = field(default_factory=dict)
     max_created_per_name: int = 0
     wall_s: float = 0.0
+    cpu_process_s: float = 0.0
+    """CPU time of the whole process (every thread) from the first submit to the last end."""
+    cpu_loop_s: float = 0.0
+    """CPU time of the event-loop thread alone over the same span: the GIL-bound part."""
 
 
 def job_spec(run: str, n: int) -> JobSpec:
@@ -198,6 +202,7 @@ async def _run(
         profiler = cProfile.Profile() if plan.profile else None
         if profiler is not None:
             profiler.enable()
+        cpu_process, cpu_loop = time.process_time(), time.thread_time()
         ids = await _submit_all(
             service, plan, run=run, result=result, watch=watch, on_progress=on_progress
         )
@@ -208,6 +213,8 @@ async def _run(
                     task.result()  # a service died: its error is the result
             on_progress("running", len(watch.ended & ids), len(ids))
             await asyncio.sleep(0.1)
+        result.cpu_process_s = time.process_time() - cpu_process
+        result.cpu_loop_s = time.thread_time() - cpu_loop
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(str(plan.profile))

@@ -167,7 +167,9 @@ def _throughput_table(results: list[ThroughputResult]) -> None:
         console.print(
             f"kafka + {r.plan.store}: submitting took {r.submit_s:.1f} s "
             f"({r.plan.jobs / r.submit_s:,.0f} submits/s, {r.plan.concurrency} in flight); "
-            f"whole run incl. setup and history reads {r.wall_s:.0f} s"
+            f"whole run incl. setup and history reads {r.wall_s:.0f} s; CPU per job "
+            f"{1000 * r.cpu_process_s / r.plan.jobs:.2f} ms (event loop "
+            f"{1000 * r.cpu_loop_s / r.plan.jobs:.2f} ms)"
         )
 
 
