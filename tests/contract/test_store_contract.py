@@ -178,6 +178,9 @@ async def test_a_callers_copy_is_used_only_while_its_version_holds(store: JobSto
             "j1", change(S.STOPPED, T0, reason="late"), expected_version=1, current=record
         )
     assert (caught.value.expected, caught.value.actual) == (1, 2)
+    # Illegal from the stale copy's status, but the version decides first.
+    with pytest.raises(VersionConflict):
+        await store.transition("j1", change(S.COMPLETED, T0), expected_version=1, current=record)
     assert await store.get("j1") == moved
     assert [line.to_status for line in await store.history("j1")] == [S.NEW, S.LAUNCHING]
     with pytest.raises(JobNotFound):

@@ -9,6 +9,7 @@ the serverless variant an outbox event reaches consumers through the table's str
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 import zlib
@@ -37,7 +38,12 @@ from stoker.adapters.store.common import (
     time_key,
     trend_days,
 )
-from stoker.core.errors import InfrastructureUnavailable, JobNotFound, VersionConflict
+from stoker.core.errors import (
+    IllegalTransition,
+    InfrastructureUnavailable,
+    JobNotFound,
+    VersionConflict,
+)
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.ports.store import OutboxEntry, Page, Trends
@@ -146,9 +152,15 @@ class DynamoDbJobStore:
         current: JobRecord | None = None,
     ) -> JobRecord:
         check_outbox(outbox)
-        if current is None or current.job_id != job_id or current.version != expected_version:
-            current = await self.get(job_id)
-        updated, line = plan_transition(current, change, expected_version)
+        planned = None
+        if current is not None and current.job_id == job_id and current.version == expected_version:
+            # The caller's copy saves a read; the write's version condition still decides.
+            # A change the copy's status forbids is judged on the stored item instead (a
+            # stale writer gets a version conflict, not a verdict on a status it should
+            # not trust).
+            with contextlib.suppress(IllegalTransition):
+                planned = plan_transition(current, change, expected_version)
+        updated, line = planned or plan_transition(await self.get(job_id), change, expected_version)
         items: list[TransactWriteItemTypeDef] = [
             {
                 "Put": {

@@ -21,6 +21,7 @@ transition) has written nothing, and the group's other writes stand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +46,12 @@ from stoker.adapters.store.common import (
     time_key,
     trend_days,
 )
-from stoker.core.errors import InfrastructureUnavailable, JobNotFound, VersionConflict
+from stoker.core.errors import (
+    IllegalTransition,
+    InfrastructureUnavailable,
+    JobNotFound,
+    VersionConflict,
+)
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.ports.store import OutboxEntry, Page, Trends
@@ -267,16 +273,21 @@ class SqliteJobStore:
         self, job: JobRecord, *, outbox: Sequence[tuple[str, CloudEvent]] = ()
     ) -> tuple[JobRecord, bool]:
         check_outbox(outbox)
-        rows = _outbox_rows(outbox)
+        # Rows are made here, on the event loop: the worker thread is the store's one lane,
+        # and every bit of Python it runs waits for the GIL while the loop is busy.
+        job_row, history, events = (
+            _job_row(job),
+            _history_row(creation_line(job)),
+            _outbox_rows(outbox),
+        )
 
-        def op(conn: sqlite3.Connection | None) -> tuple[JobRecord, bool]:
+        def op(conn: sqlite3.Connection | None) -> str | None:
             with self._write(conn) as db:
                 row = db.execute(
                     "SELECT record FROM jobs WHERE job_id = ?", (job.job_id,)
                 ).fetchone()
                 if row is not None:
-                    return JobRecord.model_validate_json(row[0]), False
-                job_row, history, events = _job_row(job), _history_row(creation_line(job)), rows
+                    return str(row[0])
                 db.execute(
                     "INSERT INTO jobs (job_id, owner, status, version, created_key, due_key,"
                     " record) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -284,15 +295,18 @@ class SqliteJobStore:
                 )
                 _insert_history(db, history)
                 _insert_outbox(db, events)
-                return job, True
+                return None
 
-        return await self._run("create", op)
+        existing = await self._run("create", op)
+        if existing is not None:
+            return JobRecord.model_validate_json(existing), False
+        return job, True
 
     async def get(self, job_id: str) -> JobRecord:
-        def op(conn: sqlite3.Connection | None) -> JobRecord:
-            return _load(self._read(conn), job_id)
+        def op(conn: sqlite3.Connection | None) -> str:
+            return _load_text(self._read(conn), job_id)
 
-        return await self._run("get", op)
+        return JobRecord.model_validate_json(await self._run("get", op))
 
     async def transition(
         self,
@@ -305,36 +319,32 @@ class SqliteJobStore:
     ) -> JobRecord:
         check_outbox(outbox)
         rows = _outbox_rows(outbox)
-        given = (
-            current
-            if current is not None
-            and current.job_id == job_id
-            and current.version == expected_version
-            else None
-        )
+        # With the caller's copy the change is planned here, on the loop (see `create`); the
+        # version condition of the UPDATE still decides. Without one, or when the copy's
+        # status does not allow the change, the stored row decides (a stale writer gets a
+        # version conflict, not a verdict on a status it should not trust).
+        planned: _Planned | None = None
+        if current is not None and current.job_id == job_id and current.version == expected_version:
+            with contextlib.suppress(IllegalTransition):
+                planned = _Planned.of(current, change, expected_version)
 
-        def op(conn: sqlite3.Connection | None) -> JobRecord:
+        def op(conn: sqlite3.Connection | None) -> _Planned:
             with self._write(conn) as db:
-                # The caller's copy saves parsing the stored record; the version condition
-                # of the UPDATE still decides, and a miss reads the row to say why.
-                base = given if given is not None else _load(db, job_id)
-                updated, line = plan_transition(base, change, expected_version)
-                _, _, status, version, _, due, record = _job_row(updated)
-                history = _history_row(line)
+                plan = planned or _Planned.of(_load(db, job_id), change, expected_version)
                 # Only the columns a transition changes: SQLite then leaves the indexes on
                 # owner and creation time alone.
                 written = db.execute(
                     "UPDATE jobs SET status = ?, version = ?, due_key = ?, record = ?"
                     " WHERE job_id = ? AND version = ?",
-                    (status, version, due, record, job_id, expected_version),
+                    (*plan.columns, job_id, expected_version),
                 ).rowcount
                 if written != 1:  # moved by another writer meanwhile, or gone: say which
                     raise VersionConflict(job_id, expected_version, _load(db, job_id).version)
-                _insert_history(db, history)
+                _insert_history(db, plan.history)
                 _insert_outbox(db, rows)
-                return updated
+                return plan
 
-        return await self._run("transition", op)
+        return (await self._run("transition", op)).updated
 
     async def history(self, job_id: str) -> list[Transition]:
         def op(conn: sqlite3.Connection | None) -> list[Transition]:
@@ -479,11 +489,31 @@ def _job_row(job: JobRecord) -> tuple[str, str, str, int, str, str | None, str]:
     )
 
 
-def _load(db: sqlite3.Connection, job_id: str) -> JobRecord:
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A transition ready to write: the new record, its changed columns and history row."""
+
+    updated: JobRecord
+    columns: tuple[str, int, str | None, str]
+    """status, version, due_key, record."""
+    history: HistoryRow
+
+    @classmethod
+    def of(cls, current: JobRecord, change: JobChange, expected_version: int) -> _Planned:
+        updated, line = plan_transition(current, change, expected_version)
+        _, _, status, version, _, due, record = _job_row(updated)
+        return cls(updated, (status, version, due, record), _history_row(line))
+
+
+def _load_text(db: sqlite3.Connection, job_id: str) -> str:
     row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
     if row is None:
         raise JobNotFound(job_id)
-    return JobRecord.model_validate_json(row[0])
+    return str(row[0])
+
+
+def _load(db: sqlite3.Connection, job_id: str) -> JobRecord:
+    return JobRecord.model_validate_json(_load_text(db, job_id))
 
 
 HistoryRow = tuple[str, int, str, str, str | None, str]
