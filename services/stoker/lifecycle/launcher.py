@@ -84,6 +84,9 @@ class Launcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._intake: deque[str] = deque()  # New jobs not offered yet, in event order
         self._intake_task: asyncio.Task[None] | None = None
+        # Jobs as the intake read them, until they launch: saves reading each job twice. A
+        # copy that went stale meanwhile loses the versioned write and the job is re-read.
+        self._read_at_intake: dict[str, JobRecord] = {}
 
     @property
     def admission(self) -> AdmissionControl:
@@ -116,6 +119,7 @@ class Launcher:
             return
         if data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
             self._admission.release(data.job_id)
+            self._read_at_intake.pop(data.job_id, None)
         self._pump()
 
     async def _take_in(self) -> None:
@@ -128,6 +132,7 @@ class Launcher:
             unread = [job_id for job_id, job in zip(ids, jobs, strict=True) if _unread(job)]
             for job in jobs:
                 if isinstance(job, JobRecord) and job.status is JobStatus.NEW:
+                    self._read_at_intake[job.job_id] = job
                     self._admission.offer(job.job_id, _instance_type(job), job.priority)
             self._pump()
             if unread:  # the store is failing: keep them first in line and try again
@@ -173,7 +178,9 @@ class Launcher:
             log.error("launch task failed", error=repr(task.exception()))
 
     async def _launch(self, admitted: Admitted) -> None:
-        job = await self._store.get(admitted.job_id)
+        job = self._read_at_intake.pop(admitted.job_id, None) or await self._store.get(
+            admitted.job_id
+        )
         if job.status not in _LAUNCHABLE:
             self._admission.release(job.job_id)
             return
