@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ import structlog
 from botocore.exceptions import ClientError
 
 from stoker.adapters.aws import AwsRequestRejected, RetryConfig, call
+from stoker.adapters.store.common import time_key
 from stoker.adapters.store.dynamodb import DynamoDbJobStore
 from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.core.errors import IllegalTransition, InfrastructureUnavailable, VersionConflict
@@ -252,3 +253,14 @@ async def test_sqlite_file_from_before_event_id_outbox_entries_is_migrated(
         assert await store.pending_outbox() == []
     finally:
         await store.close()
+
+
+def test_time_keys_are_utc_with_microseconds_and_sort_as_text() -> None:
+    """Naive times count as UTC, others are converted; the text sorts like the times."""
+    plus_two = timezone(timedelta(hours=2))
+    assert time_key(datetime(2026, 3, 1, 12, tzinfo=UTC)) == "2026-03-01T12:00:00.000000Z"
+    assert time_key(datetime(2026, 3, 1, 12, 0, 0, 5)) == "2026-03-01T12:00:00.000005Z"
+    assert time_key(datetime(2026, 3, 1, 12, tzinfo=plus_two)) == "2026-03-01T10:00:00.000000Z"
+    moments = [datetime(2026, 3, 1, 9, 59, 59, 999_999, tzinfo=UTC), T0.replace(hour=10)]
+    moments.append(datetime(2026, 3, 1, 12, 0, 0, 1, tzinfo=plus_two))
+    assert sorted(moments) == sorted(moments, key=time_key)
