@@ -43,6 +43,7 @@ from _lifecycle_monitoring import (
 )
 from _lifecycle_stats import end_to_end_rate, summarize_ms
 from _lifecycle_throughput import STORES, ThroughputPlan, ThroughputResult, run_throughput
+from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
 from stoker.logs import configure_logging
 
 TARGET_JOBS_PER_S = 1000.0
@@ -308,6 +309,6 @@ if __name__ == "__main__":
         os.environ.setdefault(name, "stokerlocal")
     # One log line per transition would cost more than the work measured; errors still show.
     configure_logging("ERROR")
-    # aiokafka reports leader elections of the run's fresh topics as errors; they are retried.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # librdkafka reports leader elections of the run's fresh topics as errors; they are retried.
+    logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
     asyncio.run(main(parse_args()))

@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner
@@ -16,46 +17,67 @@ from stoker.cli.dev import app
 from stoker.devinfra import DevInfra, KafkaCluster, State, free_ports, run_sync
 from stoker.devinfra.procs import is_alive, port_in_use, read_pid_file
 
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message, Producer
+
 pytestmark = pytest.mark.integration
 
 CONSUME_DEADLINE_S = 60.0
 
 
-async def _kafka_round_trip(bootstrap: str) -> list[bytes]:
-    """Produce three records to a fresh auto-created topic and read them back."""
-    from aiokafka import AIOKafkaProducer
+def _kafka_round_trip(bootstrap: str) -> list[bytes]:
+    """Produce three records to a fresh auto-created topic and read them back (blocking)."""
+    from confluent_kafka import Producer
 
     topic = f"devinfra-{uuid.uuid4().hex[:10]}"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    _produce_all(producer, topic, [f"m{i}".encode() for i in range(3)], key=b"k")
+    return _consume(bootstrap, topic, expected=3)
+
+
+def _produce_all(
+    producer: Producer, topic: str, values: list[bytes], *, key: bytes | None = None
+) -> None:
+    """Produce in order and return once the broker acknowledged every record (blocking)."""
+    failures: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            failures.append(error)
+
+    for value in values:
+        producer.produce(topic, value, key=key, on_delivery=delivered)
+    unacknowledged = producer.flush(CONSUME_DEADLINE_S)
+    assert unacknowledged == 0
+    assert failures == []
+
+
+def _consume(bootstrap: str, topic: str, *, expected: int) -> list[bytes]:
+    """All values of the topic from the beginning, once `expected` have arrived (blocking)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    # librdkafka wants a group id, but assign() reads without joining the group.
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"devinfra-{uuid.uuid4().hex[:10]}",
+            "enable.auto.commit": False,
+        }
+    )
     try:
-        for i in range(3):
-            await producer.send_and_wait(topic, f"m{i}".encode(), key=b"k")
-    finally:
-        await producer.stop()
-    return await _consume(bootstrap, topic, expected=3)
-
-
-async def _consume(bootstrap: str, topic: str, *, expected: int) -> list[bytes]:
-    """All values of partition 0 from the beginning, once `expected` have arrived."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or {0}
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
+        described = consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions = sorted(described.partitions) or [0]
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         values: list[bytes] = []
         deadline = time.monotonic() + CONSUME_DEADLINE_S
         while len(values) < expected and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                values.extend(r.value for r in records if r.value is not None)
+            for message in consumer.consume(num_messages=100, timeout=0.5):
+                value = message.value()
+                if message.error() is None and isinstance(value, bytes):
+                    values.append(value)
         return values
     finally:
-        await consumer.stop()
+        consumer.close()
 
 
 async def _dynamodb_round_trip(endpoint: str) -> list[str]:
@@ -106,7 +128,7 @@ def test_up_status_down_on_spare_ports(tmp_path: Path) -> None:
             f"export STOKER_DYNAMODB_ENDPOINT=http://127.0.0.1:{dynamodb_port}",
         ]
 
-        assert run_sync(_kafka_round_trip(f"127.0.0.1:{kafka_port}")) == [b"m0", b"m1", b"m2"]
+        assert _kafka_round_trip(f"127.0.0.1:{kafka_port}") == [b"m0", b"m1", b"m2"]
         assert len(run_sync(_dynamodb_round_trip(f"http://127.0.0.1:{dynamodb_port}"))) == 1
 
         pids = {row.name: row.pid for row in run_sync(infra.status())}
@@ -138,7 +160,7 @@ async def test_session_fixtures_point_at_answering_servers(
 ) -> None:
     """Whichever source the fixtures chose (environment, containers or servers started for
     the session), Kafka carries records and DynamoDB Local creates tables."""
-    assert await _kafka_round_trip(kafka_bootstrap) == [b"m0", b"m1", b"m2"]
+    assert await asyncio.to_thread(_kafka_round_trip, kafka_bootstrap) == [b"m0", b"m1", b"m2"]
     assert len(await _dynamodb_round_trip(dynamodb_endpoint)) == 1
 
 
@@ -197,46 +219,47 @@ async def test_replicated_stream_survives_sigkill_of_the_leader(
     """With replication 3 and min ISR 2, an idempotent acks=all producer keeps writing after
     the partition leader is SIGKILLed, and a consumer reads every record exactly once, in
     order. The killed broker then rejoins."""
-    from aiokafka import AIOKafkaProducer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic  # the stubs do not mark admin's re-export
 
     topic = f"failover-{uuid.uuid4().hex[:10]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_cluster.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(topic, num_partitions=1, replication_factor=3)], timeout_ms=30_000
-        )
-    finally:
-        await admin.close()
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_cluster.bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        request_timeout_ms=30_000,
+    admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
+    created = admin.create_topics(
+        [NewTopic(topic, num_partitions=1, replication_factor=3)], operation_timeout=30
     )
-    await producer.start()
+    await asyncio.to_thread(created[topic].result, 30)
+
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_cluster.bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "request.timeout.ms": 30_000,
+        }
+    )
+
+    def leader() -> int:
+        # list_topics sends a fresh metadata request; it does not answer from a cache.
+        described = producer.list_topics(topic, timeout=30).topics[topic]
+        return int(described.partitions[0].leader)
+
     killed: int | None = None
     try:
-        for i in range(50):
-            await producer.send_and_wait(topic, f"r{i:03d}".encode())
-        await producer.client.force_metadata_update()
-        killed = producer.client.cluster.leader_for_partition(TopicPartition(topic, 0))
+        values = [f"r{i:03d}".encode() for i in range(100)]
+        await asyncio.to_thread(_produce_all, producer, topic, values[:50])
+        killed = await asyncio.to_thread(leader)
         assert killed in kafka_cluster.node_ids
         await kafka_cluster.kill(killed)
 
-        pending = [await producer.send(topic, f"r{i:03d}".encode()) for i in range(50, 100)]
-        await asyncio.gather(*pending)
-        await producer.client.force_metadata_update()
-        new_leader = producer.client.cluster.leader_for_partition(TopicPartition(topic, 0))
-        assert new_leader not in (None, killed)
+        await asyncio.to_thread(_produce_all, producer, topic, values[50:])
+        new_leader = await asyncio.to_thread(leader)
+        assert new_leader not in (-1, killed)
     finally:
-        await producer.stop()
         if killed is not None:
             await kafka_cluster.heal()
 
-    values = await _consume(kafka_cluster.bootstrap, topic, expected=100)
-    assert values == [f"r{i:03d}".encode() for i in range(100)]
+    consumed = await asyncio.to_thread(_consume, kafka_cluster.bootstrap, topic, expected=100)
+    assert consumed == values
     rows = await kafka_cluster.infra.status()
     assert [row.state for row in rows] == [State.ANSWERING] * 3

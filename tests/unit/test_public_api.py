@@ -31,7 +31,7 @@ def test_cli_and_embedded_stack_import_without_optional_extras() -> None:
     code = (
         "import sys, stoker.cli.main, stoker.runtime, stoker.lifecycle.services,"
         " stoker.lifecycle.demo, stoker.notifier.runner;"
-        "print(sorted(m for m in ('torch', 'transformers', 'aiokafka', 'aiobotocore', 'ray')"
+        "print(sorted(m for m in ('torch', 'transformers', 'confluent_kafka', 'aiobotocore', 'ray')"
         " if m in sys.modules))"
     )
     out = subprocess.run(

@@ -21,6 +21,7 @@ from stoker.devinfra import (
     run_sync,
 )
 from stoker.devinfra.manager import DEFAULT_START_TIMEOUT_S, DEFAULT_STOP_GRACE_S
+from stoker.devinfra.probes import LIBRDKAFKA_LOGGER
 from stoker.devinfra.spec import DEFAULT_DYNAMODB_PORT, DEFAULT_HEAP_MB, DEFAULT_KAFKA_PORT
 
 app = typer.Typer(
@@ -64,7 +65,7 @@ def _infra(state_dir: Path | None) -> DevInfra:
 
 def _quiet_clients() -> None:
     # While a broker starts, refused connections are expected; the probes report them.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
 
 
 def _fail(exc: StokerError) -> typer.Exit:

@@ -1,11 +1,13 @@
-"""Readiness probes that ask the servers a real question. aiokafka and botocore errors are
-translated here into InfrastructureUnavailable."""
+"""Readiness probes that ask the servers a real question. confluent-kafka (librdkafka) and
+botocore errors are translated here into InfrastructureUnavailable."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+from typing import Any
 
 from stoker.core.errors import InfrastructureUnavailable
 
@@ -14,6 +16,8 @@ from stoker.core.errors import InfrastructureUnavailable
 LOCAL_ACCESS_KEY = "stokerlocal"
 LOCAL_REGION = "us-east-1"
 POLL_S = 0.25
+LIBRDKAFKA_LOGGER = "stoker.devinfra.librdkafka"
+"""The probes' librdkafka log lines (refused connections and the like), at debug level."""
 
 
 async def tcp_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
@@ -30,36 +34,48 @@ async def tcp_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
 
 async def kafka_broker_ids(bootstrap: str, timeout_s: float = 5.0) -> list[int]:
     """Ids of the brokers a metadata request reports (registered and unfenced)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
-
-    timeout_ms = max(1000, int(timeout_s * 1000))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
-    try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        cluster = await asyncio.wait_for(admin.describe_cluster(), timeout_s)
-    except (KafkaError, OSError, TimeoutError) as exc:
-        raise InfrastructureUnavailable(f"Kafka at {bootstrap} did not answer: {exc!r}") from exc
-    finally:
-        await admin.close()
-    return sorted(int(broker["node_id"]) for broker in cluster["brokers"])
+    return await asyncio.to_thread(_broker_ids, bootstrap, timeout_s)
 
 
 async def kafka_node_answers(address: str, timeout_s: float = 3.0) -> bool:
-    """Whether this one node answers a metadata request (the client's bootstrap is exactly
-    that request, sent to the given address only)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
-
-    timeout_ms = max(1000, int(timeout_s * 1000))
-    admin = AIOKafkaAdminClient(bootstrap_servers=address, request_timeout_ms=timeout_ms)
-    try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-    except (KafkaError, OSError, TimeoutError):
+    """Whether this one node answers a metadata request (the client is given only this
+    address, so its first connection, which carries the request, is to this node)."""
+    host, _, port = address.rpartition(":")
+    # librdkafka retries a refused connection until the timeout; a closed port is a quick no.
+    if not await tcp_open(host, int(port), min(timeout_s, 1.0)):
         return False
-    finally:
-        await admin.close()
+    try:
+        await kafka_broker_ids(address, timeout_s)
+    except InfrastructureUnavailable:
+        return False
     return True
+
+
+class _AsDebug(logging.LoggerAdapter[logging.Logger]):
+    """Refused connections are expected while a broker starts and the probes report the
+    outcome themselves, so librdkafka's lines about them (errors to it) are diagnostics."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(logging.DEBUG, msg, *args, **kwargs)
+
+
+def _broker_ids(bootstrap: str, timeout_s: float) -> list[int]:
+    """Blocking: one metadata request through a short-lived admin client."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(
+        {"bootstrap.servers": bootstrap, "client.id": "stoker-probe"},
+        logger=_AsDebug(logging.getLogger(LIBRDKAFKA_LOGGER)),
+    )
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise InfrastructureUnavailable(f"Kafka at {bootstrap} did not answer: {exc!r}") from exc
+    finally:
+        # With a logger set, librdkafka holds its log lines until the client is polled.
+        admin.poll(0)
+    return sorted(int(node_id) for node_id in metadata.brokers)
 
 
 async def dynamodb_list_tables(endpoint: str, timeout_s: float = 5.0) -> list[str]:

@@ -2,7 +2,8 @@
 
 - `MemoryBus`: in-process, for tests of code above the port;
 - `SqliteLogBus`: the embedded durable log (one SQLite file, survives kill -9);
-- `KafkaBus`: Apache Kafka through aiokafka (imported lazily: the `kafka` extra).
+- `KafkaBus`: Apache Kafka through confluent-kafka (librdkafka), imported lazily: the
+  `kafka` extra.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ __all__ = ["KafkaBus", "MemoryBus", "SqliteLogBus", "partition_for"]
 
 
 def __getattr__(name: str) -> Any:
-    # aiokafka is an optional extra: import it only when the Kafka adapter is asked for.
+    # confluent-kafka is an optional extra: import it only when the Kafka adapter is asked for.
     if name == "KafkaBus":
         from stoker.adapters.bus.kafka import KafkaBus
 
