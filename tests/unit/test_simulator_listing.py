@@ -48,3 +48,26 @@ def test_listing_by_modified_time_follows_timelines_and_stops() -> None:
     clock.advance(100)  # t=331: "running" Completed at 310
     assert _changed_after(engine, clock, 30) == {"running"}
     assert _changed_after(engine, clock, 10) == set()
+
+
+def test_pages_continue_in_order_even_after_their_snapshot_was_dropped() -> None:
+    """Later pages come from the first page's snapshot; when the simulator has dropped it
+    (it keeps the newest few), the listing is made again and resumes after the last name."""
+    clock = FakeClock()
+    engine = SimulatedSageMaker(FaultConfig(duration=DurationSpec(kind="instant")), clock)
+    for n in range(5):
+        engine.create_training_job(_request(f"job-{n}"))
+        clock.advance(1)
+
+    def names(page: dict[str, Any]) -> list[str]:
+        return [row["TrainingJobName"] for row in page["TrainingJobSummaries"]]
+
+    first = engine.list_training_jobs({"MaxResults": 2})
+    kept = engine.list_training_jobs({"MaxResults": 2, "NextToken": first["NextToken"]})
+    assert names(first) + names(kept) == ["job-4", "job-3", "job-2", "job-1"]
+
+    dropped = engine.list_training_jobs({"MaxResults": 2})
+    for _ in range(100):  # enough newer listings to push the snapshot out
+        engine.list_training_jobs({"MaxResults": 1})
+    rest = engine.list_training_jobs({"MaxResults": 100, "NextToken": dropped["NextToken"]})
+    assert names(rest) == ["job-2", "job-1", "job-0"]

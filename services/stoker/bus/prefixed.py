@@ -7,7 +7,6 @@ port knows about the prefix.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 from stoker.core.events import CloudEvent
@@ -58,7 +57,13 @@ class _PrefixedSource:
 
     async def fetch(self, max_records: int, timeout_s: float) -> Sequence[BusRecord]:
         records = await self._inner.fetch(max_records, timeout_s)
-        return [dataclasses.replace(r, topic=r.topic.removeprefix(self._prefix)) for r in records]
+        # Built directly: dataclasses.replace costs several times more, once per record.
+        return [
+            BusRecord(
+                r.topic.removeprefix(self._prefix), r.partition, r.offset, r.key, r.value, r.headers
+            )
+            for r in records
+        ]
 
     async def commit(self, positions: Mapping[TopicPartition, int]) -> None:
         await self._inner.commit({(self._prefix + t, p): o for (t, p), o in positions.items()})

@@ -16,7 +16,7 @@ import random
 import re
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -280,13 +280,18 @@ class SimulatedSageMaker:
 
         token = body.get("NextToken")
         listing_id = uuid.uuid4().hex
+        kept = None
         if token:
             after, listing_id = _decode_token(token)
-            rows = self._listings.pop(listing_id, None) or self._listing(now, body, key)
-            rows = [r for r in rows if (key(r) < after if descending else key(r) > after)]
+            # What the previous page left, already in order and starting right after it.
+            kept = self._listings.pop(listing_id, None)
+        if kept is not None:
+            rows = kept
         else:
-            rows = self._listing(now, body, key)
-        rows.sort(key=key, reverse=descending)
+            rows = self._listing(now, body)
+            if token:  # the snapshot is gone: list again and resume after the last name seen
+                rows = [r for r in rows if (key(r) < after if descending else key(r) > after)]
+            rows.sort(key=key, reverse=descending)
         page = rows[:max_results]
         if len(rows) > max_results:
             self._listings[listing_id] = rows[max_results:]
@@ -310,9 +315,7 @@ class SimulatedSageMaker:
             out["NextToken"] = _encode_token(key(page[-1]), listing_id)
         return out
 
-    def _listing(
-        self, now: datetime, body: dict[str, Any], key: Callable[[tuple[SimJob, Change]], Any]
-    ) -> list[tuple[SimJob, Change]]:
+    def _listing(self, now: datetime, body: dict[str, Any]) -> list[tuple[SimJob, Change]]:
         rows = []
         for job in self._changed_after(body.get("LastModifiedTimeAfter")):
             if job.created <= now:

@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
@@ -420,12 +421,12 @@ class _KafkaSource:
             key, value, headers = m.key(), m.value(), m.headers()
             records.append(
                 BusRecord(
-                    topic=m.topic() or "",
-                    partition=m.partition() or 0,
-                    offset=m.offset() or 0,
-                    key=key.decode("utf-8", "replace") if isinstance(key, bytes) else (key or ""),
-                    value=value if isinstance(value, bytes) else (value or "").encode(),
-                    headers=_headers(headers),
+                    m.topic() or "",
+                    m.partition() or 0,
+                    m.offset() or 0,
+                    key.decode("utf-8", "replace") if isinstance(key, bytes) else (key or ""),
+                    value if isinstance(value, bytes) else (value or "").encode(),
+                    _headers(headers) if headers else _NO_HEADERS,
                 )
             )
         return records
@@ -548,6 +549,10 @@ class _KafkaSource:
                 consumer.close()
             except KafkaException as exc:
                 raise translate(exc, "consumer stop") from exc
+
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+"""Shared by every record without headers (most of them): read-only, so sharing is safe."""
 
 
 def _headers(headers: HeadersType | None) -> dict[str, str]:
