@@ -6,6 +6,12 @@ SageMaker-API simulator with "instant" jobs (Completed as soon as they are creat
 are submitted through JobService, the path the HTTP API and the intake service take: the
 store write, then the JobStatusChanged(New) event on Kafka that the launcher consumes.
 
+Two layouts. `processes=2` (the default) runs the services in a process of their own, as a
+deployment runs `stoker up` apart from the API that takes submissions: the bench process
+submits and watches, the services process launches and follows (with the simulator, which
+both its launcher and monitor call). `processes=1` runs everything in one process, on one
+GIL.
+
 A warm-up job goes all the way through first, so every consumer group has joined before
 the clock starts. Figures come from the store afterwards: each job's history gives New at,
 Launched at and its terminal time.
@@ -16,12 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import cProfile
+import logging
+import multiprocessing
+import os
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -30,12 +40,14 @@ from _lifecycle_backend import simulated_sagemaker
 from _lifecycle_stats import JobTimes, job_times
 from stoker import topics
 from stoker.adapters.aws import AwsClients
+from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
 from stoker.adapters.store import layout
 from stoker.bus.consumer import Consumer
 from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped
 from stoker.core.spec import JobSpec
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.services import run_services
+from stoker.logs import configure_logging
 from stoker.ports.bus import BusRecord
 from stoker.ports.store import JobStore
 from stoker.runtime import Runtime
@@ -62,6 +74,8 @@ class ThroughputPlan:
     """The monitor's ListTrainingJobs interval (instant jobs: how soon an end is seen)."""
     timeout_s: float = 900.0
     profile: Path | None = None
+    processes: int = 2
+    """2: the services in a process of their own; 1: everything in the bench process."""
 
 
 @dataclass
@@ -74,10 +88,32 @@ class ThroughputResult:
     api_calls: dict[str, int] = field(default_factory=dict)
     max_created_per_name: int = 0
     wall_s: float = 0.0
-    cpu_process_s: float = 0.0
-    """CPU time of the whole process (every thread) from the first submit to the last end."""
-    cpu_loop_s: float = 0.0
-    """CPU time of the event-loop thread alone over the same span: the GIL-bound part."""
+    cpu_s: dict[str, Cpu] = field(default_factory=dict)
+    """CPU time per process ("bench", "services"; "all" in one process) from the first
+    submit to the last end."""
+
+
+@dataclass(frozen=True)
+class Cpu:
+    process_s: float
+    """Every thread of the process."""
+    loop_s: float
+    """The main thread alone, which runs the event loop: the part bound to one core."""
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(self.process_s - other.process_s, self.loop_s - other.loop_s)
+
+
+def cpu_of(pid: int) -> Cpu:
+    """CPU seconds a process and its main thread have used (Linux /proc, user + system)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(stat: Path) -> float:
+        # The fields after the command name (which may hold spaces) start at ")".
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    return Cpu(used(Path(f"/proc/{pid}/stat")), used(Path(f"/proc/{pid}/task/{pid}/stat")))
 
 
 def job_spec(run: str, n: int) -> JobSpec:
@@ -155,25 +191,136 @@ async def run_throughput(
 ) -> ThroughputResult:
     if plan.store not in STORES:
         raise ValueError(f"store must be one of {STORES}, got {plan.store!r}")
+    if plan.processes not in (1, 2):
+        raise ValueError(f"processes must be 1 or 2, got {plan.processes}")
     run = f"bench-{uuid.uuid4().hex[:10]}"
     result = ThroughputResult(plan)
     started = time.perf_counter()
-    faults = FaultConfig(duration=DurationSpec(kind="instant"), startup_s=0)
     with tempfile.TemporaryDirectory(prefix="stoker-bench-") as folder:
         settings = _settings(plan, run, Path(folder))
-        async with (
-            simulated_sagemaker(plan.transport, faults) as (backend, engine),
-            Runtime(settings, store=_store(plan, settings), backend=backend) as rt,
-        ):
-            try:
-                await _run(rt, plan, run, result, on_progress)
-            finally:
-                if plan.store == "dynamodb":
-                    await _drop_table(settings, layout.job_table_name(run))
-            result.api_calls = dict(engine.stats.requests)
-            result.max_created_per_name = engine.stats.as_dict()["max_created_per_name"]
+        try:
+            if plan.processes == 1:
+                await _in_one_process(plan, run, settings, result, on_progress)
+            else:
+                await _in_two_processes(plan, run, settings, result, on_progress)
+        finally:
+            if plan.store == "dynamodb":
+                await _drop_table(settings, layout.job_table_name(run))
     result.wall_s = time.perf_counter() - started
     return result
+
+
+async def _in_one_process(
+    plan: ThroughputPlan,
+    run: str,
+    settings: Settings,
+    result: ThroughputResult,
+    on_progress: Callable[[str, int, int], None],
+) -> None:
+    async with (
+        simulated_sagemaker(plan.transport, _faults()) as (backend, engine),
+        Runtime(settings, store=_store(plan, settings), backend=backend) as rt,
+    ):
+        await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
+        stop = asyncio.Event()
+        services = asyncio.create_task(run_services(rt, SERVICES, stop))
+        try:
+            await _run(
+                rt, plan, run, result, on_progress, pids={"all": os.getpid()}, services=services
+            )
+        finally:
+            stop.set()
+            await asyncio.gather(services, return_exceptions=True)
+        result.api_calls = dict(engine.stats.requests)
+        result.max_created_per_name = engine.stats.as_dict()["max_created_per_name"]
+
+
+async def _in_two_processes(
+    plan: ThroughputPlan,
+    run: str,
+    settings: Settings,
+    result: ThroughputResult,
+    on_progress: Callable[[str, int, int], None],
+) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    signals = _Signals(spawn.Event(), spawn.Event(), spawn.Queue())
+    # The bench's runtime comes first: it makes the store's tables the services then find.
+    async with Runtime(settings, store=_store(plan, settings)) as rt:
+        await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
+        child = spawn.Process(
+            target=serve_services, args=(plan, settings, signals), name="stoker-services"
+        )
+        child.start()
+        exited = asyncio.create_task(_exit_of(child))
+        try:
+            on_progress("starting the services process", 0, 1)
+            ready = asyncio.create_task(asyncio.to_thread(signals.ready.wait, WARM_UP_TIMEOUT_S))
+            await _or_fail(ready, [exited])
+            pids = {"bench": os.getpid(), "services": child.pid or 0}
+            await _run(rt, plan, run, result, on_progress, pids=pids, services=exited)
+        finally:
+            signals.stop.set()
+            stats = await asyncio.to_thread(_get_or_none, signals.outcome, 60.0)
+            await asyncio.to_thread(child.join, 60.0)
+            exited.cancel()
+            if child.is_alive():
+                child.kill()
+    if stats is None:
+        raise RuntimeError(f"the services process ended without its figures ({child.exitcode})")
+    result.api_calls = stats["requests"]
+    result.max_created_per_name = stats["max_created_per_name"]
+
+
+@dataclass(frozen=True)
+class _Signals:
+    """Between the bench and the services process: ready, stop, and the figures back."""
+
+    ready: Any
+    stop: Any
+    outcome: multiprocessing.Queue[dict[str, Any]]
+
+
+def serve_services(plan: ThroughputPlan, settings: Settings, signals: _Signals) -> None:
+    """The services process: launcher, monitor, retrier and relay on the simulator, until
+    told to stop; then the simulator's call counts go back to the bench."""
+    configure_logging("ERROR")
+    logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
+    asyncio.run(_serve_services(plan, settings, signals))
+
+
+async def _serve_services(plan: ThroughputPlan, settings: Settings, signals: _Signals) -> None:
+    async with (
+        simulated_sagemaker(plan.transport, _faults()) as (backend, engine),
+        Runtime(settings, store=_store(plan, settings), backend=backend) as rt,
+    ):
+        stopping = asyncio.Event()
+        services = asyncio.create_task(run_services(rt, SERVICES, stopping))
+        signals.ready.set()
+        await asyncio.to_thread(signals.stop.wait)
+        stopping.set()
+        await services
+        signals.outcome.put(
+            {
+                "requests": dict(engine.stats.requests),
+                "max_created_per_name": engine.stats.as_dict()["max_created_per_name"],
+            }
+        )
+
+
+async def _exit_of(child: Any) -> None:
+    await asyncio.to_thread(child.join)
+    raise RuntimeError(f"the services process exited early (exit code {child.exitcode})")
+
+
+def _get_or_none(queue: multiprocessing.Queue[dict[str, Any]], timeout_s: float) -> Any:
+    try:
+        return queue.get(timeout=timeout_s)
+    except Empty:
+        return None
+
+
+def _faults() -> FaultConfig:
+    return FaultConfig(duration=DurationSpec(kind="instant"), startup_s=0)
 
 
 async def _run(
@@ -182,17 +329,16 @@ async def _run(
     run: str,
     result: ThroughputResult,
     on_progress: Callable[[str, int, int], None],
+    *,
+    pids: dict[str, int],
+    services: asyncio.Task[None],
 ) -> None:
-    await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
     watch = TerminalWatch()
     stop = asyncio.Event()
     watcher = Consumer.for_events(
         rt.bus, "bench-terminal", [topics.COMPLETED, topics.FAILED, topics.STOPPED], watch.handle
     )
-    tasks = [
-        asyncio.create_task(run_services(rt, SERVICES, stop)),
-        asyncio.create_task(watcher.run(stop)),
-    ]
+    tasks = [services, asyncio.create_task(watcher.run(stop))]
     service = JobService(rt.transitioner(), rt.clock)
     try:
         on_progress("warming up (consumer groups joining)", 0, 1)
@@ -202,7 +348,7 @@ async def _run(
         profiler = cProfile.Profile() if plan.profile else None
         if profiler is not None:
             profiler.enable()
-        cpu_process, cpu_loop = time.process_time(), time.thread_time()
+        cpu_before = {name: cpu_of(pid) for name, pid in pids.items()}
         ids = await _submit_all(
             service, plan, run=run, result=result, watch=watch, on_progress=on_progress
         )
@@ -213,8 +359,7 @@ async def _run(
                     task.result()  # a service died: its error is the result
             on_progress("running", len(watch.ended & ids), len(ids))
             await asyncio.sleep(0.1)
-        result.cpu_process_s = time.process_time() - cpu_process
-        result.cpu_loop_s = time.thread_time() - cpu_loop
+        result.cpu_s = {name: cpu_of(pid) - cpu_before[name] for name, pid in pids.items()}
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(str(plan.profile))
@@ -222,7 +367,7 @@ async def _run(
         on_progress("running", len(watch.ended & ids), len(ids))
     finally:
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(tasks[1], return_exceptions=True)
     on_progress("reading job histories", 0, len(ids))
     result.times = await _histories(rt.store, sorted(ids), on_progress)
 

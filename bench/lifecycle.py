@@ -67,6 +67,7 @@ class Args:
     dynamodb_endpoint: str
     monitor_jobs: int
     profile: Path | None
+    processes: int
 
 
 def _verdict(ok: bool) -> str:
@@ -107,6 +108,7 @@ async def throughput(args: Args) -> list[ThroughputResult]:
                 poll_interval_s=args.poll_interval_s,
                 timeout_s=args.timeout_s,
                 profile=args.profile.with_suffix(f".{store}.prof") if args.profile else None,
+                processes=args.processes,
             )
             label = f"kafka + {store}"
             results.append(await run_throughput(plan, _updater(progress, label)))
@@ -168,9 +170,15 @@ def _throughput_table(results: list[ThroughputResult]) -> None:
         console.print(
             f"kafka + {r.plan.store}: submitting took {r.submit_s:.1f} s "
             f"({r.plan.jobs / r.submit_s:,.0f} submits/s, {r.plan.concurrency} in flight); "
-            f"whole run incl. setup and history reads {r.wall_s:.0f} s; CPU per job "
-            f"{1000 * r.cpu_process_s / r.plan.jobs:.2f} ms (event loop "
-            f"{1000 * r.cpu_loop_s / r.plan.jobs:.2f} ms)"
+            f"whole run incl. setup and history reads {r.wall_s:.0f} s"
+        )
+        per_job = ", ".join(
+            f"{name} {1000 * cpu.process_s / r.plan.jobs:.2f} ms (event loop "
+            f"{1000 * cpu.loop_s / r.plan.jobs:.2f} ms)"
+            for name, cpu in r.cpu_s.items()
+        )
+        console.print(
+            f"kafka + {r.plan.store}: {r.plan.processes} process(es); CPU per job: {per_job}"
         )
 
 
@@ -274,6 +282,14 @@ def parse_args() -> Args:
         "--dynamodb-endpoint",
         default=os.environ.get("STOKER_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        choices=[1, 2],
+        default=2,
+        help="(a) 2: the services in a process of their own (as `stoker up` beside the API);"
+        " 1: everything in the bench process",
+    )
     parser.add_argument("--monitor-jobs", type=int, default=2000, help="(b) simulated jobs")
     parser.add_argument(
         "--profile", type=Path, default=None, help="(a) write cProfile stats to PATH.<store>.prof"
@@ -299,6 +315,7 @@ def parse_args() -> Args:
         dynamodb_endpoint=ns.dynamodb_endpoint,
         monitor_jobs=ns.monitor_jobs,
         profile=ns.profile,
+        processes=ns.processes,
     )
 
 
