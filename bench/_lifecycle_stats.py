@@ -64,6 +64,8 @@ class JobTimes:
     launched_at: datetime | None
     ended_at: datetime | None
     last_status: JobStatus | None = None
+    launching_at: datetime | None = None
+    """First Launching: the launcher took the job in and admitted it."""
 
     @property
     def submit_to_launch_s(self) -> float | None:
@@ -74,16 +76,34 @@ class JobTimes:
 
 def job_times(history: Sequence[Transition]) -> JobTimes:
     """New at, first Launched at, and terminal at, from one job's history lines."""
-    new_at = launched_at = ended_at = None
+    new_at = launched_at = ended_at = launching_at = None
     last = history[-1].to_status if history else None
     for line in history:
         if line.to_status is JobStatus.NEW and new_at is None:
             new_at = line.at
+        elif line.to_status is JobStatus.LAUNCHING and launching_at is None:
+            launching_at = line.at
         elif line.to_status is JobStatus.LAUNCHED and launched_at is None:
             launched_at = line.at
         elif line.to_status.terminal:
             ended_at = line.at
-    return JobTimes(new_at, launched_at, ended_at, last)
+    return JobTimes(new_at, launched_at, ended_at, last, launching_at)
+
+
+def stage_medians_ms(times: Sequence[JobTimes]) -> dict[str, float]:
+    """Median time in each stage: New -> Launching (intake and admission), Launching ->
+    Launched (CreateTrainingJob and its write), Launched -> terminal (the monitor)."""
+    stages = {
+        "New->Launching": [(t.new_at, t.launching_at) for t in times],
+        "Launching->Launched": [(t.launching_at, t.launched_at) for t in times],
+        "Launched->end": [(t.launched_at, t.ended_at) for t in times],
+    }
+    out: dict[str, float] = {}
+    for name, spans in stages.items():
+        ms = sorted((b - a).total_seconds() * 1000 for a, b in spans if a and b)
+        if ms:
+            out[name] = ms[len(ms) // 2]
+    return out
 
 
 def end_to_end_rate(times: Sequence[JobTimes]) -> tuple[float, float]:

@@ -58,7 +58,7 @@ class MonitorConfig:
     api_rate_per_s: float = 2.0
     api_burst: float = 2.0
     unfollowed_memory: int = 10_000
-    max_concurrent_observations: int = 16
+    max_concurrent_observations: int = 64
 
 
 @dataclass

@@ -479,7 +479,15 @@ class _KafkaSource:
     def _fetch(self, max_records: int, timeout_s: float) -> list[Message]:
         consumer = self._consumer_here()
         try:
-            messages: list[Message] = consumer.consume(max_records, timeout_s)
+            # `consume(n, timeout)` waits until it has n records or the time is up, which
+            # held every hop of a busy pipeline for the whole timeout. So: take what is
+            # there; only when nothing is, wait for the first record, then take what came
+            # with it.
+            messages: list[Message] = consumer.consume(max_records, 0)
+            if not messages:
+                first = consumer.poll(timeout_s)
+                if first is not None:
+                    messages = [first, *consumer.consume(max_records - 1, 0)]
         except KafkaException as exc:
             raise translate(exc, "fetch") from exc
         if not messages:
