@@ -119,7 +119,7 @@ class KafkaBus:
         fails (30 s), so a broker outage surfaces as an error instead of a hang.
     linger_ms: how long the producer waits to fill a batch (2 ms).
     fetch_max_wait_ms / fetch_min_bytes / commit_interval_ms: see the module docstring
-        (default: Settings, 20 ms / 16 KiB / 200 ms).
+        (default: Settings, 5 ms / 16 KiB / 200 ms).
     """
 
     def __init__(
@@ -338,7 +338,8 @@ class _Batch:
         self._settle(1, error)
 
     def abandon(self, error: KafkaException) -> None:
-        """`produce` refused a record: the records after it were never handed over either."""
+        """`produce` refused a record: the call fails now. That record and the ones after it
+        were never handed over; whatever the earlier ones do, the outcome is this error."""
         with self._lock:
             unsent = self._waiting
         self._settle(unsent, error)
