@@ -29,11 +29,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        # A process configures logging once, at start: each module-level logger can then be
-        # built on its first call instead of on every call (a visible cost per transition
-        # on a busy pipeline). Tests that capture logs do not call this, so theirs are not
-        # cached.
-        cache_logger_on_first_use=True,
+        # Not cached: a cached logger keeps the stream it first wrote to, and commands run
+        # in-process (the CLI's tests) hand it streams that close afterwards.
+        cache_logger_on_first_use=False,
     )
 
 
