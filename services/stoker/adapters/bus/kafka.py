@@ -19,10 +19,10 @@ every `commit_interval_ms`, and always on a rebalance, when a fetch comes back e
 close. A crash can therefore redeliver up to one interval of handled records (at-least-once;
 every handler drops copies).
 
-Rebalances: librdkafka runs rebalance callbacks only inside `consume`, and the consumer
-loop fetches only after it committed the batch in hand. So when partitions are revoked no
-batch is in flight, and the revoke callback writes the pending positions while the
-partitions are still this member's: a record is never handled by two members at once.
+Rebalances: librdkafka runs rebalance callbacks only inside `consume` and `poll`, and the
+consumer loop fetches only after it committed the batch in hand. So when partitions are
+revoked no batch is in flight, and the revoke callback writes the pending positions while
+the partitions are still this member's: a record is never handled by two members at once.
 
 Fetching: the broker holds a fetch until `fetch_min_bytes` are there or `fetch_max_wait_ms`
 passed, so a busy topic comes in batches and a quiet one costs little.
