@@ -31,9 +31,9 @@ _ACTIVE = frozenset({"InProgress", "Stopping"})
 _TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 _MAX_RESULTS = 100
 _LISTINGS_KEPT = 64
+"""Unfinished multi-page listings kept for their next page."""
 _AFTER_EVERY_KEY = "\U0010ffff"
 """Sorts after every job key: (t, _AFTER_EVERY_KEY) comes after each entry stamped t."""
-"""Unfinished multi-page listings kept for their next page."""
 
 
 class SimulatorError(Exception):
@@ -77,6 +77,11 @@ class SimJob:
     @property
     def created(self) -> datetime:
         return self.timeline[0].at
+
+
+def _last_change_entry(job: SimJob) -> tuple[float, str]:
+    """Where a job sits in the index by last change: (when its timeline ends, its key)."""
+    return job.timeline[-1].at.timestamp(), job.name.lower()
 
 
 class TokenBucket:
@@ -372,10 +377,10 @@ class SimulatedSageMaker:
         return [self.jobs[key] for _, key in self._by_last_change[first:]]
 
     def _index(self, job: SimJob) -> None:
-        bisect.insort(self._by_last_change, (job.timeline[-1].at.timestamp(), job.name.lower()))
+        bisect.insort(self._by_last_change, _last_change_entry(job))
 
     def _unindex(self, job: SimJob) -> None:
-        entry = (job.timeline[-1].at.timestamp(), job.name.lower())
+        entry = _last_change_entry(job)
         at = bisect.bisect_left(self._by_last_change, entry)
         if at < len(self._by_last_change) and self._by_last_change[at] == entry:
             del self._by_last_change[at]

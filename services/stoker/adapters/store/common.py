@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from stoker.core.errors import StokerError, VersionConflict
+from stoker.core.errors import IllegalTransition, StokerError, VersionConflict
 from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 
@@ -122,6 +122,21 @@ def plan_transition(
         attempt=updated.attempt,
     )
     return updated, line
+
+
+def plan_from_copy(
+    current: JobRecord | None, job_id: str, change: JobChange, expected_version: int
+) -> tuple[JobRecord, Transition] | None:
+    """The transition planned on the caller's copy of the job, when it may be: the copy is
+    of this job at the expected version and its status allows the change. None otherwise:
+    then the stored row decides (a stale writer gets a version conflict, not a verdict on a
+    status it should not trust). The write's version condition guards either way."""
+    if current is None or current.job_id != job_id or current.version != expected_version:
+        return None
+    try:
+        return plan_transition(current, change, expected_version)
+    except IllegalTransition:
+        return None
 
 
 def retry_reason(line: Transition) -> str:

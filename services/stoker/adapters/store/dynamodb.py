@@ -9,7 +9,6 @@ the serverless variant an outbox event reaches consumers through the table's str
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import uuid
 import zlib
@@ -33,17 +32,13 @@ from stoker.adapters.store.common import (
     encode_cursor,
     event_bytes,
     job_position,
+    plan_from_copy,
     plan_transition,
     retry_reason,
     time_key,
     trend_days,
 )
-from stoker.core.errors import (
-    IllegalTransition,
-    InfrastructureUnavailable,
-    JobNotFound,
-    VersionConflict,
-)
+from stoker.core.errors import InfrastructureUnavailable, JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.ports.store import OutboxEntry, Page, Trends
@@ -152,15 +147,10 @@ class DynamoDbJobStore:
         current: JobRecord | None = None,
     ) -> JobRecord:
         check_outbox(outbox)
-        planned = None
-        if current is not None and current.job_id == job_id and current.version == expected_version:
-            # The caller's copy saves a read; the write's version condition still decides.
-            # A change the copy's status forbids is judged on the stored item instead (a
-            # stale writer gets a version conflict, not a verdict on a status it should
-            # not trust).
-            with contextlib.suppress(IllegalTransition):
-                planned = plan_transition(current, change, expected_version)
-        updated, line = planned or plan_transition(await self.get(job_id), change, expected_version)
+        # The caller's copy, when it may serve, saves a read (see `plan_from_copy`).
+        updated, line = plan_from_copy(
+            current, job_id, change, expected_version
+        ) or plan_transition(await self.get(job_id), change, expected_version)
         items: list[TransactWriteItemTypeDef] = [
             {
                 "Put": {

@@ -21,7 +21,6 @@ transition) has written nothing, and the group's other writes stand.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,16 +41,12 @@ from stoker.adapters.store.common import (
     encode_cursor,
     event_bytes,
     job_position,
+    plan_from_copy,
     plan_transition,
     time_key,
     trend_days,
 )
-from stoker.core.errors import (
-    IllegalTransition,
-    InfrastructureUnavailable,
-    JobNotFound,
-    VersionConflict,
-)
+from stoker.core.errors import InfrastructureUnavailable, JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.ports.store import OutboxEntry, Page, Trends
@@ -319,18 +314,16 @@ class SqliteJobStore:
     ) -> JobRecord:
         check_outbox(outbox)
         rows = _outbox_rows(outbox)
-        # With the caller's copy the change is planned here, on the loop (see `create`); the
-        # version condition of the UPDATE still decides. Without one, or when the copy's
-        # status does not allow the change, the stored row decides (a stale writer gets a
-        # version conflict, not a verdict on a status it should not trust).
-        planned: _Planned | None = None
-        if current is not None and current.job_id == job_id and current.version == expected_version:
-            with contextlib.suppress(IllegalTransition):
-                planned = _Planned.of(current, change, expected_version)
+        # With a caller's copy that may serve (see `plan_from_copy`) the change is planned
+        # here, on the loop (see `create`); otherwise the worker plans it on the stored row.
+        from_copy = plan_from_copy(current, job_id, change, expected_version)
+        planned = _Planned.of(*from_copy) if from_copy else None
 
         def op(conn: sqlite3.Connection | None) -> _Planned:
             with self._write(conn) as db:
-                plan = planned or _Planned.of(_load(db, job_id), change, expected_version)
+                plan = planned or _Planned.of(
+                    *plan_transition(_load(db, job_id), change, expected_version)
+                )
                 # Only the columns a transition changes: SQLite then leaves the indexes on
                 # owner and creation time alone.
                 written = db.execute(
@@ -499,8 +492,7 @@ class _Planned:
     history: HistoryRow
 
     @classmethod
-    def of(cls, current: JobRecord, change: JobChange, expected_version: int) -> _Planned:
-        updated, line = plan_transition(current, change, expected_version)
+    def of(cls, updated: JobRecord, line: Transition) -> _Planned:
         _, _, status, version, _, due, record = _job_row(updated)
         return cls(updated, (status, version, due, record), _history_row(line))
 
