@@ -28,7 +28,8 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -52,6 +53,7 @@ from stoker.ports.bus import BusRecord
 from stoker.ports.store import JobStore
 from stoker.runtime import Runtime
 from stoker.settings import Mode, Settings
+from stoker.simulator.engine import SimulatedSageMaker
 from stoker.simulator.faults import DurationSpec, FaultConfig
 
 STORES = ("dynamodb", "sqlite")
@@ -186,6 +188,18 @@ def _store(plan: ThroughputPlan, settings: Settings) -> JobStore:
     return DynamoDbJobStore(settings)
 
 
+@dataclass(frozen=True)
+class _Bench:
+    """One run of part (a): what it measures, where, and where its figures go."""
+
+    plan: ThroughputPlan
+    run: str
+    """The run's name: topic prefix, consumer groups, table prefix, job ids."""
+    settings: Settings
+    result: ThroughputResult
+    on_progress: Callable[[str, int, int], None]
+
+
 async def run_throughput(
     plan: ThroughputPlan, on_progress: Callable[[str, int, int], None]
 ) -> ThroughputResult:
@@ -198,77 +212,81 @@ async def run_throughput(
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="stoker-bench-") as folder:
         settings = _settings(plan, run, Path(folder))
+        bench = _Bench(plan, run, settings, result, on_progress)
         try:
-            if plan.processes == 1:
-                await _in_one_process(plan, run, settings, result, on_progress)
-            else:
-                await _in_two_processes(plan, run, settings, result, on_progress)
+            layout_run = _in_one_process if plan.processes == 1 else _in_two_processes
+            figures = await layout_run(bench)
         finally:
             if plan.store == "dynamodb":
                 await _drop_table(settings, layout.job_table_name(run))
+    result.api_calls = figures["requests"]
+    result.max_created_per_name = figures["max_created_per_name"]
     result.wall_s = time.perf_counter() - started
     return result
 
 
-async def _in_one_process(
-    plan: ThroughputPlan,
-    run: str,
-    settings: Settings,
-    result: ThroughputResult,
-    on_progress: Callable[[str, int, int], None],
-) -> None:
+@asynccontextmanager
+async def _services_runtime(
+    plan: ThroughputPlan, settings: Settings
+) -> AsyncIterator[tuple[Runtime, SimulatedSageMaker]]:
+    """The runtime the services run on: the chosen store, Kafka, and a fresh simulator."""
     async with (
         simulated_sagemaker(plan.transport, _faults()) as (backend, engine),
         Runtime(settings, store=_store(plan, settings), backend=backend) as rt,
     ):
+        yield rt, engine
+
+
+def _engine_figures(engine: SimulatedSageMaker) -> dict[str, Any]:
+    """The simulator's call counts, as the result takes them (and a process can send them)."""
+    return {
+        "requests": dict(engine.stats.requests),
+        "max_created_per_name": engine.stats.as_dict()["max_created_per_name"],
+    }
+
+
+async def _in_one_process(bench: _Bench) -> dict[str, Any]:
+    async with _services_runtime(bench.plan, bench.settings) as (rt, engine):
         await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
         stop = asyncio.Event()
         services = asyncio.create_task(run_services(rt, SERVICES, stop))
         try:
-            await _run(
-                rt, plan, run, result, on_progress, pids={"all": os.getpid()}, services=services
-            )
+            await _run(bench, rt, pids={"all": os.getpid()}, services=services)
         finally:
             stop.set()
             await asyncio.gather(services, return_exceptions=True)
-        result.api_calls = dict(engine.stats.requests)
-        result.max_created_per_name = engine.stats.as_dict()["max_created_per_name"]
+        return _engine_figures(engine)
 
 
-async def _in_two_processes(
-    plan: ThroughputPlan,
-    run: str,
-    settings: Settings,
-    result: ThroughputResult,
-    on_progress: Callable[[str, int, int], None],
-) -> None:
+async def _in_two_processes(bench: _Bench) -> dict[str, Any]:
     spawn = multiprocessing.get_context("spawn")
     signals = _Signals(spawn.Event(), spawn.Event(), spawn.Queue())
     # The bench's runtime comes first: it makes the store's tables the services then find.
-    async with Runtime(settings, store=_store(plan, settings)) as rt:
+    async with Runtime(bench.settings, store=_store(bench.plan, bench.settings)) as rt:
         await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
         child = spawn.Process(
-            target=serve_services, args=(plan, settings, signals), name="stoker-services"
+            target=serve_services,
+            args=(bench.plan, bench.settings, signals),
+            name="stoker-services",
         )
         child.start()
         exited = asyncio.create_task(_exit_of(child))
         try:
-            on_progress("starting the services process", 0, 1)
+            bench.on_progress("starting the services process", 0, 1)
             ready = asyncio.create_task(asyncio.to_thread(signals.ready.wait, WARM_UP_TIMEOUT_S))
             await _or_fail(ready, [exited])
             pids = {"bench": os.getpid(), "services": child.pid or 0}
-            await _run(rt, plan, run, result, on_progress, pids=pids, services=exited)
+            await _run(bench, rt, pids=pids, services=exited)
         finally:
             signals.stop.set()
-            stats = await asyncio.to_thread(_get_or_none, signals.outcome, 60.0)
+            figures = await asyncio.to_thread(_get_or_none, signals.outcome, 60.0)
             await asyncio.to_thread(child.join, 60.0)
             exited.cancel()
             if child.is_alive():
                 child.kill()
-    if stats is None:
+    if figures is None:
         raise RuntimeError(f"the services process ended without its figures ({child.exitcode})")
-    result.api_calls = stats["requests"]
-    result.max_created_per_name = stats["max_created_per_name"]
+    return dict(figures)
 
 
 @dataclass(frozen=True)
@@ -289,22 +307,14 @@ def serve_services(plan: ThroughputPlan, settings: Settings, signals: _Signals) 
 
 
 async def _serve_services(plan: ThroughputPlan, settings: Settings, signals: _Signals) -> None:
-    async with (
-        simulated_sagemaker(plan.transport, _faults()) as (backend, engine),
-        Runtime(settings, store=_store(plan, settings), backend=backend) as rt,
-    ):
+    async with _services_runtime(plan, settings) as (rt, engine):
         stopping = asyncio.Event()
         services = asyncio.create_task(run_services(rt, SERVICES, stopping))
         signals.ready.set()
         await asyncio.to_thread(signals.stop.wait)
         stopping.set()
         await services
-        signals.outcome.put(
-            {
-                "requests": dict(engine.stats.requests),
-                "max_created_per_name": engine.stats.as_dict()["max_created_per_name"],
-            }
-        )
+        signals.outcome.put(_engine_figures(engine))
 
 
 async def _exit_of(child: Any) -> None:
@@ -324,15 +334,9 @@ def _faults() -> FaultConfig:
 
 
 async def _run(
-    rt: Runtime,
-    plan: ThroughputPlan,
-    run: str,
-    result: ThroughputResult,
-    on_progress: Callable[[str, int, int], None],
-    *,
-    pids: dict[str, int],
-    services: asyncio.Task[None],
+    bench: _Bench, rt: Runtime, *, pids: dict[str, int], services: asyncio.Task[None]
 ) -> None:
+    plan, run, result, on_progress = bench.plan, bench.run, bench.result, bench.on_progress
     watch = TerminalWatch()
     stop = asyncio.Event()
     watcher = Consumer.for_events(
@@ -349,9 +353,7 @@ async def _run(
         if profiler is not None:
             profiler.enable()
         cpu_before = {name: cpu_of(pid) for name, pid in pids.items()}
-        ids = await _submit_all(
-            service, plan, run=run, result=result, watch=watch, on_progress=on_progress
-        )
+        ids = await _submit_all(service, bench, watch)
         deadline = time.monotonic() + plan.timeout_s
         while len(watch.ended & ids) < len(ids) and time.monotonic() < deadline:
             for task in tasks:
@@ -384,15 +386,8 @@ async def _or_fail(waiting: Any, tasks: list[asyncio.Task[None]]) -> None:
     await wait
 
 
-async def _submit_all(
-    service: JobService,
-    plan: ThroughputPlan,
-    *,
-    run: str,
-    result: ThroughputResult,
-    watch: TerminalWatch,
-    on_progress: Callable[[str, int, int], None],
-) -> set[str]:
+async def _submit_all(service: JobService, bench: _Bench, watch: TerminalWatch) -> set[str]:
+    plan, run, on_progress = bench.plan, bench.run, bench.on_progress
     specs = [job_spec(run, n) for n in range(1, plan.jobs + 1)]
     ids = {str(s.job_id) for s in specs}
     gate = asyncio.Semaphore(plan.concurrency)
@@ -413,7 +408,7 @@ async def _submit_all(
             on_progress("submitting", len(watch.ended & ids), plan.jobs)
 
     await asyncio.gather(*(submit(n, spec) for n, spec in enumerate(specs)))
-    result.submit_s = time.perf_counter() - began
+    bench.result.submit_s = time.perf_counter() - began
     return ids
 
 

@@ -425,7 +425,7 @@ class _KafkaSource:
                     m.topic() or "",
                     m.partition() or 0,
                     m.offset() or 0,
-                    key.decode("utf-8", "replace") if isinstance(key, bytes) else (key or ""),
+                    _text(key),
                     value if isinstance(value, bytes) else (value or "").encode(),
                     _headers(headers) if headers else _NO_HEADERS,
                 )
