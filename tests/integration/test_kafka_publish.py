@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,43 +16,45 @@ from stoker.core.errors import StokerError
 pytestmark = pytest.mark.integration
 
 
-async def test_calls_in_flight_together_keep_per_key_order(kafka_bootstrap: str) -> None:
+@pytest.fixture
+async def bus_and_topic(kafka_bootstrap: str) -> AsyncIterator[tuple[KafkaBus, str]]:
     topic = f"publish-{uuid.uuid4().hex[:8]}"
     bus = KafkaBus(kafka_bootstrap, partitions=3, replication=1)
     await bus.start()
     try:
         await bus.ensure_topics([topic])
-        # Calls started together, as the publishing task and the relay may do: their
-        # records are handed to the producer in call order.
-        await asyncio.gather(
-            *(bus.publish_raw(topic, f"k{n % 3}", f"{n}".encode()) for n in range(60))
-        )
-        member = bus.source(f"g-{topic}", [topic])
-        seen: dict[str, list[int]] = {}
-        async with asyncio.timeout(120):
-            while sum(len(v) for v in seen.values()) < 60:
-                for record in await member.fetch(500, 5.0):
-                    seen.setdefault(record.key, []).append(int(record.value))
-        assert {key: values == sorted(values) for key, values in seen.items()} == {
-            "k0": True,
-            "k1": True,
-            "k2": True,
-        }
-        await member.close()
+        yield bus, topic
     finally:
         await bus.close()
 
 
-async def test_a_record_the_client_refuses_fails_the_call(kafka_bootstrap: str) -> None:
-    topic = f"publish-{uuid.uuid4().hex[:8]}"
-    bus = KafkaBus(kafka_bootstrap, partitions=1, replication=1)
-    await bus.start()
-    try:
-        await bus.ensure_topics([topic])
-        too_large = b"x" * (2 * 1024 * 1024)  # over the producer's message.max.bytes
-        with pytest.raises(StokerError, match=f"publish to {topic}") as caught:
-            await bus.publish_raw(topic, "k", too_large)
-        assert "MSG_SIZE_TOO_LARGE" in str(caught.value)
-        await bus.publish_raw(topic, "k", b"fits")  # the producer is still usable
-    finally:
-        await bus.close()
+async def test_calls_in_flight_together_keep_per_key_order(
+    bus_and_topic: tuple[KafkaBus, str],
+) -> None:
+    bus, topic = bus_and_topic
+    # Calls started together, as the publishing task and the relay may do: their records
+    # are handed to the producer in call order.
+    await asyncio.gather(*(bus.publish_raw(topic, f"k{n % 3}", f"{n}".encode()) for n in range(60)))
+    member = bus.source(f"g-{topic}", [topic])
+    seen: dict[str, list[int]] = {}
+    async with asyncio.timeout(120):
+        while sum(len(v) for v in seen.values()) < 60:
+            for record in await member.fetch(500, 5.0):
+                seen.setdefault(record.key, []).append(int(record.value))
+    assert {key: values == sorted(values) for key, values in seen.items()} == {
+        "k0": True,
+        "k1": True,
+        "k2": True,
+    }
+    await member.close()
+
+
+async def test_a_record_the_client_refuses_fails_the_call(
+    bus_and_topic: tuple[KafkaBus, str],
+) -> None:
+    bus, topic = bus_and_topic
+    too_large = b"x" * (2 * 1024 * 1024)  # over the producer's message.max.bytes
+    with pytest.raises(StokerError, match=f"publish to {topic}") as caught:
+        await bus.publish_raw(topic, "k", too_large)
+    assert "MSG_SIZE_TOO_LARGE" in str(caught.value)
+    await bus.publish_raw(topic, "k", b"fits")  # the producer is still usable
