@@ -11,7 +11,7 @@ in arrival order, in one transaction, and every caller hears back only after tha
 transaction committed. One commit and one thread hop then serve a whole burst: a
 transaction per call capped a busy pipeline at about a thousand writes a second.
 
-A write in a group has no savepoint of its own (one per write cost a quarter of the
+A write in a group has no savepoint of its own (one per write cost about a quarter of the
 worker's time). Instead every write decides and prepares everything before its first
 statement, and its statements either all succeed or raise an SQLite error, which aborts
 the whole group. So a write refused for its own reasons (a version conflict, an illegal
