@@ -58,3 +58,21 @@ async def test_a_record_the_client_refuses_fails_the_call(
         await bus.publish_raw(topic, "k", too_large)
     assert "MSG_SIZE_TOO_LARGE" in str(caught.value)
     await bus.publish_raw(topic, "k", b"fits")  # the producer is still usable
+
+
+async def test_a_fetch_returns_what_is_there_without_waiting_out_its_timeout(
+    bus_and_topic: tuple[KafkaBus, str],
+) -> None:
+    """A fetch asks for up to 500 records with a ten-minute wait; three are there, so it
+    hands them over instead of waiting for more (librdkafka's `consume(n, timeout)` alone
+    would hold them until it had 500 or the ten minutes were up)."""
+    bus, topic = bus_and_topic
+    for n in range(3):
+        await bus.publish_raw(topic, f"k{n}", b"x")
+    member = bus.source(f"g-{topic}", [topic])
+    got: list[str] = []
+    async with asyncio.timeout(120):  # joining the group takes seconds, not minutes
+        while len(got) < 3:
+            got += [record.key for record in await member.fetch(500, 600.0)]
+    assert sorted(got) == ["k0", "k1", "k2"]
+    await member.close()
