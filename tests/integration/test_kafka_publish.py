@@ -1,6 +1,6 @@
-"""Publishing on Kafka: a call returns once every record is acknowledged, keeps per-key
-order across calls that are not awaited one by one, and a record the client refuses fails
-the whole call with a stoker error naming the topic."""
+"""Publishing and fetching on Kafka: calls in flight together keep per-key order, a record
+the client refuses fails the whole call with a stoker error naming the topic, and a fetch
+hands over what is there instead of waiting out its timeout."""
 
 from __future__ import annotations
 
