@@ -43,6 +43,7 @@ from stoker import topics
 from stoker.adapters.aws import AwsClients
 from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
 from stoker.adapters.store import layout
+from stoker.aio import run_event_loop
 from stoker.bus.consumer import Consumer
 from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped
 from stoker.core.spec import JobSpec
@@ -303,7 +304,7 @@ def serve_services(plan: ThroughputPlan, settings: Settings, signals: _Signals) 
     told to stop; then the simulator's call counts go back to the bench."""
     configure_logging("ERROR")
     logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
-    asyncio.run(_serve_services(plan, settings, signals))
+    run_event_loop(_serve_services(plan, settings, signals), settings.event_loop)
 
 
 async def _serve_services(plan: ThroughputPlan, settings: Settings, signals: _Signals) -> None:
