@@ -6,13 +6,20 @@ import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 
+import orjson
 import pytest
 
 from stoker.adapters.bus import MemoryBus, partition_for
 from stoker.bus.consumer import Consumer, ConsumerConfig
 from stoker.core.clock import FakeClock
 from stoker.core.errors import EventRejected, InfrastructureUnavailable
-from stoker.core.events import CloudEvent, DeadLetter, JobStatusChanged, decode_event
+from stoker.core.events import (
+    CloudEvent,
+    DeadLetter,
+    JobLaunched,
+    JobStatusChanged,
+    decode_event,
+)
 from stoker.core.job import JobStatus
 from stoker.ports.bus import BusRecord
 
@@ -200,6 +207,47 @@ async def test_a_custom_decoder_rejection_keeps_its_kind() -> None:
     assert seen == ["long enough to pass"]
     assert letter.error_kind == "schema"
     assert letter.reason == "schema: 9 bytes is under the minimum of 10"
+
+
+async def test_a_consumer_of_some_types_passes_over_the_others_and_commits_them() -> None:
+    """With `wanted`, the handler sees only those types; other stoker events, even invalid
+    ones, are passed over unvalidated and committed; an invalid wanted event and an
+    unknown type are still dead-lettered."""
+    bus = MemoryBus()
+    launched = JobLaunched(
+        job_id="job-1", attempt=1, training_job_name="job-1-a1", instance_type="ml.m5.large"
+    )
+    wanted = event("job-1", 0)
+    broken_unwanted = orjson.loads(CloudEvent.wrap(launched, time=FakeClock().now()).to_json())
+    broken_unwanted["data"]["attempt"] = "not a number"
+    broken_wanted = orjson.loads(wanted.to_json())
+    broken_wanted["data"]["version"] = 0
+    await bus.publish(TOPIC, CloudEvent.wrap(launched, time=FakeClock().now()))
+    await bus.publish(TOPIC, wanted)
+    for doc in (broken_unwanted, broken_wanted, {**broken_wanted, "type": "nobody.knows"}):
+        await bus.publish_raw(TOPIC, "job-1", orjson.dumps(doc))
+    seen: list[str] = []
+
+    async def handle(received: CloudEvent, record: BusRecord) -> None:
+        seen.append(received.id)
+
+    consumer = Consumer.for_events(
+        bus,
+        "g",
+        [TOPIC],
+        handle,
+        wanted={JobStatusChanged},
+        config=ConsumerConfig(poll_timeout_s=0.05, dead_letter_topic=DLQ),
+        sleep=SleepRecorder(),
+    )
+    assert await consumer.run_once() == 5
+    assert seen == [wanted.id]
+    assert (consumer.handled, consumer.passed_over, consumer.dead_lettered) == (1, 2, 2)
+    kinds = [(letter.original_offset, letter.error_kind) for letter in await letters_on(bus)]
+    assert kinds == [(3, "schema"), (4, "unknown-type")]
+    again = bus.source("g", [TOPIC])
+    assert await again.fetch(10, 0.01) == []
+    await again.close()
 
 
 async def test_a_record_is_committed_only_once_it_is_handled_or_dead_lettered() -> None:

@@ -126,6 +126,17 @@ def test_partition_key_is_the_job_id() -> None:
     assert CloudEvent.wrap(SAMPLES[1], time=T0).subject == "exp-1"
 
 
+def test_an_event_is_serialised_once_and_a_copy_has_its_own_bytes() -> None:
+    """The outbox row and the publish share one serialisation; a changed copy does not
+    carry the original's bytes."""
+    event = CloudEvent.wrap(SAMPLES[1], time=T0)
+    assert event.to_json() is event.to_json()
+    copy = event.model_copy(update={"subject": "exp-2"})
+    assert json.loads(copy.to_json())["subject"] == "exp-2"
+    assert json.loads(event.to_json())["subject"] == "exp-1"
+    assert decode_event(event.to_json()) == event
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [

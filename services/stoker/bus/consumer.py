@@ -6,6 +6,8 @@ Rules, in order of importance:
 - records of one partition are handled one at a time, in order (per-key order);
   different partitions run concurrently;
 - a record that cannot be decoded or validated goes to the dead-letter topic at once;
+- a record the decoder declares not for this consumer (None) is passed over: its position
+  is committed with the batch and the handler never sees it;
 - a handler error that is not retriable is tried `handler_attempts` times, then the
   record goes to the dead-letter topic with the reason; the consumer carries on;
 - a retriable handler error (its class says `retriable = True`, e.g. the store is
@@ -17,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -28,7 +31,13 @@ import structlog
 from stoker import topics
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.errors import EventRejected
-from stoker.core.events import CloudEvent, DeadLetter, decode_event
+from stoker.core.events import (
+    CloudEvent,
+    DeadLetter,
+    EventData,
+    decode_event,
+    decode_wanted_event,
+)
 from stoker.ports.bus import BusRecord, EventBus, RecordSource, TopicPartition
 
 T = TypeVar("T")
@@ -75,7 +84,7 @@ class Consumer(Generic[T]):
         topic_names: Sequence[str],
         handler: Handler[T],
         *,
-        decode: Callable[[bytes], T],
+        decode: Callable[[bytes], T | None],
         config: ConsumerConfig | None = None,
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -90,6 +99,7 @@ class Consumer(Generic[T]):
         self._sleep = sleep
         self._source: RecordSource | None = None
         self.handled = 0
+        self.passed_over = 0
         self.dead_lettered = 0
 
     @classmethod
@@ -99,15 +109,23 @@ class Consumer(Generic[T]):
         group: str,
         topic_names: Sequence[str],
         handler: Handler[CloudEvent],
+        *,
+        wanted: Collection[type[EventData]] | None = None,
         **kwargs: object,
     ) -> Consumer[CloudEvent]:
-        """A consumer of stoker CloudEvents, validated against the schemas."""
+        """A consumer of stoker CloudEvents, validated against the schemas. With `wanted`,
+        events of other types are passed over unvalidated (`decode_wanted_event`)."""
+        decode: Callable[[bytes], CloudEvent | None] = (
+            decode_event
+            if wanted is None
+            else functools.partial(decode_wanted_event, wanted=frozenset(wanted))
+        )
         return Consumer[CloudEvent](
             bus,
             group,
             topic_names,
             handler,
-            decode=decode_event,
+            decode=decode,
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -165,6 +183,9 @@ class Consumer(Generic[T]):
             kind = exc.reason.split(":", 1)[0]
             await self._dead_letter(record, kind, exc.reason, attempts=0)
             _bound(record).warning("record rejected", reason=exc.reason)
+            return
+        if item is None:
+            self.passed_over += 1
             return
         attempt = 0
         failures = 0

@@ -14,7 +14,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 
@@ -22,7 +22,7 @@ from stoker.adapters.training.naming import training_job_name
 from stoker.aio import stop_requested
 from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, VersionConflict
-from stoker.core.events import CloudEvent, JobLaunched, JobStatusChanged
+from stoker.core.events import CloudEvent, EventData, JobLaunched, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.retry import RetryPolicy
 from stoker.lifecycle.admission import AdmissionControl, Admitted
@@ -63,6 +63,9 @@ class LauncherConfig:
 
 
 class Launcher:
+    WANTED: ClassVar[frozenset[type[EventData]]] = frozenset({JobStatusChanged})
+    """The lifecycle events `on_event` acts on; its consumer passes over the others."""
+
     def __init__(
         self,
         transitioner: Transitioner,

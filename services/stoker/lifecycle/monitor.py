@@ -15,14 +15,20 @@ import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import structlog
 
 from stoker.aio import stop_requested
 from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, VersionConflict
-from stoker.core.events import CloudEvent, JobAttemptFailed, JobLaunched, JobStatusChanged
+from stoker.core.events import (
+    CloudEvent,
+    EventData,
+    JobAttemptFailed,
+    JobLaunched,
+    JobStatusChanged,
+)
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.ratelimit import TokenBucket
 from stoker.lifecycle.outbox_events import extra
@@ -117,6 +123,9 @@ class _FollowedJobs:
 
 
 class Monitor:
+    WANTED: ClassVar[frozenset[type[EventData]]] = frozenset({JobLaunched, JobStatusChanged})
+    """The lifecycle events `on_event` acts on; its consumer passes over the others."""
+
     def __init__(
         self,
         transitioner: Transitioner,

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 
 from stoker.core.clock import Clock
 from stoker.core.errors import VersionConflict
-from stoker.core.events import CloudEvent, JobAttemptFailed, JobRetryScheduled
+from stoker.core.events import CloudEvent, EventData, JobAttemptFailed, JobRetryScheduled
 from stoker.core.failures import FailureClassifier
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.retry import RetryPolicy, RetryPolicyOverrides
@@ -33,6 +33,9 @@ _CAPACITY_CODES = frozenset({"CapacityError", "InsufficientCapacity", "Insuffici
 
 
 class Retrier:
+    WANTED: ClassVar[frozenset[type[EventData]]] = frozenset({JobAttemptFailed})
+    """The lifecycle events `on_event` acts on; its consumer passes over the others."""
+
     def __init__(
         self,
         transitioner: Transitioner,

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Collection, Coroutine, Iterator
 from typing import Any
 
 import structlog
 
 from stoker import topics
 from stoker.bus.consumer import Consumer, Handler
-from stoker.core.events import CloudEvent, JobSubmitted
+from stoker.core.events import CloudEvent, EventData, JobSubmitted
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.launcher import Launcher, LauncherConfig
 from stoker.lifecycle.monitor import Monitor, MonitorConfig
@@ -32,9 +32,13 @@ Service = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def _consumer(
-    rt: Runtime, group: str, topic_names: list[str], handler: Handler[CloudEvent]
+    rt: Runtime,
+    group: str,
+    topic_names: list[str],
+    handler: Handler[CloudEvent],
+    wanted: Collection[type[EventData]] | None = None,
 ) -> Consumer[CloudEvent]:
-    return Consumer.for_events(rt.bus, group, topic_names, handler)
+    return Consumer.for_events(rt.bus, group, topic_names, handler, wanted=wanted)
 
 
 def _server_class() -> type:
@@ -89,7 +93,9 @@ async def run_launcher(rt: Runtime, stop: asyncio.Event) -> None:
     )
     launcher = Launcher(rt.transitioner(), rt.backend, rt.clock, config)
     await launcher.recover()
-    consumer = _consumer(rt, "stoker-launcher", [topics.LIFECYCLE], launcher.on_event)
+    consumer = _consumer(
+        rt, "stoker-launcher", [topics.LIFECYCLE], launcher.on_event, Launcher.WANTED
+    )
     try:
         await asyncio.gather(consumer.run(stop), launcher.run_due_timer(stop))
     finally:
@@ -103,7 +109,7 @@ async def run_monitor(rt: Runtime, stop: asyncio.Event) -> None:
     )
     monitor = Monitor(rt.transitioner(), rt.backend, rt.clock, config)
     await monitor.recover()
-    consumer = _consumer(rt, "stoker-monitor", [topics.LIFECYCLE], monitor.on_event)
+    consumer = _consumer(rt, "stoker-monitor", [topics.LIFECYCLE], monitor.on_event, Monitor.WANTED)
     loops = [consumer.run(stop), monitor.run(stop)]
     if rt.settings.sagemaker_state_changes:
         changes = Consumer(
@@ -124,7 +130,9 @@ async def run_retrier(rt: Runtime, stop: asyncio.Event) -> None:
         policy=retry_policy(rt.settings),
         classifier=failure_classifier(rt.settings),
     )
-    await _consumer(rt, "stoker-retrier", [topics.LIFECYCLE], retrier.on_event).run(stop)
+    await _consumer(rt, "stoker-retrier", [topics.LIFECYCLE], retrier.on_event, Retrier.WANTED).run(
+        stop
+    )
 
 
 async def run_relay(rt: Runtime, stop: asyncio.Event) -> None:
