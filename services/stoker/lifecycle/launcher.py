@@ -212,7 +212,12 @@ class Launcher:
         """CreateTrainingJob for the job's current attempt, then Launching -> Launched."""
         request = build_request(job)
         name = request["TrainingJobName"]
-        bound = log.bind(job_id=job.job_id, attempt=job.attempt, training_job_name=name)
+
+        def bound() -> Any:
+            # Bound only when there is something to say: binding for every launch was a
+            # visible share of the launcher's CPU.
+            return log.bind(job_id=job.job_id, attempt=job.attempt, training_job_name=name)
+
         tries = 0
         arn: str | None = None
         while True:
@@ -221,7 +226,7 @@ class Launcher:
                 arn = await self._backend.create_training_job(request)
                 break
             except TrainingJobAlreadyExists:
-                bound.info("training job already exists; treating as launched")
+                bound().info("training job already exists; treating as launched")
                 break
             except InvalidRequest as exc:
                 await self._fail(job, exc)
@@ -231,7 +236,7 @@ class Launcher:
                     await self._fail(job, exc)
                     return
                 delay = self._config.create_retry.delay_s(min(tries, 30), self._rng)
-                bound.warning(
+                bound().warning(
                     "CreateTrainingJob refused; backing off",
                     code=exc.code,
                     delay_s=round(delay, 3),
@@ -255,7 +260,7 @@ class Launcher:
             await self._t.move(job, change, extra(launched, job))
         except VersionConflict:
             # Stopped while launching: the monitor stops the training job it finds.
-            bound.info("job moved while launching; leaving it to its new owner")
+            bound().info("job moved while launching; leaving it to its new owner")
 
     async def _fail(self, job: JobRecord, exc: TrainingBackendError) -> None:
         reason = f"{exc.code}: {exc}"

@@ -466,20 +466,21 @@ class SqliteJobStore:
 
 
 def _job_row(job: JobRecord) -> tuple[str, str, str, int, str, str | None, str]:
-    due = (
-        time_key(job.due_at)
-        if job.status is JobStatus.RETRY_SCHEDULED and job.due_at is not None
-        else None
-    )
     return (
         job.job_id,
         job.owner,
         job.status.value,
         job.version,
         time_key(job.created_at),
-        due,
+        _due_key(job),
         job.model_dump_json(),
     )
+
+
+def _due_key(job: JobRecord) -> str | None:
+    if job.status is JobStatus.RETRY_SCHEDULED and job.due_at is not None:
+        return time_key(job.due_at)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,8 +494,13 @@ class _Planned:
 
     @classmethod
     def of(cls, updated: JobRecord, line: Transition) -> _Planned:
-        _, _, status, version, _, due, record = _job_row(updated)
-        return cls(updated, (status, version, due, record), _history_row(line))
+        columns = (
+            updated.status.value,
+            updated.version,
+            _due_key(updated),
+            updated.model_dump_json(),
+        )
+        return cls(updated, columns, _history_row(line))
 
 
 def _load_text(db: sqlite3.Connection, job_id: str) -> str:
