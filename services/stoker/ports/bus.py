@@ -15,9 +15,11 @@ from typing import Protocol
 from stoker.core.events import CloudEvent
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BusRecord:
-    """One record as read from a topic partition."""
+    """One record as read from a topic partition. Treat it as read-only: it is not frozen
+    because a frozen dataclass's constructor costs three times as much, and every record
+    read is built once by the adapter and once more by a topic prefix."""
 
     topic: str
     partition: int
