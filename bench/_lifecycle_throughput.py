@@ -43,7 +43,6 @@ from stoker import topics
 from stoker.adapters.aws import AwsClients
 from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
 from stoker.adapters.store import layout
-from stoker.aio import run_event_loop
 from stoker.bus.consumer import Consumer
 from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped
 from stoker.core.spec import JobSpec
@@ -52,6 +51,7 @@ from stoker.lifecycle.services import run_services
 from stoker.logs import configure_logging
 from stoker.ports.bus import BusRecord
 from stoker.ports.store import JobStore
+from stoker.process import run_service_process
 from stoker.runtime import Runtime
 from stoker.settings import Mode, Settings
 from stoker.simulator.engine import SimulatedSageMaker
@@ -304,7 +304,7 @@ def serve_services(plan: ThroughputPlan, settings: Settings, signals: _Signals) 
     told to stop; then the simulator's call counts go back to the bench."""
     configure_logging("ERROR")
     logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
-    run_event_loop(_serve_services(plan, settings, signals), settings.event_loop)
+    run_service_process(_serve_services(plan, settings, signals), settings)
 
 
 async def _serve_services(plan: ThroughputPlan, settings: Settings, signals: _Signals) -> None:

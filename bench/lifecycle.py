@@ -43,8 +43,8 @@ from _lifecycle_monitoring import (
 from _lifecycle_stats import end_to_end_rate, stage_medians_ms, summarize_ms
 from _lifecycle_throughput import STORES, ThroughputPlan, ThroughputResult, run_throughput
 from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
-from stoker.aio import run_event_loop
 from stoker.logs import configure_logging
+from stoker.process import run_service_process
 from stoker.settings import Settings
 
 TARGET_JOBS_PER_S = 1000.0
@@ -331,5 +331,5 @@ if __name__ == "__main__":
     configure_logging("ERROR")
     # librdkafka reports leader elections of the run's fresh topics as errors; they are retried.
     logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
-    # The loop the services would run on (STOKER_EVENT_LOOP), in both processes.
-    run_event_loop(main(parse_args()), Settings().event_loop)
+    # Both processes run as stoker's own do (event loop and collector settings).
+    run_service_process(main(parse_args()), Settings())

@@ -4,28 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
-from typing import Any, Literal, TypeVar
-
-T = TypeVar("T")
-
-
-def run_event_loop(main: Coroutine[Any, Any, T], kind: Literal["uvloop", "asyncio"]) -> T:
-    """Run `main` to completion on a new event loop of the given kind.
-
-    uvloop runs the loop's own work (callbacks, timers, futures, sockets) in C: in the
-    lifecycle benchmark the services process spent about 15 % less CPU per job on it
-    (ADR 0008). Where uvloop is not installed (it is not built for Windows) the standard
-    loop runs instead: the services behave the same on both.
-    """
-    if kind == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.run(main)
-    return asyncio.run(main)
 
 
 async def stop_requested(stop: asyncio.Event, timeout_s: float) -> bool:

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         description="the services' event loop: uvloop (libuv; less CPU per event) or the "
         "standard library's (used where uvloop is not installed)",
     )
+    gc_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        description="allocations between collections of the garbage collector's youngest "
+        "generation in a service process (0: Python's default, 700)",
+    )
 
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port]")
     topic_prefix: str = Field(

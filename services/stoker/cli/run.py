@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from stoker.aio import run_event_loop
 from stoker.core.errors import ConfigurationError
 from stoker.logs import configure_logging
+from stoker.process import run_service_process
 from stoker.settings import Settings, load_settings
 
 app = typer.Typer(help="Run stoker services.")
@@ -62,7 +62,7 @@ def run(
         raise typer.Exit(2)
     settings = settings_or_exit()
     configure_logging(settings.log_level, json=settings.log_json)
-    run_event_loop(serve(settings, services), settings.event_loop)
+    run_service_process(serve(settings, services), settings)
 
 
 @app.command("up")
@@ -70,4 +70,4 @@ def up() -> None:
     """Run every service in this process (the whole stack on one machine)."""
     settings = settings_or_exit()
     configure_logging(settings.log_level, json=settings.log_json)
-    run_event_loop(serve(settings, ALL), settings.event_loop)
+    run_service_process(serve(settings, ALL), settings)
