@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=8, ge=1, le=1024)
     kafka_replication: int = Field(default=1, ge=1, le=16)
     kafka_fetch_max_wait_ms: int = Field(
-        default=5,
+        default=10,
         ge=0,
         le=10_000,
         description="longest the broker holds a fetch waiting for kafka_fetch_min_bytes",
