@@ -44,8 +44,10 @@ from stoker.adapters.aws import AwsClients
 from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
 from stoker.adapters.store import layout
 from stoker.bus.consumer import Consumer
+from stoker.core.errors import StokerError
 from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped
 from stoker.core.spec import JobSpec
+from stoker.devinfra import DevInfra, infra_home
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.services import run_services
 from stoker.logs import configure_logging
@@ -94,6 +96,9 @@ class ThroughputResult:
     cpu_s: dict[str, Cpu] = field(default_factory=dict)
     """CPU time per process ("bench", "services"; "all" in one process) from the first
     submit to the last end."""
+    server_cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of the local servers the run used (started by `stoker dev infra` on this
+    machine: they share its cores), over the same span; empty for remote servers."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,20 @@ def cpu_of(pid: int) -> Cpu:
         return (int(fields[11]) + int(fields[12])) / tick
 
     return Cpu(used(Path(f"/proc/{pid}/stat")), used(Path(f"/proc/{pid}/task/{pid}/stat")))
+
+
+async def local_server_pids(plan: ThroughputPlan) -> dict[str, int]:
+    """The `stoker dev infra` servers on this machine that the run talks to, by name."""
+    state = os.environ.get("STOKER_INFRA_STATE_DIR")
+    infra = DevInfra(Path(state) if state else infra_home() / "state", home=infra_home())
+    try:
+        rows = await infra.status(probe_timeout_s=1.0)
+    except StokerError:
+        return {}
+    used = {a.strip() for a in plan.kafka_bootstrap.split(",")}
+    if plan.store == "dynamodb":
+        used.add(plan.dynamodb_endpoint)
+    return {r.name: r.pid for r in rows if r.pid is not None and r.address in used}
 
 
 def job_spec(run: str, n: int) -> JobSpec:
@@ -353,7 +372,9 @@ async def _run(
         profiler = cProfile.Profile() if plan.profile else None
         if profiler is not None:
             profiler.enable()
+        servers = await local_server_pids(plan)
         cpu_before = {name: cpu_of(pid) for name, pid in pids.items()}
+        server_before = {name: cpu_of(pid).process_s for name, pid in servers.items()}
         ids = await _submit_all(service, bench, watch)
         deadline = time.monotonic() + plan.timeout_s
         while len(watch.ended & ids) < len(ids) and time.monotonic() < deadline:
@@ -363,6 +384,9 @@ async def _run(
             on_progress("running", len(watch.ended & ids), len(ids))
             await asyncio.sleep(0.1)
         result.cpu_s = {name: cpu_of(pid) - cpu_before[name] for name, pid in pids.items()}
+        result.server_cpu_s = {
+            name: cpu_of(pid).process_s - server_before[name] for name, pid in servers.items()
+        }
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(str(plan.profile))

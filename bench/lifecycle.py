@@ -178,6 +178,10 @@ def _throughput_table(results: list[ThroughputResult]) -> None:
             f"{1000 * cpu.loop_s / r.plan.jobs:.2f} ms)"
             for name, cpu in r.cpu_s.items()
         )
+        per_job += "".join(
+            f", server {name} {1000 * cpu_s / r.plan.jobs:.2f} ms"
+            for name, cpu_s in r.server_cpu_s.items()
+        )
         stages = ", ".join(f"{k} {v:,.0f} ms" for k, v in stage_medians_ms(r.times).items())
         console.print(f"kafka + {r.plan.store}: median time per stage: {stages}")
         console.print(

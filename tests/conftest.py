@@ -11,6 +11,7 @@ Nothing is ever skipped: when no source works, the tests that need it error.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from collections.abc import Iterator
@@ -164,3 +165,13 @@ def _fresh_logging() -> Iterator[None]:
     below ERROR); reset it after each test so log-capturing tests see every line."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    """The garbage collector's settings as they were before a test that runs a service
+    process's entry point in this process (it tunes the collector)."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)

@@ -29,11 +29,6 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".stoker"), description="embedded mode's files")
     log_level: str = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR")
     log_json: bool = True
-    event_loop: Literal["uvloop", "asyncio"] = Field(
-        default="uvloop",
-        description="the services' event loop: uvloop (libuv; less CPU per event) or the "
-        "standard library's (used where uvloop is not installed)",
-    )
     gc_threshold: int = Field(
         default=50_000,
         ge=0,

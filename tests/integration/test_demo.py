@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from stoker.cli.main import app
@@ -26,6 +27,7 @@ async def test_every_job_ends_once_launched_once_per_attempt_and_notified(tmp_pa
     assert seen[-1] == plan.jobs
 
 
+@pytest.mark.usefixtures("collector_restored")
 def test_demo_command_prints_the_summary(tmp_path: Path) -> None:
     """The CLI runs the demo and ends with the summary table and exit code 0."""
     result = CliRunner().invoke(app, ["demo", "--jobs", "6", "--data-dir", str(tmp_path)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -12,8 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stoker.lifecycle.demo import DemoPlan, DemoResult, run_demo
+from stoker.lifecycle.demo import DemoPlan, DemoResult, demo_settings, run_demo
 from stoker.logs import configure_logging
+from stoker.process import run_service_process
 
 console = Console()
 
@@ -39,8 +39,9 @@ def demo(
         console=console,
     ) as progress:
         task = progress.add_task("jobs", total=jobs)
-        result = asyncio.run(
-            run_demo(folder, plan, lambda done, total: progress.update(task, completed=done))
+        result = run_service_process(
+            run_demo(folder, plan, lambda done, total: progress.update(task, completed=done)),
+            demo_settings(folder),
         )
     console.print(summary_table(result, jobs))
     if not result.finished:
