@@ -35,6 +35,7 @@ from stoker.ports.training import (
     TrainingBackend,
     TrainingBackendError,
     TrainingJobAlreadyExists,
+    TrainingJobNotFound,
 )
 
 log = structlog.get_logger("stoker.launcher")
@@ -243,6 +244,15 @@ class Launcher:
                     back_pressure=exc.back_pressure,
                 )
                 await self._sleep(delay)
+                current = await self._store.get(job.job_id)
+                if current.status is not JobStatus.LAUNCHING or current.attempt != job.attempt:
+                    # Stopped while waiting to retry: creating the training job now would
+                    # start one that nobody follows.
+                    bound().info(
+                        "job moved while CreateTrainingJob was retried; not creating it",
+                        status=current.status.value,
+                    )
+                    return
         launched = JobLaunched(
             job_id=job.job_id,
             attempt=job.attempt,
@@ -259,8 +269,35 @@ class Launcher:
         try:
             await self._t.move(job, change, extra(launched, job))
         except VersionConflict:
-            # Stopped while launching: the monitor stops the training job it finds.
-            bound().info("job moved while launching; leaving it to its new owner")
+            await self._stop_if_orphaned(job, name)
+
+    async def _stop_if_orphaned(self, job: JobRecord, name: str) -> None:
+        """The job moved while its training job was being created (a stop). While it is
+        Stopping, the monitor follows the name and stops the training job. If it has ended
+        already (the stop found no training job yet and ended the job), nobody else knows
+        about the one just created: the launcher stops it."""
+        current = await self._store.get(job.job_id)
+        if not current.status.terminal:
+            log.info("job moved while launching; leaving it to its new owner", job_id=job.job_id)
+            return
+        try:
+            await self._backend.stop_training_job(name)
+        except TrainingJobNotFound:
+            return
+        except TrainingBackendError as exc:
+            # The job's record is final; the training job stops at its MaxRuntimeInSeconds.
+            log.warning(
+                "could not stop a training job created after its job ended",
+                job_id=job.job_id,
+                training_job_name=name,
+                error=str(exc),
+            )
+            return
+        log.info(
+            "stopped a training job created after its job ended",
+            job_id=job.job_id,
+            training_job_name=name,
+        )
 
     async def _fail(self, job: JobRecord, exc: TrainingBackendError) -> None:
         reason = f"{exc.code}: {exc}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from stoker.adapters.training.naming import training_job_name
@@ -13,6 +15,7 @@ from stoker.lifecycle.outbox_events import status_changed
 from stoker.ports.bus import BusRecord
 from stoker.ports.training import InvalidRequest, ResourceLimitExceeded, Throttled
 from tests.unit.lifecycle.conftest import World, spec
+from tests.unit.lifecycle.fakes import FakeTrainingBackend
 
 RECORD = BusRecord(topic="stoker.jobs.lifecycle", partition=0, offset=0, key="k", value=b"")
 
@@ -88,6 +91,55 @@ async def test_crash_between_create_and_store_write_launches_once(world: World) 
     assert (await world.store.get("job-1")).status is JobStatus.LAUNCHED
     assert len(world.backend.requests) == 1
     assert launcher.admission.in_use("ml.m5.large") == 1
+
+
+async def test_a_job_stopped_while_create_is_retried_is_not_created(world: World) -> None:
+    """A stop that lands while the launcher waits to retry CreateTrainingJob ends the
+    retrying: no training job is created for a job nobody follows any more."""
+    world.backend.fail_next("CreateTrainingJob", Throttled("slow down"))
+    await world.jobs.submit(parse_spec(spec()))
+
+    async def stop_during_the_wait(seconds: float) -> None:
+        await world.jobs.stop("job-1")
+        await world.sleep(seconds)
+
+    launcher = Launcher(
+        world.transitioner, world.backend, world.clock, LauncherConfig(), sleep=stop_during_the_wait
+    )
+    await launcher.recover()
+    await launcher.drain()
+    assert world.backend.calls["CreateTrainingJob"] == 1
+    assert world.backend.requests == []
+    assert (await world.store.get("job-1")).status is JobStatus.STOPPING
+
+
+class _StoppedDuringCreate(FakeTrainingBackend):
+    """While CreateTrainingJob is in flight, the job is stopped and the monitor, finding no
+    training job yet, ends it as Stopped; then the create succeeds."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world.clock)
+        self._world = world
+
+    async def create_training_job(self, request: dict[str, Any]) -> str:
+        stopping = await self._world.jobs.stop("job-1")
+        await self._world.transitioner.move(
+            stopping,
+            JobChange(to_status=JobStatus.STOPPED, at=self._world.clock.now(), reason="no job"),
+        )
+        return await super().create_training_job(request)
+
+
+async def test_a_training_job_created_after_its_job_ended_is_stopped(world: World) -> None:
+    """The training job that a create racing a stop started is stopped by the launcher: it
+    belongs to a job that has already ended, so nobody else would."""
+    backend = _StoppedDuringCreate(world)
+    await world.jobs.submit(parse_spec(spec()))
+    launcher = Launcher(world.transitioner, backend, world.clock, LauncherConfig())
+    await launcher.recover()
+    await launcher.drain()
+    assert backend.stopped == [training_job_name("job-1", 1)]
+    assert (await world.store.get("job-1")).status is JobStatus.STOPPED
 
 
 async def test_caps_hold_jobs_until_slots_free(world: World) -> None:
