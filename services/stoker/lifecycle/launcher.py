@@ -21,7 +21,7 @@ import structlog
 from stoker.adapters.training.naming import training_job_name
 from stoker.aio import stop_requested
 from stoker.core.clock import Clock
-from stoker.core.errors import JobNotFound, VersionConflict
+from stoker.core.errors import JobNotFound, StokerError, VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobLaunched, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.retry import RetryPolicy
@@ -244,14 +244,10 @@ class Launcher:
                     back_pressure=exc.back_pressure,
                 )
                 await self._sleep(delay)
-                current = await self._store.get(job.job_id)
-                if current.status is not JobStatus.LAUNCHING or current.attempt != job.attempt:
+                if await self._moved_meanwhile(job):
                     # Stopped while waiting to retry: creating the training job now would
                     # start one that nobody follows.
-                    bound().info(
-                        "job moved while CreateTrainingJob was retried; not creating it",
-                        status=current.status.value,
-                    )
+                    bound().info("job moved while CreateTrainingJob was retried; not creating it")
                     return
         launched = JobLaunched(
             job_id=job.job_id,
@@ -271,12 +267,33 @@ class Launcher:
         except VersionConflict:
             await self._stop_if_orphaned(job, name)
 
+    async def _moved_meanwhile(self, job: JobRecord) -> bool:
+        """Whether the job left this launch attempt. An unreadable store counts as no: the
+        create goes on, and the write after it still refuses a job that moved."""
+        try:
+            current = await self._store.get(job.job_id)
+        except StokerError as exc:
+            log.warning(
+                "could not re-read a job between create tries", job_id=job.job_id, error=str(exc)
+            )
+            return False
+        return current.status is not JobStatus.LAUNCHING or current.attempt != job.attempt
+
     async def _stop_if_orphaned(self, job: JobRecord, name: str) -> None:
         """The job moved while its training job was being created (a stop). While it is
         Stopping, the monitor follows the name and stops the training job. If it has ended
         already (the stop found no training job yet and ended the job), nobody else knows
         about the one just created: the launcher stops it."""
-        current = await self._store.get(job.job_id)
+        try:
+            current = await self._store.get(job.job_id)
+        except StokerError as exc:
+            log.warning(
+                "could not check whether a training job created during a stop is orphaned",
+                job_id=job.job_id,
+                training_job_name=name,
+                error=str(exc),
+            )
+            return
         if not current.status.terminal:
             log.info("job moved while launching; leaving it to its new owner", job_id=job.job_id)
             return

@@ -113,6 +113,42 @@ async def test_a_job_stopped_while_create_is_retried_is_not_created(world: World
     assert (await world.store.get("job-1")).status is JobStatus.STOPPING
 
 
+async def test_an_unreadable_store_between_create_tries_does_not_stop_the_launch(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-read before a retry is a precaution: when the store cannot answer it, the
+    launch goes on (the write after the create still refuses a job that moved)."""
+    world.backend.fail_next("CreateTrainingJob", Throttled("slow down"))
+    await world.jobs.submit(parse_spec(spec()))
+    read = world.store.get
+    failing = False
+
+    async def get(job_id: str) -> JobRecord:
+        nonlocal failing
+        if failing:  # the one read the launcher makes between its tries
+            failing = False
+            raise InfrastructureUnavailable("store unreachable")
+        return await read(job_id)
+
+    async def store_down_during_the_wait(seconds: float) -> None:
+        nonlocal failing
+        failing = True
+        await world.sleep(seconds)
+
+    monkeypatch.setattr(world.store, "get", get)
+    launcher = Launcher(
+        world.transitioner,
+        world.backend,
+        world.clock,
+        LauncherConfig(),
+        sleep=store_down_during_the_wait,
+    )
+    await launcher.recover()
+    await launcher.drain()
+    assert world.backend.calls["CreateTrainingJob"] == 2
+    assert (await world.store.get("job-1")).status is JobStatus.LAUNCHED
+
+
 class _StoppedDuringCreate(FakeTrainingBackend):
     """While CreateTrainingJob is in flight, the job is stopped and the monitor, finding no
     training job yet, ends it as Stopped; then the create succeeds."""
