@@ -284,18 +284,14 @@ class Launcher:
         Stopping, the monitor follows the name and stops the training job. If it has ended
         already (the stop found no training job yet and ended the job), nobody else knows
         about the one just created: the launcher stops it."""
+        bound = log.bind(job_id=job.job_id, training_job_name=name)
         try:
             current = await self._store.get(job.job_id)
         except StokerError as exc:
-            log.warning(
-                "could not check whether a training job created during a stop is orphaned",
-                job_id=job.job_id,
-                training_job_name=name,
-                error=str(exc),
-            )
+            bound.warning("could not check whether a training job is orphaned", error=str(exc))
             return
         if not current.status.terminal:
-            log.info("job moved while launching; leaving it to its new owner", job_id=job.job_id)
+            bound.info("job moved while launching; leaving it to its new owner")
             return
         try:
             await self._backend.stop_training_job(name)
@@ -303,18 +299,11 @@ class Launcher:
             return
         except TrainingBackendError as exc:
             # The job's record is final; the training job stops at its MaxRuntimeInSeconds.
-            log.warning(
-                "could not stop a training job created after its job ended",
-                job_id=job.job_id,
-                training_job_name=name,
-                error=str(exc),
+            bound.warning(
+                "could not stop a training job created after its job ended", error=str(exc)
             )
             return
-        log.info(
-            "stopped a training job created after its job ended",
-            job_id=job.job_id,
-            training_job_name=name,
-        )
+        bound.info("stopped a training job created after its job ended")
 
     async def _fail(self, job: JobRecord, exc: TrainingBackendError) -> None:
         reason = f"{exc.code}: {exc}"
