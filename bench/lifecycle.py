@@ -335,5 +335,5 @@ if __name__ == "__main__":
     configure_logging("ERROR")
     # librdkafka reports leader elections of the run's fresh topics as errors; they are retried.
     logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
-    # Both processes run as stoker's own do (event loop and collector settings).
+    # Both processes run as stoker's own do (with the collector tuned).
     run_service_process(main(parse_args()), Settings())
