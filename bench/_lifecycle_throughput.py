@@ -47,7 +47,7 @@ from stoker.bus.consumer import Consumer
 from stoker.core.errors import StokerError
 from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped
 from stoker.core.spec import JobSpec
-from stoker.devinfra import DevInfra, infra_home
+from stoker.devinfra import DevInfra, infra_home, infra_state_dir
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.services import run_services
 from stoker.logs import configure_logging
@@ -126,8 +126,7 @@ def cpu_of(pid: int) -> Cpu:
 
 async def local_server_pids(plan: ThroughputPlan) -> dict[str, int]:
     """The `stoker dev infra` servers on this machine that the run talks to, by name."""
-    state = os.environ.get("STOKER_INFRA_STATE_DIR")
-    infra = DevInfra(Path(state) if state else infra_home() / "state", home=infra_home())
+    infra = DevInfra(infra_state_dir(), home=infra_home())
     try:
         rows = await infra.status(probe_timeout_s=1.0)
     except StokerError:
@@ -369,10 +368,10 @@ async def _run(
         warm = job_spec(run, 0).model_copy(update={"job_id": f"{run}-warmup"})
         await service.submit(warm)
         await _or_fail(watch.wait_for(f"{run}-warmup", WARM_UP_TIMEOUT_S), tasks)
+        servers = await local_server_pids(plan)
         profiler = cProfile.Profile() if plan.profile else None
         if profiler is not None:
             profiler.enable()
-        servers = await local_server_pids(plan)
         cpu_before = {name: cpu_of(pid) for name, pid in pids.items()}
         server_before = {name: cpu_of(pid).process_s for name, pid in servers.items()}
         ids = await _submit_all(service, bench, watch)

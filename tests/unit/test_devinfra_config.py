@@ -10,7 +10,7 @@ import pytest
 from stoker import devinfra
 from stoker.core.errors import ConfigurationError
 from stoker.devinfra import artifacts, render
-from stoker.devinfra.layout import StateLayout, infra_home
+from stoker.devinfra.layout import StateLayout, infra_home, infra_state_dir
 from stoker.devinfra.procs import ProcessRef, parse_proc_stat
 from stoker.devinfra.spec import DynamoDBSpec, KafkaSpec, export_lines, kafka_spec
 
@@ -290,3 +290,9 @@ def test_quick_start_limits_the_jit_and_can_be_turned_off() -> None:
     assert "-XX:TieredStopAtLevel=1" not in full
     spec = kafka_spec(quick_start=False)
     assert KafkaSpec.from_dict(spec.to_dict()).quick_start is False
+
+
+def test_the_default_state_folder_follows_the_environment() -> None:
+    """The CLI and the benchmark find the default deployment's state in the same place."""
+    assert infra_state_dir({"STOKER_INFRA_STATE_DIR": "/tmp/ci-infra"}) == Path("/tmp/ci-infra")
+    assert infra_state_dir({"STOKER_INFRA_HOME": "/opt/infra"}) == Path("/opt/infra/state")

@@ -12,11 +12,13 @@ from rich.table import Table
 
 from stoker.core.errors import StokerError
 from stoker.devinfra import (
+    STATE_ENV,
     DevInfra,
     DynamoDBSpec,
     State,
     export_lines,
     infra_home,
+    infra_state_dir,
     kafka_spec,
     run_sync,
 )
@@ -44,7 +46,7 @@ StateDirOption = Annotated[
     Path | None,
     typer.Option(
         "--state-dir",
-        envvar="STOKER_INFRA_STATE_DIR",
+        envvar=STATE_ENV,
         help="Pid files, logs and Kafka data of this deployment (default: <cache>/state).",
         show_default=False,
     ),
@@ -59,8 +61,7 @@ _STATE_STYLE = {
 
 
 def _infra(state_dir: Path | None) -> DevInfra:
-    home = infra_home()
-    return DevInfra(state_dir if state_dir is not None else home / "state", home=home)
+    return DevInfra(state_dir if state_dir is not None else infra_state_dir(), home=infra_home())
 
 
 def _quiet_clients() -> None:

@@ -2,7 +2,13 @@
 on loopback without Docker."""
 
 from stoker.devinfra.errors import FetchFailed, InfraStartFailed
-from stoker.devinfra.layout import HOME_ENV, StateLayout, infra_home
+from stoker.devinfra.layout import (
+    HOME_ENV,
+    STATE_ENV,
+    StateLayout,
+    infra_home,
+    infra_state_dir,
+)
 from stoker.devinfra.manager import (
     DevInfra,
     KafkaCluster,
@@ -24,6 +30,7 @@ from stoker.devinfra.spec import (
 
 __all__ = [
     "HOME_ENV",
+    "STATE_ENV",
     "DevInfra",
     "DynamoDBSpec",
     "FetchFailed",
@@ -38,6 +45,7 @@ __all__ = [
     "export_lines",
     "free_ports",
     "infra_home",
+    "infra_state_dir",
     "kafka_spec",
     "kafka_spec_on_ports",
     "run_sync",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOME_ENV = "STOKER_INFRA_HOME"
+STATE_ENV = "STOKER_INFRA_STATE_DIR"
 
 
 def infra_home(environ: dict[str, str] | None = None) -> Path:
@@ -16,6 +17,16 @@ def infra_home(environ: dict[str, str] | None = None) -> Path:
     if configured:
         return Path(configured).expanduser()
     return Path.home() / ".cache" / "stoker" / "infra"
+
+
+def infra_state_dir(environ: dict[str, str] | None = None) -> Path:
+    """The state folder of the default deployment: $STOKER_INFRA_STATE_DIR or
+    <infra home>/state."""
+    env = os.environ if environ is None else environ
+    configured = env.get(STATE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    return infra_home(environ) / "state"
 
 
 @dataclass(frozen=True)
