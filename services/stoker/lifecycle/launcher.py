@@ -270,14 +270,19 @@ class Launcher:
     async def _moved_meanwhile(self, job: JobRecord) -> bool:
         """Whether the job left this launch attempt. An unreadable store counts as no: the
         create goes on, and the write after it still refuses a job that moved."""
-        try:
-            current = await self._store.get(job.job_id)
-        except StokerError as exc:
-            log.warning(
-                "could not re-read a job between create tries", job_id=job.job_id, error=str(exc)
-            )
+        current = await self._reread(job, "between create tries")
+        if current is None:
             return False
         return current.status is not JobStatus.LAUNCHING or current.attempt != job.attempt
+
+    async def _reread(self, job: JobRecord, when: str) -> JobRecord | None:
+        """The job as stored now, or None (logged) when the store cannot say: both callers
+        are precautions that must not end a launch."""
+        try:
+            return await self._store.get(job.job_id)
+        except StokerError as exc:
+            log.warning(f"could not re-read a job {when}", job_id=job.job_id, error=str(exc))
+            return None
 
     async def _stop_if_orphaned(self, job: JobRecord, name: str) -> None:
         """The job moved while its training job was being created (a stop). While it is
@@ -285,10 +290,8 @@ class Launcher:
         already (the stop found no training job yet and ended the job), nobody else knows
         about the one just created: the launcher stops it."""
         bound = log.bind(job_id=job.job_id, training_job_name=name)
-        try:
-            current = await self._store.get(job.job_id)
-        except StokerError as exc:
-            bound.warning("could not check whether a training job is orphaned", error=str(exc))
+        current = await self._reread(job, "to check for an orphaned training job")
+        if current is None:
             return
         if not current.status.terminal:
             bound.info("job moved while launching; leaving it to its new owner")
