@@ -1,4 +1,4 @@
-"""How a long-running stoker process runs: with a garbage collector tuned for a process that
+"""How a stoker service process runs: with a garbage collector tuned for a process that
 handles many small events for a long time (ADR 0008).
 
 The youngest generation of Python's cyclic garbage collector is collected every
