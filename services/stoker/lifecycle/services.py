@@ -130,9 +130,8 @@ async def run_retrier(rt: Runtime, stop: asyncio.Event) -> None:
         policy=retry_policy(rt.settings),
         classifier=failure_classifier(rt.settings),
     )
-    await _consumer(rt, "stoker-retrier", [topics.LIFECYCLE], retrier.on_event, Retrier.WANTED).run(
-        stop
-    )
+    consumer = _consumer(rt, "stoker-retrier", [topics.LIFECYCLE], retrier.on_event, Retrier.WANTED)
+    await consumer.run(stop)
 
 
 async def run_relay(rt: Runtime, stop: asyncio.Event) -> None:
