@@ -284,7 +284,7 @@ class SqliteJobStore:
                 if row is not None:
                     return str(row[0])
                 db.execute(
-                    "INSERT INTO jobs (job_id, owner, status, version, created_key, due_key,"
+                    "INSERT INTO jobs (job_id, owner, created_key, status, version, due_key,"
                     " record) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     job_row,
                 )
@@ -465,22 +465,19 @@ class SqliteJobStore:
         await self._run("mark_published", op)
 
 
-def _job_row(job: JobRecord) -> tuple[str, str, str, int, str, str | None, str]:
-    return (
-        job.job_id,
-        job.owner,
-        job.status.value,
-        job.version,
-        time_key(job.created_at),
-        _due_key(job),
-        job.model_dump_json(),
+def _job_row(job: JobRecord) -> tuple[str, str, str, str, int, str | None, str]:
+    """job_id, owner, created_key, then the columns a transition changes."""
+    return (job.job_id, job.owner, time_key(job.created_at), *_changed_columns(job))
+
+
+def _changed_columns(job: JobRecord) -> tuple[str, int, str | None, str]:
+    """status, version, due_key, record: what a transition writes."""
+    due = (
+        time_key(job.due_at)
+        if job.status is JobStatus.RETRY_SCHEDULED and job.due_at is not None
+        else None
     )
-
-
-def _due_key(job: JobRecord) -> str | None:
-    if job.status is JobStatus.RETRY_SCHEDULED and job.due_at is not None:
-        return time_key(job.due_at)
-    return None
+    return job.status.value, job.version, due, job.model_dump_json()
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,13 +491,7 @@ class _Planned:
 
     @classmethod
     def of(cls, updated: JobRecord, line: Transition) -> _Planned:
-        columns = (
-            updated.status.value,
-            updated.version,
-            _due_key(updated),
-            updated.model_dump_json(),
-        )
-        return cls(updated, columns, _history_row(line))
+        return cls(updated, _changed_columns(updated), _history_row(line))
 
 
 def _load_text(db: sqlite3.Connection, job_id: str) -> str:
