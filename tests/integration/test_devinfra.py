@@ -30,7 +30,9 @@ def _kafka_round_trip(bootstrap: str) -> list[bytes]:
     from confluent_kafka import Producer
 
     topic = f"devinfra-{uuid.uuid4().hex[:10]}"
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    # Idempotence keeps the order of one key when the first send is retried while the
+    # auto-created topic gets its leader; without it m0 can land after m1 and m2.
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
     _produce_all(producer, topic, [f"m{i}".encode() for i in range(3)], key=b"k")
     return _consume(bootstrap, topic, expected=3)
 
