@@ -3,8 +3,11 @@
 Every call runs on one worker thread that owns the connection, so the event loop never
 blocks on disk. Writes take the file's write lock up front (`BEGIN IMMEDIATE`), which makes
 read-check-write one atomic step even when several processes share the file; readers are
-not blocked by a writer in WAL mode. A job, its history line and its outbox events commit
-in one transaction, so a crash keeps all of them or none.
+not blocked by a writer in WAL mode. Before it, a write waits for its turn among the
+file's writers on a lock file beside it (`writer_turns`), so a process that shares the file
+gets the lock as soon as it is free rather than after SQLite's sleep-and-retry. A job, its
+history line and its outbox events commit in one transaction, so a crash keeps all of them
+or none.
 
 Group commit: calls that arrive while the worker is busy are queued and then run together,
 in arrival order, in one transaction, and every caller hears back only after that
@@ -46,6 +49,7 @@ from stoker.adapters.store.common import (
     time_key,
     trend_days,
 )
+from stoker.adapters.store.writer_turns import WriterTurns
 from stoker.core.errors import InfrastructureUnavailable, JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
@@ -121,6 +125,7 @@ class SqliteJobStore:
         self._busy_timeout_ms = busy_timeout_ms
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._writers = WriterTurns(self._path)
         self._queue: list[_Call] = []
         self._draining: asyncio.Task[None] | None = None
 
@@ -149,16 +154,19 @@ class SqliteJobStore:
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode survives a process crash; only power loss can drop the last commit.
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(SCHEMA)
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
-        if "event_id" not in columns:
-            conn.executescript(f"BEGIN IMMEDIATE; {OUTBOX_EVENT_ID} COMMIT;")
-        conn.execute(OUTBOX_INDEX)
+        self._writers.open()
+        with self._writers.turn():
+            conn.executescript(SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+            if "event_id" not in columns:
+                conn.executescript(f"BEGIN IMMEDIATE; {OUTBOX_EVENT_ID} COMMIT;")
+            conn.execute(OUTBOX_INDEX)
         self._conn = conn
 
     def _close_conn(self, conn: sqlite3.Connection | None) -> None:
         if conn is not None:
             conn.close()
+        self._writers.close()
         self._conn = None
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection | None], T]) -> T:
@@ -219,30 +227,21 @@ class SqliteJobStore:
         its outcome; an SQLite error aborts the whole group, which is then retried or
         failed as one."""
         conn = self._conn
-        grouped = len(group) > 1 and conn is not None
-        if grouped:
-            assert conn is not None
-            conn.execute("BEGIN IMMEDIATE")
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            for call in group:
-                try:
-                    outcomes.append((True, call.fn(self._conn)))
-                except sqlite3.Error:
-                    raise
-                except Exception as exc:
-                    outcomes.append((False, exc))
-        except BaseException:
-            if grouped and conn is not None and conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        if grouped and conn is not None:
-            conn.execute("COMMIT")
-        return outcomes
+        if len(group) == 1 or conn is None:
+            return [self._outcome(call) for call in group]
+        with self._transaction(conn):
+            return [self._outcome(call) for call in group]
 
-    @staticmethod
+    def _outcome(self, call: _Call) -> tuple[bool, Any]:
+        try:
+            return True, call.fn(self._conn)
+        except sqlite3.Error:
+            raise
+        except Exception as exc:
+            return False, exc
+
     @contextmanager
-    def _write(conn: sqlite3.Connection | None) -> Iterator[sqlite3.Connection]:
+    def _write(self, conn: sqlite3.Connection | None) -> Iterator[sqlite3.Connection]:
         """One atomic write: its own transaction, or part of a group's (see the module
         docstring for what that asks of the write)."""
         if conn is None:
@@ -250,13 +249,21 @@ class SqliteJobStore:
         if conn.in_transaction:
             yield conn
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction(conn):
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """A write transaction in this process's turn among the file's writers."""
+        with self._writers.turn():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     @staticmethod
     def _read(conn: sqlite3.Connection | None) -> sqlite3.Connection:
