@@ -90,19 +90,20 @@ def job_times(history: Sequence[Transition]) -> JobTimes:
     return JobTimes(new_at, launched_at, ended_at, last, launching_at)
 
 
-def stage_medians_ms(times: Sequence[JobTimes]) -> dict[str, float]:
-    """Median time in each stage: New -> Launching (intake and admission), Launching ->
-    Launched (CreateTrainingJob and its write), Launched -> terminal (the monitor)."""
+def stage_percentiles_ms(times: Sequence[JobTimes]) -> dict[str, tuple[float, float]]:
+    """(p50, p99) of the time in each stage: New -> Launching (intake and admission),
+    Launching -> Launched (CreateTrainingJob and its write), Launched -> terminal (the
+    monitor). A stage no job went through is left out."""
     stages = {
         "New->Launching": [(t.new_at, t.launching_at) for t in times],
         "Launching->Launched": [(t.launching_at, t.launched_at) for t in times],
         "Launched->end": [(t.launched_at, t.ended_at) for t in times],
     }
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float]] = {}
     for name, spans in stages.items():
-        ms = sorted((b - a).total_seconds() * 1000 for a, b in spans if a and b)
+        ms = [(b - a).total_seconds() * 1000 for a, b in spans if a and b]
         if ms:
-            out[name] = ms[len(ms) // 2]
+            out[name] = (percentile(ms, 50), percentile(ms, 99))
     return out
 
 

@@ -40,7 +40,7 @@ from _lifecycle_monitoring import (
     run_seed_poller,
     run_stoker_monitor,
 )
-from _lifecycle_stats import end_to_end_rate, stage_medians_ms, summarize_ms
+from _lifecycle_stats import end_to_end_rate, stage_percentiles_ms, summarize_ms
 from _lifecycle_throughput import STORES, ThroughputPlan, ThroughputResult, run_throughput
 from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
 from stoker.logs import configure_logging
@@ -182,8 +182,11 @@ def _throughput_table(results: list[ThroughputResult]) -> None:
             f", server {name} {1000 * cpu_s / r.plan.jobs:.2f} ms"
             for name, cpu_s in r.server_cpu_s.items()
         )
-        stages = ", ".join(f"{k} {v:,.0f} ms" for k, v in stage_medians_ms(r.times).items())
-        console.print(f"kafka + {r.plan.store}: median time per stage: {stages}")
+        stages = ", ".join(
+            f"{k} {p50:,.0f} / {p99:,.0f} ms"
+            for k, (p50, p99) in stage_percentiles_ms(r.times).items()
+        )
+        console.print(f"kafka + {r.plan.store}: time per stage, p50 / p99: {stages}")
         console.print(
             f"kafka + {r.plan.store}: {r.plan.processes} process(es); CPU per job: {per_job}"
         )

@@ -98,6 +98,31 @@ def test_end_to_end_rate_runs_from_first_new_to_last_terminal() -> None:
     assert rate == pytest.approx(2.0)
 
 
+def test_stage_percentiles_split_each_jobs_time_by_stage() -> None:
+    """100 jobs: New -> Launching 10 ms (one straggler 400 ms), Launching -> Launched
+    20 ms, Launched -> end 1 s; p50 and p99 by nearest rank, and a job that never
+    launched counts only where it has both ends."""
+
+    def job(intake_s: float) -> object:
+        return stats.job_times(
+            [
+                _line(1, JobStatus.NEW, 0.0),
+                _line(2, JobStatus.LAUNCHING, intake_s),
+                _line(3, JobStatus.LAUNCHED, intake_s + 0.02),
+                _line(4, JobStatus.COMPLETED, intake_s + 1.02),
+            ]
+        )
+
+    times = [job(0.01)] * 98 + [job(0.05), job(0.4)]
+    times.append(stats.job_times([_line(1, JobStatus.NEW, 0.0), _line(2, JobStatus.STOPPED, 1)]))
+    stages = stats.stage_percentiles_ms(times)
+    assert list(stages) == ["New->Launching", "Launching->Launched", "Launched->end"]
+    assert stages["New->Launching"] == pytest.approx((10.0, 50.0))
+    assert stages["Launching->Launched"] == pytest.approx((20.0, 20.0))
+    assert stages["Launched->end"] == pytest.approx((1000.0, 1000.0))
+    assert stats.stage_percentiles_ms([stats.job_times([_line(1, JobStatus.NEW, 0.0)])]) == {}
+
+
 async def test_virtual_clock_lets_concurrent_sleepers_wait_side_by_side() -> None:
     """Two tasks sleeping 600 s at once both wake at t=600 (not 1,200), in wake-up order;
     a tiny positive wait still moves time, so a token bucket cannot spin on rounding."""
