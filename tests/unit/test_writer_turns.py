@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import structlog
 
 from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.adapters.store.writer_turns import WriterTurns, lock_path
@@ -141,3 +142,34 @@ async def test_two_stores_on_one_file_write_in_turns_and_lose_nothing(tmp_path: 
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_write_waiting_for_a_turn_held_elsewhere_is_reported_then_lands(
+    tmp_path: Path,
+) -> None:
+    """A turn held by another process (here another handle) makes a write wait with no time
+    limit: the store warns each busy timeout, and the write lands once the turn is free."""
+    database = tmp_path / "jobs.db"
+    store = SqliteJobStore(database, busy_timeout_ms=20)
+    await store.start()
+    try:
+        with structlog.testing.capture_logs() as logs, opened(database) as other:
+            held = other.turn()
+            held.__enter__()
+            write = asyncio.create_task(
+                store.create(JobRecord(job_id="j1", owner="alice", created_at=T0, updated_at=T0))
+            )
+            deadline = asyncio.get_running_loop().time() + 30
+            while not [e for e in logs if e["event"].startswith("sqlite call still waiting")]:
+                assert asyncio.get_running_loop().time() < deadline, "no waiting report"
+                assert not write.done()
+                await asyncio.sleep(0.01)  # polling interval of the wait, bounded above
+            held.__exit__(None, None, None)
+            _, created = await write
+        assert created is True
+        report = next(e for e in logs if e["event"].startswith("sqlite call still waiting"))
+        assert report["operation"] == "create"
+        assert report["path"] == str(database)
+        assert report["log_level"] == "warning"
+    finally:
+        await store.close()

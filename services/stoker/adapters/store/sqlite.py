@@ -208,7 +208,8 @@ class SqliteJobStore:
         what = ",".join(sorted({c.what for c in group}))
         for attempt in range(1, LOCK_RETRIES + 1):
             try:
-                return await loop.run_in_executor(self._executor, self._group_in_worker, group)
+                work = loop.run_in_executor(self._executor, self._group_in_worker, group)
+                return await self._reporting_long_waits(work, what)
             except sqlite3.OperationalError as exc:
                 # Locked after the busy timeout, disk full, file unreadable: an outage.
                 failure = InfrastructureUnavailable(f"sqlite {what} on {self._path}: {exc}")
@@ -220,6 +221,24 @@ class SqliteJobStore:
             except sqlite3.Error as exc:
                 raise StoreFailure(f"sqlite {what} on {self._path}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _reporting_long_waits(self, work: asyncio.Future[T], what: str) -> T:
+        """`work`'s result; a warning each busy timeout it is not done. A writer of another
+        process frozen inside its transaction keeps the file's write turn, and waiting for
+        a turn has no time limit (ADR 0009): this says why the store stopped answering."""
+        patience_s = max(self._busy_timeout_ms / 1000, 0.001)
+        waited_s = 0.0
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=patience_s)
+            if done:
+                return work.result()
+            waited_s += patience_s
+            log.warning(
+                "sqlite call still waiting; a writer in another process may hold the turn",
+                operation=what,
+                path=str(self._path),
+                waited_s=round(waited_s, 3),
+            )
 
     def _group_in_worker(self, group: list[_Call]) -> list[tuple[bool, Any]]:
         """On the worker thread: one transaction around the group when there is more than
