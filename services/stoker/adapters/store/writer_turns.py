@@ -4,7 +4,8 @@ SQLite lets one writer in at a time. A writer that finds the file locked sleeps 
 again (1, 2, 5, 10 ... 100 ms apart), so when the API and `stoker up` share the file the
 one that lost the race waits many milliseconds after the lock was freed, and can lose it
 again to the other process's next transaction. In a 10,000-job benchmark run the
-submitting process waited 3.4 s in all for the write lock, up to 734 ms at a time.
+submitting process waited 3.4 s in all for the write lock in its group transactions alone,
+up to 734 ms at a time.
 
 An exclusive `flock` on `<database>-writer.lock`, taken before `BEGIN IMMEDIATE` and
 released after `COMMIT` or `ROLLBACK`, hands the turn over instead: a waiting writer is
