@@ -229,7 +229,11 @@ class SqliteJobStore:
         patience_s = max(self._busy_timeout_ms / 1000, 0.001)
         waited_s = 0.0
         while True:
-            done, _ = await asyncio.wait({work}, timeout=patience_s)
+            try:
+                done, _ = await asyncio.wait({work}, timeout=patience_s)
+            except asyncio.CancelledError:
+                work.cancel()  # as awaiting it would have; a running call still finishes
+                raise
             if done:
                 return work.result()
             waited_s += patience_s
