@@ -59,7 +59,11 @@ class Retrier:
 
     async def decide(self, failed: JobAttemptFailed) -> JobRecord | None:
         job = await self._store.get(failed.job_id)
-        if job.status not in _RUNNING or job.attempt != failed.attempt:
+        if job.attempt != failed.attempt:
+            return None  # a report of an earlier attempt
+        if job.status is JobStatus.STOPPING:
+            return await self._fail_while_stopping(job, failed)
+        if job.status not in _RUNNING:
             return None  # a repeated report of an attempt already decided
         decision = self._classifier.classify(code=failed.failure_code, reason=failed.failure_reason)
         policy = self._policy.merged(_overrides(job))
@@ -105,6 +109,29 @@ class Retrier:
             details={"failure_code": failed.failure_code, "ended_at": now.isoformat()},
         )
         bound.warning("job failed", why=why, failure_reason=failed.failure_reason)
+        return await self._move(job, change, ())
+
+    async def _fail_while_stopping(
+        self, job: JobRecord, failed: JobAttemptFailed
+    ) -> JobRecord | None:
+        """The attempt failed and then a stop was asked before this report was decided. The
+        monitor stopped following the attempt when it reported the failure, and a stop of an
+        ended training job changes nothing, so nobody else would end the job: it ends
+        Failed, as the monitor ends a Stopping job whose training job it sees fail."""
+        now = self._clock.now()
+        change = JobChange(
+            to_status=JobStatus.FAILED,
+            at=now,
+            reason="failed while stopping",
+            failure_reason=failed.failure_reason,
+            details={"failure_code": failed.failure_code, "ended_at": now.isoformat()},
+        )
+        log.warning(
+            "job failed while stopping",
+            job_id=job.job_id,
+            attempt=job.attempt,
+            failure_reason=failed.failure_reason,
+        )
         return await self._move(job, change, ())
 
     async def _move(self, job: JobRecord, change: JobChange, events: Any) -> JobRecord | None:

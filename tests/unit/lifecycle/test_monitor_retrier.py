@@ -138,6 +138,45 @@ async def test_retries_stop_at_the_policy_maximum(world: World) -> None:
     assert "gave up after 1 attempt(s)" in str((await world.store.history("a"))[-1].reason)
 
 
+async def test_a_failure_reported_before_a_stop_still_ends_the_job(world: World) -> None:
+    """The monitor reports a failed attempt while the job is Launched, then a stop arrives
+    before the retrier decides. The monitor no longer follows the attempt and SageMaker
+    will not stop an ended job, so the retrier ends the job: Failed, with the reason, once.
+    (Seen in the fault test under throttling: the job stayed Stopping for good.)"""
+    monitor = await _launched(world, "a")
+    world.clock.advance(1)
+    world.backend.set_status(
+        _name(world, "a"), TrainingJobStatus.FAILED, failure_reason="CapacityError: none left"
+    )
+    source = world.bus.source("test", [topics.LIFECYCLE])
+    await monitor.poll_once()
+    reports = [
+        data
+        for data in (decode_event(r.value).data for r in await source.fetch(100, 0.1))
+        if isinstance(data, JobAttemptFailed)
+    ]
+    assert len(reports) == 1
+    assert (await world.jobs.stop("a")).status is JobStatus.STOPPING
+
+    retrier = Retrier(world.transitioner, world.clock, policy=RetryPolicy(jitter=0))
+    job = await retrier.decide(reports[0])
+    assert job is not None
+    assert job.status is JobStatus.FAILED
+    assert job.failure_reason == "CapacityError: none left"
+    assert (await world.store.history("a"))[-1].reason == "failed while stopping"
+    assert await retrier.decide(reports[0]) is None
+    assert (await world.store.get("a")).version == job.version
+
+
+async def test_a_report_of_another_attempt_leaves_a_stopping_job_alone(world: World) -> None:
+    """Only the current attempt's failure ends a Stopping job (the job is on attempt 1)."""
+    await _launched(world, "a")
+    await world.jobs.stop("a")
+    retrier = Retrier(world.transitioner, world.clock)
+    assert await retrier.decide(_failure("a", 2, "CapacityError: none")) is None
+    assert (await world.store.get("a")).status is JobStatus.STOPPING
+
+
 async def test_state_change_events_move_jobs_without_polling(world: World) -> None:
     """A forwarded EventBridge state change completes a job with one Describe and no List."""
     monitor = await _launched(world, "a")
