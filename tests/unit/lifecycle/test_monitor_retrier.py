@@ -75,18 +75,22 @@ async def test_throttled_poll_slows_down_and_does_not_fail(world: World) -> None
     assert world.sleeps, "the bucket made the retry wait"
 
 
-async def test_failed_attempt_is_reported_to_the_retrier(world: World) -> None:
-    """A Failed training job produces JobAttemptFailed with the FailureReason."""
-    monitor = await _launched(world, "a")
+async def _reported_failures(world: World, job_id: str, reason: str) -> list[JobAttemptFailed]:
+    """Launch `job_id`, let its training job fail with `reason`, run one monitor pass, and
+    return the JobAttemptFailed reports it published."""
+    monitor = await _launched(world, job_id)
     world.clock.advance(1)
-    world.backend.set_status(
-        _name(world, "a"), TrainingJobStatus.FAILED, failure_reason="CapacityError: none left"
-    )
+    world.backend.set_status(_name(world, job_id), TrainingJobStatus.FAILED, failure_reason=reason)
     source = world.bus.source("test", [topics.LIFECYCLE])
     await monitor.poll_once()
     records = await source.fetch(100, 0.1)
-    failed = [decode_event(r.value).data for r in records]
-    reports = [d for d in failed if isinstance(d, JobAttemptFailed)]
+    published = [decode_event(r.value).data for r in records]
+    return [d for d in published if isinstance(d, JobAttemptFailed)]
+
+
+async def test_failed_attempt_is_reported_to_the_retrier(world: World) -> None:
+    """A Failed training job produces JobAttemptFailed with the FailureReason."""
+    reports = await _reported_failures(world, "a", "CapacityError: none left")
     assert [r.failure_reason for r in reports] == ["CapacityError: none left"]
 
 
@@ -143,18 +147,7 @@ async def test_a_failure_reported_before_a_stop_still_ends_the_job(world: World)
     before the retrier decides. The monitor no longer follows the attempt and SageMaker
     will not stop an ended job, so the retrier ends the job: Failed, with the reason, once.
     (Seen in the fault test under throttling: the job stayed Stopping for good.)"""
-    monitor = await _launched(world, "a")
-    world.clock.advance(1)
-    world.backend.set_status(
-        _name(world, "a"), TrainingJobStatus.FAILED, failure_reason="CapacityError: none left"
-    )
-    source = world.bus.source("test", [topics.LIFECYCLE])
-    await monitor.poll_once()
-    reports = [
-        data
-        for data in (decode_event(r.value).data for r in await source.fetch(100, 0.1))
-        if isinstance(data, JobAttemptFailed)
-    ]
+    reports = await _reported_failures(world, "a", "CapacityError: none left")
     assert len(reports) == 1
     assert (await world.jobs.stop("a")).status is JobStatus.STOPPING
 
