@@ -29,6 +29,10 @@ class JobStatus(StrEnum):
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED})
 
+FAILED_WHILE_STOPPING = "failed while stopping"
+"""The reason of Stopping -> Failed: the attempt failed before the stop could end it (the
+monitor records it when it sees the failure, the retrier when the report comes first)."""
+
 _S = JobStatus
 # Every allowed edge. A stop can arrive at any live state; a running job can still
 # finish on its own while it is being stopped, so Stopping may end in any terminal state.

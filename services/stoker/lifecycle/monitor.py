@@ -29,7 +29,7 @@ from stoker.core.events import (
     JobLaunched,
     JobStatusChanged,
 )
-from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.core.job import FAILED_WHILE_STOPPING, JobChange, JobRecord, JobStatus
 from stoker.core.ratelimit import TokenBucket
 from stoker.lifecycle.outbox_events import extra
 from stoker.lifecycle.state_changes import StateChange
@@ -312,9 +312,9 @@ class Monitor:
             return await self._move(
                 job,
                 JobStatus.FAILED,
-                "failed while stopping",
+                FAILED_WHILE_STOPPING,
                 facts,
-                failure_reason=d.failure_reason or "failed while stopping",
+                failure_reason=d.failure_reason or FAILED_WHILE_STOPPING,
             )
         failed = JobAttemptFailed(
             job_id=job.job_id,

@@ -20,7 +20,7 @@ from stoker.core.clock import Clock
 from stoker.core.errors import VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobAttemptFailed, JobRetryScheduled
 from stoker.core.failures import FailureClassifier
-from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.core.job import FAILED_WHILE_STOPPING, JobChange, JobRecord, JobStatus
 from stoker.core.retry import RetryPolicy, RetryPolicyOverrides
 from stoker.lifecycle.outbox_events import extra
 from stoker.lifecycle.transitions import Transitioner
@@ -122,7 +122,7 @@ class Retrier:
         change = JobChange(
             to_status=JobStatus.FAILED,
             at=now,
-            reason="failed while stopping",
+            reason=FAILED_WHILE_STOPPING,
             failure_reason=failed.failure_reason,
             details={"failure_code": failed.failure_code, "ended_at": now.isoformat()},
         )
