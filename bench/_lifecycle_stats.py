@@ -64,8 +64,6 @@ class JobTimes:
     launched_at: datetime | None
     ended_at: datetime | None
     last_status: JobStatus | None = None
-    launching_at: datetime | None = None
-    """First Launching: the launcher took the job in and admitted it."""
 
     @property
     def submit_to_launch_s(self) -> float | None:
@@ -76,27 +74,25 @@ class JobTimes:
 
 def job_times(history: Sequence[Transition]) -> JobTimes:
     """New at, first Launched at, and terminal at, from one job's history lines."""
-    new_at = launched_at = ended_at = launching_at = None
+    new_at = launched_at = ended_at = None
     last = history[-1].to_status if history else None
     for line in history:
         if line.to_status is JobStatus.NEW and new_at is None:
             new_at = line.at
-        elif line.to_status is JobStatus.LAUNCHING and launching_at is None:
-            launching_at = line.at
         elif line.to_status is JobStatus.LAUNCHED and launched_at is None:
             launched_at = line.at
         elif line.to_status.terminal:
             ended_at = line.at
-    return JobTimes(new_at, launched_at, ended_at, last, launching_at)
+    return JobTimes(new_at, launched_at, ended_at, last)
 
 
 def stage_percentiles_ms(times: Sequence[JobTimes]) -> dict[str, tuple[float, float]]:
-    """(p50, p99) of the time in each stage: New -> Launching (intake and admission),
-    Launching -> Launched (CreateTrainingJob and its write), Launched -> terminal (the
-    monitor). A stage no job went through is left out."""
+    """(p50, p99) of the time in each stage: New -> Launched (intake, admission,
+    CreateTrainingJob and its write; a Launching line in between only marks a retried
+    create, ADR 0010), Launched -> terminal (the monitor). A stage no job went through is
+    left out."""
     stages = {
-        "New->Launching": [(t.new_at, t.launching_at) for t in times],
-        "Launching->Launched": [(t.launching_at, t.launched_at) for t in times],
+        "New->Launched": [(t.new_at, t.launched_at) for t in times],
         "Launched->end": [(t.launched_at, t.ended_at) for t in times],
     }
     out: dict[str, tuple[float, float]] = {}

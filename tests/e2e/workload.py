@@ -161,6 +161,9 @@ class Verdict:
             self.problems.append(text)
 
 
+_LAUNCHING = (JobStatus.LAUNCHING, JobStatus.LAUNCHED)
+
+
 async def verify(
     store: JobStore,
     job_ids: Sequence[str],
@@ -174,7 +177,9 @@ async def verify(
 
     - each job is terminal, and its history has exactly one terminal transition, the last;
     - the simulator created at most one training job per name, and every name it created
-      for these jobs is `training_job_name(job, attempt)` for an attempt the history shows;
+      for these jobs is `training_job_name(job, attempt)` for an attempt the history shows
+      launching (Launching or Launched), or else belongs to a job that ended Stopped and
+      was stopped at the simulator (a create that raced the stop, ADR 0010);
     - each job was notified under exactly one idempotency key (and, when raw counts are
       given, in exactly one message), with the state the store holds.
     """
@@ -182,6 +187,7 @@ async def verify(
     if sim_stats["max_created_per_name"] > 1:
         verdict.problem(f"simulator created a name twice: {sim_stats['max_created_per_name']}")
     created: set[str] = {n.lower() for n in sim_stats["created"]}
+    stopped_at_simulator: set[str] = {n.lower() for n in sim_stats.get("stop_requests", {})}
     gate = asyncio.Semaphore(16)
 
     async def load(job_id: str) -> tuple[JobRecord, list[Transition]]:
@@ -205,10 +211,12 @@ async def verify(
         versions = [t.version for t in history]
         if versions != list(range(1, len(history) + 1)):
             verdict.problem(f"{job.job_id}: history versions {versions}")
-        launched = {t.attempt for t in history if t.to_status is JobStatus.LAUNCHING}
+        launched = {t.attempt for t in history if t.to_status in _LAUNCHING}
         allowed = {training_job_name(job.job_id, a) for a in launched}
         names_of_jobs |= allowed
         mine = {n for n in created if n.startswith(job.job_id.lower() + "-")}
+        if job.status is JobStatus.STOPPED:
+            allowed |= mine & stopped_at_simulator
         if not mine <= allowed:
             verdict.problem(f"{job.job_id}: names {sorted(mine - allowed)} match no attempt")
         keys = keys_per_job.get(job.job_id, set())

@@ -99,26 +99,27 @@ def test_end_to_end_rate_runs_from_first_new_to_last_terminal() -> None:
 
 
 def test_stage_percentiles_split_each_jobs_time_by_stage() -> None:
-    """100 jobs: New -> Launching 10 ms (one straggler 400 ms), Launching -> Launched
-    20 ms, Launched -> end 1 s; p50 and p99 by nearest rank, and a job that never
-    launched counts only where it has both ends."""
+    """100 jobs: New -> Launched 10 ms (one straggler 400 ms; one with a retried create,
+    Launching in between, 50 ms), Launched -> end 1 s; p50 and p99 by nearest rank, and a
+    job that never launched counts only where it has both ends."""
 
-    def job(intake_s: float) -> object:
+    def job(launch_s: float, *, retried: bool = False) -> object:
+        lines = [_line(1, JobStatus.NEW, 0.0)]
+        if retried:
+            lines.append(_line(2, JobStatus.LAUNCHING, launch_s / 2))
         return stats.job_times(
             [
-                _line(1, JobStatus.NEW, 0.0),
-                _line(2, JobStatus.LAUNCHING, intake_s),
-                _line(3, JobStatus.LAUNCHED, intake_s + 0.02),
-                _line(4, JobStatus.COMPLETED, intake_s + 1.02),
+                *lines,
+                _line(len(lines) + 1, JobStatus.LAUNCHED, launch_s),
+                _line(len(lines) + 2, JobStatus.COMPLETED, launch_s + 1),
             ]
         )
 
-    times = [job(0.01)] * 98 + [job(0.05), job(0.4)]
+    times = [job(0.01)] * 98 + [job(0.05, retried=True), job(0.4)]
     times.append(stats.job_times([_line(1, JobStatus.NEW, 0.0), _line(2, JobStatus.STOPPED, 1)]))
     stages = stats.stage_percentiles_ms(times)
-    assert list(stages) == ["New->Launching", "Launching->Launched", "Launched->end"]
-    assert stages["New->Launching"] == pytest.approx((10.0, 50.0))
-    assert stages["Launching->Launched"] == pytest.approx((20.0, 20.0))
+    assert list(stages) == ["New->Launched", "Launched->end"]
+    assert stages["New->Launched"] == pytest.approx((10.0, 50.0))
     assert stages["Launched->end"] == pytest.approx((1000.0, 1000.0))
     assert stats.stage_percentiles_ms([stats.job_times([_line(1, JobStatus.NEW, 0.0)])]) == {}
 

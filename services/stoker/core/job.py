@@ -37,7 +37,7 @@ _S = JobStatus
 # Every allowed edge. A stop can arrive at any live state; a running job can still
 # finish on its own while it is being stopped, so Stopping may end in any terminal state.
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    _S.NEW: frozenset({_S.LAUNCHING, _S.FAILED, _S.STOPPING, _S.STOPPED}),
+    _S.NEW: frozenset({_S.LAUNCHING, _S.LAUNCHED, _S.FAILED, _S.STOPPING, _S.STOPPED}),
     _S.LAUNCHING: frozenset({_S.LAUNCHED, _S.RETRY_SCHEDULED, _S.FAILED, _S.STOPPING, _S.STOPPED}),
     _S.LAUNCHED: frozenset(
         {_S.IN_PROGRESS, _S.COMPLETED, _S.FAILED, _S.RETRY_SCHEDULED, _S.STOPPING, _S.STOPPED}
@@ -45,7 +45,7 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     _S.IN_PROGRESS: frozenset(
         {_S.COMPLETED, _S.FAILED, _S.RETRY_SCHEDULED, _S.STOPPING, _S.STOPPED}
     ),
-    _S.RETRY_SCHEDULED: frozenset({_S.LAUNCHING, _S.FAILED, _S.STOPPING, _S.STOPPED}),
+    _S.RETRY_SCHEDULED: frozenset({_S.LAUNCHING, _S.LAUNCHED, _S.FAILED, _S.STOPPING, _S.STOPPED}),
     _S.STOPPING: frozenset({_S.STOPPED, _S.COMPLETED, _S.FAILED}),
     _S.COMPLETED: frozenset(),
     _S.FAILED: frozenset(),

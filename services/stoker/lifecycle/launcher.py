@@ -102,7 +102,7 @@ class Launcher:
             async for job in all_jobs(self._store, status):
                 self._admission.occupy(job.job_id, _instance_type(job))
                 if status is JobStatus.LAUNCHING:
-                    self._spawn(self._create(job))
+                    self._spawn(self._create(job, _Attempt.of_launching(job)))
         async for job in all_jobs(self._store, JobStatus.NEW):
             self._admission.offer(job.job_id, _instance_type(job), job.priority)
         await self.due_pass()
@@ -189,35 +189,22 @@ class Launcher:
             self._admission.release(job.job_id)
             return
         attempt = job.attempt + 1
-        name = training_job_name(job.job_id, attempt)
-        change = JobChange(
-            to_status=JobStatus.LAUNCHING,
-            at=self._clock.now(),
-            attempt=attempt,
-            reason=f"attempt {attempt} admitted",
-            details={"instance_type": admitted.instance_type, "training_job_name": name},
+        await self._create(
+            job,
+            _Attempt(attempt, training_job_name(job.job_id, attempt), admitted.instance_type),
         )
-        try:
-            job = await self._t.move(job, change)
-        except VersionConflict:
-            # Someone else moved it (a stop, a duplicate event); decide again from the store.
-            self._admission.release(job.job_id)
-            current = await self._store.get(job.job_id)
-            if current.status is JobStatus.NEW:
-                self._admission.offer(current.job_id, _instance_type(current), current.priority)
-                self._pump()
-            return
-        await self._create(job)
 
-    async def _create(self, job: JobRecord) -> None:
-        """CreateTrainingJob for the job's current attempt, then Launching -> Launched."""
-        request = build_request(job)
-        name = request["TrainingJobName"]
+    async def _create(self, job: JobRecord, launch: _Attempt) -> None:
+        """CreateTrainingJob for `launch`, then the job (New, RetryScheduled or Launching)
+        becomes Launched. Launching is written only when the first call is refused and
+        retried (ADR 0010): the wait is then long enough to be seen and stopped."""
+        request = build_request(job, launch.training_job_name, launch.instance_type)
+        name = launch.training_job_name
 
         def bound() -> Any:
             # Bound only when there is something to say: binding for every launch was a
             # visible share of the launcher's CPU.
-            return log.bind(job_id=job.job_id, attempt=job.attempt, training_job_name=name)
+            return log.bind(job_id=job.job_id, attempt=launch.attempt, training_job_name=name)
 
         tries = 0
         arn: str | None = None
@@ -230,12 +217,17 @@ class Launcher:
                 bound().info("training job already exists; treating as launched")
                 break
             except InvalidRequest as exc:
-                await self._fail(job, exc)
+                await self._fail(job, launch, exc)
                 return
             except TrainingBackendError as exc:
                 if not exc.retriable:
-                    await self._fail(job, exc)
+                    await self._fail(job, launch, exc)
                     return
+                if job.status is not JobStatus.LAUNCHING:
+                    moved = await self._record_launching(job, launch)
+                    if moved is None:
+                        return
+                    job = moved
                 delay = self._config.create_retry.delay_s(min(tries, 30), self._rng)
                 bound().warning(
                     "CreateTrainingJob refused; backing off",
@@ -251,21 +243,47 @@ class Launcher:
                     return
         launched = JobLaunched(
             job_id=job.job_id,
-            attempt=job.attempt,
+            attempt=launch.attempt,
             training_job_name=name,
             training_job_arn=arn,
-            instance_type=_instance_type(job),
+            instance_type=launch.instance_type,
         )
+        details: dict[str, Any] = launch.details()
+        if arn:
+            details["training_job_arn"] = arn
         change = JobChange(
             to_status=JobStatus.LAUNCHED,
             at=self._clock.now(),
+            attempt=launch.attempt,
             reason="CreateTrainingJob accepted",
-            details={"training_job_arn": arn} if arn else {},
+            details=details,
         )
         try:
             await self._t.move(job, change, extra(launched, job))
         except VersionConflict:
             await self._stop_if_orphaned(job, name)
+
+    async def _record_launching(self, job: JobRecord, launch: _Attempt) -> JobRecord | None:
+        """New or RetryScheduled -> Launching, before waiting to call again: a stop then
+        finds the training job's name, and a restart resumes this attempt. None when the job
+        moved meanwhile (a stop, a duplicate launch): the launch ends here and the store
+        decides what comes next."""
+        change = JobChange(
+            to_status=JobStatus.LAUNCHING,
+            at=self._clock.now(),
+            attempt=launch.attempt,
+            reason=f"attempt {launch.attempt} admitted; CreateTrainingJob is being retried",
+            details=launch.details(),
+        )
+        try:
+            return await self._t.move(job, change)
+        except VersionConflict:
+            self._admission.release(job.job_id)
+            current = await self._store.get(job.job_id)
+            if current.status is JobStatus.NEW:
+                self._admission.offer(current.job_id, _instance_type(current), current.priority)
+                self._pump()
+            return None
 
     async def _moved_meanwhile(self, job: JobRecord) -> bool:
         """Whether the job left this launch attempt. An unreadable store counts as no: the
@@ -308,7 +326,7 @@ class Launcher:
             return
         bound.info("stopped a training job created after its job ended")
 
-    async def _fail(self, job: JobRecord, exc: TrainingBackendError) -> None:
+    async def _fail(self, job: JobRecord, launch: _Attempt, exc: TrainingBackendError) -> None:
         reason = f"{exc.code}: {exc}"
         self._admission.release(job.job_id)
         try:
@@ -317,30 +335,52 @@ class Launcher:
                 JobChange(
                     to_status=JobStatus.FAILED,
                     at=self._clock.now(),
+                    attempt=launch.attempt,
                     reason="CreateTrainingJob rejected the request",
                     failure_reason=reason,
-                    details={"failure_code": exc.code, "ended_at": self._clock.now().isoformat()},
+                    details={
+                        **launch.details(),
+                        "failure_code": exc.code,
+                        "ended_at": self._clock.now().isoformat(),
+                    },
                 ),
             )
         except VersionConflict:
             log.info("job moved before it could be failed", job_id=job.job_id)
 
 
-def build_request(job: JobRecord) -> dict[str, Any]:
-    """The CreateTrainingJob request for the job's current attempt.
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """The training attempt a launch makes: its number, name and instance type."""
 
-    The spec's request is used unchanged except for the name (one per attempt) and the
-    instance type (a capacity fallback may have changed it). CheckpointConfig stays the same
-    across attempts, so a retried attempt resumes from the last checkpoint.
+    attempt: int
+    training_job_name: str
+    instance_type: str
+
+    @classmethod
+    def of_launching(cls, job: JobRecord) -> _Attempt:
+        """The attempt a job left in Launching (by a crash) was making."""
+        name = job.details.get("training_job_name")
+        return cls(
+            job.attempt,
+            name if isinstance(name, str) else training_job_name(job.job_id, job.attempt),
+            _instance_type(job),
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"instance_type": self.instance_type, "training_job_name": self.training_job_name}
+
+
+def build_request(job: JobRecord, name: str, instance_type: str) -> dict[str, Any]:
+    """The CreateTrainingJob request of one attempt: `name` (one per attempt) on
+    `instance_type` (a capacity fallback may have changed it).
+
+    The spec's request is used unchanged otherwise. CheckpointConfig stays the same across
+    attempts, so a retried attempt resumes from the last checkpoint.
     """
     training: dict[str, Any] = {**job.spec["training"]}
-    training["TrainingJobName"] = job.details.get("training_job_name") or training_job_name(
-        job.job_id, job.attempt
-    )
-    training["ResourceConfig"] = {
-        **training["ResourceConfig"],
-        "InstanceType": _instance_type(job),
-    }
+    training["TrainingJobName"] = name
+    training["ResourceConfig"] = {**training["ResourceConfig"], "InstanceType": instance_type}
     tags = list(training.get("Tags", []))
     tags.append({"Key": "stoker:job-id", "Value": job.job_id})
     training["Tags"] = tags

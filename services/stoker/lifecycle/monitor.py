@@ -19,6 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 import structlog
 
+from stoker.adapters.training.naming import training_job_name
 from stoker.aio import stop_requested
 from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, VersionConflict
@@ -49,6 +50,7 @@ log = structlog.get_logger("stoker.monitor")
 T = TypeVar("T")
 
 _FOLLOWED = (JobStatus.LAUNCHED, JobStatus.IN_PROGRESS, JobStatus.STOPPING)
+_QUEUED = (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,12 @@ class Monitor:
         # Latest listed status of names not followed (yet): a JobLaunched event that arrives
         # after its job's last change was listed finds the change here, not in a later pass.
         self._unfollowed: dict[str, TrainingJobStatus] = {}
+        # Names of the attempt a job stopped while queued would have made next: a launcher
+        # that died between CreateTrainingJob and its Launched write (ADR 0010) left that
+        # training job running under a job now Stopped. Checked against what was listed
+        # already (`_unfollowed`) and against the next listing, then forgotten.
+        self._stop_if_running: set[str] = set()
+        self._orphans: list[str] = []
         self._last_pass: datetime | None = None
 
     @property
@@ -176,6 +184,8 @@ class Monitor:
                     known = self._followed.get(name)
                     if known is not None and (last is None or known.attempt <= last):
                         self._followed.pop(name)
+            if data.to_status is JobStatus.STOPPED and data.from_status in _QUEUED:
+                self._watch_for_orphan(training_job_name(data.job_id, data.attempt + 1))
             elif data.to_status is JobStatus.STOPPING:
                 job = await self._store.get(data.job_id)
                 current = job.details.get("training_job_name")
@@ -196,10 +206,17 @@ class Monitor:
             if await stop_requested(stop, self._config.poll_interval_s):
                 return
 
+    def _watch_for_orphan(self, name: str) -> None:
+        if self._unfollowed.get(name) is TrainingJobStatus.IN_PROGRESS:
+            self._orphans.append(name)
+        else:
+            self._stop_if_running.add(name)
+
     async def poll_once(self) -> int:
         """One pass: list what changed, describe what ended, send pending stops."""
         await self._send_stops()
-        if not self._followed:
+        await self._stop_orphans()
+        if not self._followed and not self._stop_if_running:
             # The window stays where it is: a job whose JobLaunched event is still on its way
             # may end meanwhile, and the first pass that follows it must list that change.
             return 0
@@ -215,6 +232,7 @@ class Monitor:
             paces_itself=True,
         )
         self._last_pass = started
+        watched, self._stop_if_running = self._stop_if_running, set()
         todo: list[tuple[str, TrainingJobStatus]] = []
         for summary in summaries:
             followed = self._followed.get(summary.name)
@@ -226,6 +244,9 @@ class Monitor:
                 todo.append((summary.name, summary.status))
             else:
                 self._remember(summary.name, summary.status)
+                if summary.name in watched and summary.status is TrainingJobStatus.IN_PROGRESS:
+                    self._orphans.append(summary.name)
+        await self._stop_orphans()
         todo += [
             (n, self._unfollowed.pop(n)) for n in self._followed.names() if n in self._unfollowed
         ]
@@ -346,6 +367,18 @@ class Monitor:
                 await self._move(job, JobStatus.STOPPED, "stopped before training started", {})
                 self._followed.pop(name)
             followed.stop_sent = True
+
+    async def _stop_orphans(self) -> None:
+        """Stop training jobs found running under a job that was stopped while queued."""
+        while self._orphans:
+            name = self._orphans.pop()
+            bound = log.bind(training_job_name=name)
+            try:
+                await self._call(functools.partial(self._backend.stop_training_job, name))
+            except TrainingBackendError as exc:  # gone or ended meanwhile: nothing to stop
+                bound.info("could not stop a training job of a stopped job", error=str(exc))
+                continue
+            bound.warning("stopped a training job created for a job stopped while queued")
 
     async def _move(
         self,

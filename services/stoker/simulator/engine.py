@@ -114,6 +114,8 @@ class Stats:
     """CreateTrainingJob requests that got past throttling, per TrainingJobName."""
     created: Counter[str] = field(default_factory=Counter)
     """Jobs actually created, per TrainingJobName (never above 1)."""
+    stop_requests: Counter[str] = field(default_factory=Counter)
+    """StopTrainingJob requests that found the job still running, per TrainingJobName."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +124,7 @@ class Stats:
             "internal_errors": self.internal_errors,
             "create_requests": dict(self.create_requests),
             "created": dict(self.created),
+            "stop_requests": dict(self.stop_requests),
             "max_create_requests_per_name": max(self.create_requests.values(), default=0),
             "max_created_per_name": max(self.created.values(), default=0),
         }
@@ -338,6 +341,7 @@ class SimulatedSageMaker:
                 "ValidationException",
                 f"The request was rejected because the training job is in status {state.status}.",
             )
+        self.stats.stop_requests[job.name] += 1
         if state.status == "Stopping":
             return {}
         stopped_at = now + timedelta(seconds=self.faults.stop_s / job.speedup)

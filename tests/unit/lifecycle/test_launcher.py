@@ -31,16 +31,23 @@ def _launcher(world: World, **config: object) -> Launcher:
 
 
 async def test_new_job_is_launched_with_a_name_from_id_and_attempt(world: World) -> None:
-    """A New job becomes Launched; the request keeps the spec and gets a derived name."""
+    """A New job whose first CreateTrainingJob is accepted goes straight to Launched (no
+    Launching write, ADR 0010), with the attempt, its name and instance type recorded; the
+    request keeps the spec and gets the derived name."""
     await world.jobs.submit(parse_spec(spec()))
     launcher = _launcher(world)
     await launcher.recover()
     await launcher.drain()
     job = await world.store.get("job-1")
+    name = training_job_name("job-1", 1)
     assert job.status is JobStatus.LAUNCHED
     assert job.attempt == 1
+    assert job.details["training_job_name"] == name
+    assert job.details["instance_type"] == "ml.m5.large"
+    history = await world.store.history("job-1")
+    assert [line.to_status for line in history] == [JobStatus.NEW, JobStatus.LAUNCHED]
     (request,) = world.backend.requests
-    assert request["TrainingJobName"] == training_job_name("job-1", 1)
+    assert request["TrainingJobName"] == name
     assert request["CheckpointConfig"] == {"S3Uri": "s3://bucket/ckpt/job-1"}
 
 
@@ -56,6 +63,14 @@ async def test_throttling_and_quota_errors_back_off_then_launch(world: World) ->
     assert (await world.store.get("job-1")).status is JobStatus.LAUNCHED
     assert world.backend.calls["CreateTrainingJob"] == 3
     assert len(world.sleeps) == 2
+    # The wait is recorded once, before the first backoff: a stop or a restart finds it.
+    history = await world.store.history("job-1")
+    assert [line.to_status for line in history] == [
+        JobStatus.NEW,
+        JobStatus.LAUNCHING,
+        JobStatus.LAUNCHED,
+    ]
+    assert history[1].attempt == 1
 
 
 async def test_invalid_request_fails_the_job_terminally(world: World) -> None:
@@ -68,6 +83,7 @@ async def test_invalid_request_fails_the_job_terminally(world: World) -> None:
     job = await world.store.get("job-1")
     assert job.status is JobStatus.FAILED
     assert job.failure_reason == "ValidationException: RoleArn is malformed"
+    assert (job.attempt, job.details["training_job_name"]) == (1, training_job_name("job-1", 1))
 
 
 async def test_crash_between_create_and_store_write_launches_once(world: World) -> None:
@@ -84,13 +100,33 @@ async def test_crash_between_create_and_store_write_launches_once(world: World) 
         ),
     )
     # The "previous process" got as far as CreateTrainingJob.
-    await world.backend.create_training_job(build_request(launching))
+    await world.backend.create_training_job(build_request(launching, name, "ml.m5.large"))
     launcher = _launcher(world)
     await launcher.recover()
     await launcher.drain()
     assert (await world.store.get("job-1")).status is JobStatus.LAUNCHED
     assert len(world.backend.requests) == 1
     assert launcher.admission.in_use("ml.m5.large") == 1
+
+
+async def test_crash_after_the_first_create_of_a_new_job_launches_once(world: World) -> None:
+    """A job still New because the process died between its first CreateTrainingJob and
+    the Launched write: on restart the same name is derived again, the create finds the
+    training job, and the job becomes Launched without a second one."""
+    job, _ = await world.jobs.submit(parse_spec(spec()))
+    name = training_job_name("job-1", 1)
+    await world.backend.create_training_job(build_request(job, name, "ml.m5.large"))
+    launcher = _launcher(world)
+    await launcher.recover()
+    await launcher.drain()
+    job = await world.store.get("job-1")
+    assert (job.status, job.attempt, job.details["training_job_name"]) == (
+        JobStatus.LAUNCHED,
+        1,
+        name,
+    )
+    assert len(world.backend.requests) == 1
+    assert world.backend.calls["CreateTrainingJob"] == 2
 
 
 async def test_a_job_stopped_while_create_is_retried_is_not_created(world: World) -> None:
@@ -150,28 +186,41 @@ async def test_an_unreadable_store_between_create_tries_does_not_stop_the_launch
 
 
 class _StoppedDuringCreate(FakeTrainingBackend):
-    """While CreateTrainingJob is in flight, the job is stopped and the monitor, finding no
-    training job yet, ends it as Stopped; then the create succeeds."""
+    """While a CreateTrainingJob call is in flight the job is stopped: a New job ends as
+    Stopped at once; a Launching one goes to Stopping, and the monitor, finding no training
+    job yet, ends it as Stopped. Then the create succeeds. The first `refusals` calls are
+    throttled (so the job is Launching when the stop comes)."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, refusals: int) -> None:
         super().__init__(world.clock)
         self._world = world
+        self._refusals = refusals
 
     async def create_training_job(self, request: dict[str, Any]) -> str:
-        stopping = await self._world.jobs.stop("job-1")
-        await self._world.transitioner.move(
-            stopping,
-            JobChange(to_status=JobStatus.STOPPED, at=self._world.clock.now(), reason="no job"),
-        )
+        if self._refusals:
+            self._refusals -= 1
+            raise Throttled("slow down")
+        job = await self._world.jobs.stop("job-1")
+        if job.status is JobStatus.STOPPING:
+            await self._world.transitioner.move(
+                job,
+                JobChange(to_status=JobStatus.STOPPED, at=self._world.clock.now(), reason="none"),
+            )
         return await super().create_training_job(request)
 
 
-async def test_a_training_job_created_after_its_job_ended_is_stopped(world: World) -> None:
+@pytest.mark.parametrize("refusals", [0, 1], ids=["first-call", "after-a-retry"])
+async def test_a_training_job_created_after_its_job_ended_is_stopped(
+    world: World, refusals: int
+) -> None:
     """The training job that a create racing a stop started is stopped by the launcher: it
-    belongs to a job that has already ended, so nobody else would."""
-    backend = _StoppedDuringCreate(world)
+    belongs to a job that has already ended, so nobody else would. Whether the job was New
+    (first call) or Launching (a retried call) when the stop came."""
+    backend = _StoppedDuringCreate(world, refusals)
     await world.jobs.submit(parse_spec(spec()))
-    launcher = Launcher(world.transitioner, backend, world.clock, LauncherConfig())
+    launcher = Launcher(
+        world.transitioner, backend, world.clock, LauncherConfig(), sleep=world.sleep
+    )
     await launcher.recover()
     await launcher.drain()
     assert backend.stopped == [training_job_name("job-1", 1)]
@@ -219,3 +268,41 @@ async def test_new_job_events_are_offered_in_order_and_a_failed_read_is_retried(
     ]
     assert {(await world.store.get(j)).status for j in "abc"} == {JobStatus.LAUNCHED}
     assert len(world.sleeps) == 1
+
+
+async def test_a_due_retry_is_launched_as_its_next_attempt_on_the_fallback_type(
+    world: World,
+) -> None:
+    """A RetryScheduled job whose time has come goes straight to Launched with the next
+    attempt's name and the instance type the retrier chose; its history shows no Launching
+    line for either attempt (ADR 0010)."""
+    job, _ = await world.jobs.submit(parse_spec(spec()))
+    launcher = _launcher(world)
+    await launcher.recover()
+    await launcher.drain()
+    launched = await world.store.get("job-1")
+    waiting = await world.transitioner.move(
+        launched,
+        JobChange(
+            to_status=JobStatus.RETRY_SCHEDULED,
+            at=world.clock.now(),
+            due_at=world.clock.now(),
+            reason="CapacityError",
+            details={"instance_type": "ml.m5.xlarge"},
+        ),
+    )
+    # The retrier's event frees the first attempt's slot, as its consumer would deliver it.
+    await launcher.on_event(status_changed(launched, waiting, "CapacityError")[0][1], RECORD)
+    assert await launcher.due_pass() == 1
+    await launcher.drain()
+    job = await world.store.get("job-1")
+    name = training_job_name("job-1", 2)
+    assert (job.status, job.attempt, job.details["training_job_name"]) == (
+        JobStatus.LAUNCHED,
+        2,
+        name,
+    )
+    assert world.backend.requests[-1]["TrainingJobName"] == name
+    assert world.backend.requests[-1]["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    history = [line.to_status for line in await world.store.history("job-1")]
+    assert JobStatus.LAUNCHING not in history

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
+from stoker.adapters.training.naming import training_job_name
 from stoker.core.events import CloudEvent, JobLaunched, JobStatusChanged
 from stoker.core.job import JobStatus
 from stoker.lifecycle.jobs import parse_spec
-from stoker.lifecycle.launcher import Launcher
+from stoker.lifecycle.launcher import Launcher, build_request
 from stoker.lifecycle.monitor import Monitor, MonitorConfig
+from stoker.lifecycle.outbox_events import status_changed
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
 from stoker.ports.training import TrainingJobStatus
@@ -225,3 +227,47 @@ async def test_ended_jobs_of_one_pass_are_applied_concurrently(world: World) -> 
     assert await monitor.poll_once() == 8
     assert {(await world.store.get(j)).status for j in ids} == {JobStatus.COMPLETED}
     assert 1 < overlap.peak <= 4
+
+
+async def _stopped_while_queued(world: World, job_id: str) -> tuple[CloudEvent, str]:
+    """Submit `job_id` and create its first training job as a launcher that died before
+    its Launched write would have (ADR 0010); then stop the job, still New. Returns the
+    Stopped event and the training job's name."""
+    job, _ = await world.jobs.submit(parse_spec(spec(job_id)))
+    name = training_job_name(job_id, 1)
+    await world.backend.create_training_job(build_request(job, name, "ml.m5.large"))
+    stopped = await world.jobs.stop(job_id)
+    assert stopped.status is JobStatus.STOPPED
+    return status_changed(job, stopped, "stopped by request")[0][1], name
+
+
+async def test_a_training_job_left_by_a_crashed_launch_is_stopped_with_its_job(
+    world: World,
+) -> None:
+    """The job was stopped while New, but a launcher had created its training job and died
+    before recording it: the next listing shows that training job running, and the
+    monitor stops it."""
+    monitor = await _launch(world)
+    event, name = await _stopped_while_queued(world, "a")
+    await monitor.on_event(event, RECORD)
+    await monitor.poll_once()
+    assert world.backend.stopped == [name]
+    assert (await world.store.get("a")).status is JobStatus.STOPPED
+
+
+async def test_an_orphan_listed_before_its_jobs_stop_is_stopped(world: World) -> None:
+    """The training job was listed (running, followed by nobody) before the stop of its
+    queued job arrived: the monitor remembers what it listed and stops it on the next
+    pass. A queued job stopped without any training job costs no call."""
+    monitor = await _launch(world, "b")
+    await _follow(world, monitor, "b")
+    event, name = await _stopped_while_queued(world, "a")
+    await monitor.poll_once()  # lists a's training job; nothing follows it
+    await monitor.on_event(event, RECORD)
+    plain, _ = await world.jobs.submit(parse_spec(spec("c")))
+    stopped = await world.jobs.stop("c")
+    await monitor.on_event(status_changed(plain, stopped, "stopped by request")[0][1], RECORD)
+    world.clock.advance(1)
+    await monitor.poll_once()
+    assert world.backend.stopped == [name]
+    assert world.backend.calls["StopTrainingJob"] == 1
