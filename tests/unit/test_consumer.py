@@ -250,6 +250,57 @@ async def test_a_consumer_of_some_types_passes_over_the_others_and_commits_them(
     await again.close()
 
 
+async def test_a_consumer_of_some_statuses_passes_over_changes_to_the_others() -> None:
+    """With `statuses`, the handler sees only status changes to those statuses; a change to
+    another one is passed over unvalidated, even when invalid, and an invalid change to a
+    wanted status is still dead-lettered."""
+    bus = MemoryBus()
+
+    def change(to_status: JobStatus, version: int) -> CloudEvent:
+        data = JobStatusChanged(
+            job_id="job-1",
+            owner="unit",
+            version=version,
+            from_status=None,
+            to_status=to_status,
+            attempt=1,
+        )
+        return CloudEvent.wrap(data, time=FakeClock().now())
+
+    new, launched, completed = (
+        change(JobStatus.NEW, 1),
+        change(JobStatus.LAUNCHED, 2),
+        change(JobStatus.COMPLETED, 3),
+    )
+    broken_launched = orjson.loads(launched.to_json())
+    broken_launched["data"]["version"] = 0
+    broken_completed = orjson.loads(completed.to_json())
+    broken_completed["data"]["version"] = 0
+    await bus.publish_many(TOPIC, [new, launched, completed])
+    for doc in (broken_launched, broken_completed):
+        await bus.publish_raw(TOPIC, "job-1", orjson.dumps(doc))
+    seen: list[str] = []
+
+    async def handle(received: CloudEvent, record: BusRecord) -> None:
+        seen.append(received.id)
+
+    consumer = Consumer.for_events(
+        bus,
+        "g",
+        [TOPIC],
+        handle,
+        wanted={JobStatusChanged},
+        statuses={JobStatus.NEW, JobStatus.COMPLETED},
+        config=ConsumerConfig(poll_timeout_s=0.05, dead_letter_topic=DLQ),
+        sleep=SleepRecorder(),
+    )
+    assert await consumer.run_once() == 5
+    assert seen == [new.id, completed.id]
+    assert (consumer.handled, consumer.passed_over, consumer.dead_lettered) == (2, 2, 1)
+    [letter] = await letters_on(bus)
+    assert (letter.original_offset, letter.error_kind) == (4, "schema")
+
+
 async def test_a_record_is_committed_only_once_it_is_handled_or_dead_lettered() -> None:
     """When a dead letter cannot be written, the batch fails and that record and the ones
     after it are not committed: the next member gets them again, but not the ones before."""

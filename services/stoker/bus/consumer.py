@@ -111,14 +111,20 @@ class Consumer(Generic[T]):
         handler: Handler[CloudEvent],
         *,
         wanted: Collection[type[EventData]] | None = None,
+        statuses: Collection[str] | None = None,
         **kwargs: object,
     ) -> Consumer[CloudEvent]:
         """A consumer of stoker CloudEvents, validated against the schemas. With `wanted`,
-        events of other types are passed over unvalidated (`decode_wanted_event`)."""
+        events of other types, and with `statuses` status changes to other statuses, are
+        passed over unvalidated (`decode_wanted_event`)."""
         decode: Callable[[bytes], CloudEvent | None] = (
             decode_event
             if wanted is None
-            else functools.partial(decode_wanted_event, wanted=frozenset(wanted))
+            else functools.partial(
+                decode_wanted_event,
+                wanted=frozenset(wanted),
+                statuses=None if statuses is None else frozenset(statuses),
+            )
         )
         return Consumer[CloudEvent](
             bus,

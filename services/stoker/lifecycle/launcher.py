@@ -23,7 +23,7 @@ from stoker.aio import stop_requested
 from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, StokerError, VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobLaunched, JobStatusChanged
-from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.core.job import TERMINAL_STATUSES, JobChange, JobRecord, JobStatus
 from stoker.core.retry import RetryPolicy
 from stoker.lifecycle.admission import AdmissionControl, Admitted
 from stoker.lifecycle.outbox_events import extra
@@ -66,6 +66,11 @@ class LauncherConfig:
 class Launcher:
     WANTED: ClassVar[frozenset[type[EventData]]] = frozenset({JobStatusChanged})
     """The lifecycle events `on_event` acts on; its consumer passes over the others."""
+    WANTED_STATUSES: ClassVar[frozenset[str]] = frozenset(
+        {JobStatus.NEW, JobStatus.RETRY_SCHEDULED, *TERMINAL_STATUSES}
+    )
+    """The status changes `on_event` acts on: New jobs to take in, and ends and retries
+    that free a slot."""
 
     def __init__(
         self,

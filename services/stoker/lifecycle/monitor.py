@@ -30,7 +30,13 @@ from stoker.core.events import (
     JobLaunched,
     JobStatusChanged,
 )
-from stoker.core.job import FAILED_WHILE_STOPPING, JobChange, JobRecord, JobStatus
+from stoker.core.job import (
+    FAILED_WHILE_STOPPING,
+    TERMINAL_STATUSES,
+    JobChange,
+    JobRecord,
+    JobStatus,
+)
 from stoker.core.ratelimit import TokenBucket
 from stoker.lifecycle.outbox_events import extra
 from stoker.lifecycle.state_changes import StateChange
@@ -127,6 +133,10 @@ class _FollowedJobs:
 class Monitor:
     WANTED: ClassVar[frozenset[type[EventData]]] = frozenset({JobLaunched, JobStatusChanged})
     """The lifecycle events `on_event` acts on; its consumer passes over the others."""
+    WANTED_STATUSES: ClassVar[frozenset[str]] = frozenset(
+        {JobStatus.STOPPING, JobStatus.RETRY_SCHEDULED, *TERMINAL_STATUSES}
+    )
+    """The status changes `on_event` acts on: stops to send, and attempts that ended."""
 
     def __init__(
         self,

@@ -36,9 +36,13 @@ def _consumer(
     group: str,
     topic_names: list[str],
     handler: Handler[CloudEvent],
+    *,
     wanted: Collection[type[EventData]] | None = None,
+    statuses: Collection[str] | None = None,
 ) -> Consumer[CloudEvent]:
-    return Consumer.for_events(rt.bus, group, topic_names, handler, wanted=wanted)
+    return Consumer.for_events(
+        rt.bus, group, topic_names, handler, wanted=wanted, statuses=statuses
+    )
 
 
 def _server_class() -> type:
@@ -94,7 +98,12 @@ async def run_launcher(rt: Runtime, stop: asyncio.Event) -> None:
     launcher = Launcher(rt.transitioner(), rt.backend, rt.clock, config)
     await launcher.recover()
     consumer = _consumer(
-        rt, "stoker-launcher", [topics.LIFECYCLE], launcher.on_event, Launcher.WANTED
+        rt,
+        "stoker-launcher",
+        [topics.LIFECYCLE],
+        launcher.on_event,
+        wanted=Launcher.WANTED,
+        statuses=Launcher.WANTED_STATUSES,
     )
     try:
         await asyncio.gather(consumer.run(stop), launcher.run_due_timer(stop))
@@ -109,7 +118,14 @@ async def run_monitor(rt: Runtime, stop: asyncio.Event) -> None:
     )
     monitor = Monitor(rt.transitioner(), rt.backend, rt.clock, config)
     await monitor.recover()
-    consumer = _consumer(rt, "stoker-monitor", [topics.LIFECYCLE], monitor.on_event, Monitor.WANTED)
+    consumer = _consumer(
+        rt,
+        "stoker-monitor",
+        [topics.LIFECYCLE],
+        monitor.on_event,
+        wanted=Monitor.WANTED,
+        statuses=Monitor.WANTED_STATUSES,
+    )
     loops = [consumer.run(stop), monitor.run(stop)]
     if rt.settings.sagemaker_state_changes:
         changes = Consumer(
@@ -130,7 +146,9 @@ async def run_retrier(rt: Runtime, stop: asyncio.Event) -> None:
         policy=retry_policy(rt.settings),
         classifier=failure_classifier(rt.settings),
     )
-    consumer = _consumer(rt, "stoker-retrier", [topics.LIFECYCLE], retrier.on_event, Retrier.WANTED)
+    consumer = _consumer(
+        rt, "stoker-retrier", [topics.LIFECYCLE], retrier.on_event, wanted=Retrier.WANTED
+    )
     await consumer.run(stop)
 
 
