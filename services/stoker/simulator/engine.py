@@ -16,7 +16,7 @@ import random
 import re
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -128,6 +128,14 @@ class Stats:
             "max_create_requests_per_name": max(self.create_requests.values(), default=0),
             "max_created_per_name": max(self.created.values(), default=0),
         }
+
+
+_SORT_KEYS: dict[str, Callable[[tuple[SimJob, Change]], Any]] = {
+    "Name": lambda row: row[0].name,
+    "CreationTime": lambda row: row[0].created.timestamp(),  # goes into NextToken as JSON
+    "Status": lambda row: row[1].status,
+}
+"""ListTrainingJobs' SortBy values: the primary key of a (job, its state now) row."""
 
 
 class SimulatedSageMaker:
@@ -277,14 +285,9 @@ class SimulatedSageMaker:
         if sort_by not in {"Name", "CreationTime", "Status"}:
             raise SimulatorError("ValidationException", f"SortBy {sort_by!r} is not valid")
 
+        # One key function per order: a listing sorts every row it returns.
         def key(row: tuple[SimJob, Change]) -> tuple[Any, str]:
-            job, state = row
-            primary: Any = {
-                "Name": job.name,
-                "CreationTime": job.created.timestamp(),
-                "Status": state.status,
-            }[sort_by]
-            return (primary, job.name)
+            return (_SORT_KEYS[sort_by](row), row[0].name)
 
         token = body.get("NextToken")
         listing_id = uuid.uuid4().hex
