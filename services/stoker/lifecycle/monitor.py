@@ -164,6 +164,10 @@ class Monitor:
         # already (`_unfollowed`) and against the next listing, then forgotten.
         self._stop_if_running: set[str] = set()
         self._orphans: list[str] = []
+        # Jobs that ended, newest last (bounded like `_unfollowed`): a copy of a JobLaunched
+        # event that the outbox relay republished after the end would make the monitor
+        # follow a name that is never listed again, so nothing would unfollow it.
+        self._ended: dict[str, None] = {}
         self._last_pass: datetime | None = None
 
     @property
@@ -182,6 +186,8 @@ class Monitor:
         """Consumer handler for the lifecycle topic: start and stop following jobs."""
         data = event.data
         if isinstance(data, JobLaunched):
+            if data.job_id in self._ended:
+                return  # a late copy: the job has ended, and no attempt comes after an end
             followed = _Followed(data.job_id, data.attempt)
             self._followed.follow(data.training_job_name, followed)
         elif isinstance(data, JobStatusChanged):
@@ -190,6 +196,8 @@ class Monitor:
                 # whose writer was slow to mark them), after the next attempt was launched:
                 # it must not unfollow that newer attempt.
                 last = None if data.to_status.terminal else data.attempt
+                if data.to_status.terminal:
+                    self._remember_end(data.job_id)
                 for name in self._followed.names_of(data.job_id):
                     known = self._followed.get(name)
                     if known is not None and (last is None or known.attempt <= last):
@@ -215,6 +223,12 @@ class Monitor:
                 log.warning("monitor pass failed; next pass retries", error=str(exc))
             if await stop_requested(stop, self._config.poll_interval_s):
                 return
+
+    def _remember_end(self, job_id: str) -> None:
+        self._ended.pop(job_id, None)
+        self._ended[job_id] = None
+        if len(self._ended) > self._config.unfollowed_memory:
+            del self._ended[next(iter(self._ended))]
 
     def _watch_for_orphan(self, name: str) -> None:
         if self._unfollowed.get(name) is TrainingJobStatus.IN_PROGRESS:

@@ -115,6 +115,28 @@ async def test_late_retry_scheduled_copy_does_not_unfollow_the_next_attempt(
     assert monitor.followed == 0
 
 
+async def test_a_late_job_launched_copy_after_the_end_is_not_followed(world: World) -> None:
+    """A copy of JobLaunched that the outbox relay republished after the job's end arrives
+    after the terminal event: the monitor does not follow that name again (it would never
+    be listed again, so nothing would unfollow it)."""
+    monitor = await _launch(world, "a")
+    await _follow(world, monitor, "a")
+    assert monitor.followed == 1
+    job = await world.store.get("a")
+    ended = JobStatusChanged(
+        job_id="a",
+        owner="ana",
+        version=job.version + 1,
+        from_status=JobStatus.LAUNCHED,
+        to_status=JobStatus.COMPLETED,
+        attempt=job.attempt,
+    )
+    await monitor.on_event(CloudEvent.wrap(ended, time=world.clock.now()), RECORD)
+    assert monitor.followed == 0
+    await _follow(world, monitor, "a")  # the relay's copy
+    assert monitor.followed == 0
+
+
 class CountingStore:
     """The memory store, counting `get` calls (a fake wrapping a fake, no patching)."""
 
