@@ -128,22 +128,41 @@ async def count_terminal(store: JobStore, job_ids: Sequence[str]) -> int:
     return done
 
 
+STALL_S = 300.0
+"""No job became terminal for this long: the run is stuck (the slowest normal gap is a
+service restart of a few seconds, or a retry's backoff of at most a second)."""
+
+
 async def wait_terminal(
-    store: JobStore, job_ids: Sequence[str], timeout_s: float, *, alive: Any = None
+    store: JobStore,
+    job_ids: Sequence[str],
+    timeout_s: float,
+    *,
+    alive: Any = None,
+    stall_s: float = STALL_S,
 ) -> None:
-    """Until every job is terminal (checked with consistent reads at the end)."""
+    """Until every job is terminal (checked with consistent reads at the end). Fails after
+    `timeout_s`, or sooner when no job became terminal for `stall_s`, naming stuck jobs."""
     deadline = time.monotonic() + timeout_s
+    done, progressed_at = -1, time.monotonic()
     while True:
         if alive is not None:
             alive()
-        if await count_terminal(store, job_ids) >= len(job_ids):
+        now_done = await count_terminal(store, job_ids)
+        if now_done > done:
+            done, progressed_at = now_done, time.monotonic()
+        if now_done >= len(job_ids):
             current = await statuses(store, job_ids)
             if all(s is not None and s.terminal for s in current.values()):
                 return
-        if time.monotonic() > deadline:
+        waited = time.monotonic() - progressed_at
+        if time.monotonic() > deadline or waited > stall_s:
             current = await statuses(store, job_ids)
-            stuck = Counter(str(s) for s in current.values() if s is None or not s.terminal)
-            raise AssertionError(f"jobs not terminal after {timeout_s} s: {dict(stuck)}")
+            stuck = {j: str(s) for j, s in current.items() if s is None or not s.terminal}
+            raise AssertionError(
+                f"{len(stuck)} jobs not terminal (none ended in the last {waited:.0f} s): "
+                f"{dict(Counter(stuck.values()))}; e.g. {sorted(stuck.items())[:10]}"
+            )
         await asyncio.sleep(2.0)  # polling interval of the wait, not a synchronisation
 
 
