@@ -209,6 +209,24 @@ async def test_a_custom_decoder_rejection_keeps_its_kind() -> None:
     assert letter.reason == "schema: 9 bytes is under the minimum of 10"
 
 
+def _collecting(bus: MemoryBus, seen: list[str], **filters: object) -> Consumer[CloudEvent]:
+    """A consumer of TOPIC (with the `wanted` / `statuses` filters given) that appends the id
+    of each event its handler sees to `seen`."""
+
+    async def handle(received: CloudEvent, record: BusRecord) -> None:
+        seen.append(received.id)
+
+    return Consumer.for_events(
+        bus,
+        "g",
+        [TOPIC],
+        handle,
+        config=ConsumerConfig(poll_timeout_s=0.05, dead_letter_topic=DLQ),
+        sleep=SleepRecorder(),
+        **filters,  # type: ignore[arg-type]
+    )
+
+
 async def test_a_consumer_of_some_types_passes_over_the_others_and_commits_them() -> None:
     """With `wanted`, the handler sees only those types; other stoker events, even invalid
     ones, are passed over unvalidated and committed; an invalid wanted event and an
@@ -227,19 +245,7 @@ async def test_a_consumer_of_some_types_passes_over_the_others_and_commits_them(
     for doc in (broken_unwanted, broken_wanted, {**broken_wanted, "type": "nobody.knows"}):
         await bus.publish_raw(TOPIC, "job-1", orjson.dumps(doc))
     seen: list[str] = []
-
-    async def handle(received: CloudEvent, record: BusRecord) -> None:
-        seen.append(received.id)
-
-    consumer = Consumer.for_events(
-        bus,
-        "g",
-        [TOPIC],
-        handle,
-        wanted={JobStatusChanged},
-        config=ConsumerConfig(poll_timeout_s=0.05, dead_letter_topic=DLQ),
-        sleep=SleepRecorder(),
-    )
+    consumer = _collecting(bus, seen, wanted={JobStatusChanged})
     assert await consumer.run_once() == 5
     assert seen == [wanted.id]
     assert (consumer.handled, consumer.passed_over, consumer.dead_lettered) == (1, 2, 2)
@@ -280,19 +286,8 @@ async def test_a_consumer_of_some_statuses_passes_over_changes_to_the_others() -
     for doc in (broken_launched, broken_completed):
         await bus.publish_raw(TOPIC, "job-1", orjson.dumps(doc))
     seen: list[str] = []
-
-    async def handle(received: CloudEvent, record: BusRecord) -> None:
-        seen.append(received.id)
-
-    consumer = Consumer.for_events(
-        bus,
-        "g",
-        [TOPIC],
-        handle,
-        wanted={JobStatusChanged},
-        statuses={JobStatus.NEW, JobStatus.COMPLETED},
-        config=ConsumerConfig(poll_timeout_s=0.05, dead_letter_topic=DLQ),
-        sleep=SleepRecorder(),
+    consumer = _collecting(
+        bus, seen, wanted={JobStatusChanged}, statuses={JobStatus.NEW, JobStatus.COMPLETED}
     )
     assert await consumer.run_once() == 5
     assert seen == [new.id, completed.id]

@@ -35,6 +35,8 @@ _CAPACITY_CODES = frozenset({"CapacityError", "InsufficientCapacity", "Insuffici
 class Retrier:
     WANTED: ClassVar[frozenset[type[EventData]]] = frozenset({JobAttemptFailed})
     """The lifecycle events `on_event` acts on; its consumer passes over the others."""
+    WANTED_STATUSES: ClassVar[frozenset[str]] = frozenset()
+    """No status change: failure reports are what the retrier decides on."""
 
     def __init__(
         self,

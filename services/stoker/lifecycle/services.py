@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import structlog
 
 from stoker import topics
-from stoker.bus.consumer import Consumer, Handler
-from stoker.core.events import CloudEvent, EventData, JobSubmitted
+from stoker.bus.consumer import Consumer
+from stoker.core.events import CloudEvent, JobSubmitted
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.launcher import Launcher, LauncherConfig
 from stoker.lifecycle.monitor import Monitor, MonitorConfig
@@ -31,17 +31,18 @@ log = structlog.get_logger("stoker.services")
 Service = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def _consumer(
-    rt: Runtime,
-    group: str,
-    topic_names: list[str],
-    handler: Handler[CloudEvent],
-    *,
-    wanted: Collection[type[EventData]] | None = None,
-    statuses: Collection[str] | None = None,
+def _lifecycle_consumer(
+    rt: Runtime, group: str, role: Launcher | Monitor | Retrier
 ) -> Consumer[CloudEvent]:
+    """The role's consumer of the lifecycle topic: it passes over the event types and status
+    changes the role does not act on without validating them."""
     return Consumer.for_events(
-        rt.bus, group, topic_names, handler, wanted=wanted, statuses=statuses
+        rt.bus,
+        group,
+        [topics.LIFECYCLE],
+        role.on_event,
+        wanted=role.WANTED,
+        statuses=role.WANTED_STATUSES,
     )
 
 
@@ -88,7 +89,7 @@ async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:
         if isinstance(event.data, JobSubmitted):
             await service.submit(event.data.spec)
 
-    await _consumer(rt, "stoker-intake", [topics.SUBMISSIONS], handle).run(stop)
+    await Consumer.for_events(rt.bus, "stoker-intake", [topics.SUBMISSIONS], handle).run(stop)
 
 
 async def run_launcher(rt: Runtime, stop: asyncio.Event) -> None:
@@ -97,14 +98,7 @@ async def run_launcher(rt: Runtime, stop: asyncio.Event) -> None:
     )
     launcher = Launcher(rt.transitioner(), rt.backend, rt.clock, config)
     await launcher.recover()
-    consumer = _consumer(
-        rt,
-        "stoker-launcher",
-        [topics.LIFECYCLE],
-        launcher.on_event,
-        wanted=Launcher.WANTED,
-        statuses=Launcher.WANTED_STATUSES,
-    )
+    consumer = _lifecycle_consumer(rt, "stoker-launcher", launcher)
     try:
         await asyncio.gather(consumer.run(stop), launcher.run_due_timer(stop))
     finally:
@@ -118,14 +112,7 @@ async def run_monitor(rt: Runtime, stop: asyncio.Event) -> None:
     )
     monitor = Monitor(rt.transitioner(), rt.backend, rt.clock, config)
     await monitor.recover()
-    consumer = _consumer(
-        rt,
-        "stoker-monitor",
-        [topics.LIFECYCLE],
-        monitor.on_event,
-        wanted=Monitor.WANTED,
-        statuses=Monitor.WANTED_STATUSES,
-    )
+    consumer = _lifecycle_consumer(rt, "stoker-monitor", monitor)
     loops = [consumer.run(stop), monitor.run(stop)]
     if rt.settings.sagemaker_state_changes:
         changes = Consumer(
@@ -146,9 +133,7 @@ async def run_retrier(rt: Runtime, stop: asyncio.Event) -> None:
         policy=retry_policy(rt.settings),
         classifier=failure_classifier(rt.settings),
     )
-    consumer = _consumer(
-        rt, "stoker-retrier", [topics.LIFECYCLE], retrier.on_event, wanted=Retrier.WANTED
-    )
+    consumer = _lifecycle_consumer(rt, "stoker-retrier", retrier)
     await consumer.run(stop)
 
 
