@@ -264,7 +264,8 @@ class Launcher:
             details=details,
         )
         try:
-            await self._t.move(job, change, extra(launched, job))
+            # The event is named and timed after the Launched record, as a transition's own.
+            await self._t.move(job, change, extra(launched, change.apply(job)))
         except VersionConflict:
             await self._stop_if_orphaned(job, name)
 

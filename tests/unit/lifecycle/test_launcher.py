@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
+from stoker import topics
 from stoker.adapters.training.naming import training_job_name
 from stoker.core.errors import InfrastructureUnavailable
+from stoker.core.events import JobLaunched, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.lifecycle.jobs import parse_spec
 from stoker.lifecycle.launcher import Launcher, LauncherConfig, build_request
@@ -49,6 +51,12 @@ async def test_new_job_is_launched_with_a_name_from_id_and_attempt(world: World)
     (request,) = world.backend.requests
     assert request["TrainingJobName"] == name
     assert request["CheckpointConfig"] == {"S3Uri": "s3://bucket/ckpt/job-1"}
+    # JobLaunched is named and timed after the Launched record, as its transition's events.
+    await world.transitioner.flush()
+    source = world.bus.source("test", [topics.LIFECYCLE])
+    events = [decode_event(r.value) for r in await source.fetch(100, 0.1)]
+    (launched,) = [e for e in events if isinstance(e.data, JobLaunched)]
+    assert (launched.id, launched.time) == (f"job-1:{job.version}:job-launched", job.updated_at)
 
 
 async def test_throttling_and_quota_errors_back_off_then_launch(world: World) -> None:
