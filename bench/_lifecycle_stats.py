@@ -103,6 +103,23 @@ def stage_percentiles_ms(times: Sequence[JobTimes]) -> dict[str, tuple[float, fl
     return out
 
 
+@dataclass(frozen=True)
+class Spread:
+    """Median, lowest and highest of one figure over repeated runs."""
+
+    median: float
+    low: float
+    high: float
+
+
+def spread(values: Sequence[float]) -> Spread:
+    """The median (of an even count: the lower middle, a measured value) and the range."""
+    if not values:
+        raise ValueError("spread of no values")
+    ordered = sorted(values)
+    return Spread(ordered[(len(ordered) - 1) // 2], ordered[0], ordered[-1])
+
+
 def end_to_end_rate(times: Sequence[JobTimes]) -> tuple[float, float]:
     """(seconds, jobs/s) from the first New to the last terminal state of `times`."""
     starts = [t.new_at for t in times if t.new_at is not None]

@@ -21,6 +21,7 @@ Details and measured numbers: docs/benchmarks-lifecycle.md.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import pstats
@@ -40,7 +41,7 @@ from _lifecycle_monitoring import (
     run_seed_poller,
     run_stoker_monitor,
 )
-from _lifecycle_stats import end_to_end_rate, stage_percentiles_ms, summarize_ms
+from _lifecycle_stats import end_to_end_rate, spread, stage_percentiles_ms, summarize_ms
 from _lifecycle_throughput import STORES, ThroughputPlan, ThroughputResult, run_throughput
 from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
 from stoker.logs import configure_logging
@@ -69,6 +70,7 @@ class Args:
     monitor_jobs: int
     profile: Path | None
     processes: int
+    repeat: int
 
 
 def _verdict(ok: bool) -> str:
@@ -97,7 +99,7 @@ def _updater(progress: Progress, label: str) -> Callable[[str, int, int], None]:
 async def throughput(args: Args) -> list[ThroughputResult]:
     results = []
     with _progress() as progress:
-        for store in args.stores:
+        for store, run in itertools.product(args.stores, range(1, args.repeat + 1)):
             plan = ThroughputPlan(
                 jobs=args.jobs,
                 store=store,
@@ -108,17 +110,27 @@ async def throughput(args: Args) -> list[ThroughputResult]:
                 rate_per_s=args.rate_per_s,
                 poll_interval_s=args.poll_interval_s,
                 timeout_s=args.timeout_s,
-                profile=args.profile.with_suffix(f".{store}.prof") if args.profile else None,
+                profile=_profile_path(args, store, run),
                 processes=args.processes,
             )
-            label = f"kafka + {store}"
+            label = f"kafka + {store}" + (f", run {run}/{args.repeat}" if args.repeat > 1 else "")
             results.append(await run_throughput(plan, _updater(progress, label)))
     _throughput_table(results)
+    if args.repeat > 1:
+        _repeat_summary(results)
     for result in results:
         if result.plan.profile is not None:
             console.print(f"[bold]cProfile, {result.plan.store}[/] ({result.plan.profile})")
             pstats.Stats(str(result.plan.profile)).sort_stats("tottime").print_stats(25)
     return results
+
+
+def _profile_path(args: Args, store: str, run: int) -> Path | None:
+    if args.profile is None:
+        return None
+    return args.profile.with_suffix(
+        f".{store}.prof" if args.repeat == 1 else f".{store}.{run}.prof"
+    )
 
 
 def _throughput_table(results: list[ThroughputResult]) -> None:
@@ -139,7 +151,7 @@ def _throughput_table(results: list[ThroughputResult]) -> None:
     ):
         table.add_column(column, justify="left" if column == "bus + store" else "right")
     for r in results:
-        latencies = [t.submit_to_launch_s for t in r.times if t.submit_to_launch_s is not None]
+        latencies = _launch_s(r)
         ended = [t for t in r.times if t.ended_at is not None]
         seconds, rate = end_to_end_rate(r.times) if ended else (float("nan"), 0.0)
         lat = summarize_ms(latencies) if latencies else None
@@ -190,6 +202,41 @@ def _throughput_table(results: list[ThroughputResult]) -> None:
         console.print(
             f"kafka + {r.plan.store}: {r.plan.processes} process(es); CPU per job: {per_job}"
         )
+
+
+def _repeat_summary(results: list[ThroughputResult]) -> None:
+    """Median and range per store over the repeated runs: one run on a shared machine says
+    little (docs/benchmarks-lifecycle.md)."""
+    table = Table(title="(a) Repeated runs: median (lowest - highest)")
+    for column in ("bus + store", "runs", "jobs/s", "launch p50 ms", "launch p99 ms"):
+        table.add_column(column, justify="left" if column == "bus + store" else "right")
+    for store in dict.fromkeys(r.plan.store for r in results):
+        mine = [r for r in results if r.plan.store == store]
+        rates = [end_to_end_rate(r.times)[1] for r in mine if _ended(r)]
+        launches = [summarize_ms(_launch_s(r)) for r in mine if _launch_s(r)]
+        table.add_row(
+            f"kafka + {store}",
+            str(len(mine)),
+            _spread_text(rates, "{:,.0f}"),
+            _spread_text([s.p50_ms for s in launches], "{:,.0f}"),
+            _spread_text([s.p99_ms for s in launches], "{:,.0f}"),
+        )
+    console.print(table)
+
+
+def _ended(result: ThroughputResult) -> bool:
+    return any(t.ended_at is not None for t in result.times)
+
+
+def _launch_s(result: ThroughputResult) -> list[float]:
+    return [t.submit_to_launch_s for t in result.times if t.submit_to_launch_s is not None]
+
+
+def _spread_text(values: list[float], fmt: str) -> str:
+    if not values:
+        return "-"
+    s = spread(values)
+    return f"{fmt.format(s.median)} ({fmt.format(s.low)} - {fmt.format(s.high)})"
 
 
 async def monitoring(args: Args) -> list[PollerResult]:
@@ -300,6 +347,12 @@ def parse_args() -> Args:
         help="(a) 2: the services in a process of their own (as `stoker up` beside the API);"
         " 1: everything in the bench process",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="(a) runs per store, each with fresh names; prints the median and range too",
+    )
     parser.add_argument("--monitor-jobs", type=int, default=2000, help="(b) simulated jobs")
     parser.add_argument(
         "--profile", type=Path, default=None, help="(a) write cProfile stats to PATH.<store>.prof"
@@ -309,8 +362,8 @@ def parse_args() -> Args:
     unknown = [s for s in stores if s not in STORES]
     if unknown:
         parser.error(f"unknown store(s) {unknown}; choose from {list(STORES)}")
-    if ns.jobs < 1 or ns.monitor_jobs < 1 or ns.concurrency < 1:
-        parser.error("--jobs, --monitor-jobs and --concurrency must be >= 1")
+    if ns.jobs < 1 or ns.monitor_jobs < 1 or ns.concurrency < 1 or ns.repeat < 1:
+        parser.error("--jobs, --monitor-jobs, --concurrency and --repeat must be >= 1")
     parts = ["throughput", "monitoring"] if ns.part == "both" else [ns.part]
     return Args(
         parts=parts,
@@ -326,6 +379,7 @@ def parse_args() -> Args:
         monitor_jobs=ns.monitor_jobs,
         profile=ns.profile,
         processes=ns.processes,
+        repeat=ns.repeat,
     )
 
 

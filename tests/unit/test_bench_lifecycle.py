@@ -85,6 +85,16 @@ def test_job_times_take_new_first_launch_and_terminal_from_history() -> None:
     assert stats.job_times([_line(1, JobStatus.NEW, 0.0)]).submit_to_launch_s is None
 
 
+def test_spread_of_repeated_runs_is_a_measured_median_and_the_range() -> None:
+    """Five runs: the middle one; four runs: the lower middle (a value that was measured,
+    not an average of two); one run is its own median."""
+    assert stats.spread([900, 1100, 700, 1000, 950]) == stats.Spread(950, 700, 1100)
+    assert stats.spread([900, 1100, 700, 1000]) == stats.Spread(900, 700, 1100)
+    assert stats.spread([42.0]) == stats.Spread(42.0, 42.0, 42.0)
+    with pytest.raises(ValueError, match="no values"):
+        stats.spread([])
+
+
 def test_end_to_end_rate_runs_from_first_new_to_last_terminal() -> None:
     """Four jobs from t=0 to the last end at t=2 s: 2 s and 2 jobs/s."""
     times = [
