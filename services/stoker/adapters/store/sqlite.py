@@ -1,18 +1,25 @@
 """The embedded JobStore: one SQLite file in WAL mode.
 
-Every call runs on one worker thread that owns the connection, so the event loop never
-blocks on disk. Writes take the file's write lock up front (`BEGIN IMMEDIATE`), which makes
-read-check-write one atomic step even when several processes share the file; readers are
-not blocked by a writer in WAL mode. Before it, a write waits for its turn among the
-file's writers on a lock file beside it (`writer_turns`), so a process that shares the file
-gets the lock as soon as it is free rather than after SQLite's sleep-and-retry. A job, its
-history line and its outbox events commit in one transaction, so a crash keeps all of them
-or none.
+Calls run on two worker threads, so the event loop never blocks on disk: writes on one that
+owns the write connection, reads on another with a read-only connection of its own.
 
-Group commit: calls that arrive while the worker is busy are queued and then run together,
+Writes take the file's write lock up front (`BEGIN IMMEDIATE`), which makes
+read-check-write one atomic step even when several processes share the file. Before it, a
+write waits for its turn among the file's writers on a lock file beside it
+(`writer_turns`), so a process that shares the file gets the lock as soon as it is free
+rather than after SQLite's sleep-and-retry. A job, its history line and its outbox events
+commit in one transaction, so a crash keeps all of them or none.
+
+Readers are not blocked by a writer in WAL mode, so reads do not queue behind write groups
+(when both shared one lane, a New job's read waited for the writes ahead of it: p99 about
+40 ms at 300 jobs/s). A read sees every write that committed before it started, so a
+caller that awaited its write reads it back.
+
+Group commit: writes that arrive while the writer is busy are queued and then run together,
 in arrival order, in one transaction, and every caller hears back only after that
-transaction committed. One commit and one thread hop then serve a whole burst: a
-transaction per call capped a busy pipeline at about a thousand writes a second.
+transaction committed (reads are grouped the same way, without a transaction). One commit
+and one thread hop then serve a whole burst: a transaction per call capped a busy pipeline
+at about a thousand writes a second.
 
 A write in a group has no savepoint of its own (one per write cost about a quarter of the
 worker's time). Instead every write decides and prepares everything before its first
@@ -28,7 +35,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,6 +122,17 @@ class _Call:
     future: asyncio.Future[Any]
 
 
+@dataclass
+class _Lane:
+    """One worker thread, its connection, and the calls waiting for its next group."""
+
+    name: str
+    executor: ThreadPoolExecutor
+    conn: sqlite3.Connection | None = None
+    queue: list[_Call] = field(default_factory=list)
+    draining: asyncio.Task[None] | None = None
+
+
 class SqliteJobStore:
     """Jobs, history and outbox in one SQLite file; safe for several processes."""
 
@@ -123,34 +141,36 @@ class SqliteJobStore:
             raise ValueError(f"busy_timeout_ms must be >= 0, got {busy_timeout_ms}")
         self._path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._writer: _Lane | None = None
+        self._reader: _Lane | None = None
         self._writers = WriterTurns(self._path)
-        self._queue: list[_Call] = []
-        self._draining: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._executor is not None:
+        if self._writer is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stoker-sqlite")
+        self._writer = _Lane("write", _one_thread("stoker-sqlite"))
+        self._reader = _Lane("read", _one_thread("stoker-sqlite-read"))
         await self._run("open", self._open)
+        await self._run_read("open", self._open_reader)
 
     async def close(self) -> None:
-        if self._executor is None:
+        if self._writer is None:
             return
+        lanes = [lane for lane in (self._reader, self._writer) if lane is not None]
         try:
+            await self._run_read("close", self._close_reader)
             await self._run("close", self._close_conn)
         finally:
-            if self._draining is not None:
-                await asyncio.gather(self._draining, return_exceptions=True)
-            self._executor.shutdown(wait=True)
-            self._executor = None
+            for lane in lanes:
+                if lane.draining is not None:
+                    await asyncio.gather(lane.draining, return_exceptions=True)
+                lane.executor.shutdown(wait=True)
+            self._writer = self._reader = None
 
     def _open(self, _: sqlite3.Connection | None) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        conn = self._connect()
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode survives a process crash; only power loss can drop the last commit.
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -161,32 +181,60 @@ class SqliteJobStore:
             if "event_id" not in columns:
                 conn.executescript(f"BEGIN IMMEDIATE; {OUTBOX_EVENT_ID} COMMIT;")
             conn.execute(OUTBOX_INDEX)
-        self._conn = conn
+        assert self._writer is not None
+        self._writer.conn = conn
+
+    def _open_reader(self, _: sqlite3.Connection | None) -> None:
+        conn = self._connect()
+        conn.execute("PRAGMA query_only = ON")  # a write here would be a bug: refuse it
+        assert self._reader is not None
+        self._reader.conn = conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        return conn
 
     def _close_conn(self, conn: sqlite3.Connection | None) -> None:
         if conn is not None:
             conn.close()
         self._writers.close()
-        self._conn = None
+        if self._writer is not None:
+            self._writer.conn = None
+
+    def _close_reader(self, conn: sqlite3.Connection | None) -> None:
+        if conn is not None:
+            conn.close()
+        if self._reader is not None:
+            self._reader.conn = None
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection | None], T]) -> T:
-        """Queue `fn` for the worker; it runs in the next group (see the module docstring)."""
-        if self._executor is None:
+        """Queue `fn` for the writer; it runs in the next group (see the module docstring)."""
+        return await self._queue_on(self._writer, what, fn)
+
+    async def _run_read(self, what: str, fn: Callable[[sqlite3.Connection | None], T]) -> T:
+        """Queue `fn`, which only reads, for the reader."""
+        return await self._queue_on(self._reader, what, fn)
+
+    async def _queue_on(
+        self, lane: _Lane | None, what: str, fn: Callable[[sqlite3.Connection | None], T]
+    ) -> T:
+        if lane is None:
             raise StoreFailure("the SQLite store is not started; call start() first")
         loop = asyncio.get_running_loop()
         call = _Call(what, fn, loop.create_future())
-        self._queue.append(call)
-        if self._draining is None or self._draining.done():
-            self._draining = loop.create_task(self._drain(), name="stoker-sqlite-group")
+        lane.queue.append(call)
+        if lane.draining is None or lane.draining.done():
+            lane.draining = loop.create_task(self._drain(lane), name=f"stoker-sqlite-{lane.name}")
         result: T = await call.future
         return result
 
-    async def _drain(self) -> None:
-        """Run queued calls group by group until the queue is empty."""
-        while self._queue:
-            group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+    async def _drain(self, lane: _Lane) -> None:
+        """Run the lane's queued calls group by group until its queue is empty."""
+        while lane.queue:
+            group, lane.queue = lane.queue[:MAX_GROUP], lane.queue[MAX_GROUP:]
             try:
-                outcomes = await self._run_group(group)
+                outcomes = await self._run_group(lane, group)
             except BaseException as exc:  # the whole group failed (or we are cancelled)
                 for call in group:
                     if not call.future.done():
@@ -202,13 +250,12 @@ class SqliteJobStore:
                 else:
                     call.future.set_exception(value)
 
-    async def _run_group(self, group: list[_Call]) -> list[tuple[bool, Any]]:
-        assert self._executor is not None
+    async def _run_group(self, lane: _Lane, group: list[_Call]) -> list[tuple[bool, Any]]:
         loop = asyncio.get_running_loop()
         what = ",".join(sorted({c.what for c in group}))
         for attempt in range(1, LOCK_RETRIES + 1):
             try:
-                work = loop.run_in_executor(self._executor, self._group_in_worker, group)
+                work = loop.run_in_executor(lane.executor, self._group_in_worker, lane, group)
                 return await self._reporting_long_waits(work, what)
             except sqlite3.OperationalError as exc:
                 # Locked after the busy timeout, disk full, file unreadable: an outage.
@@ -244,24 +291,16 @@ class SqliteJobStore:
                 waited_s=round(waited_s, 3),
             )
 
-    def _group_in_worker(self, group: list[_Call]) -> list[tuple[bool, Any]]:
-        """On the worker thread: one transaction around the group when there is more than
-        one call (a single call manages its own, as `_write` does). A call's own error is
-        its outcome; an SQLite error aborts the whole group, which is then retried or
-        failed as one."""
-        conn = self._conn
-        if len(group) == 1 or conn is None:
-            return [self._outcome(call) for call in group]
+    def _group_in_worker(self, lane: _Lane, group: list[_Call]) -> list[tuple[bool, Any]]:
+        """On the lane's thread. Writes: one transaction around the group when there is more
+        than one call (a single call manages its own, as `_write` does). Reads: each on its
+        own. A call's own error is its outcome; an SQLite error aborts the whole group,
+        which is then retried or failed as one."""
+        conn = lane.conn
+        if lane is self._reader or len(group) == 1 or conn is None:
+            return [_outcome(call, conn) for call in group]
         with self._transaction(conn):
-            return [self._outcome(call) for call in group]
-
-    def _outcome(self, call: _Call) -> tuple[bool, Any]:
-        try:
-            return True, call.fn(self._conn)
-        except sqlite3.Error:
-            raise
-        except Exception as exc:
-            return False, exc
+            return [_outcome(call, conn) for call in group]
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection | None) -> Iterator[sqlite3.Connection]:
@@ -331,7 +370,7 @@ class SqliteJobStore:
         def op(conn: sqlite3.Connection | None) -> str:
             return _load_text(self._read(conn), job_id)
 
-        return JobRecord.model_validate_json(await self._run("get", op))
+        return JobRecord.model_validate_json(await self._run_read("get", op))
 
     async def transition(
         self,
@@ -379,7 +418,7 @@ class SqliteJobStore:
                 raise JobNotFound(job_id)
             return [Transition.model_validate_json(row[0]) for row in rows]
 
-        return await self._run("history", op)
+        return await self._run_read("history", op)
 
     async def list_jobs(
         self,
@@ -412,7 +451,7 @@ class SqliteJobStore:
             rows = self._read(conn).execute(sql, params).fetchall()
             return [JobRecord.model_validate_json(row[0]) for row in rows]
 
-        found = await self._run("list_jobs", op)
+        found = await self._run_read("list_jobs", op)
         items = found[:limit]
         next_cursor = None
         if len(found) > limit:
@@ -435,7 +474,7 @@ class SqliteJobStore:
             )
             return [JobRecord.model_validate_json(row[0]) for row in rows]
 
-        return await self._run("due", op)
+        return await self._run_read("due", op)
 
     async def trends(self, since: datetime, until: datetime) -> Trends:
         first, last = trend_days(since, until)
@@ -457,7 +496,7 @@ class SqliteJobStore:
             ).fetchall()
             return per_day, retries
 
-        per_day, retries = await self._run("trends", op)
+        per_day, retries = await self._run_read("trends", op)
         days: dict[date, dict[JobStatus, int]] = {}
         for day, status, count in sorted(per_day):
             days.setdefault(date.fromisoformat(day), {})[JobStatus(status)] = int(count)
@@ -476,7 +515,7 @@ class SqliteJobStore:
                 .fetchall()
             )
 
-        rows = await self._run("pending_outbox", op)
+        rows = await self._run_read("pending_outbox", op)
         entries = []
         for topic, raw in rows:
             event = decode_event(bytes(raw))
@@ -564,3 +603,16 @@ def _insert_history(db: sqlite3.Connection, row: HistoryRow) -> None:
 
 def _insert_outbox(db: sqlite3.Connection, rows: list[OutboxRow]) -> None:
     db.executemany("INSERT INTO outbox (topic, event, event_id) VALUES (?, ?, ?)", rows)
+
+
+def _one_thread(name: str) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+
+def _outcome(call: _Call, conn: sqlite3.Connection | None) -> tuple[bool, Any]:
+    try:
+        return True, call.fn(conn)
+    except sqlite3.Error:
+        raise
+    except Exception as exc:
+        return False, exc
