@@ -227,6 +227,11 @@ async def test_replicated_stream_survives_sigkill_of_the_leader(
 
     topic = f"failover-{uuid.uuid4().hex[:10]}"
     admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
+    # Learn the cluster first, as KafkaBus.ensure_topics does. Sent straight away, the
+    # CreateTopics failed once (a local run of the whole suite) with "Broker handle destroyed
+    # without termination", as if the bootstrap connection it went out on had been replaced
+    # by the connections to the brokers the first metadata named.
+    await asyncio.to_thread(admin.list_topics, timeout=30)
     created = admin.create_topics(
         [NewTopic(topic, num_partitions=1, replication_factor=3)], operation_timeout=30
     )
