@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -408,10 +409,12 @@ def ray_at_slo(
 
     port = free_port()
     os.environ["PYTHONPATH"] = str(REPO)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(Intent.bind(backend), route_prefix="/v1/intent")
+        # The decorator makes the class a Deployment; its typing still shows the class.
+        deployment: Any = Intent
+        serve.run(deployment.bind(backend), route_prefix="/v1/intent")
         url = f"http://127.0.0.1:{port}"
 
         async def go() -> Any:
@@ -421,7 +424,7 @@ def ray_at_slo(
 
         return asyncio.run(go())
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 
 
