@@ -113,11 +113,11 @@ class Spread:
 
 
 def spread(values: Sequence[float]) -> Spread:
-    """The median (of an even count: the lower middle, a measured value) and the range."""
+    """The median by nearest rank (of an even count the lower middle: a measured value, as
+    every percentile here) and the range."""
     if not values:
         raise ValueError("spread of no values")
-    ordered = sorted(values)
-    return Spread(ordered[(len(ordered) - 1) // 2], ordered[0], ordered[-1])
+    return Spread(percentile(values, 50), min(values), max(values))
 
 
 def end_to_end_rate(times: Sequence[JobTimes]) -> tuple[float, float]:
