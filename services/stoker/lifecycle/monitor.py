@@ -54,6 +54,8 @@ from stoker.ports.training import (
 
 log = structlog.get_logger("stoker.monitor")
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 _FOLLOWED = (JobStatus.LAUNCHED, JobStatus.IN_PROGRESS, JobStatus.STOPPING)
 _QUEUED = (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
@@ -196,14 +198,14 @@ class Monitor:
                 # whose writer was slow to mark them), after the next attempt was launched:
                 # it must not unfollow that newer attempt.
                 last = None if data.to_status.terminal else data.attempt
-                if data.to_status.terminal:
-                    self._remember_end(data.job_id)
                 for name in self._followed.names_of(data.job_id):
                     known = self._followed.get(name)
                     if known is not None and (last is None or known.attempt <= last):
                         self._followed.pop(name)
-            if data.to_status is JobStatus.STOPPED and data.from_status in _QUEUED:
-                self._watch_for_orphan(training_job_name(data.job_id, data.attempt + 1))
+                if data.to_status.terminal:
+                    _remember_newest(self._ended, data.job_id, None, self._config.unfollowed_memory)
+                if data.to_status is JobStatus.STOPPED and data.from_status in _QUEUED:
+                    self._watch_for_orphan(training_job_name(data.job_id, data.attempt + 1))
             elif data.to_status is JobStatus.STOPPING:
                 job = await self._store.get(data.job_id)
                 current = job.details.get("training_job_name")
@@ -223,12 +225,6 @@ class Monitor:
                 log.warning("monitor pass failed; next pass retries", error=str(exc))
             if await stop_requested(stop, self._config.poll_interval_s):
                 return
-
-    def _remember_end(self, job_id: str) -> None:
-        self._ended.pop(job_id, None)
-        self._ended[job_id] = None
-        if len(self._ended) > self._config.unfollowed_memory:
-            del self._ended[next(iter(self._ended))]
 
     def _watch_for_orphan(self, name: str) -> None:
         if self._unfollowed.get(name) is TrainingJobStatus.IN_PROGRESS:
@@ -293,10 +289,7 @@ class Monitor:
         return sum(r for r in results if isinstance(r, int))
 
     def _remember(self, name: str, status: TrainingJobStatus) -> None:
-        self._unfollowed.pop(name, None)  # re-inserted last: the oldest entry goes first
-        self._unfollowed[name] = status
-        if len(self._unfollowed) > self._config.unfollowed_memory:
-            del self._unfollowed[next(iter(self._unfollowed))]
+        _remember_newest(self._unfollowed, name, status, self._config.unfollowed_memory)
 
     async def observe(self, name: str, status: TrainingJobStatus) -> int:
         """Apply an observed training-job status (from a list pass or a state-change event)."""
@@ -458,3 +451,12 @@ class Monitor:
                 raise
             self._bucket.recover()
             return result
+
+
+def _remember_newest(memory: dict[K, V], key: K, value: V, limit: int) -> None:
+    """Put `key` last in `memory` (a dict keeps insertion order), dropping the oldest entry
+    beyond `limit`: a bounded memory of what was seen most recently."""
+    memory.pop(key, None)
+    memory[key] = value
+    if len(memory) > limit:
+        del memory[next(iter(memory))]
