@@ -124,13 +124,26 @@ class _Call:
 
 @dataclass
 class _Lane:
-    """One worker thread, its connection, and the calls waiting for its next group."""
+    """One worker thread, its connection, and the calls waiting for its next group.
+    `writes`: a group of several calls runs in one write transaction (else each on its own)."""
 
     name: str
-    executor: ThreadPoolExecutor
+    writes: bool
+    executor: ThreadPoolExecutor = field(init=False)
     conn: sqlite3.Connection | None = None
     queue: list[_Call] = field(default_factory=list)
     draining: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"stoker-sqlite-{self.name}"
+        )
+
+    def close_conn(self) -> None:
+        """On the lane's thread."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 class SqliteJobStore:
@@ -148,8 +161,8 @@ class SqliteJobStore:
     async def start(self) -> None:
         if self._writer is not None:
             return
-        self._writer = _Lane("write", _one_thread("stoker-sqlite"))
-        self._reader = _Lane("read", _one_thread("stoker-sqlite-read"))
+        self._writer = _Lane("write", writes=True)
+        self._reader = _Lane("read", writes=False)
         await self._run("open", self._open)
         await self._run_read("open", self._open_reader)
 
@@ -158,8 +171,8 @@ class SqliteJobStore:
             return
         lanes = [lane for lane in (self._reader, self._writer) if lane is not None]
         try:
-            await self._run_read("close", self._close_reader)
-            await self._run("close", self._close_conn)
+            await self._run_read("close", lambda _: self._lane(self._reader).close_conn())
+            await self._run("close", self._close_writer)
         finally:
             for lane in lanes:
                 if lane.draining is not None:
@@ -181,32 +194,27 @@ class SqliteJobStore:
             if "event_id" not in columns:
                 conn.executescript(f"BEGIN IMMEDIATE; {OUTBOX_EVENT_ID} COMMIT;")
             conn.execute(OUTBOX_INDEX)
-        assert self._writer is not None
-        self._writer.conn = conn
+        self._lane(self._writer).conn = conn
 
     def _open_reader(self, _: sqlite3.Connection | None) -> None:
         conn = self._connect()
         conn.execute("PRAGMA query_only = ON")  # a write here would be a bug: refuse it
-        assert self._reader is not None
-        self._reader.conn = conn
+        self._lane(self._reader).conn = conn
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         return conn
 
-    def _close_conn(self, conn: sqlite3.Connection | None) -> None:
-        if conn is not None:
-            conn.close()
+    def _close_writer(self, _: sqlite3.Connection | None) -> None:
+        self._lane(self._writer).close_conn()
         self._writers.close()
-        if self._writer is not None:
-            self._writer.conn = None
 
-    def _close_reader(self, conn: sqlite3.Connection | None) -> None:
-        if conn is not None:
-            conn.close()
-        if self._reader is not None:
-            self._reader.conn = None
+    @staticmethod
+    def _lane(lane: _Lane | None) -> _Lane:
+        if lane is None:
+            raise StoreFailure("the SQLite store is not started; call start() first")
+        return lane
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection | None], T]) -> T:
         """Queue `fn` for the writer; it runs in the next group (see the module docstring)."""
@@ -219,8 +227,7 @@ class SqliteJobStore:
     async def _queue_on(
         self, lane: _Lane | None, what: str, fn: Callable[[sqlite3.Connection | None], T]
     ) -> T:
-        if lane is None:
-            raise StoreFailure("the SQLite store is not started; call start() first")
+        lane = self._lane(lane)
         loop = asyncio.get_running_loop()
         call = _Call(what, fn, loop.create_future())
         lane.queue.append(call)
@@ -297,7 +304,7 @@ class SqliteJobStore:
         own. A call's own error is its outcome; an SQLite error aborts the whole group,
         which is then retried or failed as one."""
         conn = lane.conn
-        if lane is self._reader or len(group) == 1 or conn is None:
+        if not lane.writes or len(group) == 1 or conn is None:
             return [_outcome(call, conn) for call in group]
         with self._transaction(conn):
             return [_outcome(call, conn) for call in group]
@@ -603,10 +610,6 @@ def _insert_history(db: sqlite3.Connection, row: HistoryRow) -> None:
 
 def _insert_outbox(db: sqlite3.Connection, rows: list[OutboxRow]) -> None:
     db.executemany("INSERT INTO outbox (topic, event, event_id) VALUES (?, ?, ?)", rows)
-
-
-def _one_thread(name: str) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
 
 def _outcome(call: _Call, conn: sqlite3.Connection | None) -> tuple[bool, Any]:
