@@ -173,3 +173,30 @@ async def test_a_write_waiting_for_a_turn_held_elsewhere_is_reported_then_lands(
         assert report["log_level"] == "warning"
     finally:
         await store.close()
+
+
+async def test_a_read_does_not_wait_for_a_write_stuck_ahead_of_it(tmp_path: Path) -> None:
+    """Reads run on a lane of their own (ADR 0011): while a write waits for a turn that
+    another process holds (without a time limit), a read of the same store answers, and
+    the write lands once the turn is free. With one lane the read queued behind the write."""
+    database = tmp_path / "jobs.db"
+    store = SqliteJobStore(database)
+    await store.start()
+    try:
+        await store.create(JobRecord(job_id="j0", owner="alice", created_at=T0, updated_at=T0))
+        with opened(database) as other:
+            held = other.turn()
+            held.__enter__()
+            write = asyncio.create_task(
+                store.create(JobRecord(job_id="j1", owner="alice", created_at=T0, updated_at=T0))
+            )
+            # The bound only turns a hang (the read queued behind the write) into a failure.
+            read = await asyncio.wait_for(store.get("j0"), timeout=30)
+            assert read.job_id == "j0"
+            assert not write.done()
+            held.__exit__(None, None, None)
+            _, created = await write
+        assert created is True
+        assert (await store.get("j1")).job_id == "j1"
+    finally:
+        await store.close()
