@@ -282,12 +282,12 @@ class SimulatedSageMaker:
             )
         sort_by = body.get("SortBy") or "CreationTime"
         descending = (body.get("SortOrder") or "Descending") == "Descending"
-        if sort_by not in {"Name", "CreationTime", "Status"}:
+        primary = _SORT_KEYS.get(sort_by)
+        if primary is None:
             raise SimulatorError("ValidationException", f"SortBy {sort_by!r} is not valid")
 
-        # One key function per order: a listing sorts every row it returns.
         def key(row: tuple[SimJob, Change]) -> tuple[Any, str]:
-            return (_SORT_KEYS[sort_by](row), row[0].name)
+            return (primary(row), row[0].name)
 
         token = body.get("NextToken")
         listing_id = uuid.uuid4().hex
