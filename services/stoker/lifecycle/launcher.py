@@ -264,8 +264,8 @@ class Launcher:
             details=details,
         )
         try:
-            # The event is named and timed after the Launched record, as a transition's own.
-            await self._t.move(job, change, extra(launched, change.apply(job)))
+            # Named and timed after the Launched record, as the transition's own event.
+            await self._t.move(job, change, lambda after: extra(launched, after))
         except VersionConflict:
             await self._stop_if_orphaned(job, name)
 
