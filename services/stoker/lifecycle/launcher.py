@@ -246,10 +246,15 @@ class Launcher:
                     # start one that nobody follows.
                     bound().info("job moved while CreateTrainingJob was retried; not creating it")
                     return
+        await self._record_launched(job, launch, arn)
+
+    async def _record_launched(self, job: JobRecord, launch: _Attempt, arn: str | None) -> None:
+        """The job -> Launched, with JobLaunched for the monitor. A job that moved meanwhile
+        (a stop) may leave the training job just created without an owner."""
         launched = JobLaunched(
             job_id=job.job_id,
             attempt=launch.attempt,
-            training_job_name=name,
+            training_job_name=launch.training_job_name,
             training_job_arn=arn,
             instance_type=launch.instance_type,
         )
@@ -267,7 +272,7 @@ class Launcher:
             # Named and timed after the Launched record, as the transition's own event.
             await self._t.move(job, change, lambda after: extra(launched, after))
         except VersionConflict:
-            await self._stop_if_orphaned(job, name)
+            await self._stop_if_orphaned(job, launch.training_job_name)
 
     async def _record_launching(self, job: JobRecord, launch: _Attempt) -> JobRecord | None:
         """New or RetryScheduled -> Launching, before waiting to call again: a stop then
