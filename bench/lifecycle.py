@@ -213,7 +213,7 @@ def _repeat_summary(results: list[ThroughputResult]) -> None:
     for store in dict.fromkeys(r.plan.store for r in results):
         mine = [r for r in results if r.plan.store == store]
         rates = [end_to_end_rate(r.times)[1] for r in mine if _ended(r)]
-        launches = [summarize_ms(_launch_s(r)) for r in mine if _launch_s(r)]
+        launches = [summarize_ms(s) for r in mine if (s := _launch_s(r))]
         table.add_row(
             f"kafka + {store}",
             str(len(mine)),

@@ -206,7 +206,7 @@ async def verify(
     if sim_stats["max_created_per_name"] > 1:
         verdict.problem(f"simulator created a name twice: {sim_stats['max_created_per_name']}")
     created: set[str] = {n.lower() for n in sim_stats["created"]}
-    stopped_at_simulator: set[str] = {n.lower() for n in sim_stats.get("stop_requests", {})}
+    stopped_at_simulator: set[str] = {n.lower() for n in sim_stats["stop_requests"]}
     gate = asyncio.Semaphore(16)
 
     async def load(job_id: str) -> tuple[JobRecord, list[Transition]]:
@@ -214,7 +214,6 @@ async def verify(
             return await store.get(job_id), list(await store.history(job_id))
 
     loaded = await asyncio.gather(*(load(j) for j in job_ids))
-    names_of_jobs: set[str] = set()
     for job, history in loaded:
         verdict.final[job.status.value] += 1
         verdict.attempts[job.attempt] += 1
@@ -232,7 +231,6 @@ async def verify(
             verdict.problem(f"{job.job_id}: history versions {versions}")
         launched = {t.attempt for t in history if t.to_status in _LAUNCHING}
         allowed = {training_job_name(job.job_id, a) for a in launched}
-        names_of_jobs |= allowed
         mine = {n for n in created if n.startswith(job.job_id.lower() + "-")}
         if job.status is JobStatus.STOPPED:
             allowed |= mine & stopped_at_simulator
