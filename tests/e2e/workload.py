@@ -198,7 +198,8 @@ async def verify(
     - the simulator created at most one training job per name, and every name it created
       for these jobs is `training_job_name(job, attempt)` for an attempt the history shows
       launching (Launching or Launched), or else belongs to a job that ended Stopped and
-      was stopped at the simulator (a create that raced the stop, ADR 0010);
+      was asked to stop at the simulator (a create that raced the stop, ADR 0010); the
+      request may have come after that training job had ended on its own;
     - each job was notified under exactly one idempotency key (and, when raw counts are
       given, in exactly one message), with the state the store holds.
     """
@@ -206,7 +207,9 @@ async def verify(
     if sim_stats["max_created_per_name"] > 1:
         verdict.problem(f"simulator created a name twice: {sim_stats['max_created_per_name']}")
     created: set[str] = {n.lower() for n in sim_stats["created"]}
-    stopped_at_simulator: set[str] = {n.lower() for n in sim_stats["stop_requests"]}
+    stopped_at_simulator: set[str] = {
+        n.lower() for n in (*sim_stats["stop_requests"], *sim_stats["stops_after_end"])
+    }
     gate = asyncio.Semaphore(16)
 
     async def load(job_id: str) -> tuple[JobRecord, list[Transition]]:

@@ -179,6 +179,22 @@ async def test_create_requests_per_name_are_counted_and_served() -> None:
         assert served["max_created_per_name"] == 1
 
 
+async def test_stop_requests_are_counted_apart_from_those_that_came_after_the_end() -> None:
+    """A stop that reaches a running job and one refused because the job had ended are
+    counted apart; the adapter takes the refusal as nothing left to stop."""
+    async for sim in started(FaultConfig(duration=TEN_MINUTES)):
+        running, ended = unique(), unique()
+        await sim.backend.create_training_job(request(ended))
+        sim.clock.advance(3600)
+        await sim.backend.create_training_job(request(running))
+        await sim.backend.stop_training_job(running)
+        await sim.backend.stop_training_job(ended)
+        async with httpx.AsyncClient() as http:
+            served = (await http.get(f"{sim.server.url}/_sim/stats")).json()
+        assert served["stop_requests"] == {running: 1}
+        assert served["stops_after_end"] == {ended: 1}
+
+
 async def test_listing_pages_with_next_token() -> None:
     """ListTrainingJobs pages through NextToken without losing or repeating a job, newest
     first, and LastModifiedTimeAfter keeps only later changes."""

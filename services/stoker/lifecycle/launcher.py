@@ -43,6 +43,10 @@ log = structlog.get_logger("stoker.launcher")
 _INTAKE_BATCH = 256
 """New jobs read from the store at once (one SQLite group, one round of DynamoDB reads)."""
 
+_ORPHAN_STOP_TRIES = 8
+"""StopTrainingJob calls for a training job created after its job ended, when throttled or
+refused with a 5xx: with the default backoff about half a minute of trying."""
+
 _LAUNCHABLE = (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
 _HOLDING_SLOT = (JobStatus.LAUNCHING, JobStatus.LAUNCHED, JobStatus.IN_PROGRESS, JobStatus.STOPPING)
 
@@ -325,17 +329,27 @@ class Launcher:
         if not current.status.terminal:
             bound.info("job moved while launching; leaving it to its new owner")
             return
-        try:
-            await self._backend.stop_training_job(name)
-        except TrainingJobNotFound:
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                await self._backend.stop_training_job(name)
+            except TrainingJobNotFound:
+                return
+            except TrainingBackendError as exc:
+                if exc.retriable and tries < _ORPHAN_STOP_TRIES:
+                    # Throttling or a 5xx: nobody else will stop this training job.
+                    await self._sleep(self._config.create_retry.delay_s(tries, self._rng))
+                    continue
+                # The job's record is final; the training job stops at its MaxRuntimeInSeconds.
+                bound.warning(
+                    "could not stop a training job created after its job ended",
+                    error=str(exc),
+                    tries=tries,
+                )
+                return
+            bound.info("stopped a training job created after its job ended")
             return
-        except TrainingBackendError as exc:
-            # The job's record is final; the training job stops at its MaxRuntimeInSeconds.
-            bound.warning(
-                "could not stop a training job created after its job ended", error=str(exc)
-            )
-            return
-        bound.info("stopped a training job created after its job ended")
 
     async def _fail(self, job: JobRecord, launch: _Attempt, exc: TrainingBackendError) -> None:
         reason = f"{exc.code}: {exc}"

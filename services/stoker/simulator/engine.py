@@ -116,6 +116,8 @@ class Stats:
     """Jobs actually created, per TrainingJobName (never above 1)."""
     stop_requests: Counter[str] = field(default_factory=Counter)
     """StopTrainingJob requests that found the job still running, per TrainingJobName."""
+    stops_after_end: Counter[str] = field(default_factory=Counter)
+    """StopTrainingJob requests refused because the job had ended, per TrainingJobName."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +127,7 @@ class Stats:
             "create_requests": dict(self.create_requests),
             "created": dict(self.created),
             "stop_requests": dict(self.stop_requests),
+            "stops_after_end": dict(self.stops_after_end),
             "max_create_requests_per_name": max(self.create_requests.values(), default=0),
             "max_created_per_name": max(self.created.values(), default=0),
         }
@@ -340,6 +343,7 @@ class SimulatedSageMaker:
         now = self.clock.now()
         state = job.state(now)
         if state.status in _TERMINAL:
+            self.stats.stops_after_end[job.name] += 1
             raise SimulatorError(
                 "ValidationException",
                 f"The request was rejected because the training job is in status {state.status}.",

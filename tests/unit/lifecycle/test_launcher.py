@@ -235,6 +235,21 @@ async def test_a_training_job_created_after_its_job_ended_is_stopped(
     assert (await world.store.get("job-1")).status is JobStatus.STOPPED
 
 
+async def test_a_throttled_stop_of_such_a_training_job_is_retried(world: World) -> None:
+    """Nobody else knows that training job, so a throttled StopTrainingJob is tried again
+    after a backoff instead of leaving it to run until its MaxRuntimeInSeconds."""
+    backend = _StoppedDuringCreate(world, refusals=0)
+    backend.fail_next("StopTrainingJob", Throttled("slow down"), Throttled("slow down"))
+    await world.jobs.submit(parse_spec(spec()))
+    launcher = Launcher(
+        world.transitioner, backend, world.clock, LauncherConfig(), sleep=world.sleep
+    )
+    await launcher.recover()
+    await launcher.drain()
+    assert backend.calls["StopTrainingJob"] == 3
+    assert backend.stopped == [training_job_name("job-1", 1)]
+
+
 async def test_caps_hold_jobs_until_slots_free(world: World) -> None:
     """With a cap of 1 only one job launches; the other stays New until the first ends."""
     for job_id in ("a", "b"):
