@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from typer.testing import CliRunner
 
+from stoker.adapters.bus import KafkaBus
 from stoker.cli.dev import app
 from stoker.devinfra import DevInfra, KafkaCluster, State, free_ports, run_sync
 from stoker.devinfra.procs import is_alive, port_in_use, read_pid_file
@@ -222,20 +223,14 @@ async def test_replicated_stream_survives_sigkill_of_the_leader(
     the partition leader is SIGKILLed, and a consumer reads every record exactly once, in
     order. The killed broker then rejoins."""
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic  # the stubs do not mark admin's re-export
 
     topic = f"failover-{uuid.uuid4().hex[:10]}"
-    admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
-    # Learn the cluster first, as KafkaBus.ensure_topics does. Sent straight away, the
-    # CreateTopics failed once (a local run of the whole suite) with "Broker handle destroyed
-    # without termination", as if the bootstrap connection it went out on had been replaced
-    # by the connections to the brokers the first metadata named.
-    await asyncio.to_thread(admin.list_topics, timeout=30)
-    created = admin.create_topics(
-        [NewTopic(topic, num_partitions=1, replication_factor=3)], operation_timeout=30
-    )
-    await asyncio.to_thread(created[topic].result, 30)
+    # stoker's own topic creation. Its CreateTopics once failed on this cluster with "Broker
+    # handle destroyed without termination" (the bootstrap connection it went out on was
+    # replaced by those to the brokers the metadata named); it now sends it again.
+    bus = KafkaBus(kafka_cluster.bootstrap, partitions=1, replication=3)
+    await bus.ensure_topics([topic])
+    await bus.close()
 
     producer = Producer(
         {

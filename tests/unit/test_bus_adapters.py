@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 import structlog
+from confluent_kafka import KafkaError, KafkaException
 
 from stoker.adapters.bus import KafkaBus, SqliteLogBus, partition_for
-from stoker.core.errors import InfrastructureUnavailable
+from stoker.adapters.bus.kafka import retry_transient
+from stoker.core.errors import InfrastructureUnavailable, StokerError
 from stoker.ports.bus import BusRecord
 
 PUBLISHER = textwrap.dedent(
@@ -117,3 +119,46 @@ async def test_kafka_start_retries_an_unreachable_broker_then_gives_up() -> None
     assert len(retries) >= 2
     assert [e["attempt"] for e in retries] == list(range(1, len(retries) + 1))
     await bus.close()
+
+
+class _FailingFirst:
+    """A librdkafka call that fails with `codes`, one per call, then answers."""
+
+    def __init__(self, *codes: int) -> None:
+        self.codes = list(codes)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.codes:
+            code = self.codes.pop(0)
+            raise KafkaException(KafkaError(code, "broker said no"))
+        return "done"
+
+
+async def test_a_transient_kafka_failure_is_retried_and_a_lasting_one_is_translated() -> None:
+    """A request lost with its broker handle (as the admin client's CreateTopics was once,
+    when the bootstrap connection was replaced) is sent again after a backoff; an error
+    that is not transient comes out as a StokerError at once."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    lost_twice = _FailingFirst(KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT)
+    with structlog.testing.capture_logs() as logs:
+        assert await retry_transient(lost_twice, "ensure_topics", 30, sleep=sleep) == "done"
+    assert lost_twice.calls == 3
+    assert waits == [0.2, 0.4]
+    assert [e["attempt"] for e in logs if e["event"] == "kafka request failed; retrying"] == [1, 2]
+
+    refused = _FailingFirst(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    with pytest.raises(StokerError, match="ensure_topics failed") as caught:
+        await retry_transient(refused, "ensure_topics", 30, sleep=sleep)
+    assert not isinstance(caught.value, InfrastructureUnavailable)
+    assert refused.calls == 1
+
+    always_lost = _FailingFirst(*[KafkaError._DESTROY_BROKER] * 100)
+    with pytest.raises(InfrastructureUnavailable, match="_DESTROY_BROKER"):
+        await retry_transient(always_lost, "ensure_topics", 0.0, sleep=sleep)
+    assert always_lost.calls == 1

@@ -76,6 +76,9 @@ _TRANSIENT = frozenset(
         KafkaError._RESOLVE,
         KafkaError.REQUEST_TIMED_OUT,
         KafkaError.NETWORK_EXCEPTION,
+        # A request in flight on a broker handle librdkafka replaced: the admin client, once
+        # the first metadata names the brokers, can drop the bootstrap connection under it.
+        KafkaError._DESTROY_BROKER,
     }
 )
 # A commit the group refused because it moved on: the records are delivered again.
@@ -93,9 +96,46 @@ def translate(error: KafkaError | KafkaException, doing: str) -> StokerError:
     """The stoker error for a librdkafka one; retriability comes from librdkafka's flags."""
     err = _error_of(error)
     message = f"kafka {doing} failed: {err.name()}: {err.str()}"
-    if err.retriable() or err.code() in _TRANSIENT:
+    if _transient(err):
         return InfrastructureUnavailable(message)
     return StokerError(message)
+
+
+def _transient(err: KafkaError) -> bool:
+    return bool(err.retriable()) or err.code() in _TRANSIENT
+
+
+async def retry_transient(
+    call: Callable[[], T],
+    doing: str,
+    timeout_s: float,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """`call()` on a thread, called again with backoff while it fails with a transient
+    librdkafka error and `timeout_s` has not passed; one log line per retry. Only for calls
+    that may be repeated (creating topics that may exist already). Other errors, and the
+    last transient one, come out translated."""
+    deadline = time.monotonic() + timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await asyncio.to_thread(call)
+        except KafkaException as exc:
+            err = _error_of(exc)
+            remaining = deadline - time.monotonic()
+            if not _transient(err) or remaining <= 0:
+                raise translate(exc, doing) from exc
+            delay = min(0.2 * 2 ** (attempt - 1), 5.0, remaining)
+            log.warning(
+                "kafka request failed; retrying",
+                doing=doing,
+                attempt=attempt,
+                retry_in_s=round(delay, 2),
+                error=err.str(),
+            )
+            await sleep(delay)
 
 
 def _error_of(error: KafkaError | KafkaException) -> KafkaError:
@@ -228,15 +268,17 @@ class KafkaBus:
                 try:
                     future.result()
                 except KafkaException as exc:
+                    err = _error_of(exc)
                     # Another process may have created it a moment ago: that is success too.
-                    if _error_of(exc).code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                        raise translate(exc, f"create topic {name}") from exc
+                    if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        named = f"topic {name}: {err.str()}"
+                        raise KafkaException(
+                            KafkaError(err.code(), named, retriable=err.retriable())
+                        ) from exc
             return missing
 
-        try:
-            created = await asyncio.to_thread(create)
-        except KafkaException as exc:
-            raise translate(exc, "ensure_topics") from exc
+        # Listing first makes a repeated call create only what is still missing.
+        created = await retry_transient(create, "ensure_topics", self.connect_timeout_s)
         if created:
             log.info("topics created", topics=created, partitions=self.partitions)
 
