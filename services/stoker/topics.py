@@ -8,7 +8,7 @@ SUBMISSIONS: Final = "stoker.jobs.submitted"
 """JobSubmitted in: any Kafka client may produce here."""
 
 LIFECYCLE: Final = "stoker.jobs.lifecycle"
-"""Every internal transition (JobLaunched, JobStatusChanged, JobRetryScheduled)."""
+"""Every internal transition (JobStatusChanged, JobRetryScheduled, JobAttemptFailed)."""
 
 COMPLETED: Final = "stoker.jobs.completed"
 FAILED: Final = "stoker.jobs.failed"

@@ -16,7 +16,7 @@ from stoker.core.errors import EventRejected, InfrastructureUnavailable
 from stoker.core.events import (
     CloudEvent,
     DeadLetter,
-    JobLaunched,
+    JobRetryScheduled,
     JobStatusChanged,
     decode_event,
 )
@@ -232,15 +232,15 @@ async def test_a_consumer_of_some_types_passes_over_the_others_and_commits_them(
     ones, are passed over unvalidated and committed; an invalid wanted event and an
     unknown type are still dead-lettered."""
     bus = MemoryBus()
-    launched = JobLaunched(
-        job_id="job-1", attempt=1, training_job_name="job-1-a1", instance_type="ml.m5.large"
+    retry = JobRetryScheduled(
+        job_id="job-1", attempt=1, next_attempt_at=FakeClock().now(), reason="CapacityError"
     )
     wanted = event("job-1", 0)
-    broken_unwanted = orjson.loads(CloudEvent.wrap(launched, time=FakeClock().now()).to_json())
+    broken_unwanted = orjson.loads(CloudEvent.wrap(retry, time=FakeClock().now()).to_json())
     broken_unwanted["data"]["attempt"] = "not a number"
     broken_wanted = orjson.loads(wanted.to_json())
     broken_wanted["data"]["version"] = 0
-    await bus.publish(TOPIC, CloudEvent.wrap(launched, time=FakeClock().now()))
+    await bus.publish(TOPIC, CloudEvent.wrap(retry, time=FakeClock().now()))
     await bus.publish(TOPIC, wanted)
     for doc in (broken_unwanted, broken_wanted, {**broken_wanted, "type": "nobody.knows"}):
         await bus.publish_raw(TOPIC, "job-1", orjson.dumps(doc))

@@ -18,7 +18,6 @@ from stoker.core.events import (
     JobAttemptFailed,
     JobCompleted,
     JobFailed,
-    JobLaunched,
     JobRetryScheduled,
     JobStatusChanged,
     JobStopped,
@@ -47,9 +46,6 @@ SPEC = JobSpec(
 
 SAMPLES = [
     JobSubmitted(spec=SPEC),
-    JobLaunched(
-        job_id="exp-1", attempt=1, training_job_name="exp-1-a1", instance_type="ml.m5.large"
-    ),
     JobStatusChanged(
         job_id="exp-1",
         owner="ana",
@@ -144,7 +140,7 @@ def test_an_event_is_serialised_once_and_a_copy_has_its_own_bytes() -> None:
         (b"[1, 2]", "decode: a CloudEvent must be a JSON object"),
         (b'{"type": "x.y.v1"}', "unknown-type: 'x.y.v1'"),
         (
-            b'{"type": "stoker.job.launched.v1", "data": {"job_id": "j", "attempt": 0}}',
+            b'{"type": "stoker.job.attempt-failed.v1", "data": {"job_id": "j", "attempt": 0}}',
             "schema: attempt: Input should be greater than or equal to 1",
         ),
     ],

@@ -6,10 +6,15 @@ from datetime import UTC, datetime
 
 from stoker.adapters.bus.memory import MemoryBus
 from stoker.bus.prefixed import PrefixedBus
-from stoker.core.events import CloudEvent, JobLaunched
+from stoker.core.events import CloudEvent, JobRetryScheduled
 
 EVENT = CloudEvent.wrap(
-    JobLaunched(job_id="j", attempt=1, training_job_name="j-1", instance_type="ml.m5.large"),
+    JobRetryScheduled(
+        job_id="j",
+        attempt=1,
+        next_attempt_at=datetime(2026, 1, 1, 0, 5, tzinfo=UTC),
+        reason="CapacityError",
+    ),
     time=datetime(2026, 1, 1, tzinfo=UTC),
 )
 

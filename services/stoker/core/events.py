@@ -48,16 +48,6 @@ class JobSubmitted(EventData):
         return self.spec.job_id or f"owner:{self.spec.owner}"
 
 
-class JobLaunched(EventData):
-    TYPE = "stoker.job.launched.v1"
-    SCHEMA_NAME = "job-launched"
-    job_id: str
-    attempt: int = Field(ge=1)
-    training_job_name: str = Field(max_length=63)
-    training_job_arn: str | None = None
-    instance_type: str
-
-
 class JobStatusChanged(EventData):
     TYPE = "stoker.job.status-changed.v1"
     SCHEMA_NAME = "job-status-changed"
@@ -158,7 +148,6 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     cls.TYPE: cls
     for cls in (
         JobSubmitted,
-        JobLaunched,
         JobStatusChanged,
         JobRetryScheduled,
         JobAttemptFailed,

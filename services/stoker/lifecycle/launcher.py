@@ -22,11 +22,10 @@ from stoker.adapters.training.naming import training_job_name
 from stoker.aio import stop_requested
 from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, StokerError, VersionConflict
-from stoker.core.events import CloudEvent, EventData, JobLaunched, JobStatusChanged
+from stoker.core.events import CloudEvent, EventData, JobStatusChanged
 from stoker.core.job import TERMINAL_STATUSES, JobChange, JobRecord, JobStatus
 from stoker.core.retry import RetryPolicy
 from stoker.lifecycle.admission import AdmissionControl, Admitted
-from stoker.lifecycle.outbox_events import extra
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
 from stoker.ports.store import all_jobs
@@ -253,15 +252,9 @@ class Launcher:
         await self._record_launched(job, launch, arn)
 
     async def _record_launched(self, job: JobRecord, launch: _Attempt, arn: str | None) -> None:
-        """The job -> Launched, with JobLaunched for the monitor. A job that moved meanwhile
-        (a stop) may leave the training job just created without an owner."""
-        launched = JobLaunched(
-            job_id=job.job_id,
-            attempt=launch.attempt,
-            training_job_name=launch.training_job_name,
-            training_job_arn=arn,
-            instance_type=launch.instance_type,
-        )
+        """The job -> Launched; the monitor follows the attempt from that status change
+        (ADR 0012). A job that moved meanwhile (a stop) may leave the training job just
+        created without an owner."""
         details: dict[str, Any] = launch.details()
         if arn:
             details["training_job_arn"] = arn
@@ -273,8 +266,7 @@ class Launcher:
             details=details,
         )
         try:
-            # Named and timed after the Launched record, as the transition's own event.
-            await self._t.move(job, change, lambda after: extra(launched, after))
+            await self._t.move(job, change)
         except VersionConflict:
             await self._stop_if_orphaned(job, launch.training_job_name)
 

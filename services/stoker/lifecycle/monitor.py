@@ -27,7 +27,6 @@ from stoker.core.events import (
     CloudEvent,
     EventData,
     JobAttemptFailed,
-    JobLaunched,
     JobStatusChanged,
 )
 from stoker.core.job import (
@@ -133,12 +132,13 @@ class _FollowedJobs:
 
 
 class Monitor:
-    WANTED: ClassVar[frozenset[type[EventData]]] = frozenset({JobLaunched, JobStatusChanged})
+    WANTED: ClassVar[frozenset[type[EventData]]] = frozenset({JobStatusChanged})
     """The lifecycle events `on_event` acts on; its consumer passes over the others."""
     WANTED_STATUSES: ClassVar[frozenset[str]] = frozenset(
-        {JobStatus.STOPPING, JobStatus.RETRY_SCHEDULED, *TERMINAL_STATUSES}
+        {JobStatus.LAUNCHED, JobStatus.STOPPING, JobStatus.RETRY_SCHEDULED, *TERMINAL_STATUSES}
     )
-    """The status changes `on_event` acts on: stops to send, and attempts that ended."""
+    """The status changes `on_event` acts on: attempts to follow, stops to send, and
+    attempts that ended."""
 
     def __init__(
         self,
@@ -157,7 +157,7 @@ class Monitor:
         self._bucket = TokenBucket(clock, self._config.api_rate_per_s, self._config.api_burst)
         self._sleep = sleep
         self._followed = _FollowedJobs()
-        # Latest listed status of names not followed (yet): a JobLaunched event that arrives
+        # Latest listed status of names not followed (yet): a Launched event that arrives
         # after its job's last change was listed finds the change here, not in a later pass.
         self._unfollowed: dict[str, TrainingJobStatus] = {}
         # Names of the attempt a job stopped while queued would have made next: a launcher
@@ -166,7 +166,7 @@ class Monitor:
         # already (`_unfollowed`) and against the next listing, then forgotten.
         self._stop_if_running: set[str] = set()
         self._orphans: list[str] = []
-        # Jobs that ended, newest last (bounded like `_unfollowed`): a copy of a JobLaunched
+        # Jobs that ended, newest last (bounded like `_unfollowed`): a copy of a Launched
         # event that the outbox relay republished after the end would make the monitor
         # follow a name that is never listed again, so nothing would unfollow it.
         self._ended: dict[str, None] = {}
@@ -187,31 +187,33 @@ class Monitor:
     async def on_event(self, event: CloudEvent, _record: BusRecord) -> None:
         """Consumer handler for the lifecycle topic: start and stop following jobs."""
         data = event.data
-        if isinstance(data, JobLaunched):
+        if not isinstance(data, JobStatusChanged):
+            return
+        if data.to_status is JobStatus.LAUNCHED:
             if data.job_id in self._ended:
                 return  # a late copy: the job has ended, and no attempt comes after an end
-            followed = _Followed(data.job_id, data.attempt)
-            self._followed.follow(data.training_job_name, followed)
-        elif isinstance(data, JobStatusChanged):
-            if data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
-                # A RetryScheduled copy can arrive late (the outbox relay republishes events
-                # whose writer was slow to mark them), after the next attempt was launched:
-                # it must not unfollow that newer attempt.
-                last = None if data.to_status.terminal else data.attempt
-                for name in self._followed.names_of(data.job_id):
-                    known = self._followed.get(name)
-                    if known is not None and (last is None or known.attempt <= last):
-                        self._followed.pop(name)
-                if data.to_status.terminal:
-                    _remember_newest(self._ended, data.job_id, None, self._config.unfollowed_memory)
-                if data.to_status is JobStatus.STOPPED and data.from_status in _QUEUED:
-                    self._watch_for_orphan(training_job_name(data.job_id, data.attempt + 1))
-            elif data.to_status is JobStatus.STOPPING:
-                job = await self._store.get(data.job_id)
-                current = job.details.get("training_job_name")
-                if isinstance(current, str):
-                    followed = self._followed.follow(current, _Followed(job.job_id, job.attempt))
-                    followed.stop_wanted = True
+            # The launcher names every attempt this way (ADR 0012).
+            name = training_job_name(data.job_id, data.attempt)
+            self._followed.follow(name, _Followed(data.job_id, data.attempt))
+        elif data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
+            # A RetryScheduled copy can arrive late (the outbox relay republishes events
+            # whose writer was slow to mark them), after the next attempt was launched:
+            # it must not unfollow that newer attempt.
+            last = None if data.to_status.terminal else data.attempt
+            for name in self._followed.names_of(data.job_id):
+                known = self._followed.get(name)
+                if known is not None and (last is None or known.attempt <= last):
+                    self._followed.pop(name)
+            if data.to_status.terminal:
+                _remember_newest(self._ended, data.job_id, None, self._config.unfollowed_memory)
+            if data.to_status is JobStatus.STOPPED and data.from_status in _QUEUED:
+                self._watch_for_orphan(training_job_name(data.job_id, data.attempt + 1))
+        elif data.to_status is JobStatus.STOPPING:
+            job = await self._store.get(data.job_id)
+            current = job.details.get("training_job_name")
+            if isinstance(current, str):
+                followed = self._followed.follow(current, _Followed(job.job_id, job.attempt))
+                followed.stop_wanted = True
 
     async def on_state_change(self, change: StateChange, _record: BusRecord) -> None:
         """Consumer handler for forwarded SageMaker state-change events."""
@@ -237,7 +239,7 @@ class Monitor:
         await self._send_stops()
         await self._stop_orphans()
         if not self._followed and not self._stop_if_running:
-            # The window stays where it is: a job whose JobLaunched event is still on its way
+            # The window stays where it is: a job whose Launched event is still on its way
             # may end meanwhile, and the first pass that follows it must list that change.
             return 0
         started = self._clock.now()

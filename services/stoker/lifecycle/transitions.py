@@ -15,7 +15,7 @@ pipeline queued behind each other (ADR 0007). `flush` waits for what was handed 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 
 import structlog
@@ -29,8 +29,6 @@ from stoker.ports.bus import Publisher
 from stoker.ports.store import JobStore, OutboxEntry
 
 log = structlog.get_logger("stoker.lifecycle")
-
-Extra = Sequence[tuple[str, CloudEvent]] | Callable[[JobRecord], Sequence[tuple[str, CloudEvent]]]
 
 
 class Transitioner:
@@ -57,14 +55,13 @@ class Transitioner:
             self._hand_over(outbox)
         return stored, created
 
-    async def move(self, job: JobRecord, change: JobChange, extra: Extra = ()) -> JobRecord:
+    async def move(
+        self, job: JobRecord, change: JobChange, extra: Sequence[tuple[str, CloudEvent]] = ()
+    ) -> JobRecord:
         """Apply `change` to `job` if nobody moved it since it was read (VersionConflict else).
-        `extra`: more outbox events, or a function making them from the record after the
-        change (to name and time them as the transition's own)."""
+        `extra`: more outbox events, committed and published with the change."""
         after = change.apply(job)
-        outbox = status_changed(job, after, change.reason) + list(
-            extra(after) if callable(extra) else extra
-        )
+        outbox = status_changed(job, after, change.reason) + list(extra)
         stored = await self.store.transition(
             job.job_id, change, expected_version=job.version, outbox=outbox, current=job
         )

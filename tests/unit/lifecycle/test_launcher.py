@@ -9,7 +9,7 @@ import pytest
 from stoker import topics
 from stoker.adapters.training.naming import training_job_name
 from stoker.core.errors import InfrastructureUnavailable
-from stoker.core.events import JobLaunched, decode_event
+from stoker.core.events import JobStatusChanged, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.lifecycle.jobs import parse_spec
 from stoker.lifecycle.launcher import Launcher, LauncherConfig, build_request
@@ -51,12 +51,15 @@ async def test_new_job_is_launched_with_a_name_from_id_and_attempt(world: World)
     (request,) = world.backend.requests
     assert request["TrainingJobName"] == name
     assert request["CheckpointConfig"] == {"S3Uri": "s3://bucket/ckpt/job-1"}
-    # JobLaunched is named and timed after the Launched record, as its transition's events.
+    # One event per change: the monitor follows the attempt from the Launched one (ADR 0012).
     await world.transitioner.flush()
     source = world.bus.source("test", [topics.LIFECYCLE])
-    events = [decode_event(r.value) for r in await source.fetch(100, 0.1)]
-    (launched,) = [e for e in events if isinstance(e.data, JobLaunched)]
-    assert (launched.id, launched.time) == (f"job-1:{job.version}:job-launched", job.updated_at)
+    events = [decode_event(r.value).data for r in await source.fetch(100, 0.1)]
+    assert all(isinstance(e, JobStatusChanged) for e in events)
+    assert [(e.to_status, e.attempt) for e in events if isinstance(e, JobStatusChanged)] == [
+        (JobStatus.NEW, 0),
+        (JobStatus.LAUNCHED, 1),
+    ]
 
 
 async def test_throttling_and_quota_errors_back_off_then_launch(world: World) -> None:

@@ -5,9 +5,10 @@ ended jobs applied concurrently. Each case is one the end-to-end runs hit."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from stoker.adapters.training.naming import training_job_name
-from stoker.core.events import CloudEvent, JobLaunched, JobStatusChanged
+from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobStatus
 from stoker.lifecycle.jobs import parse_spec
 from stoker.lifecycle.launcher import Launcher, build_request
@@ -40,19 +41,26 @@ async def _launch(world: World, *job_ids: str) -> Monitor:
     return Monitor(world.transitioner, world.backend, world.clock, config, sleep=world.sleep)
 
 
+def _launched(job_id: str, attempt: int, version: int = 2) -> CloudEvent:
+    """The Launched status change the monitor follows an attempt from."""
+    launched = JobStatusChanged(
+        job_id=job_id,
+        owner="ana",
+        version=version,
+        from_status=JobStatus.NEW,
+        to_status=JobStatus.LAUNCHED,
+        attempt=attempt,
+    )
+    return CloudEvent.wrap(launched, time=datetime(2026, 1, 1, tzinfo=UTC))
+
+
 async def _follow(world: World, monitor: Monitor, job_id: str) -> None:
     job = await world.store.get(job_id)
-    launched = JobLaunched(
-        job_id=job_id,
-        attempt=job.attempt,
-        training_job_name=job.details["training_job_name"],
-        instance_type="ml.m5.large",
-    )
-    await monitor.on_event(CloudEvent.wrap(launched, time=world.clock.now()), RECORD)
+    await monitor.on_event(_launched(job_id, job.attempt, job.version), RECORD)
 
 
 async def test_job_that_ended_before_it_was_followed_is_finished(world: World) -> None:
-    """Job a ends and is listed while only b is followed; its JobLaunched comes a minute
+    """Job a ends and is listed while only b is followed; its Launched event comes a minute
     later; the next pass completes it from what the earlier listing showed."""
     monitor = await _launch(world, "a", "b")
     await _follow(world, monitor, "b")
@@ -73,7 +81,7 @@ async def test_job_that_ended_before_it_was_followed_is_finished(world: World) -
 
 async def test_window_does_not_move_while_nothing_is_followed(world: World) -> None:
     """With nothing followed the monitor skips listing, but a job that ends meanwhile is
-    still found by the first pass after its JobLaunched event arrives."""
+    still found by the first pass after its Launched event arrives."""
     monitor = await _launch(world, "a")
     await monitor.poll_once()
     world.clock.advance(1)
@@ -95,10 +103,7 @@ async def test_late_retry_scheduled_copy_does_not_unfollow_the_next_attempt(
     (republished by the outbox relay) leaves attempt 2 followed; attempt 2's own
     RetryScheduled unfollows it."""
     monitor = await _launch(world, "a")
-    second = JobLaunched(
-        job_id="a", attempt=2, training_job_name="a-2", instance_type="ml.m5.large"
-    )
-    await monitor.on_event(CloudEvent.wrap(second, time=world.clock.now()), RECORD)
+    await monitor.on_event(_launched("a", attempt=2, version=4), RECORD)
     first_retry = JobStatusChanged(
         job_id="a",
         owner="ana",
@@ -115,8 +120,8 @@ async def test_late_retry_scheduled_copy_does_not_unfollow_the_next_attempt(
     assert monitor.followed == 0
 
 
-async def test_a_late_job_launched_copy_after_the_end_is_not_followed(world: World) -> None:
-    """A copy of JobLaunched that the outbox relay republished after the job's end arrives
+async def test_a_late_launched_copy_after_the_end_is_not_followed(world: World) -> None:
+    """A copy of the Launched event that the outbox relay republished after the job's end arrives
     after the terminal event: the monitor does not follow that name again (it would never
     be listed again, so nothing would unfollow it)."""
     monitor = await _launch(world, "a")

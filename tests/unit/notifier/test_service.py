@@ -15,7 +15,7 @@ from stoker.adapters.bus.memory import MemoryBus
 from stoker.adapters.store.memory import MemoryJobStore
 from stoker.core.clock import FakeClock
 from stoker.core.errors import InfrastructureUnavailable
-from stoker.core.events import CloudEvent, JobLaunched, NotificationSent, decode_event
+from stoker.core.events import CloudEvent, JobStatusChanged, NotificationSent, decode_event
 from stoker.core.job import JobStatus
 from stoker.notifier.channels import Channel, DeliveryDeferred, DeliveryRejected
 from stoker.notifier.config import NotifySettings
@@ -116,8 +116,13 @@ async def test_a_second_event_for_the_same_transition_is_not_a_second_message() 
 async def test_non_terminal_events_are_ignored() -> None:
     """Intermediate events (launches, retries) never produce a notification."""
     rig = Rig()
-    launched = JobLaunched(
-        job_id="j1", attempt=1, training_job_name="j1-1", instance_type="ml.m5.large"
+    launched = JobStatusChanged(
+        job_id="j1",
+        owner="ana",
+        version=2,
+        from_status=JobStatus.NEW,
+        to_status=JobStatus.LAUNCHED,
+        attempt=1,
     )
     await rig.deliver((topics.LIFECYCLE, CloudEvent.wrap(launched, time=T0)))
     await rig.flush()
