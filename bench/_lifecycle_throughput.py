@@ -36,6 +36,8 @@ from queue import Empty
 from typing import Any
 
 from botocore.exceptions import ClientError
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from _lifecycle_backend import simulated_sagemaker
 from _lifecycle_stats import JobTimes, job_times
@@ -236,6 +238,7 @@ async def run_throughput(
             layout_run = _in_one_process if plan.processes == 1 else _in_two_processes
             figures = await layout_run(bench)
         finally:
+            await _drop_topics(plan.kafka_bootstrap, settings.topic_prefix)
             if plan.store == "dynamodb":
                 await _drop_table(settings, layout.job_table_name(run))
     result.api_calls = figures["requests"]
@@ -450,6 +453,25 @@ async def _histories(
 
     await asyncio.gather(*(one(i) for i in ids))
     return out
+
+
+async def _drop_topics(bootstrap: str, prefix: str) -> None:
+    """Give the run's topics back: a development broker otherwise keeps every run's (one
+    morning of runs left 480 topics with 3,890 partitions)."""
+
+    def drop() -> None:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        listed = admin.list_topics(timeout=30).topics
+        names = [name for name in listed if name.startswith(prefix)]
+        if not names:
+            return
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            with contextlib.suppress(KafkaException):  # gone already: nothing to give back
+                future.result()
+
+    # A broker that cannot be reached now must not hide why the run ended.
+    with contextlib.suppress(KafkaException):
+        await asyncio.to_thread(drop)
 
 
 async def _drop_table(settings: Settings, table: str) -> None:
