@@ -66,14 +66,16 @@ class MonitorConfig:
     lookback_s: overlap between passes so a change stamped during the previous call is not
     missed. api_rate_per_s / api_burst: the token bucket for every SageMaker call.
     unfollowed_memory: listed names not yet followed whose status is kept (newest win).
-    max_concurrent_observations: observed changes applied at once within a pass."""
+    max_concurrent_observations: observed changes applied at once within a pass; as many as
+    the SQLite store writes in one group, so a pass of many ends takes few write turns
+    (with 64, ended jobs waited about 1.5 times as long in `bench/lifecycle.py` (a))."""
 
     poll_interval_s: float = 60.0
     lookback_s: float = 5.0
     api_rate_per_s: float = 2.0
     api_burst: float = 2.0
     unfollowed_memory: int = 10_000
-    max_concurrent_observations: int = 64
+    max_concurrent_observations: int = 256
 
 
 @dataclass
