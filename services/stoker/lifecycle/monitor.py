@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -168,10 +169,11 @@ class Monitor:
         # already (`_unfollowed`) and against the next listing, then forgotten.
         self._stop_if_running: set[str] = set()
         self._orphans: list[str] = []
-        # Jobs that ended, newest last (bounded like `_unfollowed`): a copy of a Launched
-        # event that the outbox relay republished after the end would make the monitor
-        # follow a name that is never listed again, so nothing would unfollow it.
-        self._ended: dict[str, None] = {}
+        # The last attempt of each job known to have ended (infinity once the job ended),
+        # newest last, bounded like `_unfollowed`: a copy of a Launched event that the
+        # outbox relay republished after its attempt ended would make the monitor follow a
+        # name that is never listed again, so nothing would unfollow it.
+        self._ended: dict[str, float] = {}
         self._last_pass: datetime | None = None
 
     @property
@@ -192,8 +194,8 @@ class Monitor:
         if not isinstance(data, JobStatusChanged):
             return
         if data.to_status is JobStatus.LAUNCHED:
-            if data.job_id in self._ended:
-                return  # a late copy: the job has ended, and no attempt comes after an end
+            if data.attempt <= self._ended.get(data.job_id, 0):
+                return  # a late copy: that attempt (or the whole job) has ended
             # The launcher names every attempt this way (ADR 0012).
             name = training_job_name(data.job_id, data.attempt)
             self._followed.follow(name, _Followed(data.job_id, data.attempt))
@@ -206,8 +208,9 @@ class Monitor:
                 known = self._followed.get(name)
                 if known is not None and (last is None or known.attempt <= last):
                     self._followed.pop(name)
-            if data.to_status.terminal:
-                _remember_newest(self._ended, data.job_id, None, self._config.unfollowed_memory)
+            ended = math.inf if data.to_status.terminal else data.attempt
+            ended = max(ended, self._ended.get(data.job_id, 0))  # copies arrive out of order
+            _remember_newest(self._ended, data.job_id, ended, self._config.unfollowed_memory)
             if data.to_status is JobStatus.STOPPED and data.from_status in _QUEUED:
                 self._watch_for_orphan(training_job_name(data.job_id, data.attempt + 1))
         elif data.to_status is JobStatus.STOPPING:

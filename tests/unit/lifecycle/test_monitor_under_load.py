@@ -142,6 +142,32 @@ async def test_a_late_launched_copy_after_the_end_is_not_followed(world: World) 
     assert monitor.followed == 0
 
 
+async def test_a_late_launched_copy_after_its_attempts_retry_is_not_followed(
+    world: World,
+) -> None:
+    """A copy of attempt 1's Launched event republished after attempt 1 failed and its retry
+    was scheduled is not followed again (that training job has ended and drops out of the
+    listings); attempt 2's Launched event is, even after a late copy of the older retry."""
+    monitor = await _launch(world, "a")
+    await monitor.on_event(_launched("a", attempt=1), RECORD)
+    retry = JobStatusChanged(
+        job_id="a",
+        owner="ana",
+        version=3,
+        from_status=JobStatus.LAUNCHED,
+        to_status=JobStatus.RETRY_SCHEDULED,
+        attempt=1,
+        reason="CapacityError",
+    )
+    await monitor.on_event(CloudEvent.wrap(retry, time=world.clock.now()), RECORD)
+    assert monitor.followed == 0
+    await monitor.on_event(_launched("a", attempt=1), RECORD)  # the relay's copy
+    assert monitor.followed == 0
+    await monitor.on_event(_launched("a", attempt=2, version=4), RECORD)
+    await monitor.on_event(CloudEvent.wrap(retry, time=world.clock.now()), RECORD)
+    assert monitor.followed == 1
+
+
 class CountingStore:
     """The memory store, counting `get` calls (a fake wrapping a fake, no patching)."""
 
