@@ -6,14 +6,13 @@ back empty writes whatever is pending, so a quiet consumer never sits on handled
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from stoker.adapters.bus.kafka import KafkaBus
+from stoker.adapters.bus.kafka import KafkaBus, retry_transient
 from stoker.ports.bus import BusRecord
 
 pytestmark = pytest.mark.integration
@@ -33,7 +32,11 @@ def _committed_now(bootstrap: str, group: str, topic: str) -> int | None:
 
 
 async def _committed(bootstrap: str, group: str, topic: str) -> int | None:
-    return await asyncio.to_thread(_committed_now, bootstrap, group, topic)
+    # A fresh admin client's first request can be lost with its bootstrap connection
+    # (see KafkaBus.ensure_topics): asked again then, as stoker's own admin calls are.
+    return await retry_transient(
+        lambda: _committed_now(bootstrap, group, topic), "list group offsets", 30
+    )
 
 
 async def test_positions_wait_for_the_interval_and_are_written_when_idle(
