@@ -41,17 +41,31 @@ async def _launch(world: World, *job_ids: str) -> Monitor:
     return Monitor(world.transitioner, world.backend, world.clock, config, sleep=world.sleep)
 
 
-def _launched(job_id: str, attempt: int, version: int = 2) -> CloudEvent:
-    """The Launched status change the monitor follows an attempt from."""
-    launched = JobStatusChanged(
+def _changed(
+    job_id: str,
+    to_status: JobStatus,
+    *,
+    attempt: int,
+    version: int,
+    from_status: JobStatus = JobStatus.LAUNCHED,
+) -> CloudEvent:
+    """A status change of job `job_id` as the lifecycle topic carries it."""
+    changed = JobStatusChanged(
         job_id=job_id,
         owner="ana",
         version=version,
-        from_status=JobStatus.NEW,
-        to_status=JobStatus.LAUNCHED,
+        from_status=from_status,
+        to_status=to_status,
         attempt=attempt,
     )
-    return CloudEvent.wrap(launched, time=datetime(2026, 1, 1, tzinfo=UTC))
+    return CloudEvent.wrap(changed, time=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def _launched(job_id: str, attempt: int, version: int = 2) -> CloudEvent:
+    """The Launched status change the monitor follows an attempt from."""
+    return _changed(
+        job_id, JobStatus.LAUNCHED, attempt=attempt, version=version, from_status=JobStatus.NEW
+    )
 
 
 async def _follow(world: World, monitor: Monitor, job_id: str) -> None:
@@ -104,19 +118,11 @@ async def test_late_retry_scheduled_copy_does_not_unfollow_the_next_attempt(
     RetryScheduled unfollows it."""
     monitor = await _launch(world, "a")
     await monitor.on_event(_launched("a", attempt=2, version=4), RECORD)
-    first_retry = JobStatusChanged(
-        job_id="a",
-        owner="ana",
-        version=5,
-        from_status=JobStatus.LAUNCHED,
-        to_status=JobStatus.RETRY_SCHEDULED,
-        attempt=1,
-        reason="CapacityError",
-    )
-    await monitor.on_event(CloudEvent.wrap(first_retry, time=world.clock.now()), RECORD)
+    first_retry = _changed("a", JobStatus.RETRY_SCHEDULED, attempt=1, version=5)
+    await monitor.on_event(first_retry, RECORD)
     assert monitor.followed == 1, "attempt 1's late event unfollowed attempt 2"
-    second_retry = first_retry.model_copy(update={"version": 9, "attempt": 2})
-    await monitor.on_event(CloudEvent.wrap(second_retry, time=world.clock.now()), RECORD)
+    second_retry = _changed("a", JobStatus.RETRY_SCHEDULED, attempt=2, version=9)
+    await monitor.on_event(second_retry, RECORD)
     assert monitor.followed == 0
 
 
@@ -128,15 +134,8 @@ async def test_a_late_launched_copy_after_the_end_is_not_followed(world: World) 
     await _follow(world, monitor, "a")
     assert monitor.followed == 1
     job = await world.store.get("a")
-    ended = JobStatusChanged(
-        job_id="a",
-        owner="ana",
-        version=job.version + 1,
-        from_status=JobStatus.LAUNCHED,
-        to_status=JobStatus.COMPLETED,
-        attempt=job.attempt,
-    )
-    await monitor.on_event(CloudEvent.wrap(ended, time=world.clock.now()), RECORD)
+    ended = _changed("a", JobStatus.COMPLETED, attempt=job.attempt, version=job.version + 1)
+    await monitor.on_event(ended, RECORD)
     assert monitor.followed == 0
     await _follow(world, monitor, "a")  # the relay's copy
     assert monitor.followed == 0
@@ -150,21 +149,13 @@ async def test_a_late_launched_copy_after_its_attempts_retry_is_not_followed(
     listings); attempt 2's Launched event is, even after a late copy of the older retry."""
     monitor = await _launch(world, "a")
     await monitor.on_event(_launched("a", attempt=1), RECORD)
-    retry = JobStatusChanged(
-        job_id="a",
-        owner="ana",
-        version=3,
-        from_status=JobStatus.LAUNCHED,
-        to_status=JobStatus.RETRY_SCHEDULED,
-        attempt=1,
-        reason="CapacityError",
-    )
-    await monitor.on_event(CloudEvent.wrap(retry, time=world.clock.now()), RECORD)
+    retry = _changed("a", JobStatus.RETRY_SCHEDULED, attempt=1, version=3)
+    await monitor.on_event(retry, RECORD)
     assert monitor.followed == 0
     await monitor.on_event(_launched("a", attempt=1), RECORD)  # the relay's copy
     assert monitor.followed == 0
     await monitor.on_event(_launched("a", attempt=2, version=4), RECORD)
-    await monitor.on_event(CloudEvent.wrap(retry, time=world.clock.now()), RECORD)
+    await monitor.on_event(retry, RECORD)
     assert monitor.followed == 1
 
 

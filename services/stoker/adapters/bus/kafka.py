@@ -49,6 +49,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from stoker.core.errors import InfrastructureUnavailable, StokerError
 from stoker.core.events import CloudEvent
+from stoker.core.retry import RetryPolicy
 from stoker.ports.bus import BusRecord
 from stoker.ports.bus import TopicPartition as Position
 from stoker.settings import Settings, load_settings
@@ -65,6 +66,8 @@ T = TypeVar("T")
 
 _DELIVERY_POLL_S = 0.05
 """How long the delivery thread waits for reports before checking whether it should stop."""
+_BROKER_BACKOFF = RetryPolicy(initial_delay_s=0.2, multiplier=2, max_delay_s=5.0, jitter=0)
+"""Waits between tries of a broker that does not answer, within the connect timeout."""
 _CLOSE_FLUSH_S = 30.0
 """Longest `close` waits for records still on their way to the broker."""
 _TRANSIENT = frozenset(
@@ -127,7 +130,7 @@ async def retry_transient(
             remaining = deadline - time.monotonic()
             if not _transient(err) or remaining <= 0:
                 raise translate(exc, doing) from exc
-            delay = min(0.2 * 2 ** (attempt - 1), 5.0, remaining)
+            delay = min(_BROKER_BACKOFF.delay_s(attempt), remaining)
             log.warning(
                 "kafka request failed; retrying",
                 doing=doing,
@@ -336,7 +339,7 @@ class KafkaBus:
                         f"kafka {what}: broker {self.bootstrap} unreachable after {attempt}"
                         f" attempts in {self.connect_timeout_s:.0f} s: {_error_of(exc).str()}"
                     ) from exc
-                delay = min(0.2 * 2 ** (attempt - 1), 5.0, remaining)
+                delay = min(_BROKER_BACKOFF.delay_s(attempt), remaining)
                 log.warning(
                     "kafka unreachable; retrying",
                     client=what,
