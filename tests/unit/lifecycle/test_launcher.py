@@ -253,6 +253,22 @@ async def test_a_throttled_stop_of_such_a_training_job_is_retried(world: World) 
     assert backend.stopped == [training_job_name("job-1", 1)]
 
 
+async def test_a_stop_that_stays_throttled_is_given_up_after_eight_calls(world: World) -> None:
+    """The retries are bounded: the job's record is final either way, and the training job
+    ends at its MaxRuntimeInSeconds."""
+    backend = _StoppedDuringCreate(world, refusals=0)
+    backend.fail_next("StopTrainingJob", *[Throttled("slow down")] * 20)
+    await world.jobs.submit(parse_spec(spec()))
+    launcher = Launcher(
+        world.transitioner, backend, world.clock, LauncherConfig(), sleep=world.sleep
+    )
+    await launcher.recover()
+    await launcher.drain()
+    assert backend.calls["StopTrainingJob"] == 8
+    assert backend.stopped == []
+    assert (await world.store.get("job-1")).status is JobStatus.STOPPED
+
+
 async def test_caps_hold_jobs_until_slots_free(world: World) -> None:
     """With a cap of 1 only one job launches; the other stays New until the first ends."""
     for job_id in ("a", "b"):
