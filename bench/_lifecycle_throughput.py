@@ -45,7 +45,7 @@ from stoker import topics
 from stoker.adapters.aws import AwsClients
 from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
 from stoker.adapters.store import layout
-from stoker.bus.consumer import Consumer
+from stoker.bus.consumer import BACKGROUND, Consumer
 from stoker.core.errors import StokerError
 from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped
 from stoker.core.spec import JobSpec
@@ -361,8 +361,13 @@ async def _run(
     plan, run, result, on_progress = bench.plan, bench.run, bench.result, bench.on_progress
     watch = TerminalWatch()
     stop = asyncio.Event()
+    # Figures come from the store: the watcher only counts ends, so it may fetch lazily.
     watcher = Consumer.for_events(
-        rt.bus, "bench-terminal", [topics.COMPLETED, topics.FAILED, topics.STOPPED], watch.handle
+        rt.bus,
+        "bench-terminal",
+        [topics.COMPLETED, topics.FAILED, topics.STOPPED],
+        watch.handle,
+        config=BACKGROUND,
     )
     tasks = [services, asyncio.create_task(watcher.run(stop))]
     service = JobService(rt.transitioner(), rt.clock)

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
         le=10_000,
         description="longest the broker holds a fetch waiting for kafka_fetch_min_bytes",
     )
+    kafka_background_fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="the same for consumers off the launch path (monitor, retrier, notifier): "
+        "fewer, fuller fetches",
+    )
     kafka_fetch_min_bytes: int = Field(
         default=16_384, ge=1, description="bytes a fetch waits for (up to the max wait)"
     )

@@ -16,6 +16,7 @@ from stoker.adapters.bus import KafkaBus, SqliteLogBus, partition_for
 from stoker.adapters.bus.kafka import retry_transient
 from stoker.core.errors import InfrastructureUnavailable, StokerError
 from stoker.ports.bus import BusRecord
+from stoker.settings import Settings
 
 PUBLISHER = textwrap.dedent(
     """
@@ -101,6 +102,19 @@ async def test_sqlite_log_that_cannot_open_its_file_raises_a_stoker_error(tmp_pa
     with pytest.raises(InfrastructureUnavailable, match="unable to open database file"):
         await bus.start()
     await bus.close()
+
+
+def test_a_background_kafka_member_lets_the_broker_hold_its_fetches_longer() -> None:
+    """Each member's consumer gets the wait of its kind; the defaults come from Settings."""
+    bus = KafkaBus("127.0.0.1:1", fetch_max_wait_ms=7, background_fetch_max_wait_ms=70)
+    assert bus.source("eager", ["t"]).consumer_config()["fetch.wait.max.ms"] == 7
+    assert bus.source("lazy", ["t"], background=True).consumer_config()["fetch.wait.max.ms"] == 70
+    settings = Settings(kafka_fetch_max_wait_ms=3, kafka_background_fetch_max_wait_ms=300)
+    configured = KafkaBus("127.0.0.1:1", settings=settings)
+    assert configured.source("eager", ["t"]).consumer_config()["fetch.wait.max.ms"] == 3
+    lazy = configured.source("lazy", ["t"], background=True).consumer_config()
+    assert lazy["fetch.wait.max.ms"] == 300
+    assert lazy["group.id"] == "lazy"
 
 
 async def test_kafka_start_retries_an_unreachable_broker_then_gives_up() -> None:

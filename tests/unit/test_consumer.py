@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from stoker.adapters.bus import MemoryBus, partition_for
-from stoker.bus.consumer import Consumer, ConsumerConfig
+from stoker.bus.consumer import BACKGROUND, Consumer, ConsumerConfig
 from stoker.core.clock import FakeClock
 from stoker.core.errors import EventRejected, InfrastructureUnavailable
 from stoker.core.events import (
@@ -22,6 +22,7 @@ from stoker.core.events import (
 )
 from stoker.core.job import JobStatus
 from stoker.ports.bus import BusRecord
+from tests.unit.lifecycle.fakes import SourceRecordingBus
 
 TOPIC = "jobs"
 DLQ = "dead"
@@ -403,3 +404,19 @@ async def test_an_empty_fetch_returns_zero_without_committing() -> None:
         raise AssertionError("nothing should be handled")
 
     assert await consumer_of(bus, handle).run_once() == 0
+
+
+async def test_a_background_consumer_opens_its_member_as_one() -> None:
+    """`ConsumerConfig.background` reaches the bus when the member is opened; the default
+    member is an eager one."""
+    bus = SourceRecordingBus()
+    await bus.start()
+
+    async def ignore(_event: CloudEvent, _record: BusRecord) -> None:
+        return None
+
+    for group, config in (("eager", None), ("lazy", BACKGROUND)):
+        consumer = Consumer.for_events(bus, group, [TOPIC], ignore, config=config)
+        assert await consumer.run_once() == 0
+        await consumer.close()
+    assert bus.background == {"eager": False, "lazy": True}

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from stoker.adapters.bus.memory import MemoryBus
 from stoker.bus.prefixed import PrefixedBus
 from stoker.core.events import CloudEvent, JobRetryScheduled
+from tests.unit.lifecycle.fakes import SourceRecordingBus
 
 EVENT = CloudEvent.wrap(
     JobRetryScheduled(
@@ -46,3 +47,12 @@ async def test_commit_applies_to_the_prefixed_topic() -> None:
     await first.close()
     second = bus.source("g", ["jobs"])
     assert await second.fetch(10, 0.05) == []
+
+
+async def test_a_background_member_stays_one_under_the_prefix() -> None:
+    inner = SourceRecordingBus()
+    await inner.start()
+    bus = PrefixedBus(inner, "blue.")
+    bus.source("lazy", ["jobs"], background=True)
+    bus.source("eager", ["jobs"])
+    assert inner.background == {"blue.lazy": True, "blue.eager": False}

@@ -56,6 +56,8 @@ class ConsumerConfig:
     handler_backoff_s: first wait between tries, doubled each time (default 0.05 s).
     max_backoff_s: cap on that wait (default 5 s).
     dead_letter_topic: where rejected records go.
+    background: nothing waits on these records, so the bus may hold fetches longer to
+        gather more at once (`EventBus.source`; default False).
     """
 
     max_batch: int = 500
@@ -64,6 +66,7 @@ class ConsumerConfig:
     handler_backoff_s: float = 0.05
     max_backoff_s: float = 5.0
     dead_letter_topic: str = topics.DEAD_LETTER
+    background: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -72,6 +75,10 @@ class ConsumerConfig:
             raise ValueError(f"handler_attempts must be >= 1, got {self.handler_attempts}")
         if self.poll_timeout_s <= 0:
             raise ValueError(f"poll_timeout_s must be > 0, got {self.poll_timeout_s}")
+
+
+BACKGROUND = ConsumerConfig(background=True)
+"""The defaults, for a consumer nothing waits on."""
 
 
 class Consumer(Generic[T]):
@@ -152,7 +159,9 @@ class Consumer(Generic[T]):
     async def run_once(self) -> int:
         """Fetch one batch, handle it, commit it. Returns the number of records taken."""
         if self._source is None:
-            self._source = self._bus.source(self._group, self._topics)
+            self._source = self._bus.source(
+                self._group, self._topics, background=self._config.background
+            )
         source = self._source
         records = await source.fetch(self._config.max_batch, self._config.poll_timeout_s)
         if not records:

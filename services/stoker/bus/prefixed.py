@@ -45,8 +45,12 @@ class PrefixedBus:
     async def publish_raw(self, topic: str, key: str, value: bytes) -> None:
         await self._inner.publish_raw(self.physical(topic), key, value)
 
-    def source(self, group: str, topics: Sequence[str]) -> RecordSource:
-        inner = self._inner.source(self._prefix + group, [self.physical(t) for t in topics])
+    def source(
+        self, group: str, topics: Sequence[str], *, background: bool = False
+    ) -> RecordSource:
+        inner = self._inner.source(
+            self._prefix + group, [self.physical(t) for t in topics], background=background
+        )
         return _PrefixedSource(inner, self._prefix)
 
 

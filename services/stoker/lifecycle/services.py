@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from stoker import topics
-from stoker.bus.consumer import Consumer
+from stoker.bus.consumer import BACKGROUND, Consumer
 from stoker.core.events import CloudEvent, JobSubmitted
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.launcher import Launcher, LauncherConfig
@@ -31,11 +31,13 @@ log = structlog.get_logger("stoker.services")
 Service = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def _lifecycle_consumer(
+def lifecycle_consumer(
     rt: Runtime, group: str, role: Launcher | Monitor | Retrier
 ) -> Consumer[CloudEvent]:
     """The role's consumer of the lifecycle topic: it passes over the event types and status
-    changes the role does not act on without validating them."""
+    changes the role does not act on without validating them. Only the launcher's is on the
+    launch path: a launch waits on nothing the others read (the monitor follows a launch at
+    its next pass anyway), so theirs are `BACKGROUND`."""
     return Consumer.for_events(
         rt.bus,
         group,
@@ -43,6 +45,7 @@ def _lifecycle_consumer(
         role.on_event,
         wanted=role.WANTED,
         statuses=role.WANTED_STATUSES,
+        config=None if isinstance(role, Launcher) else BACKGROUND,
     )
 
 
@@ -98,7 +101,7 @@ async def run_launcher(rt: Runtime, stop: asyncio.Event) -> None:
     )
     launcher = Launcher(rt.transitioner(), rt.backend, rt.clock, config)
     await launcher.recover()
-    consumer = _lifecycle_consumer(rt, "stoker-launcher", launcher)
+    consumer = lifecycle_consumer(rt, "stoker-launcher", launcher)
     try:
         await asyncio.gather(consumer.run(stop), launcher.run_due_timer(stop))
     finally:
@@ -112,7 +115,7 @@ async def run_monitor(rt: Runtime, stop: asyncio.Event) -> None:
     )
     monitor = Monitor(rt.transitioner(), rt.backend, rt.clock, config)
     await monitor.recover()
-    consumer = _lifecycle_consumer(rt, "stoker-monitor", monitor)
+    consumer = lifecycle_consumer(rt, "stoker-monitor", monitor)
     loops = [consumer.run(stop), monitor.run(stop)]
     if rt.settings.sagemaker_state_changes:
         changes = Consumer(
@@ -121,6 +124,7 @@ async def run_monitor(rt: Runtime, stop: asyncio.Event) -> None:
             [topics.SAGEMAKER_STATE_CHANGES],
             monitor.on_state_change,
             decode=decode_state_change,
+            config=BACKGROUND,
         )
         loops.append(changes.run(stop))
     await asyncio.gather(*loops)
@@ -133,7 +137,7 @@ async def run_retrier(rt: Runtime, stop: asyncio.Event) -> None:
         policy=retry_policy(rt.settings),
         classifier=failure_classifier(rt.settings),
     )
-    consumer = _lifecycle_consumer(rt, "stoker-retrier", retrier)
+    consumer = lifecycle_consumer(rt, "stoker-retrier", retrier)
     await consumer.run(stop)
 
 

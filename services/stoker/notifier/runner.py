@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from stoker.bus.consumer import Consumer
+from stoker.bus.consumer import BACKGROUND, Consumer
 from stoker.core.clock import Clock, SystemClock
 from stoker.notifier.channels import Channel
 from stoker.notifier.channels.console import ConsoleChannel, FileChannel
@@ -113,7 +113,10 @@ async def serve(
             fallback_file=str(notify.file_path or Path(settings.data_dir) / "notifications.jsonl"),
             clock=clock,
         )
-        consumer = Consumer.for_events(bus, CONSUMER_GROUP, TERMINAL_TOPICS, notifier.handle)
+        # A message people read is not late by a fetch held to gather records.
+        consumer = Consumer.for_events(
+            bus, CONSUMER_GROUP, TERMINAL_TOPICS, notifier.handle, config=BACKGROUND
+        )
         log.info("notifier started", digest_window_s=notify.digest_window_s)
         await _run_both(consumer.run(stop_event), notifier.run_flusher(stop_event), stop_event)
         log.info("notifier stopped", sent=notifier.sent_messages, failed=notifier.failed_messages)

@@ -71,5 +71,12 @@ class EventBus(Publisher, Protocol):
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create topics that do not exist (no-op where topics are implicit)."""
 
-    def source(self, group: str, topics: Sequence[str]) -> RecordSource:
-        """A new member of `group` reading `topics`; call `close()` when done."""
+    def source(
+        self, group: str, topics: Sequence[str], *, background: bool = False
+    ) -> RecordSource:
+        """A new member of `group` reading `topics`; call `close()` when done.
+
+        background: nothing waits on this member's records, so the bus may hold its fetches
+        longer to gather more at once (fewer requests, fuller batches). Buses whose fetches
+        do not wait for records to gather ignore it.
+        """

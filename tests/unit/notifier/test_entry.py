@@ -15,7 +15,9 @@ from stoker.adapters.bus.memory import MemoryBus
 from stoker.adapters.store.memory import MemoryJobStore
 from stoker.core.clock import Clock, SystemClock
 from stoker.notifier import run_notifier
+from stoker.notifier.service import CONSUMER_GROUP
 from stoker.settings import Settings
+from tests.unit.lifecycle.fakes import SourceRecordingBus
 from tests.unit.notifier.support import job, terminal
 
 
@@ -30,13 +32,15 @@ class StartedRuntime:
 async def test_run_notifier_serves_a_started_runtime_until_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`run_notifier(runtime, stop)` consumes terminal events from the runtime's bus and,
-    with no target configured, writes the file fallback; it returns once stopped."""
+    """`run_notifier(runtime, stop)` consumes terminal events from the runtime's bus (as a
+    background member) and, with no target configured, writes the file fallback; it returns
+    once stopped."""
     out = tmp_path / "notes.jsonl"
     monkeypatch.setenv("STOKER_NOTIFY_LEDGER", "memory")
     monkeypatch.setenv("STOKER_NOTIFY_FALLBACK", "file")
     monkeypatch.setenv("STOKER_NOTIFY_FILE_PATH", str(out))
-    rt = StartedRuntime(Settings(data_dir=tmp_path))
+    bus = SourceRecordingBus()
+    rt = StartedRuntime(Settings(data_dir=tmp_path), bus=bus)
     await rt.store.create(job("e1"))
     await rt.bus.publish(*terminal("e1"))
     stop = asyncio.Event()
@@ -50,6 +54,8 @@ async def test_run_notifier_serves_a_started_runtime_until_stopped(
     await asyncio.wait_for(task, 10)
     [line] = out.read_bytes().splitlines()
     assert orjson.loads(line)["jobs"][0]["job_id"] == "e1"
+    # Nothing waits on a notification to the millisecond: its member fetches in the background.
+    assert bus.background == {CONSUMER_GROUP: True}
 
 
 async def test_bad_notifier_settings_stop_the_start_naming_the_setting(

@@ -191,7 +191,10 @@ class DynamoDbStreamsBus:
         except ClientError as exc:
             raise translate(exc, f"publish to {topic}") from exc
 
-    def source(self, group: str, topics: Sequence[str]) -> RecordSource:
+    def source(
+        self, group: str, topics: Sequence[str], *, background: bool = False
+    ) -> RecordSource:
+        # GetRecords returns what a shard holds at once: `background` changes nothing.
         return StreamSource(self, group, topics)
 
 

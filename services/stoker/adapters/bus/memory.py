@@ -80,7 +80,10 @@ class MemoryBus:
         self._append(topic, key, value)
         self._notify()
 
-    def source(self, group: str, topics: Sequence[str]) -> _MemorySource:
+    def source(
+        self, group: str, topics: Sequence[str], *, background: bool = False
+    ) -> _MemorySource:
+        # Records are handed over the moment they are there: `background` changes nothing.
         member = _MemorySource(self, group, list(topics))
         self._members.setdefault(group, {})[member.member_id] = member
         self._notify()

@@ -203,7 +203,10 @@ class SqliteLogBus:
     async def publish_raw(self, topic: str, key: str, value: bytes) -> None:
         await self._append(topic, [(key, value)])
 
-    def source(self, group: str, topics: Sequence[str]) -> _SqliteSource:
+    def source(
+        self, group: str, topics: Sequence[str], *, background: bool = False
+    ) -> _SqliteSource:
+        # A fetch takes what the log holds at once: `background` changes nothing.
         member = _SqliteSource(self, group, list(topics))
         self._sources.add(member)
         return member
