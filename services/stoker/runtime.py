@@ -113,7 +113,10 @@ class Runtime:
         """The runtime's one Transitioner: its services share one publishing task."""
         if self._transitioner is None:
             self._transitioner = Transitioner(
-                self.store, self.bus, store_delivers_outbox=self.store_delivers_outbox
+                self.store,
+                self.bus,
+                store_delivers_outbox=self.store_delivers_outbox,
+                gather_s=self.settings.outbox_gather_ms / 1000,
             )
         return self._transitioner
 

@@ -93,6 +93,13 @@ class Settings(BaseSettings):
         description="also follow EventBridge state-change events on stoker.sagemaker.state-changes",
     )
     monitor_api_rate_per_s: float = Field(default=2.0, gt=0)
+    outbox_gather_ms: int = Field(
+        default=20,
+        ge=0,
+        le=1_000,
+        description="how long the events of job transitions (other than a new job's, which "
+        "go at once) wait for more before one publish carries them all",
+    )
     retry_initial_delay_s: float = Field(default=30.0, ge=0)
     retry_multiplier: float = Field(default=2.0, ge=1)
     retry_max_delay_s: float = Field(default=900.0, ge=0)

@@ -69,8 +69,11 @@ class _Bus:
     async def publish_raw(self, topic: str, key: str, value: bytes) -> None:
         await self._inner.publish_raw(topic, key, value)
 
-    def source(self, group: str, topics: Sequence[str]) -> RecordSource:
-        return _HangBeforeCommit(self._inner.source(group, topics), self._ready)
+    def source(
+        self, group: str, topics: Sequence[str], *, background: bool = False
+    ) -> RecordSource:
+        inner = self._inner.source(group, topics, background=background)
+        return _HangBeforeCommit(inner, self._ready)
 
 
 async def main() -> None:

@@ -10,6 +10,10 @@ publishes them later. Consumers see each event at least once and drop copies by 
 Waiting for the broker's acknowledgement and for the mark inside every transition made each
 one cost three round trips instead of one, and the store and broker calls of a busy
 pipeline queued behind each other (ADR 0007). `flush` waits for what was handed over.
+
+Gathering (ADR 0013): only a new job's event has someone waiting on it (the launcher). The
+events of moves wait up to `gather_s` for more to join them, so at a steady trickle one
+publish and one mark serve many transitions instead of one each; a create ends the wait.
 """
 
 from __future__ import annotations
@@ -35,15 +39,27 @@ class Transitioner:
     """Create and move jobs with their events, for every service."""
 
     def __init__(
-        self, store: JobStore, publisher: Publisher, *, store_delivers_outbox: bool = False
+        self,
+        store: JobStore,
+        publisher: Publisher,
+        *,
+        store_delivers_outbox: bool = False,
+        gather_s: float = 0.0,
     ) -> None:
         """`store_delivers_outbox`: the store's outbox items reach consumers by themselves
-        (DynamoDB Streams mode: the table's stream is the bus), so they are only marked."""
+        (DynamoDB Streams mode: the table's stream is the bus), so they are only marked.
+        `gather_s`: how long the events of moves wait for more before they are published
+        (0: at once); a create's events are published at once and take them along."""
+        if gather_s < 0:
+            raise ValueError(f"gather_s must be >= 0, got {gather_s}")
         self.store = store
         self._publisher = publisher
         self._store_delivers = store_delivers_outbox
+        self._gather_s = gather_s
         self._unpublished: list[tuple[str, CloudEvent]] = []
         self._publishing: asyncio.Task[None] | None = None
+        self._urgent = asyncio.Event()  # set: publish what gathered without waiting
+        self._flushing = False
 
     async def create(
         self, job: JobRecord, extra: Sequence[tuple[str, CloudEvent]] = ()
@@ -52,7 +68,7 @@ class Transitioner:
         stored, created = await self.store.create(job, outbox=outbox)
         if created:
             log.info("job created", job_id=job.job_id, owner=job.owner)
-            self._hand_over(outbox)
+            self._hand_over(outbox, urgent=True)
         return stored, created
 
     async def move(
@@ -74,7 +90,7 @@ class Transitioner:
             attempt=stored.attempt,
             reason=change.reason,
         )
-        self._hand_over(outbox)
+        self._hand_over(outbox, urgent=False)
         return stored
 
     async def publish_extra(self, events: Sequence[tuple[str, CloudEvent]]) -> None:
@@ -86,21 +102,42 @@ class Transitioner:
         """Wait until every event handed over so far is published and marked (or failed,
         leaving it to the relay)."""
         while self._publishing is not None and not self._publishing.done():
+            self._flushing = True
+            self._urgent.set()
             await asyncio.shield(self._publishing)
+        self._flushing = False
 
-    def _hand_over(self, outbox: Sequence[tuple[str, CloudEvent]]) -> None:
+    def _hand_over(self, outbox: Sequence[tuple[str, CloudEvent]], *, urgent: bool) -> None:
         self._unpublished.extend(outbox)
+        if urgent:
+            self._urgent.set()
         if self._publishing is None or self._publishing.done():
             self._publishing = asyncio.get_running_loop().create_task(
                 self._publish_handed_over(), name="stoker-outbox-publish"
             )
 
     async def _publish_handed_over(self) -> None:
-        while self._unpublished:
+        loop = asyncio.get_running_loop()
+        unmarked: list[str] = []
+        marked_at = loop.time()
+        while self._unpublished or unmarked:
+            urgent = True
+            if self._gather_s > 0:
+                urgent = await stop_requested(self._urgent, self._gather_s)
+            self._urgent.clear()
             batch, self._unpublished = self._unpublished, []
-            await self._publish(batch)
+            if batch:
+                unmarked += await self._publish(batch)
+            # A new job's event goes at once; its mark may wait for the next ones, since the
+            # relay only takes entries older than its grace (seconds, against a gather's ms).
+            if unmarked and (
+                not urgent or self._flushing or loop.time() - marked_at >= self._gather_s
+            ):
+                await self._mark(unmarked)
+                unmarked, marked_at = [], loop.time()
 
-    async def _publish(self, outbox: Sequence[tuple[str, CloudEvent]]) -> None:
+    async def _publish(self, outbox: Sequence[tuple[str, CloudEvent]]) -> list[str]:
+        """Publish `outbox` a topic at a time; returns the ids to mark ([] if it failed)."""
         by_topic: dict[str, list[CloudEvent]] = {}
         for topic, event in outbox:
             by_topic.setdefault(topic, []).append(event)
@@ -109,9 +146,16 @@ class Transitioner:
                 await asyncio.gather(
                     *(self._publisher.publish_many(t, events) for t, events in by_topic.items())
                 )
-            await self.store.mark_published([event.id for _, event in outbox])
         except Exception as exc:  # the relay will publish them; the write already happened
             log.warning("publish after write failed; relay will retry", error=str(exc))
+            return []
+        return [event.id for _, event in outbox]
+
+    async def _mark(self, ids: list[str]) -> None:
+        try:
+            await self.store.mark_published(ids)
+        except Exception as exc:  # the relay publishes them again; consumers drop copies
+            log.warning("marking published events failed; relay will retry", error=str(exc))
 
 
 class OutboxRelay:

@@ -1,11 +1,13 @@
 """The Transitioner returns after the store write; one task publishes what gathered, a
 topic at a time in write order, and marks it published. A failed publish leaves the
-events to the outbox relay."""
+events to the outbox relay. With a gathering window, only a new job's event goes at once."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+
+import pytest
 
 from stoker import topics
 from stoker.adapters.store.memory import MemoryJobStore
@@ -76,3 +78,62 @@ async def test_a_failed_publish_is_left_to_the_relay() -> None:
     assert await relay.run_once() == 1
     assert publisher.calls == [(topics.LIFECYCLE, ["job-1:1:job-status-changed"])]
     assert await store.pending_outbox() == []
+
+
+class SignallingPublisher(GatedPublisher):
+    """An open GatedPublisher that also says when a call came in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate.set()
+        self.called = asyncio.Event()
+
+    async def publish_many(self, topic: str, events: Sequence[CloudEvent]) -> None:
+        await super().publish_many(topic, events)
+        self.called.set()
+
+    async def next_call(self) -> None:
+        await asyncio.wait_for(self.called.wait(), 5)
+        self.called.clear()
+
+
+async def _let_the_loop_run() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_events_of_moves_wait_for_company_and_a_new_job_takes_them_along() -> None:
+    """With a gathering window, a new job's event goes at once and the events of moves wait
+    (here: a window far longer than the test) until a new job's event takes them along in one
+    publish per topic. The marks wait too; `flush` writes them."""
+    clock, store, publisher = FakeClock(), MemoryJobStore(), SignallingPublisher()
+    await store.start()
+    transitioner = Transitioner(store, publisher, gather_s=3600)
+    jobs = JobService(transitioner, clock)
+    job, _ = await jobs.submit(parse_spec(spec("job-1")))
+    await publisher.next_call()
+    assert publisher.calls == [(topics.LIFECYCLE, ["job-1:1:job-status-changed"])]
+
+    for to in (JobStatus.LAUNCHED, JobStatus.COMPLETED):
+        job = await transitioner.move(job, JobChange(to_status=to, at=clock.now(), attempt=1))
+    await _let_the_loop_run()
+    assert len(publisher.calls) == 1  # the moves' events are waiting
+
+    await jobs.submit(parse_spec(spec("job-2")))
+    await publisher.next_call()
+    await _let_the_loop_run()
+    changed = [f"{job}:job-status-changed" for job in ("job-1:2", "job-1:3", "job-2:1")]
+    assert sorted(publisher.calls[1:]) == [
+        (topics.COMPLETED, ["job-1:3:job-completed"]),
+        (topics.LIFECYCLE, changed),
+    ]
+    assert len(await store.pending_outbox()) == 5  # published; the marks wait for company too
+
+    await transitioner.flush()
+    assert await store.pending_outbox() == []
+    assert len(publisher.calls) == 3
+
+
+def test_a_negative_gathering_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="gather_s must be >= 0"):
+        Transitioner(MemoryJobStore(), GatedPublisher(), gather_s=-1)
