@@ -122,7 +122,7 @@ class Transitioner:
         marked_at = loop.time()
         while self._unpublished or unmarked:
             urgent = True
-            if self._gather_s > 0:
+            if self._gather_s > 0 and not self._flushing:
                 urgent = await stop_requested(self._urgent, self._gather_s)
             self._urgent.clear()
             batch, self._unpublished = self._unpublished, []
