@@ -42,10 +42,6 @@ log = structlog.get_logger("stoker.launcher")
 _INTAKE_BATCH = 256
 """New jobs read from the store at once (one SQLite group, one round of DynamoDB reads)."""
 
-_ORPHAN_STOP_TRIES = 8
-"""StopTrainingJob calls for a training job created after its job ended, when throttled or
-refused with a 5xx: with the default backoff about half a minute of trying."""
-
 _LAUNCHABLE = (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
 _HOLDING_SLOT = (JobStatus.LAUNCHING, JobStatus.LAUNCHED, JobStatus.IN_PROGRESS, JobStatus.STOPPING)
 
@@ -54,13 +50,20 @@ _HOLDING_SLOT = (JobStatus.LAUNCHING, JobStatus.LAUNCHED, JobStatus.IN_PROGRESS,
 class LauncherConfig:
     """caps: concurrent jobs per instance type (mirror the account quota); default_cap for the
     rest (None: no cap). create_retry: backoff for throttling, 5xx and quota errors of
-    CreateTrainingJob. due_poll_interval_s: how often due retries are looked up."""
+    CreateTrainingJob. orphan_stop_retry: the same for StopTrainingJob of a training job
+    created after its job ended, bounded (8 calls, about half a minute of trying).
+    due_poll_interval_s: how often due retries are looked up."""
 
     caps: dict[str, int] = field(default_factory=dict)
     default_cap: int | None = None
     create_retry: RetryPolicy = field(
         default_factory=lambda: RetryPolicy(
             initial_delay_s=0.2, multiplier=2, max_delay_s=30, jitter=0.5, max_attempts=1000
+        )
+    )
+    orphan_stop_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(
+            initial_delay_s=0.2, multiplier=2, max_delay_s=30, jitter=0.5, max_attempts=8
         )
     )
     due_poll_interval_s: float = 0.5
@@ -329,9 +332,10 @@ class Launcher:
             except TrainingJobNotFound:
                 return
             except TrainingBackendError as exc:
-                if exc.retriable and tries < _ORPHAN_STOP_TRIES:
+                policy = self._config.orphan_stop_retry
+                if exc.retriable and policy.may_retry(tries):
                     # Throttling or a 5xx: nobody else will stop this training job.
-                    await self._sleep(self._config.create_retry.delay_s(tries, self._rng))
+                    await self._sleep(policy.delay_s(tries, self._rng))
                     continue
                 # The job's record is final; the training job stops at its MaxRuntimeInSeconds.
                 bound.warning(

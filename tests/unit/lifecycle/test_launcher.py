@@ -220,6 +220,16 @@ class _StoppedDuringCreate(FakeTrainingBackend):
         return await super().create_training_job(request)
 
 
+async def _launch_one_job(world: World, backend: FakeTrainingBackend) -> None:
+    """Submit job-1, then let a launcher take it in (as after a restart) and finish."""
+    await world.jobs.submit(parse_spec(spec()))
+    launcher = Launcher(
+        world.transitioner, backend, world.clock, LauncherConfig(), sleep=world.sleep
+    )
+    await launcher.recover()
+    await launcher.drain()
+
+
 @pytest.mark.parametrize("refusals", [0, 1], ids=["first-call", "after-a-retry"])
 async def test_a_training_job_created_after_its_job_ended_is_stopped(
     world: World, refusals: int
@@ -228,12 +238,7 @@ async def test_a_training_job_created_after_its_job_ended_is_stopped(
     belongs to a job that has already ended, so nobody else would. Whether the job was New
     (first call) or Launching (a retried call) when the stop came."""
     backend = _StoppedDuringCreate(world, refusals)
-    await world.jobs.submit(parse_spec(spec()))
-    launcher = Launcher(
-        world.transitioner, backend, world.clock, LauncherConfig(), sleep=world.sleep
-    )
-    await launcher.recover()
-    await launcher.drain()
+    await _launch_one_job(world, backend)
     assert backend.stopped == [training_job_name("job-1", 1)]
     assert (await world.store.get("job-1")).status is JobStatus.STOPPED
 
@@ -243,12 +248,7 @@ async def test_a_throttled_stop_of_such_a_training_job_is_retried(world: World) 
     after a backoff instead of leaving it to run until its MaxRuntimeInSeconds."""
     backend = _StoppedDuringCreate(world, refusals=0)
     backend.fail_next("StopTrainingJob", Throttled("slow down"), Throttled("slow down"))
-    await world.jobs.submit(parse_spec(spec()))
-    launcher = Launcher(
-        world.transitioner, backend, world.clock, LauncherConfig(), sleep=world.sleep
-    )
-    await launcher.recover()
-    await launcher.drain()
+    await _launch_one_job(world, backend)
     assert backend.calls["StopTrainingJob"] == 3
     assert backend.stopped == [training_job_name("job-1", 1)]
 
@@ -258,12 +258,7 @@ async def test_a_stop_that_stays_throttled_is_given_up_after_eight_calls(world: 
     ends at its MaxRuntimeInSeconds."""
     backend = _StoppedDuringCreate(world, refusals=0)
     backend.fail_next("StopTrainingJob", *[Throttled("slow down")] * 20)
-    await world.jobs.submit(parse_spec(spec()))
-    launcher = Launcher(
-        world.transitioner, backend, world.clock, LauncherConfig(), sleep=world.sleep
-    )
-    await launcher.recover()
-    await launcher.drain()
+    await _launch_one_job(world, backend)
     assert backend.calls["StopTrainingJob"] == 8
     assert backend.stopped == []
     assert (await world.store.get("job-1")).status is JobStatus.STOPPED
