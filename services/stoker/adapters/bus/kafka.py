@@ -26,9 +26,9 @@ the partitions are still this member's: a record is never handled by two members
 
 Fetching: the broker holds a fetch until `fetch_min_bytes` are there or `fetch_max_wait_ms`
 passed, so a busy topic comes in batches and a quiet one costs little. Members nothing waits
-on (`source(..., background=True)`: the monitor, retrier, notifier) wait up to
-`background_fetch_max_wait_ms` instead: every fetch is a request the broker serves, and at a
-steady rate those short waits, not the records, were most of the broker's work.
+on (`source(..., background=True)`; which ones are is the services' choice, ADR 0013) wait
+up to `background_fetch_max_wait_ms` instead: every fetch is a request the broker serves,
+and at a steady rate those short waits, not the records, were most of the broker's work.
 
 librdkafka errors are translated here into `stoker.core.errors`; nothing above sees them.
 """
