@@ -15,7 +15,7 @@ import functools
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
 import structlog
@@ -38,6 +38,7 @@ from stoker.core.job import (
     JobStatus,
 )
 from stoker.core.ratelimit import TokenBucket
+from stoker.lifecycle.listing_window import ListingWindow
 from stoker.lifecycle.outbox_events import extra
 from stoker.lifecycle.state_changes import StateChange
 from stoker.lifecycle.transitions import Transitioner
@@ -64,8 +65,10 @@ _QUEUED = (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
 @dataclass(frozen=True)
 class MonitorConfig:
     """poll_interval_s: time between ListTrainingJobs passes (default 60 s, as the seed).
-    lookback_s: overlap between passes so a change stamped during the previous call is not
-    missed. api_rate_per_s / api_burst: the token bucket for every SageMaker call.
+    lookback_s: how late a change may reach a listing and still be found (SageMaker stamps
+    changes on its own clock, and its listing may lag them); passes overlap by one interval,
+    and at least every look-back one reaches back a whole look-back (`ListingWindow`,
+    ADR 0014). api_rate_per_s / api_burst: the token bucket for every SageMaker call.
     unfollowed_memory: listed names not yet followed whose status is kept (newest win).
     max_concurrent_observations: observed changes applied at once within a pass; as many as
     the SQLite store writes in one group, so a pass of many ends takes few write turns
@@ -174,7 +177,10 @@ class Monitor:
         # outbox relay republished after its attempt ended would make the monitor follow a
         # name that is never listed again, so nothing would unfollow it.
         self._ended: dict[str, float] = {}
-        self._last_pass: datetime | None = None
+        self._window = ListingWindow(
+            lookback=timedelta(seconds=self._config.lookback_s),
+            interval=timedelta(seconds=self._config.poll_interval_s),
+        )
 
     @property
     def followed(self) -> int:
@@ -248,17 +254,15 @@ class Monitor:
             # may end meanwhile, and the first pass that follows it must list that change.
             return 0
         started = self._clock.now()
-        since = (self._last_pass or started - timedelta(days=1)) - timedelta(
-            seconds=self._config.lookback_s
-        )
+        window = self._window.next(started)
         # Every page of the listing is one API request: each one waits for its own token.
         summaries = await self._call(
             lambda: self._backend.list_training_jobs(
-                last_modified_time_after=since, before_page=self._take_token
+                last_modified_time_after=window.since, before_page=self._take_token
             ),
             paces_itself=True,
         )
-        self._last_pass = started
+        self._window.listed(started, window)
         watched, self._stop_if_running = self._stop_if_running, set()
         todo: list[tuple[str, TrainingJobStatus]] = []
         for summary in summaries:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from stoker.adapters.bus.memory import MemoryBus
@@ -30,6 +30,10 @@ class FakeTrainingBackend:
         self.jobs: dict[str, TrainingJobDescription] = {}
         self.errors: dict[str, list[TrainingBackendError]] = {}
         self.stopped: list[str] = []
+        self.listing_lag_s = 0.0
+        """How long a change takes to show up in listings (SageMaker's listing may lag)."""
+        self.listed_rows = 0
+        """Summaries returned by every ListTrainingJobs call so far."""
         self._clock = clock
 
     async def start(self) -> None:
@@ -108,7 +112,8 @@ class FakeTrainingBackend:
         if before_page is not None:
             await before_page()
         self._maybe_raise("ListTrainingJobs")
-        return [
+        visible_until = self._clock.now() - timedelta(seconds=self.listing_lag_s)
+        rows = [
             TrainingJobSummary(d.name, d.status, d.last_modified_time, d.creation_time)
             for d in self.jobs.values()
             if (status_equals is None or d.status is status_equals)
@@ -116,7 +121,10 @@ class FakeTrainingBackend:
                 last_modified_time_after is None or d.last_modified_time > last_modified_time_after
             )
             and (name_contains is None or name_contains in d.name)
+            and d.last_modified_time <= visible_until
         ][: max_results or None]
+        self.listed_rows += len(rows)
+        return rows
 
     async def stop_training_job(self, name: str) -> None:
         self._maybe_raise("StopTrainingJob")
