@@ -11,6 +11,7 @@ invisible to the clock).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -34,12 +35,21 @@ TRANSPORTS = ("http", "inprocess")
 class EngineClient:
     """The SageMaker client operations the backend calls, answered by an engine in this
     process: timestamps in a request become epoch seconds, as on the wire, and an error
-    becomes the ClientError botocore builds from the wire answer."""
+    becomes the ClientError botocore builds from the wire answer.
 
-    def __init__(self, engine: SimulatedSageMaker) -> None:
+    `yield_per_call`: each call first lets the event loop run other tasks, as a call on a
+    socket does. Without it a monitor pass listing a hundred pages ran as one piece and held
+    up every other task of the process, which no network client does. Off on a virtual
+    clock (part (b)): it moves time once every task is asleep, and counts on in-process
+    calls finishing in place."""
+
+    def __init__(self, engine: SimulatedSageMaker, *, yield_per_call: bool = True) -> None:
         self.engine = engine
+        self._yield_per_call = yield_per_call
 
-    def _call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        if self._yield_per_call:
+            await asyncio.sleep(0)
         body = {k: v.timestamp() if isinstance(v, datetime) else v for k, v in params.items()}
         try:
             return self.engine.handle(operation, body)
@@ -51,16 +61,16 @@ class EngineClient:
             raise ClientError(error, operation) from exc  # type: ignore[arg-type]
 
     async def create_training_job(self, **params: Any) -> dict[str, Any]:
-        return self._call("CreateTrainingJob", params)
+        return await self._call("CreateTrainingJob", params)
 
     async def describe_training_job(self, **params: Any) -> dict[str, Any]:
-        return self._call("DescribeTrainingJob", params)
+        return await self._call("DescribeTrainingJob", params)
 
     async def list_training_jobs(self, **params: Any) -> dict[str, Any]:
-        return self._call("ListTrainingJobs", params)
+        return await self._call("ListTrainingJobs", params)
 
     async def stop_training_job(self, **params: Any) -> dict[str, Any]:
-        return self._call("StopTrainingJob", params)
+        return await self._call("StopTrainingJob", params)
 
 
 @asynccontextmanager
@@ -72,7 +82,7 @@ async def simulated_sagemaker(
         raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
     if transport == "inprocess":
         engine = SimulatedSageMaker(faults, clock)
-        client = cast("SageMakerClient", EngineClient(engine))
+        client = cast("SageMakerClient", EngineClient(engine, yield_per_call=clock is None))
         yield SageMakerBackend(client=client), engine
         return
     async with SimulatorServer(faults, clock=clock) as server:

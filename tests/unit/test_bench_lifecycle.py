@@ -11,7 +11,10 @@ from types import ModuleType
 
 import pytest
 
+from stoker.adapters.training.sagemaker import SageMakerBackend
 from stoker.core.job import JobStatus, Transition
+from stoker.simulator.engine import SimulatedSageMaker
+from stoker.simulator.faults import FaultConfig
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -28,6 +31,7 @@ def _load(name: str) -> ModuleType:
 
 
 stats = _load("_lifecycle_stats")
+backends = _load("_lifecycle_backend")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -154,3 +158,35 @@ async def test_virtual_clock_lets_concurrent_sleepers_wait_side_by_side() -> Non
     assert woke == [("c", 30.0), ("a", 600.0), ("b", 600.0)]
     assert clock.now() > T0 + timedelta(seconds=600)
     assert step == pytest.approx(stats.MIN_STEP_S)
+
+
+async def _ticks_during_a_three_page_listing(*, yield_per_call: bool) -> tuple[int, int]:
+    """(jobs listed, turns another task got) while 250 jobs are listed, 100 a page."""
+    engine = SimulatedSageMaker(FaultConfig(startup_s=0))
+    for n in range(250):
+        engine.create_training_job(
+            {
+                "TrainingJobName": f"job-{n:03d}",
+                "RoleArn": "arn:aws:iam::000000000000:role/x",
+                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+            }
+        )
+    client = backends.EngineClient(engine, yield_per_call=yield_per_call)
+    backend = SageMakerBackend(client=client)
+    ticks = 0
+    listing = asyncio.ensure_future(backend.list_training_jobs())
+    while not listing.done():
+        ticks += 1
+        await asyncio.sleep(0)
+    return len(listing.result()), ticks
+
+
+async def test_the_in_process_client_lets_other_tasks_run_between_calls() -> None:
+    """As a call on a socket does: a listing of three pages is three turns of the loop, not
+    one piece that holds up every other task (off on a virtual clock, part (b))."""
+    listed, ticks = await _ticks_during_a_three_page_listing(yield_per_call=True)
+    assert listed == 250
+    assert ticks >= 3
+    listed, ticks = await _ticks_during_a_three_page_listing(yield_per_call=False)
+    assert listed == 250
+    assert ticks == 1  # the listing ran in one piece on the loop's first turn
