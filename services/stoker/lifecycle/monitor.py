@@ -145,6 +145,8 @@ class Monitor:
     )
     """The status changes `on_event` acts on: attempts to follow, stops to send, and
     attempts that ended."""
+    ON_LAUNCH_PATH: ClassVar[bool] = False
+    """A launch is followed at the next pass anyway: a background member (ADR 0013)."""
 
     def __init__(
         self,

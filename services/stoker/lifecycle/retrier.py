@@ -37,6 +37,8 @@ class Retrier:
     """The lifecycle events `on_event` acts on; its consumer passes over the others."""
     WANTED_STATUSES: ClassVar[frozenset[str]] = frozenset()
     """No status change: failure reports are what the retrier decides on."""
+    ON_LAUNCH_PATH: ClassVar[bool] = False
+    """A retry is scheduled seconds ahead: its consumer is a background member (ADR 0013)."""
 
     def __init__(
         self,

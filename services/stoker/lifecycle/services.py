@@ -35,9 +35,8 @@ def lifecycle_consumer(
     rt: Runtime, group: str, role: Launcher | Monitor | Retrier
 ) -> Consumer[CloudEvent]:
     """The role's consumer of the lifecycle topic: it passes over the event types and status
-    changes the role does not act on without validating them. Only the launcher's is on the
-    launch path: a launch waits on nothing the others read (the monitor follows a launch at
-    its next pass anyway), so theirs are `BACKGROUND`."""
+    changes the role does not act on without validating them, and is a `BACKGROUND` member
+    unless the role is on the launch path (`ON_LAUNCH_PATH`: only the launcher's is)."""
     return Consumer.for_events(
         rt.bus,
         group,
@@ -45,7 +44,7 @@ def lifecycle_consumer(
         role.on_event,
         wanted=role.WANTED,
         statuses=role.WANTED_STATUSES,
-        config=None if isinstance(role, Launcher) else BACKGROUND,
+        config=None if role.ON_LAUNCH_PATH else BACKGROUND,
     )
 
 
