@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from stoker.core.job import JobStatus
 from stoker.lifecycle.jobs import parse_spec
 from stoker.lifecycle.launcher import Launcher
 from stoker.lifecycle.listing_window import FIRST_PASS_REACH, ListingWindow
@@ -111,7 +112,7 @@ async def test_changes_listed_up_to_a_look_back_late_are_still_found(world: Worl
     monitor = await _followed_jobs(world)
     await _end_one_per_pass_then_wait(world, monitor, wait_s=2 * LOOKBACK_S + 1)
     for n in range(JOBS):
-        assert (await world.store.get(f"job-{n:02d}")).status.value == "Completed"
+        assert (await world.store.get(f"job-{n:02d}")).status is JobStatus.COMPLETED
     assert monitor.followed == 0
 
 
