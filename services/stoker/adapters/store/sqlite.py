@@ -15,6 +15,18 @@ Readers are not blocked by a writer in WAL mode, so reads do not queue behind wr
 40 ms at 300 jobs/s). A read sees every write that committed before it started, so a
 caller that awaited its write reads it back.
 
+The commits themselves never checkpoint the write-ahead log (which stalled every writer of
+the file for up to hundreds of milliseconds): a thread of the store does, after writes and
+outside the writer turn (ADR 0015, `wal_checkpoints`).
+
+Point reads (`get`, `history`: one job's rows by primary key) run in place, on the event
+loop, on a connection of their own (ADR 0015). They take tens of microseconds, and a hop to
+a worker thread cost far more: every SQLite step releases the GIL, and taking it back
+waits up to the interpreter's switch interval (5 ms) while the loop is busy. A point read
+that finds the file busy (which WAL readers only do in rare cases, such as another
+connection holding the file in exclusive locking mode) does not wait on the loop: it goes
+to the read lane, which waits with the busy timeout.
+
 Group commit: writes that arrive while the writer is busy are queued and then run together,
 in arrival order, in one transaction, and every caller hears back only after that
 transaction committed (reads are grouped the same way, without a transaction). One commit
@@ -56,8 +68,14 @@ from stoker.adapters.store.common import (
     time_key,
     trend_days,
 )
+from stoker.adapters.store.wal_checkpoints import WalCheckpoint, checkpoint
 from stoker.adapters.store.writer_turns import WriterTurns
-from stoker.core.errors import InfrastructureUnavailable, JobNotFound, VersionConflict
+from stoker.core.errors import (
+    InfrastructureUnavailable,
+    JobNotFound,
+    StokerError,
+    VersionConflict,
+)
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.ports.store import OutboxEntry, Page, Trends
@@ -111,6 +129,8 @@ UPDATE outbox SET event_id = json_extract(CAST(event AS TEXT), '$.id') WHERE eve
 OUTBOX_INDEX = "CREATE INDEX IF NOT EXISTS outbox_by_event ON outbox (event_id)"
 
 LOCK_RETRIES = 3
+CHECKPOINT_INTERVAL_S = 0.5
+"""After a write, the log is checkpointed within this long: one checkpoint for the burst."""
 MAX_GROUP = 256
 """Calls run in one transaction at most."""
 
@@ -149,28 +169,60 @@ class _Lane:
 class SqliteJobStore:
     """Jobs, history and outbox in one SQLite file; safe for several processes."""
 
-    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        busy_timeout_ms: int = 5000,
+        checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
+    ) -> None:
         if busy_timeout_ms < 0:
             raise ValueError(f"busy_timeout_ms must be >= 0, got {busy_timeout_ms}")
+        if checkpoint_interval_s < 0:
+            raise ValueError(f"checkpoint_interval_s must be >= 0, got {checkpoint_interval_s}")
         self._path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
+        self._checkpoint_interval_s = checkpoint_interval_s
         self._writer: _Lane | None = None
         self._reader: _Lane | None = None
+        self._checkpointer: _Lane | None = None
+        self._checkpoint_due: asyncio.Task[None] | None = None
+        self._closing = False
+        self._in_place: sqlite3.Connection | None = None
         self._writers = WriterTurns(self._path)
+        # The checkpointer's own handle: one shared with the writer would not keep it out.
+        self._checkpoint_turns = WriterTurns(self._path)
 
     async def start(self) -> None:
         if self._writer is not None:
             return
         self._writer = _Lane("write", writes=True)
         self._reader = _Lane("read", writes=False)
+        self._checkpointer = _Lane("checkpoint", writes=False)
+        self._closing = False
         await self._run("open", self._open)
         await self._run_read("open", self._open_reader)
+        await self._queue_on(self._checkpointer, "open", self._open_checkpointer)
+        # Never waits on the loop: a busy file sends the read to the lane (ADR 0015).
+        self._in_place = self._read_only(self._connect(busy_timeout_ms=0))
 
     async def close(self) -> None:
         if self._writer is None:
             return
-        lanes = [lane for lane in (self._reader, self._writer) if lane is not None]
+        lanes = [
+            lane for lane in (self._reader, self._writer, self._checkpointer) if lane is not None
+        ]
+        if self._in_place is not None:
+            self._in_place.close()
+            self._in_place = None
+        self._closing = True
+        if self._checkpoint_due is not None:
+            # A waiting checkpoint is dropped; SQLite checkpoints when the last connection
+            # to the file closes.
+            self._checkpoint_due.cancel()
+            await asyncio.gather(self._checkpoint_due, return_exceptions=True)
         try:
+            await self._queue_on(self._checkpointer, "close", self._close_checkpointer)
             await self._run_read("close", lambda _: self._lane(self._reader).close_conn())
             await self._run("close", self._close_writer)
         finally:
@@ -178,7 +230,7 @@ class SqliteJobStore:
                 if lane.draining is not None:
                     await asyncio.gather(lane.draining, return_exceptions=True)
                 lane.executor.shutdown(wait=True)
-            self._writer = self._reader = None
+            self._writer = self._reader = self._checkpointer = None
 
     def _open(self, _: sqlite3.Connection | None) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +239,7 @@ class SqliteJobStore:
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode survives a process crash; only power loss can drop the last commit.
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job (ADR 0015)
         self._writers.open()
         with self._writers.turn():
             conn.executescript(SCHEMA)
@@ -197,13 +250,25 @@ class SqliteJobStore:
         self._lane(self._writer).conn = conn
 
     def _open_reader(self, _: sqlite3.Connection | None) -> None:
-        conn = self._connect()
-        conn.execute("PRAGMA query_only = ON")  # a write here would be a bug: refuse it
-        self._lane(self._reader).conn = conn
+        self._lane(self._reader).conn = self._read_only(self._connect())
 
-    def _connect(self) -> sqlite3.Connection:
+    def _open_checkpointer(self, _: sqlite3.Connection | None) -> None:
+        self._checkpoint_turns.open()
+        self._lane(self._checkpointer).conn = self._connect()
+
+    def _close_checkpointer(self, _: sqlite3.Connection | None) -> None:
+        self._lane(self._checkpointer).close_conn()
+        self._checkpoint_turns.close()
+
+    @staticmethod
+    def _read_only(conn: sqlite3.Connection) -> sqlite3.Connection:
+        conn.execute("PRAGMA query_only = ON")  # a write here would be a bug: refuse it
+        return conn
+
+    def _connect(self, *, busy_timeout_ms: int | None = None) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        timeout_ms = self._busy_timeout_ms if busy_timeout_ms is None else busy_timeout_ms
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
         return conn
 
     def _close_writer(self, _: sqlite3.Connection | None) -> None:
@@ -223,6 +288,46 @@ class SqliteJobStore:
     async def _run_read(self, what: str, fn: Callable[[sqlite3.Connection | None], T]) -> T:
         """Queue `fn`, which only reads, for the reader."""
         return await self._queue_on(self._reader, what, fn)
+
+    async def checkpoint(self) -> WalCheckpoint:
+        """Copy the write-ahead log into the database file now (the store does it by itself
+        after writes; see `wal_checkpoints`)."""
+
+        def op(conn: sqlite3.Connection | None) -> WalCheckpoint:
+            if conn is None:
+                raise StoreFailure("the SQLite store is closed")
+            return checkpoint(conn, self._checkpoint_turns)
+
+        return await self._queue_on(self._checkpointer, "checkpoint", op)
+
+    def _wrote(self) -> None:
+        """After a write group: make sure a checkpoint follows within the interval."""
+        if self._closing:
+            return
+        if self._checkpoint_due is None or self._checkpoint_due.done():
+            self._checkpoint_due = asyncio.get_running_loop().create_task(
+                self._checkpoint_soon(), name="stoker-sqlite-checkpoint"
+            )
+
+    async def _checkpoint_soon(self) -> None:
+        # Waiting gathers the writes of a burst into one checkpoint, not one per group.
+        await asyncio.sleep(self._checkpoint_interval_s)
+        try:
+            await self.checkpoint()
+        except StokerError as exc:  # the log keeps growing until a later one succeeds
+            log.warning("sqlite checkpoint failed", path=str(self._path), error=str(exc))
+
+    async def _read_in_place(self, what: str, fn: Callable[[sqlite3.Connection | None], T]) -> T:
+        """Run `fn`, a point read, here on the loop; on the read lane if the file is busy."""
+        if self._in_place is None:
+            raise StoreFailure("the SQLite store is not started; call start() first")
+        try:
+            return fn(self._in_place)
+        except sqlite3.OperationalError:
+            # Busy, or an outage: the lane waits out the one and reports the other.
+            return await self._run_read(what, fn)
+        except sqlite3.Error as exc:
+            raise StoreFailure(f"sqlite {what} on {self._path}: {exc}") from exc
 
     async def _queue_on(
         self, lane: _Lane | None, what: str, fn: Callable[[sqlite3.Connection | None], T]
@@ -249,6 +354,8 @@ class SqliteJobStore:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
+            if lane.writes:
+                self._wrote()
             for call, (ok, value) in zip(group, outcomes, strict=True):
                 if call.future.done():
                     continue  # its caller gave up waiting; the work itself is done
@@ -377,7 +484,7 @@ class SqliteJobStore:
         def op(conn: sqlite3.Connection | None) -> str:
             return _load_text(self._read(conn), job_id)
 
-        return JobRecord.model_validate_json(await self._run_read("get", op))
+        return JobRecord.model_validate_json(await self._read_in_place("get", op))
 
     async def transition(
         self,
@@ -425,7 +532,7 @@ class SqliteJobStore:
                 raise JobNotFound(job_id)
             return [Transition.model_validate_json(row[0]) for row in rows]
 
-        return await self._run_read("history", op)
+        return await self._read_in_place("history", op)
 
     async def list_jobs(
         self,
