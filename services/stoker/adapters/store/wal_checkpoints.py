@@ -13,10 +13,10 @@ checkpoint outside the writer turn: it copies what it can without waiting for an
 making anyone wait.
 
 One catch: SQLite starts the log over only after a checkpoint has copied all of it, and
-while writes never stop a PASSIVE pass does not reach the end. So once the log holds
-`TAIL_UNDER_TURN_FRAMES` or more and a pass left frames behind, the checkpointer takes a
-writer turn and copies the rest. That turn is short, because the pass before it already
-copied the bulk.
+while writes never stop a PASSIVE pass does not reach the end (it reports the frames as
+they were when it began, so its report cannot tell). So once a pass finds the log at
+`TAIL_UNDER_TURN_FRAMES` or more, the checkpointer takes a writer turn and copies the
+rest. That turn is short, because the pass before it already copied the bulk.
 """
 
 from __future__ import annotations

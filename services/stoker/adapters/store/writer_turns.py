@@ -35,8 +35,9 @@ def lock_path(database: Path) -> Path:
 
 class WriterTurns:
     """One process's handle on the lock file; `turn()` is held around each write
-    transaction. Not for sharing between threads: the SQLite store calls it from its one
-    worker thread."""
+    transaction. Not for sharing between threads: `flock` locks belong to the open file, so
+    two threads on one handle would not keep each other out. The SQLite store has one handle
+    for its writer thread and one for its checkpointer."""
 
     def __init__(self, database: Path) -> None:
         self._path = lock_path(database)
