@@ -82,6 +82,19 @@ async def test_unknown_job_raises_job_not_found(store: JobStore) -> None:
         await store.transition("nope", change(S.LAUNCHING, T0), expected_version=1)
 
 
+async def test_get_many_gives_the_jobs_that_exist_by_id(store: JobStore) -> None:
+    """One call for a batch (the launcher's intake): unknown ids are left out, repeated ids
+    are one, and more ids than one DynamoDB BatchGetItem takes (100) are all answered."""
+    ids = [f"job-{n:03d}" for n in range(120)]
+    for job_id in ids:
+        await store.create(job(job_id))
+    found = await store.get_many([*reversed(ids), "nobody", ids[0]])
+    assert sorted(found) == ids
+    assert found["job-007"] == await store.get("job-007")
+    assert await store.get_many(["nobody"]) == {}
+    assert await store.get_many([]) == {}
+
+
 async def test_transitions_keep_history_with_reasons_and_timestamps(store: JobStore) -> None:
     """Each transition bumps the version and adds one history line, oldest first."""
     await store.create(job("j1"))

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from stoker.adapters.store import sqlite as sqlite_store
 from stoker.adapters.store.common import StoreFailure
 from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.adapters.store.wal_checkpoints import WalCheckpoint, checkpoint, needs_turn
@@ -52,7 +53,7 @@ async def test_a_point_read_answers_without_leaving_the_event_loop(tmp_path: Pat
     try:
         await store.create(job("j1"))
         # Driven by hand: a read that hopped to a thread would suspend on its first step.
-        for read in (store.get("j1"), store.history("j1")):
+        for read in (store.get("j1"), store.history("j1"), store.get_many(["j1"])):
             with pytest.raises(StopIteration) as answered:
                 read.send(None)
             assert answered.value.value is not None
@@ -61,6 +62,21 @@ async def test_a_point_read_answers_without_leaving_the_event_loop(tmp_path: Pat
         assert answered.value.value.job_id == "j1"
         with pytest.raises(JobNotFound):
             await store.get("nobody")
+    finally:
+        await store.close()
+
+
+async def test_get_many_reads_long_lists_of_ids_in_several_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "IDS_PER_QUERY", 2)
+    store = SqliteJobStore(tmp_path / "jobs.db")
+    await store.start()
+    try:
+        for n in range(5):
+            await store.create(job(f"j{n}"))
+        found = await store.get_many(["j4", "j0", "nobody", "j2", "j3", "j1"])
+        assert sorted(found) == ["j0", "j1", "j2", "j3", "j4"]
     finally:
         await store.close()
 

@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -22,6 +23,7 @@ from stoker.core.errors import IllegalTransition, InfrastructureUnavailable, Ver
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.settings import Settings
+from tests.contract.store_factories import drop_tables, dynamodb_settings
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 FAST = RetryConfig(attempts=3, initial_backoff_s=0.001, max_backoff_s=0.002)
@@ -116,6 +118,47 @@ async def test_a_rejected_request_is_not_retriable(dynamodb_endpoint: str) -> No
 
 def _job(job_id: str) -> JobRecord:
     return JobRecord(job_id=job_id, owner="alice", created_at=T0, updated_at=T0)
+
+
+class _LeavingKeysUnprocessed:
+    """The real DynamoDB client, except that its first BatchGetItem answers only the first
+    key and hands the rest back as unprocessed, as DynamoDB may under load."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.batch_requests: list[int] = []
+
+    async def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        ((table, request),) = RequestItems.items()
+        self.batch_requests.append(len(request["Keys"]))
+        if len(self.batch_requests) > 1:
+            return dict(await self._real.batch_get_item(RequestItems=RequestItems))
+        first, rest = request["Keys"][:1], request["Keys"][1:]
+        answer = dict(
+            await self._real.batch_get_item(RequestItems={table: {**request, "Keys": first}})
+        )
+        answer["UnprocessedKeys"] = {table: {**request, "Keys": rest}}
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+async def test_dynamodb_keys_left_unprocessed_are_asked_for_again(dynamodb_endpoint: str) -> None:
+    store = DynamoDbJobStore(dynamodb_settings(dynamodb_endpoint), retry=FAST)
+    await store.start()
+    try:
+        for job_id in ("a", "b", "c"):
+            await store.create(JobRecord(job_id=job_id, owner="o", created_at=T0, updated_at=T0))
+        client = _LeavingKeysUnprocessed(store._db)
+        store._db = client  # type: ignore[assignment]
+        found = await store.get_many(["a", "b", "c"])
+        assert sorted(found) == ["a", "b", "c"]
+        assert client.batch_requests == [3, 2]
+    finally:
+        store._db = getattr(store._db, "_real", store._db)
+        await store.close()
+        await drop_tables(dynamodb_endpoint, [store.table])
 
 
 async def test_sqlite_writers_on_separate_connections_exactly_one_wins(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import structlog
 from stoker.adapters.training.naming import training_job_name
 from stoker.aio import stop_requested
 from stoker.core.clock import Clock
-from stoker.core.errors import JobNotFound, StokerError, VersionConflict
+from stoker.core.errors import StokerError, VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobStatusChanged
 from stoker.core.job import TERMINAL_STATUSES, JobChange, JobRecord, JobStatus
 from stoker.core.retry import RetryPolicy
@@ -143,19 +143,19 @@ class Launcher:
         """Offer New jobs in the order their events came, reading them a batch at a time."""
         while self._intake:
             ids = [self._intake.popleft() for _ in range(min(len(self._intake), _INTAKE_BATCH))]
-            jobs = await asyncio.gather(
-                *(self._store.get(job_id) for job_id in ids), return_exceptions=True
-            )
-            unread = [job_id for job_id, job in zip(ids, jobs, strict=True) if _unread(job)]
-            for job in jobs:
-                if isinstance(job, JobRecord) and job.status is JobStatus.NEW:
+            try:
+                jobs = await self._store.get_many(ids)
+            except Exception as exc:  # the store is failing: keep them first in line, retry
+                self._intake.extendleft(reversed(ids))
+                log.warning("reading new jobs failed; retrying", jobs=len(ids), error=str(exc))
+                await self._sleep(self._config.due_poll_interval_s)
+                continue
+            for job_id in ids:
+                job = jobs.get(job_id)  # None: the job is gone
+                if job is not None and job.status is JobStatus.NEW:
                     self._read_at_intake[job.job_id] = job
                     self._admission.offer(job.job_id, _instance_type(job), job.priority)
             self._pump()
-            if unread:  # the store is failing: keep them first in line and try again
-                self._intake.extendleft(reversed(unread))
-                log.warning("reading new jobs failed; retrying", jobs=len(unread))
-                await self._sleep(self._config.due_poll_interval_s)
 
     async def due_pass(self) -> int:
         """Offer every retry whose due time has come; returns how many."""
@@ -408,11 +408,6 @@ def build_request(job: JobRecord, name: str, instance_type: str) -> dict[str, An
     tags.append({"Key": "stoker:job-id", "Value": job.job_id})
     training["Tags"] = tags
     return training
-
-
-def _unread(outcome: JobRecord | BaseException) -> bool:
-    """A read that failed for a reason other than the job being gone."""
-    return isinstance(outcome, BaseException) and not isinstance(outcome, JobNotFound)
 
 
 def _instance_type(job: JobRecord) -> str:

@@ -52,6 +52,10 @@ class JobStore(Protocol):
     async def get(self, job_id: str) -> JobRecord:
         """The job; raises JobNotFound."""
 
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The jobs among `job_ids` that exist, by id; an unknown id is left out. In as few
+        round trips as the store allows: the launcher reads each batch of new jobs so."""
+
     async def transition(
         self,
         job_id: str,

@@ -279,29 +279,35 @@ async def test_caps_hold_jobs_until_slots_free(world: World) -> None:
 async def test_new_job_events_are_offered_in_order_and_a_failed_read_is_retried(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """New-job events return at once (the store is read in the background, in event order);
-    a job whose read fails stays in line and is launched once the store answers."""
+    """New-job events return at once (the store is read in the background, a batch in one
+    `get_many`, in event order); a batch whose read fails stays first in line and is
+    launched once the store answers, still in order. An id the store does not know (a job
+    gone meanwhile) is passed over."""
     events = []
     for job_id in ("a", "b", "c"):
         job, _ = await world.jobs.submit(parse_spec(spec(job_id)))
         events.append(status_changed(None, job, "submitted")[0][1])
-    read = world.store.get
-    failures = {"b": 1}
+    ghost = events[0].model_copy(
+        update={"data": events[0].data.model_copy(update={"job_id": "ghost"})}
+    )
+    read_many = world.store.get_many
+    reads: list[list[str]] = []
 
-    async def flaky_get(job_id: str) -> JobRecord:
-        if failures.get(job_id):
-            failures[job_id] -= 1
+    async def flaky_get_many(job_ids: list[str]) -> dict[str, JobRecord]:
+        reads.append(list(job_ids))
+        if len(reads) == 1:
             raise InfrastructureUnavailable("store unreachable")
-        return await read(job_id)
+        return await read_many(job_ids)
 
-    monkeypatch.setattr(world.store, "get", flaky_get)
+    monkeypatch.setattr(world.store, "get_many", flaky_get_many)
     launcher = _launcher(world)
-    for event in events:
+    for event in [events[0], ghost, *events[1:]]:
         await launcher.on_event(event, RECORD)
     assert world.backend.requests == []  # nothing was awaited inside the handler
     await launcher.drain()
+    assert reads == [["a", "ghost", "b", "c"]] * 2
     assert [r["TrainingJobName"] for r in world.backend.requests] == [
-        training_job_name(j, 1) for j in ("a", "c", "b")
+        training_job_name(j, 1) for j in ("a", "b", "c")
     ]
     assert {(await world.store.get(j)).status for j in "abc"} == {JobStatus.LAUNCHED}
     assert len(world.sleeps) == 1

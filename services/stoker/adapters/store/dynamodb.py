@@ -14,6 +14,7 @@ import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import date, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_dynamodb.type_defs import (
         AttributeValueTypeDef,
+        KeysAndAttributesTypeDef,
         QueryInputTypeDef,
         TransactWriteItemTypeDef,
     )
@@ -61,6 +63,8 @@ CONFLICT_ROUNDS = 8
 is retried this many times with a fresh request token before giving up."""
 
 MARK_CONCURRENCY = 16
+BATCH_GET_KEYS = 100
+"""Keys per BatchGetItem request: DynamoDB's limit."""
 
 
 class DynamoDbJobStore:
@@ -209,9 +213,8 @@ class DynamoDbJobStore:
                     return True
                 if not {"TransactionConflict", "ThrottlingError"} & set(codes):
                     raise translate(exc, what) from exc
-                delay = min(0.02 * 2**round_, 1.0) * (0.5 + random.random() / 2)
                 log.info("transaction conflict; retrying", operation=what, round=round_)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(_round_delay_s(round_))
         raise InfrastructureUnavailable(
             f"{what}: transaction still conflicting after {CONFLICT_ROUNDS} rounds"
         )
@@ -301,6 +304,40 @@ class DynamoDbJobStore:
         if not item:
             raise JobNotFound(job_id)
         return _record(item)
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        ids = list(dict.fromkeys(job_ids))
+        chunks = [ids[i : i + BATCH_GET_KEYS] for i in range(0, len(ids), BATCH_GET_KEYS)]
+        found: dict[str, JobRecord] = {}
+        for items in await asyncio.gather(*(self._batch_get(chunk) for chunk in chunks)):
+            for item in items:
+                record = _record(item)
+                found[record.job_id] = record
+        return found
+
+    async def _batch_get(self, job_ids: list[str]) -> list[dict[str, Any]]:
+        """The items of up to 100 jobs; keys DynamoDB left unprocessed (it may, under load)
+        are asked for again after a backoff, as AWS advises."""
+        keys: list[Any] = [
+            {"pk": {"S": layout.job_pk(j)}, "sk": {"S": layout.JOB_SK}} for j in job_ids
+        ]
+        items: list[dict[str, Any]] = []
+        for round_ in range(1, CONFLICT_ROUNDS + 1):
+            request: dict[str, KeysAndAttributesTypeDef] = {
+                self.table: {"Keys": keys, "ConsistentRead": True}
+            }
+            response = await self._call(
+                "batch_get_item", partial(self._client.batch_get_item, RequestItems=request)
+            )
+            items += response.get("Responses", {}).get(self.table, [])
+            keys = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+            if not keys:
+                return items
+            log.info("batch read left keys unprocessed; retrying", keys=len(keys), round=round_)
+            await asyncio.sleep(_round_delay_s(round_))
+        raise InfrastructureUnavailable(
+            f"batch_get_item: {len(keys)} keys still unprocessed after {CONFLICT_ROUNDS} rounds"
+        )
 
     async def _version_of(self, job_id: str) -> int | None:
         response = await self._call(
@@ -531,6 +568,13 @@ def _job_item(job: JobRecord) -> Item:
         item["d_pk"] = {"S": layout.DUE_PARTITION}
         item["d_sk"] = {"S": f"{time_key(job.due_at)}#{job.job_id}"}
     return item
+
+
+def _round_delay_s(round_: int) -> float:
+    """The wait before round `round_` + 1 of a request DynamoDB partly refused: short, since
+    a conflict or an unprocessed key clears quickly, with jitter so writers do not retry in
+    step."""
+    return min(0.02 * 2.0**round_, 1.0) * (0.5 + random.random() / 2)
 
 
 def _record(item: dict[str, Any]) -> JobRecord:

@@ -65,6 +65,9 @@ class MemoryJobStore:
         except KeyError:
             raise JobNotFound(job_id) from None
 
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        return {job_id: self._jobs[job_id] for job_id in job_ids if job_id in self._jobs}
+
     async def transition(
         self,
         job_id: str,

@@ -19,7 +19,7 @@ The commits themselves never checkpoint the write-ahead log (which stalled every
 the file for up to hundreds of milliseconds): a thread of the store does, after writes and
 outside the writer turn (ADR 0015, `wal_checkpoints`).
 
-Point reads (`get`, `history`: one job's rows by primary key) run in place, on the event
+Point reads (`get`, `get_many`, `history`: rows found by primary key) run in place, on the event
 loop, on a connection of their own (ADR 0015). They take tens of microseconds, and a hop to
 a worker thread cost far more: every SQLite step releases the GIL, and taking it back
 waits up to the interpreter's switch interval (5 ms) while the loop is busy. A point read
@@ -133,6 +133,8 @@ CHECKPOINT_INTERVAL_S = 0.5
 """After a write, the log is checkpointed within this long: one checkpoint for the burst."""
 MAX_GROUP = 256
 """Calls run in one transaction at most."""
+IDS_PER_QUERY = 500
+"""Job ids in one `IN (...)` list: under SQLite's oldest limit of 999 parameters."""
 
 
 @dataclass
@@ -485,6 +487,22 @@ class SqliteJobStore:
             return _load_text(self._read(conn), job_id)
 
         return JobRecord.model_validate_json(await self._read_in_place("get", op))
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        ids = list(dict.fromkeys(job_ids))
+
+        def op(conn: sqlite3.Connection | None) -> list[tuple[str, str]]:
+            db = self._read(conn)
+            rows: list[tuple[str, str]] = []
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                chunk = ids[start : start + IDS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT job_id, record FROM jobs WHERE job_id IN ({marks})"
+                rows += db.execute(query, chunk).fetchall()
+            return rows
+
+        rows = await self._read_in_place("get_many", op)
+        return {job_id: JobRecord.model_validate_json(text) for job_id, text in rows}
 
     async def transition(
         self,
