@@ -70,16 +70,18 @@ class MonitorConfig:
     and at least every look-back one reaches back a whole look-back (`ListingWindow`,
     ADR 0014). api_rate_per_s / api_burst: the token bucket for every SageMaker call.
     unfollowed_memory: listed names not yet followed whose status is kept (newest win).
-    max_concurrent_observations: observed changes applied at once within a pass; as many as
-    the SQLite store writes in one group, so a pass of many ends takes few write turns
-    (with 64, ended jobs waited about 1.5 times as long in `bench/lifecycle.py` (a))."""
+    max_concurrent_observations: observed changes applied at once within a pass. More makes
+    a pass of many ends take fewer write turns, but their steps all become ready together,
+    and the launcher's next step waits behind each such round of the event loop. 256 halved
+    the time from Launched to the end in `bench/lifecycle.py` (a) and doubled the launch
+    p99; ends are not in a hurry, launches are (ADR 0016)."""
 
     poll_interval_s: float = 60.0
     lookback_s: float = 5.0
     api_rate_per_s: float = 2.0
     api_burst: float = 2.0
     unfollowed_memory: int = 10_000
-    max_concurrent_observations: int = 256
+    max_concurrent_observations: int = 64
 
 
 @dataclass
