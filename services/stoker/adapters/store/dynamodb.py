@@ -65,6 +65,9 @@ is retried this many times with a fresh request token before giving up."""
 MARK_CONCURRENCY = 16
 BATCH_GET_KEYS = 100
 """Keys per BatchGetItem request: DynamoDB's limit."""
+UNPROCESSED_ROUNDS = 8
+"""Keys a BatchGetItem left unprocessed (DynamoDB may, under load) are asked for again this
+many times before giving up."""
 
 
 class DynamoDbJobStore:
@@ -316,13 +319,13 @@ class DynamoDbJobStore:
         return found
 
     async def _batch_get(self, job_ids: list[str]) -> list[dict[str, Any]]:
-        """The items of up to 100 jobs; keys DynamoDB left unprocessed (it may, under load)
-        are asked for again after a backoff, as AWS advises."""
+        """The items of up to 100 jobs; keys left unprocessed are asked for again after a
+        backoff, as AWS advises."""
         keys: list[Any] = [
             {"pk": {"S": layout.job_pk(j)}, "sk": {"S": layout.JOB_SK}} for j in job_ids
         ]
         items: list[dict[str, Any]] = []
-        for round_ in range(1, CONFLICT_ROUNDS + 1):
+        for round_ in range(1, UNPROCESSED_ROUNDS + 1):
             request: dict[str, KeysAndAttributesTypeDef] = {
                 self.table: {"Keys": keys, "ConsistentRead": True}
             }
@@ -336,7 +339,7 @@ class DynamoDbJobStore:
             log.info("batch read left keys unprocessed; retrying", keys=len(keys), round=round_)
             await asyncio.sleep(_round_delay_s(round_))
         raise InfrastructureUnavailable(
-            f"batch_get_item: {len(keys)} keys still unprocessed after {CONFLICT_ROUNDS} rounds"
+            f"batch_get_item: {len(keys)} keys still unprocessed after {UNPROCESSED_ROUNDS} rounds"
         )
 
     async def _version_of(self, job_id: str) -> int | None:
