@@ -62,14 +62,20 @@ async def test_sigterm_answers_every_accepted_request_then_exits_cleanly(
             except httpx.TransportError:
                 return False
 
-        async def metric(name: str) -> float:
+        async def metrics(*names: str) -> list[float]:
+            """The values of `names` from one scrape (0 for a series not there yet)."""
+            values = dict.fromkeys(names, 0.0)
             for line in (await client.get("/metrics")).text.splitlines():
-                if line.startswith(name):
-                    return float(line.rsplit(" ", 1)[1])
-            return 0.0
+                name, _, value = line.rpartition(" ")
+                if name in values:
+                    values[name] = float(value)
+            return list(values.values())
+
+        depth = 'stoker_router_queue_depth{model="intent"}'
+        answered = 'stoker_router_batch_size_count{model="intent"}'  # batches of one
 
         async def backlog() -> bool:
-            return await metric('stoker_router_queue_depth{model="intent"}') >= 5
+            return (await metrics(depth))[0] >= 5
 
         await poll_until(ready, timeout_s=60)
         calls = [
@@ -78,9 +84,17 @@ async def test_sigterm_answers_every_accepted_request_then_exits_cleanly(
         ]
         # One request runs at a time (50 ms each): SIGTERM must find several still queued.
         await poll_until(backlog, timeout_s=30, interval_s=0.005)
+        done, waiting = await metrics(answered, depth)
         proc.send_signal(signal.SIGTERM)
-        replies = await asyncio.gather(*calls)
-    assert [r.status_code for r in replies] == [200] * 12
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    replies = [o for o in outcomes if isinstance(o, httpx.Response)]
+    codes = [r.status_code for r in replies]
+    # Every request accepted before SIGTERM is answered. Those still on their way when it
+    # came (the client sends all twelve at once, but a busy machine delivers them slowly)
+    # are refused as draining, or find the listener closed; none is dropped unanswered.
+    assert codes.count(200) >= done + waiting >= 5, codes
+    assert all(r.json()["error"] == "draining" for r in replies if r.status_code != 200)
+    assert all(isinstance(o, httpx.Response | httpx.ConnectError) for o in outcomes), outcomes
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"Traceback" not in err, err.decode()[-2000:]
