@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from stoker.adapters.store import sqlite as sqlite_store
 from stoker.adapters.store.common import StoreFailure
 from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.adapters.store.wal_checkpoints import WalCheckpoint, checkpoint, needs_turn
@@ -66,16 +65,15 @@ async def test_a_point_read_answers_without_leaving_the_event_loop(tmp_path: Pat
         await store.close()
 
 
-async def test_get_many_reads_long_lists_of_ids_in_several_queries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sqlite_store, "IDS_PER_QUERY", 2)
+async def test_get_many_takes_more_ids_than_sqlite_takes_parameters(tmp_path: Path) -> None:
+    """The ids go in as one JSON array: past SQLite's oldest limit of 999 parameters."""
     store = SqliteJobStore(tmp_path / "jobs.db")
     await store.start()
     try:
         for n in range(5):
             await store.create(job(f"j{n}"))
-        found = await store.get_many(["j4", "j0", "nobody", "j2", "j3", "j1"])
+        unknown = [f"nobody-{n}" for n in range(1200)]
+        found = await store.get_many(["j4", "j0", *unknown, "j2", "j3", "j1", "j0"])
         assert sorted(found) == ["j0", "j1", "j2", "j3", "j4"]
     finally:
         await store.close()

@@ -43,6 +43,7 @@ transition) has written nothing, and the group's other writes stand.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -133,8 +134,6 @@ CHECKPOINT_INTERVAL_S = 0.5
 """After a write, the log is checkpointed within this long: one checkpoint for the burst."""
 MAX_GROUP = 256
 """Calls run in one transaction at most."""
-IDS_PER_QUERY = 500
-"""Job ids in one `IN (...)` list: under SQLite's oldest limit of 999 parameters."""
 
 
 @dataclass
@@ -296,9 +295,7 @@ class SqliteJobStore:
         after writes; see `wal_checkpoints`)."""
 
         def op(conn: sqlite3.Connection | None) -> WalCheckpoint:
-            if conn is None:
-                raise StoreFailure("the SQLite store is closed")
-            return checkpoint(conn, self._checkpoint_turns)
+            return checkpoint(self._read(conn), self._checkpoint_turns)
 
         return await self._queue_on(self._checkpointer, "checkpoint", op)
 
@@ -489,17 +486,20 @@ class SqliteJobStore:
         return JobRecord.model_validate_json(await self._read_in_place("get", op))
 
     async def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
-        ids = list(dict.fromkeys(job_ids))
+        # The ids go in as one JSON array: one statement (prepared once) for any number of
+        # ids, and no limit on parameters; SQLite still looks each up by primary key.
+        ids = json.dumps(list(job_ids))
 
         def op(conn: sqlite3.Connection | None) -> list[tuple[str, str]]:
-            db = self._read(conn)
-            rows: list[tuple[str, str]] = []
-            for start in range(0, len(ids), IDS_PER_QUERY):
-                chunk = ids[start : start + IDS_PER_QUERY]
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT job_id, record FROM jobs WHERE job_id IN ({marks})"
-                rows += db.execute(query, chunk).fetchall()
-            return rows
+            return (
+                self._read(conn)
+                .execute(
+                    "SELECT job_id, record FROM jobs"
+                    " WHERE job_id IN (SELECT value FROM json_each(?))",
+                    (ids,),
+                )
+                .fetchall()
+            )
 
         rows = await self._read_in_place("get_many", op)
         return {job_id: JobRecord.model_validate_json(text) for job_id, text in rows}
