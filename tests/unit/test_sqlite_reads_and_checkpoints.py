@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import sqlite3
+import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -134,6 +137,46 @@ async def test_commits_leave_the_log_to_the_checkpointer(tmp_path: Path) -> None
         assert done.log_frames > 1000
         assert in_the_file_itself(database, "j000")
         assert in_the_file_itself(database, "j299")
+    finally:
+        await store.close()
+
+
+async def test_writes_a_killed_process_never_checkpointed_are_not_lost(tmp_path: Path) -> None:
+    """A process killed (SIGKILL) after its commits but before any checkpoint leaves its
+    writes only in the log; a store opened afterwards reads every one of them."""
+    database = tmp_path / "jobs.db"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, signal
+        from datetime import UTC, datetime
+        from stoker.adapters.store.sqlite import SqliteJobStore
+        from stoker.core.job import JobRecord
+
+        async def main():
+            store = SqliteJobStore({str(database)!r}, checkpoint_interval_s={NEVER_S})
+            await store.start()
+            t = datetime(2026, 3, 1, tzinfo=UTC)
+            for n in range(50):
+                await store.create(
+                    JobRecord(job_id=f"j{{n:02d}}", owner="o", created_at=t, updated_at=t)
+                )
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    killed = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(killed.communicate(), timeout=120)
+    assert killed.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    assert not in_the_file_itself(database, "j00")
+
+    store = SqliteJobStore(database)
+    await store.start()
+    try:
+        found = await store.get_many([f"j{n:02d}" for n in range(50)])
+        assert len(found) == 50
     finally:
         await store.close()
 
