@@ -17,15 +17,18 @@ import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from stoker.hurry import HurryingEventLoop
 from stoker.settings import Settings
 
 T = TypeVar("T")
 
 
 def run_service_process(main: Coroutine[Any, Any, T], settings: Settings) -> T:
-    """Tune the collector, then run `main` to completion on a new event loop."""
+    """Tune the collector, then run `main` to completion on a new event loop that wakes the
+    launch path first (`stoker.hurry`, ADR 0017)."""
     tune_gc(settings.gc_threshold)
-    return asyncio.run(main)
+    with asyncio.Runner(loop_factory=HurryingEventLoop) as runner:
+        return runner.run(main)
 
 
 def tune_gc(threshold: int) -> None:

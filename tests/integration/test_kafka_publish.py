@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,37 @@ async def test_a_fetch_returns_what_is_there_without_waiting_out_its_timeout(
             got += [record.key for record in await member.fetch(500, 600.0)]
     assert sorted(got) == ["k0", "k1", "k2"]
     await member.close()
+
+
+async def test_records_librdkafka_already_holds_are_fetched_without_the_members_thread(
+    kafka_bootstrap: str,
+) -> None:
+    """ADR 0017: a fetch first takes what librdkafka holds, on the event loop. Ten records
+    sit in one partition before the member joins, so the broker's first answer brings all
+    ten: the first fetch (one record) waits on the member's thread, and the next one takes
+    the other nine without it."""
+    topic = f"in-place-{uuid.uuid4().hex[:8]}"
+    bus = KafkaBus(kafka_bootstrap, partitions=1, replication=1)
+    await bus.start()
+    try:
+        await bus.ensure_topics([topic])
+        for n in range(10):
+            await bus.publish_raw(topic, "k", f"{n}".encode())
+        member = bus.source(f"g-{topic}", [topic])
+        async with asyncio.timeout(120):  # joining the group takes seconds
+            first = await member.fetch(1, 60.0)
+        assert [r.value for r in first] == [b"0"]
+        thread_calls: list[str] = []
+        on_thread = member._on_thread  # type: ignore[attr-defined]
+
+        async def counted(fn: Any, *args: Any) -> Any:
+            thread_calls.append(fn.__name__)
+            return await on_thread(fn, *args)
+
+        member._on_thread = counted  # type: ignore[attr-defined]
+        rest = await member.fetch(100, 60.0)
+        assert [r.value for r in rest] == [f"{n}".encode() for n in range(1, 10)]
+        assert thread_calls == []
+        await member.close()
+    finally:
+        await bus.close()

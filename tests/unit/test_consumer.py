@@ -420,3 +420,39 @@ async def test_a_background_consumer_opens_its_member_as_one() -> None:
         assert await consumer.run_once() == 0
         await consumer.close()
     assert bus.background == {"eager": False, "lazy": True}
+
+
+async def test_a_hurried_consumer_handles_its_batch_in_its_own_task_in_order() -> None:
+    """ADR 0017: on the launch path the consumer's own task handles the batch, partition
+    after partition and each in offset order, and commits it."""
+    bus = MemoryBus()
+    keys = keys_on_distinct_partitions(3)
+    for key in keys:
+        await bus.publish_many(TOPIC, [event(key, i) for i in range(3)])
+    handled: list[tuple[str, int, asyncio.Task[object] | None]] = []
+
+    async def handle(received: CloudEvent, record: BusRecord) -> None:
+        assert isinstance(received.data, JobStatusChanged)
+        handled.append((received.subject, received.data.version, asyncio.current_task()))
+
+    consumer = consumer_of(bus, handle, hurried=True)
+    assert await consumer.run_once() == 9
+    assert {task for _, _, task in handled} == {asyncio.current_task()}
+    for key in keys:
+        assert [v for k, v, _ in handled if k == key] == [1, 2, 3]
+    assert await bus.source("g", [TOPIC]).fetch(10, 0.01) == []  # committed
+
+
+async def test_a_hurried_consumer_that_fails_gives_up_the_batch_uncommitted() -> None:
+    """A record whose dead-lettering fails ends the batch as it does for any consumer: the
+    member closes, and the group reads the batch again from the committed position."""
+    bus = DeadLettersDown()
+    await bus.publish(TOPIC, event("job-1", 0))
+
+    async def handle(received: CloudEvent, record: BusRecord) -> None:
+        raise ValueError("bad record")
+
+    consumer = consumer_of(bus, handle, hurried=True, handler_attempts=1)
+    with pytest.raises(InfrastructureUnavailable):
+        await consumer.run_once()
+    assert len(await bus.source("g", [TOPIC]).fetch(10, 0.01)) == 1

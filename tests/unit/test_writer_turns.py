@@ -200,3 +200,15 @@ async def test_a_read_does_not_wait_for_a_write_stuck_ahead_of_it(tmp_path: Path
         assert (await store.get("j1")).job_id == "j1"
     finally:
         await store.close()
+
+
+def test_take_without_waiting_says_whether_it_got_the_turn(tmp_path: Path) -> None:
+    database = tmp_path / "jobs.db"
+    with opened(database) as first, opened(database) as second:
+        assert first.take(wait=False) is True
+        assert second.take(wait=False) is False  # held: refused at once, nothing waits
+        first.give_back()
+        assert second.take(wait=False) is True
+        assert someone_holds_the_turn(database)
+        second.give_back()
+        assert not someone_holds_the_turn(database)

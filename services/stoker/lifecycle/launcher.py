@@ -25,6 +25,7 @@ from stoker.core.errors import StokerError, VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobStatusChanged
 from stoker.core.job import TERMINAL_STATUSES, JobChange, JobRecord, JobStatus
 from stoker.core.retry import RetryPolicy
+from stoker.hurry import spawn_hurried
 from stoker.lifecycle.admission import AdmissionControl, Admitted
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
@@ -184,7 +185,8 @@ class Launcher:
             self._spawn(self._launch(admitted))
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        # Intake and launches are the launch path: they go ahead of the loop's queue.
+        task: asyncio.Task[None] = spawn_hurried(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task

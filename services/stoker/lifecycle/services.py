@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from stoker import topics
-from stoker.bus.consumer import BACKGROUND, Consumer
+from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
 from stoker.core.events import CloudEvent, JobSubmitted
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.launcher import Launcher, LauncherConfig
@@ -35,8 +35,8 @@ def lifecycle_consumer(
     rt: Runtime, group: str, role: Launcher | Monitor | Retrier
 ) -> Consumer[CloudEvent]:
     """The role's consumer of the lifecycle topic: it passes over the event types and status
-    changes the role does not act on without validating them, and is a `BACKGROUND` member
-    unless the role is on the launch path (`ON_LAUNCH_PATH`: only the launcher's is)."""
+    changes the role does not act on without validating them. It is a `BACKGROUND` member,
+    or `LAUNCH_PATH` if the role is on it (`ON_LAUNCH_PATH`: only the launcher's is)."""
     return Consumer.for_events(
         rt.bus,
         group,
@@ -44,7 +44,7 @@ def lifecycle_consumer(
         role.on_event,
         wanted=role.WANTED,
         statuses=role.WANTED_STATUSES,
-        config=None if role.ON_LAUNCH_PATH else BACKGROUND,
+        config=LAUNCH_PATH if role.ON_LAUNCH_PATH else BACKGROUND,
     )
 
 

@@ -12,8 +12,11 @@ whichever client produced them and stay in order. A thread of the bus serves the
 producer's delivery reports and hands them to the event loop in batches; `publish_many`
 returns once every record of the call is acknowledged.
 
-Consuming: one librdkafka consumer per group member, auto-commit off. Every call on it runs
-on the member's own thread, one at a time (`consume` waits in C, without the GIL).
+Consuming: one librdkafka consumer per group member, auto-commit off. Calls on it run one
+at a time: a fetch first takes the records librdkafka already holds, on the event loop
+(`consume` without a timeout returns at once; ADR 0017), and only when there are none waits
+for them on the member's own thread (`consume` waits in C, without the GIL), as commits and
+closing do.
 `commit` records the positions of handled records and writes them to the broker at most
 every `commit_interval_ms`, and always on a rebalance, when a fetch comes back empty and on
 close. A crash can therefore redeliver up to one interval of handled records (at-least-once;
@@ -23,6 +26,8 @@ Rebalances: librdkafka runs rebalance callbacks only inside `consume` and `poll`
 consumer loop fetches only after it committed the batch in hand. So when partitions are
 revoked no batch is in flight, and the revoke callback writes the pending positions while
 the partitions are still this member's: a record is never handled by two members at once.
+A revoke met by a fetch on the event loop writes them from there, a broker round trip the
+loop waits for, once per rebalance.
 
 Fetching: the broker holds a fetch until `fetch_min_bytes` are there or `fetch_max_wait_ms`
 passed, so a busy topic comes in batches and a quiet one costs little. Members nothing waits
@@ -41,7 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -450,6 +455,7 @@ class _KafkaSource:
         # Every call on the consumer runs here, in order: librdkafka's consumer must not be
         # called from two threads at once, and its rebalance callbacks run on this thread.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stoker-kafka-member")
+        self._last_on_thread: Future[Any] | None = None
         self._closed = False
         self._log = log.bind(group=group, client=f"{bus.client_id}-{uuid.uuid4().hex[:8]}")
         # Positions of handled records not yet written to the broker, and when the last
@@ -466,7 +472,9 @@ class _KafkaSource:
             await self._bus.wait_reachable(
                 "consumer", lambda timeout_s: self._on_thread(self._probe, timeout_s)
             )
-        messages = await self._on_thread(self._fetch, max_records, timeout_s)
+        messages = self._waiting(max_records)
+        if not messages:
+            messages = await self._on_thread(self._fetch, max_records, timeout_s)
         records: list[BusRecord] = []
         for m in messages:
             error = m.error()
@@ -508,7 +516,25 @@ class _KafkaSource:
             self._thread.shutdown(wait=True)
 
     async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        call = self._thread.submit(fn, *args)
+        self._last_on_thread = call
+        return await asyncio.wrap_future(call)
+
+    def _waiting(self, max_records: int) -> list[Message]:
+        """Records librdkafka already holds, taken on the event loop itself.
+
+        `consume` with no timeout returns at once, so a busy member needs no thread hop,
+        which cost each batch two hand-offs of the GIL (each up to the switch interval while
+        the loop is busy) and a round of the loop (ADR 0017). Only while the member's thread
+        has nothing in hand, so that the consumer is never called from two threads at once.
+        """
+        consumer, last = self._consumer, self._last_on_thread
+        if consumer is None or (last is not None and not last.done()):
+            return []
+        try:
+            return consumer.consume(max_records, 0)
+        except KafkaException as exc:
+            raise translate(exc, "fetch") from exc
 
     # --- on the member's thread -----------------------------------------------------------
 

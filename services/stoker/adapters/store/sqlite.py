@@ -1,7 +1,8 @@
 """The embedded JobStore: one SQLite file in WAL mode.
 
-Calls run on two worker threads, so the event loop never blocks on disk: writes on one that
-owns the write connection, reads on another with a read-only connection of its own.
+Write groups run on the event loop itself, each in one short transaction (ADR 0017, below);
+a write lane's thread waits for the file when another writer holds it. Reads other than
+point reads run on a read lane's thread, with a read-only connection of its own.
 
 Writes take the file's write lock up front (`BEGIN IMMEDIATE`), which makes
 read-check-write one atomic step even when several processes share the file. Before it, a
@@ -27,6 +28,14 @@ that finds the file busy (which WAL readers only do in rare cases, such as anoth
 connection holding the file in exclusive locking mode) does not wait on the loop: it goes
 to the read lane, which waits with the busy timeout.
 
+Writes in place (ADR 0017): a write group runs on the event loop, on a connection of its
+own, when the writer turn is free, and otherwise right after the write lane's thread has
+waited for the turn. On the thread, every SQLite step handed the GIL back and waited up to
+the switch interval to take it again while the loop was busy, and a group of a few dozen
+writes held the file's turn for tens of milliseconds, against the other process too. A
+commit appends to the log in the page cache without syncing (`synchronous = NORMAL`), so
+the loop waits on no disk; checkpoints, which sync, stay on their thread.
+
 Group commit: writes that arrive while the writer is busy are queued and then run together,
 in arrival order, in one transaction, and every caller hears back only after that
 transaction committed (reads are grouped the same way, without a transaction). One commit
@@ -46,7 +55,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -190,7 +199,10 @@ class SqliteJobStore:
         self._checkpoint_due: asyncio.Task[None] | None = None
         self._closing = False
         self._in_place: sqlite3.Connection | None = None
+        self._writes_in_place: sqlite3.Connection | None = None
         self._writers = WriterTurns(self._path)
+        # The loop's own handle for write groups run in place (ADR 0017).
+        self._in_place_turns = WriterTurns(self._path)
         # The checkpointer's own handle: one shared with the writer would not keep it out.
         self._checkpoint_turns = WriterTurns(self._path)
 
@@ -206,6 +218,8 @@ class SqliteJobStore:
         await self._queue_on(self._checkpointer, "open", self._open_checkpointer)
         # Never waits on the loop: a busy file sends the read to the lane (ADR 0015).
         self._in_place = self._read_only(self._connect(busy_timeout_ms=0))
+        self._in_place_turns.open()
+        self._writes_in_place = self._writing(self._connect(busy_timeout_ms=0))
 
     async def close(self) -> None:
         if self._writer is None:
@@ -216,6 +230,8 @@ class SqliteJobStore:
         if self._in_place is not None:
             self._in_place.close()
             self._in_place = None
+        # Later groups go to the writer's thread; one running here finishes first.
+        writes_in_place, self._writes_in_place = self._writes_in_place, None
         self._closing = True
         if self._checkpoint_due is not None:
             # A waiting checkpoint is dropped; SQLite checkpoints when the last connection
@@ -231,6 +247,9 @@ class SqliteJobStore:
                 if lane.draining is not None:
                     await asyncio.gather(lane.draining, return_exceptions=True)
                 lane.executor.shutdown(wait=True)
+            if writes_in_place is not None:
+                writes_in_place.close()
+            self._in_place_turns.close()
             self._writer = self._reader = self._checkpointer = None
 
     def _open(self, _: sqlite3.Connection | None) -> None:
@@ -238,9 +257,7 @@ class SqliteJobStore:
         # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
         conn = self._connect()
         conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL in WAL mode survives a process crash; only power loss can drop the last commit.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job (ADR 0015)
+        self._writing(conn)
         self._writers.open()
         with self._writers.turn():
             conn.executescript(SCHEMA)
@@ -260,6 +277,14 @@ class SqliteJobStore:
     def _close_checkpointer(self, _: sqlite3.Connection | None) -> None:
         self._lane(self._checkpointer).close_conn()
         self._checkpoint_turns.close()
+
+    @staticmethod
+    def _writing(conn: sqlite3.Connection) -> sqlite3.Connection:
+        """Settings of a connection that writes (each connection has its own)."""
+        # NORMAL in WAL mode survives a process crash; only power loss can drop the last commit.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job (ADR 0015)
+        return conn
 
     @staticmethod
     def _read_only(conn: sqlite3.Connection) -> sqlite3.Connection:
@@ -345,7 +370,9 @@ class SqliteJobStore:
         while lane.queue:
             group, lane.queue = lane.queue[:MAX_GROUP], lane.queue[MAX_GROUP:]
             try:
-                outcomes = await self._run_group(lane, group)
+                outcomes = await self._group_in_place(group) if lane.writes else None
+                if outcomes is None:
+                    outcomes = await self._run_group(lane, group)
             except BaseException as exc:  # the whole group failed (or we are cancelled)
                 for call in group:
                     if not call.future.done():
@@ -362,6 +389,53 @@ class SqliteJobStore:
                     call.future.set_result(value)
                 else:
                     call.future.set_exception(value)
+
+    async def _group_in_place(self, group: list[_Call]) -> list[tuple[bool, Any]] | None:
+        """Run a write group here, on the event loop (ADR 0017); None leaves it to the
+        writer's thread. Only the wait for the file's writer turn, when another writer holds
+        it, happens on that thread: the statements then run here, where they need no hand-
+        back of the GIL after every step. SQLite's own lock is tried once (busy timeout 0),
+        so only a writer that does not take turns sends the group to the thread, which
+        waits for it. An SQLite error that may pass (busy, I/O) rolls back and leaves the
+        group to the thread too, which retries or reports it."""
+        if self._writes_in_place is None:
+            return None
+        await self._take_turn_in_place(",".join(sorted({c.what for c in group})))
+        try:
+            conn = self._writes_in_place
+            if conn is None:  # closing meanwhile
+                return None
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return None
+            try:
+                outcomes = [_outcome(call, conn) for call in group]
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    return None
+                what = ",".join(sorted({c.what for c in group}))
+                raise StoreFailure(f"sqlite {what} on {self._path}: {exc}") from exc
+            return outcomes
+        finally:
+            self._in_place_turns.give_back()
+
+    async def _take_turn_in_place(self, what: str) -> None:
+        """Hold the loop's writer turn: at once when it is free, else once the writer's
+        thread has waited for it (reported each busy timeout, as a thread's group is)."""
+        turns = self._in_place_turns
+        if turns.take(wait=False):
+            return
+        taking = self._lane(self._writer).executor.submit(turns.take)
+        try:
+            await self._reporting_long_waits(asyncio.wrap_future(taking), what)
+        except asyncio.CancelledError:
+            # A thread already waiting still gets the turn, and nobody would give it back.
+            taking.add_done_callback(lambda done: _give_back_if_taken(turns, done))
+            raise
 
     async def _run_group(self, lane: _Lane, group: list[_Call]) -> list[tuple[bool, Any]]:
         loop = asyncio.get_running_loop()
@@ -735,6 +809,11 @@ def _insert_history(db: sqlite3.Connection, row: HistoryRow) -> None:
 
 def _insert_outbox(db: sqlite3.Connection, rows: list[OutboxRow]) -> None:
     db.executemany("INSERT INTO outbox (topic, event, event_id) VALUES (?, ?, ?)", rows)
+
+
+def _give_back_if_taken(turns: WriterTurns, taking: Future[bool]) -> None:
+    if not taking.cancelled() and taking.exception() is None:
+        turns.give_back()
 
 
 def _outcome(call: _Call, conn: sqlite3.Connection | None) -> tuple[bool, Any]:

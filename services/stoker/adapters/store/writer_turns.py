@@ -37,7 +37,8 @@ class WriterTurns:
     """One process's handle on the lock file; `turn()` is held around each write
     transaction. Not for sharing between threads: `flock` locks belong to the open file, so
     two threads on one handle would not keep each other out. The SQLite store has one handle
-    for its writer thread and one for its checkpointer."""
+    for its writer thread, one for its checkpointer and one for write groups run on the
+    event loop (whose wait for a turn a thread does, ADR 0017)."""
 
     def __init__(self, database: Path) -> None:
         self._path = lock_path(database)
@@ -55,12 +56,30 @@ class WriterTurns:
     @contextmanager
     def turn(self) -> Iterator[None]:
         """Wait until no other writer of the file holds its turn, then hold it."""
-        fd = self._fd
-        if fd is None:
-            raise RuntimeError(f"writer lock {self._path} is not open")
+        fd = self._open_fd()
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
             if self._fd == fd:  # else close() gave the turn back already
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def take(self, *, wait: bool = True) -> bool:
+        """Hold the turn until `give_back`: at once if it is free, else after waiting for it
+        (`wait`) or not at all (False, and the event loop may call it)."""
+        flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
+        try:
+            fcntl.flock(self._open_fd(), flags)
+        except BlockingIOError:
+            return False
+        return True
+
+    def give_back(self) -> None:
+        """Leave a turn held since `take` (a closed handle gave it back already)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _open_fd(self) -> int:
+        if self._fd is None:
+            raise RuntimeError(f"writer lock {self._path} is not open")
+        return self._fd
