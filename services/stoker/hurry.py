@@ -8,9 +8,10 @@ the publish of the events) waited a whole round behind the monitor's and the ret
 work, five or more rounds per job. `HurryingEventLoop` puts the wake-up of a hurried task
 (what it awaited is done) and the first step of a task started with `spawn_hurried` at the
 front of the queue instead, so the task goes on as soon as the callback running now
-returns.
+returns. The launcher's consumer, intake and launch tasks are hurried; the store's lanes
+and the publishing task serve every role and keep their place (ADR 0017).
 
-Only those two move. A hurried task that yields on purpose (`await asyncio.sleep(0)`)
+Only wake-ups and first steps move. A hurried task that yields on purpose (`await asyncio.sleep(0)`)
 still lets the queue go first, so a busy hurried task cannot starve the loop: it gets
 ahead of the queue once per thing it waits for. Callbacks scheduled from other threads
 (`call_soon_threadsafe`) are not moved either; the loop's thread alone touches the queue.

@@ -84,8 +84,9 @@ class ConsumerConfig:
 
 
 BACKGROUND = ConsumerConfig(background=True)
-LAUNCH_PATH = ConsumerConfig(hurried=True)
 """The defaults, for a consumer nothing waits on."""
+LAUNCH_PATH = ConsumerConfig(hurried=True)
+"""The defaults, for the consumer a New job waits on (the launcher's)."""
 
 
 class Consumer(Generic[T]):

@@ -79,7 +79,8 @@ class Launcher:
     """The status changes `on_event` acts on: New jobs to take in, and ends and retries
     that free a slot."""
     ON_LAUNCH_PATH: ClassVar[bool] = True
-    """A New job waits on this consumer's fetch, so it fetches eagerly (ADR 0013)."""
+    """A New job waits on this consumer's fetch, so it fetches eagerly (ADR 0013) and its
+    task goes ahead of the event loop's queue (ADR 0017)."""
 
     def __init__(
         self,

@@ -452,8 +452,9 @@ class _KafkaSource:
         self._topics = topics
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._consumer: Consumer | None = None
-        # Every call on the consumer runs here, in order: librdkafka's consumer must not be
-        # called from two threads at once, and its rebalance callbacks run on this thread.
+        # Calls that may wait run here, in order; a fetch of records already held runs on
+        # the loop, only while nothing runs here (`_waiting`): librdkafka's consumer must not
+        # be called from two threads at once, and its rebalance callbacks run in the caller.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stoker-kafka-member")
         self._last_on_thread: Future[Any] | None = None
         self._closed = False
