@@ -351,7 +351,10 @@ class SqliteJobStore:
             # Busy, or an outage: the lane waits out the one and reports the other.
             return await self._run_read(what, fn)
         except sqlite3.Error as exc:
-            raise StoreFailure(f"sqlite {what} on {self._path}: {exc}") from exc
+            raise self._failure(what, exc) from exc
+
+    def _failure(self, what: str, exc: sqlite3.Error) -> StoreFailure:
+        return StoreFailure(f"sqlite {what} on {self._path}: {exc}")
 
     async def _queue_on(
         self, lane: _Lane | None, what: str, fn: Callable[[sqlite3.Connection | None], T]
@@ -369,10 +372,11 @@ class SqliteJobStore:
         """Run the lane's queued calls group by group until its queue is empty."""
         while lane.queue:
             group, lane.queue = lane.queue[:MAX_GROUP], lane.queue[MAX_GROUP:]
+            what = _group_name(group)
             try:
-                outcomes = await self._group_in_place(group) if lane.writes else None
+                outcomes = await self._group_in_place(group, what) if lane.writes else None
                 if outcomes is None:
-                    outcomes = await self._run_group(lane, group)
+                    outcomes = await self._run_group(lane, group, what)
             except BaseException as exc:  # the whole group failed (or we are cancelled)
                 for call in group:
                     if not call.future.done():
@@ -390,7 +394,7 @@ class SqliteJobStore:
                 else:
                     call.future.set_exception(value)
 
-    async def _group_in_place(self, group: list[_Call]) -> list[tuple[bool, Any]] | None:
+    async def _group_in_place(self, group: list[_Call], what: str) -> list[tuple[bool, Any]] | None:
         """Run a write group here, on the event loop (ADR 0017); None leaves it to the
         writer's thread. Only the wait for the file's writer turn, when another writer holds
         it, happens on that thread: the statements then run here, where they need no hand-
@@ -400,26 +404,17 @@ class SqliteJobStore:
         group to the thread too, which retries or reports it."""
         if self._writes_in_place is None:
             return None
-        await self._take_turn_in_place(",".join(sorted({c.what for c in group})))
+        await self._take_turn_in_place(what)
         try:
             conn = self._writes_in_place
             if conn is None:  # closing meanwhile
                 return None
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError:
-                return None
-            try:
-                outcomes = [_outcome(call, conn) for call in group]
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError):
-                    return None
-                what = ",".join(sorted({c.what for c in group}))
-                raise StoreFailure(f"sqlite {what} on {self._path}: {exc}") from exc
-            return outcomes
+            with _committed(conn):
+                return [_outcome(call, conn) for call in group]
+        except sqlite3.OperationalError:
+            return None
+        except sqlite3.Error as exc:
+            raise self._failure(what, exc) from exc
         finally:
             self._in_place_turns.give_back()
 
@@ -437,9 +432,10 @@ class SqliteJobStore:
             taking.add_done_callback(lambda done: _give_back_if_taken(turns, done))
             raise
 
-    async def _run_group(self, lane: _Lane, group: list[_Call]) -> list[tuple[bool, Any]]:
+    async def _run_group(
+        self, lane: _Lane, group: list[_Call], what: str
+    ) -> list[tuple[bool, Any]]:
         loop = asyncio.get_running_loop()
-        what = ",".join(sorted({c.what for c in group}))
         for attempt in range(1, LOCK_RETRIES + 1):
             try:
                 work = loop.run_in_executor(lane.executor, self._group_in_worker, lane, group)
@@ -453,7 +449,7 @@ class SqliteJobStore:
                 log.warning("sqlite busy; retrying", operation=what, attempt=attempt)
                 await asyncio.sleep(0.05 * attempt)
             except sqlite3.Error as exc:
-                raise StoreFailure(f"sqlite {what} on {self._path}: {exc}") from exc
+                raise self._failure(what, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _reporting_long_waits(self, work: asyncio.Future[T], what: str) -> T:
@@ -504,15 +500,8 @@ class SqliteJobStore:
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
         """A write transaction in this process's turn among the file's writers."""
-        with self._writers.turn():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._writers.turn(), _committed(conn):
+            yield
 
     @staticmethod
     def _read(conn: sqlite3.Connection | None) -> sqlite3.Connection:
@@ -809,6 +798,25 @@ def _insert_history(db: sqlite3.Connection, row: HistoryRow) -> None:
 
 def _insert_outbox(db: sqlite3.Connection, rows: list[OutboxRow]) -> None:
     db.executemany("INSERT INTO outbox (topic, event, event_id) VALUES (?, ?, ?)", rows)
+
+
+@contextmanager
+def _committed(conn: sqlite3.Connection) -> Iterator[None]:
+    """`BEGIN IMMEDIATE` ... `COMMIT`, rolled back on any error, a failed commit included, so
+    the connection is never left inside a transaction. The caller holds the writer turn."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _group_name(group: list[_Call]) -> str:
+    """What a group does, for logs and errors: its calls' kinds."""
+    return ",".join(sorted({c.what for c in group}))
 
 
 def _give_back_if_taken(turns: WriterTurns, taking: Future[bool]) -> None:
