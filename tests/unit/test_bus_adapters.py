@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import signal
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,77 @@ async def test_a_transient_kafka_failure_is_retried_and_a_lasting_one_is_transla
     with pytest.raises(InfrastructureUnavailable, match="_DESTROY_BROKER"):
         await retry_transient(always_lost, "ensure_topics", 0.0, sleep=sleep)
     assert always_lost.calls == 1
+
+
+class _Message:
+    """What the Kafka member reads of a librdkafka message."""
+
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return f"{self._offset}".encode()
+
+    def headers(self) -> None:
+        return None
+
+
+class _ThreadRecordingConsumer:
+    """A stand-in for librdkafka's consumer: hands out queued messages and records the
+    thread of every call."""
+
+    def __init__(self) -> None:
+        self.queued: list[_Message] = []
+        self.threads: list[int] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[_Message]:
+        self.threads.append(threading.get_ident())
+        taken, self.queued = self.queued[:num_messages], self.queued[num_messages:]
+        return taken
+
+    def poll(self, timeout: float) -> _Message | None:
+        self.threads.append(threading.get_ident())
+        return self.queued.pop(0) if self.queued else None
+
+    def close(self) -> None:
+        self.threads.append(threading.get_ident())
+
+
+async def test_a_kafka_member_takes_held_records_on_the_loop_only_while_its_thread_is_idle() -> (
+    None
+):
+    """ADR 0017: records librdkafka holds are fetched on the event loop, but never while a
+    call is in hand on the member's thread: the consumer is called from one thread at a
+    time, and the fetch then waits its turn on that thread."""
+    member = KafkaBus("127.0.0.1:1").source("g", ["t"])
+    consumer = _ThreadRecordingConsumer()
+    member._consumer = consumer  # type: ignore[assignment]
+    loop_thread = threading.get_ident()
+
+    busy: concurrent.futures.Future[None] = concurrent.futures.Future()
+    member._last_on_thread = busy  # a call still in hand on the member's thread
+    consumer.queued = [_Message(0)]
+    assert [r.offset for r in await member.fetch(10, 1.0)] == [0]
+    assert consumer.threads
+    assert loop_thread not in consumer.threads
+
+    consumer.threads.clear()
+    consumer.queued = [_Message(1), _Message(2)]
+    assert [r.offset for r in await member.fetch(10, 1.0)] == [1, 2]
+    assert consumer.threads == [loop_thread]
+    await member.close()
