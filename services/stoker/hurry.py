@@ -49,19 +49,21 @@ class HurryingEventLoop(asyncio.SelectorEventLoop):
         context: Context | None = None,
     ) -> asyncio.Handle:
         handle = super().call_soon(callback, *args, context=context)
-        if getattr(callback, "__name__", "") in _WAKE_UPS:
+        # Every callback passes here: the cheap test first (nothing hurried, most of them).
+        if _hurried and getattr(callback, "__name__", "") in _WAKE_UPS:
             owner = getattr(callback, "__self__", None)
             if isinstance(owner, asyncio.Task) and owner in _hurried:
-                self._to_front(handle)
+                self._newest_to_front(handle)
         return handle
 
-    def _to_front(self, handle: asyncio.Handle) -> None:
+    def _newest_to_front(self, handle: asyncio.Handle | None = None) -> None:
+        """Move the callback queued last (if it is `handle`: another thread may have queued
+        one since) to the front of the queue."""
         # `_ready` is BaseEventLoop's queue of callbacks for the next rounds; a Python that
         # keeps it otherwise runs hurried tasks in the usual order (test_hurry checks).
         ready = getattr(self, "_ready", None)
-        if isinstance(ready, deque) and ready and ready[-1] is handle:
-            ready.pop()
-            ready.appendleft(handle)
+        if isinstance(ready, deque) and ready and (handle is None or ready[-1] is handle):
+            ready.appendleft(ready.pop())
 
 
 def hurry(task: asyncio.Task[T]) -> asyncio.Task[T]:
@@ -84,8 +86,5 @@ def spawn_hurried(coro: Coroutine[Any, Any, T], *, name: str | None = None) -> a
     loop = asyncio.get_running_loop()
     task = hurry(loop.create_task(coro, name=name))
     if isinstance(loop, HurryingEventLoop):
-        # Creating the task queued its first step last: move that handle up.
-        ready = getattr(loop, "_ready", None)
-        if isinstance(ready, deque) and ready:
-            loop._to_front(ready[-1])
+        loop._newest_to_front()  # creating the task queued its first step last
     return task
