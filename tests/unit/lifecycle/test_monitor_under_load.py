@@ -5,9 +5,15 @@ ended jobs applied concurrently. Each case is one the end-to-end runs hit."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine, Generator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from stoker.adapters.training.naming import training_job_name
+from stoker.core.errors import InfrastructureUnavailable
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobStatus
 from stoker.lifecycle.jobs import parse_spec
@@ -253,10 +259,41 @@ class OverlapStore(CountingStore):
             self.in_flight -= 1
 
 
+@contextmanager
+def _tasks_started() -> Iterator[list[str]]:
+    """The coroutine names of the tasks the running loop starts meanwhile."""
+    loop = asyncio.get_running_loop()
+    started: list[str] = []
+
+    def factory(
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
+        /,
+        **kwargs: Any,
+    ) -> asyncio.Future[Any]:
+        started.append(getattr(coro, "__qualname__", ""))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    previous = loop.get_task_factory()
+    loop.set_task_factory(factory)
+    try:
+        yield started
+    finally:
+        loop.set_task_factory(previous)
+
+
+async def _ended_together(world: World, ids: list[str]) -> None:
+    world.clock.advance(1)
+    for job_id in ids:
+        name = (await world.store.get(job_id)).details["training_job_name"]
+        world.backend.set_status(name, TrainingJobStatus.COMPLETED)
+
+
 async def test_ended_jobs_of_one_pass_are_applied_concurrently(world: World) -> None:
-    """Eight jobs end together; one pass records all eight, working on several at once
-    (bounded by max_concurrent_observations) instead of one after another."""
-    ids = [f"j{n}" for n in range(8)]
+    """Twenty jobs end together; one pass records all twenty, working on several at once
+    instead of one after another, on as many tasks as max_concurrent_observations allows:
+    not a task per job, each of which would become ready at once (ADR 0018)."""
+    ids = [f"j{n}" for n in range(20)]
     await _launch(world, *ids)
     overlap = OverlapStore(world.store)
     monitor = await _recovered_monitor(
@@ -264,13 +301,49 @@ async def test_ended_jobs_of_one_pass_are_applied_concurrently(world: World) -> 
         overlap,
         MonitorConfig(api_rate_per_s=100, api_burst=100, max_concurrent_observations=4),
     )
-    world.clock.advance(1)
-    for job_id in ids:
-        name = (await world.store.get(job_id)).details["training_job_name"]
-        world.backend.set_status(name, TrainingJobStatus.COMPLETED)
-    assert await monitor.poll_once() == 8
+    await _ended_together(world, ids)
+    with _tasks_started() as started:
+        assert await monitor.poll_once() == 20
     assert {(await world.store.get(j)).status for j in ids} == {JobStatus.COMPLETED}
     assert 1 < overlap.peak <= 4
+    assert sum("_observe_all" in name for name in started) == 4
+
+
+class FailingStore(CountingStore):
+    """Fails every read of one job while `failing` names it, as a store that cannot read
+    that job's item would."""
+
+    def __init__(self, inner: object, failing: str | None) -> None:
+        super().__init__(inner)
+        self.failing = failing
+
+    async def get(self, job_id: str) -> object:
+        if job_id == self.failing:
+            raise InfrastructureUnavailable(f"store: cannot read {job_id}")
+        return await super().get(job_id)
+
+
+async def test_an_end_that_fails_to_apply_does_not_hold_back_the_others(world: World) -> None:
+    """Eight jobs end together and the read of one fails: the pass still records the seven
+    others, then raises the failure; the next pass records the eighth."""
+    ids = [f"j{n}" for n in range(8)]
+    await _launch(world, *ids)
+    failing = FailingStore(world.store, failing="j3")
+    monitor = await _recovered_monitor(
+        world,
+        failing,
+        MonitorConfig(api_rate_per_s=100, api_burst=100, max_concurrent_observations=4),
+    )
+    await _ended_together(world, ids)
+    with pytest.raises(InfrastructureUnavailable, match="cannot read j3"):
+        await monitor.poll_once()
+    statuses = {j: (await world.store.get(j)).status for j in ids}
+    assert statuses.pop("j3") is JobStatus.LAUNCHED
+    assert set(statuses.values()) == {JobStatus.COMPLETED}
+    failing.failing = None
+    world.clock.advance(1)
+    assert await monitor.poll_once() == 1
+    assert (await world.store.get("j3")).status is JobStatus.COMPLETED
 
 
 async def _stopped_while_queued(world: World, job_id: str) -> tuple[CloudEvent, str]:
