@@ -297,8 +297,8 @@ class Monitor:
         A few workers take the observations in turn (ADR 0018). A task per observation,
         waiting at a gate, put a pass's hundreds of first steps on the event loop's queue at
         once, ahead of the launch path, and kept each alive (its coroutines, context and
-        future) for the collector to visit while it waited. Every observation is applied
-        even when one fails; the first failure is raised after."""
+        future) for the collector to visit while it waited. Every observation is tried even
+        when one fails; the first failure is raised after."""
         pending = iter(todo)
         applied = 0
         failures: list[BaseException] = []
