@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,11 +15,14 @@ import structlog
 
 from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.core.job import JobRecord
+from tests.unit.router.conditions import wait_until
 from tests.unit.test_writer_turns import opened, someone_holds_the_turn
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 WAIT_BOUND_S = 30.0
 """Only turns a hang into a failure."""
+POLL_S = 0.01
+"""How often a condition nothing signals (the kernel's lock, a log line) is checked."""
 
 
 def job(job_id: str) -> JobRecord:
@@ -41,15 +44,7 @@ def inserts_by_thread(store: SqliteJobStore) -> list[int]:
     return threads
 
 
-async def until(condition_met: Callable[[], bool], what: str) -> None:
-    """Polls a condition nothing signals (the kernel's lock, a log line), bounded above."""
-    deadline = asyncio.get_running_loop().time() + WAIT_BOUND_S
-    while not condition_met():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.01)
-
-
-def waiting_reported(logs: list[dict[str, object]]) -> Callable[[], bool]:
+def waiting_reported(logs: Sequence[Mapping[str, object]]) -> Callable[[], bool]:
     """Whether the store said a call waits for the turn: the thread is then in its wait."""
     return lambda: any(str(e["event"]).startswith("sqlite call still waiting") for e in logs)
 
@@ -78,7 +73,7 @@ async def test_a_write_that_waited_for_a_turn_held_elsewhere_runs_on_the_event_l
         with structlog.testing.capture_logs() as logs, opened(database) as other:
             assert other.take(wait=False)
             write = asyncio.create_task(store.create(job("j1")))
-            await until(waiting_reported(logs), "the write never waited for the turn")
+            await wait_until(waiting_reported(logs), WAIT_BOUND_S, POLL_S)
             assert not write.done()
             other.give_back()
             _, created = await asyncio.wait_for(write, WAIT_BOUND_S)
@@ -128,13 +123,13 @@ async def test_a_group_cancelled_while_its_turn_is_awaited_gives_the_turn_back(
         with structlog.testing.capture_logs() as logs, opened(database) as other:
             assert other.take(wait=False)
             write = asyncio.create_task(store.create(job("j1")))
-            await until(waiting_reported(logs), "the write never waited for the turn")
+            await wait_until(waiting_reported(logs), WAIT_BOUND_S, POLL_S)
             assert store._writer is not None
             assert store._writer.draining is not None
             store._writer.draining.cancel()
             await asyncio.gather(write, return_exceptions=True)
             other.give_back()
-            await until(lambda: not someone_holds_the_turn(database), "turn never given back")
+            await wait_until(lambda: not someone_holds_the_turn(database), WAIT_BOUND_S, POLL_S)
         _, created = await store.create(job("j2"))
         assert created is True
     finally:

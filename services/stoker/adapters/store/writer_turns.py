@@ -56,13 +56,11 @@ class WriterTurns:
     @contextmanager
     def turn(self) -> Iterator[None]:
         """Wait until no other writer of the file holds its turn, then hold it."""
-        fd = self._open_fd()
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.take()
         try:
             yield
         finally:
-            if self._fd == fd:  # else close() gave the turn back already
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            self.give_back()
 
     def take(self, *, wait: bool = True) -> bool:
         """Hold the turn until `give_back`: at once if it is free, else after waiting for it
