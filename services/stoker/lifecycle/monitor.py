@@ -300,29 +300,25 @@ class Monitor:
         future) for the collector to visit while it waited. Every observation is tried even
         when one fails; the first failure is raised after."""
         pending = iter(todo)
-        applied = 0
         failures: list[BaseException] = []
 
-        async def worker() -> None:
-            nonlocal applied
+        async def worker() -> int:
+            applied = 0
             for name, status in pending:
                 try:
-                    # Not `applied += await ...`: that reads `applied` before the await.
-                    done = await self.observe(name, status)
+                    applied += await self.observe(name, status)
                 except Exception as exc:
                     failures.append(exc)
-                else:
-                    applied += done
+            return applied
 
         workers = min(len(todo), self._config.max_concurrent_observations)
-        for ended in await asyncio.gather(
-            *(worker() for _ in range(workers)), return_exceptions=True
-        ):
-            if isinstance(ended, BaseException):
-                raise ended
+        counts = await asyncio.gather(*(worker() for _ in range(workers)), return_exceptions=True)
+        for count in counts:
+            if isinstance(count, BaseException):
+                raise count
         if failures:
             raise failures[0]
-        return applied
+        return sum(count for count in counts if isinstance(count, int))
 
     def _remember(self, name: str, status: TrainingJobStatus) -> None:
         _remember_newest(self._unfollowed, name, status, self._config.unfollowed_memory)
