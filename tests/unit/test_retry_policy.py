@@ -56,3 +56,77 @@ def test_overrides_replace_only_what_they_set() -> None:
         RetryPolicyOverrides(max_attempts=5)
     )
     assert (merged.max_attempts, merged.initial_delay_s) == (5, 30)
+
+
+class _Busy(Exception):
+    retriable = True
+
+
+class _Wrong(Exception):
+    retriable = False
+
+
+class _SlowDown(Exception):
+    retriable = True
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("slow down")
+        self.retry_after_s = retry_after_s
+
+
+async def test_retrying_retries_what_is_retriable_with_the_policys_waits() -> None:
+    """Two busy answers then success: two waits of the policy's delays, no real sleep."""
+    policy = RetryPolicy(initial_delay_s=1, multiplier=3, max_delay_s=100, jitter=0)
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    outcomes: list[Exception | None] = [_Busy(), _Busy(), None]
+    async for attempt in policy.retrying(sleep=record):
+        with attempt:
+            outcome = outcomes.pop(0)
+            if outcome is not None:
+                raise outcome
+    assert waits == [1, 3]
+
+
+async def test_retrying_reraises_a_terminal_error_at_once() -> None:
+    """An error that says it is not retriable is raised on the first try, as it is."""
+    policy = RetryPolicy(initial_delay_s=1, jitter=0, max_attempts=5)
+    tries = 0
+
+    async def no_sleep(_seconds: float) -> None:
+        raise AssertionError("a terminal error must not wait")
+
+    with pytest.raises(_Wrong):
+        async for attempt in policy.retrying(sleep=no_sleep):
+            with attempt:
+                tries += 1
+                raise _Wrong("bad request")
+    assert tries == 1
+
+
+async def test_retrying_gives_up_after_max_attempts_with_the_last_error() -> None:
+    """max_attempts tries in all, then the last error itself (not a wrapper)."""
+    policy = RetryPolicy(initial_delay_s=0, max_delay_s=0, jitter=0, max_attempts=3)
+    tries = 0
+    with pytest.raises(_Busy):
+        async for attempt in policy.retrying():
+            with attempt:
+                tries += 1
+                raise _Busy()
+    assert tries == 3
+
+
+def test_retrying_blocking_honours_retry_after_capped_by_max_delay() -> None:
+    """A Retry-After from the other side is the wait, never longer than max_delay_s."""
+    policy = RetryPolicy(initial_delay_s=1, max_delay_s=30, jitter=0)
+    waits: list[float] = []
+    outcomes: list[Exception | None] = [_SlowDown(7), _SlowDown(3600), None]
+    for attempt in policy.retrying_blocking(sleep=waits.append):
+        with attempt:
+            outcome = outcomes.pop(0)
+            if outcome is not None:
+                raise outcome
+    assert waits == [7, 30]

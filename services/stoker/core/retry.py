@@ -1,11 +1,27 @@
-"""Retry policy: one validated value object, used by every retrying component."""
+"""Retry policy: one validated value object, used by every retrying component.
+
+Two kinds of retry share it. A job's attempts are durable: the retrier stores the next
+attempt's due time (`delay_s`), so a restart loses nothing. A call that failed for a moment
+(a busy database, a broker that is not up yet) is retried in place: `retrying()` gives a
+tenacity loop with the policy's waits and limits. Whether an error is worth another try is
+data on the error (`retriable`), never a reading of its message.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import tenacity
 from pydantic import BaseModel, ConfigDict, Field
+
+
+def is_retriable(error: BaseException) -> bool:
+    """Whether another try may succeed: the error's own `retriable` flag (False if none)."""
+    return bool(getattr(error, "retriable", False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +68,65 @@ class RetryPolicy:
 
     def may_retry(self, attempts_made: int) -> bool:
         return attempts_made < self.max_attempts
+
+    def retrying(
+        self,
+        *,
+        retry_on: Callable[[BaseException], bool] = is_retriable,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
+        deadline_s: float | None = None,
+    ) -> tenacity.AsyncRetrying:
+        """A tenacity loop that retries what `retry_on` accepts, waiting `delay_s` between
+        tries, for at most `max_attempts` tries (and `deadline_s` seconds, when given); the
+        last error is re-raised as it is.
+
+            async for attempt in policy.retrying():
+                with attempt:
+                    await operation()
+
+        An error with a `retry_after_s` (the other side said when) waits that long, capped
+        by `max_delay_s`.
+        """
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
+        if deadline_s is not None:
+            stop = stop | tenacity.stop_after_delay(deadline_s)
+        return tenacity.AsyncRetrying(
+            stop=stop,
+            wait=self._tenacity_wait,
+            retry=tenacity.retry_if_exception(retry_on),
+            sleep=sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    def retrying_blocking(
+        self,
+        *,
+        retry_on: Callable[[BaseException], bool] = is_retriable,
+        sleep: Callable[[float], None] = time.sleep,
+        before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
+        deadline_s: float | None = None,
+    ) -> tenacity.Retrying:
+        """`retrying` for code on a worker thread, where waiting blocks the thread."""
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
+        if deadline_s is not None:
+            stop = stop | tenacity.stop_after_delay(deadline_s)
+        return tenacity.Retrying(
+            stop=stop,
+            wait=self._tenacity_wait,
+            retry=tenacity.retry_if_exception(retry_on),
+            sleep=sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    def _tenacity_wait(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        retry_after_s = getattr(error, "retry_after_s", None)
+        if isinstance(retry_after_s, int | float) and retry_after_s >= 0:
+            return min(float(retry_after_s), self.max_delay_s)
+        return self.delay_s(state.attempt_number)
 
     def merged(self, overrides: RetryPolicyOverrides | None) -> RetryPolicy:
         if overrides is None:
