@@ -99,11 +99,15 @@ async def test_retrying_reraises_a_terminal_error_at_once() -> None:
     async def no_sleep(_seconds: float) -> None:
         raise AssertionError("a terminal error must not wait")
 
-    with pytest.raises(_Wrong):
+    async def fail_once() -> None:
+        nonlocal tries
         async for attempt in policy.retrying(sleep=no_sleep):
             with attempt:
                 tries += 1
                 raise _Wrong("bad request")
+
+    with pytest.raises(_Wrong):
+        await fail_once()
     assert tries == 1
 
 
@@ -111,11 +115,15 @@ async def test_retrying_gives_up_after_max_attempts_with_the_last_error() -> Non
     """max_attempts tries in all, then the last error itself (not a wrapper)."""
     policy = RetryPolicy(initial_delay_s=0, max_delay_s=0, jitter=0, max_attempts=3)
     tries = 0
-    with pytest.raises(_Busy):
+    async def always_busy() -> None:
+        nonlocal tries
         async for attempt in policy.retrying():
             with attempt:
                 tries += 1
                 raise _Busy()
+
+    with pytest.raises(_Busy):
+        await always_busy()
     assert tries == 3
 
 
