@@ -1,13 +1,13 @@
-"""How a stoker service process runs: with a garbage collector tuned for a process that
-handles many small events for a long time (ADR 0008).
+"""How a stoker service process runs: on asyncio's standard event loop, with the garbage
+collector tuned for a process that handles many small events for a long time.
 
-The youngest generation of Python's cyclic garbage collector is collected every
-`gc_threshold` allocations instead of every 700. At the default, a busy services process
-spent about a quarter of its CPU in the collector, mostly in full collections over a heap of
-long-lived objects, each of which also paused the event loop for about 125 ms. Reference
-counting still frees almost everything at once; only objects in reference cycles wait for a
-collection, and the older generations keep Python's proportions. Objects alive after
-start-up (modules, pydantic schemas) are frozen out of every later collection.
+Python's cyclic collector runs its youngest generation after a few hundred allocations,
+and each run, and more so each full collection over a large heap of long-lived objects,
+pauses the event loop: every task waits, launches included. Reference counting already
+frees almost everything at once; only objects in reference cycles wait for a collection.
+So a service process collects the youngest generation after `gc_threshold` allocations
+instead (the older generations keep Python's proportions), and freezes the objects alive
+after start-up (modules, pydantic schemas), which later collections then skip.
 """
 
 from __future__ import annotations
@@ -17,17 +17,15 @@ import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from stoker.hurry import HurryingEventLoop
 from stoker.settings import Settings
 
 T = TypeVar("T")
 
 
 def run_service_process(main: Coroutine[Any, Any, T], settings: Settings) -> T:
-    """Tune the collector, then run `main` to completion on a new event loop that wakes the
-    launch path first (`stoker.hurry`, ADR 0017)."""
+    """Tune the collector, then run `main` to completion on a new standard event loop."""
     tune_gc(settings.gc_threshold)
-    with asyncio.Runner(loop_factory=HurryingEventLoop) as runner:
+    with asyncio.Runner() as runner:
         return runner.run(main)
 
 

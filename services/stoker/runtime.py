@@ -32,9 +32,19 @@ def build_bus(settings: Settings) -> EventBus:
 
 def _transport(settings: Settings) -> EventBus:
     if settings.mode is Mode.KAFKA:
-        from stoker.adapters.bus.kafka import KafkaBus
+        from stoker.adapters.bus.kafka import KafkaBus, KafkaConfig
 
-        return KafkaBus(settings=settings)
+        return KafkaBus(
+            KafkaConfig(
+                bootstrap=settings.kafka_bootstrap,
+                partitions=settings.kafka_partitions,
+                replication=settings.kafka_replication,
+                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+                background_fetch_max_wait_ms=settings.kafka_background_fetch_max_wait_ms,
+                fetch_min_bytes=settings.kafka_fetch_min_bytes,
+                commit_interval_ms=settings.kafka_commit_interval_ms,
+            )
+        )
     if settings.mode is Mode.DYNAMODB:
         from stoker.adapters.bus.dynamodb_streams import DynamoDbStreamsBus
 

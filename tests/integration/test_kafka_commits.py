@@ -12,7 +12,8 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from stoker.adapters.bus.kafka import KafkaBus, retry_transient
+from stoker.adapters.bus.kafka import KafkaBus, KafkaConfig
+from stoker.adapters.bus.kafka.broker import retry_transient
 from stoker.ports.bus import BusRecord
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,9 @@ async def _committed(bootstrap: str, group: str, topic: str) -> int | None:
     # A fresh admin client's first request can be lost with its bootstrap connection
     # (see KafkaBus.ensure_topics): asked again then, as stoker's own admin calls are.
     return await retry_transient(
-        lambda: _committed_now(bootstrap, group, topic), "list group offsets", 30
+        lambda: _committed_now(bootstrap, group, topic),
+        "list group offsets",
+        KafkaConfig(bootstrap),
     )
 
 

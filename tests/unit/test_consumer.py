@@ -388,6 +388,8 @@ async def test_run_finishes_the_batch_in_hand_commits_and_leaves() -> None:
         ("max_batch", 0, "max_batch must be >= 1, got 0"),
         ("handler_attempts", 0, "handler_attempts must be >= 1, got 0"),
         ("poll_timeout_s", 0.0, "poll_timeout_s must be > 0, got 0.0"),
+        ("handler_backoff_s", -1.0, "handler_backoff_s must be >= 0, got -1.0"),
+        ("max_backoff_s", 0.01, r"max_backoff_s \(0.01\) must be >= handler_backoff_s \(0.05\)"),
     ],
 )
 def test_config_rejects_bad_values_and_names_them(field: str, value: float, message: str) -> None:
@@ -422,28 +424,42 @@ async def test_a_background_consumer_opens_its_member_as_one() -> None:
     assert bus.background == {"eager": False, "lazy": True}
 
 
-async def test_a_hurried_consumer_handles_its_batch_in_its_own_task_in_order() -> None:
-    """ADR 0017: on the launch path the consumer's own task handles the batch, partition
-    after partition and each in offset order, and commits it."""
-    bus = MemoryBus()
-    keys = keys_on_distinct_partitions(3)
-    for key in keys:
-        await bus.publish_many(TOPIC, [event(key, i) for i in range(3)])
-    handled: list[tuple[str, int, asyncio.Task[object] | None]] = []
+class InProgress:
+    """A handler that yields to the loop a few times per record and remembers, per key,
+    the versions it handled and how many calls were in progress at once."""
 
-    async def handle(received: CloudEvent, record: BusRecord) -> None:
+    def __init__(self) -> None:
+        self.handled: dict[str, list[int]] = {}
+        self.now = 0
+        self.most = 0
+
+    async def __call__(self, received: CloudEvent, record: BusRecord) -> None:
         assert isinstance(received.data, JobStatusChanged)
-        handled.append((received.subject, received.data.version, asyncio.current_task()))
-
-    consumer = consumer_of(bus, handle, hurried=True)
-    assert await consumer.run_once() == 9
-    assert {task for _, _, task in handled} == {asyncio.current_task()}
-    for key in keys:
-        assert [v for k, v, _ in handled if k == key] == [1, 2, 3]
-    assert await bus.source("g", [TOPIC]).fetch(10, 0.01) == []  # committed
+        self.now += 1
+        self.most = max(self.most, self.now)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.handled.setdefault(received.subject, []).append(received.data.version)
+        self.now -= 1
 
 
-async def test_a_hurried_consumer_that_fails_gives_up_the_batch_uncommitted() -> None:
+async def test_an_in_turn_consumer_handles_partitions_one_after_another_in_order() -> None:
+    """`in_turn` (the launch path's consumer): a batch's partitions are handled one after
+    another, never two records at once, each partition in offset order, and the batch is
+    committed; by default the partitions of a batch are handled side by side."""
+    keys = keys_on_distinct_partitions(3)
+    for config, most in (({"in_turn": True}, 1), ({}, 3)):
+        bus = MemoryBus()
+        for key in keys:
+            await bus.publish_many(TOPIC, [event(key, i) for i in range(3)])
+        handle = InProgress()
+        assert await consumer_of(bus, handle, **config).run_once() == 9
+        assert handle.most == most
+        assert handle.handled == {key: [1, 2, 3] for key in keys}
+        assert await bus.source("g", [TOPIC]).fetch(10, 0.01) == []  # committed
+
+
+async def test_an_in_turn_consumer_that_fails_gives_up_the_batch_uncommitted() -> None:
     """A record whose dead-lettering fails ends the batch as it does for any consumer: the
     member closes, and the group reads the batch again from the committed position."""
     bus = DeadLettersDown()
@@ -452,7 +468,7 @@ async def test_a_hurried_consumer_that_fails_gives_up_the_batch_uncommitted() ->
     async def handle(received: CloudEvent, record: BusRecord) -> None:
         raise ValueError("bad record")
 
-    consumer = consumer_of(bus, handle, hurried=True, handler_attempts=1)
+    consumer = consumer_of(bus, handle, in_turn=True, handler_attempts=1)
     with pytest.raises(InfrastructureUnavailable):
         await consumer.run_once()
     assert len(await bus.source("g", [TOPIC]).fetch(10, 0.01)) == 1

@@ -13,6 +13,8 @@ Rules, in order of importance:
 - a retriable handler error (its class says `retriable = True`, e.g. the store is
   unreachable) is retried with backoff until it clears, because dead-lettering every
   record during an outage would lose the stream's meaning.
+
+Tries of a failing handler follow one `RetryPolicy` (`ConsumerConfig.handler_retry`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import sys
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import structlog
+import tenacity
 
 from stoker import topics
 from stoker.core.clock import Clock, SystemClock
@@ -38,7 +42,7 @@ from stoker.core.events import (
     decode_event,
     decode_wanted_event,
 )
-from stoker.hurry import hurry_current_task
+from stoker.core.retry import RetryPolicy, is_retriable
 from stoker.ports.bus import BusRecord, EventBus, RecordSource, TopicPartition
 
 T = TypeVar("T")
@@ -53,16 +57,18 @@ class ConsumerConfig:
 
     max_batch: records fetched at once (default 500).
     poll_timeout_s: longest wait for new records before checking for shutdown (0.5 s).
-    handler_attempts: tries of a failing handler before dead-lettering (default 3).
+    handler_attempts: tries of a handler failing with an error that is not retriable,
+        before dead-lettering (default 3).
     handler_backoff_s: first wait between tries, doubled each time (default 0.05 s).
     max_backoff_s: cap on that wait (default 5 s).
     dead_letter_topic: where rejected records go.
     background: nothing waits on these records, so the bus may hold fetches longer to
         gather more at once (`EventBus.source`; default False).
-    hurried: a New job waits on these records (the launch path, ADR 0017). `run` wakes
-        first (`stoker.hurry`) and handles a batch in its own task, partition after
-        partition, so the handler must not wait long: it holds up every partition
-        (default False).
+    in_turn: handle a batch's partitions one after another in the consumer's own task,
+        instead of a task each (default False). For a handler that hands each record on
+        without waiting (the launcher's queues New jobs for its intake), this saves the
+        round of the event loop a new task waits before its first step; per-key order
+        holds either way, but a handler that waits would hold up every partition.
     """
 
     max_batch: int = 500
@@ -72,7 +78,7 @@ class ConsumerConfig:
     max_backoff_s: float = 5.0
     dead_letter_topic: str = topics.DEAD_LETTER
     background: bool = False
-    hurried: bool = False
+    in_turn: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -81,12 +87,32 @@ class ConsumerConfig:
             raise ValueError(f"handler_attempts must be >= 1, got {self.handler_attempts}")
         if self.poll_timeout_s <= 0:
             raise ValueError(f"poll_timeout_s must be > 0, got {self.poll_timeout_s}")
+        if self.handler_backoff_s < 0:
+            raise ValueError(f"handler_backoff_s must be >= 0, got {self.handler_backoff_s}")
+        if self.max_backoff_s < self.handler_backoff_s:
+            raise ValueError(
+                f"max_backoff_s ({self.max_backoff_s}) must be >= handler_backoff_s"
+                f" ({self.handler_backoff_s})"
+            )
+
+    @property
+    def handler_retry(self) -> RetryPolicy:
+        """The waits between tries of a failing handler. The policy does not count tries:
+        a retriable error is tried until it clears, another `handler_attempts` times."""
+        return RetryPolicy(
+            initial_delay_s=self.handler_backoff_s,
+            multiplier=2,
+            max_delay_s=self.max_backoff_s,
+            jitter=0,
+            max_attempts=sys.maxsize,
+        )
 
 
 BACKGROUND = ConsumerConfig(background=True)
 """The defaults, for a consumer nothing waits on."""
-LAUNCH_PATH = ConsumerConfig(hurried=True)
-"""The defaults, for the consumer a New job waits on (the launcher's)."""
+LAUNCH_PATH = ConsumerConfig(in_turn=True)
+"""The defaults, for the consumer a New job waits on (the launcher's): an eager member
+whose batches are handled in turn, in the consumer's own task."""
 
 
 class Consumer(Generic[T]):
@@ -112,6 +138,7 @@ class Consumer(Generic[T]):
         self._config = config or ConsumerConfig()
         self._clock = clock or SystemClock()
         self._sleep = sleep
+        self._handler_retry = self._config.handler_retry
         self._source: RecordSource | None = None
         self.handled = 0
         self.passed_over = 0
@@ -152,8 +179,6 @@ class Consumer(Generic[T]):
 
     async def run(self, stop: asyncio.Event) -> None:
         """Handle batches until `stop` is set; the batch in hand is finished and committed."""
-        if self._config.hurried:
-            hurry_current_task()
         try:
             while not stop.is_set():
                 await self.run_once()
@@ -181,8 +206,8 @@ class Consumer(Generic[T]):
             by_partition[(record.topic, record.partition)].append(record)
         done: dict[TopicPartition, int] = {}
         results: Sequence[BaseException | None]
-        if self._config.hurried:
-            results = await self._handle_here(by_partition, done)
+        if self._config.in_turn:
+            results = await self._handle_in_turn(by_partition, done)
         else:
             results = await asyncio.gather(
                 *(self._handle_partition(tp, recs, done) for tp, recs in by_partition.items()),
@@ -198,19 +223,19 @@ class Consumer(Generic[T]):
                 raise result
         return len(records)
 
-    async def _handle_here(
+    async def _handle_in_turn(
         self, by_partition: dict[TopicPartition, list[BusRecord]], done: dict[TopicPartition, int]
     ) -> Sequence[BaseException]:
-        """A hurried consumer's batch, partition after partition in this task: a task per
-        partition would start a round of the loop later, behind its queue (ADR 0017). Stops
+        """A batch partition after partition in this task (`ConsumerConfig.in_turn`). Stops
         at the first failure, as the batch is then given up anyway."""
         for tp, records in by_partition.items():
             try:
                 await self._handle_partition(tp, records, done)
             except Exception as exc:
                 return [exc]
-        # A fetch that finds records waiting does not suspend, nor may a hurried handler:
-        # let the rest of the loop run once per batch.
+        # A fetch of records the bus already holds need not suspend, nor need a handler
+        # that hands records on: let the rest of the loop run once per batch, so that a
+        # busy consumer cannot keep it waiting.
         await asyncio.sleep(0)
         return []
 
@@ -232,39 +257,38 @@ class Consumer(Generic[T]):
         if item is None:
             self.passed_over += 1
             return
-        attempt = 0
-        failures = 0
-        while True:
-            attempt += 1
-            try:
-                await self._handler(item, record)
-            except Exception as exc:
-                retriable = bool(getattr(exc, "retriable", False))
-                if not retriable:
-                    failures += 1
-                if not retriable and failures >= self._config.handler_attempts:
-                    await self._dead_letter(record, "handler", _reason(exc), attempts=attempt)
-                    _bound(record).error(
-                        "handler failed; record dead-lettered",
-                        attempts=attempt,
-                        reason=_reason(exc),
-                    )
-                    return
-                delay = min(
-                    self._config.handler_backoff_s * 2 ** (attempt - 1), self._config.max_backoff_s
-                )
-                bound = _bound(record)
-                (bound.warning if retriable else bound.info)(
-                    "handler failed; retrying",
-                    attempt=attempt,
-                    retriable=retriable,
-                    delay_s=round(delay, 3),
-                    reason=_reason(exc),
-                )
-                await self._sleep(delay)
-            else:
-                self.handled += 1
-                return
+        try:
+            await self._handler(item, record)
+        except Exception as exc:
+            await self._try_again(item, record, exc)
+        else:
+            self.handled += 1
+
+    async def _try_again(self, item: T, record: BusRecord, failed: Exception) -> None:
+        """The handler failed with `failed`: try it again as `handler_retry` says, while the
+        error is retriable or `handler_attempts` are not used up; then dead-letter the
+        record with the last error."""
+        worth_another_try = _TriesLeft(self._config.handler_attempts)
+        tries = 1
+        retrying = self._handler_retry.retrying(
+            retry_on=worth_another_try, sleep=self._sleep, before_sleep=_log_retry(record)
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    tries = attempt.retry_state.attempt_number
+                    if tries == 1:
+                        # The first call ran outside this loop, so that a handler that
+                        # succeeds costs nothing here; the loop starts by judging its error.
+                        raise failed
+                    await self._handler(item, record)
+        except Exception as exc:
+            await self._dead_letter(record, "handler", _reason(exc), attempts=tries)
+            _bound(record).error(
+                "handler failed; record dead-lettered", attempts=tries, reason=_reason(exc)
+            )
+        else:
+            self.handled += 1
 
     async def _dead_letter(self, record: BusRecord, kind: str, reason: str, attempts: int) -> None:
         letter = dead_letter_event(
@@ -312,6 +336,38 @@ def _bound(record: BusRecord) -> Any:
     return log.bind(
         topic=record.topic, partition=record.partition, offset=record.offset, key=record.key
     )
+
+
+class _TriesLeft:
+    """Whether a failed handler call is worth another try: always for a retriable error
+    (an outage must not dead-letter the stream), otherwise until `attempts` such errors."""
+
+    def __init__(self, attempts: int) -> None:
+        self._attempts = attempts
+        self._failures = 0
+
+    def __call__(self, error: BaseException) -> bool:
+        if is_retriable(error):
+            return True
+        self._failures += 1
+        return self._failures < self._attempts
+
+
+def _log_retry(record: BusRecord) -> Callable[[tenacity.RetryCallState], None]:
+    def logged(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        retriable = error is not None and is_retriable(error)
+        wait_s = state.next_action.sleep if state.next_action is not None else 0.0
+        bound = _bound(record)
+        (bound.warning if retriable else bound.info)(
+            "handler failed; retrying",
+            attempt=state.attempt_number,
+            retriable=retriable,
+            delay_s=round(wait_s, 3),
+            reason=_reason(error) if error is not None else "",
+        )
+
+    return logged
 
 
 def _reason(exc: BaseException) -> str:

@@ -25,7 +25,6 @@ from stoker.core.errors import StokerError, VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobStatusChanged
 from stoker.core.job import TERMINAL_STATUSES, JobChange, JobRecord, JobStatus
 from stoker.core.retry import RetryPolicy
-from stoker.hurry import spawn_hurried
 from stoker.lifecycle.admission import AdmissionControl, Admitted
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
@@ -79,8 +78,8 @@ class Launcher:
     """The status changes `on_event` acts on: New jobs to take in, and ends and retries
     that free a slot."""
     ON_LAUNCH_PATH: ClassVar[bool] = True
-    """A New job waits on this consumer's fetch, so it fetches eagerly (ADR 0013) and its
-    task goes ahead of the event loop's queue (ADR 0017)."""
+    """A New job waits on this consumer's fetch, so it fetches eagerly and handles its
+    batches in turn (`stoker.bus.consumer.LAUNCH_PATH`): `on_event` never waits."""
 
     def __init__(
         self,
@@ -186,8 +185,7 @@ class Launcher:
             self._spawn(self._launch(admitted))
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        # Intake and launches are the launch path: they go ahead of the loop's queue.
-        task: asyncio.Task[None] = spawn_hurried(coro)
+        task: asyncio.Task[None] = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -213,7 +211,8 @@ class Launcher:
     async def _create(self, job: JobRecord, launch: _Attempt) -> None:
         """CreateTrainingJob for `launch`, then the job (New, RetryScheduled or Launching)
         becomes Launched. Launching is written only when the first call is refused and
-        retried (ADR 0010): the wait is then long enough to be seen and stopped."""
+        retried: the wait is then long enough to be seen and stopped, and a first call
+        that succeeds saves a store write."""
         request = build_request(job, launch.training_job_name, launch.instance_type)
         name = launch.training_job_name
 
@@ -260,8 +259,8 @@ class Launcher:
         await self._record_launched(job, launch, arn)
 
     async def _record_launched(self, job: JobRecord, launch: _Attempt, arn: str | None) -> None:
-        """The job -> Launched; the monitor follows the attempt from that status change
-        (ADR 0012). A job that moved meanwhile (a stop) may leave the training job just
+        """The job -> Launched; the monitor follows the attempt from that status change.
+        A job that moved meanwhile (a stop) may leave the training job just
         created without an owner."""
         details: dict[str, Any] = launch.details()
         if arn:

@@ -72,11 +72,10 @@ class MonitorConfig:
     unfollowed_memory: listed names not yet followed whose status is kept (newest win).
     max_concurrent_observations: observed changes applied at once within a pass, each by a
     worker of its own. More makes a pass of many ends take fewer write turns, but their
-    steps all become ready together, and the launcher's next step waits behind each such
-    round of the event loop. Ends are not in a hurry, launches are: in `bench/lifecycle.py`
-    (a), 64 instead of 256 lowered the launch p99 in all seven pairs (ADR 0016), and 16
-    instead of 64 lowered it again, while the time from Launched to the end grew
-    (ADR 0018)."""
+    steps all become ready together, and in a process shared with the launcher its next
+    step waits behind each such round of the event loop. Ends can wait, launches should
+    not: a small number keeps the rounds short, at the price of ends recorded a little
+    later (`bench/lifecycle.py` (a) measures both)."""
 
     poll_interval_s: float = 60.0
     lookback_s: float = 5.0
@@ -150,7 +149,7 @@ class Monitor:
     """The status changes `on_event` acts on: attempts to follow, stops to send, and
     attempts that ended."""
     ON_LAUNCH_PATH: ClassVar[bool] = False
-    """A launch is followed at the next pass anyway: a background member (ADR 0013)."""
+    """A launch is followed at the next pass anyway: a background member."""
 
     def __init__(
         self,
