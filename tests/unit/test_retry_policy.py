@@ -138,3 +138,9 @@ def test_retrying_blocking_honours_retry_after_capped_by_max_delay() -> None:
             if outcome is not None:
                 raise outcome
     assert waits == [7, 30]
+
+
+def test_a_very_late_attempt_waits_the_cap_instead_of_overflowing() -> None:
+    """multiplier ** attempt leaves the float range after about a thousand tries."""
+    policy = RetryPolicy(initial_delay_s=0.2, multiplier=2, max_delay_s=5, jitter=0)
+    assert policy.delay_s(5_000) == 5

@@ -60,7 +60,11 @@ class RetryPolicy:
         """The wait after failed attempt number `attempt` (1-based)."""
         if attempt < 1:
             raise ValueError(f"attempt is 1-based, got {attempt}")
-        base = min(self.initial_delay_s * self.multiplier ** (attempt - 1), self.max_delay_s)
+        try:
+            grown = self.initial_delay_s * self.multiplier ** (attempt - 1)
+        except OverflowError:  # a retry that has gone on for very long: the cap holds
+            grown = self.max_delay_s
+        base = min(grown, self.max_delay_s)
         if self.jitter == 0:
             return base
         spread = base * self.jitter
