@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from stoker.app.process import run_service_process
 from stoker.hurry import HurryingEventLoop, hurry, hurry_current_task, spawn_hurried
-from stoker.process import run_service_process
 from stoker.settings import Settings
 
 

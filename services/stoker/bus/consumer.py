@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
-from stoker import topics
+from stoker.core import topics
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.errors import EventRejected
 from stoker.core.events import (
