@@ -28,8 +28,8 @@ from _lifecycle_backend import simulated_sagemaker
 from _lifecycle_stats import VirtualClock, percentile
 from stoker.adapters.bus.memory import MemoryBus
 from stoker.adapters.store.memory import MemoryJobStore
-from stoker.adapters.training.naming import training_job_name
 from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.core.naming import training_job_name
 from stoker.core.ratelimit import TokenBucket
 from stoker.lifecycle.monitor import Monitor, MonitorConfig
 from stoker.lifecycle.transitions import Transitioner

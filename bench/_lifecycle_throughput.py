@@ -41,22 +41,22 @@ from confluent_kafka.admin import AdminClient
 
 from _lifecycle_backend import simulated_sagemaker
 from _lifecycle_stats import JobTimes, job_times
-from stoker import topics
 from stoker.adapters.aws import AwsClients
 from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
 from stoker.adapters.store import layout
+from stoker.app.process import run_service_process
+from stoker.app.runtime import Runtime
+from stoker.app.services import run_services
 from stoker.bus.consumer import BACKGROUND, Consumer
+from stoker.core import topics
 from stoker.core.errors import StokerError
 from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped
 from stoker.core.spec import JobSpec
 from stoker.devinfra import DevInfra, infra_home, infra_state_dir
 from stoker.lifecycle.jobs import JobService
-from stoker.lifecycle.services import run_services
 from stoker.logs import configure_logging
 from stoker.ports.bus import BusRecord
 from stoker.ports.store import JobStore
-from stoker.process import run_service_process
-from stoker.runtime import Runtime
 from stoker.settings import Mode, Settings
 from stoker.simulator.engine import SimulatedSageMaker
 from stoker.simulator.faults import DurationSpec, FaultConfig

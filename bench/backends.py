@@ -26,8 +26,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from stoker.adapters.inference import example_inputs
+from stoker.app.inference_registry import build_backend, shared_backbone
 from stoker.inference.artifacts import load_head
-from stoker.inference.backends import example_inputs
 from stoker.inference.config import CpuRuntime, Device, InferenceSettings, Precision
 from stoker.inference.data import INTENTS
 from stoker.inference.heads import (
@@ -37,8 +38,7 @@ from stoker.inference.heads import (
     build_head,
     feature_size,
 )
-from stoker.inference.ports import ModelBackend, ModelName, PaddedBatch
-from stoker.inference.registry import build_backend, shared_backbone
+from stoker.ports.inference import ModelBackend, ModelName, PaddedBatch
 
 CPU_VARIANTS = (
     (CpuRuntime.TORCHSCRIPT, Precision.FP32),

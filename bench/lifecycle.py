@@ -44,8 +44,8 @@ from _lifecycle_monitoring import (
 from _lifecycle_stats import end_to_end_rate, spread, stage_percentiles_ms, summarize_ms
 from _lifecycle_throughput import STORES, ThroughputPlan, ThroughputResult, run_throughput
 from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
+from stoker.app.process import run_service_process
 from stoker.logs import configure_logging
-from stoker.process import run_service_process
 from stoker.settings import Settings
 
 TARGET_JOBS_PER_S = 1000.0

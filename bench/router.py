@@ -41,13 +41,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from stoker.app.inference_registry import load_models
 from stoker.cli.router import build_router, result_table
-from stoker.inference.ports import ModelBackend, Preprocessor, TokenizedInput
+from stoker.inference.pairs import ProductText
 from stoker.inference.router.loadgen import HttpPool, LoadResult, run_load
-from stoker.inference.router.models import ModelSet, load_models
+from stoker.inference.router.models import ModelSet
 from stoker.inference.router.policy import BatchingConfig
 from stoker.inference.router.router import config_for
-from stoker.inference.stream.models import ProductText
+from stoker.ports.inference import ModelBackend, Preprocessor, TokenizedInput
 
 REPO = Path(__file__).resolve().parents[1]
 SLO_MS = 10.0

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from stoker.adapters.store.common import InvalidCursor
 from stoker.core.errors import IllegalTransition, JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.core.store_rules import InvalidCursor
 from stoker.ports.store import JobStore
 from tests.contract.store_factories import STORE_FACTORIES, StoreContext
 

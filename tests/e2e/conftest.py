@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from stoker.adapters.store.dynamodb import DynamoDbJobStore
+from stoker.app.runtime import build_bus
 from stoker.ports.bus import EventBus
-from stoker.runtime import build_bus
 from tests.conftest import own_dynamodb_local
 from tests.e2e.receiver import WebhookReceiver
 from tests.e2e.stack import Stack, StackConfig

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from stoker import topics
 from stoker.client import ApiError, AsyncClient
+from stoker.core import topics
 from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent, DeadLetter, JobSubmitted, decode_event
 from stoker.core.job import JobStatus

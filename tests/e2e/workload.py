@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 
-from stoker import topics
-from stoker.adapters.training.naming import training_job_name
 from stoker.client import AsyncClient
+from stoker.core import topics
 from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent, JobSubmitted
 from stoker.core.job import TERMINAL_STATUSES, JobRecord, JobStatus, Transition
+from stoker.core.naming import training_job_name
 from stoker.core.spec import JobSpec
 from stoker.ports.bus import Publisher
 from stoker.ports.store import JobStore

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from stoker.app.demo import DemoPlan, run_demo
 from stoker.cli.main import app
-from stoker.lifecycle.demo import DemoPlan, run_demo
 
 
 async def test_every_job_ends_once_launched_once_per_attempt_and_notified(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from stoker.adapters.bus.kafka import KafkaBus
-from stoker.inference.router.models import load_models
+from stoker.app.inference_registry import load_models
 from stoker.inference.stream.processor import DuplicateStream, StreamConfig, parse_scores
 from stoker.ports.bus import BusRecord
 from tests.unit.router.conditions import wait_until

@@ -114,8 +114,8 @@ async def test_sigkill_mid_run_and_restart_still_notifies_each_job_once(tmp_path
 async def _child() -> None:
     from stoker.adapters.bus.sqlite_log import SqliteLogBus
     from stoker.adapters.store.sqlite import SqliteJobStore
+    from stoker.app.notifier import serve
     from stoker.logs import configure_logging
-    from stoker.notifier.runner import serve
     from stoker.settings import load_settings
 
     configure_logging("INFO")

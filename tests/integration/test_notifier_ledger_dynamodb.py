@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from stoker.notifier.ledger import NotificationLedger
-from stoker.notifier.ledger_dynamodb import DynamoDbLedger
+from stoker.adapters.notifier.ledger_dynamodb import DynamoDbLedger
+from stoker.ports.ledger import NotificationLedger
 from stoker.settings import Settings
 from tests.unit.notifier.ledger_contract import CONTRACT, entry
 from tests.unit.notifier.support import T0

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from aiobotocore.session import get_session
 
+from stoker.adapters.notifier.sns import SnsEmailChannel
 from stoker.core.job import JobStatus
+from stoker.core.notification import JobNote, Notification
 from stoker.core.spec import EmailTarget
-from stoker.notifier.channels import DeliveryRejected
-from stoker.notifier.channels.sns import SnsEmailChannel
-from stoker.notifier.message import JobNote, Notification
+from stoker.ports.channel import DeliveryRejected
 from tests.unit.notifier.support import T0
 
 pytestmark = pytest.mark.integration
@@ -153,7 +153,7 @@ async def test_publishing_to_a_missing_topic_is_rejected_for_good(moto_endpoint:
 
 async def test_an_unreachable_endpoint_is_deferred_not_rejected(moto_endpoint: str) -> None:
     """Nothing listening: a retriable DeliveryDeferred, so the sender tries again later."""
-    from stoker.notifier.channels import DeliveryDeferred
+    from stoker.ports.channel import DeliveryDeferred
 
     arn = f"arn:aws:sns:{REGION}:123456789012:t"
     channel = SnsEmailChannel(arn, region=REGION, endpoint_url=f"http://127.0.0.1:{_free_port()}")

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from stoker import topics
 from stoker.adapters.bus.sqlite_log import SqliteLogBus
 from stoker.adapters.store.sqlite import SqliteJobStore
+from stoker.app.notifier import serve
+from stoker.core import topics
 from stoker.core.events import CloudEvent, NotificationSent, decode_event
 from stoker.core.job import JobStatus
 from stoker.notifier.config import NotifySettings
-from stoker.notifier.runner import serve
 from stoker.settings import Settings
 from tests.unit.notifier.support import Receiver, job, terminal
 

@@ -19,10 +19,10 @@ from confluent_kafka import KafkaError, KafkaException
 from stoker.adapters.bus import KafkaBus, SqliteLogBus, partition_for
 from stoker.adapters.bus.kafka import KafkaConfig
 from stoker.adapters.bus.kafka.broker import retry_transient
+from stoker.app.runtime import build_bus
 from stoker.core.errors import InfrastructureUnavailable, StokerError
 from stoker.core.retry import RetryPolicy
 from stoker.ports.bus import BusRecord
-from stoker.runtime import build_bus
 from stoker.settings import Mode, Settings
 
 PUBLISHER = textwrap.dedent(

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from stoker.app.schema_export import render_schemas
 from stoker.core.errors import EventRejected
 from stoker.core.events import (
     EVENT_TYPES,
@@ -27,7 +28,6 @@ from stoker.core.events import (
 )
 from stoker.core.job import JobStatus
 from stoker.core.spec import JobSpec
-from stoker.schema_export import render_schemas
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -29,8 +29,8 @@ def test_cli_and_embedded_stack_import_without_optional_extras() -> None:
     """Loading the CLI and the embedded runtime imports neither torch nor a broker client,
     so `pip install stoker` (no extras) runs the demo."""
     code = (
-        "import sys, stoker.cli.main, stoker.runtime, stoker.lifecycle.services,"
-        " stoker.lifecycle.demo, stoker.notifier.runner;"
+        "import sys, stoker.cli.main, stoker.app.runtime, stoker.app.services,"
+        " stoker.app.demo, stoker.app.notifier;"
         "print(sorted(m for m in ('torch', 'transformers', 'confluent_kafka', 'aiobotocore', 'ray')"
         " if m in sys.modules))"
     )

@@ -115,6 +115,7 @@ async def test_retrying_gives_up_after_max_attempts_with_the_last_error() -> Non
     """max_attempts tries in all, then the last error itself (not a wrapper)."""
     policy = RetryPolicy(initial_delay_s=0, max_delay_s=0, jitter=0, max_attempts=3)
     tries = 0
+
     async def always_busy() -> None:
         nonlocal tries
         async for attempt in policy.retrying():

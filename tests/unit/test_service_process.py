@@ -7,8 +7,8 @@ import gc
 
 import pytest
 
+from stoker.app.process import run_service_process, tune_gc
 from stoker.core.errors import ConfigurationError
-from stoker.process import run_service_process, tune_gc
 from stoker.settings import Settings, load_settings
 
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from stoker.adapters.store.common import StoreFailure
 from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.adapters.store.wal_checkpoints import WalCheckpoint, checkpoint, needs_turn
 from stoker.adapters.store.writer_turns import WriterTurns
 from stoker.core.errors import JobNotFound
 from stoker.core.job import JobRecord
+from stoker.core.store_rules import StoreFailure
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 NEVER_S = 3600.0

@@ -16,12 +16,12 @@ import structlog
 from botocore.exceptions import ClientError
 
 from stoker.adapters.aws import AwsRequestRejected, RetryConfig, call
-from stoker.adapters.store.common import time_key
 from stoker.adapters.store.dynamodb import DynamoDbJobStore
 from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.core.errors import IllegalTransition, InfrastructureUnavailable, VersionConflict
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.core.store_rules import time_key
 from stoker.settings import Settings
 from tests.contract.store_factories import drop_tables, dynamodb_settings
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stoker.adapters.training.naming import (
+from stoker.core.naming import (
     MAX_ATTEMPT,
     MAX_NAME_LENGTH,
     NAME_PATTERN,
@@ -64,3 +64,10 @@ def test_bad_input_is_rejected(job_id: str, attempt: int) -> None:
     """An empty id or an attempt outside 0..999999 is a ValueError."""
     with pytest.raises(ValueError, match="must"):
         training_job_name(job_id, attempt)
+
+
+def test_a_job_id_ending_in_a_newline_is_hashed_not_kept() -> None:
+    """`$` matches before a final newline; the readable shape must not let one through."""
+    name = training_job_name("churn\n", 0)
+    assert NAME_PATTERN.fullmatch(name)
+    assert "--" in name

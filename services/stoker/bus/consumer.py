@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar
 import structlog
 import tenacity
 
-from stoker import topics
+from stoker.core import topics
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.errors import EventRejected
 from stoker.core.events import (

@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stoker.lifecycle.demo import DemoPlan, DemoResult, demo_settings, run_demo
+from stoker.app.demo import DemoPlan, DemoResult, demo_settings, run_demo
+from stoker.app.process import run_service_process
 from stoker.logs import configure_logging
-from stoker.process import run_service_process
 
 console = Console()
 

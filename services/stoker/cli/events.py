@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from stoker import topics
 from stoker.bus.consumer import Consumer
+from stoker.core import topics
 from stoker.core.clock import SystemClock
 from stoker.core.events import EVENT_TYPES, CloudEvent
 from stoker.ports.bus import BusRecord
@@ -51,7 +51,7 @@ def tail(
 async def _tail(
     settings: Settings, names: list[str], wanted: set[str], from_beginning: bool
 ) -> None:
-    from stoker.runtime import build_bus
+    from stoker.app.runtime import build_bus
 
     started = SystemClock().now()
     bus = build_bus(settings)

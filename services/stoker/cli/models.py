@@ -25,8 +25,8 @@ ModelsDir = Annotated[
 
 
 def _models_dir(given: Path | None) -> Path:
+    from stoker.app.inference_registry import models_dir_of
     from stoker.inference.config import load_inference_settings
-    from stoker.inference.registry import models_dir_of
 
     return given if given is not None else models_dir_of(load_inference_settings())
 
@@ -98,7 +98,7 @@ def train_heads(
 def list_versions(models_dir: ModelsDir = None) -> None:
     """Saved head versions with their held-out metrics."""
     from stoker.inference.artifacts import load_head, versions
-    from stoker.inference.ports import ModelName
+    from stoker.ports.inference import ModelName
 
     target = _models_dir(models_dir)
     table = Table(title=f"heads in {target}")
@@ -126,7 +126,7 @@ def precision(
     threads: Annotated[int, typer.Option(min=1)] = 2,
 ) -> None:
     """Held-out accuracy of every CPU variant against fp32 TorchScript, on the saved head."""
-    from stoker.inference.evaluation import cpu_precision_report
+    from stoker.app.evaluation import cpu_precision_report
 
     try:
         results = cpu_precision_report(model, _models_dir(models_dir), threads=threads)

@@ -11,12 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from stoker.app.runtime import build_bus
 from stoker.core.errors import ConfigurationError
 from stoker.inference.router.loadgen import LoadResult, run_load
-from stoker.inference.router.models import ModelSet, load_models
+from stoker.inference.router.models import ModelSet
 from stoker.inference.router.router import Router, config_for
 from stoker.logs import configure_logging
-from stoker.runtime import build_bus
 from stoker.settings import load_settings
 
 app = typer.Typer(
@@ -81,7 +81,14 @@ def build_router(
 
 def _load(backend: str, models: tuple[str, ...] = ("intent", "duplicate")) -> ModelSet:
     try:
+        # Imported here: the registry needs torch, which only the inference extra installs.
+        from stoker.app.inference_registry import load_models
+
         return load_models(backend, models=models)
+    except ImportError as exc:
+        message = f"model registry unavailable ({exc}); install the inference extra"
+        Console(stderr=True).print(f"[red]{message}[/red]")
+        raise typer.Exit(2) from exc
     except ConfigurationError as exc:
         Console(stderr=True).print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

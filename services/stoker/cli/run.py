@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from stoker.app.process import run_service_process
 from stoker.core.errors import ConfigurationError
 from stoker.logs import configure_logging
-from stoker.process import run_service_process
 from stoker.settings import Settings, load_settings
 
 app = typer.Typer(help="Run stoker services.")
@@ -28,8 +28,8 @@ def settings_or_exit() -> Settings:
 
 async def serve(settings: Settings, names: list[str]) -> None:
     """Start the named services and stop them cleanly on SIGTERM or SIGINT."""
-    from stoker.lifecycle.services import NEEDS_BACKEND, SERVICES, run_services
-    from stoker.runtime import Runtime
+    from stoker.app.runtime import Runtime
+    from stoker.app.services import NEEDS_BACKEND, SERVICES, run_services
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -37,7 +37,7 @@ async def serve(settings: Settings, names: list[str]) -> None:
         loop.add_signal_handler(sig, stop.set)
     services = dict(SERVICES)
     if "notifier" in names:
-        from stoker.notifier.service import run_notifier
+        from stoker.app.notifier import run_notifier
 
         services["notifier"] = run_notifier
     async with Runtime(settings, with_backend=bool(NEEDS_BACKEND & set(names))) as rt:
@@ -46,7 +46,7 @@ async def serve(settings: Settings, names: list[str]) -> None:
 
 
 def _topics() -> list[str]:
-    from stoker import topics
+    from stoker.core import topics
 
     return list(topics.ALL_TOPICS)
 

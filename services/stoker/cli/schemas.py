@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from stoker.schema_export import render_schemas
+from stoker.app.schema_export import render_schemas
 
 app = typer.Typer(help="Export and check the JSON Schemas in schemas/.", no_args_is_help=True)
 

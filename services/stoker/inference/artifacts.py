@@ -24,8 +24,8 @@ from torch import nn
 
 from stoker.core.errors import ConfigurationError
 from stoker.inference.heads import HeadSpec, build_head
-from stoker.inference.ports import ModelName
 from stoker.inference.training import Metrics, TrainConfig, TrainedHead
+from stoker.ports.inference import ModelName
 
 FORMAT_VERSION = 1
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from stoker.inference.backbone import MASK_BIAS, MiniLM, key_mask_bias
-from stoker.inference.ports import ModelName
+from stoker.ports.inference import ModelName
 
 DUPLICATE_LABELS = ("different", "duplicate")
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stoker.core.errors import ConfigurationError
-from stoker.inference.ports import PaddedBatch, TokenizedInput
+from stoker.ports.inference import PaddedBatch, TokenizedInput
 
 # [CLS] text [SEP] for a single text; [CLS] a [SEP] b [SEP] for a pair.
 _SINGLE_SPECIALS = 2

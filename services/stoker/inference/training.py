@@ -31,8 +31,8 @@ from stoker.inference.heads import (
     pair_features,
     sentence_embedding,
 )
-from stoker.inference.ports import ModelName, TokenizedInput
 from stoker.inference.tokenizer import WordPieceTokenizer
+from stoker.ports.inference import ModelName, TokenizedInput
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,13 @@ from typing import Any, ClassVar
 
 import structlog
 
-from stoker.adapters.training.naming import training_job_name
-from stoker.aio import stop_requested
 from stoker.core.clock import Clock
 from stoker.core.errors import StokerError, VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobStatusChanged
 from stoker.core.job import TERMINAL_STATUSES, JobChange, JobRecord, JobStatus
+from stoker.core.naming import training_job_name
 from stoker.core.retry import RetryPolicy
+from stoker.core.waiting import stop_requested
 from stoker.lifecycle.admission import AdmissionControl, Admitted
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord

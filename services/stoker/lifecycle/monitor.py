@@ -20,8 +20,6 @@ from typing import Any, ClassVar, TypeVar
 
 import structlog
 
-from stoker.adapters.training.naming import training_job_name
-from stoker.aio import stop_requested
 from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, VersionConflict
 from stoker.core.events import (
@@ -37,7 +35,9 @@ from stoker.core.job import (
     JobRecord,
     JobStatus,
 )
+from stoker.core.naming import training_job_name
 from stoker.core.ratelimit import TokenBucket
+from stoker.core.waiting import stop_requested
 from stoker.lifecycle.listing_window import ListingWindow
 from stoker.lifecycle.outbox_events import extra
 from stoker.lifecycle.state_changes import StateChange

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stoker import topics
+from stoker.core import topics
 from stoker.core.events import (
     CloudEvent,
     EventData,

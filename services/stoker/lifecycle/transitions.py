@@ -24,10 +24,10 @@ from datetime import timedelta
 
 import structlog
 
-from stoker.aio import stop_requested
 from stoker.core.clock import Clock
 from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobRecord
+from stoker.core.waiting import stop_requested
 from stoker.lifecycle.outbox_events import status_changed
 from stoker.ports.bus import Publisher
 from stoker.ports.store import JobStore, OutboxEntry

@@ -1,17 +1,17 @@
 """The notifier service: exactly one message per terminal job and target, digests for
 storms, Slack, SNS email, signed webhooks, console and file.
 
-Public surface: `run_notifier`, `Notifier`, `NotifySettings`, the ledger port and its
-adapters' names, and the channel port. Everything else is private to the package.
+Public surface: `Notifier`, `NotifySettings`, and the names of the ledger and channel
+ports. The adapters live in `stoker.adapters.notifier`; `stoker.app.notifier.run_notifier`
+runs the service.
 """
 
-from stoker.notifier.channels import Channel, DeliveryDeferred, DeliveryError, DeliveryRejected
+from stoker.core.notification import ConsoleTarget, FileTarget, JobNote, Notification
 from stoker.notifier.config import NotifySettings, load_notify_settings
 from stoker.notifier.digest import DigestPolicy
-from stoker.notifier.ledger import EntryStatus, LedgerEntry, NotificationLedger
-from stoker.notifier.ledger_memory import MemoryLedger
-from stoker.notifier.message import ConsoleTarget, FileTarget, JobNote, Notification
-from stoker.notifier.service import CONSUMER_GROUP, TERMINAL_TOPICS, Notifier, run_notifier
+from stoker.notifier.service import CONSUMER_GROUP, TERMINAL_TOPICS, Notifier
+from stoker.ports.channel import Channel, DeliveryDeferred, DeliveryError, DeliveryRejected
+from stoker.ports.ledger import EntryStatus, LedgerEntry, NotificationLedger
 
 __all__ = [
     "CONSUMER_GROUP",
@@ -26,11 +26,9 @@ __all__ = [
     "FileTarget",
     "JobNote",
     "LedgerEntry",
-    "MemoryLedger",
     "Notification",
     "NotificationLedger",
     "Notifier",
     "NotifySettings",
     "load_notify_settings",
-    "run_notifier",
 ]

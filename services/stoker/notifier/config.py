@@ -14,8 +14,8 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from stoker.core.errors import ConfigurationError
+from stoker.core.notification import ConsoleTarget, FileTarget
 from stoker.core.spec import EmailTarget, SlackTarget, WebhookTarget
-from stoker.notifier.message import ConsoleTarget, FileTarget
 from stoker.notifier.retry import DeliveryRetry
 
 AnyTarget = Annotated[

@@ -12,8 +12,8 @@ import hashlib
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from stoker.core.notification import ConsoleTarget, FileTarget, Target
 from stoker.core.spec import EmailTarget, SlackTarget, WebhookTarget
-from stoker.notifier.message import ConsoleTarget, FileTarget, Target
 
 MASK = "…"
 _TAIL = 4

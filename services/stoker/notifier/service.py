@@ -20,25 +20,23 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 
-from stoker import topics
+from stoker.core import topics
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.errors import JobNotFound, StokerError
 from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped, NotificationSent
-from stoker.notifier.channels import Channel, DeliveryDeferred, DeliveryRejected
+from stoker.core.notification import JobNote, Notification, Target
 from stoker.notifier.config import NotifySettings
 from stoker.notifier.digest import DigestPolicy
-from stoker.notifier.ledger import LedgerEntry, NotificationLedger, target_key
-from stoker.notifier.message import JobNote, Notification, Target
 from stoker.notifier.redaction import describe, scrub, secrets_of
 from stoker.notifier.retry import DeliveryRetry
 from stoker.notifier.targets import resolve, spec_targets
-from stoker.ports.bus import BusRecord, EventBus, Publisher
+from stoker.ports.bus import BusRecord, Publisher
+from stoker.ports.channel import Channel, DeliveryDeferred, DeliveryRejected
+from stoker.ports.ledger import LedgerEntry, NotificationLedger, target_key
 from stoker.ports.store import JobStore
-from stoker.settings import Settings
 
 log = structlog.get_logger("stoker.notifier")
 
@@ -303,29 +301,3 @@ class Notifier:
 
     def _scrub(self, text: str, target: Target) -> str:
         return scrub(text, [*secrets_of(target), *self._settings.all_secrets()])
-
-
-class _Started(Protocol):
-    """What a started runtime offers a service: settings and open adapters."""
-
-    settings: Settings
-    bus: EventBus
-    store: JobStore
-    clock: Clock
-
-
-async def run_notifier(source: Settings | _Started, stop_event: asyncio.Event) -> None:
-    """Run the notifier until `stop_event` is set.
-
-    `run_notifier(settings, stop)` builds (and closes) its own bus and store from settings;
-    `run_notifier(runtime, stop)` uses a started runtime's bus, store and clock. The
-    notifier's own settings come from STOKER_NOTIFY_* (see docs/notifications.md).
-    """
-    from stoker.notifier.runner import serve
-
-    if isinstance(source, Settings):
-        await serve(source, stop_event)
-    else:
-        await serve(
-            source.settings, stop_event, bus=source.bus, store=source.store, clock=source.clock
-        )

@@ -9,10 +9,10 @@ from typing import Any
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
+from stoker.core.notification import ConsoleTarget, FileTarget, Target
 from stoker.core.spec import NotificationTarget
 from stoker.notifier.config import NotifySettings
-from stoker.notifier.ledger import target_key
-from stoker.notifier.message import ConsoleTarget, FileTarget, Target
+from stoker.ports.ledger import target_key
 
 log = structlog.get_logger("stoker.notifier")
 

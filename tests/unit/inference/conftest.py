@@ -8,7 +8,6 @@ import torch
 
 from stoker.inference.backbone import BackboneFiles, MiniLM, load_backbone, shipped_backbone
 from stoker.inference.heads import ScoringModel
-from stoker.inference.ports import ModelName
 from stoker.inference.tokenizer import WordPieceTokenizer
 from stoker.inference.training import (
     LabelledSet,
@@ -18,6 +17,7 @@ from stoker.inference.training import (
     pair_sets,
     train_head,
 )
+from stoker.ports.inference import ModelName
 
 # Small enough to embed in seconds on two shared cores, large enough for stable metrics.
 TINY = TrainConfig(intent_examples=180, pair_examples=300, seed=11)

@@ -8,12 +8,12 @@ import threading
 import pytest
 import torch
 
-from stoker.inference.backends import BackendSpec, ShapeNotCompiled, as_tensors
-from stoker.inference.backends.cpu import OnnxRuntimeBackend, TorchScriptBackend
+from stoker.adapters.inference import BackendSpec, ShapeNotCompiled, as_tensors
+from stoker.adapters.inference.cpu import OnnxRuntimeBackend, TorchScriptBackend
 from stoker.inference.data import INTENTS
 from stoker.inference.heads import DUPLICATE_LABELS, ScoringModel
-from stoker.inference.ports import ModelBackend, ModelName, TokenizedInput
 from stoker.inference.tokenizer import WordPieceTokenizer
+from stoker.ports.inference import ModelBackend, ModelName, TokenizedInput
 
 BATCH_SIZES = (1, 4)
 BUCKET = 32

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from stoker.adapters.inference import BackendSpec, BackendUnavailable
+from stoker.adapters.inference.cuda import NO_CUDA, CudaBackend
+from stoker.adapters.inference.neuron import NO_NEURON, NeuronBackend
+from stoker.app.inference_registry import build_backend, load_backend
 from stoker.core.errors import ConfigurationError
-from stoker.inference.backends import BackendSpec, BackendUnavailable
-from stoker.inference.backends.cuda import NO_CUDA, CudaBackend
-from stoker.inference.backends.neuron import NO_NEURON, NeuronBackend
 from stoker.inference.config import Device, InferenceSettings, Precision, device_precision
 from stoker.inference.heads import ScoringModel
-from stoker.inference.ports import ModelName
-from stoker.inference.registry import build_backend, load_backend
+from stoker.ports.inference import ModelName
 
 SPEC = BackendSpec(name="intent", labels=("a", "b"), batch_sizes=(1,), seq_buckets=(16,))
 HAS_GPU = torch.cuda.is_available()

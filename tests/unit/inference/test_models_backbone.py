@@ -7,8 +7,8 @@ import torch
 
 from stoker.inference.backbone import BackboneFiles, MiniLM, backbone_id, key_mask_bias
 from stoker.inference.heads import pair_features, sentence_embedding
-from stoker.inference.ports import PaddedBatch
 from stoker.inference.tokenizer import WordPieceTokenizer
+from stoker.ports.inference import PaddedBatch
 
 
 def _tensors(batch: PaddedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -6,14 +6,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from stoker.inference.backends import BackendSpec
-from stoker.inference.backends.cpu import TorchScriptBackend
+from stoker.adapters.inference import BackendSpec
+from stoker.adapters.inference.cpu import TorchScriptBackend
+from stoker.app.evaluation import precision_report, score_through
 from stoker.inference.config import Precision
-from stoker.inference.evaluation import precision_report, score_through
 from stoker.inference.heads import DUPLICATE_LABELS, ScoringModel
-from stoker.inference.ports import ModelName, PaddedBatch, TokenizedInput
 from stoker.inference.tokenizer import WordPieceTokenizer
 from stoker.inference.training import LabelledSet
+from stoker.ports.inference import ModelName, PaddedBatch, TokenizedInput
 
 SPEC = BackendSpec("duplicate", DUPLICATE_LABELS, batch_sizes=(8,), seq_buckets=(64, 128))
 

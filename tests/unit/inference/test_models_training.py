@@ -10,8 +10,8 @@ import torch
 from stoker.core.errors import ConfigurationError
 from stoker.inference.artifacts import load_head, save_head, versions
 from stoker.inference.data import INTENTS
-from stoker.inference.ports import ModelName
 from stoker.inference.training import TrainConfig, TrainedHead, score
+from stoker.ports.inference import ModelName
 
 from .conftest import TINY
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stoker.inference.ports import TokenizedInput
 from stoker.inference.tokenizer import WordPieceTokenizer, bucket_for, longest_first
+from stoker.ports.inference import TokenizedInput
 
 
 def test_single_text_is_framed_by_cls_and_sep(tokenizer: WordPieceTokenizer) -> None:

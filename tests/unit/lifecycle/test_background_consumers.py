@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from stoker.app.runtime import Runtime
+from stoker.app.services import lifecycle_consumer, run_monitor
 from stoker.lifecycle.launcher import Launcher
 from stoker.lifecycle.monitor import Monitor
 from stoker.lifecycle.retrier import Retrier
-from stoker.lifecycle.services import lifecycle_consumer, run_monitor
-from stoker.runtime import Runtime
 from stoker.settings import Settings
 from tests.unit.lifecycle.conftest import World
 from tests.unit.lifecycle.fakes import SourceRecordingBus

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from stoker import topics
-from stoker.adapters.training.naming import training_job_name
+from stoker.core import topics
 from stoker.core.errors import InfrastructureUnavailable
 from stoker.core.events import JobStatusChanged, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.core.naming import training_job_name
 from stoker.lifecycle.jobs import parse_spec
 from stoker.lifecycle.launcher import Launcher, LauncherConfig, build_request
 from stoker.lifecycle.outbox_events import status_changed

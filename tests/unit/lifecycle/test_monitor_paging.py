@@ -10,10 +10,10 @@ from typing import Any
 
 from stoker.adapters.bus.memory import MemoryBus
 from stoker.adapters.store.memory import MemoryJobStore
-from stoker.adapters.training.naming import training_job_name
 from stoker.adapters.training.sagemaker import SageMakerBackend
 from stoker.core.clock import FakeClock
 from stoker.core.job import JobChange, JobRecord, JobStatus
+from stoker.core.naming import training_job_name
 from stoker.lifecycle.monitor import Monitor, MonitorConfig
 from stoker.lifecycle.transitions import Transitioner
 from stoker.simulator.faults import FaultConfig

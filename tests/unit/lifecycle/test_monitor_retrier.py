@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from stoker import topics
+from stoker.core import topics
 from stoker.core.errors import EventRejected
 from stoker.core.events import JobAttemptFailed, decode_event
 from stoker.core.job import JobStatus

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from stoker.adapters.training.naming import training_job_name
 from stoker.core.errors import InfrastructureUnavailable
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobStatus
+from stoker.core.naming import training_job_name
 from stoker.lifecycle.jobs import parse_spec
 from stoker.lifecycle.launcher import Launcher, build_request
 from stoker.lifecycle.monitor import Monitor, MonitorConfig

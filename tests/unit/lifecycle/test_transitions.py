@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from stoker import topics
 from stoker.adapters.store.memory import MemoryJobStore
+from stoker.core import topics
 from stoker.core.clock import FakeClock
 from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobStatus

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from stoker.core.job import JobStatus
+from stoker.core.notification import ConsoleTarget, JobNote
 from stoker.core.spec import WebhookTarget
-from stoker.notifier.ledger import EntryStatus, LedgerEntry, NotificationLedger
-from stoker.notifier.message import ConsoleTarget, JobNote
+from stoker.ports.ledger import EntryStatus, LedgerEntry, NotificationLedger
 from tests.unit.notifier.support import T0
 
 

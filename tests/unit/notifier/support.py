@@ -13,12 +13,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from stoker import topics
+from stoker.core import topics
 from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped
 from stoker.core.job import JobRecord, JobStatus
+from stoker.core.notification import Notification
 from stoker.notifier import signing
-from stoker.notifier.channels import DeliveryError
-from stoker.notifier.message import Notification
+from stoker.ports.channel import DeliveryError
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TRAINING = {"AlgorithmSpecification": {}, "ResourceConfig": {"InstanceType": "ml.m5.large"}}

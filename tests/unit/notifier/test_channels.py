@@ -10,14 +10,14 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stoker.adapters.notifier.console import ConsoleChannel, FileChannel
+from stoker.adapters.notifier.slack import SlackChannel
+from stoker.adapters.notifier.webhook import WebhookChannel
 from stoker.core.job import JobStatus
+from stoker.core.notification import ConsoleTarget, FileTarget, JobNote, Notification, Target
 from stoker.core.spec import SlackTarget, WebhookTarget
 from stoker.notifier import signing
-from stoker.notifier.channels import DeliveryDeferred, DeliveryRejected
-from stoker.notifier.channels.console import ConsoleChannel, FileChannel
-from stoker.notifier.channels.slack import SlackChannel
-from stoker.notifier.channels.webhook import WebhookChannel
-from stoker.notifier.message import ConsoleTarget, FileTarget, JobNote, Notification, Target
+from stoker.ports.channel import DeliveryDeferred, DeliveryRejected
 from tests.unit.notifier.support import T0, Receiver
 
 

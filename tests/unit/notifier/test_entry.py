@@ -13,8 +13,8 @@ import pytest
 import stoker.notifier
 from stoker.adapters.bus.memory import MemoryBus
 from stoker.adapters.store.memory import MemoryJobStore
+from stoker.app.notifier import run_notifier
 from stoker.core.clock import Clock, SystemClock
-from stoker.notifier import run_notifier
 from stoker.notifier.service import CONSUMER_GROUP
 from stoker.settings import Settings
 from tests.unit.lifecycle.fakes import SourceRecordingBus
@@ -75,6 +75,4 @@ def test_public_surface_is_what_it_claims() -> None:
     for name in stoker.notifier.__all__:
         assert hasattr(stoker.notifier, name), name
         assert not name.startswith("_")
-    assert {"run_notifier", "Notifier", "NotifySettings", "NotificationLedger"} <= set(
-        stoker.notifier.__all__
-    )
+    assert {"Notifier", "NotifySettings", "NotificationLedger"} <= set(stoker.notifier.__all__)

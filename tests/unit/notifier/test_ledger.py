@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from stoker.notifier.ledger import EntryStatus, NotificationLedger
-from stoker.notifier.ledger_memory import MemoryLedger
-from stoker.notifier.ledger_sqlite import SqliteLedger
+from stoker.adapters.notifier.ledger_memory import MemoryLedger
+from stoker.adapters.notifier.ledger_sqlite import SqliteLedger
+from stoker.ports.ledger import EntryStatus, NotificationLedger
 from tests.unit.notifier.ledger_contract import CONTRACT, entry
 from tests.unit.notifier.support import T0
 

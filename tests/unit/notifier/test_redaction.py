@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from stoker.core.notification import ConsoleTarget, FileTarget
 from stoker.core.spec import EmailTarget, SlackTarget, WebhookTarget
-from stoker.notifier.message import ConsoleTarget, FileTarget
 from stoker.notifier.redaction import describe, scrub, secrets_of
 
 SLACK_URL = "https://hooks.slack.com/services/T000AAAA/B000BBBB/XXXXXXXXXXXXXXXXXXXXabcd"

@@ -10,20 +10,20 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from stoker import topics
 from stoker.adapters.bus.memory import MemoryBus
+from stoker.adapters.notifier.ledger_memory import MemoryLedger
 from stoker.adapters.store.memory import MemoryJobStore
+from stoker.core import topics
 from stoker.core.clock import FakeClock
 from stoker.core.errors import InfrastructureUnavailable
 from stoker.core.events import CloudEvent, JobStatusChanged, NotificationSent, decode_event
 from stoker.core.job import JobStatus
-from stoker.notifier.channels import Channel, DeliveryDeferred, DeliveryRejected
+from stoker.core.notification import ConsoleTarget
 from stoker.notifier.config import NotifySettings
-from stoker.notifier.ledger import EntryStatus, LedgerEntry
-from stoker.notifier.ledger_memory import MemoryLedger
-from stoker.notifier.message import ConsoleTarget
 from stoker.notifier.service import Notifier
 from stoker.ports.bus import BusRecord
+from stoker.ports.channel import Channel, DeliveryDeferred, DeliveryRejected
+from stoker.ports.ledger import EntryStatus, LedgerEntry
 from tests.unit.notifier.support import T0, RecordingChannel, job, terminal
 
 SECRET_URL = "https://hooks.example.com/T0SECRET/B0SECRET/zzzzSECRETTOKENabcd"

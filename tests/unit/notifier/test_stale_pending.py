@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from stoker.adapters.notifier.ledger_memory import MemoryLedger
 from stoker.core.job import JobStatus
-from stoker.notifier.ledger import LedgerEntry
-from stoker.notifier.ledger_memory import MemoryLedger
-from stoker.notifier.message import Notification
+from stoker.core.notification import Notification
+from stoker.ports.ledger import LedgerEntry
 from tests.unit.notifier.support import RecordingChannel, terminal
 from tests.unit.notifier.test_service import Rig
 

@@ -12,8 +12,8 @@ import time
 import zlib
 from collections.abc import Sequence
 
-from stoker.inference.ports import ModelBackend, ModelName, PaddedBatch, TokenizedInput
 from stoker.inference.router.models import ModelSet
+from stoker.ports.inference import ModelBackend, ModelName, PaddedBatch, TokenizedInput
 
 CLS, SEP, PAD = 101, 102, 0
 

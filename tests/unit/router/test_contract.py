@@ -10,9 +10,9 @@ import jsonschema
 import orjson
 
 import stoker.inference.router as router_pkg
+from stoker.app.schema_export import render_schemas
 from stoker.core.events import CloudEvent
-from stoker.inference.stream.models import DuplicateScore
-from stoker.schema_export import render_schemas
+from stoker.inference.pairs import DuplicateScore
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Sequence
 import orjson
 import pytest
 
-from stoker import topics
 from stoker.adapters.bus.memory import MemoryBus
+from stoker.core import topics
 from stoker.core.clock import FakeClock
 from stoker.core.events import decode_event
+from stoker.inference.pairs import DuplicatePair, DuplicateScore
 from stoker.inference.router import BatchingConfig, Router
-from stoker.inference.stream.models import DuplicatePair, DuplicateScore
 from stoker.inference.stream.processor import DuplicateStream, StreamConfig, parse_scores
 from stoker.ports.bus import BusRecord
 from tests.unit.router.conditions import wait_until

@@ -35,9 +35,9 @@ from botocore.exceptions import ClientError
 
 from stoker.adapters.aws import AwsClients, RetryConfig, call, error_code, translate
 from stoker.adapters.store import layout
-from stoker.adapters.store.common import SortableIds
 from stoker.core.errors import InfrastructureUnavailable, StokerError
 from stoker.core.events import CloudEvent
+from stoker.core.store_rules import SortableIds
 from stoker.ports.bus import BusRecord, RecordSource, TopicPartition
 from stoker.settings import Settings
 

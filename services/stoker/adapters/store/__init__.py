@@ -4,7 +4,7 @@ The SQLite and DynamoDB modules are imported from their own paths so that import
 package does not pull in aiobotocore where only SQLite is used.
 """
 
-from stoker.adapters.store.common import InvalidCursor, StoreFailure
 from stoker.adapters.store.memory import MemoryJobStore
+from stoker.core.store_rules import InvalidCursor, StoreFailure
 
 __all__ = ["InvalidCursor", "MemoryJobStore", "StoreFailure"]

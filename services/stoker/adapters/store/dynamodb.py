@@ -22,7 +22,10 @@ from botocore.exceptions import ClientError
 
 from stoker.adapters.aws import AwsClients, RetryConfig, call, error_code, translate
 from stoker.adapters.store import layout
-from stoker.adapters.store.common import (
+from stoker.core.errors import InfrastructureUnavailable, JobNotFound, VersionConflict
+from stoker.core.events import CloudEvent, decode_event
+from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+from stoker.core.store_rules import (
     SortableIds,
     StoreFailure,
     check_limit,
@@ -39,9 +42,6 @@ from stoker.adapters.store.common import (
     time_key,
     trend_days,
 )
-from stoker.core.errors import InfrastructureUnavailable, JobNotFound, VersionConflict
-from stoker.core.events import CloudEvent, decode_event
-from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.ports.store import OutboxEntry, Page, Trends
 from stoker.settings import Settings
 

@@ -11,7 +11,10 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from stoker.adapters.store.common import (
+from stoker.core.errors import JobNotFound
+from stoker.core.events import CloudEvent
+from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+from stoker.core.store_rules import (
     as_utc,
     check_limit,
     check_outbox,
@@ -24,9 +27,6 @@ from stoker.adapters.store.common import (
     time_key,
     trend_days,
 )
-from stoker.core.errors import JobNotFound
-from stoker.core.events import CloudEvent
-from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.ports.store import OutboxEntry, Page, Trends
 
 

@@ -64,7 +64,17 @@ from typing import Any, TypeVar
 
 import structlog
 
-from stoker.adapters.store.common import (
+from stoker.adapters.store.wal_checkpoints import WalCheckpoint, checkpoint
+from stoker.adapters.store.writer_turns import WriterTurns
+from stoker.core.errors import (
+    InfrastructureUnavailable,
+    JobNotFound,
+    StokerError,
+    VersionConflict,
+)
+from stoker.core.events import CloudEvent, decode_event
+from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+from stoker.core.store_rules import (
     StoreFailure,
     check_limit,
     check_outbox,
@@ -78,16 +88,6 @@ from stoker.adapters.store.common import (
     time_key,
     trend_days,
 )
-from stoker.adapters.store.wal_checkpoints import WalCheckpoint, checkpoint
-from stoker.adapters.store.writer_turns import WriterTurns
-from stoker.core.errors import (
-    InfrastructureUnavailable,
-    JobNotFound,
-    StokerError,
-    VersionConflict,
-)
-from stoker.core.events import CloudEvent, decode_event
-from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.ports.store import OutboxEntry, Page, Trends
 
 T = TypeVar("T")

@@ -5,6 +5,6 @@ so the embedded default never needs aiobotocore.
 """
 
 from stoker.adapters.training.local import LocalProcessBackend
-from stoker.adapters.training.naming import training_job_name
+from stoker.core.naming import training_job_name
 
 __all__ = ["LocalProcessBackend", "training_job_name"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from stoker.adapters.training.naming import NAME_PATTERN
+from stoker.core.naming import NAME_PATTERN
 from stoker.ports.training import InvalidRequest
 
 HOST = "algo-1"

@@ -16,9 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from stoker.inference.pairs import ProductText
 from stoker.inference.router.errors import InvalidInput, RouterError
 from stoker.inference.router.router import Router
-from stoker.inference.stream.models import ProductText
 
 MAX_PAIRS_PER_REQUEST = 256
 

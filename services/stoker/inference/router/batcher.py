@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import structlog
 
 from stoker.core.clock import Clock, SystemClock
-from stoker.inference.ports import ModelBackend, Preprocessor, TokenizedInput
 from stoker.inference.router.errors import (
     DeadlineExceeded,
     ModelFailed,
@@ -27,6 +26,7 @@ from stoker.inference.router.errors import (
 )
 from stoker.inference.router.metrics import RouterMetrics
 from stoker.inference.router.policy import Batch, BatchPolicy, Pending, Priority
+from stoker.ports.inference import ModelBackend, Preprocessor, TokenizedInput
 
 log = structlog.get_logger("stoker.router")
 

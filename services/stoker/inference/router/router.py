@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import structlog
 
 from stoker.core.clock import Clock, SystemClock
-from stoker.inference.ports import ModelBackend, Preprocessor, TokenizedInput
 from stoker.inference.router.batcher import Batcher, Job
 from stoker.inference.router.errors import InvalidInput, RouterError, UnknownModel
 from stoker.inference.router.metrics import RouterMetrics
 from stoker.inference.router.policy import BatchingConfig, BatchPolicy, Priority
+from stoker.ports.inference import ModelBackend, Preprocessor, TokenizedInput
 
 log = structlog.get_logger("stoker.router")
 

@@ -22,16 +22,16 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from stoker import topics
 from stoker.bus.consumer import dead_letter_event
+from stoker.core import topics
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.events import CloudEvent
-from stoker.inference.ports import TokenizedInput
+from stoker.inference.pairs import DuplicatePair, DuplicateScore
 from stoker.inference.router.errors import InvalidInput, RouterError
 from stoker.inference.router.policy import Priority
 from stoker.inference.router.router import DUPLICATE_LABEL, Router
-from stoker.inference.stream.models import DuplicatePair, DuplicateScore
 from stoker.ports.bus import BusRecord, EventBus, RecordSource, TopicPartition
+from stoker.ports.inference import TokenizedInput
 
 log = structlog.get_logger("stoker.stream.duplicates")
 

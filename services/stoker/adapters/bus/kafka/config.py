@@ -1,6 +1,6 @@
 """What the Kafka bus is told: one small validated value, built by the composition root.
 
-The adapter reads no settings of its own; `stoker.runtime` builds a `KafkaConfig` from the
+The adapter reads no settings of its own; `stoker.app.runtime` builds a `KafkaConfig` from the
 process's Settings, and tests and benchmarks build one directly.
 """
 

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stoker.inference.ports import ModelBackend, Preprocessor, TokenizedInput
 from stoker.inference.tokenizer import bucket_for
 from stoker.inference.training import LabelledSet, Metrics, TrainConfig, score
+from stoker.ports.inference import ModelBackend, Preprocessor, TokenizedInput
 
 
 def _fit_batch(n: int, sizes: Sequence[int]) -> int:
@@ -109,12 +109,12 @@ def cpu_precision_report(
 ) -> list[PrecisionResult]:
     """Every CPU runtime/precision of the latest saved `name` head against TorchScript fp32,
     on the held-out split regenerated from the seed recorded with the head."""
+    from stoker.adapters.inference import BackendSpec
+    from stoker.adapters.inference.cpu import cpu_backend
+    from stoker.app.inference_registry import load_preprocessor, model_name, shared_backbone
     from stoker.inference.artifacts import load_head
-    from stoker.inference.backends import BackendSpec
-    from stoker.inference.backends.cpu import cpu_backend
     from stoker.inference.config import DEFAULT_SEQ_BUCKETS, CpuRuntime, Precision
     from stoker.inference.heads import ScoringModel
-    from stoker.inference.registry import load_preprocessor, model_name, shared_backbone
     from stoker.inference.training import intent_sets, pair_sets
 
     checked = model_name(name)

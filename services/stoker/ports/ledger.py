@@ -22,7 +22,7 @@ from pydantic import TypeAdapter
 
 from stoker.core.errors import StokerError
 from stoker.core.job import JobStatus
-from stoker.notifier.message import JobNote, Target
+from stoker.core.notification import JobNote, Target
 
 
 class EntryStatus(StrEnum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from stoker.core.errors import StokerError
-from stoker.notifier.message import Notification
+from stoker.core.notification import Notification
 
 
 class DeliveryError(StokerError):

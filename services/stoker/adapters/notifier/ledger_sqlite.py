@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stoker.core.errors import InfrastructureUnavailable
-from stoker.notifier.ledger import EntryStatus, LedgerEntry, LedgerFailure
+from stoker.ports.ledger import EntryStatus, LedgerEntry, LedgerFailure
 
 T = TypeVar("T")
 

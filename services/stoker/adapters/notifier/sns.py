@@ -15,10 +15,10 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stoker.adapters.aws import client_config, translate
+from stoker.core.notification import Notification
 from stoker.core.spec import EmailTarget
-from stoker.notifier.channels import DeliveryDeferred, DeliveryRejected
-from stoker.notifier.message import Notification
 from stoker.notifier.redaction import describe
+from stoker.ports.channel import DeliveryDeferred, DeliveryRejected
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from stoker.notifier.ledger import EntryStatus, LedgerEntry
+from stoker.ports.ledger import EntryStatus, LedgerEntry
 
 
 class MemoryLedger:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from stoker.inference.backends import (
+from stoker.adapters.inference import (
     BackendSpec,
     BackendUnavailable,
     PooledBackend,
@@ -31,7 +31,7 @@ from stoker.inference.backends import (
 )
 from stoker.inference.config import Precision
 from stoker.inference.heads import ScoringModel
-from stoker.inference.ports import PaddedBatch
+from stoker.ports.inference import PaddedBatch
 
 NO_NEURON = (
     "neuron backend needs the torch-neuronx package and an Inferentia2/Trainium "

@@ -9,13 +9,14 @@ The backbone is read once per process and shared by both heads.
 
 from __future__ import annotations
 
+import importlib
 from functools import cache
 from pathlib import Path
 
+from stoker.adapters.inference import BackendSpec
 from stoker.core.errors import ConfigurationError
 from stoker.inference.artifacts import HeadArtifact, load_head
 from stoker.inference.backbone import MiniLM, backbone_id, load_backbone, shipped_backbone
-from stoker.inference.backends import BackendSpec
 from stoker.inference.config import (
     Device,
     InferenceSettings,
@@ -24,8 +25,9 @@ from stoker.inference.config import (
     load_inference_settings,
 )
 from stoker.inference.heads import ScoringModel
-from stoker.inference.ports import ModelBackend, ModelName
+from stoker.inference.router.models import ModelSet
 from stoker.inference.tokenizer import WordPieceTokenizer
+from stoker.ports.inference import ModelBackend, ModelName
 
 
 @cache
@@ -67,14 +69,14 @@ def build_backend(
     )
     precision = device_precision(settings)
     if settings.device is Device.CUDA:
-        from stoker.inference.backends.cuda import CudaBackend
+        from stoker.adapters.inference.cuda import CudaBackend
 
         return CudaBackend(model, spec, precision=precision, replicas=settings.replicas)
     if settings.device is Device.NEURON:
-        from stoker.inference.backends.neuron import NeuronBackend
+        from stoker.adapters.inference.neuron import NeuronBackend
 
         return NeuronBackend(model, spec, cores=settings.replicas, precision=precision)
-    from stoker.inference.backends.cpu import cpu_backend
+    from stoker.adapters.inference.cpu import cpu_backend
 
     return cpu_backend(
         model,
@@ -118,3 +120,35 @@ def load_backend(
     artifact = load_artifact(checked, settings)
     model = ScoringModel(checked, shared_backbone(), artifact.head)
     return build_backend(model, artifact.metadata.labels, settings)
+
+
+def load_models(spec: str, *, models: tuple[str, ...] = ("intent", "duplicate")) -> ModelSet:
+    """Load the models named by `spec`.
+
+    `spec` is a compile target of the model registry (`cpu`, `cuda`, `neuron`), or
+    `package.module:factory`, a callable taking the model names and returning a ModelSet
+    (how a deployment plugs in its own backends).
+    """
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(f"backend factory {spec!r} cannot be imported: {exc}") from exc
+        result = factory(models)
+        if not isinstance(result, ModelSet):
+            raise ConfigurationError(f"backend factory {spec!r} returned {type(result).__name__}")
+        return result
+    return _from_registry(spec, models)
+
+
+def _from_registry(target: str, models: tuple[str, ...]) -> ModelSet:
+    backends: dict[str, ModelBackend] = {}
+    for name in models:
+        if name not in ("intent", "duplicate"):
+            raise ConfigurationError(f"unknown model {name!r}; expected intent or duplicate")
+        backends[name] = load_backend(name, target)
+    # Workers are shared by every model: as many batches run at once as one backend has
+    # replicas (the cores they were laid out on), never more.
+    workers = max(int(getattr(b, "replicas", 1)) for b in backends.values())
+    return ModelSet(backends, load_preprocessor(), workers)

@@ -1,5 +1,4 @@
-"""`serve(settings, stop_event)`: the notifier as one runnable service (called through
-`stoker.notifier.service.run_notifier`).
+"""The notifier as one runnable service: `run_notifier(settings_or_runtime, stop_event)`.
 
 Builds the ledger and channels from settings, then runs the shared consumer (terminal
 topics, group `stoker-notifier`) and the flusher side by side until `stop_event` is set.
@@ -13,20 +12,20 @@ import asyncio
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
+from stoker.adapters.notifier.console import ConsoleChannel, FileChannel
+from stoker.adapters.notifier.ledger_memory import MemoryLedger
+from stoker.adapters.notifier.webhook import WebhookChannel
 from stoker.bus.consumer import BACKGROUND, Consumer
 from stoker.core.clock import Clock, SystemClock
-from stoker.notifier.channels import Channel
-from stoker.notifier.channels.console import ConsoleChannel, FileChannel
-from stoker.notifier.channels.webhook import WebhookChannel
 from stoker.notifier.config import NotifySettings, load_notify_settings
-from stoker.notifier.ledger import NotificationLedger
-from stoker.notifier.ledger_memory import MemoryLedger
 from stoker.notifier.service import CONSUMER_GROUP, TERMINAL_TOPICS, Notifier
 from stoker.ports.bus import EventBus
+from stoker.ports.channel import Channel
+from stoker.ports.ledger import NotificationLedger
 from stoker.ports.store import JobStore
 from stoker.settings import Mode, Settings
 
@@ -40,10 +39,10 @@ def build_ledger(settings: Settings, notify: NotifySettings) -> NotificationLedg
     if kind == "memory":
         return MemoryLedger()
     if kind == "sqlite":
-        from stoker.notifier.ledger_sqlite import SqliteLedger
+        from stoker.adapters.notifier.ledger_sqlite import SqliteLedger
 
         return SqliteLedger(notify.ledger_path or settings.data_dir / "notifier-ledger.sqlite3")
-    from stoker.notifier.ledger_dynamodb import DynamoDbLedger
+    from stoker.adapters.notifier.ledger_dynamodb import DynamoDbLedger
 
     return DynamoDbLedger(settings, notify.ledger_table)
 
@@ -57,14 +56,14 @@ def build_channels(
         "file": FileChannel(),
         "webhook": WebhookChannel(notify.secret, clock=clock, timeout_s=notify.timeout_s),
     }
-    from stoker.notifier.channels.slack import SlackChannel
+    from stoker.adapters.notifier.slack import SlackChannel
 
     token = notify.slack_bot_token.get_secret_value() if notify.slack_bot_token else None
     channels["slack"] = SlackChannel(
         token, api_base_url=notify.slack_api_url, clock=clock, timeout_s=int(notify.timeout_s)
     )
     if notify.sns_topic_arn:
-        from stoker.notifier.channels.sns import SnsEmailChannel
+        from stoker.adapters.notifier.sns import SnsEmailChannel
 
         channels["email"] = SnsEmailChannel(
             notify.sns_topic_arn, region=settings.aws_region, endpoint_url=notify.sns_endpoint
@@ -86,7 +85,7 @@ async def serve(
     closed on exit; adapters given are started by the caller and left open."""
     notify = notify or load_notify_settings()
     clock = clock or SystemClock()
-    from stoker.runtime import build_bus, build_store
+    from stoker.app.runtime import build_bus, build_store
 
     async with AsyncExitStack() as stack:
         if bus is None:
@@ -137,3 +136,27 @@ async def _run_both(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Started(Protocol):
+    """What a started runtime offers a service: settings and open adapters."""
+
+    settings: Settings
+    bus: EventBus
+    store: JobStore
+    clock: Clock
+
+
+async def run_notifier(source: Settings | _Started, stop_event: asyncio.Event) -> None:
+    """Run the notifier until `stop_event` is set.
+
+    `run_notifier(settings, stop)` builds (and closes) its own bus and store from settings;
+    `run_notifier(runtime, stop)` uses a started runtime's bus, store and clock. The
+    notifier's own settings come from STOKER_NOTIFY_* (see docs/notifications.md).
+    """
+    if isinstance(source, Settings):
+        await serve(source, stop_event)
+    else:
+        await serve(
+            source.settings, stop_event, bus=source.bus, store=source.store, clock=source.clock
+        )

@@ -14,8 +14,9 @@ from typing import Any
 
 import structlog
 
-from stoker import topics
+from stoker.app.runtime import Runtime, failure_classifier, retry_policy
 from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
+from stoker.core import topics
 from stoker.core.events import CloudEvent, JobSubmitted
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.launcher import Launcher, LauncherConfig
@@ -24,7 +25,6 @@ from stoker.lifecycle.retrier import Retrier
 from stoker.lifecycle.state_changes import decode_state_change
 from stoker.lifecycle.transitions import OutboxRelay
 from stoker.ports.bus import BusRecord
-from stoker.runtime import Runtime, failure_classifier, retry_policy
 
 log = structlog.get_logger("stoker.services")
 

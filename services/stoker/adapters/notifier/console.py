@@ -9,9 +9,9 @@ from typing import TextIO
 
 import orjson
 
-from stoker.notifier.channels import DeliveryDeferred, DeliveryRejected
-from stoker.notifier.message import ConsoleTarget, FileTarget, Notification
+from stoker.core.notification import ConsoleTarget, FileTarget, Notification
 from stoker.notifier.redaction import describe
+from stoker.ports.channel import DeliveryDeferred, DeliveryRejected
 
 
 class ConsoleChannel:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stoker.inference.backends import (
+from stoker.adapters.inference import (
     BackendSpec,
     BackendUnavailable,
     PooledBackend,
@@ -27,7 +27,7 @@ from stoker.inference.backends import (
 )
 from stoker.inference.config import Precision
 from stoker.inference.heads import ScoringModel
-from stoker.inference.ports import PaddedBatch
+from stoker.ports.inference import PaddedBatch
 
 NO_CUDA = "cuda backend needs an NVIDIA GPU and a CUDA build of torch; none found"
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from botocore.exceptions import ClientError
 
 from stoker.adapters.aws import AwsClients, AwsRequestRejected, call, error_code
-from stoker.notifier.ledger import EntryStatus, LedgerEntry, LedgerFailure
+from stoker.ports.ledger import EntryStatus, LedgerEntry, LedgerFailure
 from stoker.settings import Settings
 
 if TYPE_CHECKING:

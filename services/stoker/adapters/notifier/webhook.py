@@ -13,12 +13,12 @@ import httpx
 import orjson
 
 from stoker.core.clock import Clock, SystemClock
+from stoker.core.notification import Notification
 from stoker.core.spec import WebhookTarget
 from stoker.notifier import signing
-from stoker.notifier.channels import DeliveryDeferred, DeliveryRejected, classify_status
-from stoker.notifier.message import Notification
 from stoker.notifier.redaction import describe
 from stoker.notifier.retry import parse_retry_after
+from stoker.ports.channel import DeliveryDeferred, DeliveryRejected, classify_status
 
 USER_AGENT = "stoker-notifier/1"
 

@@ -18,16 +18,16 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.job import JobStatus
+from stoker.core.notification import Notification, format_duration
 from stoker.core.spec import SlackTarget
-from stoker.notifier.channels import (
+from stoker.notifier.redaction import describe
+from stoker.notifier.retry import parse_retry_after
+from stoker.ports.channel import (
     DeliveryDeferred,
     DeliveryError,
     DeliveryRejected,
     classify_status,
 )
-from stoker.notifier.message import Notification, format_duration
-from stoker.notifier.redaction import describe
-from stoker.notifier.retry import parse_retry_after
 
 _QUIET = logging.getLogger("stoker.notifier.slack-sdk")
 _QUIET.setLevel(logging.CRITICAL + 1)

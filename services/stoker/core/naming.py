@@ -23,7 +23,8 @@ MAX_NAME_LENGTH = 63
 MAX_ATTEMPT = 999_999
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _HASH_CHARS = 12
-_READABLE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+# Matched with fullmatch: a `$` anchor would let a final newline through.
+_READABLE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _INVALID = re.compile(r"[^a-z0-9]+")
 
 
@@ -34,7 +35,7 @@ def training_job_name(job_id: str, attempt: int) -> str:
     if not 0 <= attempt <= MAX_ATTEMPT:
         raise ValueError(f"attempt must be within 0..{MAX_ATTEMPT}, got {attempt}")
     suffix = f"-{attempt}"
-    if _READABLE.match(job_id) and len(job_id) + len(suffix) <= MAX_NAME_LENGTH:
+    if _READABLE.fullmatch(job_id) and len(job_id) + len(suffix) <= MAX_NAME_LENGTH:
         return job_id + suffix
     digest = hashlib.sha256(job_id.encode("utf-8")).hexdigest()[:_HASH_CHARS]
     room = MAX_NAME_LENGTH - len(suffix) - len(digest) - 2

@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stoker.core.errors import ConfigurationError
-from stoker.inference.backends import (
+from stoker.adapters.inference import (
     BackendSpec,
     PooledBackend,
     ReplicaPool,
@@ -34,9 +33,10 @@ from stoker.inference.backends import (
     rows,
     translate_errors,
 )
+from stoker.core.errors import ConfigurationError
 from stoker.inference.config import CpuRuntime, Precision
 from stoker.inference.heads import ScoringModel
-from stoker.inference.ports import PaddedBatch
+from stoker.ports.inference import PaddedBatch
 
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 

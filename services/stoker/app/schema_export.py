@@ -30,7 +30,7 @@ def render_schemas() -> dict[str, str]:
 
 def _stream_schemas() -> dict[str, str]:
     """The duplicate stream's records: pairs in (plain JSON), scores out (CloudEvent data)."""
-    from stoker.inference.stream.models import DuplicatePair, DuplicateScore
+    from stoker.inference.pairs import DuplicatePair, DuplicateScore
 
     files = {}
     pair_name = f"{DuplicatePair.SCHEMA_NAME}.schema.json"

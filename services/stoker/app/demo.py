@@ -26,11 +26,11 @@ import orjson
 
 from stoker.adapters.training.capacity_faults import CapacityFaults
 from stoker.adapters.training.local import LocalProcessBackend
+from stoker.app.runtime import Runtime
+from stoker.app.services import SERVICES, Service, run_services
 from stoker.client import AsyncClient
 from stoker.core.job import JobStatus
-from stoker.lifecycle.services import SERVICES, Service, run_services
 from stoker.ports.store import all_jobs
-from stoker.runtime import Runtime
 from stoker.settings import Settings
 from stoker.training_scripts import train_linear
 
@@ -122,8 +122,8 @@ def job_specs(plan: DemoPlan) -> list[dict[str, Any]]:
 
 def _notifier(data_dir: Path) -> Service:
     """The notifier with the file channel: one JSON line per message, digests after 5 s."""
+    from stoker.app.notifier import serve
     from stoker.notifier.config import NotifySettings
-    from stoker.notifier.runner import serve
 
     notify = NotifySettings(
         fallback="file", file_path=data_dir / "notifications.jsonl", digest_window_s=5

@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 import torch
 
 from stoker.core.errors import ConfigurationError, StokerError
-from stoker.inference.ports import ModelName, PaddedBatch
+from stoker.ports.inference import ModelName, PaddedBatch
 
 R = TypeVar("R")
 
