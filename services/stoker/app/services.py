@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import structlog
 
+from stoker.app.notifier import run_notifier
 from stoker.app.runtime import Runtime, failure_classifier, retry_policy
 from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
 from stoker.core import topics
@@ -25,6 +27,7 @@ from stoker.lifecycle.retrier import Retrier
 from stoker.lifecycle.state_changes import decode_state_change
 from stoker.lifecycle.transitions import OutboxRelay
 from stoker.ports.bus import BusRecord
+from stoker.settings import Settings
 
 log = structlog.get_logger("stoker.services")
 
@@ -153,8 +156,22 @@ SERVICES: dict[str, Service] = {
     "monitor": run_monitor,
     "retrier": run_retrier,
     "relay": run_relay,
+    "notifier": run_notifier,
 }
+"""The one registry of runnable services: `stoker run NAME...`, `stoker up` and the demo."""
+
 NEEDS_BACKEND = frozenset({"launcher", "monitor"})
+
+
+async def serve(settings: Settings, names: list[str]) -> None:
+    """Start the named services in this process and stop them cleanly on SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Runtime(settings, with_backend=bool(NEEDS_BACKEND & set(names))) as rt:
+        await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
+        await run_services(rt, names, stop)
 
 
 async def run_services(

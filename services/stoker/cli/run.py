@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from typing import Annotated
 
 import typer
 
 from stoker.app.process import run_service_process
+from stoker.app.services import SERVICES, serve
 from stoker.core.errors import ConfigurationError
 from stoker.logs import configure_logging
 from stoker.settings import Settings, load_settings
 
 app = typer.Typer(help="Run stoker services.")
 
-ALL = ["api", "intake", "launcher", "monitor", "retrier", "relay", "notifier"]
+ALL = list(SERVICES)
 
 
 def settings_or_exit() -> Settings:
@@ -24,31 +23,6 @@ def settings_or_exit() -> Settings:
     except ConfigurationError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
-
-
-async def serve(settings: Settings, names: list[str]) -> None:
-    """Start the named services and stop them cleanly on SIGTERM or SIGINT."""
-    from stoker.app.runtime import Runtime
-    from stoker.app.services import NEEDS_BACKEND, SERVICES, run_services
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    services = dict(SERVICES)
-    if "notifier" in names:
-        from stoker.app.notifier import run_notifier
-
-        services["notifier"] = run_notifier
-    async with Runtime(settings, with_backend=bool(NEEDS_BACKEND & set(names))) as rt:
-        await rt.bus.ensure_topics(_topics())
-        await run_services(rt, names, stop, services=services)
-
-
-def _topics() -> list[str]:
-    from stoker.core import topics
-
-    return list(topics.ALL_TOPICS)
 
 
 @app.command("run")
