@@ -1,4 +1,4 @@
-"""Where each `ListTrainingJobs` pass of the monitor starts listing (ADR 0014).
+"""Where each `ListTrainingJobs` pass of the monitor starts listing.
 
 A pass lists the training jobs changed after some time. A change can reach a listing late:
 SageMaker stamps it on its own clock, and its listing may lag the stamp. So windows overlap

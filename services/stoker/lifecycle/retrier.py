@@ -38,7 +38,7 @@ class Retrier:
     WANTED_STATUSES: ClassVar[frozenset[str]] = frozenset()
     """No status change: failure reports are what the retrier decides on."""
     ON_LAUNCH_PATH: ClassVar[bool] = False
-    """A retry is scheduled seconds ahead: its consumer is a background member (ADR 0013)."""
+    """A retry is scheduled seconds ahead: its consumer is a background member."""
 
     def __init__(
         self,

@@ -9,9 +9,9 @@ publishes them later. Consumers see each event at least once and drop copies by 
 
 Waiting for the broker's acknowledgement and for the mark inside every transition made each
 one cost three round trips instead of one, and the store and broker calls of a busy
-pipeline queued behind each other (ADR 0007). `flush` waits for what was handed over.
+pipeline queued behind each other. `flush` waits for what was handed over.
 
-Gathering (ADR 0013): only a new job's event has someone waiting on it (the launcher). The
+Gathering: only a new job's event has someone waiting on it (the launcher). The
 events of moves wait up to `gather_s` for more to join them, so at a steady trickle one
 publish and one mark serve many transitions instead of one each; a create ends the wait.
 """
