@@ -9,7 +9,7 @@ small watcher process per state folder (this module) waits for the owner with ps
 pidfd on Linux, so it sleeps until the owner exits) and then runs `down` on the folder.
 It runs in a session of its own too; the owner's own `down` stops it first.
 
-    python -m stoker.devinfra.warden --state-dir DIR --owner-pid PID --owner-started T
+Started by `ensure` (see `command` for its command line); it logs to `logs/warden.log`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ def command(layout: StateLayout, owner: procs.ProcessRef) -> list[str]:
     """The warden's command line for the servers of `layout`, owned by `owner`."""
     return [
         sys.executable,
-        "-m",
-        "stoker.devinfra.warden",
+        # Not `-m stoker.devinfra.warden`: the package imports this module first, and runpy
+        # would run a second copy of it as __main__.
+        "-c",
+        "from stoker.devinfra.warden import main; raise SystemExit(main())",
         "--state-dir",
         str(layout.root),
         "--owner-pid",
@@ -70,13 +72,14 @@ def wait_for_owner(owner: procs.ProcessRef) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stoker.devinfra.warden")
+    parser = argparse.ArgumentParser(prog="stoker-devinfra-warden")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--owner-pid", type=int, required=True)
     parser.add_argument("--owner-started", type=float, required=True)
     args = parser.parse_args(argv)
     wait_for_owner(procs.ProcessRef(pid=args.owner_pid, create_time=args.owner_started))
 
+    # Here rather than at the top: the manager imports this module to start wardens.
     from stoker.devinfra.manager import DevInfra, run_sync
 
     infra = DevInfra(args.state_dir)
@@ -86,7 +89,3 @@ def main(argv: list[str] | None = None) -> int:
     for result in stopped:
         print(f"owner {args.owner_pid} is gone: stopped {result.name} (pid {result.pid})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
