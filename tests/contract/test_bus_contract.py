@@ -21,6 +21,8 @@ from stoker.core.events import CloudEvent, DeadLetter, JobStatusChanged
 from stoker.core.job import JobStatus
 from stoker.ports.bus import BusRecord, EventBus
 from tests.contract.bus_factories import FACTORIES, BusFactory, BusUnderTest, FactoryEnv
+from tests.support.events import TopicReader
+from tests.support.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -116,18 +118,8 @@ async def _run_until(
     """Run consumers until `done()` holds, then stop them (each commits its batch in hand)."""
     stop = asyncio.Event()
     tasks = [asyncio.create_task(c.run(stop)) for c in consumers]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
     try:
-        while not done():
-            finished = [t for t in tasks if t.done()]
-            for task in finished:
-                task.result()
-            if finished:
-                raise AssertionError("a consumer stopped before the condition held")
-            if loop.time() > deadline:
-                raise AssertionError(f"condition not met within {timeout_s} s")
-            await asyncio.wait(tasks, timeout=0.02)
+        await wait_until(done, timeout_s, interval_s=0.02, while_running=tasks)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
@@ -214,13 +206,14 @@ async def test_a_killed_consumer_process_records_are_delivered_again(
             stderr=asyncio.subprocess.STDOUT,
         )
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while not ready.exists():
-            assert worker.returncode is None, (tmp_path / "worker.log").read_text()
-            assert loop.time() < deadline, "the worker never handled a batch"
-            # The ready file is written by another process: poll it, with a deadline.
-            await asyncio.sleep(0.05)
+        # The ready file is written by another process: poll it, with a deadline.
+        await wait_until(
+            lambda: ready.exists() or worker.returncode is not None,
+            60,
+            interval_s=0.05,
+            what="the worker handling a batch",
+        )
+        assert worker.returncode is None, (tmp_path / "worker.log").read_text()
     finally:
         worker.send_signal(signal.SIGKILL)
         await worker.wait()
@@ -249,25 +242,16 @@ async def test_a_member_leaving_without_commit_hands_its_records_back(
     await case.bus.ensure_topics([topic])
     events = [_event(f"leave-{i % 4}", i) for i in range(20)]
     await case.bus.publish_many(topic, events)
-    first = case.bus.source(group, [topic])
-    fetched: list[BusRecord] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while not fetched:
-        assert loop.time() < deadline, "nothing fetched"
-        fetched = list(await first.fetch(100, 0.2))
-    await first.close()
+    async with TopicReader(case.bus, topic, group=group) as first:
+        await first.read_until(lambda: bool(first.records), 30)
+    fetched = first.records
 
-    again: list[BusRecord] = []
-    second = case.bus.source(group, [topic])
-    try:
-        wanted = {(r.topic, r.partition, r.offset) for r in fetched}
-        while not wanted <= {(r.topic, r.partition, r.offset) for r in again}:
-            assert loop.time() < deadline + 30, "fetched records were not handed back"
-            again.extend(await second.fetch(100, 0.2))
-    finally:
-        await second.close()
-    assert {r.value for r in fetched} <= {r.value for r in again}
+    wanted = {(r.topic, r.partition, r.offset) for r in fetched}
+    async with TopicReader(case.bus, topic, group=group) as second:
+        await second.read_until(
+            lambda: wanted <= {(r.topic, r.partition, r.offset) for r in second.records}, 30
+        )
+    assert {r.value for r in fetched} <= {r.value for r in second.records}
 
 
 async def test_committed_records_are_not_delivered_to_a_new_member(case: BusUnderTest) -> None:

@@ -3,9 +3,7 @@ talking to the SageMaker-API simulator through the real aiobotocore client."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from stoker.ports.training import (
     TrainingJobStatus,
 )
 from stoker.simulator import DurationSpec, FaultConfig, SimulatorServer
+from tests.support.waiting import poll_until
 
 DEADLINE_S = 20.0
 BUCKET = "stoker-test"
@@ -118,14 +117,17 @@ async def wait_for(
     deadline_s: float = DEADLINE_S,
 ) -> TrainingJobDescription:
     """Describe the job until `done` holds; fail after the deadline."""
-    end = time.monotonic() + deadline_s
-    while True:
-        description = await backend.describe_training_job(name)
-        if done(description):
-            return description
-        if time.monotonic() > end:
-            pytest.fail(f"{name} still {description.status} after {deadline_s} s")
-        await asyncio.sleep(0.05)  # polling interval, bounded by the deadline above
+    seen: list[TrainingJobDescription] = []
+
+    async def reached() -> bool:
+        seen.append(await backend.describe_training_job(name))
+        return done(seen[-1])
+
+    try:
+        await poll_until(reached, deadline_s, interval_s=0.05)
+    except TimeoutError:
+        pytest.fail(f"{name} still {seen[-1].status} after {deadline_s} s")
+    return seen[-1]
 
 
 def terminal(description: TrainingJobDescription) -> bool:

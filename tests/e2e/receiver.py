@@ -28,7 +28,7 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._deliveries: list[Delivery] = []
-        receiver = self
+        record = self._record
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -36,7 +36,7 @@ class WebhookReceiver:
                 body: dict[str, Any] = json.loads(self.rfile.read(length) or b"{}")
                 key = self.headers.get("Idempotency-Key") or str(body.get("idempotency_key"))
                 jobs = tuple((str(j["job_id"]), str(j["state"])) for j in body.get("jobs", []))
-                receiver._record(Delivery(key, jobs))
+                record(Delivery(key, jobs))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -12,18 +12,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
+
+from stoker.devinfra import free_ports
+from tests.support.waiting import wait_until_blocking
 
 SERVICES = ("api", "intake", "launcher", "monitor", "retrier", "relay", "notifier")
 BIN = Path(sys.executable).parent
@@ -36,21 +37,6 @@ def _with_parent_death_signal(argv: list[str]) -> list[str]:
     interrupted run leaves no service behind; `setpriv` execs, so the pid stays the child's."""
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float) -> None:
-    """Poll `condition` until it holds; AssertionError naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass(frozen=True)
@@ -73,8 +59,7 @@ class Stack:
         self.topic_prefix = f"e2e-{run}."
         self.table_prefix = f"e2e{run}"
         self.workdir = workdir
-        self.api_port = free_port()
-        self.sim_port = free_port()
+        self.api_port, self.sim_port = free_ports(2)
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.sim_url = f"http://127.0.0.1:{self.sim_port}"
         self.kafka_bootstrap = kafka_bootstrap
@@ -157,12 +142,16 @@ class Stack:
                 str(faults),
             ],
         )
-        wait_until(lambda: self._answers(f"{self.sim_url}/_sim/stats"), "the simulator", 30)
+        wait_until_blocking(
+            lambda: self._answers(f"{self.sim_url}/_sim/stats"), 30, what="the simulator"
+        )
 
     def start(self, name: str) -> None:
         self._spawn(name, [str(BIN / "stoker"), "run", name])
         if name == "api":
-            wait_until(lambda: self._answers(f"{self.api_url}/healthz"), "the API", 60)
+            wait_until_blocking(
+                lambda: self._answers(f"{self.api_url}/healthz"), 60, what="the API"
+            )
 
     def start_all(self, names: Iterable[str] = SERVICES) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)

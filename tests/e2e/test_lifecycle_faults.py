@@ -16,11 +16,12 @@ import pytest
 from stoker.client import ApiError, AsyncClient
 from stoker.core import topics
 from stoker.core.errors import JobNotFound
-from stoker.core.events import CloudEvent, DeadLetter, JobSubmitted, decode_event
+from stoker.core.events import CloudEvent, DeadLetter, JobSubmitted
 from stoker.core.job import JobStatus
+from stoker.ports.bus import EventBus
 from tests.e2e.conftest import adapters, started_stack
 from tests.e2e.receiver import WebhookReceiver
-from tests.e2e.stack import Stack, wait_until
+from tests.e2e.stack import Stack
 from tests.e2e.workload import (
     spec,
     submit_events,
@@ -29,6 +30,8 @@ from tests.e2e.workload import (
     wait_stored,
     wait_terminal,
 )
+from tests.support.events import TopicReader
+from tests.support.waiting import wait_quiet, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -85,14 +88,14 @@ async def test_a_thousand_jobs_with_faults_end_once_launch_once_notify_once(
         assert set(refused) <= {409}, refused  # 409: it had ended already
         await wait_terminal(store, ids, TIMEOUT_S, alive=stack.check_alive)
         terminal_s = time.monotonic() - started
-        wait_until(
+        await wait_until(
             lambda: len(receiver.keys_per_job().keys() & set(ids)) >= JOBS,
-            "a notification for every job",
             120,
+            0.1,
+            what="a notification for every job",
         )
         # Leave room for a wrongly repeated notification to arrive before counting.
-        settle = time.monotonic() + 2.0
-        wait_until(lambda: time.monotonic() > settle, "the notifier to settle", 5)
+        await wait_quiet(lambda: len(receiver.deliveries), quiet_s=2.0, timeout_s=60)
         verdict = await verify(
             store,
             ids,
@@ -170,22 +173,19 @@ async def test_duplicate_and_invalid_input_at_the_edges(
         history = await client.history(finished.job_id)
         assert next(t.to_status for t in history) is JobStatus.NEW
         assert sum(1 for t in history if t.to_status is JobStatus.NEW) == 1
-        wait_until(lambda: finished.job_id in receiver.keys_per_job(), "the notification", 60)
+        await wait_until(
+            lambda: finished.job_id in receiver.keys_per_job(), 60, 0.1, what="the notification"
+        )
         assert receiver.deliveries_per_job()[finished.job_id] == 1
 
 
-async def _dead_letters(bus: object, keys: set[str], timeout_s: float) -> dict[str, DeadLetter]:
+async def _dead_letters(bus: EventBus, keys: set[str], timeout_s: float) -> dict[str, DeadLetter]:
     """Read stoker.deadletter (own consumer group) until a letter for every key is there."""
-    source = bus.source(f"e2e-check-{uuid.uuid4().hex[:8]}", [topics.DEAD_LETTER])  # type: ignore[attr-defined]
-    found: dict[str, DeadLetter] = {}
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not keys <= set(found):
-            assert time.monotonic() < deadline, f"no dead letter for {sorted(keys - set(found))}"
-            for record in await source.fetch(100, 1.0):
-                letter = decode_event(record.value).data
-                if isinstance(letter, DeadLetter) and letter.original_key in keys:
-                    found[letter.original_key] = letter
-    finally:
-        await source.close()
-    return found
+
+    def found() -> dict[str, DeadLetter]:
+        letters = reader.events_of(DeadLetter)
+        return {letter.original_key: letter for letter in letters if letter.original_key in keys}
+
+    async with TopicReader(bus, topics.DEAD_LETTER) as reader:
+        await reader.read_until(lambda: keys <= set(found()), timeout_s, wait_s=1.0)
+    return found()

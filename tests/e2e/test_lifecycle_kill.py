@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -19,7 +18,7 @@ from stoker.ports.bus import Publisher
 from stoker.ports.store import JobStore
 from tests.e2e.conftest import adapters, started_stack
 from tests.e2e.receiver import WebhookReceiver
-from tests.e2e.stack import SERVICES, Stack, wait_until
+from tests.e2e.stack import SERVICES, Stack
 from tests.e2e.workload import (
     count_terminal,
     spec,
@@ -28,6 +27,7 @@ from tests.e2e.workload import (
     verify,
     wait_terminal,
 )
+from tests.support.waiting import poll_until, wait_quiet, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -64,14 +64,16 @@ async def _submit_in_waves(url: str, bus: Publisher, specs: list[JobSpec]) -> No
 
 async def _progress(store: JobStore, ids: list[str], at_least: int, stack: Stack) -> int:
     """Wait until at least `at_least` of the jobs are terminal; returns the count."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
+    done = 0
+
+    async def enough() -> bool:
+        nonlocal done
         stack.check_alive()
         done = await count_terminal(store, ids)
-        if done >= at_least:
-            return done
-        assert time.monotonic() < deadline, f"stuck at {done} terminal jobs of {at_least}"
-        await asyncio.sleep(2.0)  # polling interval of the wait, not a synchronisation
+        return done >= at_least
+
+    await poll_until(enough, TIMEOUT_S, interval_s=2.0, what=f"{at_least} terminal jobs")
+    return done
 
 
 async def test_every_service_killed_mid_run_and_restarted_keeps_every_invariant(
@@ -97,13 +99,14 @@ async def test_every_service_killed_mid_run_and_restarted_keeps_every_invariant(
             stack.restart(name)
         await submitter
         await wait_terminal(store, ids, TIMEOUT_S, alive=stack.check_alive)
-        wait_until(
+        await wait_until(
             lambda: len(receiver.keys_per_job().keys() & set(ids)) >= JOBS,
-            "a notification for every job",
             180,
+            0.1,
+            what="a notification for every job",
         )
-        settle = time.monotonic() + 2.0
-        wait_until(lambda: time.monotonic() > settle, "the notifier to settle", 5)
+        # Leave room for a wrongly repeated notification to arrive before counting.
+        await wait_quiet(lambda: len(receiver.deliveries), quiet_s=2.0, timeout_s=60)
         verdict = await verify(
             store, ids, stack.sim_stats(), receiver.keys_per_job(), receiver.states()
         )

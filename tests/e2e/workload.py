@@ -18,9 +18,11 @@ from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent, JobSubmitted
 from stoker.core.job import TERMINAL_STATUSES, JobRecord, JobStatus, Transition
 from stoker.core.naming import training_job_name
+from stoker.core.retry import RetryPolicy
 from stoker.core.spec import JobSpec
 from stoker.ports.bus import Publisher
 from stoker.ports.store import JobStore
+from tests.support.waiting import poll_until
 
 CAPPED_TYPE = "ml.m5.large"
 """The launcher's admission cap equals the simulator's quota for this type."""
@@ -59,6 +61,12 @@ def spec(job_id: str, n: int) -> JobSpec:
     )
 
 
+API_RESTARTING = RetryPolicy(
+    initial_delay_s=0.2, multiplier=1, max_delay_s=0.2, jitter=0, max_attempts=1_000_000
+)
+"""A refused connection while the API restarts: try again shortly, until the deadline."""
+
+
 async def submit_http(
     url: str, specs: Sequence[JobSpec], *, concurrency: int = 8, timeout_s: float = 900.0
 ) -> list[bool]:
@@ -68,15 +76,14 @@ async def submit_http(
     async with AsyncClient(url, timeout_s=30.0) as client:
 
         async def one(s: JobSpec) -> bool:
-            deadline = time.monotonic() + timeout_s
             async with gate:
-                while True:
-                    try:
+                async for attempt in API_RESTARTING.retrying(
+                    retry_on=lambda error: isinstance(error, httpx.TransportError),
+                    deadline_s=timeout_s,
+                ):
+                    with attempt:
                         return (await client.submit(s)).created
-                    except httpx.TransportError:
-                        if time.monotonic() > deadline:
-                            raise
-                        await asyncio.sleep(0.2)  # the API is down; try again shortly
+            raise AssertionError("unreachable: the last failure is raised")
 
         return list(await asyncio.gather(*(one(s) for s in specs)))
 
@@ -107,10 +114,11 @@ async def statuses(store: JobStore, job_ids: Sequence[str]) -> dict[str, JobStat
 
 async def wait_stored(store: JobStore, job_ids: Sequence[str], timeout_s: float) -> None:
     """Until every job is in the store (events reach it through the intake's consumer)."""
-    deadline = time.monotonic() + timeout_s
-    while any(s is None for s in (await statuses(store, job_ids)).values()):
-        assert time.monotonic() < deadline, f"jobs not stored after {timeout_s} s"
-        await asyncio.sleep(2.0)  # polling interval of the wait, not a synchronisation
+
+    async def all_stored() -> bool:
+        return all(s is not None for s in (await statuses(store, job_ids)).values())
+
+    await poll_until(all_stored, timeout_s, interval_s=2.0, what="every job stored")
 
 
 async def count_terminal(store: JobStore, job_ids: Sequence[str]) -> int:
@@ -198,7 +206,7 @@ async def verify(
     - the simulator created at most one training job per name, and every name it created
       for these jobs is `training_job_name(job, attempt)` for an attempt the history shows
       launching (Launching or Launched), or else belongs to a job that ended Stopped and
-      was asked to stop at the simulator (a create that raced the stop, ADR 0010); the
+      was asked to stop at the simulator (a create that raced the stop); the
       request may have come after that training job had ended on its own;
     - each job was notified under exactly one idempotency key (and, when raw counts are
       given, in exactly one message), with the state the store holds.

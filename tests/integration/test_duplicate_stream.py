@@ -23,8 +23,8 @@ import pytest
 from stoker.adapters.bus.kafka import KafkaBus
 from stoker.app.inference_registry import load_models
 from stoker.inference.stream.processor import DuplicateStream, StreamConfig, parse_scores
-from stoker.ports.bus import BusRecord
-from tests.unit.router.conditions import wait_until
+from tests.support.events import TopicReader
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -60,22 +60,6 @@ async def bus(kafka_bootstrap: str) -> AsyncIterator[KafkaBus]:
     await b.close()
 
 
-class Reader:
-    """Collects every record of a topic through its own consumer group."""
-
-    def __init__(self, bus: KafkaBus, topic: str) -> None:
-        self.source = bus.source(f"reader-{uuid.uuid4().hex[:8]}", [topic])
-        self.records: list[BusRecord] = []
-
-    async def poll(self) -> None:
-        self.records.extend(await self.source.fetch(1000, 0.2))
-
-    async def until(self, condition: object, timeout_s: float) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not condition():  # type: ignore[operator]
-                await self.poll()
-
-
 async def test_n_pairs_in_n_scores_out_and_bad_pairs_dead_lettered(bus: KafkaBus) -> None:
     """N valid pairs give N scores keyed by pair id; malformed records go to dead letter."""
     t = Topics()
@@ -97,18 +81,23 @@ async def test_n_pairs_in_n_scores_out_and_bad_pairs_dead_lettered(bus: KafkaBus
     stop = asyncio.Event()
     task = asyncio.ensure_future(stream.run(stop))
     try:
-        await wait_until(lambda: stream.scored + stream.dead_lettered >= n + 2, timeout_s=60)
+        await wait_until(
+            lambda: stream.scored + stream.dead_lettered >= n + 2,
+            timeout_s=60,
+            interval_s=0.05,
+            what="every pair scored or dead-lettered",
+        )
     finally:
         stop.set()
         await task
         await router.drain(10)
-    scores = Reader(bus, t.scores)
-    await scores.until(lambda: len(scores.records) >= n, 30)
+    async with TopicReader(bus, t.scores) as scores:
+        await scores.read_until(lambda: len(scores.records) >= n, 30)
     assert len(scores.records) == n
     assert set(parse_scores(scores.records)) == {f"pair-{i}" for i in range(n)}
     assert all(r.key.startswith("pair-") for r in scores.records)
-    dead = Reader(bus, t.dead)
-    await dead.until(lambda: len(dead.records) >= 2, 30)
+    async with TopicReader(bus, t.dead) as dead:
+        await dead.read_until(lambda: len(dead.records) >= 2, 30)
     kinds = sorted(orjson.loads(r.value)["data"]["error_kind"] for r in dead.records)
     assert kinds == ["decode", "schema"]
 
@@ -148,21 +137,21 @@ async def test_consumer_killed_mid_batch_every_pair_still_scored(
     n = 1500
     for i in range(n):
         await bus.publish_raw(t.pairs, f"k{i}", pair(i))
-    scores = Reader(bus, t.scores)
-    first = _spawn(t, kafka_bootstrap)
-    try:
-        await scores.until(lambda: len(scores.records) > 0, 90)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.communicate(timeout=10)
-    assert first.returncode == -signal.SIGKILL
-    at_kill = len(parse_scores(scores.records))
-    second = _spawn(t, kafka_bootstrap)
-    try:
-        await scores.until(lambda: len(parse_scores(scores.records)) >= n, 120)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        _, err = second.communicate(timeout=60)
+    async with TopicReader(bus, t.scores) as scores:
+        first = _spawn(t, kafka_bootstrap)
+        try:
+            await scores.read_until(lambda: len(scores.records) > 0, 90)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.communicate(timeout=10)
+        assert first.returncode == -signal.SIGKILL
+        at_kill = len(parse_scores(scores.records))
+        second = _spawn(t, kafka_bootstrap)
+        try:
+            await scores.read_until(lambda: len(parse_scores(scores.records)) >= n, 120)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err.decode()[-2000:]
     assert 0 < at_kill < n, "the first scorer was killed part way through the stream"
     assert set(parse_scores(scores.records)) == {f"pair-{i}" for i in range(n)}

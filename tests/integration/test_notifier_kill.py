@@ -12,13 +12,13 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from stoker.core.job import JobStatus
+from tests.support.waiting import wait_quiet, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +26,6 @@ JOBS = 60
 OWNERS = 6
 CHILD = Path(__file__).resolve()
 REPO = CHILD.parents[2]
-
-
-async def _wait(condition: object, what: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def _spawn(data_dir: Path, url: str, log: Path) -> asyncio.subprocess.Process:
@@ -84,7 +76,7 @@ async def test_sigkill_mid_run_and_restart_still_notifies_each_job_once(tmp_path
 
         first = await _spawn(tmp_path, receiver.url(), log)
         try:
-            await _wait(lambda: len(receiver.accepted) >= 5, "first deliveries", 60)
+            await wait_until(lambda: len(receiver.accepted) >= 5, 60, 0.02, what="first deliveries")
         finally:
             first.send_signal(signal.SIGKILL)
             await first.wait()
@@ -94,10 +86,9 @@ async def test_sigkill_mid_run_and_restart_still_notifies_each_job_once(tmp_path
 
         second = await _spawn(tmp_path, receiver.url(), log)
         try:
-            await _wait(lambda: len(jobs_seen()) >= JOBS, "every job notified", 90)
+            await wait_until(lambda: len(jobs_seen()) >= JOBS, 90, 0.02, what="every job notified")
             # Give a wrongly repeated send the time it would need to show up.
-            settle = time.monotonic() + 1.5
-            await _wait(lambda: time.monotonic() > settle, "settling", 5)
+            await wait_quiet(lambda: len(receiver.requests), quiet_s=1.5, timeout_s=30)
         finally:
             second.send_signal(signal.SIGTERM)
             await asyncio.wait_for(second.wait(), 30)

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -23,19 +22,14 @@ from stoker.adapters.notifier.sns import SnsEmailChannel
 from stoker.core.job import JobStatus
 from stoker.core.notification import JobNote, Notification
 from stoker.core.spec import EmailTarget
+from stoker.devinfra import free_ports
 from stoker.ports.channel import DeliveryRejected
+from tests.support.waiting import poll_until, wait_until_blocking
 from tests.unit.notifier.support import T0
 
 pytestmark = pytest.mark.integration
 
 REGION = "us-east-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +43,7 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    [port] = free_ports(1)
     log = Path(tmp_path_factory.mktemp("moto")) / "moto.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -57,16 +51,19 @@ def _moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stdout=out,
             stderr=out,
         )
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"moto server did not start: {log.read_text()}") from None
-                time.sleep(0.05)
+        wait_until_blocking(
+            lambda: proc.poll() is not None or listening(), 30, 0.05, what="moto listening"
+        )
+        assert proc.poll() is None, f"moto server did not start: {log.read_text()}"
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -124,10 +121,13 @@ async def test_email_is_published_to_the_topic_for_its_recipient_only(
         await channel.close()
 
     received: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 10
-    while not received and time.monotonic() < deadline:
+
+    async def arrived() -> bool:
         answer = await sqs.receive_message(QueueUrl=alice_q, WaitTimeSeconds=1)
-        received += answer.get("Messages", [])
+        received.extend(answer.get("Messages", []))
+        return bool(received)
+
+    await poll_until(arrived, timeout_s=10, interval_s=0, what="alice's message")
     [raw] = received
     envelope = json.loads(raw["Body"])
     assert envelope["Subject"] == "stoker: job em1 Failed"
@@ -156,7 +156,9 @@ async def test_an_unreachable_endpoint_is_deferred_not_rejected(moto_endpoint: s
     from stoker.ports.channel import DeliveryDeferred
 
     arn = f"arn:aws:sns:{REGION}:123456789012:t"
-    channel = SnsEmailChannel(arn, region=REGION, endpoint_url=f"http://127.0.0.1:{_free_port()}")
+    channel = SnsEmailChannel(
+        arn, region=REGION, endpoint_url=f"http://127.0.0.1:{free_ports(1)[0]}"
+    )
     try:
         with pytest.raises(DeliveryDeferred):
             await asyncio.wait_for(channel.send(_message("alice@example.com")), 60)

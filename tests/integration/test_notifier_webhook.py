@@ -4,9 +4,7 @@ to a receiver on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,12 @@ from stoker.adapters.bus.sqlite_log import SqliteLogBus
 from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.app.notifier import serve
 from stoker.core import topics
-from stoker.core.events import CloudEvent, NotificationSent, decode_event
+from stoker.core.events import CloudEvent, NotificationSent
 from stoker.core.job import JobStatus
 from stoker.notifier.config import NotifySettings
 from stoker.settings import Settings
+from tests.support.events import TopicReader
+from tests.support.waiting import wait_until
 from tests.unit.notifier.support import Receiver, job, terminal
 
 pytestmark = pytest.mark.integration
@@ -40,19 +40,12 @@ class Stack:
             await self.bus.publish(topic, event)
 
     async def notifications(self, expected: int) -> list[NotificationSent]:
-        """The NotificationSent events, waiting up to 10 s for `expected` of them."""
-        source = self.bus.source(f"check-{uuid.uuid4().hex}", [topics.NOTIFICATIONS])
-        out: list[NotificationSent] = []
-        deadline = time.monotonic() + 10
-        try:
-            while len(out) < expected and time.monotonic() < deadline:
-                for record in await source.fetch(10_000, 0.2):
-                    data = decode_event(record.value).data
-                    assert isinstance(data, NotificationSent)
-                    out.append(data)
-        finally:
-            await source.close()
-        return out
+        """The NotificationSent events, once `expected` of them are there (10 s at most)."""
+        async with TopicReader(self.bus, topics.NOTIFICATIONS) as reader:
+            await reader.read_until(lambda: len(reader.records) >= expected, 10)
+        sent = reader.events_of(NotificationSent)
+        assert len(sent) == len(reader.records), "the notifications topic carries only these"
+        return sent
 
 
 @pytest.fixture
@@ -68,22 +61,15 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 async def run_until(
-    stack: Stack, notify: NotifySettings, done: Any, timeout_s: float = 20.0
+    stack: Stack, notify: NotifySettings, done: Callable[[], bool], timeout_s: float = 20.0
 ) -> None:
     """Run the notifier until `done()` holds, then stop it cleanly."""
     stop = asyncio.Event()
     task = asyncio.create_task(
         serve(stack.settings, stop, notify=notify, bus=stack.bus, store=stack.store)
     )
-    deadline = time.monotonic() + timeout_s
     try:
-        while not done():
-            if task.done():
-                task.result()
-                raise AssertionError("the notifier stopped on its own")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout_s} s")
-            await asyncio.sleep(0.02)
+        await wait_until(done, timeout_s, interval_s=0.02, while_running=[task])
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)

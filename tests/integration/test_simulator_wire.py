@@ -4,9 +4,7 @@ aiobotocore client and come out of the SageMaker adapter as the right stoker err
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 from stoker.adapters.training.sagemaker import SageMakerBackend
 from stoker.core.clock import FakeClock
 from stoker.core.failures import FailureClassifier
+from stoker.devinfra import free_ports
 from stoker.ports.training import (
     ResourceLimitExceeded,
     ServiceUnavailable,
@@ -25,6 +24,7 @@ from stoker.ports.training import (
     TrainingJobStatus,
 )
 from stoker.simulator import DurationSpec, FaultConfig, SimulatorServer
+from tests.support.waiting import poll_until
 
 TEN_MINUTES = DurationSpec(kind="fixed", seconds=600)
 
@@ -237,19 +237,12 @@ async def test_later_pages_come_from_the_first_page_s_listing() -> None:
         assert "NextToken" not in rest
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_the_simulator_runs_as_a_process(tmp_path: Any) -> None:
     """`python -m stoker.simulator --port P --faults FILE` serves the API with the file's
     faults (here an instant duration)."""
     faults = tmp_path / "faults.yaml"
     faults.write_text("duration:\n  kind: instant\nseed: 3\n")
-    port = free_port()
+    [port] = free_ports(1)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -263,16 +256,16 @@ async def test_the_simulator_runs_as_a_process(tmp_path: Any) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
         async with httpx.AsyncClient() as http:
-            while True:
+
+            async def answers() -> bool:
                 try:
                     await http.get(f"{url}/_sim/stats")
-                    break
                 except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        pytest.fail("the simulator process did not start listening")
-                    await asyncio.sleep(0.1)  # retry interval, bounded by the deadline
+                    return False
+                return True
+
+            await poll_until(answers, timeout_s=20, interval_s=0.1, what="the simulator listening")
         backend = SageMakerBackend(endpoint_url=url)
         await backend.start()
         try:

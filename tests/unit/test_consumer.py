@@ -22,7 +22,7 @@ from stoker.core.events import (
 )
 from stoker.core.job import JobStatus
 from stoker.ports.bus import BusRecord
-from tests.unit.lifecycle.fakes import SourceRecordingBus
+from tests.support.buses import SourceRecordingBus
 
 TOPIC = "jobs"
 DLQ = "dead"

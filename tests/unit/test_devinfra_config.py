@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import psutil
 import pytest
 
 from stoker import devinfra
 from stoker.core.errors import ConfigurationError
 from stoker.devinfra import artifacts, render
 from stoker.devinfra.layout import StateLayout, infra_home, infra_state_dir
-from stoker.devinfra.procs import ProcessRef, parse_proc_stat
+from stoker.devinfra.procs import ProcessRef, is_alive
 from stoker.devinfra.spec import DynamoDBSpec, KafkaSpec, export_lines, kafka_spec
 
 POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
@@ -245,20 +247,22 @@ def test_unusable_cluster_ids_are_refused(raw: bytes, reason: str) -> None:
         render.cluster_id(raw)
 
 
-def test_proc_stat_parsing_survives_odd_command_names() -> None:
-    """State and start time are read after the last ')' even if the name holds ') ('."""
-    fields = ["S", *[str(i) for i in range(4, 22)], "987654", "0", "0"]
-    line = "4242 (java) (x) " + " ".join(fields)
-    assert parse_proc_stat(line) == ("S", 987654)
-    with pytest.raises(ValueError, match="truncated"):
-        parse_proc_stat("1 (sh) S 1 2")
-
-
 def test_pid_files_hold_pid_and_start_time() -> None:
     """A pid file round-trips; anything else reads as no process."""
-    ref = ProcessRef(pid=12, start_ticks=3456)
+    ref = ProcessRef(pid=12, create_time=1767268800.37)
     assert ProcessRef.from_text(ref.to_text()) == ref
     assert ProcessRef.from_text("garbage") is None
+    assert ProcessRef.from_text("12 soon") is None
+
+
+def test_pid_files_of_earlier_versions_still_name_their_process() -> None:
+    """Earlier versions recorded clock ticks since boot; they read as the same start time
+    psutil reports, so `down` still recognises servers an earlier version started."""
+    me = psutil.Process()
+    ticks = round((me.create_time() - psutil.boot_time()) * os.sysconf("SC_CLK_TCK"))
+    legacy = ProcessRef.from_text(f"{me.pid} {ticks}\n")
+    assert legacy is not None
+    assert is_alive(legacy)
 
 
 def test_infra_home_follows_the_environment() -> None:

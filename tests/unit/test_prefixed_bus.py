@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from stoker.adapters.bus.memory import MemoryBus
 from stoker.bus.prefixed import PrefixedBus
 from stoker.core.events import CloudEvent, JobRetryScheduled
-from tests.unit.lifecycle.fakes import SourceRecordingBus
+from tests.support.buses import SourceRecordingBus
 
 EVENT = CloudEvent.wrap(
     JobRetryScheduled(

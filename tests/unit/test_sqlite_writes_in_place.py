@@ -15,7 +15,7 @@ import structlog
 
 from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.core.job import JobRecord
-from tests.unit.router.conditions import wait_until
+from tests.support.waiting import wait_until
 from tests.unit.test_writer_turns import opened, someone_holds_the_turn
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -8,7 +8,11 @@ from stoker.core.errors import InfrastructureUnavailable
 
 
 class InfraStartFailed(InfrastructureUnavailable):
-    """A server did not start or did not answer in time. The message names its log file."""
+    """A server did not start or did not answer in time. The message names its log file.
+
+    Not retriable: the start already waited its whole timeout, or the server exited."""
+
+    retriable = False
 
     def __init__(self, message: str, log_file: Path | None = None, log_tail: str = "") -> None:
         text = message

@@ -73,6 +73,12 @@ class StateLayout:
     def node_properties(self, node_id: int) -> Path:
         return self.node_dir(node_id) / "server.properties"
 
+    @property
+    def warden_pid_file(self) -> Path:
+        """The process that stops these servers when their owner is gone (outside `pids/`:
+        it is not one of the servers)."""
+        return self.root / "warden.pid"
+
     def pid_file(self, name: str) -> Path:
         return self.pid_dir / f"{name}.pid"
 

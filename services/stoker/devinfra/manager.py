@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,14 +14,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stoker.core.errors import ConfigurationError, InfrastructureUnavailable
-from stoker.devinfra import artifacts, maven, procs, render
+from stoker.devinfra import artifacts, maven, procs, render, warden
 from stoker.devinfra.errors import InfraStartFailed
 from stoker.devinfra.layout import StateLayout, infra_home
 from stoker.devinfra.probes import (
     dynamodb_list_tables,
     kafka_broker_ids,
     kafka_node_answers,
+    probe_timeout_s,
     tcp_open,
+    until_answering,
 )
 from stoker.devinfra.spec import (
     LOOPBACK,
@@ -34,7 +35,6 @@ from stoker.devinfra.spec import (
 
 DEFAULT_START_TIMEOUT_S = 120.0
 DEFAULT_STOP_GRACE_S = 10.0
-READY_POLL_S = 0.25
 STORAGE_FORMAT_TIMEOUT_S = 120.0
 DYNAMODB_NAME = "dynamodb"
 
@@ -111,6 +111,18 @@ def _run_tool(command: list[str], cwd: Path, timeout_s: float) -> subprocess.Com
     )
 
 
+async def _kafka_answers(spec: KafkaSpec, timeout_s: float) -> None:
+    """Every node listens and the cluster reports all its brokers; else a retriable error
+    saying what is missing."""
+    listening = [await tcp_open(LOOPBACK, n.port) for n in spec.nodes]
+    if not all(listening):
+        closed = [n.address for n, ok in zip(spec.nodes, listening, strict=True) if not ok]
+        raise InfrastructureUnavailable(f"not listening on {closed}")
+    ids = await kafka_broker_ids(spec.bootstrap, timeout_s=timeout_s)
+    if len(ids) != spec.brokers:
+        raise InfrastructureUnavailable(f"{len(ids)} of {spec.brokers} brokers registered ({ids})")
+
+
 class DevInfra:
     """Kafka and DynamoDB Local processes belonging to one state folder.
 
@@ -121,8 +133,9 @@ class DevInfra:
     def __init__(
         self, state_dir: Path, *, home: Path | None = None, die_with_caller: bool = False
     ) -> None:
-        """`die_with_caller`: servers get SIGTERM when the calling process dies, so a killed
-        test session leaves nothing behind. The CLI leaves it off: its servers outlive it."""
+        """`die_with_caller`: the servers are stopped when the calling process dies, so a
+        killed test session leaves nothing behind (a warden process watches the caller, see
+        `stoker.devinfra.warden`). The CLI leaves it off: its servers outlive it."""
         self.layout = StateLayout(state_dir.expanduser().absolute())
         self.home = (home or infra_home()).expanduser().absolute()
         self.die_with_caller = die_with_caller
@@ -209,6 +222,7 @@ class DevInfra:
                 render.server_properties(spec, node, layout.node_data_dir(node.node_id))
             )
         await asyncio.gather(*(self._format(java, cp, cluster, n) for n in missing))
+        self._watch_owner()
         started: dict[int, procs.ProcessRef] = {}
         try:
             for node in missing:
@@ -218,7 +232,6 @@ class DevInfra:
                     ),
                     cwd=layout.node_dir(node.node_id),
                     log_file=layout.log_file(node.name),
-                    die_with_parent=self.die_with_caller,
                 )
                 procs.write_pid_file(layout.pid_file(node.name), ref)
                 started[node.node_id] = ref
@@ -246,39 +259,27 @@ class DevInfra:
     async def _wait_kafka(
         self, spec: KafkaSpec, started: dict[int, procs.ProcessRef], timeout_s: float
     ) -> None:
-        deadline = time.monotonic() + timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout_s
         first_log = self.layout.log_file(spec.nodes[0].name)
-        problem = "no answer yet"
-        while True:
-            for node_id, ref in started.items():
-                if not procs.is_alive(ref):
-                    log = self.layout.log_file(spec.node(node_id).name)
-                    raise InfraStartFailed(
-                        f"Kafka node {node_id} exited while starting", log, procs.tail(log)
-                    )
-            remaining = deadline - time.monotonic()
-            listening = [await tcp_open(LOOPBACK, n.port) for n in spec.nodes]
-            if all(listening):
-                try:
-                    ids = await kafka_broker_ids(
-                        spec.bootstrap, timeout_s=max(1.0, min(5.0, remaining))
-                    )
-                except InfrastructureUnavailable as exc:
-                    problem = str(exc)
-                else:
-                    if len(ids) == spec.brokers:
-                        return
-                    problem = f"{len(ids)} of {spec.brokers} brokers registered ({ids})"
-            else:
-                closed = [n.address for n, ok in zip(spec.nodes, listening, strict=True) if not ok]
-                problem = f"not listening on {closed}"
-            if time.monotonic() >= deadline:
-                raise InfraStartFailed(
-                    f"Kafka at {spec.bootstrap} did not answer within {timeout_s:.0f} s: {problem}",
-                    first_log,
-                    procs.tail(first_log),
-                )
-            await asyncio.sleep(READY_POLL_S)
+        try:
+            async for attempt in until_answering(timeout_s):
+                with attempt:
+                    for node_id, ref in started.items():
+                        if not procs.is_alive(ref):
+                            log = self.layout.log_file(spec.node(node_id).name)
+                            raise InfraStartFailed(
+                                f"Kafka node {node_id} exited while starting", log, procs.tail(log)
+                            )
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    await _kafka_answers(spec, probe_timeout_s(remaining))
+        except InfraStartFailed:
+            raise
+        except InfrastructureUnavailable as exc:
+            raise InfraStartFailed(
+                f"Kafka at {spec.bootstrap} did not answer within {timeout_s:.0f} s: {exc}",
+                first_log,
+                procs.tail(first_log),
+            ) from exc
 
     async def up_dynamodb(
         self, spec: DynamoDBSpec, *, timeout_s: float = DEFAULT_START_TIMEOUT_S
@@ -301,11 +302,11 @@ class DevInfra:
         jars = maven.jar_dir(bundle)
         cp = render.classpath(jars, artifacts.classpath_jars(os.listdir(jars)))
         _write_json(layout.dynamodb_record, {"spec": spec.to_dict()})
+        self._watch_owner()
         ref = procs.launch(
             render.dynamodb_command(java, spec, cp, maven.native_dir(bundle)),
             cwd=layout.dynamodb_dir,
             log_file=layout.log_file(DYNAMODB_NAME),
-            die_with_parent=self.die_with_caller,
         )
         procs.write_pid_file(layout.pid_file(DYNAMODB_NAME), ref)
         try:
@@ -317,32 +318,33 @@ class DevInfra:
     async def _wait_dynamodb(
         self, spec: DynamoDBSpec, started: procs.ProcessRef | None, timeout_s: float
     ) -> None:
-        deadline = time.monotonic() + timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout_s
         log = self.layout.log_file(DYNAMODB_NAME)
-        problem = "no answer yet"
-        while True:
-            if started is not None and not procs.is_alive(started):
-                raise InfraStartFailed("DynamoDB Local exited while starting", log, procs.tail(log))
-            remaining = deadline - time.monotonic()
-            if await tcp_open(LOOPBACK, spec.port):
-                try:
-                    await dynamodb_list_tables(
-                        spec.endpoint, timeout_s=max(1.0, min(5.0, remaining))
-                    )
-                except InfrastructureUnavailable as exc:
-                    problem = str(exc)
-                else:
-                    return
-            else:
-                problem = f"not listening on {LOOPBACK}:{spec.port}"
-            if time.monotonic() >= deadline:
-                raise InfraStartFailed(
-                    f"DynamoDB Local at {spec.endpoint} did not answer within {timeout_s:.0f} s: "
-                    f"{problem}",
-                    log,
-                    procs.tail(log),
-                )
-            await asyncio.sleep(READY_POLL_S)
+        try:
+            async for attempt in until_answering(timeout_s):
+                with attempt:
+                    if started is not None and not procs.is_alive(started):
+                        raise InfraStartFailed(
+                            "DynamoDB Local exited while starting", log, procs.tail(log)
+                        )
+                    if not await tcp_open(LOOPBACK, spec.port):
+                        raise InfrastructureUnavailable(f"not listening on {LOOPBACK}:{spec.port}")
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    await dynamodb_list_tables(spec.endpoint, timeout_s=probe_timeout_s(remaining))
+        except InfraStartFailed:
+            raise
+        except InfrastructureUnavailable as exc:
+            raise InfraStartFailed(
+                f"DynamoDB Local at {spec.endpoint} did not answer within {timeout_s:.0f} s: {exc}",
+                log,
+                procs.tail(log),
+            ) from exc
+
+    def _watch_owner(self) -> None:
+        """With `die_with_caller`, make sure a warden stops this folder's servers once this
+        process is gone. It starts before the servers, so no moment leaves them unwatched."""
+        if self.die_with_caller:
+            warden.ensure(self.layout)
 
     async def _abandon(self, refs: dict[str, procs.ProcessRef]) -> None:
         """Stop processes of a start that failed, so a failed `up` leaves nothing running."""
@@ -356,6 +358,11 @@ class DevInfra:
         """Stop every server of this state folder (SIGTERM, then SIGKILL after `grace_s`)
         and delete Kafka's data. Logs stay for post-mortems."""
         layout = self.layout
+        # The warden first: the owner is stopping the servers itself.
+        watching = procs.read_pid_file(layout.warden_pid_file)
+        if watching is not None:
+            await procs.stop(watching, grace_s)
+            layout.warden_pid_file.unlink(missing_ok=True)
         refs: dict[str, procs.ProcessRef] = {}
         pid_files = sorted(layout.pid_dir.glob("*.pid")) if layout.pid_dir.is_dir() else []
         for pid_file in pid_files:

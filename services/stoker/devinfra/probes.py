@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
+import tenacity
+
 from stoker.core.errors import InfrastructureUnavailable
+from stoker.core.retry import RetryPolicy
 
 # DynamoDB Local accepts any credentials made of letters and digits (2.x rejects others);
 # these only satisfy the client's signer.
 LOCAL_ACCESS_KEY = "stokerlocal"
 LOCAL_REGION = "us-east-1"
-POLL_S = 0.25
+READY_POLL_S = 0.25
 LIBRDKAFKA_LOGGER = "stoker.devinfra.librdkafka"
 """The probes' librdkafka log lines (refused connections and the like), at debug level."""
 
@@ -105,18 +107,39 @@ async def dynamodb_list_tables(endpoint: str, timeout_s: float = 5.0) -> list[st
     return list(response.get("TableNames", []))
 
 
+def until_answering(timeout_s: float) -> tenacity.AsyncRetrying:
+    """Attempts every READY_POLL_S (after the probe's own time) while they fail with a
+    retriable error, until `timeout_s` has passed; the last error is raised then.
+
+        async for attempt in until_answering(60):
+            with attempt:
+                await probe()
+    """
+    policy = RetryPolicy(
+        initial_delay_s=READY_POLL_S,
+        multiplier=1.0,
+        max_delay_s=READY_POLL_S,
+        jitter=0.0,
+        # Every attempt waits READY_POLL_S at least, so the deadline stops the loop first.
+        max_attempts=int(timeout_s / READY_POLL_S) + 1,
+    )
+    return policy.retrying(deadline_s=timeout_s)
+
+
 async def wait_for_dynamodb(endpoint: str, timeout_s: float) -> None:
-    """Poll ListTables until it succeeds, for servers this package did not start (containers)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        remaining = deadline - time.monotonic()
-        try:
-            await dynamodb_list_tables(endpoint, timeout_s=max(1.0, min(5.0, remaining)))
-        except InfrastructureUnavailable as exc:
-            if time.monotonic() >= deadline:
-                raise InfrastructureUnavailable(
-                    f"DynamoDB Local at {endpoint} did not answer within {timeout_s:.0f} s"
-                ) from exc
-            await asyncio.sleep(POLL_S)
-        else:
-            return
+    """Ask ListTables until it succeeds, for servers this package did not start (containers)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        async for attempt in until_answering(timeout_s):
+            with attempt:
+                remaining = deadline - asyncio.get_running_loop().time()
+                await dynamodb_list_tables(endpoint, timeout_s=probe_timeout_s(remaining))
+    except InfrastructureUnavailable as exc:
+        raise InfrastructureUnavailable(
+            f"DynamoDB Local at {endpoint} did not answer within {timeout_s:.0f} s"
+        ) from exc
+
+
+def probe_timeout_s(remaining_s: float) -> float:
+    """How long one readiness probe may take: what is left of the wait, within 1..5 s."""
+    return max(1.0, min(5.0, remaining_s))

@@ -1,27 +1,29 @@
 """Server processes: start detached, recognise by pid and start time, stop politely then firmly.
 
 A pid alone can be reused by an unrelated process after ours exits, so every pid file
-also records the process start time from /proc; a mismatch means "not ours".
+also records the process start time (psutil's `create_time`); a mismatch means "not ours".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-POLL_INTERVAL_S = 0.1
-_PR_SET_PDEATHSIG = 1
+import psutil
+
 KILL_WAIT_S = 10.0
+START_TIME_TOLERANCE_S = 1.0
+"""How far two readings of one process's start time may differ: psutil adds the boot time
+the kernel reports now, which moves when the system clock is adjusted."""
 
 # Children started by this interpreter, kept so they are reaped (no zombies, no
 # "subprocess still running" warnings) when this same process stops them.
@@ -31,73 +33,62 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 @dataclass(frozen=True)
 class ProcessRef:
     pid: int
-    start_ticks: int
-    """Field 22 of /proc/<pid>/stat: start time since boot, in clock ticks."""
+    create_time: float
+    """Start time in seconds since the epoch, as psutil reports it."""
 
     def to_text(self) -> str:
-        return f"{self.pid} {self.start_ticks}\n"
+        return f"{self.pid} {self.create_time!r}\n"
 
     @classmethod
     def from_text(cls, text: str) -> ProcessRef | None:
         parts = text.split()
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        if len(parts) != 2 or not parts[0].isdigit():
             return None
-        return cls(pid=int(parts[0]), start_ticks=int(parts[1]))
+        pid, started = int(parts[0]), parts[1]
+        if started.isdigit():
+            # Written by an earlier version: clock ticks since boot.
+            return cls(pid=pid, create_time=_ticks_to_epoch(int(started)))
+        try:
+            return cls(pid=pid, create_time=float(started))
+        except ValueError:
+            return None
 
 
-def parse_proc_stat(text: str) -> tuple[str, int]:
-    """(state letter, start ticks) from the text of /proc/<pid>/stat.
-
-    The command name (field 2) is in parentheses and may itself hold spaces or
-    parentheses, so fields are counted from the last ')'.
-    """
-    close = text.rfind(")")
-    if close < 0:
-        raise ValueError(f"not a /proc stat line: {text[:80]!r}")
-    rest = text[close + 1 :].split()
-    # rest[0] is field 3 (state); field 22 (starttime) is rest[19].
-    if len(rest) < 20:
-        raise ValueError(f"truncated /proc stat line: {text[:80]!r}")
-    return rest[0], int(rest[19])
+def _ticks_to_epoch(ticks: int) -> float:
+    return ticks / os.sysconf("SC_CLK_TCK") + psutil.boot_time()
 
 
-def _read_stat(pid: int) -> tuple[str, int] | None:
+def _process(ref: ProcessRef) -> psutil.Process | None:
+    """The process `ref` names, or None when that pid is gone or now another process."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
+        process = psutil.Process(ref.pid)
+        started = process.create_time()
+    except psutil.NoSuchProcess:
         return None
-    return parse_proc_stat(text)
+    if abs(started - ref.create_time) > START_TIME_TOLERANCE_S:
+        return None
+    return process
 
 
 def is_alive(ref: ProcessRef) -> bool:
     """True while the very process that was started runs."""
-    stat = _read_stat(ref.pid)
-    if stat is None or stat[1] != ref.start_ticks:
+    process = _process(ref)
+    if process is None:
         return False
     child = _CHILDREN.get(ref.pid)
     if child is not None:
-        # Our own child: waitpid is the authority, and it reaps. /proc alone would show a
-        # JVM whose main thread already ended as a zombie while its other threads still run.
+        # Our own child: waitpid is the authority, and it reaps. The process table alone
+        # would show a JVM whose main thread already ended as a zombie while its other
+        # threads still run.
         if child.poll() is None:
             return True
-        del _CHILDREN[ref.pid]
+        _CHILDREN.pop(ref.pid, None)
         return False
     # Someone else's child (another `stoker` process started it): a zombie has finished.
-    return stat[0] not in ("Z", "X")
-
-
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    # Looked up here, before fork: the child must not load libraries.
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def arrange() -> None:
-        # Runs in the child between fork and exec.
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            # The parent died before the request took effect.
-            os._exit(1)
-
-    return arrange
+    try:
+        return process.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def launch(
@@ -106,14 +97,9 @@ def launch(
     cwd: Path,
     log_file: Path,
     env: Mapping[str, str] | None = None,
-    die_with_parent: bool = False,
 ) -> ProcessRef:
     """Start a server in its own session (a Ctrl-C in the caller's terminal does not reach
-    it) with stdout and stderr appended to its log file.
-
-    `die_with_parent` asks Linux to SIGTERM the server when this process dies, for callers
-    such as a test session that may be killed before its cleanup runs.
-    """
+    it, and it outlives the caller) with stdout and stderr appended to its log file."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     cwd.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
@@ -129,15 +115,13 @@ def launch(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=None if env is None else dict(env),
-            # The hook only calls prctl and getppid, resolved before fork: no locks that
-            # another thread could hold at fork time, the hazard this lint warns about.
-            preexec_fn=_die_with_parent(os.getpid()) if die_with_parent else None,  # noqa: PLW1509
         )
     _CHILDREN[child.pid] = child
-    stat = _read_stat(child.pid)
-    if stat is None:
-        raise RuntimeError(f"process {child.pid} vanished before it could be inspected")
-    return ProcessRef(pid=child.pid, start_ticks=stat[1])
+    try:
+        started = psutil.Process(child.pid).create_time()
+    except psutil.NoSuchProcess as exc:
+        raise RuntimeError(f"process {child.pid} vanished before it could be inspected") from exc
+    return ProcessRef(pid=child.pid, create_time=started)
 
 
 def write_pid_file(path: Path, ref: ProcessRef) -> None:
@@ -155,19 +139,40 @@ def read_pid_file(path: Path) -> ProcessRef | None:
 
 
 def _signal(ref: ProcessRef, signum: int) -> None:
-    # Checked right before signalling so a reused pid is never hit.
-    if is_alive(ref):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(ref.pid, signum)
+    # Looked up right before signalling so a reused pid is never hit.
+    process = _process(ref)
+    if process is not None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signum)
+
+
+def wait_gone_blocking(ref: ProcessRef, timeout_s: float | None = None) -> bool:
+    """True once the process has ended (reaped, if it is our child); False if it still
+    runs after `timeout_s` (None: wait as long as it runs). Blocks the thread."""
+    child = _CHILDREN.get(ref.pid)
+    if child is not None:
+        try:
+            child.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        _CHILDREN.pop(ref.pid, None)
+        return True
+    process = _process(ref)
+    if process is None:
+        return True
+    try:
+        # psutil waits on a pidfd where Linux offers one, so nothing polls meanwhile.
+        process.wait(timeout_s)
+    except psutil.TimeoutExpired:
+        return False
+    except psutil.NoSuchProcess:
+        pass
+    return True
 
 
 async def wait_gone(ref: ProcessRef, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while is_alive(ref):
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(POLL_INTERVAL_S)
-    return True
+    """True once the process has ended, False if it still runs after `timeout_s`."""
+    return await asyncio.to_thread(wait_gone_blocking, ref, timeout_s)
 
 
 async def stop(ref: ProcessRef, grace_s: float) -> bool:

@@ -1,16 +1,13 @@
-"""A scriptable TrainingBackend for tests above the port, and a bus that records how its
-members were opened."""
+"""A scriptable TrainingBackend for tests above the port."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from stoker.adapters.bus.memory import MemoryBus
 from stoker.core.clock import Clock
-from stoker.ports.bus import RecordSource
 from stoker.ports.training import (
     TrainingBackendError,
     TrainingJobAlreadyExists,
@@ -131,18 +128,3 @@ class FakeTrainingBackend:
         if name not in self.jobs:
             raise TrainingJobNotFound(name)
         self.stopped.append(name)
-
-
-class SourceRecordingBus(MemoryBus):
-    """A memory bus that remembers, per consumer group, whether its member was opened as a
-    background one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.background: dict[str, bool] = {}
-
-    def source(
-        self, group: str, topics: Sequence[str], *, background: bool = False
-    ) -> RecordSource:
-        self.background[group] = background
-        return super().source(group, topics, background=background)

@@ -11,8 +11,9 @@ from stoker.lifecycle.launcher import Launcher
 from stoker.lifecycle.monitor import Monitor
 from stoker.lifecycle.retrier import Retrier
 from stoker.settings import Settings
+from tests.support.buses import SourceRecordingBus
+from tests.support.waiting import wait_until
 from tests.unit.lifecycle.conftest import World
-from tests.unit.lifecycle.fakes import SourceRecordingBus
 
 
 async def test_only_the_launchers_lifecycle_consumer_fetches_eagerly(
@@ -46,10 +47,13 @@ async def test_the_monitors_state_change_consumer_is_a_background_one_too(
     rt = Runtime(settings, bus=bus, store=world.store, backend=world.backend)
     stop = asyncio.Event()
     task = asyncio.create_task(run_monitor(rt, stop))
-    async with asyncio.timeout(10):
-        while len(bus.background) < 2:
-            assert not task.done(), task
-            await asyncio.sleep(0.01)
+    await wait_until(
+        lambda: len(bus.background) == 2,
+        10,
+        interval_s=0.01,
+        what="both consumers opened",
+        while_running=[task],
+    )
     stop.set()
     await asyncio.wait_for(task, 10)
     assert bus.background == {"stoker-monitor": True, "stoker-monitor-state-changes": True}

@@ -1,5 +1,6 @@
-"""Where the monitor's passes list from: one interval of overlap, a full look-back at least
-every look-back (ADR 0014). The windows alone here; the monitor on a lagging listing below."""
+"""Where the monitor's passes list from: one interval of overlap, and a full look-back at
+least once per look-back period, so a listing that lags still shows every change. The
+windows alone here; the monitor on a lagging listing below."""
 
 from __future__ import annotations
 

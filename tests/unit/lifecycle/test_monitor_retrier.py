@@ -9,7 +9,7 @@ import pytest
 
 from stoker.core import topics
 from stoker.core.errors import EventRejected
-from stoker.core.events import JobAttemptFailed, decode_event
+from stoker.core.events import JobAttemptFailed
 from stoker.core.job import JobStatus
 from stoker.core.retry import RetryPolicy
 from stoker.lifecycle.jobs import parse_spec
@@ -18,6 +18,7 @@ from stoker.lifecycle.monitor import Monitor, MonitorConfig
 from stoker.lifecycle.retrier import Retrier
 from stoker.lifecycle.state_changes import decode_state_change
 from stoker.ports.training import Throttled, TrainingJobStatus
+from tests.support.events import TopicReader
 from tests.unit.lifecycle.conftest import World, spec
 
 
@@ -81,11 +82,10 @@ async def _reported_failures(world: World, job_id: str, reason: str) -> list[Job
     monitor = await _launched(world, job_id)
     world.clock.advance(1)
     world.backend.set_status(_name(world, job_id), TrainingJobStatus.FAILED, failure_reason=reason)
-    source = world.bus.source("test", [topics.LIFECYCLE])
     await monitor.poll_once()
-    records = await source.fetch(100, 0.1)
-    published = [decode_event(r.value).data for r in records]
-    return [d for d in published if isinstance(d, JobAttemptFailed)]
+    async with TopicReader(world.bus, topics.LIFECYCLE) as reader:
+        await reader.read_all()
+    return reader.events_of(JobAttemptFailed)
 
 
 async def test_failed_attempt_is_reported_to_the_retrier(world: World) -> None:

@@ -19,6 +19,7 @@ from stoker.core.job import JobRecord, JobStatus
 from stoker.core.notification import Notification
 from stoker.notifier import signing
 from stoker.ports.channel import DeliveryError
+from tests.support.waiting import wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TRAINING = {"AlgorithmSpecification": {}, "ResourceConfig": {"InstanceType": "ml.m5.large"}}
@@ -163,13 +164,12 @@ class Receiver:
 
     async def wait_for(self, accepted: int, timeout_s: float = 15.0) -> None:
         """Until `accepted` deliveries arrived, or fail after the timeout."""
-        deadline = time.monotonic() + timeout_s
-        while len(self.accepted) < accepted:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"expected {accepted} deliveries, got {len(self.accepted)} in {timeout_s} s"
-                )
-            await asyncio.sleep(0.02)
+        await wait_until(
+            lambda: len(self.accepted) >= accepted,
+            timeout_s,
+            0.02,
+            what=f"{accepted} accepted deliveries",
+        )
 
 
 def _kind(body: str) -> str:

@@ -17,7 +17,7 @@ from stoker.app.notifier import run_notifier
 from stoker.core.clock import Clock, SystemClock
 from stoker.notifier.service import CONSUMER_GROUP
 from stoker.settings import Settings
-from tests.unit.lifecycle.fakes import SourceRecordingBus
+from tests.support.buses import SourceRecordingBus
 from tests.unit.notifier.support import job, terminal
 
 

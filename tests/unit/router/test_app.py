@@ -10,7 +10,7 @@ import pytest
 
 from stoker.inference.router import BatchingConfig, Router
 from stoker.inference.router.app import create_app
-from tests.unit.router.conditions import wait_until
+from tests.support.waiting import wait_until
 from tests.unit.router.fakes import FakeBackend, FakePreprocessor, duplicate_backend
 
 PAIR = {"a": {"title": "steel hammer", "product_type": "tool"}, "b": {"title": "hammer, steel"}}

@@ -13,7 +13,7 @@ from stoker.cli.router import intent_body
 from stoker.inference.router import BatchingConfig, Router
 from stoker.inference.router.app import create_app
 from stoker.inference.router.loadgen import LoadResult, run_load
-from tests.unit.router.conditions import wait_until
+from tests.support.waiting import wait_until
 from tests.unit.router.fakes import FakeBackend, FakePreprocessor
 
 

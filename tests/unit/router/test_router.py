@@ -17,7 +17,7 @@ from stoker.inference.router import (
     Router,
     ShuttingDown,
 )
-from tests.unit.router.conditions import wait_until
+from tests.support.waiting import wait_until
 from tests.unit.router.fakes import FakeBackend, FakePreprocessor, duplicate_backend
 
 QUERIES = [

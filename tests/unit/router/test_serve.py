@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,22 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.unit.router.conditions import poll_until
+from stoker.devinfra import free_ports
+from tests.support.waiting import poll_until
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """The router on loopback over a fake model taking 50 ms per batch of one."""
-    port = free_port()
+    [port] = free_ports(1)
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "stoker.cli.router", "serve",
@@ -77,13 +70,13 @@ async def test_sigterm_answers_every_accepted_request_then_exits_cleanly(
         async def backlog() -> bool:
             return (await metrics(depth))[0] >= 5
 
-        await poll_until(ready, timeout_s=60)
+        await poll_until(ready, timeout_s=60, what="the router answering /readyz")
         calls = [
             asyncio.ensure_future(client.post("/v1/intent", json={"query": f"query {i}"}))
             for i in range(12)
         ]
         # One request runs at a time (50 ms each): SIGTERM must find several still queued.
-        await poll_until(backlog, timeout_s=30, interval_s=0.005)
+        await poll_until(backlog, timeout_s=30, interval_s=0.005, what="five queued requests")
         done, waiting = await metrics(answered, depth)
         proc.send_signal(signal.SIGTERM)
         outcomes = await asyncio.gather(*calls, return_exceptions=True)

@@ -11,12 +11,11 @@ import pytest
 from stoker.adapters.bus.memory import MemoryBus
 from stoker.core import topics
 from stoker.core.clock import FakeClock
-from stoker.core.events import decode_event
 from stoker.inference.pairs import DuplicatePair, DuplicateScore
 from stoker.inference.router import BatchingConfig, Router
 from stoker.inference.stream.processor import DuplicateStream, StreamConfig, parse_scores
-from stoker.ports.bus import BusRecord
-from tests.unit.router.conditions import wait_until
+from tests.support.events import events_on, read_all
+from tests.support.waiting import wait_until
 from tests.unit.router.fakes import FakePreprocessor, duplicate_backend
 
 
@@ -38,17 +37,6 @@ async def router() -> AsyncIterator[Router]:
     await r.start()
     yield r
     await r.drain(5)
-
-
-async def read_all(bus: MemoryBus, topic: str) -> list[BusRecord]:
-    source = bus.source("reader", [topic])
-    try:
-        out: list[BusRecord] = []
-        while batch := await source.fetch(1000, 0.05):
-            out.extend(batch)
-        return out
-    finally:
-        await source.close()
 
 
 async def publish(bus: MemoryBus, values: Sequence[bytes]) -> None:
@@ -104,7 +92,7 @@ async def test_malformed_pairs_go_to_dead_letter_and_the_stream_goes_on(router: 
     stream = DuplicateStream(bus, router, StreamConfig(max_batch=100))
     await stream.run_once()
     assert set(parse_scores(await read_all(bus, topics.DUPLICATE_SCORES))) == {"p1", "p2"}
-    letters = [decode_event(r.value).data for r in await read_all(bus, topics.DEAD_LETTER)]
+    letters = await events_on(bus, topics.DEAD_LETTER)
     assert len(letters) == 5
     kinds = sorted(getattr(letter, "error_kind") for letter in letters)  # noqa: B009
     assert kinds == ["decode", "decode", "schema", "schema", "schema"]
