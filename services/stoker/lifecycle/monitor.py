@@ -15,7 +15,7 @@ import asyncio
 import functools
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
@@ -92,9 +92,10 @@ class MonitorConfig:
     api_burst: float = 2.0
     unfollowed_memory: int = 10_000
     max_concurrent_observations: int = 16
-    api_retry: RetryPolicy = field(default_factory=lambda: API_RETRY)
-    """How a throttled or failed SageMaker call is retried within a pass (about a minute in
-    all); a call that still fails fails the pass, and the next pass tries again."""
+    api_retry: RetryPolicy = API_RETRY
+    """How a throttled or failed SageMaker call is retried within a pass (six tries, about
+    half a minute of waits); a call that still fails fails the pass, and the next pass tries
+    again."""
 
 
 @dataclass
