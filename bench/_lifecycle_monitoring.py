@@ -9,8 +9,9 @@ them until every one is seen in an end state, each on a fresh simulator with the
   a job store and are done when the store records them terminal;
 - the seed design as it is written: every interval, DescribeTrainingJob for every
   unfinished job, on an API without a throttle (the calls it asks for);
-- the seed design under the same throttle, paced by a token bucket so it fails no call:
-  a round then takes longer than the interval, and statuses go stale instead.
+- the seed design under the same throttle, paced by a token bucket at the throttle's rate so
+  it fails no call: a round then takes longer than the interval, and statuses go stale
+  instead.
 
 Calls are counted by the simulator (every request, throttled ones included) and by the
 client. A throttled call the poller retries is a throttle, not a failed poll; a poll that
@@ -205,8 +206,8 @@ async def run_seed_poller(
     """The seed design: each interval, DescribeTrainingJob for every unfinished job.
 
     Throttled: every call waits for a token bucket at the API's rate (a ThrottlingException
-    still halves the bucket and retries), so rounds overrun the interval. Unthrottled: the
-    API takes every call, and each round is the calls the design asks for.
+    is tried again at the next token), so rounds overrun the interval. Unthrottled: the API
+    takes every call, and each round is the calls the design asks for.
     """
     clock = VirtualClock()
     label = "seed design, paced under the throttle" if throttled else "seed design, no throttle"
@@ -272,8 +273,5 @@ async def _ended(
         except Throttled:
             if bucket is None:
                 raise
-            bucket.throttled()
             continue
-        if bucket is not None:
-            bucket.recover()
         return described.status.terminal

@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     )
 
     aws_region: str = "us-east-1"
+    aws_retry_mode: Literal["standard", "adaptive"] = Field(
+        default="standard",
+        description="botocore's retry mode for DynamoDB requests (adaptive adds a "
+        "client-side rate limiter); SageMaker requests always use adaptive",
+    )
+    aws_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="tries per DynamoDB request, the first included, before its error "
+        "reaches stoker",
+    )
+    aws_connect_timeout_s: float = Field(default=3.0, gt=0)
+    aws_read_timeout_s: float = Field(default=10.0, gt=0)
     dynamodb_endpoint: str | None = Field(
         default=None, description="e.g. http://127.0.0.1:8000 for DynamoDB Local"
     )

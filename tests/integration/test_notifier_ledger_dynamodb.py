@@ -10,6 +10,7 @@ import pytest
 from stoker.adapters.notifier.ledger_dynamodb import DynamoDbLedger
 from stoker.ports.ledger import NotificationLedger
 from stoker.settings import Settings
+from tests.contract.store_factories import drop_tables
 from tests.unit.notifier.ledger_contract import CONTRACT, entry
 from tests.unit.notifier.support import T0
 
@@ -22,10 +23,11 @@ async def ledger(dynamodb_endpoint: str) -> AsyncIterator[DynamoDbLedger]:
     settings = Settings(dynamodb_endpoint=dynamodb_endpoint)
     adapter = DynamoDbLedger(settings, table=f"stoker-test-ledger-{uuid.uuid4().hex[:12]}")
     await adapter.start()
-    yield adapter
-    db = await adapter._db()
-    await db.delete_table(TableName=adapter.table)
-    await adapter.close()
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+        await drop_tables(dynamodb_endpoint, [adapter.table])
 
 
 @pytest.mark.parametrize("check", CONTRACT, ids=lambda f: f.__name__)
@@ -36,13 +38,12 @@ async def test_dynamodb_ledger_contract(
     await check(ledger)
 
 
-async def test_start_is_idempotent_on_an_existing_table(ledger: DynamoDbLedger) -> None:
+async def test_start_is_idempotent_on_an_existing_table(
+    ledger: DynamoDbLedger, dynamodb_endpoint: str
+) -> None:
     """A second notifier starting on the same table finds it and keeps its entries."""
     await ledger.add(entry("a"))
-    again = DynamoDbLedger(
-        Settings(dynamodb_endpoint=ledger._clients._settings.dynamodb_endpoint),
-        table=ledger.table,
-    )
+    again = DynamoDbLedger(Settings(dynamodb_endpoint=dynamodb_endpoint), table=ledger.table)
     await again.start()
     try:
         assert [e.job_id for e in await again.pending()] == ["a"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 
 import pytest
 from hypothesis import given
@@ -145,3 +146,59 @@ def test_a_very_late_attempt_waits_the_cap_instead_of_overflowing() -> None:
     """multiplier ** attempt leaves the float range after about a thousand tries."""
     policy = RetryPolicy(initial_delay_s=0.2, multiplier=2, max_delay_s=5, jitter=0)
     assert policy.delay_s(5_000) == 5
+
+
+async def test_call_retries_like_retrying_counting_the_first_try() -> None:
+    """`call`: the same waits and limits as a retrying() loop, the first try included."""
+    policy = RetryPolicy(initial_delay_s=1, multiplier=3, max_delay_s=100, jitter=0)
+    waits: list[float] = []
+    outcomes: list[Exception | None] = [_Busy(), _Busy(), None]
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def operation() -> str:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return "done"
+
+    assert await policy.call(operation, sleep=record) == "done"
+    assert waits == [1, 3]
+
+
+async def test_call_gives_up_after_max_attempts_and_skips_terminal_errors() -> None:
+    """max_attempts calls in all for a retriable error; one call for a terminal one."""
+    policy = RetryPolicy(initial_delay_s=0, max_delay_s=0, jitter=0, max_attempts=3)
+    calls: list[type[Exception]] = []
+
+    def failing(error: type[Exception]) -> Callable[[], Awaitable[None]]:
+        async def operation() -> None:
+            calls.append(error)
+            raise error()
+
+        return operation
+
+    with pytest.raises(_Busy):
+        await policy.call(failing(_Busy))
+    with pytest.raises(_Wrong):
+        await policy.call(failing(_Wrong))
+    assert calls == [_Busy, _Busy, _Busy, _Wrong]
+
+
+async def test_call_honours_retry_after_and_a_custom_retry_on() -> None:
+    """retry_on decides what is retried; a Retry-After on the error is the wait."""
+    policy = RetryPolicy(initial_delay_s=1, max_delay_s=30, jitter=0)
+    waits: list[float] = []
+    outcomes: list[Exception | None] = [_SlowDown(7), _Wrong(), None]
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def operation() -> None:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    await policy.call(operation, retry_on=lambda e: isinstance(e, Exception), sleep=record)
+    assert waits == [7, 2]

@@ -1,106 +1,175 @@
-"""Store adapters at their edges: outages become InfrastructureUnavailable, retried with
-backoff and logged; SQLite writers in separate connections (as in separate processes)
-still get exactly-one-wins."""
+"""Store adapters at their edges: AWS failures become stoker errors classified by code,
+botocore retries a throttled request and the DynamoDB store retries what DynamoDB left
+undone; SQLite writers in separate connections (as in separate processes) still get
+exactly-one-wins."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import structlog
-from botocore.exceptions import ClientError
+from aiohttp import web
+from botocore.exceptions import ClientError, EndpointConnectionError
+from pydantic import ValidationError
 
-from stoker.adapters.aws import AwsRequestRejected, RetryConfig, call
+from stoker.adapters.aws import (
+    AwsClients,
+    AwsRequestRejected,
+    AwsUnavailable,
+    call,
+    client_config,
+)
 from stoker.adapters.store.dynamodb import DynamoDbJobStore
 from stoker.adapters.store.sqlite import SqliteJobStore
-from stoker.core.errors import IllegalTransition, InfrastructureUnavailable, VersionConflict
+from stoker.core.errors import (
+    IllegalTransition,
+    InfrastructureUnavailable,
+    StokerError,
+    VersionConflict,
+)
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.store_rules import time_key
 from stoker.settings import Settings
 from tests.contract.store_factories import drop_tables, dynamodb_settings
 
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-FAST = RetryConfig(attempts=3, initial_backoff_s=0.001, max_backoff_s=0.002)
 
 
-def _client_error(code: str) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "from the test"}}, "PutItem")
+def _client_error(
+    code: str, *, status: int = 400, cancellations: Sequence[str] = ()
+) -> ClientError:
+    response: dict[str, Any] = {
+        "Error": {"Code": code, "Message": "from the test"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    if cancellations:
+        response["CancellationReasons"] = [{"Code": c} for c in cancellations]
+    return ClientError(response, "TransactWriteItems")  # type: ignore[arg-type]
 
 
-async def test_transient_aws_errors_are_retried_with_a_log_line_per_try() -> None:
-    """A throttled call is retried with backoff, each retry logged, and then succeeds."""
-    outcomes: list[Exception | None] = [
-        _client_error("ProvisionedThroughputExceededException"),
-        _client_error("ThrottlingException"),
-        None,
-    ]
-    waits: list[float] = []
-
-    async def operation() -> str:
-        failure = outcomes.pop(0)
-        if failure is not None:
-            raise failure
-        return "done"
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    with structlog.testing.capture_logs() as logs:
-        assert await call("put_item", operation, retry=FAST, sleep=sleep) == "done"
-    assert len(waits) == 2
-    assert [entry["event"] for entry in logs] == ["aws call failed; retrying"] * 2
-    assert all(entry["operation"] == "put_item" for entry in logs)
+async def _failing(error: Exception) -> None:
+    raise error
 
 
-async def test_transient_aws_errors_that_persist_become_infrastructure_unavailable() -> None:
-    """After the last try a throttling error surfaces as InfrastructureUnavailable."""
+@pytest.mark.parametrize(
+    ("error", "kind", "code"),
+    [
+        (_client_error("ThrottlingException"), AwsUnavailable, "ThrottlingException"),
+        (
+            _client_error("ProvisionedThroughputExceededException"),
+            AwsUnavailable,
+            "ProvisionedThroughputExceededException",
+        ),
+        (_client_error("SomethingNew", status=503), AwsUnavailable, "SomethingNew"),
+        (
+            _client_error("ConditionalCheckFailedException"),
+            AwsRequestRejected,
+            "ConditionalCheckFailedException",
+        ),
+        (_client_error("ValidationException"), AwsRequestRejected, "ValidationException"),
+        (
+            EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
+            AwsUnavailable,
+            "EndpointConnectionError",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+async def test_botocore_failures_become_stoker_errors_classified_by_code(
+    error: Exception, kind: type[StokerError], code: str
+) -> None:
+    """`call` translates once: throttling, 5xx and transport failures are retriable
+    AwsUnavailable; the rest AwsRequestRejected. Both carry the code; the cause is kept."""
+    with pytest.raises(kind) as caught:
+        await call("put_item", lambda: _failing(error))
+    assert getattr(caught.value, "code", None) == code
+    assert caught.value.retriable is (kind is AwsUnavailable)
+    assert caught.value.__cause__ is error
 
-    async def operation() -> None:
-        raise _client_error("ThrottlingException")
 
-    async def sleep(_: float) -> None:
-        return None
-
-    with pytest.raises(InfrastructureUnavailable, match="ThrottlingException") as caught:
-        await call("put_item", operation, retry=FAST, sleep=sleep)
-    assert caught.value.retriable is True
-    assert isinstance(caught.value.__cause__, ClientError)
-
-
-async def test_other_client_errors_pass_through_for_the_adapter_to_read() -> None:
-    """A ConditionalCheckFailed is not retried: the adapter decides what it means."""
-    calls = 0
-
-    async def operation() -> None:
-        nonlocal calls
-        calls += 1
-        raise _client_error("ConditionalCheckFailedException")
-
-    with pytest.raises(ClientError):
-        await call("put_item", operation, retry=FAST)
-    assert calls == 1
+@pytest.mark.parametrize(
+    ("cancellations", "retriable"),
+    [
+        (["None", "TransactionConflict"], True),
+        (["ThrottlingError"], True),
+        (["ConditionalCheckFailed", "TransactionConflict"], False),
+        (["ValidationError"], False),
+    ],
+)
+async def test_a_cancelled_transaction_is_retriable_only_when_it_collided(
+    cancellations: list[str], retriable: bool
+) -> None:
+    """A transaction cancelled by a collision or throttling may pass on another try; one
+    whose condition failed may not. The per-item codes travel on the error."""
+    error = _client_error("TransactionCanceledException", cancellations=cancellations)
+    with pytest.raises(StokerError) as caught:
+        await call("transact", lambda: _failing(error))
+    assert caught.value.retriable is retriable
+    assert isinstance(caught.value, AwsUnavailable | AwsRequestRejected)
+    assert caught.value.cancellations == tuple(cancellations)
 
 
-def test_retry_config_rejects_nonsense() -> None:
-    """Zero attempts or a cap below the first backoff are refused, naming the values."""
-    with pytest.raises(ValueError, match="attempts must be >= 1, got 0"):
-        RetryConfig(attempts=0)
-    with pytest.raises(ValueError, match=r"0\.5 and 0\.1"):
-        RetryConfig(initial_backoff_s=0.5, max_backoff_s=0.1)
+class _ThrottlingDynamoDB:
+    """A DynamoDB endpoint that answers every request with a ThrottlingException."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    async def handle(self, _request: web.Request) -> web.Response:
+        self.requests += 1
+        body = {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "no"}
+        return web.json_response(body, status=400, content_type="application/x-amz-json-1.0")
+
+
+async def test_throttled_requests_are_retried_by_the_client_up_to_its_attempts() -> None:
+    """botocore retries a throttled request (STOKER_AWS_MAX_ATTEMPTS tries in all) before
+    the error reaches stoker, as a retriable AwsUnavailable."""
+    endpoint = _ThrottlingDynamoDB()
+    app = web.Application()
+    app.router.add_post("/", endpoint.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    settings = Settings(dynamodb_endpoint=f"http://127.0.0.1:{port}", aws_max_attempts=2)
+    clients = AwsClients(settings)
+    try:
+        db = await clients.dynamodb()
+        with pytest.raises(AwsUnavailable, match="ThrottlingException") as caught:
+            await call("get_item", lambda: db.get_item(TableName="t", Key={"pk": {"S": "a"}}))
+        assert caught.value.retriable is True
+        assert endpoint.requests == 2
+    finally:
+        await clients.close()
+        await runner.cleanup()
+
+
+def test_client_attempts_are_validated() -> None:
+    """Zero attempts are refused, naming the value, in the config and in the settings."""
+    with pytest.raises(ValueError, match="max_attempts must be >= 1, got 0"):
+        client_config(max_attempts=0)
+    with pytest.raises(ValidationError, match="aws_max_attempts"):
+        Settings(aws_max_attempts=0)
 
 
 async def test_unreachable_dynamodb_fails_fast_with_infrastructure_unavailable(
     dynamodb_endpoint: str,
 ) -> None:
     """A DynamoDB endpoint nobody listens on yields InfrastructureUnavailable, not a hang."""
-    settings = Settings(dynamodb_endpoint="http://127.0.0.1:9", dynamodb_table_prefix="nobody")
-    store = DynamoDbJobStore(settings, retry=FAST)
+    settings = Settings(
+        dynamodb_endpoint="http://127.0.0.1:9", dynamodb_table_prefix="nobody", aws_max_attempts=1
+    )
+    store = DynamoDbJobStore(settings)
     with pytest.raises(InfrastructureUnavailable, match="unreachable"):
         await asyncio.wait_for(store.start(), timeout=30)
     await store.close()
@@ -109,10 +178,11 @@ async def test_unreachable_dynamodb_fails_fast_with_infrastructure_unavailable(
 async def test_a_rejected_request_is_not_retriable(dynamodb_endpoint: str) -> None:
     """A request DynamoDB refuses (an invalid table name) is a non-retriable error."""
     settings = Settings(dynamodb_endpoint=dynamodb_endpoint, dynamodb_table_prefix="x")
-    store = DynamoDbJobStore(settings, table_prefix="bad name!", retry=FAST)
+    store = DynamoDbJobStore(settings, table_prefix="bad name!")
     with pytest.raises(AwsRequestRejected) as caught:
         await store.start()
     assert caught.value.retriable is False
+    assert caught.value.code == "ValidationException"
     await store.close()
 
 
@@ -120,45 +190,79 @@ def _job(job_id: str) -> JobRecord:
     return JobRecord(job_id=job_id, owner="alice", created_at=T0, updated_at=T0)
 
 
-class _LeavingKeysUnprocessed:
+class _Flaky:
     """The real DynamoDB client, except that its first BatchGetItem answers only the first
-    key and hands the rest back as unprocessed, as DynamoDB may under load."""
+    key and hands the rest back as unprocessed, and its first TransactWriteItems is
+    cancelled by a collision, as DynamoDB may do under load."""
 
-    def __init__(self, real: Any) -> None:
-        self._real = real
+    def __init__(self, real: DynamoDBClient) -> None:
+        self.real = real
         self.batch_requests: list[int] = []
+        self.transactions = 0
 
     async def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
         ((table, request),) = RequestItems.items()
         self.batch_requests.append(len(request["Keys"]))
         if len(self.batch_requests) > 1:
-            return dict(await self._real.batch_get_item(RequestItems=RequestItems))
+            return dict(await self.real.batch_get_item(RequestItems=RequestItems))
         first, rest = request["Keys"][:1], request["Keys"][1:]
         answer = dict(
-            await self._real.batch_get_item(RequestItems={table: {**request, "Keys": first}})
+            await self.real.batch_get_item(RequestItems={table: {**request, "Keys": first}})
         )
         answer["UnprocessedKeys"] = {table: {**request, "Keys": rest}}
         return answer
 
+    async def transact_write_items(self, **request: Any) -> dict[str, Any]:
+        self.transactions += 1
+        if self.transactions == 1:
+            raise _client_error(
+                "TransactionCanceledException", cancellations=["TransactionConflict"]
+            )
+        return dict(await self.real.transact_write_items(**request))
+
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+        return getattr(self.real, name)
 
 
-async def test_dynamodb_keys_left_unprocessed_are_asked_for_again(dynamodb_endpoint: str) -> None:
-    store = DynamoDbJobStore(dynamodb_settings(dynamodb_endpoint), retry=FAST)
+@pytest.fixture
+async def flaky_store(dynamodb_endpoint: str) -> AsyncIterator[tuple[DynamoDbJobStore, _Flaky]]:
+    """A DynamoDB store on its own table, handed a client that is flaky as described."""
+    settings = dynamodb_settings(dynamodb_endpoint)
+    clients = AwsClients(settings)
+    client = _Flaky(await clients.dynamodb())
+    store = DynamoDbJobStore(settings, client=client)  # type: ignore[arg-type]
     await store.start()
     try:
-        for job_id in ("a", "b", "c"):
-            await store.create(JobRecord(job_id=job_id, owner="o", created_at=T0, updated_at=T0))
-        client = _LeavingKeysUnprocessed(store._db)
-        store._db = client  # type: ignore[assignment]
-        found = await store.get_many(["a", "b", "c"])
-        assert sorted(found) == ["a", "b", "c"]
-        assert client.batch_requests == [3, 2]
+        yield store, client
     finally:
-        store._db = getattr(store._db, "_real", store._db)
         await store.close()
+        await clients.close()
         await drop_tables(dynamodb_endpoint, [store.table])
+
+
+async def test_dynamodb_keys_left_unprocessed_are_asked_for_again(
+    flaky_store: tuple[DynamoDbJobStore, _Flaky],
+) -> None:
+    """Keys a batch read left unprocessed are asked for again, and only those."""
+    store, client = flaky_store
+    for job_id in ("a", "b", "c"):
+        await store.create(_job(job_id))
+    found = await store.get_many(["a", "b", "c"])
+    assert sorted(found) == ["a", "b", "c"]
+    assert client.batch_requests == [3, 2]
+
+
+async def test_a_transaction_that_collided_is_written_on_another_try(
+    flaky_store: tuple[DynamoDbJobStore, _Flaky],
+) -> None:
+    """A create cancelled by a collision with another transaction is tried again (as a new
+    transaction) and lands once, with its one history line."""
+    store, client = flaky_store
+    stored, created = await store.create(_job("a"))
+    assert created is True
+    assert client.transactions == 2
+    assert await store.get("a") == stored
+    assert len(await store.history("a")) == 1
 
 
 async def test_sqlite_writers_on_separate_connections_exactly_one_wins(tmp_path: Path) -> None:

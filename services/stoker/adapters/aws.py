@@ -1,21 +1,22 @@
 """aiobotocore clients built from Settings, and the one place botocore errors become ours.
 
-Every AWS call an adapter makes goes through `call()`: transient failures (the endpoint is
-unreachable, throttled or busy) are retried with capped exponential backoff and a warning
-per try, then surface as InfrastructureUnavailable. Nothing hangs silently: the client has
-short connect and read timeouts and botocore's own retries are kept to one extra try.
+Retrying a single request is botocore's job: every client runs in one of its retry modes
+(`standard`, or `adaptive`, which adds a client-side rate limiter), with short connect and
+read timeouts so nothing hangs silently. What reaches stoker is the request's final
+outcome. `call()` turns a botocore failure into a stoker error once, at this edge:
+`AwsUnavailable` (retriable: throttled, busy, unreachable, a transaction that collided
+with another) or `AwsRequestRejected` (retrying will not help). Both carry AWS's error
+code, which is what adapters read; nothing here reads an error's message text.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
+import tenacity
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import (
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodbstreams import DynamoDBStreamsClient
 
 T = TypeVar("T")
+RetryMode = Literal["standard", "adaptive"]
 
 log = structlog.get_logger("stoker.adapters.aws")
 
@@ -46,45 +48,69 @@ TRANSIENT_CODES = frozenset(
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
         "Throttling",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
         "RequestLimitExceeded",
+        "LimitExceededException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
         "InternalServerError",
         "InternalFailure",
         "ServiceUnavailable",
         "TransactionInProgressException",
-        "LimitExceededException",
     }
 )
 
+# Why an item of a cancelled DynamoDB transaction was not written: these clear on their own.
+TRANSIENT_CANCELLATIONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+)
 
-class AwsRequestRejected(StokerError):
-    """AWS refused a request for a reason retrying will not fix (bad input, missing table)."""
+_UNREACHABLE = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+    HTTPClientError,
+)
 
-    def __init__(self, what: str, code: str, message: str) -> None:
-        super().__init__(f"{what}: {code}: {message}")
-        self.code = code
 
+class AwsUnavailable(InfrastructureUnavailable):
+    """An AWS request failed for a reason that clears on its own; worth another try later.
 
-@dataclass(frozen=True, slots=True)
-class RetryConfig:
-    """How `call()` retries transient AWS failures.
-
-    attempts: tries in all before giving up (default 5).
-    initial_backoff_s: first wait, doubled each try (default 0.1 s).
-    max_backoff_s: cap on one wait (default 2 s).
+    code: AWS's error code (or the exception's type for a transport failure).
+    cancellations: for a cancelled transaction, each item's cancellation code, in order.
     """
 
-    attempts: int = 5
-    initial_backoff_s: float = 0.1
-    max_backoff_s: float = 2.0
+    def __init__(
+        self, what: str, code: str, message: str, *, cancellations: Sequence[str] = ()
+    ) -> None:
+        super().__init__(f"{what}: {code}: {message}")
+        self.code = code
+        self.cancellations = tuple(cancellations)
 
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError(f"attempts must be >= 1, got {self.attempts}")
-        if self.initial_backoff_s < 0 or self.max_backoff_s < self.initial_backoff_s:
-            raise ValueError(
-                "need 0 <= initial_backoff_s <= max_backoff_s, got "
-                f"{self.initial_backoff_s} and {self.max_backoff_s}"
-            )
+
+class AwsRequestRejected(StokerError):
+    """AWS refused a request for a reason retrying will not fix (bad input, missing table,
+    a failed condition).
+
+    code: AWS's error code. cancellations: as on AwsUnavailable.
+    """
+
+    def __init__(
+        self, what: str, code: str, message: str, *, cancellations: Sequence[str] = ()
+    ) -> None:
+        super().__init__(f"{what}: {code}: {message}")
+        self.code = code
+        self.cancellations = tuple(cancellations)
+
+
+class PartlyUnprocessed(InfrastructureUnavailable):
+    """A DynamoDB batch request came back with part of its items unprocessed (DynamoDB may
+    do so under load): the rest is worth asking for again after a pause."""
 
 
 def error_code(exc: ClientError) -> str:
@@ -95,75 +121,83 @@ def translate(exc: Exception, what: str) -> StokerError:
     """The stoker error for a botocore failure of the operation `what`."""
     if isinstance(exc, NoCredentialsError):
         return ConfigurationError(f"{what}: no AWS credentials found")
-    if isinstance(
-        exc,
-        EndpointConnectionError
-        | ConnectTimeoutError
-        | ReadTimeoutError
-        | ConnectionClosedError
-        | HTTPClientError,
-    ):
-        return InfrastructureUnavailable(f"{what}: endpoint unreachable: {exc}")
+    if isinstance(exc, _UNREACHABLE):
+        return AwsUnavailable(what, type(exc).__name__, f"endpoint unreachable: {exc}")
     if isinstance(exc, ClientError):
-        code = error_code(exc)
-        message = str(exc.response.get("Error", {}).get("Message", ""))
-        if code in TRANSIENT_CODES:
-            return InfrastructureUnavailable(f"{what}: {code}: {message}")
-        return AwsRequestRejected(what, code, message)
+        return _client_error(exc, what)
     if isinstance(exc, BotoCoreError | OSError | TimeoutError):
-        return InfrastructureUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+        return AwsUnavailable(what, type(exc).__name__, str(exc))
     return AwsRequestRejected(what, type(exc).__name__, str(exc))
 
 
-async def call(
-    what: str,
-    operation: Callable[[], Awaitable[T]],
-    *,
-    retry: RetryConfig | None = None,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> T:
-    """Run one AWS operation; retry transient failures, translate the rest.
-
-    ClientErrors that are not transient are re-raised untouched so the adapter can read
-    their code (ConditionalCheckFailed, TransactionCanceled) and decide what they mean.
-    """
-    policy = retry or RetryConfig()
-    for attempt in range(1, policy.attempts + 1):
-        cause: Exception
-        try:
-            return await operation()
-        except ClientError as exc:
-            if error_code(exc) not in TRANSIENT_CODES:
-                raise
-            failure, cause = translate(exc, what), exc
-        except (TimeoutError, BotoCoreError, OSError) as exc:
-            failure, cause = translate(exc, what), exc
-            if not failure.retriable:
-                raise failure from exc
-        if attempt == policy.attempts:
-            log.error("aws call failed; giving up", operation=what, attempts=attempt)
-            raise failure from cause
-        delay = min(policy.initial_backoff_s * 2 ** (attempt - 1), policy.max_backoff_s)
-        delay *= 0.5 + random.random() / 2  # jitter so many clients do not retry in step
-        log.warning(
-            "aws call failed; retrying",
-            operation=what,
-            attempt=attempt,
-            of=policy.attempts,
-            delay_s=round(delay, 3),
-            reason=str(failure),
+def _client_error(exc: ClientError, what: str) -> StokerError:
+    code = error_code(exc)
+    message = str(exc.response.get("Error", {}).get("Message", ""))
+    reasons = exc.response.get("CancellationReasons", [])
+    cancellations = [str(reason.get("Code", "None")) for reason in reasons]
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    transient = code in TRANSIENT_CODES or status >= 500
+    if code == "TransactionCanceledException":
+        # A failed condition is an answer; a collision with another transaction is not.
+        transient = "ConditionalCheckFailed" not in cancellations and bool(
+            TRANSIENT_CANCELLATIONS & set(cancellations)
         )
-        await sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+    if transient:
+        return AwsUnavailable(what, code, message, cancellations=cancellations)
+    return AwsRequestRejected(what, code, message, cancellations=cancellations)
 
 
-def client_config() -> AioConfig:
-    # Short timeouts and one botocore retry: our own loop in `call()` does the backing off
-    # and logs each try, so an outage shows up in the logs instead of as a silent stall.
+async def call(what: str, operation: Callable[[], Awaitable[T]]) -> T:
+    """Run one AWS operation (botocore retries it as its mode says); its failure leaves as
+    AwsUnavailable, AwsRequestRejected or ConfigurationError, with the botocore error as
+    the cause."""
+    try:
+        return await operation()
+    except (BotoCoreError, ClientError, OSError, TimeoutError) as exc:
+        raise translate(exc, what) from exc
+
+
+def logged_retries(event: str, **fields: Any) -> Callable[[tenacity.RetryCallState], None]:
+    """A `before_sleep` hook for `RetryPolicy.retrying`: one log line `event` per retry."""
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.info(
+            event,
+            attempt=state.attempt_number,
+            delay_s=round(state.upcoming_sleep, 3),
+            reason=str(error),
+            **fields,
+        )
+
+    return before_sleep
+
+
+def client_config(
+    *,
+    mode: RetryMode = "standard",
+    max_attempts: int = 5,
+    connect_timeout_s: float = 3.0,
+    read_timeout_s: float = 10.0,
+) -> AioConfig:
+    """botocore's retries in `mode`, at most `max_attempts` tries per request (the first
+    included), and timeouts short enough that an outage surfaces as an error."""
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
     return AioConfig(
-        connect_timeout=3,
-        read_timeout=20,
-        retries={"max_attempts": 2, "mode": "standard"},
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
+        retries={"mode": mode, "total_max_attempts": max_attempts},
+    )
+
+
+def settings_config(settings: Settings) -> AioConfig:
+    """`client_config` with the retry mode, attempts and timeouts of `settings`."""
+    return client_config(
+        mode=settings.aws_retry_mode,
+        max_attempts=settings.aws_max_attempts,
+        connect_timeout_s=settings.aws_connect_timeout_s,
+        read_timeout_s=settings.aws_read_timeout_s,
     )
 
 
@@ -178,7 +212,7 @@ class AwsClients:
     def _kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "region_name": self._settings.aws_region,
-            "config": client_config(),
+            "config": settings_config(self._settings),
         }
         if self._settings.dynamodb_endpoint:
             kwargs["endpoint_url"] = self._settings.dynamodb_endpoint

@@ -14,9 +14,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
 
 
 def is_retriable(error: BaseException) -> bool:
@@ -124,6 +127,37 @@ class RetryPolicy:
             before_sleep=before_sleep,
             reraise=True,
         )
+
+    async def call(
+        self,
+        operation: Callable[[], Awaitable[T]],
+        *,
+        retry_on: Callable[[BaseException], bool] = is_retriable,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
+    ) -> T:
+        """`operation()`, retried exactly as a `retrying()` loop around it would be.
+
+        For hot paths (a store write, a launch): the first try runs on its own, and only a
+        failure worth retrying enters the tenacity loop, whose bookkeeping per attempt costs
+        far more than a call that succeeds. The loop sees that failure as its attempt 1, so
+        waits and limits are the policy's.
+        """
+        try:
+            return await operation()
+        except Exception as exc:
+            if self.max_attempts == 1 or not retry_on(exc):
+                raise
+            first: Exception | None = exc
+        async for attempt in self.retrying(
+            retry_on=retry_on, sleep=sleep, before_sleep=before_sleep
+        ):
+            with attempt:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return await operation()
+        raise AssertionError("unreachable: retrying() re-raises the last failure")
 
     def _tenacity_wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome is not None else None

@@ -10,13 +10,14 @@ of starting a second one.
 from __future__ import annotations
 
 import asyncio
-import random
+import functools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import structlog
+import tenacity
 
 from stoker.core.clock import Clock
 from stoker.core.errors import StokerError, VersionConflict
@@ -30,7 +31,6 @@ from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
 from stoker.ports.store import all_jobs
 from stoker.ports.training import (
-    InvalidRequest,
     TrainingBackend,
     TrainingBackendError,
     TrainingJobAlreadyExists,
@@ -88,7 +88,6 @@ class Launcher:
         clock: Clock,
         config: LauncherConfig | None = None,
         *,
-        rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._t = transitioner
@@ -98,7 +97,6 @@ class Launcher:
         self._clock = clock
         self._config = config or LauncherConfig()
         self._admission = AdmissionControl(self._config.caps, self._config.default_cap)
-        self._rng = rng or random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
         self._intake: deque[str] = deque()  # New jobs not offered yet, in event order
         self._intake_task: asyncio.Task[None] | None = None
@@ -222,41 +220,47 @@ class Launcher:
             return log.bind(job_id=job.job_id, attempt=launch.attempt, training_job_name=name)
 
         tries = 0
-        arn: str | None = None
-        while True:
+
+        async def create() -> str | _Ended | None:
+            nonlocal job, tries
             tries += 1
+            if tries > 1 and await self._moved_meanwhile(job):
+                # Stopped while waiting to retry: creating the training job now would
+                # start one that nobody follows.
+                bound().info("job moved while CreateTrainingJob was retried; not creating it")
+                return _ENDED
             try:
-                arn = await self._backend.create_training_job(request)
-                break
+                return await self._backend.create_training_job(request)
             except TrainingJobAlreadyExists:
                 bound().info("training job already exists; treating as launched")
-                break
-            except InvalidRequest as exc:
-                await self._fail(job, launch, exc)
-                return
+                return None
             except TrainingBackendError as exc:
-                if not exc.retriable:
-                    await self._fail(job, launch, exc)
-                    return
-                if job.status is not JobStatus.LAUNCHING:
+                if exc.retriable and job.status is not JobStatus.LAUNCHING:
                     moved = await self._record_launching(job, launch)
                     if moved is None:
-                        return
+                        return _ENDED
                     job = moved
-                delay = self._config.create_retry.delay_s(min(tries, 30), self._rng)
-                bound().warning(
-                    "CreateTrainingJob refused; backing off",
-                    code=exc.code,
-                    delay_s=round(delay, 3),
-                    back_pressure=exc.back_pressure,
-                )
-                await self._sleep(delay)
-                if await self._moved_meanwhile(job):
-                    # Stopped while waiting to retry: creating the training job now would
-                    # start one that nobody follows.
-                    bound().info("job moved while CreateTrainingJob was retried; not creating it")
-                    return
-        await self._record_launched(job, launch, arn)
+                raise
+
+        def backing_off(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            assert isinstance(exc, TrainingBackendError)
+            bound().warning(
+                "CreateTrainingJob refused; backing off",
+                code=exc.code,
+                delay_s=round(state.upcoming_sleep, 3),
+                back_pressure=exc.back_pressure,
+            )
+
+        try:
+            arn = await self._config.create_retry.call(
+                create, retry_on=_refused_for_now, sleep=self._sleep, before_sleep=backing_off
+            )
+        except TrainingBackendError as exc:  # refused for good, or refused on every try
+            await self._fail(job, launch, exc)
+            return
+        if not isinstance(arn, _Ended):
+            await self._record_launched(job, launch, arn)
 
     async def _record_launched(self, job: JobRecord, launch: _Attempt, arn: str | None) -> None:
         """The job -> Launched; the monitor follows the attempt from that status change.
@@ -328,28 +332,20 @@ class Launcher:
         if not current.status.terminal:
             bound.info("job moved while launching; leaving it to its new owner")
             return
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                await self._backend.stop_training_job(name)
-            except TrainingJobNotFound:
-                return
-            except TrainingBackendError as exc:
-                policy = self._config.orphan_stop_retry
-                if exc.retriable and policy.may_retry(tries):
-                    # Throttling or a 5xx: nobody else will stop this training job.
-                    await self._sleep(policy.delay_s(tries, self._rng))
-                    continue
-                # The job's record is final; the training job stops at its MaxRuntimeInSeconds.
-                bound.warning(
-                    "could not stop a training job created after its job ended",
-                    error=str(exc),
-                    tries=tries,
-                )
-                return
-            bound.info("stopped a training job created after its job ended")
+        try:
+            # Throttling or a 5xx is retried: nobody else will stop this training job.
+            await self._config.orphan_stop_retry.call(
+                functools.partial(self._backend.stop_training_job, name), sleep=self._sleep
+            )
+        except TrainingJobNotFound:
             return
+        except TrainingBackendError as exc:
+            # The job's record is final; the training job stops at its MaxRuntimeInSeconds.
+            bound.warning(
+                "could not stop a training job created after its job ended", error=str(exc)
+            )
+            return
+        bound.info("stopped a training job created after its job ended")
 
     async def _fail(self, job: JobRecord, launch: _Attempt, exc: TrainingBackendError) -> None:
         reason = f"{exc.code}: {exc}"
@@ -372,6 +368,19 @@ class Launcher:
             )
         except VersionConflict:
             log.info("job moved before it could be failed", job_id=job.job_id)
+
+
+def _refused_for_now(error: BaseException) -> bool:
+    """CreateTrainingJob refused a request that may pass later (throttled, a 5xx, a full
+    quota). A store error while recording Launching is not retried here."""
+    return isinstance(error, TrainingBackendError) and error.retriable
+
+
+class _Ended:
+    """A launch that ended without a training job to record (the job moved meanwhile)."""
+
+
+_ENDED = _Ended()
 
 
 @dataclass(frozen=True, slots=True)

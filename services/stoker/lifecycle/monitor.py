@@ -2,10 +2,11 @@
 
 One `ListTrainingJobs` pass (by last-modified time) per interval finds what changed;
 `DescribeTrainingJob` is called only for jobs that reached an end state. Every call waits
-for the token bucket, and a ThrottlingException halves its rate, so polls do not fail under
-an API throttle. State-change events (EventBridge's "SageMaker Training Job State Change")
-can feed the same path when a source for them is configured; repeats are dropped because a
-job already in the reported state is left alone.
+for the token bucket (the monitor's share of the API rate), and a throttled or failed call
+is retried with backoff, so polls do not fail under an API throttle. State-change events
+(EventBridge's "SageMaker Training Job State Change") can feed the same path when a source
+for them is configured; repeats are dropped because a job already in the reported state is
+left alone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
 import structlog
+import tenacity
 
 from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, VersionConflict
@@ -37,6 +39,7 @@ from stoker.core.job import (
 )
 from stoker.core.naming import training_job_name
 from stoker.core.ratelimit import TokenBucket
+from stoker.core.retry import RetryPolicy
 from stoker.core.waiting import stop_requested
 from stoker.lifecycle.listing_window import ListingWindow
 from stoker.lifecycle.outbox_events import extra
@@ -62,6 +65,11 @@ _FOLLOWED = (JobStatus.LAUNCHED, JobStatus.IN_PROGRESS, JobStatus.STOPPING)
 _QUEUED = (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
 
 
+API_RETRY = RetryPolicy(
+    initial_delay_s=1.0, multiplier=2, max_delay_s=30.0, jitter=0.2, max_attempts=6
+)
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
     """poll_interval_s: time between ListTrainingJobs passes (default 60 s, as the seed).
@@ -83,6 +91,10 @@ class MonitorConfig:
     api_burst: float = 2.0
     unfollowed_memory: int = 10_000
     max_concurrent_observations: int = 16
+    api_retry: RetryPolicy = API_RETRY
+    """How a throttled or failed SageMaker call is retried within a pass (six tries, about
+    half a minute of waits); a call that still fails fails the pass, and the next pass tries
+    again."""
 
 
 @dataclass
@@ -459,29 +471,32 @@ class Monitor:
             await self._sleep(wait)
 
     async def _call(self, request: Callable[[], Awaitable[T]], *, paces_itself: bool = False) -> T:
-        """One API call under the token bucket; throttling slows the bucket and retries.
+        """One API call under the token bucket, retried by `api_retry` when the error says
+        it is worth it (a throttle, a 5xx); every try takes its own token.
 
         `paces_itself`: the request takes a token per API request it makes (a paged listing).
         """
-        while True:
+
+        async def paced() -> T:
             if not paces_itself:
                 await self._take_token()
-            try:
-                result = await request()
-            except Throttled:
-                self._bucket.throttled()
-                log.warning(
-                    "SageMaker throttled the monitor; slowing down",
-                    rate_per_s=round(self._bucket.current_rate_per_s, 3),
-                )
-                continue
-            except TrainingBackendError as exc:
-                if exc.retriable:
-                    await self._sleep(1.0)
-                    continue
-                raise
-            self._bucket.recover()
-            return result
+            return await request()
+
+        return await self._config.api_retry.call(
+            paced, sleep=self._sleep, before_sleep=_log_api_retry
+        )
+
+
+def _log_api_retry(state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning(
+        "SageMaker call failed; backing off"
+        if not isinstance(error, Throttled)
+        else "SageMaker throttled the monitor; backing off",
+        attempt=state.attempt_number,
+        delay_s=round(state.upcoming_sleep, 3),
+        error=str(error),
+    )
 
 
 def _remember_newest(memory: dict[K, V], key: K, value: V, limit: int) -> None:

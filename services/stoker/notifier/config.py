@@ -15,8 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from stoker.core.errors import ConfigurationError
 from stoker.core.notification import ConsoleTarget, FileTarget
+from stoker.core.retry import RetryPolicy
 from stoker.core.spec import EmailTarget, SlackTarget, WebhookTarget
-from stoker.notifier.retry import DeliveryRetry
 
 AnyTarget = Annotated[
     SlackTarget | EmailTarget | WebhookTarget | ConsoleTarget | FileTarget,
@@ -59,9 +59,18 @@ class NotifySettings(BaseSettings):
     ledger_table: str | None = Field(
         default=None, description="DynamoDB table (default <prefix>-notifications)"
     )
-    max_attempts: int = Field(default=8, ge=1, le=100)
-    initial_backoff_s: float = Field(default=1.0, ge=0)
-    max_backoff_s: float = Field(default=300.0, ge=0)
+    max_attempts: int = Field(
+        default=8, ge=1, le=100, description="sends of a message before it is marked failed"
+    )
+    initial_backoff_s: float = Field(
+        default=1.0, ge=0, description="first wait without a Retry-After, doubled each time"
+    )
+    max_backoff_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="cap on any wait, Retry-After included, so a receiver asking for an hour "
+        "cannot park a message silently",
+    )
     jitter: float = Field(
         default=0.2, ge=0, le=1, description="fraction of a backoff drawn at random"
     )
@@ -74,12 +83,15 @@ class NotifySettings(BaseSettings):
         default=10.0, ge=0, description="on stop, how long sends in flight may finish"
     )
 
-    def retry(self) -> DeliveryRetry:
-        return DeliveryRetry(
-            max_attempts=self.max_attempts,
-            initial_backoff_s=self.initial_backoff_s,
-            max_backoff_s=max(self.max_backoff_s, self.initial_backoff_s),
+    def retry(self) -> RetryPolicy:
+        """How a deferred delivery is retried: a receiver's Retry-After when it gives one
+        (capped by max_backoff_s), the doubling backoff otherwise."""
+        return RetryPolicy(
+            initial_delay_s=self.initial_backoff_s,
+            multiplier=2.0,
+            max_delay_s=max(self.max_backoff_s, self.initial_backoff_s),
             jitter=self.jitter,
+            max_attempts=self.max_attempts,
         )
 
     def secret(self, ref: str) -> str | None:

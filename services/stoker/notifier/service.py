@@ -22,16 +22,17 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
+import tenacity
 
 from stoker.core import topics
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.errors import JobNotFound, StokerError
 from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped, NotificationSent
 from stoker.core.notification import JobNote, Notification, Target
+from stoker.core.retry import RetryPolicy
 from stoker.notifier.config import NotifySettings
 from stoker.notifier.digest import DigestPolicy
 from stoker.notifier.redaction import describe, scrub, secrets_of
-from stoker.notifier.retry import DeliveryRetry
 from stoker.notifier.targets import resolve, spec_targets
 from stoker.ports.bus import BusRecord, Publisher
 from stoker.ports.channel import Channel, DeliveryDeferred, DeliveryRejected
@@ -74,7 +75,7 @@ class Notifier:
         self._fallback_file = fallback_file
         self._clock = clock or SystemClock()
         self._sleep = sleep
-        self._retry: DeliveryRetry = settings.retry()
+        self._retry: RetryPolicy = settings.retry()
         self._policy: DigestPolicy[LedgerEntry] = DigestPolicy(
             self._clock, settings.digest_window_s
         )
@@ -231,44 +232,51 @@ class Notifier:
                 jobs=tuple(e.note for e in entries),
             )
             channel = self._channels.get(target.kind)
+
+            def deferred(state: tenacity.RetryCallState) -> None:
+                exc = state.outcome.exception() if state.outcome is not None else None
+                assert isinstance(exc, DeliveryDeferred)
+                bound.warning(
+                    "notification deferred; retrying",
+                    attempt=state.attempt_number,
+                    status=exc.status,
+                    retry_after_s=exc.retry_after_s,
+                    delay_s=round(state.upcoming_sleep, 3),
+                    reason=self._scrub(exc.reason, target),
+                )
+
+            # Retried in place: the claimed entries stay pending in the ledger meanwhile, so
+            # a crash during the waits loses nothing (the next process resends them).
             attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    if channel is None:
-                        raise DeliveryRejected(f"{where}: no {target.kind} channel is configured")
-                    await channel.send(message)
-                except DeliveryDeferred as exc:
-                    reason = self._scrub(exc.reason, target)
-                    if self._retry.gives_up_after(attempt):
-                        await self._ledger.mark_failed(
-                            ids, f"gave up after {attempt} attempts: {reason}", self._clock.now()
-                        )
-                        self.failed_messages += 1
-                        bound.error(
-                            "notification failed; giving up", attempts=attempt, reason=reason
-                        )
-                        return
-                    delay = self._retry.delay_s(attempt, exc.retry_after_s)
-                    bound.warning(
-                        "notification deferred; retrying",
-                        attempt=attempt,
-                        status=exc.status,
-                        retry_after_s=exc.retry_after_s,
-                        delay_s=round(delay, 3),
-                        reason=reason,
-                    )
-                    await self._sleep(delay)
-                except DeliveryRejected as exc:
-                    reason = self._scrub(exc.reason, target)
-                    await self._ledger.mark_failed(ids, reason, self._clock.now())
-                    self.failed_messages += 1
-                    bound.error(
-                        "notification rejected", attempts=attempt, status=exc.status, reason=reason
-                    )
-                    return
-                else:
-                    break
+            try:
+                async for trying in self._retry.retrying(
+                    retry_on=lambda e: isinstance(e, DeliveryDeferred),
+                    sleep=self._sleep,
+                    before_sleep=deferred,
+                ):
+                    with trying:
+                        attempt = trying.retry_state.attempt_number
+                        if channel is None:
+                            raise DeliveryRejected(
+                                f"{where}: no {target.kind} channel is configured"
+                            )
+                        await channel.send(message)
+            except DeliveryDeferred as exc:
+                reason = self._scrub(exc.reason, target)
+                await self._ledger.mark_failed(
+                    ids, f"gave up after {attempt} attempts: {reason}", self._clock.now()
+                )
+                self.failed_messages += 1
+                bound.error("notification failed; giving up", attempts=attempt, reason=reason)
+                return
+            except DeliveryRejected as exc:
+                reason = self._scrub(exc.reason, target)
+                await self._ledger.mark_failed(ids, reason, self._clock.now())
+                self.failed_messages += 1
+                bound.error(
+                    "notification rejected", attempts=attempt, status=exc.status, reason=reason
+                )
+                return
             await self._ledger.mark_sent(ids, self._clock.now())
             self.sent_messages += 1
             bound.info("notification sent", attempts=attempt, digest=message.is_digest)

@@ -67,7 +67,8 @@ async def test_repeated_observation_is_a_no_op(world: World) -> None:
 
 
 async def test_throttled_poll_slows_down_and_does_not_fail(world: World) -> None:
-    """A ThrottlingException halves the token rate and the call is made again."""
+    """A ThrottlingException is waited out (the monitor's retry policy backs off) and the
+    call is made again: the pass does not fail."""
     monitor = await _launched(world, "a")
     world.backend.fail_next("ListTrainingJobs", Throttled("Rate exceeded"))
     await monitor.poll_once()

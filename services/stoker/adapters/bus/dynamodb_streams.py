@@ -31,12 +31,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from botocore.exceptions import ClientError
 
-from stoker.adapters.aws import AwsClients, RetryConfig, call, error_code, translate
+from stoker.adapters.aws import (
+    AwsClients,
+    AwsRequestRejected,
+    AwsUnavailable,
+    PartlyUnprocessed,
+    call,
+    logged_retries,
+)
 from stoker.adapters.store import layout
 from stoker.core.errors import InfrastructureUnavailable, StokerError
 from stoker.core.events import CloudEvent
+from stoker.core.retry import RetryPolicy
 from stoker.core.store_rules import SortableIds
 from stoker.ports.bus import BusRecord, RecordSource, TopicPartition
 from stoker.settings import Settings
@@ -48,7 +55,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger("stoker.adapters.bus.dynamodb_streams")
 
 BATCH_WRITE_MAX = 25
-UNPROCESSED_ROUNDS = 8
+UNPROCESSED_RETRY = RetryPolicy(
+    initial_delay_s=0.1, multiplier=2, max_delay_s=2.0, jitter=0.5, max_attempts=8
+)
+"""Items a BatchWriteItem left unprocessed (DynamoDB throttled part of the batch) are sent
+again this way; AWS advises a backoff."""
 GET_RECORDS_MAX = 1000
 SHARD_REFRESH_S = 10.0
 SEQUENCE_MIN_DIGITS = 21
@@ -74,7 +85,6 @@ class DynamoDbStreamsBus:
         table_prefix: str | None = None,
         lease_ttl_s: float = 10.0,
         poll_interval_s: float = 0.25,
-        retry: RetryConfig | None = None,
     ) -> None:
         if lease_ttl_s <= 0:
             raise ValueError(f"lease_ttl_s must be > 0, got {lease_ttl_s}")
@@ -86,7 +96,6 @@ class DynamoDbStreamsBus:
         self._settings = settings
         self.lease_ttl_s = lease_ttl_s
         self.poll_interval_s = poll_interval_s
-        self.retry = retry or RetryConfig()
         self._clients: AwsClients | None = None
         self._db: DynamoDBClient | None = None
         self._streams: DynamoDBStreamsClient | None = None
@@ -100,8 +109,8 @@ class DynamoDbStreamsBus:
         try:
             self._db = await self._clients.dynamodb()
             self._streams = await self._clients.dynamodb_streams()
-            self._stream_arn = await layout.ensure_job_table(self._db, self.table, self.retry)
-            await layout.ensure_checkpoint_table(self._db, self.checkpoint_table, self.retry)
+            self._stream_arn = await layout.ensure_job_table(self._db, self.table)
+            await layout.ensure_checkpoint_table(self._db, self.checkpoint_table)
         except BaseException:
             await self.close()
             raise
@@ -157,39 +166,27 @@ class DynamoDbStreamsBus:
 
     async def _write_batch(self, topic: str, items: list[dict[str, Any]]) -> None:
         requests: list[Any] = [{"PutRequest": {"Item": item}} for item in items]
-        for attempt in range(1, UNPROCESSED_ROUNDS + 1):
-            requests = await self._send_batch(topic, requests)
-            if not requests:
-                return
-            # DynamoDB throttled part of the batch: back off, then send just that part.
-            await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
-        raise InfrastructureUnavailable(
-            f"publish to {topic}: {len(requests)} items still unprocessed after "
-            f"{UNPROCESSED_ROUNDS} rounds"
-        )
 
-    async def _send_batch(self, topic: str, requests: list[Any]) -> list[Any]:
-        """Write one batch; returns the requests DynamoDB left unprocessed."""
-        try:
+        async def write() -> None:
+            # Each try sends only what the one before left unprocessed.
+            nonlocal requests
             response = await call(
-                "publish",
+                f"publish to {topic}",
                 lambda: self.db.batch_write_item(RequestItems={self.table: requests}),
-                retry=self.retry,
             )
-        except ClientError as exc:
-            raise translate(exc, f"publish to {topic}") from exc
-        return list(response.get("UnprocessedItems", {}).get(self.table, []))
+            requests = list(response.get("UnprocessedItems", {}).get(self.table, []))
+            if requests:
+                raise PartlyUnprocessed(f"publish to {topic}: {len(requests)} items unprocessed")
+
+        await UNPROCESSED_RETRY.call(
+            write,
+            retry_on=lambda error: isinstance(error, PartlyUnprocessed),
+            before_sleep=logged_retries("batch write left items unprocessed; retrying"),
+        )
 
     async def publish_raw(self, topic: str, key: str, value: bytes) -> None:
         item = layout.event_item(topic, key, value, self._ids.next(), pending=False)
-        try:
-            await call(
-                "publish",
-                lambda: self.db.put_item(TableName=self.table, Item=item),
-                retry=self.retry,
-            )
-        except ClientError as exc:
-            raise translate(exc, f"publish to {topic}") from exc
+        await call(f"publish to {topic}", lambda: self.db.put_item(TableName=self.table, Item=item))
 
     def source(
         self, group: str, topics: Sequence[str], *, background: bool = False
@@ -277,11 +274,10 @@ class StreamSource:
                         ":now": {"N": str(int(now * 1000))},
                     },
                 ),
-                retry=self._bus.retry,
             )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise translate(exc, "take lease") from exc
+        except AwsRequestRejected as exc:
+            if exc.code != "ConditionalCheckFailedException":
+                raise
             return False
         self._lease_until = expires
         return True
@@ -423,13 +419,11 @@ class StreamSource:
             request |= {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
         try:
             response = await call(
-                "get shard iterator",
-                lambda: self._bus.streams.get_shard_iterator(**request),
-                retry=self._bus.retry,
+                "get shard iterator", lambda: self._bus.streams.get_shard_iterator(**request)
             )
-        except ClientError as exc:
-            if error_code(exc) not in {"ValidationException", "TrimmedDataAccessException"}:
-                raise translate(exc, "get shard iterator") from exc
+        except AwsRequestRejected as exc:
+            if exc.code not in {"ValidationException", "TrimmedDataAccessException"}:
+                raise
             # The position is gone (trimmed) or was never a record: read from the oldest
             # record; the per-topic checkpoints still filter out what was committed.
             self._log.info("reopening shard from its oldest record", shard=shard.shard_id)
@@ -455,10 +449,9 @@ class StreamSource:
                 lambda: self._bus.streams.get_records(
                     ShardIterator=iterator, Limit=min(GET_RECORDS_MAX, wanted)
                 ),
-                retry=self._bus.retry,
             )
-        except ClientError as exc:
-            code = error_code(exc)
+        except AwsRequestRejected as exc:
+            code = exc.code
             if code in {"ExpiredIteratorException", "TrimmedDataAccessException"}:
                 shard.opened = False  # reopened at the next poll, after the last record read
                 if code == "TrimmedDataAccessException":
@@ -467,7 +460,7 @@ class StreamSource:
             if code == "ResourceNotFoundException":
                 shard.finished = True
                 return []
-            raise translate(exc, "get records") from exc
+            raise
         shard.iterator = response.get("NextShardIterator")
         if shard.iterator is None:
             shard.finished = True
@@ -543,16 +536,17 @@ class StreamSource:
                 await call(
                     "commit",
                     lambda items=items: self._bus.db.transact_write_items(TransactItems=items),  # type: ignore[misc]
-                    retry=self._bus.retry,
                 )
-            except ClientError as exc:
-                if error_code(exc) == "TransactionCanceledException":
+            except (AwsRequestRejected, AwsUnavailable) as exc:
+                # Cancelled: the lease check failed, or the transaction collided with this
+                # member's own lease renewal. Either way the positions are not trusted.
+                if exc.code == "TransactionCanceledException":
                     self._forget()
                     raise InfrastructureUnavailable(
                         f"group {self._group}: lease lost before commit; "
                         "records will be redelivered"
                     ) from exc
-                raise translate(exc, "commit") from exc
+                raise
         for (shard_id, topic), next_offset in committed.items():
             self._checkpoints[(shard_id, topic)] = next_offset
 
@@ -575,15 +569,11 @@ class StreamSource:
                         ConditionExpression="holder = :me",
                         ExpressionAttributeValues={":me": {"S": self._member}},
                     ),
-                    retry=self._bus.retry,
                 )
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise translate(exc, "release lease") from exc
+            except AwsRequestRejected as exc:
+                if exc.code != "ConditionalCheckFailedException":
+                    raise
         self._forget()
 
     async def _aws(self, what: str, method: Any, request: dict[str, Any]) -> Any:
-        try:
-            return await call(what, lambda: method(**request), retry=self._bus.retry)
-        except ClientError as exc:
-            raise translate(exc, what) from exc
+        return await call(what, lambda: method(**request))

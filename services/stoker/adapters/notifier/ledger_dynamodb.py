@@ -11,9 +11,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import ClientError
-
-from stoker.adapters.aws import AwsClients, AwsRequestRejected, call, error_code
+from stoker.adapters.aws import (
+    AwsClients,
+    AwsRequestRejected,
+    PartlyUnprocessed,
+    call,
+    logged_retries,
+)
+from stoker.core.retry import RetryPolicy
 from stoker.ports.ledger import EntryStatus, LedgerEntry, LedgerFailure
 from stoker.settings import Settings
 
@@ -27,6 +32,11 @@ SHARD = "p"
 """Notifications are few; one index partition keeps `pending` a single ordered query."""
 
 _BATCH_GET_MAX = 100
+UNPROCESSED_RETRY = RetryPolicy(
+    initial_delay_s=0.05, multiplier=2, max_delay_s=2.0, jitter=0.5, max_attempts=8
+)
+"""Keys a BatchGetItem left unprocessed are asked for again this way (AWS advises a
+backoff)."""
 
 
 class DynamoDbLedger:
@@ -46,12 +56,7 @@ class DynamoDbLedger:
 
     async def _call(self, what: str, op: Callable[[DynamoDBClient], Awaitable[T]]) -> T:
         db = await self._db()
-        try:
-            return await call(f"ledger {what}", lambda: op(db))
-        except ClientError as exc:
-            raise AwsRequestRejected(
-                f"ledger {what}", error_code(exc), str(exc.response.get("Error", {}))
-            ) from exc
+        return await call(f"ledger {what}", lambda: op(db))
 
     async def start(self) -> None:
         db = await self._db()
@@ -79,11 +84,17 @@ class DynamoDbLedger:
                     ],
                 ),
             )
-        except ClientError as exc:
-            if error_code(exc) != "ResourceInUseException":
-                raise AwsRequestRejected("ledger create table", error_code(exc), str(exc)) from exc
+        except AwsRequestRejected as exc:
+            if exc.code != "ResourceInUseException":
+                raise
+        # botocore's waiter polls until the table is ACTIVE (once a second, a minute at most).
         waiter = db.get_waiter("table_exists")
-        await waiter.wait(TableName=self._table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        await call(
+            "ledger wait for table",
+            lambda: waiter.wait(
+                TableName=self._table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            ),
+        )
 
     async def close(self) -> None:
         await self._clients.close()
@@ -105,10 +116,10 @@ class DynamoDbLedger:
                     ConditionExpression="attribute_not_exists(entry_id)",
                 ),
             )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
+        except AwsRequestRejected as exc:
+            if exc.code == "ConditionalCheckFailedException":
                 return False
-            raise AwsRequestRejected("ledger add", error_code(exc), str(exc)) from exc
+            raise
         return True
 
     async def get(self, entry_id: str) -> LedgerEntry | None:
@@ -150,12 +161,25 @@ class DynamoDbLedger:
             wanted: list[dict[str, Any]] = [
                 {"entry_id": {"S": i}} for i in ids[start : start + _BATCH_GET_MAX]
             ]
-            while wanted:
+
+            async def read() -> None:
+                # Each try asks only for what the one before left unprocessed.
+                nonlocal wanted
                 request: dict[str, Any] = {self._table: {"Keys": wanted, "ConsistentRead": True}}
                 answer = await self._call("pending read", _batch_get(request))
-                out += [_entry(item) for item in answer.get("Responses", {}).get(self._table, [])]
+                out.extend(
+                    _entry(item) for item in answer.get("Responses", {}).get(self._table, [])
+                )
                 left = answer.get("UnprocessedKeys", {}).get(self._table)
                 wanted = list(left["Keys"]) if left else []
+                if wanted:
+                    raise PartlyUnprocessed(f"ledger pending read: {len(wanted)} keys unprocessed")
+
+            await UNPROCESSED_RETRY.call(
+                read,
+                retry_on=lambda error: isinstance(error, PartlyUnprocessed),
+                before_sleep=logged_retries("ledger read left keys unprocessed; retrying"),
+            )
         return out
 
     async def claim(self, entry_ids: Sequence[str], message_id: str, at: datetime) -> None:
@@ -216,11 +240,11 @@ class DynamoDbLedger:
                     },
                 ),
             )
-        except ClientError as exc:
+        except AwsRequestRejected as exc:
             # Not pending (or already claimed): the change was made before, or never applies.
-            if error_code(exc) == "ConditionalCheckFailedException":
+            if exc.code == "ConditionalCheckFailedException":
                 return
-            raise AwsRequestRejected(f"ledger {what}", error_code(exc), str(exc)) from exc
+            raise
 
 
 def _entry(item: dict[str, Any]) -> LedgerEntry:

@@ -9,7 +9,6 @@ the serverless variant an outbox event reaches consumers through the table's str
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -18,13 +17,20 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from botocore.exceptions import ClientError
 
-from stoker.adapters.aws import AwsClients, RetryConfig, call, error_code, translate
+from stoker.adapters.aws import (
+    AwsClients,
+    AwsRequestRejected,
+    AwsUnavailable,
+    PartlyUnprocessed,
+    call,
+    logged_retries,
+)
 from stoker.adapters.store import layout
-from stoker.core.errors import InfrastructureUnavailable, JobNotFound, VersionConflict
+from stoker.core.errors import JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+from stoker.core.retry import RetryPolicy
 from stoker.core.store_rules import (
     SortableIds,
     StoreFailure,
@@ -58,32 +64,40 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("stoker.adapters.store.dynamodb")
 
-CONFLICT_ROUNDS = 8
-"""TransactionConflict (another transaction touched one of our items at the same moment)
-is retried this many times with a fresh request token before giving up."""
+CONFLICT_RETRY = RetryPolicy(
+    initial_delay_s=0.03, multiplier=2, max_delay_s=1.0, jitter=0.5, max_attempts=8
+)
+"""A transaction cancelled because another one touched one of its items at the same moment
+(or throttled) is tried again, as a new transaction, this way. The waits are short: a
+collision clears quickly; the jitter keeps two writers from colliding again in step."""
+
+UNPROCESSED_RETRY = CONFLICT_RETRY
+"""Keys a BatchGetItem left unprocessed are asked for again this way (AWS advises a
+backoff)."""
 
 MARK_CONCURRENCY = 16
 BATCH_GET_KEYS = 100
 """Keys per BatchGetItem request: DynamoDB's limit."""
-UNPROCESSED_ROUNDS = 8
-"""Keys a BatchGetItem left unprocessed (DynamoDB may, under load) are asked for again this
-many times before giving up."""
 
 
 class DynamoDbJobStore:
-    """Jobs in one DynamoDB table `<prefix>-jobs`; created with its indexes by `start()`."""
+    """Jobs in one DynamoDB table `<prefix>-jobs`; created with its indexes by `start()`.
+
+    `client` hands the store a DynamoDB client made elsewhere: `start` then makes none, and
+    `close` leaves the client to its owner.
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
         table_prefix: str | None = None,
-        retry: RetryConfig | None = None,
+        client: DynamoDBClient | None = None,
     ) -> None:
         self._settings = settings
         self.table = layout.job_table_name(table_prefix or settings.dynamodb_table_prefix)
-        self._retry = retry or RetryConfig()
         self._clients: AwsClients | None = None
+        self._given = client
         self._db: DynamoDBClient | None = None
         self._ids = SortableIds()
         # Event id -> key of its outbox item, for the events this process wrote or read as
@@ -94,10 +108,13 @@ class DynamoDbJobStore:
     async def start(self) -> None:
         if self._db is not None:
             return
-        self._clients = AwsClients(self._settings)
         try:
-            self._db = await self._clients.dynamodb()
-            await layout.ensure_job_table(self._db, self.table, self._retry)
+            if self._given is not None:
+                self._db = self._given
+            else:
+                self._clients = AwsClients(self._settings)
+                self._db = await self._clients.dynamodb()
+            await layout.ensure_job_table(self._db, self.table)
         except BaseException:
             await self.close()
             raise
@@ -116,10 +133,7 @@ class DynamoDbJobStore:
         return self._db
 
     async def _call(self, what: str, operation: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            return await call(what, operation, retry=self._retry)
-        except ClientError as exc:
-            raise translate(exc, what) from exc
+        return await call(what, operation)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -198,37 +212,28 @@ class DynamoDbJobStore:
 
     async def _transact(self, what: str, items: list[TransactWriteItemTypeDef]) -> bool:
         """Run one transaction. True when a condition failed (nothing was written)."""
-        for round_ in range(1, CONFLICT_ROUNDS + 1):
-            # One token per round: a network retry inside `call` re-sends the same token,
-            # so a transaction that did commit is not applied twice.
-            token = uuid.uuid4().hex
-            try:
-                await self._send(what, items, token)
-                return False
-            except ClientError as exc:
-                if error_code(exc) != "TransactionCanceledException":
-                    raise translate(exc, what) from exc
-                codes = [
-                    str(reason.get("Code", "None"))
-                    for reason in exc.response.get("CancellationReasons", [])
-                ]
-                if "ConditionalCheckFailed" in codes:
-                    return True
-                if not {"TransactionConflict", "ThrottlingError"} & set(codes):
-                    raise translate(exc, what) from exc
-                log.info("transaction conflict; retrying", operation=what, round=round_)
-                await asyncio.sleep(_round_delay_s(round_))
-        raise InfrastructureUnavailable(
-            f"{what}: transaction still conflicting after {CONFLICT_ROUNDS} rounds"
-        )
+        try:
+            await CONFLICT_RETRY.call(
+                partial(self._send, what, items),
+                retry_on=_collided,
+                before_sleep=logged_retries("transaction conflict; retrying", operation=what),
+            )
+        except AwsRequestRejected as exc:
+            if "ConditionalCheckFailed" in exc.cancellations:
+                return True
+            raise
+        return False
 
-    async def _send(self, what: str, items: list[TransactWriteItemTypeDef], token: str) -> None:
+    async def _send(self, what: str, items: list[TransactWriteItemTypeDef]) -> None:
+        # One token per try: botocore's retries of a request re-send its token, so a
+        # transaction that did commit is not applied twice; a try after a collision is a
+        # new transaction.
+        token = uuid.uuid4().hex
         await call(
             what,
             lambda: self._client.transact_write_items(
                 TransactItems=items, ClientRequestToken=token
             ),
-            retry=self._retry,
         )
 
     def _history_put(self, line: Transition) -> TransactWriteItemTypeDef:
@@ -319,28 +324,31 @@ class DynamoDbJobStore:
         return found
 
     async def _batch_get(self, job_ids: list[str]) -> list[dict[str, Any]]:
-        """The items of up to 100 jobs; keys left unprocessed are asked for again after a
-        backoff, as AWS advises."""
+        """The items of up to 100 jobs; keys left unprocessed are asked for again."""
         keys: list[Any] = [
             {"pk": {"S": layout.job_pk(j)}, "sk": {"S": layout.JOB_SK}} for j in job_ids
         ]
         items: list[dict[str, Any]] = []
-        for round_ in range(1, UNPROCESSED_ROUNDS + 1):
+
+        async def read() -> None:
+            nonlocal keys
             request: dict[str, KeysAndAttributesTypeDef] = {
                 self.table: {"Keys": keys, "ConsistentRead": True}
             }
             response = await self._call(
                 "batch_get_item", partial(self._client.batch_get_item, RequestItems=request)
             )
-            items += response.get("Responses", {}).get(self.table, [])
+            items.extend(response.get("Responses", {}).get(self.table, []))
             keys = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
-            if not keys:
-                return items
-            log.info("batch read left keys unprocessed; retrying", keys=len(keys), round=round_)
-            await asyncio.sleep(_round_delay_s(round_))
-        raise InfrastructureUnavailable(
-            f"batch_get_item: {len(keys)} keys still unprocessed after {UNPROCESSED_ROUNDS} rounds"
+            if keys:
+                raise PartlyUnprocessed(f"batch_get_item: {len(keys)} keys unprocessed")
+
+        await UNPROCESSED_RETRY.call(
+            read,
+            retry_on=_unprocessed,
+            before_sleep=logged_retries("batch read left keys unprocessed; retrying"),
         )
+        return items
 
     async def _version_of(self, job_id: str) -> int | None:
         response = await self._call(
@@ -520,11 +528,10 @@ class DynamoDbJobStore:
                             # Without it, an unknown id would create a stray item.
                             ConditionExpression="attribute_exists(pk)",
                         ),
-                        retry=self._retry,
                     )
-                except ClientError as exc:
-                    if error_code(exc) != "ConditionalCheckFailedException":
-                        raise translate(exc, "mark_published") from exc
+                except AwsRequestRejected as exc:
+                    if exc.code != "ConditionalCheckFailedException":
+                        raise
             self._outbox_keys.pop(entry_id, None)
 
         await asyncio.gather(*(mark(entry_id) for entry_id in dict.fromkeys(entry_ids)))
@@ -573,11 +580,13 @@ def _job_item(job: JobRecord) -> Item:
     return item
 
 
-def _round_delay_s(round_: int) -> float:
-    """The wait before round `round_` + 1 of a request DynamoDB partly refused: short, since
-    a conflict or an unprocessed key clears quickly, with jitter so writers do not retry in
-    step."""
-    return min(0.02 * 2.0**round_, 1.0) * (0.5 + random.random() / 2)
+def _collided(error: BaseException) -> bool:
+    """A transaction cancelled by a collision or throttling (not by a failed condition)."""
+    return isinstance(error, AwsUnavailable) and error.code == "TransactionCanceledException"
+
+
+def _unprocessed(error: BaseException) -> bool:
+    return isinstance(error, PartlyUnprocessed)
 
 
 def _record(item: dict[str, Any]) -> JobRecord:

@@ -17,14 +17,12 @@ items the relay has not marked published.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from stoker.adapters.aws import RetryConfig, call, error_code, translate
+from stoker.adapters.aws import AwsRequestRejected, call
 from stoker.core.errors import InfrastructureUnavailable
+from stoker.core.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -52,6 +50,14 @@ INDEX_DUE = "by-due"
 INDEX_PENDING = "outbox-pending"
 
 TABLE_READY_TIMEOUT_S = 60.0
+TABLE_READY_POLL = RetryPolicy(
+    initial_delay_s=0.5,
+    multiplier=1,
+    max_delay_s=0.5,
+    jitter=0,
+    max_attempts=int(TABLE_READY_TIMEOUT_S / 0.5) + 1,
+)
+"""A table being created is described again every half second, for up to a minute."""
 
 
 def job_table_name(prefix: str) -> str:
@@ -130,9 +136,7 @@ def _key_attributes(names: list[str]) -> list[dict[str, Any]]:
     return [{"AttributeName": name, "AttributeType": "S"} for name in names]
 
 
-async def ensure_job_table(
-    client: DynamoDBClient, name: str, retry: RetryConfig | None = None
-) -> str:
+async def ensure_job_table(client: DynamoDBClient, name: str) -> str:
     """Create the job table (stream NEW_IMAGE, GSIs, TTL) if missing, wait until ACTIVE,
     and return its stream ARN."""
     attributes = ["pk", "sk", "s_pk", "o_pk", "os_pk", "c_sk", "d_pk", "d_sk", "p_pk", "p_sk"]
@@ -144,37 +148,28 @@ async def ensure_job_table(
             "GlobalSecondaryIndexes": JOB_TABLE_INDEXES,
             "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
         },
-        retry,
     )
-    description = await _wait_active(client, name, retry)
-    await _ensure_ttl(client, name, "expires_at", retry)
+    description = await _wait_active(client, name)
+    await _ensure_ttl(client, name, "expires_at")
     stream_arn = description.get("LatestStreamArn")
     if not stream_arn:
         raise InfrastructureUnavailable(f"table {name} has no stream; enable NEW_IMAGE streams")
     return str(stream_arn)
 
 
-async def ensure_checkpoint_table(
-    client: DynamoDBClient, name: str, retry: RetryConfig | None = None
-) -> None:
+async def ensure_checkpoint_table(client: DynamoDBClient, name: str) -> None:
     """The bus's consumer-group checkpoints and leases; no stream, no indexes."""
-    await _ensure_table(
-        client, name, {"AttributeDefinitions": _key_attributes(["pk", "sk"])}, retry
-    )
-    await _wait_active(client, name, retry)
+    await _ensure_table(client, name, {"AttributeDefinitions": _key_attributes(["pk", "sk"])})
+    await _wait_active(client, name)
 
 
-async def _ensure_table(
-    client: DynamoDBClient, name: str, extra: dict[str, Any], retry: RetryConfig | None
-) -> None:
+async def _ensure_table(client: DynamoDBClient, name: str, extra: dict[str, Any]) -> None:
     try:
-        await call(
-            f"describe_table {name}", lambda: client.describe_table(TableName=name), retry=retry
-        )
+        await call(f"describe_table {name}", lambda: client.describe_table(TableName=name))
         return
-    except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise translate(exc, f"describe_table {name}") from exc
+    except AwsRequestRejected as exc:
+        if exc.code != "ResourceNotFoundException":
+            raise
     try:
         await call(
             f"create_table {name}",
@@ -187,57 +182,47 @@ async def _ensure_table(
                 BillingMode="PAY_PER_REQUEST",
                 **extra,
             ),
-            retry=retry,
         )
-    except ClientError as exc:
+    except AwsRequestRejected as exc:
         # Another process created it between our describe and create: fine.
-        if error_code(exc) != "ResourceInUseException":
-            raise translate(exc, f"create_table {name}") from exc
+        if exc.code != "ResourceInUseException":
+            raise
 
 
-async def _wait_active(
-    client: DynamoDBClient, name: str, retry: RetryConfig | None
-) -> dict[str, Any]:
-    deadline = time.monotonic() + TABLE_READY_TIMEOUT_S
-    while True:
-        try:
-            response = await call(
-                f"describe_table {name}", lambda: client.describe_table(TableName=name), retry=retry
-            )
-        except ClientError as exc:
-            raise translate(exc, f"describe_table {name}") from exc
+class TableNotReady(InfrastructureUnavailable):
+    """A table (or one of its indexes) is still being created."""
+
+
+async def _wait_active(client: DynamoDBClient, name: str) -> dict[str, Any]:
+    async def active() -> dict[str, Any]:
+        response = await call(
+            f"describe_table {name}", lambda: client.describe_table(TableName=name)
+        )
         table: dict[str, Any] = dict(response["Table"])
         indexes = table.get("GlobalSecondaryIndexes", [])
         if table.get("TableStatus") == "ACTIVE" and all(
             index.get("IndexStatus", "ACTIVE") == "ACTIVE" for index in indexes
         ):
             return table
-        if time.monotonic() > deadline:
-            raise InfrastructureUnavailable(
-                f"table {name} not ACTIVE after {TABLE_READY_TIMEOUT_S:.0f} s"
-            )
-        await asyncio.sleep(0.5)
+        raise TableNotReady(f"table {name} not ACTIVE (waited up to {TABLE_READY_TIMEOUT_S:.0f} s)")
+
+    return await TABLE_READY_POLL.call(
+        active,
+        retry_on=lambda error: isinstance(error, TableNotReady),
+    )
 
 
-async def _ensure_ttl(
-    client: DynamoDBClient, name: str, attribute: str, retry: RetryConfig | None
-) -> None:
-    try:
-        current = await call(
-            f"describe_time_to_live {name}",
-            lambda: client.describe_time_to_live(TableName=name),
-            retry=retry,
-        )
-        status = current.get("TimeToLiveDescription", {}).get("TimeToLiveStatus")
-        if status in {"ENABLED", "ENABLING"}:
-            return
-        await call(
-            f"update_time_to_live {name}",
-            lambda: client.update_time_to_live(
-                TableName=name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
-            ),
-            retry=retry,
-        )
-    except ClientError as exc:
-        raise translate(exc, f"time to live on {name}") from exc
+async def _ensure_ttl(client: DynamoDBClient, name: str, attribute: str) -> None:
+    current = await call(
+        f"describe_time_to_live {name}", lambda: client.describe_time_to_live(TableName=name)
+    )
+    status = current.get("TimeToLiveDescription", {}).get("TimeToLiveStatus")
+    if status in {"ENABLED", "ENABLING"}:
+        return
+    await call(
+        f"update_time_to_live {name}",
+        lambda: client.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
+        ),
+    )

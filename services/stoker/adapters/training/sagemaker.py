@@ -1,8 +1,10 @@
 """The SageMaker training backend over aiobotocore (real SageMaker, or the simulator).
 
-botocore's own retries are off by default (`max_attempts=1`): the launcher and monitor
-back off with stoker's RetryPolicy, and every request they make shows up in `calls`,
-which is what the API's throttle counts too.
+The client runs in botocore's `adaptive` retry mode: once SageMaker throttles it, its own
+rate limiter spaces the requests that follow, across every caller in the process. It makes
+one try per request by default (`max_attempts=1`): the launcher and the monitor retry with
+stoker's RetryPolicy, because between two tries of CreateTrainingJob the launcher records
+the job as Launching and checks that it was not stopped, and the monitor paces each try.
 """
 
 from __future__ import annotations
@@ -181,7 +183,7 @@ class SageMakerBackend:
         self._config = AioConfig(
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
-            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": max_attempts, "mode": "adaptive"},
         )
         self._stack = AsyncExitStack()
         self._given = client

@@ -20,12 +20,14 @@ from typing import Literal
 
 import orjson
 import structlog
+import tenacity
 from pydantic import ValidationError
 
 from stoker.bus.consumer import dead_letter_event
 from stoker.core import topics
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.events import CloudEvent
+from stoker.core.retry import RetryPolicy
 from stoker.inference.pairs import DuplicatePair, DuplicateScore
 from stoker.inference.router.errors import InvalidInput, RouterError
 from stoker.inference.router.policy import Priority
@@ -46,7 +48,8 @@ class StreamConfig:
     max_batch: records fetched and scored together (default 512).
     poll_timeout_s: longest wait for records before checking for shutdown (0.5 s).
     timeout_ms: deadline of a pair in the router queue; bulk work may wait (60 s).
-    overload_backoff_s: first wait after the router refused a batch, doubled up to 2 s.
+    overload_backoff_s: first wait after the router refused a batch, doubled up to 2 s
+        (see `overload_retry`).
     pipeline_depth: fetched batches in flight at once (default 2: one scoring, one queued).
     """
 
@@ -61,6 +64,8 @@ class StreamConfig:
     pipeline_depth: int = 2
 
     def __post_init__(self) -> None:
+        if self.overload_backoff_s < 0:
+            raise ValueError(f"overload_backoff_s must be >= 0, got {self.overload_backoff_s}")
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
         if self.poll_timeout_s <= 0:
@@ -69,6 +74,19 @@ class StreamConfig:
             raise ValueError(f"timeout_ms must be > 0, got {self.timeout_ms}")
         if self.pipeline_depth < 1:
             raise ValueError(f"pipeline_depth must be >= 1, got {self.pipeline_depth}")
+
+    def overload_retry(self) -> RetryPolicy:
+        """How a batch the router refused (queue full, draining, deadline missed under load)
+        is queued again: waits doubling from `overload_backoff_s` up to 2 s, for about half
+        an hour. A router refusing longer than that is down, not busy: the stream stops with
+        the error and its uncommitted pairs go to another member of the group."""
+        return RetryPolicy(
+            initial_delay_s=self.overload_backoff_s,
+            multiplier=2,
+            max_delay_s=max(2.0, self.overload_backoff_s),
+            jitter=0,
+            max_attempts=1000,
+        )
 
 
 ErrorKind = Literal["decode", "schema", "handler"]
@@ -112,6 +130,7 @@ class DuplicateStream:
         self._config = config or StreamConfig()
         self._clock = clock or SystemClock()
         self._sleep = sleep
+        self._overload_retry = self._config.overload_retry()
         self._source: RecordSource | None = None
         self._column = router.labels(MODEL).index(DUPLICATE_LABEL)
         capacity = router.config(MODEL).queue_capacity
@@ -221,10 +240,11 @@ class DuplicateStream:
         self.scored += len(scores)
         self.dead_lettered += len(batch.rejected)
 
-    def _try_submit(
+    def _submit(
         self, pairs: list[tuple[DuplicatePair, TokenizedInput]]
-    ) -> list[asyncio.Future[list[float]]] | None:
-        """Queue every pair in the router, or none of them (None) if it refused for now."""
+    ) -> list[asyncio.Future[list[float]]]:
+        """Queue every pair in the router, or none of them (the router's error) if it
+        refused."""
         futures: list[asyncio.Future[list[float]]] = []
         try:
             for _, tokens in pairs:
@@ -233,35 +253,40 @@ class DuplicateStream:
                         MODEL, tokens, priority=Priority.BULK, timeout_ms=self._config.timeout_ms
                     )
                 )
-        except RouterError as exc:
+        except RouterError:
             for future in futures:
                 future.cancel()
+            raise
+        return futures
+
+    def _try_submit(
+        self, pairs: list[tuple[DuplicatePair, TokenizedInput]]
+    ) -> list[asyncio.Future[list[float]]] | None:
+        """`_submit`, or None if the router refused for now (`_rows` tries again)."""
+        try:
+            return self._submit(pairs)
+        except RouterError as exc:
             if not exc.retriable:
                 raise
             return None
-        return futures
 
     async def _rows(self, batch: _InFlight) -> list[list[float]]:
-        delay = self._config.overload_backoff_s
-        while True:
-            futures, batch.futures = batch.futures, None
-            if futures is None:
-                futures = self._try_submit(batch.pairs)
-            if futures is not None:
+        """The batch's scores. Overload or a deadline missed under load is waited out and
+        the batch queued again, as `overload_retry` says."""
+        async for attempt in self._overload_retry.retrying(
+            sleep=self._sleep, before_sleep=_log_refused
+        ):
+            with attempt:
+                futures, batch.futures = batch.futures, None
+                if futures is None:
+                    futures = self._submit(batch.pairs)
                 try:
                     return list(await asyncio.gather(*futures))
-                except RouterError as exc:
+                except RouterError:
                     for future in futures:
                         future.cancel()
-                    if not exc.retriable:
-                        raise
-                    reason = str(exc)
-            else:
-                reason = "queue full"
-            # Overload or a deadline missed under load: wait and queue the batch again.
-            log.info("router refused the batch; backing off", reason=reason, delay_s=delay)
-            await self._sleep(delay)
-            delay = min(delay * 2, 2.0)
+                    raise
+        raise AssertionError("unreachable: retrying() re-raises the last failure")
 
     def _parse(self, record: BusRecord) -> tuple[DuplicatePair, TokenizedInput] | _Rejected:
         try:
@@ -304,3 +329,12 @@ def parse_scores(records: Sequence[BusRecord]) -> dict[str, float]:
         data = orjson.loads(record.value)["data"]
         seen.setdefault(data["pair_id"], data["score"])
     return seen
+
+
+def _log_refused(state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.info(
+        "router refused the batch; backing off",
+        reason=str(error),
+        delay_s=round(state.upcoming_sleep, 3),
+    )
