@@ -151,14 +151,16 @@ class Lane:
     async def close(self) -> None:
         """Run what is queued, then close the connection and end the thread."""
         running = self._running
-        if running is None or running.closing:
+        if running is None:
             return
-        running.closing = True
-        running.queue.put(None)
+        if not running.closing:
+            running.closing = True
+            running.queue.put(None)
         try:
             await asyncio.shield(running.stopped)
         finally:
-            self._running = None
+            if self._running is running:
+                self._running = None
 
     # Everything below runs on the lane's thread.
 
@@ -176,7 +178,23 @@ class Lane:
         finally:
             if conn is not None:
                 conn.close()
+            running.closing = True
+            self._fail_queued(running)
             self._settle_soon(running.stopped, (True, None))
+
+    def _fail_queued(self, running: _Running) -> None:
+        """Answer what is still queued when the thread ends (only if it ended early)."""
+        left: list[_Call] = []
+        while True:
+            try:
+                call = running.queue.get_nowait()
+            except queue.Empty:
+                break
+            if call is not None:
+                left.append(call)
+        if left:
+            stopped = self._failure(f"{self.label} stopped before running this call")
+            self._deliver(left, [(False, stopped)] * len(left), wrote=False)
 
     def _next_group(self, running: _Running) -> list[_Call] | None:
         """The calls queued since the last group (waiting for the first), or None to stop."""

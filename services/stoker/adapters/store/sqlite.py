@@ -106,14 +106,14 @@ class SqliteJobStore:
         )
 
         def op(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
-            if row is not None:
-                return str(row[0])
-            db.execute(
+            # A new job (the usual case) costs no read first: the insert says if it was.
+            inserted = db.execute(
                 "INSERT INTO jobs (job_id, owner, created_key, status, version, due_key, record)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
                 job_row,
-            )
+            ).rowcount
+            if inserted != 1:
+                return _load_text(db, job.job_id)
             _insert_history(db, history)
             _insert_outbox(db, events)
             return None
@@ -124,13 +124,8 @@ class SqliteJobStore:
         return job, True
 
     async def get(self, job_id: str) -> JobRecord:
-        def op(db: sqlite3.Connection) -> str:
-            row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFound(job_id)
-            return str(row[0])
-
-        return JobRecord.model_validate_json(await self._db.read("get", op))
+        text = await self._db.read("get", lambda db: _load_text(db, job_id))
+        return JobRecord.model_validate_json(text)
 
     async def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
         # The ids go in as one JSON array: one statement (prepared once) for any number of
@@ -288,12 +283,15 @@ class SqliteJobStore:
         return entries
 
     async def mark_published(self, entry_ids: Sequence[str]) -> None:
-        ids = [(entry_id,) for entry_id in dict.fromkeys(entry_ids)]
-        if not ids:
+        if not entry_ids:
             return
+        # One statement for the whole batch (the ids as one JSON array), not one per id.
+        ids = json.dumps(list(dict.fromkeys(entry_ids)))
 
         def op(db: sqlite3.Connection) -> None:
-            db.executemany("DELETE FROM outbox WHERE event_id = ?", ids)
+            db.execute(
+                "DELETE FROM outbox WHERE event_id IN (SELECT value FROM json_each(?))", (ids,)
+            )
 
         await self._db.write("mark_published", op)
 
@@ -331,11 +329,15 @@ class _Planned:
         return cls(updated, _changed_columns(updated), _history_row(line))
 
 
-def _load(db: sqlite3.Connection, job_id: str) -> JobRecord:
+def _load_text(db: sqlite3.Connection, job_id: str) -> str:
     row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
     if row is None:
         raise JobNotFound(job_id)
-    return JobRecord.model_validate_json(row[0])
+    return str(row[0])
+
+
+def _load(db: sqlite3.Connection, job_id: str) -> JobRecord:
+    return JobRecord.model_validate_json(_load_text(db, job_id))
 
 
 def _history_row(line: Transition) -> HistoryRow:
