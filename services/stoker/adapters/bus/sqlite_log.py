@@ -18,18 +18,16 @@ Layout (`sqlite_log_schema`):
   member that died stops renewing, so after the TTL its partitions go to the others, who
   start from the committed position: its uncommitted records are delivered again.
 
-Statements run as on every SQLite file stoker uses (`stoker.adapters.sqlite`): publishes,
-commits and membership changes on the file's writer thread, publishes queued together in
-one transaction (one sync for the lot); fetches on its reader thread, which never waits
-for a writer. A fetch writes (through the writer) only when its member must join, renew,
-give up or take partitions.
+The statements are `sqlite_log_statements`. They run as on every SQLite file stoker uses
+(`stoker.adapters.sqlite`): publishes, commits and membership changes on the file's writer
+thread, publishes queued together in one transaction (one sync for the lot); fetches on its
+reader thread, which never waits for a writer. A fetch writes (through the writer) only
+when its member must join, renew, give up or take partitions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,10 +35,9 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import orjson
 import structlog
 
-from stoker.adapters.bus.memory import desired_partitions, partition_for
+from stoker.adapters.bus import sqlite_log_statements as statements
 from stoker.adapters.bus.sqlite_log_schema import migrate
 from stoker.adapters.sqlite import SqliteDatabase
 from stoker.core.errors import InfrastructureUnavailable, StokerError
@@ -49,34 +46,6 @@ from stoker.ports.bus import BusRecord, TopicPartition
 from stoker.settings import Settings, load_settings
 
 log = structlog.get_logger("stoker.adapters.bus.sqlite_log")
-
-
-@dataclass(frozen=True, slots=True)
-class _PollRequest:
-    """One member's state, sent to the reader thread for a fetch round trip."""
-
-    group: str
-    member: str
-    topics: list[str]
-    owned: dict[TopicPartition, int]
-    last_version: int
-    force: bool
-    max_records: int
-    cursor: int
-    lease_ttl_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Poll:
-    """What one fetch round trip to the database brought back."""
-
-    skipped: bool
-    """Nothing changed since the member's last look (`PRAGMA data_version`)."""
-    version: int
-    owned: dict[TopicPartition, int]
-    records: list[BusRecord]
-    needs_sync: bool = False
-    """The member must join, renew, give up or take partitions (a write) first."""
 
 
 @dataclass
@@ -174,7 +143,8 @@ class SqliteLogBus:
         db = await self._log.ready()
         for topic in topics:
             await db.write(
-                "ensure_topics", partial(_topic, topic=topic, partitions=self.partitions)
+                "ensure_topics",
+                partial(statements.ensure_topic, topic=topic, partitions=self.partitions),
             )
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
@@ -197,7 +167,9 @@ class SqliteLogBus:
 
     async def _append(self, topic: str, items: list[tuple[str, bytes]]) -> None:
         db = await self._log.ready()
-        await db.write("publish", lambda conn: _append(conn, topic, items, self.partitions))
+        await db.write(
+            "publish", lambda conn: statements.append(conn, topic, items, self.partitions)
+        )
         self._log.wake_fetches()
 
 
@@ -239,7 +211,7 @@ class _SqliteSource:
             # reader's data_version; lease expiry does not, so membership is also
             # re-checked on a timer.
             self._cursor += 1
-            ask = _PollRequest(
+            ask = statements.PollRequest(
                 self._group,
                 self.member_id,
                 self._topics,
@@ -250,13 +222,15 @@ class _SqliteSource:
                 self._cursor,
                 self._log.lease_ttl_s,
             )
-            poll = await db.read("fetch", partial(_look, ask=ask))
+            poll = await db.read("fetch", partial(statements.look, ask=ask))
             if poll.needs_sync:
                 await db.write(
                     "join",
-                    partial(_sync, ask=ask, partitions=self._log.partitions),
+                    partial(statements.sync, ask=ask, partitions=self._log.partitions),
                 )
-                poll = await db.read("fetch", partial(_look, ask=replace(ask, force=True)))
+                poll = await db.read(
+                    "fetch", partial(statements.look, ask=replace(ask, force=True))
+                )
             self._version = poll.version
             if not poll.skipped:
                 self._adopt(poll.owned)
@@ -296,7 +270,7 @@ class _SqliteSource:
         db = await self._log.ready()
         refused = await db.write(
             "commit",
-            lambda conn: _commit(conn, self._group, self.member_id, dict(positions)),
+            lambda conn: statements.commit(conn, self._group, self.member_id, dict(positions)),
         )
         if refused:
             # The lease ran out and another member took over: it starts from the last
@@ -319,7 +293,7 @@ class _SqliteSource:
             await asyncio.gather(self._heartbeat, return_exceptions=True)
         if self._joined and self._log.open:
             await self._log.db.write(
-                "leave", lambda conn: _leave(conn, self._group, self.member_id)
+                "leave", lambda conn: statements.leave(conn, self._group, self.member_id)
             )
             self._log.wake_fetches()
         self._positions.clear()
@@ -330,7 +304,9 @@ class _SqliteSource:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._log.db.write("renew", lambda conn: _renew(conn, group, member, ttl_s))
+                await self._log.db.write(
+                    "renew", lambda conn: statements.renew(conn, group, member, ttl_s)
+                )
             except InfrastructureUnavailable as exc:
                 # One missed renewal is harmless; the lease outlives three intervals.
                 self._events.warning("lease renewal failed; retrying", error=str(exc))
@@ -338,219 +314,3 @@ class _SqliteSource:
     def _heartbeat_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self._events.error("lease renewal stopped", error=repr(task.exception()))
-
-
-# Everything below runs on the file's threads: `_look` on the reader's, the rest on the
-# writer's (inside its group transaction).
-
-
-def _headers(raw: str) -> dict[str, str]:
-    if raw == "{}":
-        return {}
-    decoded = orjson.loads(raw)
-    return {str(k): str(v) for k, v in decoded.items()}
-
-
-def _partitions(db: sqlite3.Connection, topic: str) -> int | None:
-    row = db.execute("SELECT partitions FROM topics WHERE topic = ?", (topic,)).fetchone()
-    return None if row is None else int(row[0])
-
-
-def _topic(db: sqlite3.Connection, topic: str, partitions: int) -> int:
-    """The topic's partition count, fixing it at `partitions` if the topic is new."""
-    db.execute(
-        "INSERT OR IGNORE INTO topics (topic, partitions) VALUES (?, ?)", (topic, partitions)
-    )
-    found = _partitions(db, topic)
-    assert found is not None  # just inserted, in this transaction
-    return found
-
-
-def _append(
-    db: sqlite3.Connection, topic: str, items: list[tuple[str, bytes]], partitions: int
-) -> None:
-    count = _topic(db, topic, partitions)
-    by_partition: dict[int, list[tuple[str, bytes]]] = {}
-    for key, value in items:
-        by_partition.setdefault(partition_for(key, count), []).append((key, value))
-    now = time.time()
-    for partition, chunk in by_partition.items():
-        row = db.execute(
-            "SELECT next_offset FROM heads WHERE topic = ? AND partition = ?",
-            (topic, partition),
-        ).fetchone()
-        head = int(row[0]) if row else 0
-        db.executemany(
-            "INSERT INTO records (topic, partition, offset, key, value, headers, ts)"
-            " VALUES (?, ?, ?, ?, ?, '{}', ?)",
-            [(topic, partition, head + i, key, value, now) for i, (key, value) in enumerate(chunk)],
-        )
-        db.execute(
-            "INSERT INTO heads (topic, partition, next_offset) VALUES (?, ?, ?)"
-            " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-            (topic, partition, head + len(chunk)),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Membership:
-    """What a member must write to hold its share of the partitions."""
-
-    join: bool
-    release: list[TopicPartition]
-    acquire: list[TopicPartition]
-
-    @property
-    def changes(self) -> bool:
-        return self.join or bool(self.release) or bool(self.acquire)
-
-
-def _membership(
-    db: sqlite3.Connection, ask: _PollRequest, every: list[TopicPartition], now: float
-) -> _Membership:
-    group, member = ask.group, ask.member
-    live = [
-        str(m)
-        for (m,) in db.execute(
-            "SELECT member FROM members WHERE grp = ? AND expires_at > ?", (group, now)
-        )
-    ]
-    leases = {
-        (str(t), int(p)): (str(m), float(e))
-        for t, p, m, e in db.execute(
-            "SELECT topic, partition, member, expires_at FROM leases WHERE grp = ?", (group,)
-        )
-    }
-    wanted = desired_partitions(live, member, every)
-    release = [tp for tp, (m, _) in leases.items() if m == member and tp not in wanted]
-    acquire = [
-        tp
-        for tp in wanted
-        if tp not in leases
-        or leases[tp][1] <= now
-        or (leases[tp][0] == member and leases[tp][1] <= now + ask.lease_ttl_s / 3)
-    ]
-    return _Membership(member not in live, release, acquire)
-
-
-def _look(db: sqlite3.Connection, ask: _PollRequest) -> _Poll:
-    """A fetch's read: skipped when nothing changed; otherwise the partitions the member
-    holds, its positions in them and the records after those."""
-    version = int(db.execute("PRAGMA data_version").fetchone()[0])
-    if not ask.force and version == ask.last_version:
-        return _Poll(True, version, ask.owned, [])
-    counts = {topic: _partitions(db, topic) for topic in ask.topics}
-    every = [(t, p) for t, count in counts.items() for p in range(count or 0)]
-    now = time.time()
-    needs_sync = None in counts.values() or (_membership(db, ask, every, now).changes)
-    held = {
-        (str(t), int(p))
-        for t, p in db.execute(
-            "SELECT topic, partition FROM leases WHERE grp = ? AND member = ? AND expires_at > ?",
-            (ask.group, ask.member, now),
-        )
-    } & set(every)
-    positions = {tp: pos for tp, pos in ask.owned.items() if tp in held}
-    for topic, partition in held - positions.keys():
-        row = db.execute(
-            "SELECT next_offset FROM group_offsets WHERE grp = ? AND topic = ? AND partition = ?",
-            (ask.group, topic, partition),
-        ).fetchone()
-        positions[(topic, partition)] = int(row[0]) if row else 0
-    records = [] if needs_sync else _read(db, positions, ask.max_records, ask.cursor)
-    return _Poll(False, version, positions, records, needs_sync)
-
-
-def _read(
-    db: sqlite3.Connection, positions: dict[TopicPartition, int], max_records: int, cursor: int
-) -> list[BusRecord]:
-    owned = sorted(positions)
-    if not owned:
-        return []
-    # Start at a different partition each time so a busy one cannot starve the others.
-    start = cursor % len(owned)
-    batch: list[BusRecord] = []
-    for topic, partition in owned[start:] + owned[:start]:
-        room = max_records - len(batch)
-        if room <= 0:
-            break
-        rows = db.execute(
-            "SELECT offset, key, value, headers FROM records"
-            " WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?",
-            (topic, partition, positions[(topic, partition)], room),
-        ).fetchall()
-        for offset, key, value, headers in rows:
-            batch.append(
-                BusRecord(topic, partition, int(offset), key, bytes(value), _headers(headers))
-            )
-        if rows:
-            positions[(topic, partition)] = int(rows[-1][0]) + 1
-    return batch
-
-
-def _sync(db: sqlite3.Connection, ask: _PollRequest, partitions: int) -> None:
-    """Create missing topics, join the group, give up and take partitions: what `_look`
-    found missing, decided again under the write lock."""
-    every = [(t, p) for t in ask.topics for p in range(_topic(db, t, partitions))]
-    now = time.time()
-    plan = _membership(db, ask, every, now)
-    if not plan.changes:
-        return
-    group, member = ask.group, ask.member
-    expires = now + ask.lease_ttl_s
-    db.execute(
-        "INSERT INTO members (grp, member, expires_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (grp, member) DO UPDATE SET expires_at = excluded.expires_at",
-        (group, member, expires),
-    )
-    db.execute("DELETE FROM members WHERE grp = ? AND expires_at <= ?", (group, now))
-    db.executemany(
-        "DELETE FROM leases WHERE grp = ? AND topic = ? AND partition = ? AND member = ?",
-        [(group, t, p, member) for t, p in plan.release],
-    )
-    db.executemany(
-        "INSERT INTO leases (grp, topic, partition, member, expires_at)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (grp, topic, partition) DO UPDATE"
-        " SET member = excluded.member, expires_at = excluded.expires_at"
-        " WHERE leases.expires_at <= ? OR leases.member = excluded.member",
-        [(group, t, p, member, expires, now) for t, p in plan.acquire],
-    )
-
-
-def _renew(db: sqlite3.Connection, group: str, member: str, lease_ttl_s: float) -> None:
-    expires = time.time() + lease_ttl_s
-    db.execute(
-        "UPDATE members SET expires_at = ? WHERE grp = ? AND member = ?",
-        (expires, group, member),
-    )
-    db.execute(
-        "UPDATE leases SET expires_at = ? WHERE grp = ? AND member = ?",
-        (expires, group, member),
-    )
-
-
-def _commit(
-    db: sqlite3.Connection, group: str, member: str, positions: dict[TopicPartition, int]
-) -> list[TopicPartition]:
-    """Store positions of partitions this member still holds; returns the others."""
-    refused: list[TopicPartition] = []
-    for (topic, partition), offset in positions.items():
-        row = db.execute(
-            "SELECT member FROM leases WHERE grp = ? AND topic = ? AND partition = ?",
-            (group, topic, partition),
-        ).fetchone()
-        if row is None or row[0] != member:
-            refused.append((topic, partition))
-            continue
-        db.execute(
-            "INSERT INTO group_offsets (grp, topic, partition, next_offset)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (grp, topic, partition)"
-            " DO UPDATE SET next_offset = excluded.next_offset",
-            (group, topic, partition, offset),
-        )
-    return refused
-
-
-def _leave(db: sqlite3.Connection, group: str, member: str) -> None:
-    db.execute("DELETE FROM leases WHERE grp = ? AND member = ?", (group, member))
-    db.execute("DELETE FROM members WHERE grp = ? AND member = ?", (group, member))
