@@ -95,19 +95,21 @@ class SqliteDatabase:
         )
         self._checkpoint_due: asyncio.Task[None] | None = None
         self._open = False
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
         """Open the file (creating it and its schema if needed). Idempotent."""
-        if self._open:
-            return
-        try:
-            await self._writer.start()  # first: it creates the file and the schema
-            await self._reader.start()
-            await self._checkpointer.start()
-        except BaseException:
-            await self._close_lanes()
-            raise
-        self._open = True
+        async with self._starting:
+            if self._open:
+                return
+            try:
+                await self._writer.start()  # first: it creates the file and the schema
+                await self._reader.start()
+                await self._checkpointer.start()
+            except BaseException:
+                await self._close_lanes()
+                raise
+            self._open = True
 
     async def close(self) -> None:
         """Finish what is queued, then close. A checkpoint not yet due is dropped: SQLite

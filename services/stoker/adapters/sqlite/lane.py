@@ -12,9 +12,10 @@ one commit, one thread hand-off and one wake-up of the loop, and every caller he
 only after that commit. A lane without one (readers, the checkpointer) runs the calls one
 after another, each statement on its own snapshot.
 
-A call's own error (a version conflict, a missing row) is its outcome alone. So a call in a
-group must decide everything before its first statement (no savepoints: one per call would
-cost more than the call): its statements either all succeed or raise an SQLite error. An
+A call's own error (a version conflict, a missing row) is its outcome alone, and the group
+commits without it. There is no savepoint per call (one would cost more than the call), so
+a call must decide everything before its first statement: its own error then comes before
+it wrote anything, and its statements either all succeed or raise an SQLite error. An
 SQLite error aborts the whole group: it is rolled back and, when the error is retriable
 (the file was busy), run again under `BUSY_RETRY`, else every caller gets the error,
 translated by result code (`stoker.adapters.sqlite.errors`).
