@@ -1,5 +1,5 @@
-"""ADR 0015: the SQLite store answers point reads in place, on the event loop, and its
-commits never checkpoint the write-ahead log; a thread of the store does, after writes."""
+"""The SQLite store's commits never checkpoint the write-ahead log: a thread of the store
+does, within an interval after writes; writes only in the log are as safe as any."""
 
 from __future__ import annotations
 
@@ -9,24 +9,22 @@ import signal
 import sqlite3
 import sys
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from stoker.adapters.sqlite.checkpoints import WalCheckpoint, checkpoint, needs_full
 from stoker.adapters.store.sqlite import SqliteJobStore
-from stoker.adapters.store.wal_checkpoints import WalCheckpoint, checkpoint, needs_turn
-from stoker.adapters.store.writer_turns import WriterTurns
 from stoker.core.errors import JobNotFound
 from stoker.core.job import JobRecord
-from stoker.core.store_rules import StoreFailure
+from tests.support.waiting import wait_until
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 NEVER_S = 3600.0
 """A checkpoint interval no test outlives: only explicit checkpoints run."""
+WAIT_BOUND_S = 30.0
+"""Only turns a hang into a failure."""
 
 
 def in_the_file_itself(database: Path, job_id: str) -> bool:
@@ -49,21 +47,18 @@ def job(job_id: str, padding: int = 0) -> JobRecord:
     return JobRecord(job_id=job_id, owner="alice", spec=spec, created_at=T0, updated_at=T0)
 
 
-async def test_a_point_read_answers_without_leaving_the_event_loop(tmp_path: Path) -> None:
+async def test_point_reads_answer_and_say_what_is_missing(tmp_path: Path) -> None:
     store = SqliteJobStore(tmp_path / "jobs.db")
     await store.start()
     try:
         await store.create(job("j1"))
-        # Driven by hand: a read that hopped to a thread would suspend on its first step.
-        for read in (store.get("j1"), store.history("j1"), store.get_many(["j1"])):
-            with pytest.raises(StopIteration) as answered:
-                read.send(None)
-            assert answered.value.value is not None
-        with pytest.raises(StopIteration) as answered:
-            store.get("j1").send(None)
-        assert answered.value.value.job_id == "j1"
+        assert (await store.get("j1")).job_id == "j1"
+        assert [line.version for line in await store.history("j1")] == [1]
+        assert list(await store.get_many(["j1", "nobody"])) == ["j1"]
         with pytest.raises(JobNotFound):
             await store.get("nobody")
+        with pytest.raises(JobNotFound):
+            await store.history("nobody")
     finally:
         await store.close()
 
@@ -79,43 +74,6 @@ async def test_get_many_takes_more_ids_than_sqlite_takes_parameters(tmp_path: Pa
         found = await store.get_many(["j4", "j0", *unknown, "j2", "j3", "j1", "j0"])
         assert sorted(found) == ["j0", "j1", "j2", "j3", "j4"]
     finally:
-        await store.close()
-
-
-class _BusyOnce:
-    """A connection that finds the file busy once, then is the real one again."""
-
-    def __init__(self, real: sqlite3.Connection, error: sqlite3.Error) -> None:
-        self.real = real
-        self.error: sqlite3.Error | None = error
-
-    def execute(self, *args: Any) -> sqlite3.Cursor:
-        error, self.error = self.error, None
-        if error is not None:
-            raise error
-        return self.real.execute(*args)
-
-
-async def test_a_point_read_that_finds_the_file_busy_is_answered_by_the_read_lane(
-    tmp_path: Path,
-) -> None:
-    store = SqliteJobStore(tmp_path / "jobs.db")
-    await store.start()
-    real = store._in_place
-    assert real is not None
-    try:
-        await store.create(job("j1"))
-        busy = _BusyOnce(real, sqlite3.OperationalError("database is locked"))
-        store._in_place = busy  # type: ignore[assignment]
-        assert (await store.get("j1")).job_id == "j1"
-        assert busy.error is None  # the in-place try met the busy file first
-
-        broken = _BusyOnce(real, sqlite3.DatabaseError("file is not a database"))
-        store._in_place = broken  # type: ignore[assignment]
-        with pytest.raises(StoreFailure, match=r"sqlite get on .*file is not a database"):
-            await store.get("j1")
-    finally:
-        store._in_place = real
         await store.close()
 
 
@@ -187,46 +145,43 @@ async def test_a_write_is_checkpointed_within_the_interval(tmp_path: Path) -> No
     await store.start()
     try:
         await store.create(job("j1"))
-        deadline = asyncio.get_running_loop().time() + 30
-        while not in_the_file_itself(database, "j1"):
-            assert asyncio.get_running_loop().time() < deadline, "no checkpoint came"
-            await asyncio.sleep(0.01)  # polling interval of the wait, bounded above
+        # Another thread checkpoints; the file is the only sign of it.
+        await wait_until(lambda: in_the_file_itself(database, "j1"), WAIT_BOUND_S, 0.01)
     finally:
         await store.close()
 
 
-def test_a_checkpoint_interval_below_zero_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="checkpoint_interval_s must be >= 0, got -1"):
-        SqliteJobStore(tmp_path / "jobs.db", checkpoint_interval_s=-1)
-
-
-def test_only_a_long_log_is_finished_within_a_writer_turn() -> None:
-    limit = 8192
-    assert needs_turn(WalCheckpoint(False, 9000, 8000), tail_under_turn_frames=limit)
-    # Counted when the pass began: writes since then are not in it, so a long log takes a
-    # turn even when the pass reports every frame copied.
-    assert needs_turn(WalCheckpoint(False, 9000, 9000), tail_under_turn_frames=limit)
-    assert not needs_turn(WalCheckpoint(False, 100, 50), tail_under_turn_frames=limit)
-    # Another connection is checkpointing: it does the work.
-    assert not needs_turn(WalCheckpoint(True, -1, -1), tail_under_turn_frames=limit)
-
-
-class _CountedTurns(WriterTurns):
-    def __init__(self, database: Path) -> None:
-        super().__init__(database)
-        self.taken = 0
-
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        with super().turn():
-            self.taken += 1
-            yield
-
-
-@pytest.mark.parametrize(("limit", "turns_taken"), [(1, 1), (10_000, 0)])
-def test_the_checkpointer_takes_a_turn_only_past_the_limit(
-    tmp_path: Path, limit: int, turns_taken: int
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("checkpoint_interval_s", -1, "checkpoint_interval_s must be >= 0, got -1"),
+        ("busy_timeout_ms", -5, "busy_timeout_ms must be >= 0, got -5"),
+    ],
+)
+def test_settings_below_zero_are_refused(
+    tmp_path: Path, setting: str, value: float, message: str
 ) -> None:
+    with pytest.raises(ValueError, match=message):
+        SqliteJobStore(tmp_path / "jobs.db", **{setting: value})  # type: ignore[arg-type]
+
+
+def test_only_a_long_log_is_finished_with_writers_held_off() -> None:
+    limit = 8192
+    assert needs_full(WalCheckpoint(False, 9000, 8000), full_from_frames=limit)
+    # Counted when the pass began: writes since then are not in it, so a long log gets a
+    # FULL pass even when the PASSIVE one reports every frame copied.
+    assert needs_full(WalCheckpoint(False, 9000, 9000), full_from_frames=limit)
+    assert not needs_full(WalCheckpoint(False, 100, 50), full_from_frames=limit)
+    # Another connection is checkpointing: it does the work.
+    assert not needs_full(WalCheckpoint(True, -1, -1), full_from_frames=limit)
+
+
+@pytest.mark.parametrize("full_from_frames", [1, 10_000])
+def test_a_checkpoint_copies_the_whole_log_and_it_starts_over(
+    tmp_path: Path, full_from_frames: int
+) -> None:
+    """Whether or not the log was long enough for a FULL pass, a checkpoint with no writer
+    busy copies all of it, and the next write starts the log over."""
     database = tmp_path / "jobs.db"
     writer = sqlite3.connect(database, isolation_level=None)
     writer.execute("PRAGMA journal_mode = WAL")
@@ -234,15 +189,15 @@ def test_the_checkpointer_takes_a_turn_only_past_the_limit(
     writer.execute("CREATE TABLE t (x TEXT)")
     for _ in range(20):
         writer.execute("INSERT INTO t VALUES (?)", ("y" * 5000,))
-    turns = _CountedTurns(database)
-    turns.open()
     checkpointer = sqlite3.connect(database, isolation_level=None)
     try:
-        done = checkpoint(checkpointer, turns, tail_under_turn_frames=limit)
+        done = checkpoint(checkpointer, full_from_frames=full_from_frames)
         assert done.complete
         assert done.log_frames >= 20
-        assert turns.taken == turns_taken
+        writer.execute("INSERT INTO t VALUES ('z')")
+        again = checkpoint(checkpointer, full_from_frames=full_from_frames)
+        assert again.complete
+        assert again.log_frames < done.log_frames
     finally:
         checkpointer.close()
-        turns.close()
         writer.close()

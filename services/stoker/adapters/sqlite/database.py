@@ -1,0 +1,200 @@
+"""One SQLite file as every stoker adapter uses it: the job store, the embedded event log
+and the notifier's ledger.
+
+The threading model, the same for all three:
+
+- **One writer lane** (a thread with a connection of its own, `stoker.adapters.sqlite.lane`):
+  writes queued while it is busy run together in one `BEGIN IMMEDIATE` transaction (group
+  commit). `BEGIN IMMEDIATE` takes the file's write lock before the first read, so a
+  read-check-write is one atomic step even when other processes write the same file.
+- **One reader lane** with a read-only connection (`PRAGMA query_only`): in WAL mode a
+  reader never waits for a writer, so reads do not queue behind write groups. A read sees
+  every write that committed before it started, so a caller that awaited its write reads
+  it back.
+- **One checkpointer lane**: the write connection never checkpoints the log inside a
+  commit; this lane does, at most `checkpoint_interval_s` after a write
+  (`stoker.adapters.sqlite.checkpoints`).
+
+No statement runs on the event loop. Processes that share the file rely on SQLite's own
+locking: a writer that finds the write lock held waits for it with the busy timeout, and
+past it the group is run again a few times (`BUSY_RETRY`) before its callers get
+`InfrastructureUnavailable`; so no write is lost and no wait is unbounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import structlog
+
+from stoker.adapters.sqlite.checkpoints import WalCheckpoint, checkpoint
+from stoker.adapters.sqlite.lane import Lane
+from stoker.core.errors import StokerError
+
+T = TypeVar("T")
+
+log = structlog.get_logger("stoker.adapters.sqlite")
+
+Synchronous = Literal["NORMAL", "FULL"]
+
+
+class SqliteDatabase:
+    """One SQLite file in WAL mode, with a writer, a reader and a checkpointer lane.
+
+    path: the database file (its folder is created).
+    label: how errors and logs name it ("sqlite store", "notification ledger", ...).
+    migrate: creates or upgrades the schema; runs once at start, inside a write
+        transaction, so processes opening a new file at once do not race.
+    failure: the adapter's error class for SQLite errors no retry will fix.
+    synchronous: "NORMAL" survives a killed process (a power loss may drop the last
+        commits); "FULL" syncs every commit and survives a power loss too.
+    busy_timeout_ms: how long a statement waits for a lock another connection holds.
+    checkpoint_interval_s: a write is checkpointed into the database file within this long
+        (one checkpoint for a whole burst).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        label: str,
+        migrate: Callable[[sqlite3.Connection], None],
+        failure: type[StokerError],
+        synchronous: Synchronous = "NORMAL",
+        busy_timeout_ms: int = 5000,
+        checkpoint_interval_s: float = 0.5,
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        if busy_timeout_ms < 0:
+            raise ValueError(f"busy_timeout_ms must be >= 0, got {busy_timeout_ms}")
+        if checkpoint_interval_s < 0:
+            raise ValueError(f"checkpoint_interval_s must be >= 0, got {checkpoint_interval_s}")
+        self.path = Path(path)
+        self._migrate = migrate
+        self._failure = failure
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._checkpoint_interval_s = checkpoint_interval_s
+        named = f"{label} {self.path}"
+        self._writer = Lane(
+            "write",
+            named,
+            self._open_writer,
+            transaction="BEGIN IMMEDIATE",
+            failure=failure,
+            on_commit=self._wrote,
+        )
+        self._reader = Lane("read", named, self._open_reader, transaction=None, failure=failure)
+        self._checkpointer = Lane(
+            "checkpoint", named, self._connect, transaction=None, failure=failure
+        )
+        self._checkpoint_due: asyncio.Task[None] | None = None
+        self._open = False
+        self._starting = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Open the file (creating it and its schema if needed). Idempotent."""
+        async with self._starting:
+            if self._open:
+                return
+            try:
+                await self._writer.start()  # first: it creates the file and the schema
+                await self._reader.start()
+                await self._checkpointer.start()
+            except BaseException:
+                await self._close_lanes()
+                raise
+            self._open = True
+
+    async def close(self) -> None:
+        """Finish what is queued, then close. A checkpoint not yet due is dropped: SQLite
+        checkpoints when the last connection to the file closes."""
+        self._open = False
+        due, self._checkpoint_due = self._checkpoint_due, None
+        if due is not None:
+            due.cancel()
+            await asyncio.gather(due, return_exceptions=True)
+        await self._close_lanes()
+
+    async def write(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in the writer's next group transaction; returns once it committed."""
+        return await self._writer.call(what, work)
+
+    async def read(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work`, which only reads, on the reader's connection."""
+        return await self._reader.call(what, work)
+
+    async def checkpoint(self) -> WalCheckpoint:
+        """Copy the write-ahead log into the database file now (it also happens by itself
+        after writes)."""
+        return await self._checkpointer.call("checkpoint", checkpoint)
+
+    async def _close_lanes(self) -> None:
+        # The writer first: what it still commits is then checkpointed by the last close.
+        for lane in (self._writer, self._checkpointer, self._reader):
+            await lane.close()
+
+    def _wrote(self) -> None:
+        """On the loop, after a write group committed: a checkpoint follows within the
+        interval."""
+        if not self._open:
+            return
+        if self._checkpoint_due is None or self._checkpoint_due.done():
+            self._checkpoint_due = asyncio.get_running_loop().create_task(
+                self._checkpoint_soon(), name="stoker-sqlite-checkpoint"
+            )
+
+    async def _checkpoint_soon(self) -> None:
+        # Waiting gathers the writes of a burst into one checkpoint, not one per group.
+        await asyncio.sleep(self._checkpoint_interval_s)
+        try:
+            await self.checkpoint()
+        except StokerError as exc:  # the log keeps growing until a later one succeeds
+            log.warning("sqlite checkpoint failed", path=str(self.path), error=str(exc))
+
+    # The openers run on the lanes' threads.
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: the writer lane opens its transactions itself.
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise self._failure(f"{self.path}: WAL mode refused (got {mode!r})")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._migrate(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_reader(self) -> sqlite3.Connection:
+        conn = self._connect()
+        conn.execute("PRAGMA query_only = ON")  # a write here would be a bug: refuse it
+        return conn
+
+
+def run_script(conn: sqlite3.Connection, statements: tuple[str, ...]) -> None:
+    """Run DDL statements one by one. (`executescript` would commit the transaction the
+    schema is created in first.)"""
+    for statement in statements:
+        conn.execute(statement)

@@ -1,0 +1,70 @@
+"""The SQLite job store's schema: tables, indexes and the migrations of older files.
+
+`migrate` runs once when a store starts, inside a write transaction, so two processes
+opening a new file at once create it once, and a migration is never applied twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from stoker.adapters.sqlite import run_script
+
+TABLES = (
+    """
+    CREATE TABLE IF NOT EXISTS jobs (
+        job_id      TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        version     INTEGER NOT NULL,
+        created_key TEXT NOT NULL,
+        due_key     TEXT,
+        record      TEXT NOT NULL
+    )
+    """,
+    # One index per `list_jobs` filter, each already in newest-first order.
+    "CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_key, job_id)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_key, job_id)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_key, job_id)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_owner_status ON jobs (owner, status, created_key, job_id)",
+    # Partial: only jobs waiting for a retry carry a due time.
+    "CREATE INDEX IF NOT EXISTS jobs_by_due ON jobs (due_key, job_id) WHERE due_key IS NOT NULL",
+    """
+    CREATE TABLE IF NOT EXISTS history (
+        job_id    TEXT NOT NULL,
+        version   INTEGER NOT NULL,
+        to_status TEXT NOT NULL,
+        at_key    TEXT NOT NULL,
+        reason    TEXT,
+        line      TEXT NOT NULL,
+        PRIMARY KEY (job_id, version)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS history_by_time ON history (at_key, to_status)",
+    """
+    CREATE TABLE IF NOT EXISTS outbox (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic    TEXT NOT NULL,
+        event    BLOB NOT NULL,
+        event_id TEXT
+    )
+    """,
+)
+
+OUTBOX_EVENT_ID = (
+    "ALTER TABLE outbox ADD COLUMN event_id TEXT",
+    "UPDATE outbox SET event_id = json_extract(CAST(event AS TEXT), '$.id') WHERE event_id IS NULL",
+)
+"""Files written before outbox entries were named by their event id get the column; old
+rows take the id from the stored event."""
+
+OUTBOX_INDEX = "CREATE INDEX IF NOT EXISTS outbox_by_event ON outbox (event_id)"
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create what is missing and upgrade an older file (inside the caller's transaction)."""
+    run_script(conn, TABLES)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+    if "event_id" not in columns:
+        run_script(conn, OUTBOX_EVENT_ID)
+    conn.execute(OUTBOX_INDEX)
