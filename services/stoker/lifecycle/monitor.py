@@ -75,8 +75,8 @@ class MonitorConfig:
     """poll_interval_s: time between ListTrainingJobs passes (default 60 s, as the seed).
     lookback_s: how late a change may reach a listing and still be found (SageMaker stamps
     changes on its own clock, and its listing may lag them); passes overlap by one interval,
-    and at least every look-back one reaches back a whole look-back (`ListingWindow`,
-    ADR 0014). api_rate_per_s / api_burst: the token bucket for every SageMaker call.
+    and at least every look-back one reaches back a whole look-back (`ListingWindow`).
+    api_rate_per_s / api_burst: the token bucket for every SageMaker call.
     unfollowed_memory: listed names not yet followed whose status is kept (newest win).
     max_concurrent_observations: observed changes applied at once within a pass, each by a
     worker of its own. More makes a pass of many ends take fewer write turns, but their
@@ -184,7 +184,7 @@ class Monitor:
         # after its job's last change was listed finds the change here, not in a later pass.
         self._unfollowed: dict[str, TrainingJobStatus] = {}
         # Names of the attempt a job stopped while queued would have made next: a launcher
-        # that died between CreateTrainingJob and its Launched write (ADR 0010) left that
+        # that died between CreateTrainingJob and its Launched write left that
         # training job running under a job now Stopped. Checked against what was listed
         # already (`_unfollowed`) and against the next listing, then forgotten.
         self._stop_if_running: set[str] = set()
@@ -219,7 +219,7 @@ class Monitor:
         if data.to_status is JobStatus.LAUNCHED:
             if data.attempt <= self._ended.get(data.job_id, 0):
                 return  # a late copy: that attempt (or the whole job) has ended
-            # The launcher names every attempt this way (ADR 0012).
+            # The launcher names every attempt this way.
             name = training_job_name(data.job_id, data.attempt)
             self._followed.follow(name, _Followed(data.job_id, data.attempt))
         elif data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
@@ -305,7 +305,7 @@ class Monitor:
         and one by one a pass over hundreds of ended jobs took minutes. Each name is a
         different job, so they do not interfere; the token bucket still paces the API.
 
-        A few workers take the observations in turn (ADR 0018). A task per observation,
+        A few workers take the observations in turn. A task per observation,
         waiting at a gate, put a pass's hundreds of first steps on the event loop's queue at
         once, ahead of the launch path, and kept each alive (its coroutines, context and
         future) for the collector to visit while it waited. Every observation is tried even
