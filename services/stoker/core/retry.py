@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,16 +95,8 @@ class RetryPolicy:
         An error with a `retry_after_s` (the other side said when) waits that long, capped
         by `max_delay_s`.
         """
-        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
-        if deadline_s is not None:
-            stop = stop | tenacity.stop_after_delay(deadline_s)
         return tenacity.AsyncRetrying(
-            stop=stop,
-            wait=self._tenacity_wait,
-            retry=tenacity.retry_if_exception(retry_on),
-            sleep=sleep,
-            before_sleep=before_sleep,
-            reraise=True,
+            sleep=sleep, **self._tenacity_args(retry_on, before_sleep, deadline_s)
         )
 
     def retrying_blocking(
@@ -116,16 +108,8 @@ class RetryPolicy:
         deadline_s: float | None = None,
     ) -> tenacity.Retrying:
         """`retrying` for code on a worker thread, where waiting blocks the thread."""
-        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
-        if deadline_s is not None:
-            stop = stop | tenacity.stop_after_delay(deadline_s)
         return tenacity.Retrying(
-            stop=stop,
-            wait=self._tenacity_wait,
-            retry=tenacity.retry_if_exception(retry_on),
-            sleep=sleep,
-            before_sleep=before_sleep,
-            reraise=True,
+            sleep=sleep, **self._tenacity_args(retry_on, before_sleep, deadline_s)
         )
 
     async def call(
@@ -158,6 +142,24 @@ class RetryPolicy:
                     raise failed
                 return await operation()
         raise AssertionError("unreachable: retrying() re-raises the last failure")
+
+    def _tenacity_args(
+        self,
+        retry_on: Callable[[BaseException], bool],
+        before_sleep: Callable[[tenacity.RetryCallState], None] | None,
+        deadline_s: float | None,
+    ) -> dict[str, Any]:
+        """What both kinds of loop share: when to stop, how long to wait, what to retry."""
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
+        if deadline_s is not None:
+            stop = stop | tenacity.stop_after_delay(deadline_s)
+        return {
+            "stop": stop,
+            "wait": self._tenacity_wait,
+            "retry": tenacity.retry_if_exception(retry_on),
+            "before_sleep": before_sleep,
+            "reraise": True,
+        }
 
     def _tenacity_wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome is not None else None
