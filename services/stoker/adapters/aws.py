@@ -78,8 +78,8 @@ _UNREACHABLE = (
 )
 
 
-class AwsUnavailable(InfrastructureUnavailable):
-    """An AWS request failed for a reason that clears on its own; worth another try later.
+class AwsError(StokerError):
+    """An AWS request that failed, with AWS's own words for why.
 
     code: AWS's error code (or the exception's type for a transport failure).
     cancellations: for a cancelled transaction, each item's cancellation code, in order.
@@ -93,19 +93,13 @@ class AwsUnavailable(InfrastructureUnavailable):
         self.cancellations = tuple(cancellations)
 
 
-class AwsRequestRejected(StokerError):
+class AwsUnavailable(AwsError, InfrastructureUnavailable):
+    """An AWS request failed for a reason that clears on its own; worth another try later."""
+
+
+class AwsRequestRejected(AwsError):
     """AWS refused a request for a reason retrying will not fix (bad input, missing table,
-    a failed condition).
-
-    code: AWS's error code. cancellations: as on AwsUnavailable.
-    """
-
-    def __init__(
-        self, what: str, code: str, message: str, *, cancellations: Sequence[str] = ()
-    ) -> None:
-        super().__init__(f"{what}: {code}: {message}")
-        self.code = code
-        self.cancellations = tuple(cancellations)
+    a failed condition)."""
 
 
 class PartlyUnprocessed(InfrastructureUnavailable):
