@@ -1,0 +1,1 @@
+"""The composition root: wiring, entry points and deployment adapters."""
