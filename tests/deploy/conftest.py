@@ -7,6 +7,7 @@ The handlers run their own event loop, as they do in Lambda, so these tests are 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -45,10 +46,8 @@ def prefix(dynamodb_endpoint: str) -> Iterator[str]:
         layout.checkpoint_table_name(name),
         f"{name}-notifications",
     ):
-        try:
+        with contextlib.suppress(db.exceptions.ResourceNotFoundException):
             db.delete_table(TableName=table)
-        except db.exceptions.ResourceNotFoundException:
-            pass
 
 
 @pytest.fixture
@@ -131,9 +130,7 @@ def stream(dynamodb_endpoint: str, prefix: str) -> Callable[[], StreamReader]:
 
     def open_reader() -> StreamReader:
         db = boto3.client("dynamodb", region_name=REGION, endpoint_url=dynamodb_endpoint)
-        arn = db.describe_table(TableName=layout.job_table_name(prefix))["Table"][
-            "LatestStreamArn"
-        ]
+        arn = db.describe_table(TableName=layout.job_table_name(prefix))["Table"]["LatestStreamArn"]
         streams = boto3.client(
             "dynamodbstreams", region_name=REGION, endpoint_url=dynamodb_endpoint
         )

@@ -41,7 +41,7 @@ _CfnLoader.add_multi_constructor("!", _tag)
 
 
 def template() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506
+    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
     return loaded
 
 

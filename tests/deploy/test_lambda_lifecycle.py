@@ -202,9 +202,7 @@ def test_events_of_other_training_jobs_are_ignored(aws: Stack) -> None:
     assert monitor.handle(aws.monitor, state_change("someone-elses--job", "Completed"), None) == {
         "applied": 0
     }
-    assert monitor.handle(aws.monitor, state_change("nojob-7", "Completed"), None) == {
-        "applied": 0
-    }
+    assert monitor.handle(aws.monitor, state_change("nojob-7", "Completed"), None) == {"applied": 0}
 
 
 def test_a_record_that_is_not_an_event_is_dead_lettered_and_the_batch_goes_on(

@@ -33,6 +33,9 @@ log = structlog.get_logger("stoker.app.aws_lambda")
 STREAM_SOURCE = "aws:dynamodb"
 PARTITION = 0
 SEQUENCE_HEADER = "dynamodb-sequence-number"
+SLICE = 10
+"""Records a source hands out per fetch. A consumer commits after each fetch, so a deadline
+that cuts a batch short leaves at most one slice to be delivered again."""
 
 
 def is_stream_event(event: Mapping[str, Any]) -> bool:
@@ -118,7 +121,7 @@ class _BatchSource:
         self._committed: dict[TopicPartition, int] = {}
 
     async def fetch(self, max_records: int, timeout_s: float) -> Sequence[BusRecord]:
-        batch = self._records[self._given : self._given + max(1, max_records)]
+        batch = self._records[self._given : self._given + max(1, min(max_records, SLICE))]
         self._given += len(batch)
         return batch
 
