@@ -228,3 +228,42 @@ def test_a_record_that_is_not_an_event_is_dead_lettered_and_the_batch_goes_on(
     letter = json.loads(base64.b64decode(letters[0]["dynamodb"]["NewImage"]["value"]["B"]))
     assert letter["data"]["original_key"] == "broken"
     assert letter["data"]["error_kind"] == "decode"
+
+
+class ShortInvocation:
+    """A Lambda context with little time left."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.seconds * 1000)
+
+
+def test_a_notification_that_could_not_be_sent_is_sent_by_the_sweep(
+    aws: Stack,
+    stream: Callable[[], StreamReader],
+    sns_topic: dict[str, str],
+    moto_endpoint: str,
+) -> None:
+    """SNS is unreachable when the job ends and the invocation runs out of time: the ledger
+    keeps the message owed, and the notifier's scheduled sweep sends it, once."""
+    aws.submit("late-1", notify=[{"kind": "email", "address": "alice@example.com"}])
+    reader = stream()
+    aws.deliver(reader)
+    monitor.handle(aws.monitor, state_change("late-1-1", "Completed", "late-1"), None)
+    assert aws.job("late-1")["status"] == "Completed"
+
+    unreachable = aws.notify.model_copy(update={"sns_endpoint": "http://127.0.0.1:9"})
+    batch = reader.batch_for("ReactFunction", reader.new_records())
+    answered = react.handle(aws.react, batch, ShortInvocation(2.0), notify=unreachable)
+    assert answered == {"batchItemFailures": []}  # the obligation is recorded
+    assert inbox(sns_topic["queue_url"], moto_endpoint) == []
+
+    assert react.handle(aws.react, scheduled(), None, notify=aws.notify) == {
+        "sent": 1,
+        "failed": 0,
+    }
+    messages = inbox(sns_topic["queue_url"], moto_endpoint)
+    assert len(messages) == 1
+    assert "late-1" in messages[0]["Body"]

@@ -151,7 +151,12 @@ class LambdaHost:
                 backend=self._backend,
                 clock=self._clock,
             )
-            await runtime.__aenter__()
+            try:
+                await runtime.__aenter__()
+            except BaseException:
+                # Close what did open; the next invocation starts over.
+                await runtime.__aexit__(None, None, None)
+                raise
             self._runtime = runtime
         return self._runtime
 

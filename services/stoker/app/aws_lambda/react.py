@@ -86,30 +86,37 @@ async def on_stream(
         classifier=failure_classifier(rt.settings),
     )
     monitor = monitor_for(rt)
+    consumers = [
+        Consumer.for_events(
+            bus,
+            "stoker-retrier",
+            [topics.LIFECYCLE],
+            retrier.on_event,
+            wanted=Retrier.WANTED,
+            statuses=Retrier.WANTED_STATUSES,
+            config=BACKGROUND,
+        ),
+        Consumer.for_events(
+            bus,
+            "stoker-monitor",
+            [topics.LIFECYCLE],
+            monitor.on_event,
+            wanted=Monitor.WANTED,
+            statuses=STOP_STATUSES,
+            config=BACKGROUND,
+        ),
+    ]
+    if not any(record.topic in TERMINAL_TOPICS for record in batch.records):
+        # Most batches end no job: the notifier (and its ledger's table check) stays closed.
+        await consume(batch, consumers, deadline)
+        await _send_stops(monitor, deadline)
+        return batch.response()
     async with notifier_for(rt, bus, notify) as notifier:
-        consumers = [
-            Consumer.for_events(
-                bus,
-                "stoker-retrier",
-                [topics.LIFECYCLE],
-                retrier.on_event,
-                wanted=Retrier.WANTED,
-                statuses=Retrier.WANTED_STATUSES,
-                config=BACKGROUND,
-            ),
-            Consumer.for_events(
-                bus,
-                "stoker-monitor",
-                [topics.LIFECYCLE],
-                monitor.on_event,
-                wanted=Monitor.WANTED,
-                statuses=STOP_STATUSES,
-                config=BACKGROUND,
-            ),
+        consumers.append(
             Consumer.for_events(
                 bus, CONSUMER_GROUP, TERMINAL_TOPICS, notifier.handle, config=BACKGROUND
-            ),
-        ]
+            )
+        )
         await consume(batch, consumers, deadline)
         await _send_stops(monitor, deadline)
         try:
