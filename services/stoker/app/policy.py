@@ -23,11 +23,6 @@ log = get_logger("stoker.app.policy")
 def load_policy(settings: Settings) -> Policy:
     path = settings.policy_file
     if path is None:
-        if settings.mode is not Mode.EMBEDDED:
-            log.warning(
-                "no STOKER_POLICY_FILE: every team may ask for any role, instance type, "
-                "output location and image"
-            )
         return Policy().with_local_entrypoints(shipped_entrypoints())
     try:
         text = path.read_text(encoding="utf-8")
@@ -46,6 +41,11 @@ def submission_rules(settings: Settings, policy: Policy) -> SubmissionRules:
     (with its local rules when jobs run as local processes)."""
     from stoker.adapters.training.request_shape import BotocoreRequestValidator
 
+    if settings.policy_file is None and settings.mode is not Mode.EMBEDDED:
+        log.warning(
+            "no STOKER_POLICY_FILE: every team may ask for any role, instance type, output "
+            "location and image"
+        )
     return SubmissionRules(
         validator=BotocoreRequestValidator(),
         policy=policy,

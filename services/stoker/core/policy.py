@@ -159,7 +159,7 @@ def _normalised(command: Sequence[str]) -> list[str]:
     words = list(command)
     if words and (words[0] in PYTHON_NAMES or words[0] == sys.executable):
         words[0] = _PYTHON
-    return [posixpath.normpath(w) if "/" in w and i else w for i, w in enumerate(words)]
+    return [posixpath.normpath(word) if "/" in word else word for word in words]
 
 
 @dataclass(frozen=True, slots=True)
