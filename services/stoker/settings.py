@@ -92,7 +92,15 @@ class Settings(BaseSettings):
     )
 
     training_backend: Literal["local", "sagemaker"] | None = Field(
-        default=None, description="local processes (embedded default) or the SageMaker API"
+        default=None,
+        description="local processes or the SageMaker API; unset: local processes in the "
+        "embedded mode only, SageMaker in every other mode (local runs must be asked for)",
+    )
+    policy_file: Path | None = Field(
+        default=None,
+        description="YAML or JSON policy limiting what each team may ask for and what local "
+        "runs execute (docs/security.md); unset: the built-in policy, which limits nothing "
+        "but local runs (the training scripts shipped with stoker only)",
     )
     instance_caps: dict[str, int] = Field(
         default_factory=dict,

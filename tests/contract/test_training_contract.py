@@ -15,6 +15,7 @@ from moto.server import ThreadedMotoServer
 
 from stoker.adapters.training.local import LocalProcessBackend
 from stoker.adapters.training.sagemaker import SageMakerBackend
+from stoker.core.policy import LocalRunRules
 from stoker.ports.training import (
     InvalidRequest,
     TrainingBackend,
@@ -24,6 +25,7 @@ from stoker.ports.training import (
     TrainingJobStatus,
 )
 from stoker.simulator import DurationSpec, FaultConfig, SimulatorServer
+from stoker.training_scripts import shipped_entrypoints
 from tests.support.waiting import poll_until
 
 DEADLINE_S = 20.0
@@ -255,7 +257,11 @@ async def test_calls_are_counted_per_operation(backend: TrainingBackend) -> None
 
 @pytest.fixture
 async def local(tmp_path: Path) -> AsyncIterator[LocalProcessBackend]:
-    backend = LocalProcessBackend(tmp_path / "work", max_concurrent=2, stop_grace_s=5.0)
+    """A local backend that also runs `python -c` (these tests' own small programs)."""
+    rules = LocalRunRules(entrypoints=[*shipped_entrypoints(), ["python", "-c"]])
+    backend = LocalProcessBackend(
+        tmp_path / "work", max_concurrent=2, stop_grace_s=5.0, rules=rules
+    )
     await backend.start()
     yield backend
     await backend.close()

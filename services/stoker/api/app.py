@@ -1,7 +1,9 @@
 """FastAPI application for jobs. OpenAPI is served at /openapi.json.
 
-Errors: 422 names each bad field; 404 for an unknown job id; 409 when stopping a job that
-already ended, with its state. Nothing is half-created: the store write is the only write.
+Errors: 422 names each bad field (of the body, and of `training` against SageMaker's
+CreateTrainingJob shape); 403 names each rule of the team's policy the job breaks, with the
+field it concerns; 404 for an unknown job id; 409 when stopping a job that already ended, with
+its state. Nothing is half-created: the store write is the only write.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from pydantic import BaseModel, Field
 from stoker.core.errors import InfrastructureUnavailable, JobNotFound
 from stoker.core.job import JobRecord, JobStatus, Transition
 from stoker.core.spec import JobSpec
-from stoker.lifecycle.jobs import InvalidJobSpec, JobAlreadyFinished, JobService
+from stoker.lifecycle.jobs import InvalidJobSpec, JobAlreadyFinished, JobService, PolicyViolation
 
 
 class FieldProblem(BaseModel):
     field: str = Field(description="dotted path of the bad field, e.g. training.ResourceConfig")
     problem: str
+    rule: str | None = Field(
+        default=None, description="the policy rule broken (403 answers only), e.g. role_arns"
+    )
 
 
 class ErrorBody(BaseModel):
@@ -62,6 +67,13 @@ def create_app(service: JobService) -> FastAPI:
         problems = [FieldProblem(field=k, problem=v) for k, v in exc.problems.items()]
         return _error(422, "invalid job spec", problems=problems)
 
+    @app.exception_handler(PolicyViolation)
+    async def _refused(_request: Request, exc: PolicyViolation) -> JSONResponse:
+        problems = [
+            FieldProblem(field=v.field, problem=v.problem, rule=v.rule) for v in exc.violations
+        ]
+        return _error(403, f"refused by the policy of team {exc.team!r}", problems=problems)
+
     @app.exception_handler(JobNotFound)
     async def _not_found(_request: Request, exc: JobNotFound) -> JSONResponse:
         return _error(404, str(exc))
@@ -78,10 +90,15 @@ def create_app(service: JobService) -> FastAPI:
         "/v1/jobs",
         response_model=SubmitResponse,
         status_code=201,
-        responses={200: {"model": SubmitResponse}, 422: {"model": ErrorBody}},
+        responses={
+            200: {"model": SubmitResponse},
+            403: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+        },
     )
     async def submit(spec: JobSpec) -> Any:
-        """Submit a job. The same job id twice is one job (200 with created=false)."""
+        """Submit a job. The same job id twice is one job (200 with created=false). A request
+        the team's policy does not allow is refused with 403, naming each rule it breaks."""
         job, created = await service.submit(spec)
         body = SubmitResponse(created=created, job=job)
         return JSONResponse(jsonable_encoder(body), status_code=201 if created else 200)

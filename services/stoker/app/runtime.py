@@ -10,10 +10,13 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from types import TracebackType
 
+from stoker.app.policy import load_policy, submission_rules
 from stoker.bus.prefixed import PrefixedBus
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.failures import FailureClassifier, parse_rules
+from stoker.core.policy import Policy
 from stoker.core.retry import RetryPolicy
+from stoker.lifecycle.jobs import SubmissionRules
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import EventBus
 from stoker.ports.store import JobStore
@@ -66,7 +69,9 @@ def build_store(settings: Settings) -> JobStore:
     return DynamoDbJobStore(settings)
 
 
-def build_training_backend(settings: Settings) -> TrainingBackend:
+def build_training_backend(settings: Settings, policy: Policy) -> TrainingBackend:
+    """SageMaker, or local processes (the embedded default, or asked for by
+    STOKER_TRAINING_BACKEND=local) running only what the policy's `local` rules allow."""
     if settings.backend_kind == "sagemaker":
         from stoker.adapters.training.sagemaker import SageMakerBackend
 
@@ -75,7 +80,7 @@ def build_training_backend(settings: Settings) -> TrainingBackend:
         )
     from stoker.adapters.training.local import LocalProcessBackend
 
-    return LocalProcessBackend(settings.data_dir / "training")
+    return LocalProcessBackend(settings.data_dir / "training", rules=policy.local)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -104,8 +109,11 @@ class Runtime:
         bus: EventBus | None = None,
         store: JobStore | None = None,
         backend: TrainingBackend | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.settings = settings
+        self.policy = policy or load_policy(settings)
+        """Read at start, so a bad policy file stops the process before it serves."""
         self.clock = clock or SystemClock()
         self.bus = bus or build_bus(settings)
         self.store = store or build_store(settings)
@@ -113,6 +121,7 @@ class Runtime:
         self._backend = backend
         self._stack = AsyncExitStack()
         self._transitioner: Transitioner | None = None
+        self._submission_rules: SubmissionRules | None = None
 
     @property
     def store_delivers_outbox(self) -> bool:
@@ -129,6 +138,12 @@ class Runtime:
                 gather_s=self.settings.outbox_gather_ms / 1000,
             )
         return self._transitioner
+
+    def submission_rules(self) -> SubmissionRules:
+        """What every submission is checked against (one validator per process)."""
+        if self._submission_rules is None:
+            self._submission_rules = submission_rules(self.settings, self.policy)
+        return self._submission_rules
 
     async def _flush_transitioner(self) -> None:
         if self._transitioner is not None:
@@ -149,7 +164,7 @@ class Runtime:
         self._stack.push_async_callback(self._flush_transitioner)
         if self._with_backend:
             if self._backend is None:
-                self._backend = build_training_backend(self.settings)
+                self._backend = build_training_backend(self.settings, self.policy)
             await self._backend.start()
             self._stack.push_async_callback(self._backend.close)
         return self

@@ -71,7 +71,7 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
 
     _ServerWithoutSignals = _server_class()
 
-    service = JobService(rt.transitioner(), rt.clock)
+    service = JobService(rt.transitioner(), rt.clock, rules=rt.submission_rules())
     config = uvicorn.Config(
         create_app(service),
         host=rt.settings.api_host,
@@ -87,8 +87,9 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
 
 
 async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:
-    """JobSubmitted events from any Kafka client become jobs, through the same path as HTTP."""
-    service = JobService(rt.transitioner(), rt.clock)
+    """JobSubmitted events from any Kafka client become jobs, through the same path as HTTP
+    and under the same checks: a request that fails them is dead-lettered with the reason."""
+    service = JobService(rt.transitioner(), rt.clock, rules=rt.submission_rules())
 
     async def handle(event: CloudEvent, _record: BusRecord) -> None:
         if isinstance(event.data, JobSubmitted):

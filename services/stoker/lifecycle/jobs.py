@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,9 +12,11 @@ from pydantic import ValidationError
 from stoker.core.clock import Clock
 from stoker.core.errors import StokerError, VersionConflict
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+from stoker.core.policy import DEFAULT_TEAM, Policy, Violation
 from stoker.core.spec import JobSpec
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.store import JobStore, Page
+from stoker.ports.training import TrainingRequestValidator
 
 
 class InvalidJobSpec(StokerError):
@@ -22,6 +25,46 @@ class InvalidJobSpec(StokerError):
     def __init__(self, problems: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in problems.items()))
         self.problems = problems
+
+
+class PolicyViolation(StokerError):
+    """The submission is well formed, but the team's policy does not allow it (HTTP 403).
+    `violations` names each broken rule and the field it concerns."""
+
+    def __init__(self, team: str, violations: list[Violation]) -> None:
+        super().__init__(
+            f"refused by the policy of team {team!r}: "
+            + "; ".join(f"{v.field}: {v.problem} [{v.rule}]" for v in violations)
+        )
+        self.team = team
+        self.violations = violations
+
+
+@dataclass(frozen=True)
+class SubmissionRules:
+    """What a submission must pass before it is stored.
+
+    validator: checks `training` against the CreateTrainingJob shape (None: not checked).
+    policy: the admin's policy; the built-in one limits nothing but local runs.
+    local_runs: jobs run as local processes, so the policy's `local` rules apply too.
+    """
+
+    validator: TrainingRequestValidator | None = None
+    policy: Policy = field(default_factory=Policy)
+    local_runs: bool = False
+
+    def check(self, spec: JobSpec, team: str) -> None:
+        """Raise InvalidJobSpec for a malformed request (422), then PolicyViolation for one
+        the team may not make (403)."""
+        if self.validator is not None:
+            problems = self.validator.problems(spec.training)
+            if problems:
+                raise InvalidJobSpec(
+                    {f"training.{k}" if k else "training": v for k, v in problems.items()}
+                )
+        violations = self.policy.violations(spec, team, local_runs=self.local_runs)
+        if violations:
+            raise PolicyViolation(team, violations)
 
 
 class JobAlreadyFinished(StokerError):
@@ -49,14 +92,20 @@ class JobService:
         clock: Clock,
         *,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        rules: SubmissionRules | None = None,
     ) -> None:
         self._t = transitioner
         self._store: JobStore = transitioner.store
         self._clock = clock
         self._new_id = new_id
+        self.rules = rules or SubmissionRules()
 
-    async def submit(self, spec: JobSpec) -> tuple[JobRecord, bool]:
-        """Store a New job. The same job id submitted twice is one job: (existing, False)."""
+    async def submit(self, spec: JobSpec, *, team: str = DEFAULT_TEAM) -> tuple[JobRecord, bool]:
+        """Store a New job. The same job id submitted twice is one job: (existing, False).
+
+        The request is checked first (`SubmissionRules.check`) against the rules of `team`:
+        InvalidJobSpec or PolicyViolation, and nothing is stored."""
+        self.rules.check(spec, team)
         job_id = spec.job_id or self._new_id()
         now = self._clock.now()
         spec = spec.model_copy(update={"job_id": job_id})

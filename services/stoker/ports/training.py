@@ -9,7 +9,7 @@ worth retrying is the `retriable` flag on its class.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -110,6 +110,15 @@ class TrainingBackend(Protocol):
 
         Raises TrainingJobNotFound for an unknown name.
         """
+
+
+class TrainingRequestValidator(Protocol):
+    """Checks a `CreateTrainingJob` request against the API's own shape, before it is stored."""
+
+    def problems(self, request: Mapping[str, Any]) -> dict[str, str]:
+        """What is wrong with `request`, by field: a dotted path from the request's root
+        (`ResourceConfig.InstanceCount`, `InputDataConfig.0.ChannelName`; "" for the root)
+        to what is wrong with it. Empty when the request is well formed."""
 
 
 # --- errors ---------------------------------------------------------------------------

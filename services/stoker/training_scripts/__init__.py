@@ -1,2 +1,20 @@
 """Small, real training scripts shipped with stoker, written to the SageMaker container
 contract (they read `SM_*` variables), for demos and tests of the training backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SCRIPTS = ("train_linear",)
+
+
+def shipped_entrypoints() -> list[list[str]]:
+    """The entrypoints that run these scripts, as a local-run allowlist: by module name
+    (`python -m stoker.training_scripts.train_linear`) and by file (`python .../train_linear.py`,
+    which starts faster: it does not import the stoker package)."""
+    folder = Path(__file__).parent
+    entrypoints = []
+    for script in SCRIPTS:
+        entrypoints.append(["python", "-m", f"{__name__}.{script}"])
+        entrypoints.append(["python", str(folder / f"{script}.py")])
+    return entrypoints

@@ -5,6 +5,14 @@ A training container sees `/opt/ml/input/config/*.json`, `/opt/ml/input/data/<ch
 environment variables. Here the same tree lives under `<work>/<job>/opt/ml`, since `/opt/ml`
 itself is not ours to write, and the `SM_*` variables carry the real paths: scripts written
 for SageMaker's training toolkit read them and run unchanged.
+
+A container shares nothing with the service that started it, and neither does a local
+process: its environment is built from nothing (the job's own `Environment`, the SageMaker
+variables, a fixed PATH, HOME and TMPDIR in its own folder), never copied from the service's,
+which holds AWS keys, tokens and notification secrets. Its resource limits are set by a
+small launcher (`python -I -S -c`) that calls setrlimit and then execs the entrypoint, so
+the limits hold from the entrypoint's first instruction and nothing runs between fork and
+exec in the service's own (threaded) process, as a `preexec_fn` would.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +29,33 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from stoker.core.naming import NAME_PATTERN
+from stoker.core.policy import PYTHON_NAMES, LocalRunRules
 from stoker.ports.training import InvalidRequest
 
 HOST = "algo-1"
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
-_PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
+_PATH = os.pathsep.join(
+    dict.fromkeys([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
+)
+"""A local process's PATH: this interpreter's folder and the system's, not the service's."""
+_CPU_GRACE_S = 10
+"""CPU seconds between SIGXCPU (a script may catch it and save a checkpoint) and SIGKILL."""
+
+_WITH_LIMITS = """\
+import json, os, resource, sys
+for name, (soft, hard) in json.loads(sys.argv[1]).items():
+    kind = getattr(resource, name)
+    ceiling = resource.getrlimit(kind)[1]
+    if ceiling != resource.RLIM_INFINITY:
+        soft, hard = min(soft, ceiling), min(hard, ceiling)
+    resource.setrlimit(kind, (soft, hard))
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as exc:
+    sys.stderr.write(f"cannot start {sys.argv[2]!r}: {exc}\\n")
+    sys.exit(127)
+"""
+"""The launcher of every local process: sets its limits, then becomes the entrypoint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +111,10 @@ class JobPaths:
     @property
     def artifacts(self) -> Path:
         return self.root / "output" / "model.tar.gz"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +220,7 @@ def copy_into(source: Path, dest: Path) -> None:
 
 def write_layout(paths: JobPaths, job: LocalJobRequest, request: dict[str, Any]) -> None:
     """Create the /opt/ml tree and its config files."""
-    for folder in (paths.input_config, paths.data, paths.model, paths.output_data):
+    for folder in (paths.input_config, paths.data, paths.model, paths.output_data, paths.tmp):
         folder.mkdir(parents=True, exist_ok=True)
     for channel in job.channels:
         (paths.data / channel.name).mkdir(exist_ok=True)
@@ -219,13 +254,35 @@ def _hp_value(text: str) -> Any:
         return text
 
 
+def refusal(rules: LocalRunRules, job: LocalJobRequest) -> str | None:
+    """Why the rules do not let this request run as a local process; None when they do."""
+    refused = rules.command_refusal(job.command)
+    if refused is not None:
+        return refused
+    variables = rules.environment_refusals(job.environment)
+    if variables:
+        return (
+            f"Environment {', '.join(variables)}: these change what a local process loads; "
+            "local runs refuse them"
+        )
+    return None
+
+
 def container_env(paths: JobPaths, job: LocalJobRequest, checkpoint_dir: Path) -> dict[str, str]:
-    """The process environment: the caller's, the request's `Environment`, then `SM_*`."""
-    env = dict(os.environ)
+    """The process environment, built from nothing: a fixed PATH, HOME and TMPDIR in the
+    job's own folder, the request's `Environment`, then the SageMaker variables. Never the
+    service's own environment."""
+    env = {
+        "PATH": _PATH,
+        "HOME": str(paths.root),
+        "TMPDIR": str(paths.tmp),
+        "LANG": "C.UTF-8",
+    }
     env.update(job.environment)
     env.update(
         {
             "PYTHONUNBUFFERED": "1",
+            "TRAINING_JOB_NAME": job.name,
             "SM_CURRENT_HOST": HOST,
             "SM_HOSTS": json.dumps([HOST]),
             "SM_CURRENT_INSTANCE_TYPE": job.instance_type,
@@ -252,7 +309,33 @@ def container_env(paths: JobPaths, job: LocalJobRequest, checkpoint_dir: Path) -
 def resolve_command(command: list[str]) -> list[str]:
     """`python` means this interpreter: PATH may hold another one without stoker installed."""
     head, *rest = command
-    return [sys.executable, *rest] if head in _PYTHON_NAMES else command
+    return [sys.executable, *rest] if head in PYTHON_NAMES else command
+
+
+def limits(rules: LocalRunRules) -> dict[str, tuple[int, int]]:
+    """The (soft, hard) resource limits of a local process, by `resource` constant name."""
+    chosen: dict[str, tuple[int, int]] = {}
+    if rules.cpu_seconds is not None:
+        chosen["RLIMIT_CPU"] = (rules.cpu_seconds, rules.cpu_seconds + _CPU_GRACE_S)
+    if rules.memory_mb is not None:
+        size = rules.memory_mb * 1024 * 1024
+        chosen["RLIMIT_AS"] = (size, size)
+    if rules.open_files is not None:
+        chosen["RLIMIT_NOFILE"] = (rules.open_files, rules.open_files)
+    return chosen
+
+
+def limited_command(command: list[str], rules: LocalRunRules) -> list[str]:
+    """`command` started through the launcher that sets the rules' limits first."""
+    return [
+        sys.executable,
+        "-I",  # isolated: no PYTHON* variables, no user site, no script folder on the path
+        "-S",
+        "-c",
+        _WITH_LIMITS,
+        json.dumps(limits(rules)),
+        *resolve_command(command),
+    ]
 
 
 def failure_reason(paths: JobPaths, exit_code: int) -> str:
@@ -260,6 +343,8 @@ def failure_reason(paths: JobPaths, exit_code: int) -> str:
     text = ""
     if paths.failure.is_file():
         text = paths.failure.read_text(encoding="utf-8", errors="replace").strip()
+    if not text and exit_code == -signal.SIGXCPU:
+        text = "the process used up its CPU time limit (SIGXCPU)"
     detail = text or f"exit code {exit_code}"
     return f"AlgorithmError: {detail}"[:1024]
 

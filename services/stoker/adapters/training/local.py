@@ -8,6 +8,11 @@ leaving a marker the owning process notices.
 
 A job lost because its owning process died (it never wrote a final state) is reported as
 Failed with an InternalServerError reason, which the failure rules retry.
+
+Only what the local rules allow runs (their entrypoint allowlist; by default the training
+scripts shipped with stoker); anything else is refused with InvalidRequest before a folder
+is made. Each process gets a clean environment, its job folder as working directory and
+HOME, and the rules' CPU, memory and open-file limits (container.py says how).
 """
 
 from __future__ import annotations
@@ -31,21 +36,25 @@ from stoker.adapters.training.container import (
     container_env,
     copy_into,
     failure_reason,
+    limited_command,
     local_path,
     parse_request,
-    resolve_command,
+    refusal,
     write_layout,
 )
 from stoker.adapters.training.s3io import S3Folders, S3TransferError
 from stoker.core.clock import Clock, SystemClock
+from stoker.core.policy import LocalRunRules
 from stoker.logs import get_logger
 from stoker.ports.training import (
+    InvalidRequest,
     TrainingJobAlreadyExists,
     TrainingJobDescription,
     TrainingJobNotFound,
     TrainingJobStatus,
     TrainingJobSummary,
 )
+from stoker.training_scripts import shipped_entrypoints
 
 log = get_logger("stoker.adapters.training.local")
 
@@ -171,6 +180,8 @@ class LocalProcessBackend:
     max_concurrent: jobs running at once; later ones wait, InProgress/Starting (default 2).
     stop_grace_s: time between SIGTERM and SIGKILL when stopping (default 10 s).
     s3_endpoint: where s3:// channels, checkpoints and outputs go (None: AWS itself).
+    rules: what may run and within which limits (default: the shipped training scripts,
+        with LocalRunRules' default limits).
     """
 
     def __init__(
@@ -182,6 +193,7 @@ class LocalProcessBackend:
         clock: Clock | None = None,
         region: str = "us-east-1",
         s3_endpoint: str | None = None,
+        rules: LocalRunRules | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
@@ -194,6 +206,10 @@ class LocalProcessBackend:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._jobs: dict[str, _Job] = {}
         self._s3 = S3Folders(region=region, endpoint_url=s3_endpoint)
+        rules = rules or LocalRunRules()
+        if rules.entrypoints is None:
+            rules = rules.model_copy(update={"entrypoints": shipped_entrypoints()})
+        self.rules = rules
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -221,6 +237,10 @@ class LocalProcessBackend:
     async def create_training_job(self, request: dict[str, Any]) -> str:
         self.calls["CreateTrainingJob"] += 1
         spec = parse_request(request)
+        refused = refusal(self.rules, spec)
+        if refused is not None:
+            log.warning("local training job refused", training_job_name=spec.name, reason=refused)
+            raise InvalidRequest(refused)
         paths = self._paths(spec.name)
         try:
             paths.root.mkdir(parents=True, exist_ok=False)
@@ -356,7 +376,7 @@ class LocalProcessBackend:
         with job.paths.logs.open("ab") as logs:
             try:
                 process = await asyncio.create_subprocess_exec(
-                    *resolve_command(spec.command),
+                    *limited_command(spec.command, self.rules),
                     stdout=logs,
                     stderr=asyncio.subprocess.STDOUT,
                     env=env,
