@@ -12,6 +12,7 @@ from stoker.core.clock import Clock
 from stoker.core.errors import StokerError, VersionConflict
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.core.spec import JobSpec
+from stoker.lifecycle.quota import TeamQuota
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.store import JobStore, Page
 
@@ -49,14 +50,19 @@ class JobService:
         clock: Clock,
         *,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        quota: TeamQuota | None = None,
     ) -> None:
         self._t = transitioner
         self._store: JobStore = transitioner.store
         self._clock = clock
         self._new_id = new_id
+        self._quota = quota
 
-    async def submit(self, spec: JobSpec) -> tuple[JobRecord, bool]:
-        """Store a New job. The same job id submitted twice is one job: (existing, False)."""
+    async def submit(self, spec: JobSpec, *, team: str | None = None) -> tuple[JobRecord, bool]:
+        """Store a New job. The same job id submitted twice is one job: (existing, False).
+        A team at its quota of jobs in flight gets TeamQuotaExceeded (HTTP 429)."""
+        if self._quota is not None:
+            await self._quota.admit(team, spec.job_id)
         job_id = spec.job_id or self._new_id()
         now = self._clock.now()
         spec = spec.model_copy(update={"job_id": job_id})
