@@ -9,8 +9,9 @@ them: 401 with a `WWW-Authenticate` challenge, 403, 429 with `Retry-After` in wh
 No answer ever repeats the credential.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the annotations of
+# `BearerAuth.__call__` at run time, and a callable instance offers no module globals to
+# resolve them from.
 import math
 from collections.abc import Callable
 from typing import Annotated, Any
