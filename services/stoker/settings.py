@@ -305,6 +305,8 @@ def load_settings() -> Settings:
                 # A check across settings: its message names each setting itself.
                 problems.append(str(err["msg"]).removeprefix("Value error, "))
                 continue
-            name = "STOKER_" + "_".join(str(p) for p in err["loc"]).upper()
+            # The first part names the setting, the rest a key or index inside its JSON.
+            setting, *inside = err["loc"]
+            name = f"STOKER_{str(setting).upper()}" + "".join(f"[{p!r}]" for p in inside)
             problems.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigurationError("invalid settings: " + "; ".join(problems)) from exc
