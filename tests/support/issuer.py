@@ -68,7 +68,7 @@ class Issuer:
     def jwk(self) -> dict[str, Any]:
         public = self.private_key.public_key()
         algorithm = RSAAlgorithm if self.kind == "rsa" else ECAlgorithm
-        jwk: dict[str, Any] = algorithm.to_jwk(public, as_dict=True)  # type: ignore[arg-type]
+        jwk: dict[str, Any] = algorithm.to_jwk(public, as_dict=True)
         return {**jwk, "kid": self.kid, "use": "sig", "alg": self.alg}
 
     def claims(self, **overrides: Any) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def oidc(tmp_path: Path, **extra: object) -> Settings:
         oidc_issuer=ISSUER,
         oidc_audience=AUDIENCE,
         oidc_key_file=pem,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 

@@ -239,7 +239,7 @@ async def test_a_certificate_pem_gives_its_public_key(tmp_path: Path) -> None:
         .serial_number(1)
         .not_valid_before(now)
         .not_valid_after(now.replace(year=now.year + 1))
-        .sign(issuer.private_key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(issuer.private_key, hashes.SHA256())
     )
     path = tmp_path / "cert.pem"
     path.write_bytes(cert.public_bytes(Encoding.PEM))
