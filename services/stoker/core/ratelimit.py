@@ -51,12 +51,19 @@ class TokenBucket:
         return (1 - self._tokens) / self.rate_per_s
 
 
-class RateLimited(StokerError):
+class OverLimit(StokerError):
+    """A caller asked for more than a limit allows (HTTP 429). `reason` names which."""
+
+    retriable = True
+    reason = "over-limit"
+
+
+class RateLimited(OverLimit):
     """A credential asked faster than its rate (HTTP 429 with `Retry-After`).
 
     The message names the credential id (never a secret) and the limit."""
 
-    retriable = True
+    reason = "rate-limited"
 
     def __init__(self, credential_id: str, retry_after_s: float, rate_per_s: float) -> None:
         super().__init__(

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from stoker.core.errors import JobNotFound, StokerError
+from stoker.core.errors import JobNotFound
 from stoker.core.job import TERMINAL_STATUSES, JobRecord, JobStatus
+from stoker.core.ratelimit import OverLimit
 from stoker.ports.store import Page
 
 IN_FLIGHT = tuple(s for s in JobStatus if s not in TERMINAL_STATUSES)
@@ -40,10 +41,10 @@ class TeamJobs(Protocol):
     ) -> Page: ...
 
 
-class TeamQuotaExceeded(StokerError):
+class TeamQuotaExceeded(OverLimit):
     """The team has as many jobs in flight as its quota allows (HTTP 429)."""
 
-    retriable = True
+    reason = "quota-exceeded"
 
     def __init__(self, team: str, limit: int, setting: str) -> None:
         super().__init__(

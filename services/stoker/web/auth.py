@@ -4,9 +4,10 @@
 `BearerAuth` is a dependency: put it on every route that needs a caller
 (`dependencies=[Depends(auth)]`, or a parameter `principal: Principal = Depends(auth)` where
 the handler needs to know who calls). It raises domain errors; `install_refusals` answers
-them: 401 with a `WWW-Authenticate` challenge, 403, 429 with `Retry-After` in whole seconds,
-503 when the authenticator's own backing service (an issuer's key set) cannot be reached.
-No answer ever repeats the credential.
+them: 401 with a `WWW-Authenticate` challenge, 403, 429 with `Retry-After` in whole seconds
+(429 without it for a team's quota of jobs in flight), 503 when the authenticator's own
+backing service (an issuer's key set) cannot be reached. No answer ever repeats the
+credential.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the annotations of
@@ -22,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from stoker.core.auth import Forbidden, Principal, Unauthenticated
 from stoker.core.errors import InfrastructureUnavailable, StokerError
-from stoker.core.ratelimit import RateLimited, RateLimiter
+from stoker.core.ratelimit import OverLimit, RateLimited, RateLimiter
 from stoker.ports.auth import Authenticator
 
 _bearer = HTTPBearer(
@@ -80,7 +81,9 @@ def refusal_headers(exc: StokerError) -> dict[str, str]:
 _REFUSALS: tuple[tuple[type[StokerError], int, str], ...] = (
     (Unauthenticated, 401, "unauthenticated"),
     (Forbidden, 403, "forbidden"),
-    (RateLimited, 429, "rate-limited"),
+    # Rate limits and quotas alike; the reason is the error's own (`rate-limited`,
+    # `quota-exceeded`).
+    (OverLimit, 429, "over-limit"),
     (InfrastructureUnavailable, 503, "unavailable"),
 )
 
@@ -92,8 +95,9 @@ def _default_body(reason: str, detail: str) -> dict[str, Any]:
 def install_refusals(
     app: FastAPI, body: Callable[[str, str], dict[str, Any]] = _default_body
 ) -> None:
-    """Answer Unauthenticated 401, Forbidden 403, RateLimited 429 and
-    InfrastructureUnavailable 503 with `body(reason, message)` and `refusal_headers`.
+    """Answer Unauthenticated 401, Forbidden 403, OverLimit 429 (a rate limit, a team's
+    quota) and InfrastructureUnavailable 503 with `body(reason, message)` and
+    `refusal_headers`.
 
     `body` lets each app keep its own error shape. A handler the app registers afterwards
     for one of these types replaces the one installed here.
@@ -104,6 +108,8 @@ def install_refusals(
             _: Request, exc: Exception, status: int = status, reason: str = reason
         ) -> JSONResponse:
             headers = refusal_headers(exc) if isinstance(exc, StokerError) else {}
+            if isinstance(exc, OverLimit):
+                reason = exc.reason
             return JSONResponse(body(reason, str(exc)), status_code=status, headers=headers)
 
         app.add_exception_handler(kind, answer)

@@ -14,6 +14,7 @@ from stoker.core.auth import Forbidden, Principal
 from stoker.core.clock import FakeClock
 from stoker.core.errors import InfrastructureUnavailable
 from stoker.core.ratelimit import RateLimiter
+from stoker.lifecycle.quota import TeamQuotaExceeded
 from stoker.web import BearerAuth, install_refusals
 from tests.unit.auth.fakes import TableAuthenticator
 
@@ -37,6 +38,10 @@ def app_with(auth: BearerAuth, body: Any = None) -> tuple[FastAPI, httpx.AsyncCl
     @app.post("/admin-only")
     async def admin_only(principal: Annotated[Principal, Depends(auth)]) -> None:
         raise Forbidden(f"{principal.role} may not do this")
+
+    @app.post("/jobs")
+    async def submit(principal: Annotated[Principal, Depends(auth)]) -> None:
+        raise TeamQuotaExceeded(principal.team, 20, "STOKER_TEAM_MAX_IN_FLIGHT")
 
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
     return app, client
@@ -104,6 +109,17 @@ async def test_forbidden_is_403_and_an_unreachable_issuer_503() -> None:
     _, down = app_with(BearerAuth(Unavailable()))
     reply = await down.get("/whoami", headers=bearer("ana-secret"))
     assert (reply.status_code, reply.headers["Retry-After"]) == (503, "1")
+
+
+async def test_a_team_over_its_quota_is_429_naming_the_quota() -> None:
+    """Quotas are answered like rate limits, with their own reason and no Retry-After (when
+    a job ends is not known)."""
+    _, client = app_with(BearerAuth(TableAuthenticator()))
+    reply = await client.post("/jobs", headers=bearer("ana-secret"))
+    assert reply.status_code == 429
+    assert reply.json()["error"] == "quota-exceeded"
+    assert "STOKER_TEAM_MAX_IN_FLIGHT" in reply.json()["detail"]
+    assert "Retry-After" not in reply.headers
 
 
 async def test_each_app_keeps_its_error_shape() -> None:
