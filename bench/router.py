@@ -349,6 +349,7 @@ def stoker_at_slo(
             sys.executable, "-m", "stoker.cli.router", "serve", "--backend", backend,
             "--port", str(port), "--max-batch-size", str(batch_cap),
             "--max-queue-delay-ms", str(delay_ms), "--timeout-ms", "1000",
+            "--no-auth",  # the peer has no authentication either; loopback only
         ],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip

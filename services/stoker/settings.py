@@ -6,11 +6,20 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stoker.core.auth import Role
 from stoker.core.errors import ConfigurationError
+
+ASYMMETRIC_JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+"""Signature algorithms an OIDC issuer's tokens may use: public-key ones only. An HMAC
+algorithm would make the configured public key a shared secret (the classic HS256
+confusion), and "none" is no signature at all."""
 
 
 class Mode(StrEnum):
@@ -135,6 +144,78 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=1, le=65535)
 
+    # OIDC/JWT: bearer tokens signed by an identity provider (docs/security.md, "OIDC / JWT").
+    oidc_issuer: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the `iss` every accepted token carries; unset: no JWT is accepted",
+    )
+    oidc_audience: str | None = Field(
+        default=None, min_length=1, description="the `aud` a token must name (stoker's client id)"
+    )
+    oidc_key_file: Path | None = Field(
+        default=None, description="PEM file of the issuer's public key (or its certificate)"
+    )
+    oidc_jwks_file: Path | None = Field(
+        default=None, description="JWKS file of the issuer's keys, chosen by the token's `kid`"
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None,
+        description="the issuer's JWKS URL (https), fetched at the first token and cached",
+    )
+    oidc_jwks_cache_s: float = Field(
+        default=300.0, gt=0, le=86_400, description="how long fetched JWKS keys are used"
+    )
+    oidc_jwks_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"],
+        min_length=1,
+        description='JSON: accepted signature algorithms, e.g. ["RS256"]',
+    )
+    oidc_leeway_s: float = Field(
+        default=30.0, ge=0, le=300, description="clock skew allowed on exp, nbf and iat"
+    )
+    oidc_subject_claim: str = Field(
+        default="sub", min_length=1, description="claim whose value becomes the job owner"
+    )
+    oidc_team_claim: str = Field(
+        default="team", min_length=1, description="claim whose value is the caller's team"
+    )
+    oidc_role_claim: str = Field(
+        default="role",
+        min_length=1,
+        description="claim holding a role, or a list of values mapped by oidc_role_map",
+    )
+    oidc_role_map: dict[str, Role] = Field(
+        default_factory=dict,
+        description='JSON: role-claim value to stoker role, e.g. {"ml-admins": "admin"}; '
+        "empty: the values are stoker role names",
+    )
+    oidc_default_role: Role | None = Field(
+        default=None,
+        description="role of a token whose role claim names none (unset: such tokens are refused)",
+    )
+
+    # Rate limits per credential (docs/security.md, "Rate limits and quotas"); 0: no limit.
+    api_rate_per_s: float = Field(
+        default=20.0, ge=0, description="requests per second per credential on the jobs API"
+    )
+    api_rate_burst: float = Field(default=40.0, ge=1)
+    router_rate_per_s: float = Field(
+        default=1000.0,
+        ge=0,
+        description="requests per second per credential on one inference router",
+    )
+    router_rate_burst: float = Field(default=2000.0, ge=1)
+    team_max_in_flight: int = Field(
+        default=0, ge=0, description="jobs a team may have not yet ended (0: no quota)"
+    )
+    team_max_in_flight_overrides: dict[str, int] = Field(
+        default_factory=dict,
+        description='JSON: per-team quotas over team_max_in_flight, e.g. {"search": 50} '
+        "(0: no quota for that team)",
+    )
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -151,6 +232,62 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError("expected host:port[,host:port...]")
         return value
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _algorithms(cls, value: list[str]) -> list[str]:
+        refused = [a for a in value if a not in ASYMMETRIC_JWT_ALGORITHMS]
+        if refused:
+            raise ValueError(
+                f"{refused} not allowed: expected public-key algorithms from "
+                f"{sorted(ASYMMETRIC_JWT_ALGORITHMS)}"
+            )
+        return value
+
+    @field_validator("oidc_jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        if not parts.hostname or not (
+            parts.scheme == "https" or (parts.scheme == "http" and loopback)
+        ):
+            raise ValueError("expected an https:// URL (http:// only on a loopback address)")
+        return value
+
+    @field_validator("team_max_in_flight_overrides")
+    @classmethod
+    def _overrides(cls, value: dict[str, int]) -> dict[str, int]:
+        negative = {team: n for team, n in value.items() if n < 0}
+        if negative:
+            raise ValueError(f"quotas must be >= 0, got {negative}")
+        return value
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        """An issuer needs an audience and exactly one source of keys; keys need an issuer."""
+        sources = {
+            "STOKER_OIDC_KEY_FILE": self.oidc_key_file,
+            "STOKER_OIDC_JWKS_FILE": self.oidc_jwks_file,
+            "STOKER_OIDC_JWKS_URL": self.oidc_jwks_url,
+        }
+        given = [name for name, value in sources.items() if value is not None]
+        if self.oidc_issuer is None:
+            if given or self.oidc_audience is not None:
+                named = [*given, *(["STOKER_OIDC_AUDIENCE"] if self.oidc_audience else [])]
+                raise ValueError(f"STOKER_OIDC_ISSUER is required when {', '.join(named)} is set")
+            return self
+        if self.oidc_audience is None:
+            raise ValueError("STOKER_OIDC_AUDIENCE is required when STOKER_OIDC_ISSUER is set")
+        if len(given) != 1:
+            raise ValueError(
+                "STOKER_OIDC_ISSUER needs exactly one of "
+                + ", ".join(sources)
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
 
     @property
     def backend_kind(self) -> Literal["local", "sagemaker"]:
@@ -172,6 +309,12 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
-            name = "STOKER_" + "_".join(str(p) for p in err["loc"]).upper()
+            if not err["loc"]:
+                # A check across settings: its message names each setting itself.
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            # The first part names the setting, the rest a key or index inside its JSON.
+            setting, *inside = err["loc"]
+            name = f"STOKER_{str(setting).upper()}" + "".join(f"[{p!r}]" for p in inside)
             problems.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigurationError("invalid settings: " + "; ".join(problems)) from exc

@@ -42,3 +42,64 @@ def test_bad_setting_is_named_with_the_expected_form(
         load_settings()
     assert expected in str(info.value)
     assert repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"STOKER_OIDC_ISSUER": "https://idp"}, "STOKER_OIDC_AUDIENCE is required when"),
+        (
+            {"STOKER_OIDC_ISSUER": "https://idp", "STOKER_OIDC_AUDIENCE": "stoker"},
+            "STOKER_OIDC_ISSUER needs exactly one of STOKER_OIDC_KEY_FILE",
+        ),
+        (
+            {
+                "STOKER_OIDC_ISSUER": "https://idp",
+                "STOKER_OIDC_AUDIENCE": "stoker",
+                "STOKER_OIDC_KEY_FILE": "/k.pem",
+                "STOKER_OIDC_JWKS_FILE": "/k.json",
+            },
+            "(got STOKER_OIDC_KEY_FILE, STOKER_OIDC_JWKS_FILE)",
+        ),
+        ({"STOKER_OIDC_KEY_FILE": "/k.pem"}, "STOKER_OIDC_ISSUER is required when"),
+        (
+            {"STOKER_OIDC_ALGORITHMS": '["RS256", "HS256"]'},
+            "STOKER_OIDC_ALGORITHMS: Value error, ['HS256'] not allowed",
+        ),
+        ({"STOKER_OIDC_ALGORITHMS": '["none"]'}, "STOKER_OIDC_ALGORITHMS: Value error"),
+        (
+            {"STOKER_OIDC_JWKS_URL": "http://idp.example/certs"},
+            "STOKER_OIDC_JWKS_URL: Value error, expected an https:// URL",
+        ),
+        (
+            {"STOKER_OIDC_ROLE_MAP": '{"ml": "owner"}'},
+            "STOKER_OIDC_ROLE_MAP['ml']: Input should be",
+        ),
+        ({"STOKER_API_RATE_PER_S": "-1"}, "STOKER_API_RATE_PER_S: Input should be greater"),
+        (
+            {"STOKER_TEAM_MAX_IN_FLIGHT_OVERRIDES": '{"search": -2}'},
+            "STOKER_TEAM_MAX_IN_FLIGHT_OVERRIDES: Value error, quotas must be >= 0",
+        ),
+    ],
+)
+def test_auth_settings_are_checked_naming_each_setting(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    """An OIDC issuer needs an audience and exactly one key source; only public-key
+    algorithms; an https JWKS URL; known roles; no negative rates or quotas."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert expected in str(info.value)
+
+
+def test_a_complete_oidc_configuration_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issuer, audience and one key source; a loopback http JWKS URL is allowed."""
+    monkeypatch.setenv("STOKER_OIDC_ISSUER", "https://idp.example/realms/ml")
+    monkeypatch.setenv("STOKER_OIDC_AUDIENCE", "stoker")
+    monkeypatch.setenv("STOKER_OIDC_JWKS_URL", "http://127.0.0.1:8443/certs")
+    monkeypatch.setenv("STOKER_OIDC_ROLE_MAP", '{"ml-admins": "admin"}')
+    settings = load_settings()
+    assert settings.oidc_jwks_url == "http://127.0.0.1:8443/certs"
+    assert settings.oidc_role_map == {"ml-admins": "admin"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
 import signal
 from typing import Annotated
 
@@ -11,13 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from stoker.app.auth import Authentication, router_authentication, router_rate_limiter
 from stoker.app.runtime import build_bus
 from stoker.core.errors import ConfigurationError
 from stoker.inference.router.loadgen import LoadResult, run_load
 from stoker.inference.router.models import ModelSet
 from stoker.inference.router.router import Router, config_for
 from stoker.logs import configure_logging
-from stoker.settings import load_settings
+from stoker.settings import Settings, load_settings
 
 app = typer.Typer(
     help="Inference router: HTTP API, open-loop load generator, streaming duplicates.",
@@ -108,12 +111,26 @@ def serve_cmd(
         int, typer.Option(help="batches run at once (0: one per replica of the backend)")
     ] = 0,
     drain_timeout_s: Annotated[float, typer.Option(help="longest drain on SIGTERM (s)")] = 30.0,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth",
+            help="serve the inference routes without bearer tokens (loopback addresses only)",
+        ),
+    ] = False,
 ) -> None:
-    """Serve POST /v1/intent, POST /v1/duplicates, /healthz, /readyz and /metrics."""
+    """Serve POST /v1/intent, POST /v1/duplicates, /healthz, /readyz and /metrics.
+
+    The inference routes need a bearer token (a stoker token or an OIDC JWT, as for the jobs
+    API; docs/security.md); health, readiness and metrics are open."""
     from stoker.inference.router.serve import serve
 
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    auth = None if no_auth else _authentication(settings)
+    if no_auth and not _loopback(host):
+        message = f"--no-auth serves only on a loopback address, not {host!r}"
+        raise typer.BadParameter(message, param_hint="--host")
     router = build_router(
         _load(backend),
         max_batch_size=max_batch_size,
@@ -122,11 +139,37 @@ def serve_cmd(
         timeout_ms=timeout_ms,
         workers=workers or None,
     )
-    if not serve(router, host=host, port=port, drain_timeout_s=drain_timeout_s):
+    served = serve(
+        router,
+        host=host,
+        port=port,
+        drain_timeout_s=drain_timeout_s,
+        authenticator=auth.authenticator if auth else None,
+        rate_limiter=router_rate_limiter(settings),
+        resources=auth.resources if auth else (),
+    )
+    if not served:
         Console(stderr=True).print(
             f"[red]drain did not finish within {drain_timeout_s:g} s; requests were dropped[/red]"
         )
         raise typer.Exit(1)
+
+
+def _authentication(settings: Settings) -> Authentication:
+    try:
+        return router_authentication(settings)
+    except ConfigurationError as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def intent_body(i: int) -> bytes:
@@ -168,7 +211,9 @@ def load_cmd(
     kind: Annotated[str, typer.Option(help="intent | duplicates")] = "intent",
     seed: Annotated[int, typer.Option(help="seed of the arrival process")] = 0,
 ) -> None:
-    """Open-loop Poisson load; prints throughput and p50/p95/p99/max latency."""
+    """Open-loop Poisson load; prints throughput and p50/p95/p99/max latency.
+
+    Sends the bearer token in STOKER_TOKEN, when set, with every request."""
     if kind not in ("intent", "duplicates"):
         raise typer.BadParameter(f"expected intent or duplicates, got {kind!r}", param_hint="kind")
     body = intent_body if kind == "intent" else duplicates_body
@@ -181,6 +226,7 @@ def load_cmd(
             duration_s=duration_s,
             max_requests=requests or None,
             seed=seed,
+            token=os.environ.get("STOKER_TOKEN") or None,
         )
     )
     Console().print(result_table(f"{kind} at {rate:.0f}/s (open loop, Poisson)", [result]))

@@ -14,6 +14,7 @@ from stoker.core.errors import StokerError, VersionConflict
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.core.policy import DEFAULT_TEAM, Policy, Violation
 from stoker.core.spec import JobSpec
+from stoker.lifecycle.quota import TeamQuota
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.store import JobStore, Page
 from stoker.ports.training import TrainingRequestValidator
@@ -93,19 +94,24 @@ class JobService:
         *,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         rules: SubmissionRules | None = None,
+        quota: TeamQuota | None = None,
     ) -> None:
         self._t = transitioner
         self._store: JobStore = transitioner.store
         self._clock = clock
         self._new_id = new_id
         self.rules = rules or SubmissionRules()
+        self._quota = quota
 
     async def submit(self, spec: JobSpec, *, team: str = DEFAULT_TEAM) -> tuple[JobRecord, bool]:
         """Store a New job. The same job id submitted twice is one job: (existing, False).
 
         The request is checked first (`SubmissionRules.check`) against the rules of `team`:
-        InvalidJobSpec or PolicyViolation, and nothing is stored."""
+        InvalidJobSpec or PolicyViolation, and nothing is stored. A team at its quota of jobs
+        in flight gets TeamQuotaExceeded (HTTP 429)."""
         self.rules.check(spec, team)
+        if self._quota is not None:
+            await self._quota.admit(team, spec.job_id)
         job_id = spec.job_id or self._new_id()
         now = self._clock.now()
         spec = spec.model_copy(update={"job_id": job_id})

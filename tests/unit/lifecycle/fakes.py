@@ -1,13 +1,16 @@
-"""A scriptable TrainingBackend for tests above the port."""
+"""A scriptable TrainingBackend for tests above the port, and the store's team queries."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from stoker.adapters.store.memory import MemoryJobStore
 from stoker.core.clock import Clock
+from stoker.core.job import JobRecord, JobStatus
+from stoker.ports.store import JobStore, Page
 from stoker.ports.training import (
     TrainingBackendError,
     TrainingJobAlreadyExists,
@@ -128,3 +131,47 @@ class FakeTrainingBackend:
         if name not in self.jobs:
             raise TrainingJobNotFound(name)
         self.stopped.append(name)
+
+
+class FakeTeamJobs:
+    """The store's team queries over a table of (job id -> team, status), served in pages
+    of `page_size`; `get` asks the real store given (jobs in the table alone are not
+    stored). `items_read` counts the records the listings returned."""
+
+    def __init__(self, store: JobStore | None = None, page_size: int = 2) -> None:
+        self.store: JobStore = store or MemoryJobStore()
+        self.page_size = page_size
+        self.jobs: dict[str, tuple[str, JobStatus]] = {}
+        self.items_read = 0
+
+    def add(self, team: str, status: JobStatus, count: int = 1) -> None:
+        for _ in range(count):
+            self.jobs[f"{team}-{len(self.jobs)}"] = (team, status)
+
+    async def get(self, job_id: str) -> JobRecord:
+        return await self.store.get(job_id)
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        team: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        matching = [
+            job_id
+            for job_id, (t, s) in self.jobs.items()
+            if (team is None or t == team) and (status is None or s == status)
+        ]
+        start = int(cursor or 0)
+        taken = matching[start : start + min(limit, self.page_size)]
+        self.items_read += len(taken)
+        end = start + len(taken)
+        # What the quota needs is how many there are; the records are stand-ins.
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        items = [
+            JobRecord(job_id=job_id, owner="x", spec={}, created_at=at, updated_at=at)
+            for job_id in taken
+        ]
+        return Page(items=items, next_cursor=str(end) if end < len(matching) else None)

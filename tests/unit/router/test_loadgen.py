@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import uvicorn
@@ -12,19 +13,23 @@ import uvicorn
 from stoker.cli.router import intent_body
 from stoker.inference.router import BatchingConfig, Router
 from stoker.inference.router.app import create_app
-from stoker.inference.router.loadgen import LoadResult, run_load
+from stoker.inference.router.loadgen import HttpPool, LoadResult, run_load
+from stoker.ports.auth import Authenticator
 from tests.support.waiting import wait_until
+from tests.unit.auth.fakes import TableAuthenticator
 from tests.unit.router.fakes import FakeBackend, FakePreprocessor
 
 
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
+@asynccontextmanager
+async def serving(authenticator: Authenticator | None) -> AsyncIterator[str]:
+    """The router's HTTP app under uvicorn on a loopback port; yields its URL."""
     cfg = BatchingConfig((1, 2, 4, 8), (8, 16, 32), max_queue_delay_ms=1)
     router = Router({"intent": FakeBackend()}, FakePreprocessor(), configs={"intent": cfg})
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(router), lifespan="on", log_level="warning")
+    app = create_app(router, authenticator=authenticator)
+    config = uvicorn.Config(app, lifespan="on", log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     await wait_until(lambda: server.started)
@@ -34,9 +39,18 @@ async def url() -> AsyncIterator[str]:
     sock.close()
 
 
+@pytest.fixture(params=[False, True], ids=["open", "authenticated"])
+async def url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The router without authentication, and with it (the tests send `ana-secret`)."""
+    async with serving(TableAuthenticator() if request.param else None) as url:
+        yield url
+
+
 async def test_poisson_load_gets_every_reply_and_reports_percentiles(url: str) -> None:
     """At a modest rate every request succeeds and the percentiles are ordered."""
-    result = await run_load(url, "/v1/intent", intent_body, rate=400, duration_s=0.5, seed=1)
+    result = await run_load(
+        url, "/v1/intent", intent_body, rate=400, duration_s=0.5, seed=1, token="ana-secret"
+    )
     assert result.sent > 100
     assert result.ok == result.sent
     assert result.statuses == {"200": result.sent}
@@ -47,7 +61,9 @@ async def test_poisson_load_gets_every_reply_and_reports_percentiles(url: str) -
 
 async def test_arrivals_are_poisson_at_the_asked_rate(url: str) -> None:
     """The number of arrivals over a window is close to rate x duration (open loop)."""
-    result = await run_load(url, "/v1/intent", intent_body, rate=1000, duration_s=0.5, seed=7)
+    result = await run_load(
+        url, "/v1/intent", intent_body, rate=1000, duration_s=0.5, seed=7, token="ana-secret"
+    )
     # Poisson(500): the standard deviation is about 22; five of them is a safe band.
     assert 390 <= result.sent <= 610
 
@@ -55,11 +71,32 @@ async def test_arrivals_are_poisson_at_the_asked_rate(url: str) -> None:
 async def test_request_cap_and_error_statuses_are_counted(url: str) -> None:
     """max_requests bounds the run; non-200 replies are counted by status, not timed."""
     result = await run_load(
-        url, "/v1/intent", lambda _: b'{"query": ""}', rate=500, duration_s=5, max_requests=20
+        url,
+        "/v1/intent",
+        lambda _: b'{"query": ""}',
+        rate=500,
+        duration_s=5,
+        max_requests=20,
+        token="ana-secret",
     )
     assert result.sent == 20
     assert result.ok == 0
     assert result.statuses == {"422": 20}
+
+
+async def test_requests_without_the_token_are_counted_as_refused() -> None:
+    """Against an authenticating router, a run without a token gets 401s, not timings."""
+    async with serving(TableAuthenticator()) as url:
+        result = await run_load(
+            url, "/v1/intent", intent_body, rate=500, duration_s=5, max_requests=10
+        )
+    assert (result.ok, result.statuses) == (0, {"401": 10})
+
+
+def test_a_token_that_would_break_the_header_is_refused() -> None:
+    """A line break in the token would end the header and forge the next ones."""
+    with pytest.raises(ValueError, match="printable characters on one line"):
+        HttpPool("http://127.0.0.1:1", token="abc\r\nX-Admin: 1")
 
 
 def test_nearest_rank_percentiles() -> None:

@@ -1,4 +1,5 @@
-"""`stoker router serve` as a real process: SIGTERM drains in-flight requests, then exits."""
+"""`stoker router serve` as a real process: it authenticates with the issuer its settings
+name, and SIGTERM drains in-flight requests, then exits."""
 
 from __future__ import annotations
 
@@ -14,15 +15,24 @@ import httpx
 import pytest
 
 from stoker.devinfra import free_ports
+from tests.support.issuer import AUDIENCE, ISSUER, Issuer
 from tests.support.waiting import poll_until
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """The router on loopback over a fake model taking 50 ms per batch of one."""
+def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """The router on loopback over a fake model taking 50 ms per batch of one, accepting
+    tokens of the test issuer."""
     [port] = free_ports(1)
+    key_file = tmp_path / "issuer.pem"
+    key_file.write_bytes(Issuer().public_pem())
+    oidc = {
+        "STOKER_OIDC_ISSUER": ISSUER,
+        "STOKER_OIDC_AUDIENCE": AUDIENCE,
+        "STOKER_OIDC_KEY_FILE": str(key_file),
+    }
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "stoker.cli.router", "serve",
@@ -30,7 +40,13 @@ def server() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
             "--port", str(port), "--max-batch-size", "1",
         ],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), "STOKER_LOG_LEVEL": "WARNING"},
+        env={
+            **os.environ,
+            **oidc,
+            # This tree's package first, whatever is installed.
+            "PYTHONPATH": os.pathsep.join([str(REPO / "services"), str(REPO)]),
+            "STOKER_LOG_LEVEL": "WARNING",
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -47,6 +63,7 @@ async def test_sigterm_answers_every_accepted_request_then_exits_cleanly(
 ) -> None:
     """Requests queued when SIGTERM arrives are all answered 200; the process then exits 0."""
     proc, url = server
+    token = {"Authorization": f"Bearer {Issuer().token()}"}
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
 
         async def ready() -> bool:
@@ -71,8 +88,12 @@ async def test_sigterm_answers_every_accepted_request_then_exits_cleanly(
             return (await metrics(depth))[0] >= 5
 
         await poll_until(ready, timeout_s=60, what="the router answering /readyz")
+        refused = await client.post("/v1/intent", json={"query": "no token"})
+        assert refused.status_code == 401
         calls = [
-            asyncio.ensure_future(client.post("/v1/intent", json={"query": f"query {i}"}))
+            asyncio.ensure_future(
+                client.post("/v1/intent", json={"query": f"query {i}"}, headers=token)
+            )
             for i in range(12)
         ]
         # One request runs at a time (50 ms each): SIGTERM must find several still queued.

@@ -2,23 +2,32 @@
 
 Bad input is a 422 whose body names the field; overload is a fast 429 (queue full) or
 503 (draining); a request whose deadline passed in the queue is a 504.
+
+With an authenticator, the inference routes (`/v1/...`) need a bearer token of any role:
+401 without a valid one, 429 with `Retry-After` when its credential is over its rate.
+Health, readiness and metrics stay open for probes and scrapers; they reveal no request
+content.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from stoker.core.ratelimit import RateLimiter
 from stoker.inference.pairs import ProductText
 from stoker.inference.router.errors import InvalidInput, RouterError
 from stoker.inference.router.router import Router
+from stoker.ports.auth import Authenticator
+from stoker.ports.resource import Resource
+from stoker.web.auth import BearerAuth, install_refusals
 
 MAX_PAIRS_PER_REQUEST = 256
 
@@ -59,20 +68,34 @@ def create_app(
     warm: bool = True,
     drain_timeout_s: float = 30.0,
     on_started: Callable[[], None] | None = None,
+    authenticator: Authenticator | None = None,
+    rate_limiter: RateLimiter | None = None,
+    resources: Sequence[Resource] = (),
 ) -> FastAPI:
-    """The ASGI app; its lifespan warms and starts the router, and drains it on shutdown."""
+    """The ASGI app; its lifespan warms and starts the router, and drains it on shutdown.
+
+    `authenticator` None serves the inference routes without authentication (tests and
+    benchmarks; `stoker router serve` always passes one unless told `--no-auth` on a
+    loopback address). `resources` (what the authenticator reads, such as the job store)
+    are started before the router and closed after it drains."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await router.start(warm=warm)
-        if on_started is not None:
-            on_started()
-        try:
-            yield
-        finally:
-            await router.drain(drain_timeout_s)
+        async with AsyncExitStack() as opened:
+            for resource in resources:
+                await resource.start()
+                opened.push_async_callback(resource.close)
+            await router.start(warm=warm)
+            if on_started is not None:
+                on_started()
+            try:
+                yield
+            finally:
+                await router.drain(drain_timeout_s)
 
     app = FastAPI(title="stoker router", lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_refusals(app)
+    secured = [] if authenticator is None else [Depends(BearerAuth(authenticator, rate_limiter))]
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
@@ -91,14 +114,14 @@ def create_app(
     async def refused(_: Request, exc: RouterError) -> Response:
         return _error(exc)
 
-    @app.post("/v1/intent")
+    @app.post("/v1/intent", dependencies=secured)
     async def intent(body: IntentRequest) -> Response:
         result = await router.intent(body.query)
         return _json(
             {"intent": result.intent, "scores": result.scores, "truncated": result.truncated}
         )
 
-    @app.post("/v1/duplicates")
+    @app.post("/v1/duplicates", dependencies=secured)
     async def duplicates(body: DuplicatesRequest) -> Response:
         results = await router.duplicates([(p.a.as_text(), p.b.as_text()) for p in body.pairs])
         return _json(

@@ -109,19 +109,23 @@ class _Connection:
 class HttpPool:
     """Keep-alive HTTP/1.1 connections to one host, at most `max_connections` at once."""
 
-    def __init__(self, url: str, *, max_connections: int = 256) -> None:
+    def __init__(self, url: str, *, max_connections: int = 256, token: str | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"expected an http://host:port URL, got {url!r}")
+        if token is not None and (not token.isprintable() or not token.strip()):
+            # A line break would end the header early and let the rest forge new ones.
+            raise ValueError("the token must be printable characters on one line")
         self.host = parts.hostname
         self.port = parts.port or 80
+        self._auth = f"Authorization: Bearer {token}\r\n" if token else ""
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(max_connections)
 
     def _head(self, path: str, body: bytes) -> bytes:
         return (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"{self._auth}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
@@ -155,12 +159,14 @@ async def run_load(
     max_connections: int = 256,
     timeout_s: float = 10.0,
     seed: int = 0,
+    token: str | None = None,
 ) -> LoadResult:
-    """Send Poisson arrivals at `rate`/s for `duration_s` (or `max_requests`), then wait."""
+    """Send Poisson arrivals at `rate`/s for `duration_s` (or `max_requests`), then wait.
+    `token` goes with every request as `Authorization: Bearer <token>`."""
     if rate <= 0 or duration_s <= 0:
         raise ValueError(f"rate and duration_s must be > 0, got {rate} and {duration_s}")
     rng = random.Random(seed)
-    pool = HttpPool(url, max_connections=max_connections)
+    pool = HttpPool(url, max_connections=max_connections, token=token)
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     tasks: set[asyncio.Task[None]] = set()

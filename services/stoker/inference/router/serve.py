@@ -12,12 +12,16 @@ the process "killed by SIGTERM" even when nothing went wrong.)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from types import FrameType
 
 import uvicorn
 
+from stoker.core.ratelimit import RateLimiter
 from stoker.inference.router.app import create_app
 from stoker.inference.router.router import Router
+from stoker.ports.auth import Authenticator
+from stoker.ports.resource import Resource
 
 
 class _DrainingServer(uvicorn.Server):
@@ -47,10 +51,21 @@ def serve(
     port: int = 8080,
     drain_timeout_s: float = 30.0,
     warm: bool = True,
+    authenticator: Authenticator | None = None,
+    rate_limiter: RateLimiter | None = None,
+    resources: Sequence[Resource] = (),
 ) -> bool:
     """Serve until SIGTERM/SIGINT, then drain. Blocks. False only when the drain gave up on
-    accepted requests after `drain_timeout_s`."""
-    app = create_app(router, warm=warm, drain_timeout_s=drain_timeout_s)
+    accepted requests after `drain_timeout_s`. The authentication arguments are those of
+    `create_app`."""
+    app = create_app(
+        router,
+        warm=warm,
+        drain_timeout_s=drain_timeout_s,
+        authenticator=authenticator,
+        rate_limiter=rate_limiter,
+        resources=resources,
+    )
     config = uvicorn.Config(
         app,
         host=host,
