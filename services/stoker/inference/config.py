@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stoker.core.errors import ConfigurationError
+from stoker.settings import load_settings
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DEFAULT_SEQ_BUCKETS = (16, 32, 64, 128)
@@ -95,8 +96,6 @@ def device_precision(settings: InferenceSettings) -> Precision:
 
 
 def default_models_dir() -> Path:
-    from stoker.settings import load_settings
-
     return load_settings().data_dir / "models"
 
 
