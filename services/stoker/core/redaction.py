@@ -1,0 +1,263 @@
+"""Secrets as they may appear in logs, events, dead letters and API answers: recognisable,
+never usable. Pure: no I/O.
+
+Three rules work together:
+- a value under a key that names a credential (`token`, `secret`, `password`,
+  `Authorization`, `api_key`, `webhook_url`, ...) is replaced whole; a key that only refers
+  to a secret (`secret_ref`, `credential_id`) or counts tokens (`max_tokens`) is not one;
+- text is searched for credential shapes: stoker tokens (`stk_...`), Slack tokens
+  (`xoxb-...`), `Bearer ...`/`Basic ...`, JSON Web Tokens, AWS secret access keys, user
+  and password in a URL, secret query parameters, Slack incoming-webhook URLs, and
+  `password=...`-style pairs;
+- values registered with `remember_secrets` (what the services read from their secret
+  settings) are replaced wherever they appear, whatever their shape.
+
+`redact` walks any JSON-like value; `redact_text` cleans one string. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator
+
+MASK = "[redacted]"
+
+STOKER_TOKEN_PREFIX = "stk_"
+"""Every stoker API token starts with this, so a leaked one is recognised anywhere."""
+
+# Words that make a key name a credential, matched against the key's words
+# (`AWS_SECRET_ACCESS_KEY` -> aws, secret, access, key).
+_SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "pwd",
+        "secret",
+        "secrets",
+        "token",
+        "authorization",
+        "apikey",
+        "privatekey",
+        "credential",
+        "credentials",
+        "cookie",
+        "dsn",
+    }
+)
+_SECRET_PAIRS = frozenset(
+    {("api", "key"), ("access", "key"), ("private", "key"), ("webhook", "url"), ("hook", "url")}
+)
+# A last word that makes the key about a secret rather than the secret itself.
+_NOT_SECRET_LAST = frozenset(
+    {"ref", "refs", "id", "ids", "name", "names", "type", "kind", "count", "file", "path"}
+)
+# Query parameters that carry credentials in URLs (pre-signed URLs, SAS, OAuth codes).
+_SECRET_QUERY_WORDS = _SECRET_WORDS | {"sig", "signature", "key", "code", "auth"}
+
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def key_words(name: str) -> list[str]:
+    """The words of a key name, lower case: `webhookUrl` -> webhook, url."""
+    return [w.lower() for w in _WORD.findall(name)]
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a value under the key `name` is a credential."""
+    words = key_words(name)
+    if not words or words[-1] in _NOT_SECRET_LAST:
+        return False
+    if any(w in _SECRET_WORDS for w in words):
+        return True
+    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
+
+
+def _is_secret_param(name: str) -> bool:
+    words = key_words(name)
+    if not words or words[-1] in _NOT_SECRET_LAST:
+        return False
+    return any(w in _SECRET_QUERY_WORDS for w in words) or is_secret_key(name)
+
+
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@?#\"'<>]+@")
+_SLACK_HOOK = re.compile(
+    r"(?P<base>https?://hooks\.slack\.com/)(?:services|workflows|triggers)/[^\s\"'<>]+"
+)
+_QUERY_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&\s#\"'<>]{1,64})=(?P<value>[^&\s#\"'<>]+)")
+_STOKER_TOKEN = re.compile(rf"\b{STOKER_TOKEN_PREFIX}[A-Za-z0-9_\-]{{8,}}")
+_SLACK_TOKEN = re.compile(r"\b(?P<kind>xox[abprse]|xapp)-[A-Za-z0-9\-]{8,}")
+_AUTH_SCHEME = re.compile(
+    r"\b(?P<scheme>[Bb]earer|[Bb]asic|BEARER|BASIC)\s+[A-Za-z0-9._~+/=\-]{6,}"
+)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
+# 40 characters of base64 with upper, lower case and a digit: the shape of an AWS secret
+# access key. A SHA-1 in hex (lower case only) does not match.
+_AWS_SECRET = re.compile(
+    r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[a-z])(?=[A-Za-z0-9/+]*[0-9])"
+    r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+)
+_PAIR = re.compile(
+    r"(?P<key>\b[A-Za-z][A-Za-z0-9_.\-]{0,63})(?P<sep>[\"']?\s*[:=]\s*[\"']?)"
+    r"(?P<value>[^\s\"',;&}\])]+)"
+)
+
+
+def _query_sub(match: re.Match[str]) -> str:
+    if match.group("value") == MASK or not _is_secret_param(match.group("name")):
+        return match.group(0)
+    return f"{match.group('lead')}{match.group('name')}={MASK}"
+
+
+def _pair_sub(match: re.Match[str]) -> str:
+    value = match.group("value")
+    # Already masked (`stk_[redacted]`), or an auth scheme whose credential is masked after it.
+    if MASK[:-1] in value or value.lower() in ("bearer", "basic"):
+        return match.group(0)
+    if not is_secret_key(match.group("key")) or value.startswith("//"):
+        return match.group(0)
+    return f"{match.group('key')}{match.group('sep')}{MASK}"
+
+
+MIN_REMEMBERED_LENGTH = 6
+"""Shorter values are not remembered: masking every `abc` in every log line hides more
+than it protects."""
+
+
+class _Remembered:
+    """The process's secret values, longest first; replaced whole under a lock, read
+    without one (a tuple is swapped atomically)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: tuple[str, ...] = ()
+
+    def add(self, found: set[str]) -> None:
+        with self._lock:
+            merged = set(self.values) | {v for v in found if len(v) >= MIN_REMEMBERED_LENGTH}
+            self.values = tuple(sorted(merged, key=len, reverse=True))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.values = ()
+
+
+_REMEMBERED = _Remembered()
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    """Add configured secret values that must be masked wherever they appear.
+
+    Process-wide: every redaction in the process (logs, dead letters, API answers) masks
+    them from now on. A URL also registers its path, query and long path segments."""
+    found: set[str] = set()
+    for value in values:
+        if not value:
+            continue
+        found.add(value)
+        if "://" in value:
+            found.update(url_secret_parts(value))
+    _REMEMBERED.add(found)
+
+
+def remembered_secrets() -> tuple[str, ...]:
+    return _REMEMBERED.values
+
+
+def forget_secrets() -> None:
+    """Drop every remembered value (tests reset the process-wide state with this)."""
+    _REMEMBERED.clear()
+
+
+def url_secret_parts(url: str) -> list[str]:
+    """The parts of a URL that are credentials when the URL is one: the whole, its path and
+    query, and path segments long enough to be tokens (where Slack and most webhook
+    providers put them)."""
+    parts = urlsplit(url)
+    found = [url, url.rstrip("/")]
+    if parts.path.strip("/"):
+        found.append(parts.path)
+        found += [seg for seg in parts.path.split("/") if len(seg) >= 8]
+    if parts.query:
+        found.append(parts.query)
+    if parts.password:
+        found.append(parts.password)
+    return found
+
+
+def redact_text(text: str) -> str:
+    """`text` with remembered secrets and every credential shape masked."""
+    for secret in _REMEMBERED.values:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    text = _SLACK_HOOK.sub(rf"\g<base>{MASK}", text)
+    text = _URL_USERINFO.sub(rf"\g<scheme>{MASK}@", text)
+    text = _QUERY_PARAM.sub(_query_sub, text)
+    text = _STOKER_TOKEN.sub(f"{STOKER_TOKEN_PREFIX}{MASK}", text)
+    text = _SLACK_TOKEN.sub(rf"\g<kind>-{MASK}", text)
+    text = _AUTH_SCHEME.sub(rf"\g<scheme> {MASK}", text)
+    text = _JWT.sub(MASK, text)
+    text = _AWS_SECRET.sub(MASK, text)
+    return _PAIR.sub(_pair_sub, text)
+
+
+def mask_url(url: str) -> str:
+    """Scheme and host of a URL, the rest masked: `https://hooks.slack.com/[redacted]`."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return MASK
+    if not parts.scheme or not host:
+        return MASK
+    where = f"[{host}]" if ":" in host else host
+    if port is not None:
+        where += f":{port}"
+    return f"{parts.scheme}://{where}/{MASK}"
+
+
+_URL_TARGET_KINDS = frozenset({"webhook", "slack"})
+_URL_TARGET_FIELDS = frozenset({"url", "webhook_url"})
+
+
+def _masked(value: Any) -> Any:
+    # Numbers, flags and nulls under a secret-sounding key say nothing about a secret.
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str | bytes) and not value:
+        return value
+    return MASK
+
+
+def redact(value: Any) -> Any:
+    """A copy of a JSON-like value (dicts, lists, strings, numbers) with secrets masked.
+
+    A notification target (`{"kind": "webhook", "url": ...}`) keeps only the scheme and host
+    of its URL. Values of other types are returned unchanged."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        target = value.get("kind") in _URL_TARGET_KINDS
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if isinstance(key, str) and is_secret_key(key):
+                out[key] = _masked(item)
+            elif target and key in _URL_TARGET_FIELDS and isinstance(item, str):
+                out[key] = mask_url(item)
+            else:
+                out[key] = redact(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    return value
+
+
+RedactedText = Annotated[str, AfterValidator(redact_text)]
+"""A free-text field (a failure reason) that is redacted whenever it is built or read."""
