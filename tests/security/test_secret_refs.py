@@ -235,6 +235,6 @@ def test_a_bad_secrets_setting_names_the_place_not_the_value(
 ) -> None:
     """The old flat shape (ref -> signing secret) is refused, naming where, not what."""
     monkeypatch.setenv("STOKER_NOTIFY_SECRETS", '{"ci": "flat-SECRET-value"}')
-    with pytest.raises(ConfigurationError, match="STOKER_NOTIFY_SECRETS.ci") as caught:
+    with pytest.raises(ConfigurationError, match=r"STOKER_NOTIFY_SECRETS\.ci") as caught:
         load_notify_settings()
     assert "flat-SECRET-value" not in str(caught.value)

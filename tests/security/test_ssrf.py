@@ -91,9 +91,7 @@ def checked(policy: OutboundPolicy, url: str, answers: Sequence[str]) -> None:
         ("https://hooks.example.com/x", ["93.184.215.14", "127.0.0.1"], "loopback"),
     ],
 )
-def test_addresses_that_are_not_public_are_refused(
-    url: str, answers: list[str], why: str
-) -> None:
+def test_addresses_that_are_not_public_are_refused(url: str, answers: list[str], why: str) -> None:
     """Metadata, loopback, private, link-local, multicast, unspecified, reserved and shared
     addresses are refused, also when hidden in IPv4-mapped IPv6 or behind a DNS name."""
     with pytest.raises(OutboundRefused, match=why):
@@ -158,7 +156,7 @@ def test_the_allowlist_names_networks_and_hosts() -> None:
 
 def test_a_bad_allowlist_entry_is_named() -> None:
     """A typo in the allowlist stops the start, naming the entry."""
-    with pytest.raises(ValueError, match="'10.0.0.0/33'"):
+    with pytest.raises(ValueError, match=r"'10\.0\.0\.0/33'"):
         OutboundPolicy(allowlist=("10.0.0.0/33",))
 
 

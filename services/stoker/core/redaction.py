@@ -103,10 +103,8 @@ _AWS_SECRET = re.compile(
     r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[a-z])(?=[A-Za-z0-9/+]*[0-9])"
     r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
 )
-_PAIR = re.compile(
-    r"(?P<key>\b[A-Za-z][A-Za-z0-9_.\-]{0,63})(?P<sep>[\"']?\s*[:=]\s*[\"']?)"
-    r"(?P<value>[^\s\"',;&}\])]+)"
-)
+_PAIR_KEY = re.compile(r"\b(?P<key>[A-Za-z][A-Za-z0-9_.\-]{0,63})[\"']?\s*[:=]\s*[\"']?")
+_PAIR_VALUE = re.compile(r"[^\s\"',;&}\])]+")
 
 
 def _query_sub(match: re.Match[str]) -> str:
@@ -115,14 +113,27 @@ def _query_sub(match: re.Match[str]) -> str:
     return f"{match.group('lead')}{match.group('name')}={MASK}"
 
 
-def _pair_sub(match: re.Match[str]) -> str:
-    value = match.group("value")
-    # Already masked (`stk_[redacted]`), or an auth scheme whose credential is masked after it.
-    if MASK[:-1] in value or value.lower() in ("bearer", "basic"):
-        return match.group(0)
-    if not is_secret_key(match.group("key")) or value.startswith("//"):
-        return match.group(0)
-    return f"{match.group('key')}{match.group('sep')}{MASK}"
+def _mask_pairs(text: str) -> str:
+    """`key=value` and `"key": "value"` pairs in free text, masked when the key names a
+    credential. Keys are found without consuming their values, so `failed: password=x`
+    finds `password` after `failed`."""
+    out: list[str] = []
+    done = 0
+    for key in _PAIR_KEY.finditer(text):
+        if key.start() < done or not is_secret_key(key.group("key")):
+            continue
+        value = _PAIR_VALUE.match(text, key.end())
+        if value is None:
+            continue
+        shown = value.group(0)
+        # Already masked (`stk_[redacted]`), an auth scheme whose credential is masked
+        # after it, or a URL's `https://` (its secrets have their own rules).
+        if MASK[:-1] in shown or shown.lower() in ("bearer", "basic") or shown.startswith("//"):
+            continue
+        out += [text[done : key.end()], MASK]
+        done = value.end()
+    out.append(text[done:])
+    return "".join(out)
 
 
 MIN_REMEMBERED_LENGTH = 6
@@ -204,7 +215,7 @@ def redact_text(text: str) -> str:
     text = _AUTH_SCHEME.sub(rf"\g<scheme> {MASK}", text)
     text = _JWT.sub(MASK, text)
     text = _AWS_SECRET.sub(MASK, text)
-    return _PAIR.sub(_pair_sub, text)
+    return _mask_pairs(text)
 
 
 def mask_url(url: str) -> str:
@@ -247,10 +258,10 @@ def redact(value: Any) -> Any:
         target = value.get("kind") in _URL_TARGET_KINDS
         out: dict[Any, Any] = {}
         for key, item in value.items():
-            if isinstance(key, str) and is_secret_key(key):
-                out[key] = _masked(item)
-            elif target and key in _URL_TARGET_FIELDS and isinstance(item, str):
+            if target and key in _URL_TARGET_FIELDS and isinstance(item, str):
                 out[key] = mask_url(item)
+            elif isinstance(key, str) and is_secret_key(key):
+                out[key] = _masked(item)
             else:
                 out[key] = redact(item)
         return out
