@@ -15,8 +15,7 @@ SECRET_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
 class SlackTarget(BaseModel):
-    """A Slack message: to a channel through the bot token, or through an incoming webhook
-    whose URL is a secret of the job's team, named by `secret_ref`."""
+    """A Slack message to a channel (bot token) or to the team's webhook named by secret_ref."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["slack"] = "slack"
@@ -47,8 +46,7 @@ class EmailTarget(BaseModel):
 
 
 class WebhookTarget(BaseModel):
-    """A signed JSON POST. The URL (and the signing secret, if any) is a secret of the job's
-    team, named by `secret_ref`; the spec never holds it."""
+    """A signed JSON POST to the URL of the team secret named by secret_ref (never in a spec)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["webhook"] = "webhook"
