@@ -35,6 +35,11 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 # (what, text around the secret, the secret itself)
 PATTERNS = [
     ("stoker token", "token stk_live_9f8e7d6c5b4a39281706", "stk_live_9f8e7d6c5b4a39281706"),
+    (
+        "stoker token with its id",
+        "Authorization: Bearer stk_0123456789ab_Zm9vYmFy-c2VjcmV0_X2tleQ",
+        "Zm9vYmFy-c2VjcmV0_X2tleQ",
+    ),
     ("slack bot token", "xoxb-1234567890-0987654321-AbCdEfGhIjKl", "1234567890-0987654321"),
     ("slack user token", "using xoxp-11112222-33334444-qwertyuiop", "11112222-33334444"),
     ("slack app token", "xapp-1-A0123-4567-abcdef0123456789", "A0123-4567-abcdef"),
@@ -164,6 +169,12 @@ def test_remembered_secret_values_are_masked_whatever_their_shape(
     rendered = orjson.dumps(line).decode()
     assert "plainwordsecret" not in rendered
     assert "abc123def456" not in rendered
+
+
+def test_a_stoker_token_keeps_its_id_and_loses_its_secret() -> None:
+    """`stk_<id>_<secret>`: the id (what listings and logs name) stays, the secret goes."""
+    text = redact_text("auth with stk_0123456789ab_Zm9vYmFy-c2VjcmV0_X2tleQ failed")
+    assert text == "auth with stk_0123456789ab_[redacted] failed"
 
 
 def test_redaction_is_idempotent_and_leaves_ordinary_text_alone() -> None:

@@ -29,7 +29,8 @@ from pydantic import AfterValidator
 MASK = "[redacted]"
 
 STOKER_TOKEN_PREFIX = "stk_"
-"""Every stoker API token starts with this, so a leaked one is recognised anywhere."""
+"""Every stoker API token starts with this (`stk_<12 hex id>_<secret>`), so a leaked one is
+recognised anywhere. The id names the token (listings and logs show it) and is kept."""
 
 # Words that make a key name a credential, matched against the key's words
 # (`AWS_SECRET_ACCESS_KEY` -> aws, secret, access, key).
@@ -91,10 +92,14 @@ _SLACK_HOOK = re.compile(
     r"(?P<base>https?://hooks\.slack\.com/)(?:services|workflows|triggers)/[^\s\"'<>]+"
 )
 _QUERY_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&\s#\"'<>]{1,64})=(?P<value>[^&\s#\"'<>]+)")
-_STOKER_TOKEN = re.compile(rf"\b{STOKER_TOKEN_PREFIX}[A-Za-z0-9_\-]{{8,}}")
+_STOKER_TOKEN_WITH_ID = re.compile(
+    rf"\b{STOKER_TOKEN_PREFIX}(?P<id>[0-9a-f]{{12}})_[A-Za-z0-9_\-]+"
+)
+# A run already ending in a mask (`stk_<id>_[redacted]`) is left alone.
+_STOKER_TOKEN = re.compile(rf"\b{STOKER_TOKEN_PREFIX}(?![A-Za-z0-9_\-]*\[)[A-Za-z0-9_\-]{{8,}}")
 _SLACK_TOKEN = re.compile(r"\b(?P<kind>xox[abprse]|xapp)-[A-Za-z0-9\-]{8,}")
 _AUTH_SCHEME = re.compile(
-    r"\b(?P<scheme>[Bb]earer|[Bb]asic|BEARER|BASIC)\s+[A-Za-z0-9._~+/=\-]{6,}"
+    r"\b(?P<scheme>[Bb]earer|[Bb]asic|BEARER|BASIC)\s+[A-Za-z0-9._~+/=\-]{6,}(?![\[A-Za-z0-9._~+/=\-])"
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
 # 40 characters of base64 with upper, lower case and a digit: the shape of an AWS secret
@@ -210,6 +215,7 @@ def redact_text(text: str) -> str:
     text = _SLACK_HOOK.sub(rf"\g<base>{MASK}", text)
     text = _URL_USERINFO.sub(rf"\g<scheme>{MASK}@", text)
     text = _QUERY_PARAM.sub(_query_sub, text)
+    text = _STOKER_TOKEN_WITH_ID.sub(rf"{STOKER_TOKEN_PREFIX}\g<id>_{MASK}", text)
     text = _STOKER_TOKEN.sub(f"{STOKER_TOKEN_PREFIX}{MASK}", text)
     text = _SLACK_TOKEN.sub(rf"\g<kind>-{MASK}", text)
     text = _AUTH_SCHEME.sub(rf"\g<scheme> {MASK}", text)
