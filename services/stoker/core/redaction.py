@@ -17,6 +17,7 @@ Three rules work together:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import threading
@@ -70,6 +71,7 @@ def key_words(name: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(name)]
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(name: str) -> bool:
     """Whether a value under the key `name` is a credential."""
     words = key_words(name)
@@ -102,12 +104,22 @@ _AUTH_SCHEME = re.compile(
     r"\b(?P<scheme>[Bb]earer|[Bb]asic|BEARER|BASIC)\s+[A-Za-z0-9._~+/=\-]{6,}(?![\[A-Za-z0-9._~+/=\-])"
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
-# 40 characters of base64 with upper, lower case and a digit: the shape of an AWS secret
-# access key. A SHA-1 in hex (lower case only) does not match.
-_AWS_SECRET = re.compile(
-    r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[a-z])(?=[A-Za-z0-9/+]*[0-9])"
-    r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+# A run of exactly 40 base64 characters; `_aws_sub` masks it when its mix of cases and
+# digits is that of an AWS secret access key.
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_KEY_HINTS = (
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "auth",
+    "key",
+    "credential",
+    "cookie",
+    "dsn",
+    "hook",
 )
+"""Substrings of every credential key name: text without any has no pair to mask."""
 _PAIR_KEY = re.compile(r"\b(?P<key>[A-Za-z][A-Za-z0-9_.\-]{0,63})[\"']?\s*[:=]\s*[\"']?")
 _PAIR_VALUE = re.compile(r"[^\s\"',;&}\])]+")
 
@@ -207,21 +219,42 @@ def url_secret_parts(url: str) -> list[str]:
     return found
 
 
+def _aws_sub(match: re.Match[str]) -> str:
+    # Upper case, lower case and a digit: the shape of an AWS secret access key. A SHA-1
+    # in hex (lower case only) is left alone.
+    run = match.group(0)
+    mixed = any(c.isupper() for c in run) and any(c.islower() for c in run)
+    return MASK if mixed and any(c.isdigit() for c in run) else run
+
+
 def redact_text(text: str) -> str:
-    """`text` with remembered secrets and every credential shape masked."""
+    """`text` with remembered secrets and every credential shape masked.
+
+    Each rule runs only when a cheap substring test says it may apply: reasons and log
+    messages are redacted on every event and every line."""
     for secret in _REMEMBERED.values:
         if secret in text:
             text = text.replace(secret, MASK)
-    text = _SLACK_HOOK.sub(rf"\g<base>{MASK}", text)
-    text = _URL_USERINFO.sub(rf"\g<scheme>{MASK}@", text)
-    text = _QUERY_PARAM.sub(_query_sub, text)
-    text = _STOKER_TOKEN_WITH_ID.sub(rf"{STOKER_TOKEN_PREFIX}\g<id>_{MASK}", text)
-    text = _STOKER_TOKEN.sub(f"{STOKER_TOKEN_PREFIX}{MASK}", text)
-    text = _SLACK_TOKEN.sub(rf"\g<kind>-{MASK}", text)
-    text = _AUTH_SCHEME.sub(rf"\g<scheme> {MASK}", text)
-    text = _JWT.sub(MASK, text)
-    text = _AWS_SECRET.sub(MASK, text)
-    return _mask_pairs(text)
+    if "://" in text:
+        text = _SLACK_HOOK.sub(rf"\g<base>{MASK}", text)
+        text = _URL_USERINFO.sub(rf"\g<scheme>{MASK}@", text)
+    if "=" in text:
+        text = _QUERY_PARAM.sub(_query_sub, text)
+    if STOKER_TOKEN_PREFIX in text:
+        text = _STOKER_TOKEN_WITH_ID.sub(rf"{STOKER_TOKEN_PREFIX}\g<id>_{MASK}", text)
+        text = _STOKER_TOKEN.sub(f"{STOKER_TOKEN_PREFIX}{MASK}", text)
+    if "xox" in text or "xapp-" in text:
+        text = _SLACK_TOKEN.sub(rf"\g<kind>-{MASK}", text)
+    lower = text.lower()
+    if "bearer" in lower or "basic" in lower:
+        text = _AUTH_SCHEME.sub(rf"\g<scheme> {MASK}", text)
+    if "eyJ" in text:
+        text = _JWT.sub(MASK, text)
+    if len(text) >= 40:
+        text = _AWS_SECRET.sub(_aws_sub, text)
+    if ("=" in text or ":" in text) and any(hint in lower for hint in _KEY_HINTS):
+        text = _mask_pairs(text)
+    return text
 
 
 def mask_url(url: str) -> str:
