@@ -14,7 +14,7 @@ import structlog
 
 from stoker.bus.consumer import dead_letter_event
 from stoker.core import topics
-from stoker.core.events import CloudEvent, JobFailed, JobSubmitted, decode_event
+from stoker.core.events import CloudEvent, DeadLetter, JobFailed, JobSubmitted, decode_event
 from stoker.core.job import JobRecord, JobStatus, Transition
 from stoker.core.redaction import (
     MASK,
@@ -217,14 +217,15 @@ def test_dead_letters_hold_the_record_with_secrets_masked() -> None:
     for secret in ("DLsecret99", "env-DLsecret", "stk_abcdefghijkl0123"):
         assert secret not in text
     data = decode_event(letter.to_json()).data
-    kept = orjson.loads(data.original_value)  # type: ignore[union-attr]
+    assert isinstance(data, DeadLetter)
+    kept = orjson.loads(data.original_value)
     assert kept["data"]["spec"]["owner"] == "ana"
     assert kept["data"]["spec"]["notify"][0]["url"] == "https://h.example.com/[redacted]"
 
 
 def test_a_dead_letter_of_text_that_is_not_json_is_masked_by_pattern() -> None:
     """Not JSON: the credential shapes in the text are still masked."""
-    record = BusRecord(topics.SUBMISSIONS, 0, 8, None, b"oops xoxb-1111-2222-abcdefgh")
+    record = BusRecord(topics.SUBMISSIONS, 0, 8, "junk", b"oops xoxb-1111-2222-abcdefgh")
     letter = dead_letter_event(record, group="g", kind="decode", reason="x", attempts=0, at=T0)
     assert "1111-2222" not in letter.to_json().decode()
 

@@ -31,7 +31,7 @@ from tests.unit.notifier.test_service import Rig
 
 OWN_URL = "https://hooks.example.com/own/OWNsecretPATH123"
 OTHER_URL = "https://hooks.example.com/other/OTHERsecretPATH456"
-SECRETS = {
+SECRETS: dict[str, Any] = {
     "default": {"ci": {"url": OWN_URL, "signing_secret": "own-signing-secret"}},
     "search": {"search-ci": OTHER_URL},
 }

@@ -312,8 +312,8 @@ async def test_secrets_never_reach_logs_or_events() -> None:
     channel = RecordingChannel(
         [DeliveryDeferred(f"POST {SECRET_URL} failed", status=503, retry_after_s=0.0)]
     )
-    secret = {"url": SECRET_URL, "signing_secret": "sign-me-secret"}
-    rig = Rig(channels={"webhook": channel}, secrets={"default": {"team": secret}})
+    hook = {"url": SECRET_URL, "signing_secret": "sign-me-secret"}
+    rig = Rig(channels={"webhook": channel}, secrets={"default": {"team": hook}})
     await rig.store.create(job("j1", notify=[{"kind": "webhook", "secret_ref": "team"}]))
     with capture_logs() as logs:
         await rig.deliver(terminal("j1"))
