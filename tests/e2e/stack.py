@@ -96,6 +96,8 @@ class Stack:
             env["STOKER_NOTIFY_DEFAULT_TARGETS"] = json.dumps(
                 [{"kind": "webhook", "url": self._config.webhook_url}]
             )
+            # The receiver is on 127.0.0.1: the development allowance of the SSRF rules.
+            env["STOKER_NOTIFY_ALLOW_LOOPBACK"] = "true"
         env.update(self._config.settings)
         return env
 

@@ -37,7 +37,10 @@ async def _spawn(data_dir: Path, url: str, log: Path) -> asyncio.subprocess.Proc
         "STOKER_NOTIFY_INITIAL_BACKOFF_S": "0.05",
         "STOKER_NOTIFY_MAX_IN_FLIGHT": "4",
         "STOKER_NOTIFY_DEFAULT_TARGETS": f'[{{"kind": "webhook", "url": "{url}"}}]',
-        "PYTHONPATH": str(REPO),
+        # The receiver is on 127.0.0.1: the development allowance of the SSRF rules.
+        "STOKER_NOTIFY_ALLOW_LOOPBACK": "true",
+        # The tree under test first (services/ holds the package), then the tests.
+        "PYTHONPATH": os.pathsep.join([str(REPO / "services"), str(REPO)]),
     }
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(

@@ -1,5 +1,5 @@
 """The notifier over the embedded SQLite bus, store and ledger, delivering over real HTTP
-to a receiver on 127.0.0.1."""
+to a receiver on 127.0.0.1 (the development allowance of the outgoing-request policy)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ async def run_until(
 def notify_settings(tmp: Path, **overrides: Any) -> NotifySettings:
     values: dict[str, Any] = {
         "digest_window_s": 0,
-        "secrets": {"team": SECRET},
+        "allow_loopback": True,
         "ledger": "sqlite",
         "ledger_path": tmp / "ledger.sqlite3",
         "initial_backoff_s": 0.05,
@@ -91,7 +91,8 @@ async def test_n_terminal_events_give_exactly_n_signed_deliveries(stack: Stack) 
     """24 jobs of 24 owners end: the receiver gets 24 signed deliveries, one per key, and a
     NotificationSent per job goes out."""
     async with Receiver(secret=SECRET) as receiver:
-        hook = [{"kind": "webhook", "url": receiver.url(), "secret_ref": "team"}]
+        hook = [{"kind": "webhook", "secret_ref": "team"}]
+        secrets = {"default": {"team": {"url": receiver.url(), "signing_secret": SECRET}}}
         states = [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED]
         events = []
         for n in range(24):
@@ -99,7 +100,8 @@ async def test_n_terminal_events_give_exactly_n_signed_deliveries(stack: Stack) 
             events.append(terminal(f"job-{n}", f"owner-{n}", states[n % 3]))
         # Redelivered and replayed events must not add anything.
         await stack.submit(events + events[:5])
-        await run_until(stack, notify_settings(stack.tmp), lambda: len(receiver.accepted) >= 24)
+        notify = notify_settings(stack.tmp, secrets=secrets)
+        await run_until(stack, notify, lambda: len(receiver.accepted) >= 24)
         assert len(receiver.requests) == 24
         assert set(receiver.per_key().values()) == {1}
         jobs = sorted(d.json()["jobs"][0]["job_id"] for d in receiver.accepted)
@@ -139,13 +141,15 @@ async def test_a_storm_becomes_one_message_and_one_digest(stack: Stack) -> None:
         assert digest.json()["counts"] == {"Completed": 5}
 
 
-async def test_slack_incoming_webhook_gets_block_kit_through_slack_sdk(stack: Stack) -> None:
-    """slack-sdk's AsyncWebhookClient posts the Block Kit message to the (local) hook URL."""
+async def test_slack_incoming_webhook_from_a_team_secret_gets_block_kit(stack: Stack) -> None:
+    """A slack target naming its team's secret: the Block Kit message goes to the (local)
+    hook URL the secret holds, and the event names the ref, not the URL."""
     async with Receiver() as receiver:
         url = receiver.url("/services/T0LOCAL/B0LOCAL/abcdefghijklmnopqrstuvwx")
-        await stack.store.create(job("sl1", notify=[{"kind": "slack", "webhook_url": url}]))
+        await stack.store.create(job("sl1", notify=[{"kind": "slack", "secret_ref": "ml"}]))
         await stack.submit([terminal("sl1", state=JobStatus.FAILED, attempts=3)])
-        await run_until(stack, notify_settings(stack.tmp), lambda: len(receiver.accepted) >= 1)
+        notify = notify_settings(stack.tmp, secrets={"default": {"ml": url}})
+        await run_until(stack, notify, lambda: len(receiver.accepted) >= 1)
         [delivery] = receiver.accepted
         body = delivery.json()
         assert body["text"] == "stoker: job sl1 Failed"
@@ -154,4 +158,4 @@ async def test_slack_incoming_webhook_gets_block_kit_through_slack_sdk(stack: St
             assert fact in text
         [sent] = await stack.notifications(1)
         assert sent.channel == "slack"
-        assert sent.target == "slack webhook (…uvwx)"
+        assert sent.target == "slack webhook ref ml"

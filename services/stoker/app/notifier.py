@@ -18,10 +18,13 @@ import structlog
 
 from stoker.adapters.notifier.console import ConsoleChannel, FileChannel
 from stoker.adapters.notifier.ledger_memory import MemoryLedger
+from stoker.adapters.notifier.outbound import OutboundHttp
 from stoker.adapters.notifier.webhook import WebhookChannel
 from stoker.bus.consumer import BACKGROUND, Consumer
 from stoker.core.clock import Clock, SystemClock
+from stoker.core.notify_rules import NotifyRules
 from stoker.notifier.config import NotifySettings, load_notify_settings
+from stoker.notifier.secrets import load_team_secrets, submit_rules
 from stoker.notifier.service import CONSUMER_GROUP, TERMINAL_TOPICS, Notifier
 from stoker.ports.bus import EventBus
 from stoker.ports.channel import Channel
@@ -47,6 +50,24 @@ def build_ledger(settings: Settings, notify: NotifySettings) -> NotificationLedg
     return DynamoDbLedger(settings, notify.ledger_table)
 
 
+def notify_submit_rules(notify: NotifySettings | None = None) -> NotifyRules:
+    """What a submission's `notify` list must satisfy, for the API and the intake: refs of
+    the team's own secrets (read from the same settings as the notifier's), no raw URLs.
+    The secrets' values are remembered for redaction in this process too."""
+    notify = notify or load_notify_settings()
+    return submit_rules(notify, load_team_secrets(notify))
+
+
+def outbound_http(notify: NotifySettings) -> OutboundHttp:
+    """HTTP to the URLs users chose, under the SSRF rules of the settings."""
+    return OutboundHttp(
+        notify.outbound_policy(),
+        timeout_s=notify.timeout_s,
+        connect_timeout_s=notify.connect_timeout_s,
+        max_response_bytes=notify.max_response_bytes,
+    )
+
+
 def build_channels(
     settings: Settings, notify: NotifySettings, clock: Clock | None = None
 ) -> dict[str, Channel]:
@@ -54,13 +75,17 @@ def build_channels(
     channels: dict[str, Channel] = {
         "console": ConsoleChannel(),
         "file": FileChannel(),
-        "webhook": WebhookChannel(notify.secret, clock=clock, timeout_s=notify.timeout_s),
+        "webhook": WebhookChannel(outbound_http(notify), clock=clock),
     }
     from stoker.adapters.notifier.slack import SlackChannel
 
     token = notify.slack_bot_token.get_secret_value() if notify.slack_bot_token else None
     channels["slack"] = SlackChannel(
-        token, api_base_url=notify.slack_api_url, clock=clock, timeout_s=int(notify.timeout_s)
+        token,
+        api_base_url=notify.slack_api_url,
+        clock=clock,
+        timeout_s=int(notify.timeout_s),
+        http=outbound_http(notify),
     )
     if notify.sns_topic_arn:
         from stoker.adapters.notifier.sns import SnsEmailChannel
@@ -84,6 +109,7 @@ async def serve(
     """Run until `stop_event` is set. Adapters not given are built from settings and
     closed on exit; adapters given are started by the caller and left open."""
     notify = notify or load_notify_settings()
+    secrets = load_team_secrets(notify)
     clock = clock or SystemClock()
     from stoker.app.runtime import build_bus, build_store
 
@@ -111,12 +137,18 @@ async def serve(
             settings=notify,
             fallback_file=str(notify.file_path or Path(settings.data_dir) / "notifications.jsonl"),
             clock=clock,
+            secrets=secrets,
         )
         # A message people read is not late by a fetch held to gather records.
         consumer = Consumer.for_events(
             bus, CONSUMER_GROUP, TERMINAL_TOPICS, notifier.handle, config=BACKGROUND
         )
-        log.info("notifier started", digest_window_s=notify.digest_window_s)
+        log.info(
+            "notifier started",
+            digest_window_s=notify.digest_window_s,
+            secret_teams=len(secrets.names()),
+            allow_loopback=notify.allow_loopback,
+        )
         await _run_both(consumer.run(stop_event), notifier.run_flusher(stop_event), stop_event)
         log.info("notifier stopped", sent=notifier.sent_messages, failed=notifier.failed_messages)
 

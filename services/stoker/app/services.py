@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from stoker.app.notifier import run_notifier
+from stoker.app.notifier import notify_submit_rules, run_notifier
 from stoker.app.runtime import Runtime, failure_classifier, retry_policy
 from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
 from stoker.core import topics
@@ -71,7 +71,12 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
 
     _ServerWithoutSignals = _server_class()
 
-    service = JobService(rt.transitioner(), rt.clock, rules=rt.submission_rules())
+    service = JobService(
+        rt.transitioner(),
+        rt.clock,
+        rules=rt.submission_rules(),
+        notify_rules=notify_submit_rules(),
+    )
     config = uvicorn.Config(
         create_app(service),
         host=rt.settings.api_host,
@@ -89,7 +94,12 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
 async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:
     """JobSubmitted events from any Kafka client become jobs, through the same path as HTTP
     and under the same checks: a request that fails them is dead-lettered with the reason."""
-    service = JobService(rt.transitioner(), rt.clock, rules=rt.submission_rules())
+    service = JobService(
+        rt.transitioner(),
+        rt.clock,
+        rules=rt.submission_rules(),
+        notify_rules=notify_submit_rules(),
+    )
 
     async def handle(event: CloudEvent, _record: BusRecord) -> None:
         if isinstance(event.data, JobSubmitted):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import orjson
 import structlog
 import tenacity
 
@@ -42,6 +43,7 @@ from stoker.core.events import (
     decode_event,
     decode_wanted_event,
 )
+from stoker.core.redaction import redact, redact_text
 from stoker.core.retry import RetryPolicy, is_retriable
 from stoker.ports.bus import BusRecord, EventBus, RecordSource, TopicPartition
 
@@ -309,9 +311,10 @@ _KINDS = {"decode", "schema", "unknown-type", "handler"}
 def dead_letter_event(
     record: BusRecord, *, group: str, kind: str, reason: str, attempts: int, at: datetime
 ) -> CloudEvent:
-    """The dead-letter record for `record`: the original bytes (UTF-8, else base64) and why."""
+    """The dead-letter record for `record`: the original bytes (UTF-8, else base64) and why,
+    with secrets redacted (a rejected submission may carry a raw webhook URL or a token)."""
     try:
-        text, encoding = record.value.decode("utf-8"), "utf-8"
+        text, encoding = redact_record_text(record.value.decode("utf-8")), "utf-8"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(record.value).decode("ascii"), "base64"
     letter = DeadLetter(
@@ -323,11 +326,23 @@ def dead_letter_event(
         original_value_encoding=encoding,  # type: ignore[arg-type]
         consumer_group=group,
         error_kind=kind if kind in _KINDS else "schema",  # type: ignore[arg-type]
-        reason=reason[:4000],
+        reason=redact_text(reason)[:4000],
         attempts=attempts,
         failed_at=at,
     )
     return CloudEvent.wrap(letter, time=at)
+
+
+def redact_record_text(text: str) -> str:
+    """A record's text with secrets masked: JSON field by field (so keys such as `token`
+    and notification targets' URLs are recognised), other text by pattern. Unchanged JSON
+    keeps its original bytes."""
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return redact_text(text)
+    cleaned = redact(doc)
+    return text if cleaned == doc else orjson.dumps(cleaned).decode()
 
 
 def _bound(record: BusRecord) -> Any:

@@ -11,6 +11,10 @@ from enum import StrEnum
 
 from stoker.core.errors import StokerError
 
+DEFAULT_TEAM = "default"
+"""The team of work with no team of its own: jobs stored before teams existed, settings and
+policy sections that name none."""
+
 
 class Role(StrEnum):
     VIEWER = "viewer"

@@ -1,5 +1,8 @@
 """The event contract: CloudEvents 1.0 structured JSON envelopes around typed data.
 
+Free-text reasons are redacted (stoker.core.redaction) when an event is built and when it
+is read, so a failure message that quotes a credential never travels.
+
 The version is part of the type (`stoker.job.submitted.v1`). Files in `schemas/` are
 generated from these models (`stoker schemas export`) and a test keeps them equal.
 """
@@ -17,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from stoker.core.errors import EventRejected
 from stoker.core.job import JobStatus
+from stoker.core.redaction import RedactedText
 from stoker.core.spec import JobSpec
 
 SOURCE = "urn:stoker"
@@ -57,7 +61,7 @@ class JobStatusChanged(EventData):
     from_status: JobStatus | None
     to_status: JobStatus
     attempt: int = Field(ge=0)
-    reason: str | None = None
+    reason: RedactedText | None = None
 
 
 class JobRetryScheduled(EventData):
@@ -66,7 +70,7 @@ class JobRetryScheduled(EventData):
     job_id: str
     attempt: int = Field(ge=1, description="the attempt that failed")
     next_attempt_at: datetime
-    reason: str
+    reason: RedactedText
     failure_code: str | None = None
 
 
@@ -79,7 +83,7 @@ class JobAttemptFailed(EventData):
     attempt: int = Field(ge=1)
     training_job_name: str
     instance_type: str
-    failure_reason: str
+    failure_reason: RedactedText
     failure_code: str | None = None
     observed_at: datetime
 
@@ -103,14 +107,14 @@ class JobCompleted(_Terminal):
 class JobFailed(_Terminal):
     TYPE = "stoker.job.failed.v1"
     SCHEMA_NAME = "job-failed"
-    failure_reason: str
+    failure_reason: RedactedText
     failure_code: str | None = None
 
 
 class JobStopped(_Terminal):
     TYPE = "stoker.job.stopped.v1"
     SCHEMA_NAME = "job-stopped"
-    reason: str | None = None
+    reason: RedactedText | None = None
 
 
 class NotificationSent(EventData):

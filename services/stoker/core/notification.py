@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from stoker.core.auth import DEFAULT_TEAM
 from stoker.core.events import JobCompleted, JobFailed, JobStopped
 from stoker.core.job import JobStatus
 from stoker.core.spec import EmailTarget, SlackTarget, WebhookTarget
@@ -49,6 +50,8 @@ class JobNote:
     ended_at: datetime
     duration_s: float | None = None
     training_job_name: str | None = None
+    team: str = DEFAULT_TEAM
+    """Whose notification secrets a `secret_ref` target of this job resolves in."""
 
     @classmethod
     def from_event(cls, data: TerminalEvent) -> JobNote:
@@ -80,6 +83,7 @@ class JobNote:
             "ended_at": self.ended_at.isoformat(),
             "duration_s": self.duration_s,
             "training_job_name": self.training_job_name,
+            "team": self.team,
         }
 
     @classmethod
@@ -93,7 +97,16 @@ class JobNote:
             ended_at=datetime.fromisoformat(doc["ended_at"]),
             duration_s=doc.get("duration_s"),
             training_job_name=doc.get("training_job_name"),
+            team=doc.get("team") or DEFAULT_TEAM,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a `secret_ref` target resolved to: credentials, never shown (not in its repr)."""
+
+    url: str = field(repr=False)
+    signing_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +115,15 @@ class Notification:
 
     idempotency_key: the ledger entry id for a single job, the digest id for a digest;
     the same message sent twice after a crash carries the same key.
+    endpoint: the resolved URL (and signing secret) of a `secret_ref` target; None for a
+    target that carries its own destination.
     """
 
     idempotency_key: str
     owner: str
     target: Target
     jobs: tuple[JobNote, ...] = field(default_factory=tuple)
+    endpoint: Endpoint | None = None
 
     def __post_init__(self) -> None:
         if not self.jobs:

@@ -28,10 +28,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from stoker.core.auth import DEFAULT_TEAM
 from stoker.core.errors import ConfigurationError
 from stoker.core.spec import JobSpec
 
-DEFAULT_TEAM = "default"
 """The team of a submission nobody vouched for; it gets the `default` section."""
 
 TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"

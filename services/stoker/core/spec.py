@@ -4,18 +4,39 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from stoker.core.retry import RetryPolicyOverrides
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-_.]{0,127}$"
 
 
+SECRET_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
 class SlackTarget(BaseModel):
+    """A Slack message to a channel (bot token) or to the team's webhook named by secret_ref."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["slack"] = "slack"
     channel: str | None = Field(default=None, description="for chat.postMessage with a bot token")
-    webhook_url: HttpUrl | None = Field(default=None, description="an incoming-webhook URL")
+    secret_ref: str | None = Field(
+        default=None,
+        pattern=SECRET_REF_PATTERN,
+        description="name of the team secret holding the incoming-webhook URL",
+    )
+    webhook_url: HttpUrl | None = Field(
+        default=None,
+        description="a raw incoming-webhook URL: refused in job specs except for loopback "
+        "URLs in development (STOKER_NOTIFY_ALLOW_LOOPBACK); use secret_ref",
+    )
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> SlackTarget:
+        given = [self.channel, self.secret_ref, self.webhook_url]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("a slack target needs exactly one of channel, secret_ref, webhook_url")
+        return self
 
 
 class EmailTarget(BaseModel):
@@ -25,13 +46,26 @@ class EmailTarget(BaseModel):
 
 
 class WebhookTarget(BaseModel):
+    """A signed JSON POST to the URL of the team secret named by secret_ref (never in a spec)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["webhook"] = "webhook"
-    url: HttpUrl
     secret_ref: str | None = Field(
         default=None,
-        description="name of the setting holding the signing secret (never the secret)",
+        pattern=SECRET_REF_PATTERN,
+        description="name of the team secret holding the URL and the signing secret",
     )
+    url: HttpUrl | None = Field(
+        default=None,
+        description="a raw URL, sent unsigned: refused in job specs except for loopback URLs "
+        "in development (STOKER_NOTIFY_ALLOW_LOOPBACK); use secret_ref",
+    )
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> WebhookTarget:
+        if (self.secret_ref is None) == (self.url is None):
+            raise ValueError("a webhook target needs exactly one of secret_ref, url")
+        return self
 
 
 NotificationTarget = SlackTarget | EmailTarget | WebhookTarget

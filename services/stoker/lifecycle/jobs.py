@@ -1,4 +1,9 @@
-"""Submission and control of jobs: every way in (HTTP, CLI, SDK, event) goes through here."""
+"""Submission and control of jobs: every way in (HTTP, CLI, SDK, event) goes through here.
+
+Records and transitions leave here in their public view: secrets in the spec (a raw
+notification URL, an `Environment` entry named like a credential), failure reasons and
+details redacted (stoker.core.redaction). The store keeps them as submitted.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from stoker.core.auth import DEFAULT_TEAM
 from stoker.core.clock import Clock
 from stoker.core.errors import StokerError, VersionConflict
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
-from stoker.core.policy import DEFAULT_TEAM, Policy, Violation
+from stoker.core.notify_rules import NotifyRules
+from stoker.core.policy import Policy, Violation
+from stoker.core.redaction import redact, redact_text
 from stoker.core.spec import JobSpec
 from stoker.lifecycle.quota import TeamQuota
 from stoker.lifecycle.transitions import Transitioner
@@ -95,6 +103,7 @@ class JobService:
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         rules: SubmissionRules | None = None,
         quota: TeamQuota | None = None,
+        notify_rules: NotifyRules | None = None,
     ) -> None:
         self._t = transitioner
         self._store: JobStore = transitioner.store
@@ -102,14 +111,19 @@ class JobService:
         self._new_id = new_id
         self.rules = rules or SubmissionRules()
         self._quota = quota
+        self._notify_rules = notify_rules or NotifyRules()
 
     async def submit(self, spec: JobSpec, *, team: str = DEFAULT_TEAM) -> tuple[JobRecord, bool]:
         """Store a New job. The same job id submitted twice is one job: (existing, False).
 
-        The request is checked first (`SubmissionRules.check`) against the rules of `team`:
-        InvalidJobSpec or PolicyViolation, and nothing is stored. A team at its quota of jobs
-        in flight gets TeamQuotaExceeded (HTTP 429)."""
+        The request is checked first against the rules of `team` (`SubmissionRules.check`:
+        InvalidJobSpec or PolicyViolation; and its `notify` targets: InvalidJobSpec for a
+        secret the team lacks or a raw URL), and nothing is stored. A team at its quota of
+        jobs in flight gets TeamQuotaExceeded (HTTP 429)."""
         self.rules.check(spec, team)
+        problems = self._notify_rules.problems(spec, team)
+        if problems:
+            raise InvalidJobSpec(problems)
         if self._quota is not None:
             await self._quota.admit(team, spec.job_id)
         job_id = spec.job_id or self._new_id()
@@ -124,13 +138,14 @@ class JobService:
             updated_at=now,
             details={"instance_type": spec.training["ResourceConfig"]["InstanceType"]},
         )
-        return await self._t.create(job)
+        stored, created = await self._t.create(job)
+        return public_record(stored), created
 
     async def get(self, job_id: str) -> JobRecord:
-        return await self._store.get(job_id)
+        return public_record(await self._store.get(job_id))
 
     async def history(self, job_id: str) -> list[Transition]:
-        return list(await self._store.history(job_id))
+        return [public_transition(t) for t in await self._store.history(job_id)]
 
     async def list_jobs(
         self,
@@ -140,7 +155,8 @@ class JobService:
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
-        return await self._store.list_jobs(status=status, owner=owner, limit=limit, cursor=cursor)
+        page = await self._store.list_jobs(status=status, owner=owner, limit=limit, cursor=cursor)
+        return Page(items=[public_record(job) for job in page.items], next_cursor=page.next_cursor)
 
     async def stop(self, job_id: str, reason: str = "stopped by request") -> JobRecord:
         """Stop a job. Not yet running: Stopped at once. Running: Stopping, then the monitor
@@ -150,7 +166,7 @@ class JobService:
             if job.status.terminal:
                 raise JobAlreadyFinished(job)
             if job.status is JobStatus.STOPPING:
-                return job
+                return public_record(job)
             target = (
                 JobStatus.STOPPED
                 if job.status in (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
@@ -163,10 +179,30 @@ class JobService:
                 details=_ended(target, self._clock),
             )
             try:
-                return await self._t.move(job, change)
+                return public_record(await self._t.move(job, change))
             except VersionConflict:
                 continue
-        return await self._store.get(job_id)
+        return public_record(await self._store.get(job_id))
+
+
+def public_record(job: JobRecord) -> JobRecord:
+    """`job` as answers show it: spec, details and failure reason with secrets redacted."""
+    return job.model_copy(
+        update={
+            "spec": redact(job.spec),
+            "details": redact(job.details),
+            "failure_reason": redact_text(job.failure_reason)
+            if job.failure_reason is not None
+            else None,
+        }
+    )
+
+
+def public_transition(transition: Transition) -> Transition:
+    """`transition` with its reason redacted."""
+    if transition.reason is None:
+        return transition
+    return transition.model_copy(update={"reason": redact_text(transition.reason)})
 
 
 def _ended(status: JobStatus, clock: Clock) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Notifier settings from the environment (prefix STOKER_NOTIFY_).
 
-Values that hold credentials (signing secrets, the Slack bot token) are SecretStr, so
-printing the settings never prints them. Lists and maps are JSON.
+Values that hold credentials (notification URLs, signing secrets, the Slack bot token)
+are SecretStr, so printing the settings never prints them. Lists and maps are JSON.
 """
 
 from __future__ import annotations
@@ -10,17 +10,57 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from stoker.core.errors import ConfigurationError
 from stoker.core.notification import ConsoleTarget, FileTarget
+from stoker.core.outbound import OutboundPolicy
 from stoker.core.retry import RetryPolicy
-from stoker.core.spec import EmailTarget, SlackTarget, WebhookTarget
+from stoker.core.spec import SECRET_REF_PATTERN, EmailTarget, SlackTarget, WebhookTarget
 
 AnyTarget = Annotated[
     SlackTarget | EmailTarget | WebhookTarget | ConsoleTarget | FileTarget,
     Field(discriminator="kind"),
+]
+
+
+class NotifySecret(BaseModel):
+    """One notification secret of a team: a URL (a webhook's or a Slack incoming webhook's),
+    and for webhooks optionally the secret that signs the body. Written as the URL alone
+    (`"https://..."`) or as `{"url": "...", "signing_secret": "..."}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: SecretStr
+    signing_secret: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_alone(cls, value: object) -> object:
+        return {"url": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _looks_like_a_url(self) -> NotifySecret:
+        # The value is not quoted in the error: it is the secret.
+        url = self.url.get_secret_value()
+        if not url.lower().startswith(("https://", "http://")):
+            raise ValueError("url must be an http(s) URL")
+        if self.signing_secret is not None and not self.signing_secret.get_secret_value():
+            raise ValueError("signing_secret must not be empty")
+        return self
+
+
+TeamSecretMap = dict[
+    Annotated[str, Field(min_length=1, max_length=128)],
+    dict[Annotated[str, Field(pattern=SECRET_REF_PATTERN)], NotifySecret],
 ]
 
 
@@ -43,8 +83,24 @@ class NotifySettings(BaseSettings):
         default=None,
         description="file for the `file` fallback (default <data_dir>/notifications.jsonl)",
     )
-    secrets: dict[str, SecretStr] = Field(
-        default_factory=dict, description="JSON map secret_ref -> webhook signing secret"
+    secrets: TeamSecretMap = Field(
+        default_factory=dict,
+        description="JSON map team -> secret_ref -> URL, or -> {url, signing_secret}",
+    )
+    secrets_file: Path | None = Field(
+        default=None,
+        description="a JSON file of the same shape as `secrets` (e.g. a mounted secret); "
+        "entries of `secrets` win over the file's",
+    )
+    allow_loopback: bool = Field(
+        default=False,
+        description="development only: http and loopback addresses for notification URLs, "
+        "and raw loopback URLs in job specs",
+    )
+    allowlist: list[str] = Field(
+        default_factory=list,
+        description="JSON list of networks (CIDR) and host names (`*.example.com` for "
+        "subdomains) notification URLs may reach although they are not public",
     )
     slack_bot_token: SecretStr | None = Field(default=None, description="for chat.postMessage")
     slack_api_url: str = Field(default="https://slack.com/api/")
@@ -79,6 +135,12 @@ class NotifySettings(BaseSettings):
         default=5.0, gt=0, description="how often the ledger is re-read for pending entries"
     )
     timeout_s: float = Field(default=10.0, gt=0, description="per HTTP request")
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="to connect to a receiver (within timeout_s)"
+    )
+    max_response_bytes: int = Field(
+        default=65536, ge=0, description="of a receiver's answer read; the rest is dropped"
+    )
     shutdown_grace_s: float = Field(
         default=10.0, ge=0, description="on stop, how long sends in flight may finish"
     )
@@ -94,16 +156,15 @@ class NotifySettings(BaseSettings):
             max_attempts=self.max_attempts,
         )
 
-    def secret(self, ref: str) -> str | None:
-        value = self.secrets.get(ref)
-        return value.get_secret_value() if value is not None else None
+    @field_validator("allowlist")
+    @classmethod
+    def _allowlist_is_valid(cls, value: list[str]) -> list[str]:
+        OutboundPolicy(allowlist=tuple(value))  # raises naming a bad entry
+        return value
 
-    def all_secrets(self) -> list[str]:
-        """Every configured credential, for scrubbing free text."""
-        found = [v.get_secret_value() for v in self.secrets.values()]
-        if self.slack_bot_token is not None:
-            found.append(self.slack_bot_token.get_secret_value())
-        return found
+    def outbound_policy(self) -> OutboundPolicy:
+        """The SSRF rules for notification URLs (see stoker.core.outbound)."""
+        return OutboundPolicy(allow_loopback=self.allow_loopback, allowlist=tuple(self.allowlist))
 
 
 def load_notify_settings() -> NotifySettings:
@@ -118,7 +179,9 @@ def load_notify_settings() -> NotifySettings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
-            name = "STOKER_NOTIFY_" + str(err["loc"][0]).upper() if err["loc"] else "?"
+            loc = [str(part) for part in err["loc"]]
+            # Team and ref names may follow the setting's name; values never do.
+            name = "STOKER_NOTIFY_" + ".".join([loc[0].upper(), *loc[1:]]) if loc else "?"
             # The input is not echoed: it may be a secret.
             problems.append(f"{name}: {err['msg']}")
         raise ConfigurationError("invalid notifier settings: " + "; ".join(problems)) from exc

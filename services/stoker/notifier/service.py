@@ -6,7 +6,12 @@ Two loops share one ledger:
   target with a conditional write; a redelivered event changes nothing;
 - the flusher reads pending entries, lets the digest policy decide what goes now and
   what waits for its window, claims the entries for a message id (the idempotency key),
-  sends, and marks them sent (or failed, with the reason, when the receiver refuses).
+  resolves a `secret_ref` target in its job's team, sends, and marks the entries sent (or
+  failed, with the reason, when the receiver, the team's secrets or the outgoing-request
+  policy refuse).
+
+The ledger holds targets as specs give them (a ref, never the URL it names); the URL and
+signing secret exist only in memory, for the send.
 
 Crash window: a message that reached the receiver just before a crash, but was not yet
 marked sent, is sent again after the restart with the same idempotency key.
@@ -19,7 +24,7 @@ import functools
 import hashlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 import tenacity
@@ -28,11 +33,15 @@ from stoker.core import topics
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.errors import JobNotFound, StokerError
 from stoker.core.events import CloudEvent, JobCompleted, JobFailed, JobStopped, NotificationSent
-from stoker.core.notification import JobNote, Notification, Target
+from stoker.core.notification import Endpoint, JobNote, Notification, Target
+from stoker.core.notify_rules import job_team
+from stoker.core.outbound import is_loopback_host
 from stoker.core.retry import RetryPolicy
+from stoker.core.spec import SlackTarget, WebhookTarget
 from stoker.notifier.config import NotifySettings
 from stoker.notifier.digest import DigestPolicy
 from stoker.notifier.redaction import describe, scrub, secrets_of
+from stoker.notifier.secrets import SecretRefRefused, TeamSecrets
 from stoker.notifier.targets import resolve, spec_targets
 from stoker.ports.bus import BusRecord, Publisher
 from stoker.ports.channel import Channel, DeliveryDeferred, DeliveryRejected
@@ -66,12 +75,22 @@ class Notifier:
         fallback_file: str = "notifications.jsonl",
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        secrets: TeamSecrets | None = None,
     ) -> None:
         self._ledger = ledger
         self._store = store
         self._publisher = publisher
         self._channels = dict(channels)
         self._settings = settings
+        self._secrets = secrets if secrets is not None else TeamSecrets.from_settings(settings)
+        self._known_secrets = self._secrets.values()
+        if settings.slack_bot_token is not None:
+            self._known_secrets.append(settings.slack_bot_token.get_secret_value())
+        # Targets the operator configured may carry raw URLs; a job spec's may not.
+        operator = [*settings.default_targets]
+        for targets in settings.owner_targets.values():
+            operator += targets
+        self._operator_targets = {target_key(t) for t in operator}
         self._fallback_file = fallback_file
         self._clock = clock or SystemClock()
         self._sleep = sleep
@@ -102,6 +121,7 @@ class Notifier:
         try:
             job = await self._store.get(note.job_id)
             own = spec_targets(job.spec)
+            note = replace(note, team=job_team(job))
         except JobNotFound:
             bound.warning("job not in the store; notifying default targets only")
             own = []
@@ -169,7 +189,9 @@ class Notifier:
                 claimed[entry.message_id].append(entry)
                 continue
             self._scheduled.add(entry.entry_id)
-            if self._policy.offer(f"{entry.owner}|{target_key(entry.target)}", entry):
+            # One digest never mixes teams: its target resolves in one team's secrets.
+            digest_key = f"{entry.owner}|{entry.note.team}|{target_key(entry.target)}"
+            if self._policy.offer(digest_key, entry):
                 outgoing.append(_Outgoing(entry.entry_id, (entry,)))
         for message_id, entries in claimed.items():
             if message_id not in self._inflight_messages:
@@ -225,13 +247,10 @@ class Notifier:
                 item.message_id,
                 self._clock.now(),
             )
-            message = Notification(
-                idempotency_key=item.message_id,
-                owner=entries[0].owner,
-                target=target,
-                jobs=tuple(e.note for e in entries),
-            )
+            team = entries[0].note.team
+            jobs = tuple(e.note for e in entries)
             channel = self._channels.get(target.kind)
+            endpoint: Endpoint | None = None
 
             def deferred(state: tenacity.RetryCallState) -> None:
                 exc = state.outcome.exception() if state.outcome is not None else None
@@ -242,7 +261,7 @@ class Notifier:
                     status=exc.status,
                     retry_after_s=exc.retry_after_s,
                     delay_s=round(state.upcoming_sleep, 3),
-                    reason=self._scrub(exc.reason, target),
+                    reason=self._scrub(exc.reason, target, endpoint),
                 )
 
             # Retried in place: the claimed entries stay pending in the ledger meanwhile, so
@@ -260,9 +279,17 @@ class Notifier:
                             raise DeliveryRejected(
                                 f"{where}: no {target.kind} channel is configured"
                             )
+                        endpoint = self._endpoint(target, team, where)
+                        message = Notification(
+                            idempotency_key=item.message_id,
+                            owner=entries[0].owner,
+                            target=target,
+                            jobs=jobs,
+                            endpoint=endpoint,
+                        )
                         await channel.send(message)
             except DeliveryDeferred as exc:
-                reason = self._scrub(exc.reason, target)
+                reason = self._scrub(exc.reason, target, endpoint)
                 await self._ledger.mark_failed(
                     ids, f"gave up after {attempt} attempts: {reason}", self._clock.now()
                 )
@@ -270,7 +297,7 @@ class Notifier:
                 bound.error("notification failed; giving up", attempts=attempt, reason=reason)
                 return
             except DeliveryRejected as exc:
-                reason = self._scrub(exc.reason, target)
+                reason = self._scrub(exc.reason, target, endpoint)
                 await self._ledger.mark_failed(ids, reason, self._clock.now())
                 self.failed_messages += 1
                 bound.error(
@@ -279,10 +306,37 @@ class Notifier:
                 return
             await self._ledger.mark_sent(ids, self._clock.now())
             self.sent_messages += 1
-            bound.info("notification sent", attempts=attempt, digest=message.is_digest)
-            await self._announce(message, entries)
+            bound.info("notification sent", attempts=attempt, digest=len(jobs) > 1)
+            await self._announce(item.message_id, target, entries)
 
-    async def _announce(self, message: Notification, entries: Sequence[LedgerEntry]) -> None:
+    def _endpoint(self, target: Target, team: str, where: str) -> Endpoint | None:
+        """The resolved destination of a `secret_ref` target; DeliveryRejected for a ref the
+        team lacks, or for a raw URL a job spec gave outside what development allows."""
+        try:
+            endpoint = self._secrets.endpoint(target, team)
+        except SecretRefRefused as exc:
+            raise SecretRefRefused(f"{where}: {exc.reason}") from exc
+        if endpoint is not None:
+            return endpoint
+        raw = (
+            target.url
+            if isinstance(target, WebhookTarget)
+            else target.webhook_url
+            if isinstance(target, SlackTarget)
+            else None
+        )
+        if raw is None or target_key(target) in self._operator_targets:
+            return None
+        # The API refuses these at submit; a spec stored before that rule is refused here.
+        if not (self._settings.allow_loopback and is_loopback_host(raw.host or "")):
+            raise DeliveryRejected(
+                f"{where}: a raw URL in a job spec is refused; name a team secret in secret_ref"
+            )
+        return None
+
+    async def _announce(
+        self, message_id: str, target: Target, entries: Sequence[LedgerEntry]
+    ) -> None:
         now = self._clock.now()
         events = [
             CloudEvent.wrap(
@@ -303,9 +357,9 @@ class Notifier:
             # The message is out and marked sent; the audit event is best effort.
             log.error(
                 "NotificationSent not published",
-                message_id=message.idempotency_key,
-                error=self._scrub(f"{type(exc).__name__}: {exc}", message.target),
+                message_id=message_id,
+                error=self._scrub(f"{type(exc).__name__}: {exc}", target),
             )
 
-    def _scrub(self, text: str, target: Target) -> str:
-        return scrub(text, [*secrets_of(target), *self._settings.all_secrets()])
+    def _scrub(self, text: str, target: Target, endpoint: Endpoint | None = None) -> str:
+        return scrub(text, [*secrets_of(target, endpoint), *self._known_secrets])

@@ -21,7 +21,7 @@ def entry(job_id: str, *, minutes: int = 0, event_id: str = "e1") -> LedgerEntry
         ended_at=T0,
         duration_s=12.5,
     )
-    target = WebhookTarget(url="https://example.com/hook", secret_ref="team")  # type: ignore[arg-type]
+    target = WebhookTarget(secret_ref="team")
     return LedgerEntry.new(
         note=note, event_id=event_id, target=target, at=T0 + timedelta(minutes=minutes)
     )

@@ -1,5 +1,6 @@
 """Each channel against a real HTTP server on 127.0.0.1: what goes on the wire, and how
-answers become delivered / deferred / rejected."""
+answers become delivered / deferred / rejected. The receivers are on loopback, so the
+HTTP channels run with the development allowance of the outgoing-request policy."""
 
 from __future__ import annotations
 
@@ -11,17 +12,30 @@ import orjson
 import pytest
 
 from stoker.adapters.notifier.console import ConsoleChannel, FileChannel
+from stoker.adapters.notifier.outbound import OutboundHttp
 from stoker.adapters.notifier.slack import SlackChannel
 from stoker.adapters.notifier.webhook import WebhookChannel
 from stoker.core.job import JobStatus
-from stoker.core.notification import ConsoleTarget, FileTarget, JobNote, Notification, Target
+from stoker.core.notification import (
+    ConsoleTarget,
+    Endpoint,
+    FileTarget,
+    JobNote,
+    Notification,
+    Target,
+)
+from stoker.core.outbound import OutboundPolicy
 from stoker.core.spec import SlackTarget, WebhookTarget
 from stoker.notifier import signing
 from stoker.ports.channel import DeliveryDeferred, DeliveryRejected
 from tests.unit.notifier.support import T0, Receiver
 
 
-def message(target: Target, jobs: int = 1) -> Notification:
+def loopback_http() -> OutboundHttp:
+    return OutboundHttp(OutboundPolicy(allow_loopback=True))
+
+
+def message(target: Target, jobs: int = 1, endpoint: Endpoint | None = None) -> Notification:
     notes = tuple(
         JobNote(
             job_id=f"j{n}",
@@ -34,32 +48,35 @@ def message(target: Target, jobs: int = 1) -> Notification:
         )
         for n in range(jobs)
     )
-    return Notification("key-123", "alice", target, notes)
+    return Notification("key-123", "alice", target, notes, endpoint=endpoint)
 
 
-def hook(receiver: Receiver, secret_ref: str | None = None) -> WebhookTarget:
-    return WebhookTarget(url=receiver.url(), secret_ref=secret_ref)  # type: ignore[arg-type]
+def hook(receiver: Receiver) -> WebhookTarget:
+    return WebhookTarget(url=receiver.url())  # type: ignore[arg-type]
 
 
 async def test_webhook_is_signed_and_carries_the_idempotency_key() -> None:
-    """Header and body carry the key; the signature verifies with the configured secret."""
+    """A ref target goes to its resolved URL; header and body carry the key; the signature
+    verifies with the secret's signing secret."""
     async with Receiver(secret="whsec") as receiver:
-        channel = WebhookChannel({"team": "whsec"})
+        channel = WebhookChannel(loopback_http())
+        resolved = Endpoint(url=receiver.url("/team-hook"), signing_secret="whsec")
         try:
-            await channel.send(message(hook(receiver, "team")))
+            await channel.send(message(WebhookTarget(secret_ref="ci"), endpoint=resolved))
         finally:
             await channel.close()
         [delivery] = receiver.accepted
+        assert delivery.path == "/team-hook"
         assert delivery.key == "key-123"
         assert delivery.json()["idempotency_key"] == "key-123"
         header = delivery.headers[signing.HEADER]
         signing.verify("whsec", header, delivery.body, int(time.time()))
 
 
-async def test_webhook_without_secret_ref_is_sent_unsigned() -> None:
-    """No secret_ref: no signature header, still the key."""
+async def test_webhook_without_a_signing_secret_is_sent_unsigned() -> None:
+    """A raw URL (development) has no signing secret: no signature header, still the key."""
     async with Receiver() as receiver:
-        channel = WebhookChannel({})
+        channel = WebhookChannel(loopback_http())
         try:
             await channel.send(message(hook(receiver)))
         finally:
@@ -68,16 +85,14 @@ async def test_webhook_without_secret_ref_is_sent_unsigned() -> None:
         assert signing.HEADER not in delivery.headers
 
 
-async def test_webhook_with_an_unknown_secret_ref_is_rejected_before_sending() -> None:
-    """A spec naming a secret the operator never configured fails loudly, sends nothing."""
-    async with Receiver() as receiver:
-        channel = WebhookChannel({})
-        try:
-            with pytest.raises(DeliveryRejected, match="'missing' is not configured"):
-                await channel.send(message(hook(receiver, "missing")))
-        finally:
-            await channel.close()
-        assert receiver.requests == []
+async def test_webhook_ref_target_without_a_resolved_endpoint_is_rejected() -> None:
+    """A ref the notifier did not resolve is never guessed at: rejected, nothing sent."""
+    channel = WebhookChannel(loopback_http())
+    try:
+        with pytest.raises(DeliveryRejected, match="did not resolve"):
+            await channel.send(message(WebhookTarget(secret_ref="missing")))
+    finally:
+        await channel.close()
 
 
 @pytest.mark.parametrize(
@@ -95,7 +110,7 @@ async def test_webhook_answers_map_to_deferred_or_rejected(
 ) -> None:
     """429 and 5xx are retriable (with the receiver's Retry-After); other 4xx are final."""
     async with Receiver(script=[(status, headers)]) as receiver:
-        channel = WebhookChannel({})
+        channel = WebhookChannel(loopback_http())
         try:
             with pytest.raises(error) as caught:
                 await channel.send(message(hook(receiver)))
@@ -113,7 +128,7 @@ async def test_an_unreachable_webhook_is_deferred_and_its_url_is_not_in_the_erro
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     target = WebhookTarget(url=f"http://127.0.0.1:{port}/hooks/s3cr3t-path-token")  # type: ignore[arg-type]
-    channel = WebhookChannel({})
+    channel = WebhookChannel(loopback_http())
     try:
         with pytest.raises(DeliveryDeferred) as caught:
             await channel.send(message(target))
@@ -157,11 +172,25 @@ async def test_slack_webhook_refusal_is_final_and_redacted() -> None:
     """A removed incoming webhook (404 no_service) is rejected; the error shows …tail only."""
     async with Receiver(script=[(404, {})], script_body="no_service") as receiver:
         url = receiver.url("/services/T1/B1/verysecrettokenvalue9876")
-        channel = SlackChannel()
+        channel = SlackChannel(http=loopback_http())
         with pytest.raises(DeliveryRejected) as caught:
             await channel.send(message(SlackTarget(webhook_url=url)))  # type: ignore[arg-type]
     assert "verysecrettokenvalue" not in str(caught.value)
     assert "(…9876)" in str(caught.value)
+    assert "no_service" in str(caught.value)
+
+
+async def test_slack_incoming_webhook_from_a_secret_posts_block_kit() -> None:
+    """A ref target posts the Block Kit message to the URL its secret resolved to."""
+    async with Receiver() as receiver:
+        resolved = Endpoint(url=receiver.url("/services/T1/B1/tokentokentoken"))
+        channel = SlackChannel(http=loopback_http())
+        await channel.send(message(SlackTarget(secret_ref="ml"), jobs=2, endpoint=resolved))
+        [delivery] = receiver.accepted
+    assert delivery.path == "/services/T1/B1/tokentokentoken"
+    body = delivery.json()
+    assert body["text"].startswith("stoker: 2 jobs of alice finished")
+    assert body["blocks"][0]["type"] == "header"
 
 
 async def test_slack_channel_target_without_a_bot_token_is_rejected() -> None:

@@ -27,10 +27,14 @@ from stoker.ports.ledger import EntryStatus, LedgerEntry
 from tests.unit.notifier.support import T0, RecordingChannel, job, terminal
 
 SECRET_URL = "https://hooks.example.com/T0SECRET/B0SECRET/zzzzSECRETTOKENabcd"
+OWNERS = ["alice", "ana", *(f"owner{n}" for n in range(10))]
+HOOKS = {f"{owner}-hook": f"https://example.com/{owner}" for owner in OWNERS}
+"""The default team's secrets: one webhook per owner, named `<owner>-hook`."""
 
 
 class Rig:
-    """A notifier wired to fakes, with a clock that the injected sleep moves."""
+    """A notifier wired to fakes, with a clock that the injected sleep moves. Jobs notify
+    their owner's webhook by `secret_ref`; the default team has one per owner."""
 
     def __init__(self, *, channels: dict[str, Channel] | None = None, **settings: Any) -> None:
         self.clock = FakeClock(T0)
@@ -44,7 +48,9 @@ class Rig:
             "webhook": self.webhook,
             "console": self.console,
         }
-        self.settings = NotifySettings(**{"digest_window_s": 60, **settings})
+        self.settings = NotifySettings(
+            **{"digest_window_s": 60, "secrets": {"default": HOOKS}, **settings}
+        )
         self.notifier = self.build()
 
     def build(self) -> Notifier:
@@ -62,8 +68,8 @@ class Rig:
         self.sleeps.append(seconds)
         self.clock.advance(seconds)
 
-    async def add_job(self, job_id: str, owner: str = "alice", url: str | None = None) -> None:
-        notify = [{"kind": "webhook", "url": url or f"https://example.com/{owner}"}]
+    async def add_job(self, job_id: str, owner: str = "alice") -> None:
+        notify = [{"kind": "webhook", "secret_ref": f"{owner}-hook"}]
         await self.store.create(job(job_id, owner, notify))
 
     async def deliver(self, event: tuple[str, CloudEvent]) -> None:
@@ -144,18 +150,22 @@ async def test_each_terminal_state_is_notified_with_its_facts(state: JobStatus) 
 
 
 async def test_targets_join_spec_owner_and_global_defaults_without_repeats() -> None:
-    """The spec's webhook, the owner's and the global one each get exactly one message."""
+    """The spec's webhook, the owner's and the global one each get exactly one message;
+    operator targets may carry raw URLs, and a ref resolves in the job's team."""
     rig = Rig(
         owner_targets={"alice": [{"kind": "webhook", "url": "https://example.com/team"}]},
         default_targets=[
             {"kind": "webhook", "url": "https://example.com/all"},
-            {"kind": "webhook", "url": "https://example.com/alice"},  # same as the spec's
+            {"kind": "webhook", "secret_ref": "alice-hook"},  # same as the spec's
         ],
     )
     await rig.add_job("j1")
     await rig.deliver(terminal("j1"))
     await rig.flush()
-    urls = sorted(str(m.target.url) for m in rig.webhook.delivered)  # type: ignore[union-attr]
+    urls = sorted(
+        m.endpoint.url if m.endpoint else str(m.target.url)  # type: ignore[union-attr]
+        for m in rig.webhook.delivered
+    )
     assert urls == [
         "https://example.com/alice",
         "https://example.com/all",
@@ -302,10 +312,9 @@ async def test_secrets_never_reach_logs_or_events() -> None:
     channel = RecordingChannel(
         [DeliveryDeferred(f"POST {SECRET_URL} failed", status=503, retry_after_s=0.0)]
     )
-    rig = Rig(channels={"webhook": channel}, secrets={"team": "sign-me-secret"})
-    await rig.store.create(
-        job("j1", notify=[{"kind": "webhook", "url": SECRET_URL, "secret_ref": "team"}])
-    )
+    hook = {"url": SECRET_URL, "signing_secret": "sign-me-secret"}
+    rig = Rig(channels={"webhook": channel}, secrets={"default": {"team": hook}})
+    await rig.store.create(job("j1", notify=[{"kind": "webhook", "secret_ref": "team"}]))
     with capture_logs() as logs:
         await rig.deliver(terminal("j1"))
         await rig.flush()
@@ -314,7 +323,9 @@ async def test_secrets_never_reach_logs_or_events() -> None:
     text = orjson.dumps([*logs, *[e.model_dump(mode="json") for e in events]]).decode()
     for secret in ("T0SECRET", "B0SECRET", "zzzzSECRETTOKEN", "sign-me-secret", SECRET_URL):
         assert secret not in text
-    assert events[0].target.startswith("webhook hooks.example.com (…")
+    assert events[0].target == "webhook ref team"
+    assert channel.delivered[0].endpoint is not None
+    assert channel.delivered[0].endpoint.signing_secret == "sign-me-secret"
     assert any(r["event"] == "notification deferred; retrying" for r in logs)
 
 

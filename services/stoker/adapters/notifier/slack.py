@@ -1,9 +1,13 @@
-"""Slack through slack-sdk: incoming webhooks (AsyncWebhookClient) or `chat.postMessage`
-with a bot token (AsyncWebClient). Both get the same Block Kit message.
+"""Slack: `chat.postMessage` with a bot token through slack-sdk (AsyncWebClient), or an
+incoming webhook. Both get the same Block Kit message.
 
-The library's own retry handlers are turned off (the notifier's sender retries, honouring
-Retry-After, and records each try) and its logger is silenced, because it logs request
-URLs, and an incoming-webhook URL is a credential.
+An incoming-webhook URL is a credential a team stores as a secret, and where it points is
+the team's choice, so it is posted through the outgoing-request policy (OutboundHttp), not
+through slack-sdk's webhook client: the same JSON body, with the policy's address checks,
+pinning, timeouts and size cap. The Web API's base URL is the operator's setting.
+
+slack-sdk's own retry handlers are turned off (the notifier's sender retries, honouring
+Retry-After, and records each try) and its logger is silenced, because it logs requests.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import logging
 from typing import Any
 
 import aiohttp
+import orjson
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from stoker.adapters.notifier.outbound import OutboundHttp
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.job import JobStatus
 from stoker.core.notification import Notification, format_duration
+from stoker.core.outbound import OutboundPolicy
 from stoker.core.spec import SlackTarget
 from stoker.notifier.redaction import describe
 from stoker.notifier.retry import parse_retry_after
@@ -106,7 +112,8 @@ def metadata(message: Notification) -> dict[str, Any]:
 
 
 class SlackChannel:
-    """Sends to a SlackTarget: its webhook URL if it has one, else its channel via the bot."""
+    """Sends to a SlackTarget: its incoming webhook (from its secret_ref, or a raw URL), or
+    its channel through the bot."""
 
     def __init__(
         self,
@@ -115,9 +122,10 @@ class SlackChannel:
         api_base_url: str = "https://slack.com/api/",
         clock: Clock | None = None,
         timeout_s: int = 10,
+        http: OutboundHttp | None = None,
     ) -> None:
         self._clock = clock or SystemClock()
-        self._timeout_s = timeout_s
+        self._http = http or OutboundHttp(OutboundPolicy(), timeout_s=timeout_s)
         self._web = (
             AsyncWebClient(
                 token=bot_token,
@@ -136,12 +144,14 @@ class SlackChannel:
             raise DeliveryRejected(f"slack channel cannot send to {describe(target)}")
         where = describe(target)
         try:
-            if target.webhook_url is not None:
+            if message.endpoint is not None:
+                await self._send_webhook(message.endpoint.url, message, where)
+            elif target.webhook_url is not None:
                 await self._send_webhook(str(target.webhook_url), message, where)
             elif target.channel:
                 await self._send_bot(target.channel, message, where)
             else:
-                raise DeliveryRejected(f"{where}: a slack target needs webhook_url or channel")
+                raise DeliveryRejected(f"{where}: the notifier did not resolve its secret_ref")
         except DeliveryError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -150,18 +160,18 @@ class SlackChannel:
             raise DeliveryRejected(f"{where}: {type(exc).__name__}") from exc
 
     async def _send_webhook(self, url: str, message: Notification, where: str) -> None:
-        client = AsyncWebhookClient(
-            url=url, timeout=self._timeout_s, logger=_QUIET, retry_handlers=[]
-        )
-        response = await client.send(text=message.title(), blocks=blocks(message))
-        if 200 <= response.status_code < 300:
+        body = orjson.dumps({"text": message.title(), "blocks": blocks(message)})
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        response = await self._http.post(url, content=body, headers=headers, where=where)
+        if response.is_success:
             return
-        retry_after = parse_retry_after(_header(response.headers, "Retry-After"), self._clock.now())
-        detail = (response.body or "").strip()[:80]
+        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.now())
+        # Slack answers a short word (`no_service`, `invalid_token`); anything else is cut.
+        detail = response.body[:80].decode("utf-8", "replace").strip()
+        if 300 <= response.status < 400:
+            detail = "(redirects are not followed)"
         raise classify_status(
-            response.status_code,
-            f"{where}: HTTP {response.status_code} {detail}".strip(),
-            retry_after,
+            response.status, f"{where}: HTTP {response.status} {detail}".strip(), retry_after
         )
 
     async def _send_bot(self, channel: str, message: Notification, where: str) -> None:
@@ -190,7 +200,7 @@ class SlackChannel:
             ) from exc
 
     async def close(self) -> None:
-        return None
+        await self._http.close()
 
 
 def _header(headers: Any, name: str) -> str | None:

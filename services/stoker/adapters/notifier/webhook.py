@@ -1,78 +1,65 @@
-"""Signed generic webhooks over httpx.
+"""Signed generic webhooks, sent through the outgoing-request policy.
 
 The body is the notification's JSON (with its idempotency key); headers carry the key
-again as `Idempotency-Key` and, when the target names a `secret_ref`, a
-`Stoker-Signature` over timestamp and body. The secret comes from settings by name.
+again as `Idempotency-Key` and, when the target's secret has a signing secret, a
+`Stoker-Signature` over timestamp and body. The URL and the signing secret come from the
+job team's secret the target names (resolved by the notifier); a raw `url` target is sent
+unsigned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
-import httpx
 import orjson
 
+from stoker.adapters.notifier.outbound import OutboundHttp
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.notification import Notification
+from stoker.core.outbound import OutboundPolicy
 from stoker.core.spec import WebhookTarget
 from stoker.notifier import signing
 from stoker.notifier.redaction import describe
 from stoker.notifier.retry import parse_retry_after
-from stoker.ports.channel import DeliveryDeferred, DeliveryRejected, classify_status
+from stoker.ports.channel import DeliveryRejected, classify_status
 
 USER_AGENT = "stoker-notifier/1"
 
 
 class WebhookChannel:
-    """POSTs JSON to `WebhookTarget.url`; 2xx is delivered."""
+    """POSTs JSON to the target's URL; 2xx is delivered, a redirect is refused."""
 
-    def __init__(
-        self,
-        secrets: Mapping[str, str] | Callable[[str], str | None],
-        *,
-        clock: Clock | None = None,
-        timeout_s: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._lookup = secrets if callable(secrets) else secrets.get
+    def __init__(self, http: OutboundHttp | None = None, *, clock: Clock | None = None) -> None:
+        self._http = http or OutboundHttp(OutboundPolicy())
         self._clock = clock or SystemClock()
-        self._client = httpx.AsyncClient(
-            timeout=timeout_s, transport=transport, follow_redirects=False
-        )
 
     async def send(self, message: Notification) -> None:
         target = message.target
         if not isinstance(target, WebhookTarget):
             raise DeliveryRejected(f"webhook channel cannot send to {describe(target)}")
         where = describe(target)
+        endpoint = message.endpoint
+        if endpoint is not None:
+            url, secret = endpoint.url, endpoint.signing_secret
+        elif target.url is not None:
+            url, secret = str(target.url), None
+        else:
+            raise DeliveryRejected(f"{where}: the notifier did not resolve its secret_ref")
         body = orjson.dumps(message.payload())
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "Idempotency-Key": message.idempotency_key,
         }
-        if target.secret_ref is not None:
-            secret = self._lookup(target.secret_ref)
-            if not secret:
-                raise DeliveryRejected(
-                    f"{where}: signing secret {target.secret_ref!r} is not configured "
-                    "(set it in STOKER_NOTIFY_SECRETS)"
-                )
+        if secret:
             timestamp = int(self._clock.now().timestamp())
             headers[signing.HEADER] = signing.sign(secret, timestamp, body)
-        try:
-            response = await self._client.post(str(target.url), content=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise DeliveryDeferred(f"{where}: timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            # The message of a transport error can quote the URL; only the type is kept.
-            raise DeliveryDeferred(f"{where}: unreachable ({type(exc).__name__})") from exc
+        response = await self._http.post(url, content=body, headers=headers, where=where)
         if response.is_success:
             return
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
+        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.now())
+        detail = " (redirects are not followed)" if 300 <= response.status < 400 else ""
         raise classify_status(
-            response.status_code, f"{where}: HTTP {response.status_code}", retry_after
+            response.status, f"{where}: HTTP {response.status}{detail}", retry_after
         )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._http.close()
