@@ -1,7 +1,14 @@
 """FastAPI application for jobs. OpenAPI is served at /openapi.json.
 
-Errors: 422 names each bad field; 404 for an unknown job id; 409 when stopping a job that
-already ended, with its state. Nothing is half-created: the store write is the only write.
+Every route but /healthz needs a bearer token (`stoker.api.auth`); the job's owner and team
+are the caller's. A viewer reads its team's jobs, a submitter also submits and stops them,
+an admin sees and acts on every team's.
+
+Errors: 401 without a valid token; 403 for a viewer's write; 422 names each bad field; 404
+for an unknown job id and for another team's; 409 when stopping a job that already ended,
+with its state, or when a job id is another team's. Nothing is half-created: the store
+write is the only write. /openapi.json and /docs describe the API and carry no data, so
+they need no token.
 """
 
 from __future__ import annotations
@@ -15,10 +22,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from stoker.api.auth import Caller, Writer, install_auth, team_scope
+from stoker.api.events import EventFeed, UnknownEventTypes, events_router
 from stoker.core.errors import InfrastructureUnavailable, JobNotFound
 from stoker.core.job import JobRecord, JobStatus, Transition
 from stoker.core.spec import JobSpec
-from stoker.lifecycle.jobs import InvalidJobSpec, JobAlreadyFinished, JobService
+from stoker.lifecycle.jobs import InvalidJobSpec, JobAlreadyFinished, JobIdTaken, JobService
+from stoker.ports.auth import Authenticator
 
 
 class FieldProblem(BaseModel):
@@ -42,12 +52,18 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
-def create_app(service: JobService) -> FastAPI:
+def create_app(
+    service: JobService, authenticator: Authenticator, *, events: EventFeed | None = None
+) -> FastAPI:
+    """The jobs API. `authenticator` checks every bearer token; `events`, when given, serves
+    GET /v1/events."""
     app = FastAPI(
         title="stoker",
         version="1",
-        description="Fire-and-forget training jobs: submit, follow, stop.",
+        description="Fire-and-forget training jobs: submit, follow, stop. Every route but "
+        "/healthz needs `Authorization: Bearer <token>`.",
     )
+    install_auth(app, authenticator)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -66,6 +82,14 @@ def create_app(service: JobService) -> FastAPI:
     async def _not_found(_request: Request, exc: JobNotFound) -> JSONResponse:
         return _error(404, str(exc))
 
+    @app.exception_handler(JobIdTaken)
+    async def _taken(_request: Request, exc: JobIdTaken) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(UnknownEventTypes)
+    async def _unknown_types(_request: Request, exc: UnknownEventTypes) -> JSONResponse:
+        return _error(422, str(exc), problems=[FieldProblem(field="type", problem=str(exc))])
+
     @app.exception_handler(JobAlreadyFinished)
     async def _finished(_request: Request, exc: JobAlreadyFinished) -> JSONResponse:
         return _error(409, str(exc), status=exc.job.status)
@@ -78,50 +102,82 @@ def create_app(service: JobService) -> FastAPI:
         "/v1/jobs",
         response_model=SubmitResponse,
         status_code=201,
-        responses={200: {"model": SubmitResponse}, 422: {"model": ErrorBody}},
+        responses={
+            200: {"model": SubmitResponse},
+            409: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+            **AUTH_RESPONSES,
+        },
     )
-    async def submit(spec: JobSpec) -> Any:
-        """Submit a job. The same job id twice is one job (200 with created=false)."""
-        job, created = await service.submit(spec)
+    async def submit(spec: JobSpec, principal: Writer) -> Any:
+        """Submit a job, owned by the caller, in the caller's team. The same job id twice
+        is one job (200 with created=false); another team's job id is a 409."""
+        job, created = await service.submit(spec, owner=principal.subject, team=principal.team)
         body = SubmitResponse(created=created, job=job)
         return JSONResponse(jsonable_encoder(body), status_code=201 if created else 200)
 
-    @app.get("/v1/jobs/{job_id}", response_model=JobRecord, responses={404: {"model": ErrorBody}})
-    async def get_job(job_id: str) -> JobRecord:
-        return await service.get(job_id)
+    @app.get(
+        "/v1/jobs/{job_id}",
+        response_model=JobRecord,
+        responses={404: {"model": ErrorBody}, **AUTH_RESPONSES},
+    )
+    async def get_job(job_id: str, principal: Caller) -> JobRecord:
+        return await service.get(job_id, team=team_scope(principal))
 
-    @app.get("/v1/jobs", response_model=JobPage)
+    @app.get("/v1/jobs", response_model=JobPage, responses=AUTH_RESPONSES)
     async def list_jobs(
+        principal: Caller,
         status: JobStatus | None = None,
         owner: str | None = None,
+        team: Annotated[
+            str | None, Query(description="an admin's filter; others see their own team")
+        ] = None,
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> JobPage:
-        page = await service.list_jobs(status=status, owner=owner, limit=limit, cursor=cursor)
+        """Jobs of your team (an admin: every team's, or `team`'s), newest first."""
+        scope = team_scope(principal)
+        if scope is not None and team not in (None, scope):
+            # Another team's listing is empty, like a team that has no jobs.
+            return JobPage(items=[], next_cursor=None)
+        page = await service.list_jobs(
+            status=status, owner=owner, team=scope or team, limit=limit, cursor=cursor
+        )
         return JobPage(items=page.items, next_cursor=page.next_cursor)
 
     @app.get(
         "/v1/jobs/{job_id}/history",
         response_model=list[Transition],
-        responses={404: {"model": ErrorBody}},
+        responses={404: {"model": ErrorBody}, **AUTH_RESPONSES},
     )
-    async def history(job_id: str) -> list[Transition]:
-        return await service.history(job_id)
+    async def history(job_id: str, principal: Caller) -> list[Transition]:
+        return await service.history(job_id, team=team_scope(principal))
 
     @app.post(
         "/v1/jobs/{job_id}/stop",
         response_model=JobRecord,
-        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, **AUTH_RESPONSES},
     )
-    async def stop(job_id: str) -> JobRecord:
+    async def stop(job_id: str, principal: Writer) -> JobRecord:
         """Stop a job: at once if it has not started, else through Stopping."""
-        return await service.stop(job_id)
+        return await service.stop(
+            job_id, f"stopped by {principal.subject}", team=team_scope(principal)
+        )
+
+    if events is not None:
+        app.include_router(events_router(events), responses=AUTH_RESPONSES)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "time": datetime.now().astimezone().isoformat()}
 
     return app
+
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "no valid bearer token"},
+    403: {"model": ErrorBody, "description": "the token's role may not do this"},
+}
 
 
 def _path(loc: Any) -> str:

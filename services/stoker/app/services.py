@@ -17,6 +17,7 @@ import structlog
 
 from stoker.app.notifier import run_notifier
 from stoker.app.runtime import Runtime, failure_classifier, retry_policy
+from stoker.auth.tokens import TokenAuthenticator
 from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
 from stoker.core import topics
 from stoker.core.events import CloudEvent, JobSubmitted
@@ -26,6 +27,7 @@ from stoker.lifecycle.monitor import Monitor, MonitorConfig
 from stoker.lifecycle.retrier import Retrier
 from stoker.lifecycle.state_changes import decode_state_change
 from stoker.lifecycle.transitions import OutboxRelay
+from stoker.ports.auth import Authenticator
 from stoker.ports.bus import BusRecord
 from stoker.settings import Settings
 
@@ -64,16 +66,23 @@ def _server_class() -> type:
     return ServerWithoutSignals
 
 
+def authenticator(rt: Runtime) -> Authenticator:
+    """What checks the API's bearer tokens: stoker tokens in the job store."""
+    return TokenAuthenticator(rt.tokens, rt.clock)
+
+
 async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     import uvicorn
 
     from stoker.api.app import create_app
+    from stoker.api.events import EventFeed
 
     _ServerWithoutSignals = _server_class()
 
     service = JobService(rt.transitioner(), rt.clock)
+    feed = EventFeed(rt.bus, service, clock=rt.clock)
     config = uvicorn.Config(
-        create_app(service),
+        create_app(service, authenticator(rt), events=feed),
         host=rt.settings.api_host,
         port=rt.settings.api_port,
         log_config=None,
@@ -82,6 +91,7 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     server = _ServerWithoutSignals(config)
     task = asyncio.create_task(server.serve())
     await stop.wait()
+    feed.closing.set()  # open event streams end, so the server can finish its connections
     server.should_exit = True
     await task
 
@@ -92,7 +102,7 @@ async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:
 
     async def handle(event: CloudEvent, _record: BusRecord) -> None:
         if isinstance(event.data, JobSubmitted):
-            await service.submit(event.data.spec)
+            await service.submit(event.data.spec, team=event.data.team)
 
     await Consumer.for_events(rt.bus, "stoker-intake", [topics.SUBMISSIONS], handle).run(stop)
 

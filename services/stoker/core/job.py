@@ -27,6 +27,14 @@ class JobStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
 
+DEFAULT_TEAM = "default"
+"""The team of jobs written before jobs had teams, and of submissions that name none
+(events on the submissions topic)."""
+
+TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+"""A team name: letters, digits, '.', '_' and '-', at most 64 characters. Never contains
+'|' or '#', which the stores use to join key parts."""
+
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED})
 
 FAILED_WHILE_STOPPING = "failed while stopping"
@@ -66,6 +74,11 @@ class JobRecord(BaseModel):
 
     job_id: str = Field(min_length=1, max_length=128)
     owner: str = Field(min_length=1, max_length=128)
+    team: str = Field(
+        default=DEFAULT_TEAM,
+        pattern=TEAM_PATTERN,
+        description="whose job it is: the submitter's team; its readers and stoppers",
+    )
     status: JobStatus = JobStatus.NEW
     version: int = Field(default=1, ge=1)
     attempt: int = Field(default=0, ge=0, description="launch attempts made so far")
