@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from stoker.api.auth import Caller, Writer, install_auth, team_scope
-from stoker.api.events import EventFeed, UnknownEventTypes, events_router
+from stoker.api.events import EventFeed, UnknownEventTypes, add_event_route
 from stoker.core.errors import InfrastructureUnavailable, JobNotFound
 from stoker.core.job import JobRecord, JobStatus, Transition
 from stoker.core.spec import JobSpec
@@ -127,6 +127,7 @@ def create_app(
     @app.get("/v1/jobs", response_model=JobPage, responses=AUTH_RESPONSES)
     async def list_jobs(
         principal: Caller,
+        *,
         status: JobStatus | None = None,
         owner: str | None = None,
         team: Annotated[
@@ -165,7 +166,7 @@ def create_app(
         )
 
     if events is not None:
-        app.include_router(events_router(events), responses=AUTH_RESPONSES)
+        add_event_route(app, events, AUTH_RESPONSES)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

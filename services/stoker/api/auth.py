@@ -41,13 +41,16 @@ def install_auth(app: FastAPI, authenticator: Authenticator) -> None:
     async def _unauthenticated(_request: Request, exc: Unauthenticated) -> JSONResponse:
         # No credential at all gets no error code (RFC 6750 section 3.1).
         challenge = REALM if exc.args == (MISSING,) else f'{REALM}, error="invalid_token"'
-        return JSONResponse(
-            {"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": challenge}
-        )
+        return JSONResponse(_body(exc), status_code=401, headers={"WWW-Authenticate": challenge})
 
     @app.exception_handler(Forbidden)
     async def _forbidden(_request: Request, exc: Forbidden) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=403)
+        return JSONResponse(_body(exc), status_code=403)
+
+
+def _body(exc: Exception) -> dict[str, object]:
+    """The shape of every error body of the API (`ErrorBody`)."""
+    return {"error": str(exc), "problems": []}
 
 
 MISSING = "a bearer token is required: Authorization: Bearer <token>"

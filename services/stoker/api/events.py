@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
-from typing import Annotated
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import FastAPI, Query
 from fastapi.responses import StreamingResponse
 
 from stoker.api.auth import Caller
@@ -104,7 +104,7 @@ class EventFeed:
                 )
                 if next_event in done:
                     event, next_event = next_event.result(), None
-                    yield f"id: {event.id}\nevent: {event.type}\ndata: {event.to_json().decode()}\n\n"
+                    yield _server_sent(event)
                 elif reading in done:
                     reading.result()  # the consumer failed: end the stream with its error
                     return
@@ -141,6 +141,11 @@ class EventFeed:
         return team
 
 
+def _server_sent(event: CloudEvent) -> str:
+    # The JSON is one line (orjson), as a `data:` field must be.
+    return f"id: {event.id}\nevent: {event.type}\ndata: {event.to_json().decode()}\n\n"
+
+
 def _decoded(raw: bytes) -> CloudEvent | None:
     try:
         return decode_event(raw)
@@ -156,17 +161,20 @@ class UnknownEventTypes(ValueError):
         self.names = names
 
 
-def events_router(feed: EventFeed) -> APIRouter:
-    router = APIRouter()
+def add_event_route(
+    app: FastAPI, feed: EventFeed, responses: Mapping[int | str, dict[str, Any]]
+) -> None:
+    """GET /v1/events on `app`, served from `feed`."""
 
-    @router.get(
+    @app.get(
         "/v1/events",
         response_class=StreamingResponse,
         responses={
             200: {
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 "description": "server-sent events; `data` is a CloudEvent (schemas/)",
-            }
+            },
+            **responses,
         },
     )
     async def events(
@@ -200,5 +208,3 @@ def events_router(feed: EventFeed) -> APIRouter:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
-
-    return router
