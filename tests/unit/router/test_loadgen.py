@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from stoker.cli.router import intent_body
 from stoker.inference.router import BatchingConfig, Router
@@ -68,3 +70,40 @@ def test_nearest_rank_percentiles() -> None:
     assert r.percentile(50) == 0.050
     assert r.percentile(99) == 0.099
     assert r.max == 0.100
+
+
+async def test_headers_go_with_every_request() -> None:
+    """The bearer token given to run_load reaches the server on every request; a header
+    with a line break is refused before anything is sent."""
+    app = FastAPI()
+
+    @app.post("/v1/intent")
+    async def intent(request: Request) -> JSONResponse:
+        ok = request.headers.get("authorization") == "Bearer stk_test"
+        return JSONResponse({}, status_code=200 if ok else 401)
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    await wait_until(lambda: server.started)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        bearer = {"Authorization": "Bearer stk_test"}
+        result = await run_load(
+            url, "/v1/intent", intent_body, rate=500, duration_s=5, max_requests=20, headers=bearer
+        )
+        assert result.statuses == {"200": 20}
+        without = await run_load(
+            url, "/v1/intent", intent_body, rate=500, duration_s=5, max_requests=5
+        )
+        assert without.statuses == {"401": 5}
+        with pytest.raises(ValueError, match="line break"):
+            await run_load(
+                url, "/v1/intent", intent_body, rate=1, duration_s=1, headers={"X": "a\r\nb"}
+            )
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
