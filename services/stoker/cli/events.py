@@ -104,6 +104,7 @@ def _tail_api(
                 types=types, all_topics=all_topics, from_beginning=from_beginning
             ):
                 _print(event, _topic_of(event))
+        typer.secho("the API ended the stream (it is stopping)", err=True)
     except KeyboardInterrupt:
         return
     except ApiError as exc:
