@@ -1,20 +1,78 @@
-"""The Python SDK: `stoker.AsyncClient` and `stoker.Client` over the HTTP API."""
+"""The Python SDK: `stoker.AsyncClient` and `stoker.Client` over the HTTP API.
+
+Every call but the health check sends `Authorization: Bearer <token>`. The token, when not
+given, is looked up in this order (`find_token`):
+1. the `STOKER_TOKEN` environment variable;
+2. `token = "..."` in the config file: `$STOKER_CONFIG`, else
+   `$XDG_CONFIG_HOME/stoker/config.toml` (`~/.config/stoker/config.toml`);
+3. the file the embedded default writes at `stoker up` and `stoker demo`:
+   `$STOKER_DATA_DIR/api-token` (`.stoker/api-token`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Mapping
+import tomllib
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from stoker.core.errors import JobNotFound, StokerError
+from stoker.core.errors import ConfigurationError, JobNotFound, StokerError
+from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobRecord, JobStatus, Transition
 from stoker.core.spec import JobSpec
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+TOKEN_FILE_NAME = "api-token"
+"""The embedded default's token, in its data folder (mode 0600)."""
+EVENTS_READ_TIMEOUT_S = 60.0
+"""An event stream silent this long is dead: the API sends a keep-alive every 15 s."""
+
+
+def config_path() -> Path:
+    """The config file: `$STOKER_CONFIG`, else `$XDG_CONFIG_HOME/stoker/config.toml`."""
+    if os.environ.get("STOKER_CONFIG"):
+        return Path(os.environ["STOKER_CONFIG"])
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "stoker" / "config.toml"
+
+
+def token_file(data_dir: Path | str | None = None) -> Path:
+    """Where the embedded default keeps its token: `<data dir>/api-token`."""
+    return Path(data_dir or os.environ.get("STOKER_DATA_DIR") or ".stoker") / TOKEN_FILE_NAME
+
+
+def find_token() -> str | None:
+    """The caller's token: STOKER_TOKEN, the config file's `token`, the embedded default's
+    token file, in that order; None when none has one."""
+    if os.environ.get("STOKER_TOKEN", "").strip():
+        return os.environ["STOKER_TOKEN"].strip()
+    config = config_path()
+    if config.is_file():
+        try:
+            value = tomllib.loads(config.read_text(encoding="utf-8")).get("token")
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read {config}: {exc}") from exc
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    path = token_file()
+    if path.is_file():
+        text = path.read_text(encoding="utf-8").strip()
+        if text:
+            return text
+    return None
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    """The Authorization header: `token`, or `find_token()`'s when None (an empty token
+    sends none)."""
+    found = find_token() if token is None else token.strip()
+    return {"Authorization": f"Bearer {found}"} if found else {}
 
 
 class ApiError(StokerError):
@@ -26,7 +84,14 @@ class ApiError(StokerError):
         self.problems = {p["field"]: p["problem"] for p in body.get("problems", [])}
         self.job_status = body.get("status")
         detail = "; ".join(f"{k}: {v}" for k, v in self.problems.items())
-        super().__init__(f"HTTP {status_code}: {self.error}" + (f" ({detail})" if detail else ""))
+        hint = (
+            " (give a token: STOKER_TOKEN, or `token` in the stoker config file)"
+            if status_code == 401
+            else ""
+        )
+        super().__init__(
+            f"HTTP {status_code}: {self.error}" + (f" ({detail})" if detail else "") + hint
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +135,50 @@ def _list_params(
     return params
 
 
+def _event_params(
+    types: Iterable[str], all_topics: bool, from_beginning: bool
+) -> httpx.QueryParams:
+    params: list[tuple[str, str | int | float | bool | None]] = [("type", t) for t in types]
+    if all_topics:
+        params.append(("all", "true"))
+    if from_beginning:
+        params.append(("from_beginning", "true"))
+    return httpx.QueryParams(params)
+
+
+class _EventParser:
+    """Server-sent events, line by line: a blank line ends an event; only `data` matters
+    (the CloudEvent carries its own id and type); comment lines are keep-alives."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> CloudEvent | None:
+        if line.startswith("data:"):
+            self._data.append(line[5:].removeprefix(" "))
+            return None
+        if line == "" and self._data:
+            text, self._data = "\n".join(self._data), []
+            return decode_event(text.encode("utf-8"))
+        return None
+
+
 class AsyncClient:
-    """Async SDK. `async with AsyncClient(url) as c: await c.submit(spec)`."""
+    """Async SDK. `async with AsyncClient(url) as c: await c.submit(spec)`.
+
+    `token`: the bearer token; by default `find_token()`'s."""
 
     def __init__(
         self,
         base_url: str = DEFAULT_URL,
         *,
+        token: str | None = None,
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout_s, transport=transport, headers=_headers(token)
+        )
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -120,6 +218,27 @@ class AsyncClient:
         body = _check(await self._http.post(f"/v1/jobs/{job_id}/stop"), job_id)
         return JobRecord.model_validate(body)
 
+    async def events(
+        self,
+        *,
+        types: Iterable[str] = (),
+        all_topics: bool = False,
+        from_beginning: bool = False,
+    ) -> AsyncIterator[CloudEvent]:
+        """Events of your team's jobs as they happen (GET /v1/events), until the server
+        ends the stream. `all_topics` adds every transition and notification."""
+        params = _event_params(types, all_topics, from_beginning)
+        timeout = httpx.Timeout(self._http.timeout.connect, read=EVENTS_READ_TIMEOUT_S)
+        async with self._http.stream("GET", "/v1/events", params=params, timeout=timeout) as r:
+            if r.status_code >= 400:
+                await r.aread()
+                _check(r)
+            parser = _EventParser()
+            async for line in r.aiter_lines():
+                event = parser.feed(line)
+                if event is not None:
+                    yield event
+
     async def wait(self, job_id: str, *, timeout_s: float = 3600, poll_s: float = 1.0) -> JobRecord:
         """Poll until the job ends; raises TimeoutError after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
@@ -139,10 +258,13 @@ class Client:
         self,
         base_url: str = DEFAULT_URL,
         *,
+        token: str | None = None,
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport)
+        self._http = httpx.Client(
+            base_url=base_url, timeout=timeout_s, transport=transport, headers=_headers(token)
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -178,6 +300,25 @@ class Client:
 
     def stop(self, job_id: str) -> JobRecord:
         return JobRecord.model_validate(_check(self._http.post(f"/v1/jobs/{job_id}/stop"), job_id))
+
+    def events(
+        self,
+        *,
+        types: Iterable[str] = (),
+        all_topics: bool = False,
+        from_beginning: bool = False,
+    ) -> Iterator[CloudEvent]:
+        params = _event_params(types, all_topics, from_beginning)
+        timeout = httpx.Timeout(self._http.timeout.connect, read=EVENTS_READ_TIMEOUT_S)
+        with self._http.stream("GET", "/v1/events", params=params, timeout=timeout) as r:
+            if r.status_code >= 400:
+                r.read()
+                _check(r)
+            parser = _EventParser()
+            for line in r.iter_lines():
+                event = parser.feed(line)
+                if event is not None:
+                    yield event
 
     def wait(self, job_id: str, *, timeout_s: float = 3600, poll_s: float = 1.0) -> JobRecord:
         deadline = time.monotonic() + timeout_s

@@ -1,4 +1,4 @@
-"""Every JobStore adapter, built fresh and isolated for one test.
+"""Every store adapter (jobs and tokens), built fresh and isolated for one test.
 
 The DynamoDB store runs on the real DynamoDB Local with a uuid table prefix and drops its
 table afterwards, so runs never collide.
@@ -17,7 +17,7 @@ from aiobotocore.session import get_session
 from stoker.adapters.store.dynamodb import DynamoDbJobStore
 from stoker.adapters.store.memory import MemoryJobStore
 from stoker.adapters.store.sqlite import SqliteJobStore
-from stoker.ports.store import JobStore
+from stoker.ports.store import Store
 from stoker.settings import Settings
 
 
@@ -28,7 +28,7 @@ class StoreContext:
 
 
 @asynccontextmanager
-async def memory_store(_: StoreContext) -> AsyncIterator[JobStore]:
+async def memory_store(_: StoreContext) -> AsyncIterator[Store]:
     store = MemoryJobStore()
     await store.start()
     yield store
@@ -36,7 +36,7 @@ async def memory_store(_: StoreContext) -> AsyncIterator[JobStore]:
 
 
 @asynccontextmanager
-async def sqlite_store(ctx: StoreContext) -> AsyncIterator[JobStore]:
+async def sqlite_store(ctx: StoreContext) -> AsyncIterator[Store]:
     store = SqliteJobStore(ctx.tmp_path / "jobs.db")
     await store.start()
     try:
@@ -63,17 +63,17 @@ async def drop_tables(endpoint: str, names: list[str]) -> None:
 
 
 @asynccontextmanager
-async def dynamodb_store(ctx: StoreContext) -> AsyncIterator[JobStore]:
+async def dynamodb_store(ctx: StoreContext) -> AsyncIterator[Store]:
     store = DynamoDbJobStore(dynamodb_settings(ctx.dynamodb_endpoint))
     await store.start()
     try:
         yield store
     finally:
         await store.close()
-        await drop_tables(ctx.dynamodb_endpoint, [store.table])
+        await drop_tables(ctx.dynamodb_endpoint, [store.table, store.tokens.table])
 
 
-STORE_FACTORIES: dict[str, Callable[[StoreContext], AbstractAsyncContextManager[JobStore]]] = {
+STORE_FACTORIES: dict[str, Callable[[StoreContext], AbstractAsyncContextManager[Store]]] = {
     "memory": memory_store,
     "sqlite": sqlite_store,
     "dynamodb": dynamodb_store,

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from stoker.core.auth import Role
 from stoker.core.errors import IllegalTransition, JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.store_rules import InvalidCursor
-from stoker.ports.store import JobStore
+from stoker.core.tokens import TokenNotFound, issue_token
+from stoker.ports.store import JobStore, Store
 from tests.contract.store_factories import STORE_FACTORIES, StoreContext
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -23,7 +25,7 @@ S = JobStatus
 @pytest.fixture(params=sorted(STORE_FACTORIES))
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, dynamodb_endpoint: str
-) -> AsyncIterator[JobStore]:
+) -> AsyncIterator[Store]:
     factory = STORE_FACTORIES[request.param]
     async with factory(StoreContext(tmp_path, dynamodb_endpoint)) as built:
         yield built
@@ -232,6 +234,70 @@ async def test_list_by_status_and_owner_pages_newest_first(store: JobStore) -> N
     assert await all_pages(owner="carol") == []
     last = await store.list_jobs(limit=7)
     assert last.next_cursor is None
+
+
+async def test_list_by_team_sees_only_that_teams_jobs(store: JobStore) -> None:
+    """list_jobs(team=...) alone and with status and/or owner gives that team's jobs only,
+    newest first across pages; a job made without a team is the default team's; an owner
+    with jobs in two teams is listed per team."""
+    teams = ["search", "ads", "search", "default", "search", "ads", "search"]
+    for n, team in enumerate(teams):
+        owner = "alice" if n % 2 else "bob"
+        extra = {} if team == "default" else {"team": team}
+        await store.create(job(f"t{n}", owner=owner, at=T0 + timedelta(minutes=n), **extra))
+    for job_id in ("t2", "t5", "t6"):
+        await store.transition(job_id, change(S.LAUNCHING, T0), expected_version=1)
+    # A transition keeps the job in its team's listings.
+    assert (await store.get("t2")).team == "search"
+    assert (await store.get("t3")).team == "default"
+
+    async def all_pages(**filters: object) -> list[str]:
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await store.list_jobs(limit=2, cursor=cursor, **filters)  # type: ignore[arg-type]
+            seen.extend(item.job_id for item in page.items)
+            if page.next_cursor is None:
+                return seen
+            cursor = page.next_cursor
+
+    assert await all_pages(team="search") == ["t6", "t4", "t2", "t0"]
+    assert await all_pages(team="ads") == ["t5", "t1"]
+    assert await all_pages(team="default") == ["t3"]
+    assert await all_pages(team="search", status=S.LAUNCHING) == ["t6", "t2"]
+    assert await all_pages(team="search", status=S.NEW) == ["t4", "t0"]
+    assert await all_pages(team="search", owner="bob") == ["t6", "t4", "t2", "t0"]
+    assert await all_pages(team="ads", owner="alice") == ["t5", "t1"]
+    assert await all_pages(team="ads", owner="bob") == []
+    assert await all_pages(team="search", owner="bob", status=S.LAUNCHING) == ["t6", "t2"]
+    assert await all_pages(team="ads", owner="alice", status=S.NEW) == ["t1"]
+    assert await all_pages(team="nobody") == []
+    assert await all_pages(owner="alice") == ["t5", "t3", "t1"]
+    assert len(await all_pages()) == 7
+
+
+async def test_tokens_are_stored_listed_and_revoked(store: Store) -> None:
+    """A stored token is read back by id and listed oldest first; revoking keeps it
+    (with the first revocation time, also when revoked again); an unknown id reads None
+    and cannot be revoked."""
+    first = issue_token("ana", "search", Role.SUBMITTER, T0).record
+    second = issue_token("bo", "ads", Role.VIEWER, T0 + timedelta(seconds=1)).record
+    await store.put_token(second)
+    await store.put_token(first)
+    assert await store.get_token(first.token_id) == first
+    assert await store.get_token("0123456789ab") is None
+    assert [t.token_id for t in await store.list_tokens()] == [first.token_id, second.token_id]
+
+    revoked = await store.revoke_token(first.token_id, T0 + timedelta(minutes=1))
+    assert revoked.revoked_at == T0 + timedelta(minutes=1)
+    assert revoked.state(T0 + timedelta(minutes=2)) == "revoked"
+    again = await store.revoke_token(first.token_id, T0 + timedelta(minutes=5))
+    assert again.revoked_at == T0 + timedelta(minutes=1)
+    assert await store.get_token(first.token_id) == revoked
+    assert await store.get_token(second.token_id) == second
+    assert len(await store.list_tokens()) == 2
+    with pytest.raises(TokenNotFound):
+        await store.revoke_token("0123456789ab", T0)
 
 
 async def test_a_foreign_cursor_is_rejected(store: JobStore) -> None:

@@ -23,6 +23,7 @@ from tests.e2e.conftest import adapters, started_stack
 from tests.e2e.receiver import WebhookReceiver
 from tests.e2e.stack import Stack
 from tests.e2e.workload import (
+    make_tokens,
     spec,
     submit_events,
     submit_http,
@@ -70,15 +71,16 @@ async def test_a_thousand_jobs_with_faults_end_once_launch_once_notify_once(
     by_http, by_event = specs[BY_EVENT:], specs[:BY_EVENT]
     started = time.monotonic()
     async with adapters(stack) as (store, bus):
+        tokens = await make_tokens(store)
         await submit_events(bus, by_event)
         # `created` may be False where a timed-out request was retried after it had landed.
-        await submit_http(stack.api_url, by_http)
+        await submit_http(stack.api_url, by_http, tokens)
         # The same ids again, the other way round: still one job each.
         await wait_stored(store, ids[:BY_EVENT], TIMEOUT_S)
         await submit_events(bus, by_http[:20])
-        again = await submit_http(stack.api_url, by_event[:20])
+        again = await submit_http(stack.api_url, by_event[:20], tokens)
         submitted_s = time.monotonic() - started
-        async with AsyncClient(stack.api_url, timeout_s=300.0) as client:
+        async with AsyncClient(stack.api_url, token=tokens.admin, timeout_s=300.0) as client:
             refused = []
             for job_id in ids[BY_EVENT : BY_EVENT + STOPPED]:
                 try:
@@ -131,52 +133,58 @@ async def test_duplicate_and_invalid_input_at_the_edges(
     finished job is a 409 carrying its state."""
     run = uuid.uuid4().hex[:8]
     twice = spec(f"d{run}-0001", 0)
-    async with (
-        adapters(stack) as (store, bus),
-        AsyncClient(stack.api_url, timeout_s=300.0) as client,
-    ):
-        first = await client.submit(twice)
-        second = await client.submit(twice)
-        await submit_events(bus, [twice])
-        assert (first.created, second.created) == (True, False)
+    async with adapters(stack) as (store, bus):
+        tokens = await make_tokens(store)
+        async with (
+            AsyncClient(stack.api_url, token=tokens.admin, timeout_s=300.0) as client,
+            AsyncClient(
+                stack.api_url, token=tokens.by_owner[twice.owner or ""], timeout_s=300.0
+            ) as owner,
+        ):
+            first = await owner.submit(twice)
+            second = await owner.submit(twice)
+            await submit_events(bus, [twice])
+            assert (first.created, second.created) == (True, False)
 
-        with pytest.raises(ApiError) as bad:
-            await client.submit({"owner": "", "priority": 1000, "training": {}})
-        assert bad.value.status_code == 422
-        assert {"owner", "priority", "training"} <= set(bad.value.problems), bad.value.problems
+            with pytest.raises(ApiError) as bad:
+                await client.submit({"owner": "", "priority": 1000, "training": {}})
+            assert bad.value.status_code == 422
+            assert {"owner", "priority", "training"} <= set(bad.value.problems), bad.value.problems
 
-        # An event whose spec lacks its owner, and one that is not JSON at all.
-        good = CloudEvent.wrap(
-            JobSubmitted(spec=spec(f"d{run}-0002", 2)), time=first.job.created_at
-        )
-        broken = good.model_dump(mode="json")
-        del broken["data"]["spec"]["owner"]
-        import orjson
+            # An event whose spec lacks its owner, and one that is not JSON at all.
+            good = CloudEvent.wrap(
+                JobSubmitted(spec=spec(f"d{run}-0002", 2)), time=first.job.created_at
+            )
+            broken = good.model_dump(mode="json")
+            del broken["data"]["spec"]["owner"]
+            import orjson
 
-        await bus.publish_raw(topics.SUBMISSIONS, f"d{run}-0002", orjson.dumps(broken))
-        await bus.publish_raw(topics.SUBMISSIONS, f"d{run}-0003", b"{not json")
-        letters = await _dead_letters(bus, {f"d{run}-0002", f"d{run}-0003"}, timeout_s=TIMEOUT_S)
-        assert "owner" in letters[f"d{run}-0002"].reason
-        assert letters[f"d{run}-0002"].original_topic == topics.SUBMISSIONS
-        assert letters[f"d{run}-0003"].error_kind == "decode"
-        with pytest.raises(JobNotFound):
-            await client.get(f"d{run}-0002")  # the invalid event made no job
+            await bus.publish_raw(topics.SUBMISSIONS, f"d{run}-0002", orjson.dumps(broken))
+            await bus.publish_raw(topics.SUBMISSIONS, f"d{run}-0003", b"{not json")
+            letters = await _dead_letters(
+                bus, {f"d{run}-0002", f"d{run}-0003"}, timeout_s=TIMEOUT_S
+            )
+            assert "owner" in letters[f"d{run}-0002"].reason
+            assert letters[f"d{run}-0002"].original_topic == topics.SUBMISSIONS
+            assert letters[f"d{run}-0003"].error_kind == "decode"
+            with pytest.raises(JobNotFound):
+                await client.get(f"d{run}-0002")  # the invalid event made no job
 
-        with pytest.raises(JobNotFound):
-            await client.get(f"d{run}-nope")
-        await wait_terminal(store, [twice.job_id or ""], 120, alive=stack.check_alive)
-        finished = await client.get(twice.job_id or "")
-        with pytest.raises(ApiError) as conflict:
-            await client.stop(finished.job_id)
-        assert conflict.value.status_code == 409
-        assert conflict.value.job_status == finished.status.value
-        history = await client.history(finished.job_id)
-        assert next(t.to_status for t in history) is JobStatus.NEW
-        assert sum(1 for t in history if t.to_status is JobStatus.NEW) == 1
-        await wait_until(
-            lambda: finished.job_id in receiver.keys_per_job(), 60, 0.1, what="the notification"
-        )
-        assert receiver.deliveries_per_job()[finished.job_id] == 1
+            with pytest.raises(JobNotFound):
+                await client.get(f"d{run}-nope")
+            await wait_terminal(store, [twice.job_id or ""], 120, alive=stack.check_alive)
+            finished = await client.get(twice.job_id or "")
+            with pytest.raises(ApiError) as conflict:
+                await client.stop(finished.job_id)
+            assert conflict.value.status_code == 409
+            assert conflict.value.job_status == finished.status.value
+            history = await client.history(finished.job_id)
+            assert next(t.to_status for t in history) is JobStatus.NEW
+            assert sum(1 for t in history if t.to_status is JobStatus.NEW) == 1
+            await wait_until(
+                lambda: finished.job_id in receiver.keys_per_job(), 60, 0.1, what="the notification"
+            )
+            assert receiver.deliveries_per_job()[finished.job_id] == 1
 
 
 async def _dead_letters(bus: EventBus, keys: set[str], timeout_s: float) -> dict[str, DeadLetter]:

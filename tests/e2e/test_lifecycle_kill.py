@@ -20,7 +20,9 @@ from tests.e2e.conftest import adapters, started_stack
 from tests.e2e.receiver import WebhookReceiver
 from tests.e2e.stack import SERVICES, Stack
 from tests.e2e.workload import (
+    Tokens,
     count_terminal,
+    make_tokens,
     spec,
     submit_events,
     submit_http,
@@ -53,13 +55,13 @@ def stack(
         yield s
 
 
-async def _submit_in_waves(url: str, bus: Publisher, specs: list[JobSpec]) -> None:
+async def _submit_in_waves(url: str, bus: Publisher, specs: list[JobSpec], tokens: Tokens) -> None:
     for wave, start in enumerate(range(0, len(specs), WAVE)):
         batch = specs[start : start + WAVE]
         if wave % 3 == 2:
             await submit_events(bus, batch)
         else:
-            await submit_http(url, batch, timeout_s=TIMEOUT_S)
+            await submit_http(url, batch, tokens, timeout_s=TIMEOUT_S)
 
 
 async def _progress(store: JobStore, ids: list[str], at_least: int, stack: Stack) -> int:
@@ -90,7 +92,8 @@ async def test_every_service_killed_mid_run_and_restarted_keeps_every_invariant(
     # A few more jobs end between kills, so all seven happen in the first third of the run.
     step = max(1, JOBS // 20)
     async with adapters(stack) as (store, bus):
-        submitter = asyncio.create_task(_submit_in_waves(stack.api_url, bus, specs))
+        tokens = await make_tokens(store)
+        submitter = asyncio.create_task(_submit_in_waves(stack.api_url, bus, specs, tokens))
         done = 0
         for name in SERVICES:
             done = await _progress(store, ids, done + step, stack)

@@ -1,5 +1,5 @@
 """Jobs for the end-to-end runs: specs, the two ways in (HTTP and JobSubmitted events),
-waiting for the store to settle, and the invariants every run must keep."""
+the runs' tokens, waiting for the store to settle, and the invariants every run must keep."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from typing import Any
 
 import httpx
 
+from stoker.auth.tokens import TokenService
 from stoker.client import AsyncClient
 from stoker.core import topics
+from stoker.core.auth import DEFAULT_TEAM, Role
+from stoker.core.clock import SystemClock
 from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent, JobSubmitted
 from stoker.core.job import TERMINAL_STATUSES, JobRecord, JobStatus, Transition
@@ -21,7 +24,7 @@ from stoker.core.naming import training_job_name
 from stoker.core.retry import RetryPolicy
 from stoker.core.spec import JobSpec
 from stoker.ports.bus import Publisher
-from stoker.ports.store import JobStore
+from stoker.ports.store import JobStore, TokenStore
 from tests.support.waiting import poll_until
 
 CAPPED_TYPE = "ml.m5.large"
@@ -34,6 +37,28 @@ OOM = "CUDA out of memory"
 FAILURE_RULES = [{"reason_pattern": OOM, "action": "retry"}]
 
 
+OWNERS = tuple(f"owner-{n}" for n in range(5))
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """The run's API tokens: an admin's (reads and stops every job) and a submitter's per
+    owner, all of the default team, which JobSubmitted events without a team also join, so a
+    job id may arrive both ways and still be one job."""
+
+    admin: str
+    by_owner: dict[str, str]
+
+
+async def make_tokens(store: TokenStore) -> Tokens:
+    service = TokenService(store, SystemClock())
+    admin = await service.create("e2e-admin", DEFAULT_TEAM, Role.ADMIN)
+    by_owner = {
+        owner: (await service.create(owner, DEFAULT_TEAM, Role.SUBMITTER)).token for owner in OWNERS
+    }
+    return Tokens(admin.token, by_owner)
+
+
 def spec(job_id: str, n: int) -> JobSpec:
     """Job `n` of a run: mixed instance types, owners, priorities, some doomed to OOM."""
     hyper = {"epochs": "1"}
@@ -42,7 +67,7 @@ def spec(job_id: str, n: int) -> JobSpec:
     return JobSpec.model_validate(
         {
             "job_id": job_id,
-            "owner": f"owner-{n % 5}",
+            "owner": OWNERS[n % len(OWNERS)],
             "priority": n % 3,
             "instance_type_fallbacks": [FALLBACK_TYPE],
             "training": {
@@ -68,24 +93,38 @@ API_RESTARTING = RetryPolicy(
 
 
 async def submit_http(
-    url: str, specs: Sequence[JobSpec], *, concurrency: int = 8, timeout_s: float = 900.0
+    url: str,
+    specs: Sequence[JobSpec],
+    tokens: Tokens,
+    *,
+    concurrency: int = 8,
+    timeout_s: float = 900.0,
 ) -> list[bool]:
-    """Submit through the SDK; a refused connection (the API restarting) is retried, which is
-    safe because every spec carries its job id. Returns `created` per spec."""
+    """Submit through the SDK, each spec with its owner's token; a refused connection (the
+    API restarting) is retried, which is safe because every spec carries its job id.
+    Returns `created` per spec."""
     gate = asyncio.Semaphore(concurrency)
-    async with AsyncClient(url, timeout_s=30.0) as client:
+    clients = {
+        owner: AsyncClient(url, token=token, timeout_s=30.0)
+        for owner, token in tokens.by_owner.items()
+    }
 
-        async def one(s: JobSpec) -> bool:
-            async with gate:
-                async for attempt in API_RESTARTING.retrying(
-                    retry_on=lambda error: isinstance(error, httpx.TransportError),
-                    deadline_s=timeout_s,
-                ):
-                    with attempt:
-                        return (await client.submit(s)).created
-            raise AssertionError("unreachable: the last failure is raised")
+    async def one(s: JobSpec) -> bool:
+        client = clients[s.owner or ""]
+        async with gate:
+            async for attempt in API_RESTARTING.retrying(
+                retry_on=lambda error: isinstance(error, httpx.TransportError),
+                deadline_s=timeout_s,
+            ):
+                with attempt:
+                    return (await client.submit(s)).created
+        raise AssertionError("unreachable: the last failure is raised")
 
+    try:
         return list(await asyncio.gather(*(one(s) for s in specs)))
+    finally:
+        for client in clients.values():
+            await client.close()
 
 
 async def submit_events(bus: Publisher, specs: Sequence[JobSpec]) -> None:

@@ -29,8 +29,13 @@ async def test_every_job_ends_once_launched_once_per_attempt_and_notified(tmp_pa
 
 @pytest.mark.usefixtures("collector_restored")
 def test_demo_command_prints_the_summary(tmp_path: Path) -> None:
-    """The CLI runs the demo and ends with the summary table and exit code 0."""
+    """The CLI runs the demo, prints the local API token once, and ends with the summary
+    table and exit code 0."""
     result = CliRunner().invoke(app, ["demo", "--jobs", "6", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "stoker demo summary" in result.output
     assert "CreateTrainingJob calls" in result.output
+    # The admin token of the data folder, shown once and kept readable by its owner only.
+    token_file = tmp_path / "api-token"
+    assert token_file.read_text().strip() in result.output.replace("\n", "")
+    assert token_file.stat().st_mode & 0o777 == 0o600

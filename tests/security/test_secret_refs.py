@@ -15,7 +15,6 @@ import pytest
 
 from stoker.adapters.bus.memory import MemoryBus
 from stoker.adapters.store.memory import MemoryJobStore
-from stoker.api.app import create_app
 from stoker.core.clock import FakeClock
 from stoker.core.errors import ConfigurationError
 from stoker.core.notify_rules import NotifyRules
@@ -25,6 +24,7 @@ from stoker.lifecycle.transitions import Transitioner
 from stoker.notifier.config import NotifySettings, load_notify_settings
 from stoker.notifier.secrets import SecretRefRefused, TeamSecrets, submit_rules
 from stoker.ports.ledger import EntryStatus
+from tests.support.auth import api_client
 from tests.unit.lifecycle.conftest import spec
 from tests.unit.notifier.support import RecordingChannel, job, terminal
 from tests.unit.notifier.test_service import Rig
@@ -42,8 +42,7 @@ async def api(rules: NotifyRules) -> httpx.AsyncClient:
     await store.start()
     await bus.start()
     service = JobService(Transitioner(store, bus), FakeClock(), notify_rules=rules)
-    transport = httpx.ASGITransport(app=create_app(service))
-    return httpx.AsyncClient(transport=transport, base_url="http://t")
+    return await api_client(service, store, team="default")
 
 
 def rules(**settings: Any) -> NotifyRules:

@@ -36,7 +36,15 @@ from stoker.notifier import signing
 from stoker.ports.bus import BusRecord, EventBus
 from tests.e2e.conftest import FAULTS, SETTINGS, adapters
 from tests.e2e.stack import Stack, StackConfig
-from tests.e2e.workload import OOM, spec, submit_events, submit_http, wait_terminal
+from tests.e2e.workload import (
+    OOM,
+    make_tokens,
+    spec,
+    submit_events,
+    submit_http,
+    wait_terminal,
+)
+from tests.support.auth import bearer
 from tests.support.events import TopicReader
 from tests.support.waiting import wait_until
 
@@ -215,10 +223,13 @@ async def scan_tables(stack: Stack) -> str:
     return json.dumps(items, default=str)
 
 
-async def api_answers(api_url: str, job_ids: list[str]) -> list[str]:
-    """The API's answers about every job: each job, its history, the lists."""
+async def api_answers(api_url: str, job_ids: list[str], admin_token: str) -> list[str]:
+    """The API's answers about every job (read with an admin's token): each job, its
+    history, the lists."""
     texts: list[str] = []
-    async with httpx.AsyncClient(base_url=api_url, timeout=60.0) as client:
+    async with httpx.AsyncClient(
+        base_url=api_url, timeout=60.0, headers=bearer(admin_token)
+    ) as client:
         for job_id in job_ids:
             for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/history"):
                 response = await client.get(path)
@@ -277,16 +288,21 @@ async def test_no_secret_appears_in_logs_topics_store_or_answers(
     answers: list[str] = []
     async with adapters(stack) as (store, bus):
         await submit_events(bus, specs[:BY_EVENT])
-        await submit_http(stack.api_url, specs[BY_EVENT:])
-        async with httpx.AsyncClient(base_url=stack.api_url, timeout=60.0) as client:
+        tokens = await make_tokens(store)
+        await submit_http(stack.api_url, specs[BY_EVENT:], tokens)
+        async with httpx.AsyncClient(
+            base_url=stack.api_url, timeout=60.0, headers=bearer(tokens.admin)
+        ) as client:
             for job_id in ids[BY_EVENT : BY_EVENT + 2]:
                 answers.append((await client.post(f"/v1/jobs/{job_id}/stop")).text)
             foreign = job_spec(f"s{run}-foreign", 0).model_dump(mode="json")
             foreign["notify"] = [{"kind": "webhook", "secret_ref": "search-hook"}]
-            refused = await client.post("/v1/jobs", json=foreign)
+            # Submitted by the spec's owner, so the refusal is the notify target's.
+            owner = bearer(tokens.by_owner[foreign["owner"]])
+            refused = await client.post("/v1/jobs", json=foreign, headers=owner)
             raw = job_spec(f"s{run}-raw", 0).model_dump(mode="json")
             raw["notify"] = [{"kind": "webhook", "url": f"https://h.example.com/{RAW_PATH}"}]
-            refused_raw = await client.post("/v1/jobs", json=raw)
+            refused_raw = await client.post("/v1/jobs", json=raw, headers=owner)
         assert (refused.status_code, refused_raw.status_code) == (422, 422)
         answers += [refused.text, refused_raw.text]
 
@@ -319,7 +335,7 @@ async def test_no_secret_appears_in_logs_topics_store_or_answers(
             min_records=JOBS * 4,
         )
         stored = await scan_tables(stack)
-    answers += await api_answers(stack.api_url, ids)
+    answers += await api_answers(stack.api_url, ids, tokens.admin)
     stack.stop_all()  # the logs are complete once every process has exited
     logged = logs_of(stack.workdir)
 

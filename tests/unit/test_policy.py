@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from stoker.adapters.bus.memory import MemoryBus
 from stoker.adapters.store.memory import MemoryJobStore
-from stoker.api.app import create_app
 from stoker.app.policy import load_policy
 from stoker.core.clock import FakeClock
 from stoker.core.errors import ConfigurationError
@@ -24,6 +22,7 @@ from stoker.lifecycle.jobs import JobService, PolicyViolation, SubmissionRules, 
 from stoker.lifecycle.transitions import Transitioner
 from stoker.settings import Settings
 from stoker.training_scripts import shipped_entrypoints
+from tests.support.auth import api_client
 from tests.unit.lifecycle.conftest import spec
 
 SAMPLE = Path(__file__).parents[2] / "docs" / "policy.example.yaml"
@@ -435,10 +434,16 @@ def test_local_limits_have_defaults() -> None:
 
 
 @pytest.fixture
-async def jobs() -> JobService:
-    bus, store = MemoryBus(), MemoryJobStore()
-    await bus.start()
+async def store() -> MemoryJobStore:
+    store = MemoryJobStore()
     await store.start()
+    return store
+
+
+@pytest.fixture
+async def jobs(store: MemoryJobStore) -> JobService:
+    bus = MemoryBus()
+    await bus.start()
     return JobService(Transitioner(store, bus), FakeClock(), rules=SubmissionRules(policy=POLICY))
 
 
@@ -455,11 +460,11 @@ async def test_submit_holds_the_team_to_its_rules(jobs: JobService) -> None:
     assert job.job_id == "job-1"
 
 
-async def test_the_api_answers_403_naming_each_rule(jobs: JobService) -> None:
+async def test_the_api_answers_403_naming_each_rule(
+    jobs: JobService, store: MemoryJobStore
+) -> None:
     body = allowed(OutputDataConfig={"S3OutputPath": "s3://public/"})
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(jobs)), base_url="http://t"
-    ) as http:
+    async with await api_client(jobs, store) as http:
         response = await http.post("/v1/jobs", json=body)
     assert response.status_code == 403
     assert response.json() == {

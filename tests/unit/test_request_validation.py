@@ -6,18 +6,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import httpx
 import pytest
 
 from stoker.adapters.bus.memory import MemoryBus
 from stoker.adapters.store.memory import MemoryJobStore
 from stoker.adapters.training.request_shape import BotocoreRequestValidator, parse_report
-from stoker.api.app import create_app
 from stoker.app.demo import DemoPlan, job_specs
 from stoker.core.clock import FakeClock
 from stoker.lifecycle.jobs import InvalidJobSpec, JobService, SubmissionRules, parse_spec
 from stoker.lifecycle.transitions import Transitioner
 from tests.e2e.workload import spec as e2e_spec
+from tests.support.auth import api_client
 from tests.unit.lifecycle.conftest import spec
 
 
@@ -27,10 +26,16 @@ def validator() -> BotocoreRequestValidator:
 
 
 @pytest.fixture
-async def jobs(validator: BotocoreRequestValidator) -> JobService:
-    bus, store = MemoryBus(), MemoryJobStore()
-    await bus.start()
+async def store() -> MemoryJobStore:
+    store = MemoryJobStore()
     await store.start()
+    return store
+
+
+@pytest.fixture
+async def jobs(validator: BotocoreRequestValidator, store: MemoryJobStore) -> JobService:
+    bus = MemoryBus()
+    await bus.start()
     return JobService(
         Transitioner(store, bus), FakeClock(), rules=SubmissionRules(validator=validator)
     )
@@ -177,14 +182,14 @@ async def test_submit_refuses_a_malformed_request(jobs: JobService) -> None:
     assert (await jobs.list_jobs()).items == []
 
 
-async def test_the_api_answers_422_naming_each_field(jobs: JobService) -> None:
+async def test_the_api_answers_422_naming_each_field(
+    jobs: JobService, store: MemoryJobStore
+) -> None:
     """POST /v1/jobs with a bad request: 422 with one problem per field, in the usual shape."""
     body = spec()
     del body["training"]["RoleArn"]
     body["training"]["StoppingCondition"]["MaxRuntimeInSeconds"] = 0
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(jobs)), base_url="http://t"
-    ) as http:
+    async with await api_client(jobs, store) as http:
         response = await http.post("/v1/jobs", json=body)
     assert response.status_code == 422
     assert response.json() == {

@@ -1,9 +1,16 @@
 """FastAPI application for jobs. OpenAPI is served at /openapi.json.
 
-Errors: 422 names each bad field (of the body, and of `training` against SageMaker's
-CreateTrainingJob shape); 403 names each rule of the team's policy the job breaks, with the
-field it concerns; 404 for an unknown job id; 409 when stopping a job that already ended, with
-its state. Nothing is half-created: the store write is the only write.
+Every route but /healthz needs a bearer token (`stoker.api.auth`); the job's owner and team
+are the caller's. A viewer reads its team's jobs, a submitter also submits and stops them,
+an admin sees and acts on every team's.
+
+Errors: 401 without a valid token; 403 for a viewer's write, and naming each rule of the
+team's policy a job breaks, with the field it concerns; 422 names each bad field (of the
+body, and of `training` against SageMaker's CreateTrainingJob shape); 404 for an unknown job
+id and for another team's; 409 when stopping a job that already ended, with its state, or
+when a job id is another team's; 429 past a credential's rate (with Retry-After) or a
+team's quota of jobs in flight. Nothing is half-created: the store write is the only write.
+/openapi.json and /docs describe the API and carry no data, so they need no token.
 """
 
 from __future__ import annotations
@@ -17,10 +24,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from stoker.api.auth import Caller, Writer, install_auth, team_scope
+from stoker.api.events import EventFeed, UnknownEventTypes, add_event_route
 from stoker.core.errors import InfrastructureUnavailable, JobNotFound
 from stoker.core.job import JobRecord, JobStatus, Transition
+from stoker.core.ratelimit import RateLimiter
 from stoker.core.spec import JobSpec
-from stoker.lifecycle.jobs import InvalidJobSpec, JobAlreadyFinished, JobService, PolicyViolation
+from stoker.lifecycle.jobs import (
+    InvalidJobSpec,
+    JobAlreadyFinished,
+    JobIdTaken,
+    JobService,
+    PolicyViolation,
+)
+from stoker.ports.auth import Authenticator
+from stoker.web.auth import install_refusals
 
 
 class FieldProblem(BaseModel):
@@ -47,12 +65,25 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
-def create_app(service: JobService) -> FastAPI:
+def create_app(
+    service: JobService,
+    authenticator: Authenticator,
+    *,
+    events: EventFeed | None = None,
+    rate_limiter: RateLimiter | None = None,
+) -> FastAPI:
+    """The jobs API. `authenticator` checks every bearer token and `rate_limiter` (if any)
+    holds each credential to its rate; `events`, when given, serves GET /v1/events."""
     app = FastAPI(
         title="stoker",
         version="1",
-        description="Fire-and-forget training jobs: submit, follow, stop.",
+        description="Fire-and-forget training jobs: submit, follow, stop. Every route but "
+        "/healthz needs `Authorization: Bearer <token>`.",
     )
+    # Rate limits and quotas answer 429 in the API's error shape; authentication's own
+    # answers (installed next) replace the shared ones for 401 and 403.
+    install_refusals(app, body=lambda _reason, message: _error_body(message))
+    install_auth(app, authenticator, rate_limiter)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -78,6 +109,14 @@ def create_app(service: JobService) -> FastAPI:
     async def _not_found(_request: Request, exc: JobNotFound) -> JSONResponse:
         return _error(404, str(exc))
 
+    @app.exception_handler(JobIdTaken)
+    async def _taken(_request: Request, exc: JobIdTaken) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(UnknownEventTypes)
+    async def _unknown_types(_request: Request, exc: UnknownEventTypes) -> JSONResponse:
+        return _error(422, str(exc), problems=[FieldProblem(field="type", problem=str(exc))])
+
     @app.exception_handler(JobAlreadyFinished)
     async def _finished(_request: Request, exc: JobAlreadyFinished) -> JSONResponse:
         return _error(409, str(exc), status=exc.job.status)
@@ -93,52 +132,83 @@ def create_app(service: JobService) -> FastAPI:
         responses={
             200: {"model": SubmitResponse},
             403: {"model": ErrorBody},
+            409: {"model": ErrorBody},
             422: {"model": ErrorBody},
+            429: {"model": ErrorBody},
+            **AUTH_RESPONSES,
         },
     )
-    async def submit(spec: JobSpec) -> Any:
-        """Submit a job. The same job id twice is one job (200 with created=false). A request
-        the team's policy does not allow is refused with 403, naming each rule it breaks."""
-        job, created = await service.submit(spec)
+    async def submit(spec: JobSpec, principal: Writer) -> Any:
+        """Submit a job, owned by the caller, in the caller's team. The same job id twice
+        is one job (200 with created=false); another team's job id is a 409. A request the
+        team's policy does not allow is refused with 403, naming each rule it breaks."""
+        job, created = await service.submit(spec, owner=principal.subject, team=principal.team)
         body = SubmitResponse(created=created, job=job)
         return JSONResponse(jsonable_encoder(body), status_code=201 if created else 200)
 
-    @app.get("/v1/jobs/{job_id}", response_model=JobRecord, responses={404: {"model": ErrorBody}})
-    async def get_job(job_id: str) -> JobRecord:
-        return await service.get(job_id)
+    @app.get(
+        "/v1/jobs/{job_id}",
+        response_model=JobRecord,
+        responses={404: {"model": ErrorBody}, **AUTH_RESPONSES},
+    )
+    async def get_job(job_id: str, principal: Caller) -> JobRecord:
+        return await service.get(job_id, team=team_scope(principal))
 
-    @app.get("/v1/jobs", response_model=JobPage)
+    @app.get("/v1/jobs", response_model=JobPage, responses=AUTH_RESPONSES)
     async def list_jobs(
+        principal: Caller,
+        *,
         status: JobStatus | None = None,
         owner: str | None = None,
+        team: Annotated[
+            str | None, Query(description="an admin's filter; others see their own team")
+        ] = None,
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> JobPage:
-        page = await service.list_jobs(status=status, owner=owner, limit=limit, cursor=cursor)
+        """Jobs of your team (an admin: every team's, or `team`'s), newest first."""
+        scope = team_scope(principal)
+        if scope is not None and team not in (None, scope):
+            # Another team's listing is empty, like a team that has no jobs.
+            return JobPage(items=[], next_cursor=None)
+        page = await service.list_jobs(
+            status=status, owner=owner, team=scope or team, limit=limit, cursor=cursor
+        )
         return JobPage(items=page.items, next_cursor=page.next_cursor)
 
     @app.get(
         "/v1/jobs/{job_id}/history",
         response_model=list[Transition],
-        responses={404: {"model": ErrorBody}},
+        responses={404: {"model": ErrorBody}, **AUTH_RESPONSES},
     )
-    async def history(job_id: str) -> list[Transition]:
-        return await service.history(job_id)
+    async def history(job_id: str, principal: Caller) -> list[Transition]:
+        return await service.history(job_id, team=team_scope(principal))
 
     @app.post(
         "/v1/jobs/{job_id}/stop",
         response_model=JobRecord,
-        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, **AUTH_RESPONSES},
     )
-    async def stop(job_id: str) -> JobRecord:
+    async def stop(job_id: str, principal: Writer) -> JobRecord:
         """Stop a job: at once if it has not started, else through Stopping."""
-        return await service.stop(job_id)
+        return await service.stop(
+            job_id, f"stopped by {principal.subject}", team=team_scope(principal)
+        )
+
+    if events is not None:
+        add_event_route(app, events, AUTH_RESPONSES)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "time": datetime.now().astimezone().isoformat()}
 
     return app
+
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "no valid bearer token"},
+    403: {"model": ErrorBody, "description": "the token's role may not do this"},
+}
 
 
 def _path(loc: Any) -> str:
@@ -155,5 +225,13 @@ def _error(
     problems: list[FieldProblem] | None = None,
     status: JobStatus | None = None,
 ) -> JSONResponse:
+    return JSONResponse(_error_body(message, problems, status), status_code=code)
+
+
+def _error_body(
+    message: str,
+    problems: list[FieldProblem] | None = None,
+    status: JobStatus | None = None,
+) -> dict[str, Any]:
     body = ErrorBody(error=message, problems=problems or [], status=status)
-    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=code)
+    return body.model_dump(mode="json", exclude_none=True)

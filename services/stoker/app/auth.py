@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from stoker.adapters.auth.chain import ChainAuthenticator
 from stoker.adapters.auth.jwt import ClaimMapping, JwtAuthenticator, JwtConfig
 from stoker.adapters.auth.keys import JwksFile, JwksUrl, KeySource, PemKey
+from stoker.app.runtime import build_store
+from stoker.auth.tokens import TokenAuthenticator
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.errors import ConfigurationError
 from stoker.core.ratelimit import RateLimiter
 from stoker.lifecycle.quota import TeamJobs, TeamLimits, TeamQuota
 from stoker.ports.auth import Authenticator
 from stoker.ports.resource import Resource
-from stoker.ports.store import JobStore
+from stoker.ports.store import TokenStore
 from stoker.settings import Settings
 
 
@@ -72,16 +74,13 @@ def jwt_authenticator(settings: Settings, *, clock: Clock | None = None) -> JwtA
 
 
 def build_authenticator(
-    settings: Settings, *, store: JobStore | None = None, clock: Clock | None = None
+    settings: Settings, *, tokens: TokenStore | None = None, clock: Clock | None = None
 ) -> Authenticator:
-    """Every authenticator the settings configure, as one: stoker tokens (in `store`)
-    first, then OIDC/JWT. Raises ConfigurationError when there is none."""
+    """Every authenticator the settings configure, as one: stoker tokens (in `tokens`, the
+    job store) first, then OIDC/JWT. Raises ConfigurationError when there is none."""
     chain: list[Authenticator] = []
-    # Stoker tokens join here, first in the chain, once the store keeps them:
-    #     if store is not None:
-    #         chain.append(StoreTokenAuthenticator(store))
-    # (they should raise `UnrecognisedCredential` for a credential without their prefix, so
-    # that the chain reports the JWT's reason for a JWT).
+    if tokens is not None:
+        chain.append(TokenAuthenticator(tokens, clock or SystemClock()))
     jwt = jwt_authenticator(settings, clock=clock)
     if jwt is not None:
         chain.append(jwt)
@@ -95,14 +94,10 @@ def build_authenticator(
 
 
 def router_authentication(settings: Settings, *, clock: Clock | None = None) -> Authentication:
-    """The inference router's authentication: the same chain as the jobs API.
-
-    Stoker tokens need the job store open in the router's process; when they join, build it
-    here and hand it over as a resource:
-        store = build_store(settings)
-        return Authentication(build_authenticator(settings, store=store), (store,))
-    """
-    return Authentication(build_authenticator(settings, clock=clock))
+    """The inference router's authentication: the same chain as the jobs API. Stoker tokens
+    are looked up in the job store, opened in the router's process as a resource."""
+    store = build_store(settings)
+    return Authentication(build_authenticator(settings, tokens=store, clock=clock), (store,))
 
 
 def rate_limiter(rate_per_s: float, burst: float, clock: Clock | None = None) -> RateLimiter | None:
@@ -125,8 +120,7 @@ def router_rate_limiter(settings: Settings, clock: Clock | None = None) -> RateL
 def team_quota(settings: Settings, jobs: TeamJobs) -> TeamQuota | None:
     """The per-team quota on jobs in flight, or None when no team has one.
 
-    `jobs` is the job store, once its `list_jobs` filters by team:
-        JobService(rt.transitioner(), rt.clock, quota=team_quota(rt.settings, rt.store))
+    `jobs` is the job store.
     """
     limits = TeamLimits(settings.team_max_in_flight, dict(settings.team_max_in_flight_overrides))
     if limits.max_in_flight == 0 and not any(limits.overrides.values()):

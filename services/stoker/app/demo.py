@@ -5,7 +5,9 @@ SageMaker container layout. Faults are injected three ways: capacity shortages (
 attempts report CapacityError and are retried, on the next instance type), transient
 algorithm errors (the script fails once after writing a checkpoint; a rule marks the message
 as retriable and the retry resumes from the checkpoint), and permanent algorithm errors
-(terminal at once). Submission goes through the real HTTP API with the SDK.
+(terminal at once). Submission goes through the real HTTP API with the SDK: each job with
+a submitter token of its owner (team `demo`), made with the data folder's admin token
+(`stoker.app.local_token`, printed like `stoker up`'s).
 """
 
 from __future__ import annotations
@@ -26,14 +28,19 @@ import orjson
 
 from stoker.adapters.training.capacity_faults import CapacityFaults
 from stoker.adapters.training.local import LocalProcessBackend
+from stoker.app.local_token import LocalToken, ensure_local_token
 from stoker.app.runtime import Runtime
 from stoker.app.services import SERVICES, Service, run_services
+from stoker.auth.tokens import TokenService
 from stoker.client import AsyncClient
+from stoker.core.auth import Role
 from stoker.core.job import JobStatus
 from stoker.ports.store import all_jobs
 from stoker.settings import Settings
 from stoker.training_scripts import train_linear
 
+OWNERS = ("ana", "bo", "chen", "dara")
+DEMO_TEAM = "demo"
 PERMANENT_ERROR = "bad hyperparameter: learning_rate must be positive"
 TRANSIENT_ERROR = "transient: lost connection to the parameter store"
 
@@ -95,7 +102,7 @@ def job_specs(plan: DemoPlan) -> list[dict[str, Any]]:
         specs.append(
             {
                 "job_id": f"demo-{n:04d}",
-                "owner": rng.choice(["ana", "bo", "chen", "dara"]),
+                "owner": rng.choice(OWNERS),
                 "priority": rng.choice([0, 0, 0, 10]),
                 "instance_type_fallbacks": ["ml.m5.2xlarge", "ml.c5.2xlarge"],
                 "training": {
@@ -150,6 +157,7 @@ async def run_demo(
     data_dir: Path,
     plan: DemoPlan,
     on_progress: Callable[[int, int], None],
+    on_token: Callable[[LocalToken], None] = lambda _token: None,
 ) -> DemoResult:
     settings = demo_settings(data_dir)
     notifications = data_dir / "notifications.jsonl"
@@ -166,10 +174,17 @@ async def run_demo(
         stop = asyncio.Event()
         stack = asyncio.create_task(run_services(rt, names, stop, services=services))
         url = f"http://{settings.api_host}:{settings.api_port}"
-        async with AsyncClient(url) as client:
-            await _wait_for_api(client, stack)
+        token = await ensure_local_token(rt.tokens, rt.clock, data_dir)
+        on_token(token)
+        async with AsyncClient(url, token=token.token) as admin:
+            await _wait_for_api(admin, stack)
+        clients = await _submitters(rt, url)
+        try:
             for spec in job_specs(plan):
-                await client.submit(_with_data_dir(spec, data_dir))
+                await clients[spec["owner"]].submit(_with_data_dir(spec, data_dir))
+        finally:
+            for client in clients.values():
+                await client.close()
         deadline = started + plan.timeout_s
         while time.monotonic() < deadline and not stack.done():
             done = await _count_terminal(rt)
@@ -191,6 +206,18 @@ async def run_demo(
     result.jobs_notified = len(jobs)
     result.elapsed_s = time.monotonic() - started
     return result
+
+
+async def _submitters(rt: Runtime, url: str) -> dict[str, AsyncClient]:
+    """An SDK client per owner, each with a submitter token of its own."""
+    tokens = TokenService(rt.tokens, rt.clock)
+    clients = {}
+    for owner in OWNERS:
+        issued = await tokens.create(
+            owner, DEMO_TEAM, Role.SUBMITTER, expires_in=timedelta(days=1), description="demo"
+        )
+        clients[owner] = AsyncClient(url, token=issued.token)
+    return clients
 
 
 async def _wait_for_api(client: AsyncClient, stack: asyncio.Task[None]) -> None:

@@ -19,7 +19,7 @@ from stoker.core.retry import RetryPolicy
 from stoker.lifecycle.jobs import SubmissionRules
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import EventBus
-from stoker.ports.store import JobStore
+from stoker.ports.store import JobStore, Store, TokenStore
 from stoker.ports.training import TrainingBackend
 from stoker.settings import Mode, Settings
 
@@ -58,7 +58,8 @@ def _transport(settings: Settings) -> EventBus:
     return SqliteLogBus(settings.data_dir / "bus.sqlite3", settings=settings)
 
 
-def build_store(settings: Settings) -> JobStore:
+def build_store(settings: Settings) -> Store:
+    """The job store, which also keeps the API tokens."""
     if settings.mode is Mode.EMBEDDED:
         from stoker.adapters.store.sqlite import SqliteJobStore
 
@@ -107,7 +108,7 @@ class Runtime:
         with_backend: bool = False,
         clock: Clock | None = None,
         bus: EventBus | None = None,
-        store: JobStore | None = None,
+        store: Store | None = None,
         backend: TrainingBackend | None = None,
         policy: Policy | None = None,
     ) -> None:
@@ -116,7 +117,10 @@ class Runtime:
         """Read at start, so a bad policy file stops the process before it serves."""
         self.clock = clock or SystemClock()
         self.bus = bus or build_bus(settings)
-        self.store = store or build_store(settings)
+        built = store or build_store(settings)
+        self.store: JobStore = built
+        self.tokens: TokenStore = built
+        """The API tokens: kept by the job store, started and closed with it."""
         self._with_backend = with_backend or backend is not None
         self._backend = backend
         self._stack = AsyncExitStack()

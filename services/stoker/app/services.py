@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from stoker.app.auth import api_rate_limiter, build_authenticator, team_quota
 from stoker.app.notifier import notify_submit_rules, run_notifier
 from stoker.app.runtime import Runtime, failure_classifier, retry_policy
 from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
@@ -26,6 +27,7 @@ from stoker.lifecycle.monitor import Monitor, MonitorConfig
 from stoker.lifecycle.retrier import Retrier
 from stoker.lifecycle.state_changes import decode_state_change
 from stoker.lifecycle.transitions import OutboxRelay
+from stoker.ports.auth import Authenticator
 from stoker.ports.bus import BusRecord
 from stoker.settings import Settings
 
@@ -64,10 +66,17 @@ def _server_class() -> type:
     return ServerWithoutSignals
 
 
+def authenticator(rt: Runtime) -> Authenticator:
+    """What checks the API's bearer tokens: stoker tokens in the job store, then OIDC/JWT
+    when an issuer is configured."""
+    return build_authenticator(rt.settings, tokens=rt.tokens, clock=rt.clock)
+
+
 async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     import uvicorn
 
     from stoker.api.app import create_app
+    from stoker.api.events import EventFeed
 
     _ServerWithoutSignals = _server_class()
 
@@ -76,9 +85,13 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
         rt.clock,
         rules=rt.submission_rules(),
         notify_rules=notify_submit_rules(),
+        quota=team_quota(rt.settings, rt.store),
     )
+    feed = EventFeed(rt.bus, service, clock=rt.clock)
     config = uvicorn.Config(
-        create_app(service),
+        create_app(
+            service, authenticator(rt), events=feed, rate_limiter=api_rate_limiter(rt.settings)
+        ),
         host=rt.settings.api_host,
         port=rt.settings.api_port,
         log_config=None,
@@ -87,6 +100,7 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     server = _ServerWithoutSignals(config)
     task = asyncio.create_task(server.serve())
     await stop.wait()
+    feed.closing.set()  # open event streams end, so the server can finish its connections
     server.should_exit = True
     await task
 
@@ -103,7 +117,7 @@ async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:
 
     async def handle(event: CloudEvent, _record: BusRecord) -> None:
         if isinstance(event.data, JobSubmitted):
-            await service.submit(event.data.spec)
+            await service.submit(event.data.spec, team=event.data.team)
 
     await Consumer.for_events(rt.bus, "stoker-intake", [topics.SUBMISSIONS], handle).run(stop)
 

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from stoker.app.demo import DemoPlan, DemoResult, demo_settings, run_demo
+from stoker.app.local_token import describe
 from stoker.app.process import run_service_process
 from stoker.logs import configure_logging
 
@@ -40,7 +41,12 @@ def demo(
     ) as progress:
         task = progress.add_task("jobs", total=jobs)
         result = run_service_process(
-            run_demo(folder, plan, lambda done, total: progress.update(task, completed=done)),
+            run_demo(
+                folder,
+                plan,
+                lambda done, _total: progress.update(task, completed=done),
+                on_token=lambda token: console.print("\n".join(describe(token))),
+            ),
             demo_settings(folder),
         )
     console.print(summary_table(result, jobs))

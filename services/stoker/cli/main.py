@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from stoker.cli import demo, dev, events, jobs, models, router, run, schemas
+from stoker.cli import auth, demo, dev, events, jobs, models, router, run, schemas
 
 app = typer.Typer(
     name="stoker",
@@ -16,6 +16,7 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(events.app, name="events")
+app.add_typer(auth.app, name="auth")
 app.add_typer(router.app, name="router")
 app.add_typer(models.app, name="models")
 app.command("submit")(jobs.submit)

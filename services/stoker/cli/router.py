@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import signal
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from stoker.app.auth import Authentication, router_authentication, router_rate_limiter
 from stoker.app.runtime import build_bus
+from stoker.client import find_token
 from stoker.core.errors import ConfigurationError
 from stoker.inference.router.loadgen import LoadResult, run_load
 from stoker.inference.router.models import ModelSet
@@ -210,10 +210,20 @@ def load_cmd(
     requests: Annotated[int, typer.Option(help="stop after this many (0: no limit)")] = 0,
     kind: Annotated[str, typer.Option(help="intent | duplicates")] = "intent",
     seed: Annotated[int, typer.Option(help="seed of the arrival process")] = 0,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="bearer token sent with every request (default: STOKER_TOKEN, the config "
+            "file, the data folder's api-token; none found: no Authorization header)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Open-loop Poisson load; prints throughput and p50/p95/p99/max latency.
 
-    Sends the bearer token in STOKER_TOKEN, when set, with every request."""
+    Sends a bearer token with every request: --token, else STOKER_TOKEN, else the config
+    file or the data dir's token file."""
+
     if kind not in ("intent", "duplicates"):
         raise typer.BadParameter(f"expected intent or duplicates, got {kind!r}", param_hint="kind")
     body = intent_body if kind == "intent" else duplicates_body
@@ -226,10 +236,14 @@ def load_cmd(
             duration_s=duration_s,
             max_requests=requests or None,
             seed=seed,
-            token=os.environ.get("STOKER_TOKEN") or None,
+            headers=_authorization(token or find_token()),
         )
     )
     Console().print(result_table(f"{kind} at {rate:.0f}/s (open loop, Poisson)", [result]))
+
+
+def _authorization(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 @app.command("stream")

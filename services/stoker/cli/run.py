@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import typer
 
+from stoker.app.local_token import describe, prepare_local_token
 from stoker.app.process import run_service_process
 from stoker.app.services import SERVICES, serve
 from stoker.core.errors import ConfigurationError
 from stoker.logs import configure_logging
-from stoker.settings import Settings, load_settings
+from stoker.settings import Mode, Settings, load_settings
 
 app = typer.Typer(help="Run stoker services.")
 
@@ -41,7 +43,11 @@ def run(
 
 @app.command("up")
 def up() -> None:
-    """Run every service in this process (the whole stack on one machine)."""
+    """Run every service in this process (the whole stack on one machine). On the embedded
+    default, first print the local API token (made at the first start)."""
     settings = settings_or_exit()
     configure_logging(settings.log_level, json=settings.log_json)
+    if settings.mode is Mode.EMBEDDED:
+        for line in describe(asyncio.run(prepare_local_token(settings))):
+            typer.echo(line)
     run_service_process(serve(settings, ALL), settings)

@@ -15,6 +15,10 @@ DEFAULT_TEAM = "default"
 """The team of work with no team of its own: jobs stored before teams existed, settings and
 policy sections that name none."""
 
+TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+"""A team name: letters, digits, '.', '_' and '-', at most 64 characters. Never contains
+'|' or '#', which the stores use to join key parts."""
+
 
 class Role(StrEnum):
     VIEWER = "viewer"
@@ -53,3 +57,8 @@ class Unauthenticated(StokerError):
 
 class Forbidden(StokerError):
     """A known principal asked for what its role does not allow (403)."""
+
+
+class UnrecognisedCredential(Unauthenticated):
+    """The credential is not of this authenticator's kind (a stoker token handed to the JWT
+    authenticator). A chain then reports another authenticator's reason, which says more."""

@@ -16,8 +16,16 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal, Self
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    model_validator,
+)
 
+from stoker.core.auth import DEFAULT_TEAM, TEAM_PATTERN
 from stoker.core.errors import EventRejected
 from stoker.core.job import JobStatus
 from stoker.core.redaction import RedactedText
@@ -43,9 +51,21 @@ class EventData(BaseModel):
 
 
 class JobSubmitted(EventData):
+    """A submission from any client of the bus. The bus is an operators' channel: whoever
+    may write the topic names the owner (required here) and the team."""
+
     TYPE = "stoker.job.submitted.v1"
     SCHEMA_NAME = "job-submitted"
     spec: JobSpec
+    team: str = Field(
+        default=DEFAULT_TEAM, pattern=TEAM_PATTERN, description="the team the job belongs to"
+    )
+
+    @model_validator(mode="after")
+    def _names_its_owner(self) -> JobSubmitted:
+        if self.spec.owner is None:
+            raise ValueError("spec.owner is required on the submissions topic")
+        return self
 
     def partition_key(self) -> str:
         # A submission without an id is keyed by owner; the API assigns an id before storing.

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stoker.core.auth import DEFAULT_TEAM, TEAM_PATTERN
 from stoker.core.errors import IllegalTransition
 
 
@@ -66,6 +67,11 @@ class JobRecord(BaseModel):
 
     job_id: str = Field(min_length=1, max_length=128)
     owner: str = Field(min_length=1, max_length=128)
+    team: str = Field(
+        default=DEFAULT_TEAM,
+        pattern=TEAM_PATTERN,
+        description="whose job it is: the submitter's team; its readers and stoppers",
+    )
     status: JobStatus = JobStatus.NEW
     version: int = Field(default=1, ge=1)
     attempt: int = Field(default=0, ge=0, description="launch attempts made so far")

@@ -28,13 +28,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stoker.core.auth import DEFAULT_TEAM
+from stoker.core.auth import DEFAULT_TEAM, TEAM_PATTERN
 from stoker.core.errors import ConfigurationError
 from stoker.core.spec import JobSpec
-
-"""The team of a submission nobody vouched for; it gets the `default` section."""
-
-TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
 
 PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
 """Command heads that mean "this interpreter" to the local backend (and to its allowlist)."""

@@ -81,7 +81,14 @@ class JobSpec(BaseModel):
         pattern=JOB_ID_PATTERN,
         description="optional; the same id submitted twice is one job",
     )
-    owner: str = Field(min_length=1, max_length=128)
+    owner: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="optional: the owner is the caller the API authenticated; if given it "
+        "must be that caller's name. Required on the submissions topic, where no token names "
+        "the submitter",
+    )
     priority: int = Field(default=0, ge=-100, le=100, description="higher launches first")
     notify: list[NotificationTarget] = Field(default_factory=list)
     retry: RetryPolicyOverrides | None = None

@@ -3,6 +3,10 @@
 Records and transitions leave here in their public view: secrets in the spec (a raw
 notification URL, an `Environment` entry named like a credential), failure reasons and
 details redacted (stoker.core.redaction). The store keeps them as submitted.
+
+Team scoping: each call takes the caller's `team`. A job of another team reads exactly like
+a job that does not exist (JobNotFound), so an id tells nothing about other teams' work.
+`team=None` means every team: an admin's view, or a service's own.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pydantic import ValidationError
 
 from stoker.core.auth import DEFAULT_TEAM
 from stoker.core.clock import Clock
-from stoker.core.errors import StokerError, VersionConflict
+from stoker.core.errors import JobNotFound, StokerError, VersionConflict
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.core.notify_rules import NotifyRules
 from stoker.core.policy import Policy, Violation
@@ -76,6 +80,14 @@ class SubmissionRules:
             raise PolicyViolation(team, violations)
 
 
+class JobIdTaken(StokerError):
+    """The job id is another team's job: nothing about that job is told (HTTP 409)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job id {job_id!r} is taken; choose another")
+        self.job_id = job_id
+
+
 class JobAlreadyFinished(StokerError):
     def __init__(self, job: JobRecord) -> None:
         super().__init__(f"job {job.job_id!r} already ended as {job.status.value}")
@@ -113,13 +125,19 @@ class JobService:
         self._quota = quota
         self._notify_rules = notify_rules or NotifyRules()
 
-    async def submit(self, spec: JobSpec, *, team: str = DEFAULT_TEAM) -> tuple[JobRecord, bool]:
-        """Store a New job. The same job id submitted twice is one job: (existing, False).
+    async def submit(
+        self, spec: JobSpec, *, owner: str | None = None, team: str = DEFAULT_TEAM
+    ) -> tuple[JobRecord, bool]:
+        """Store a New job of `owner` in `team`: the authenticated caller's name and team
+        (the spec may name the same owner, or none); None takes the spec's owner (a
+        submission on the bus). The same job id submitted twice by a team is one job:
+        (existing, False); another team's job id raises JobIdTaken.
 
         The request is checked first against the rules of `team` (`SubmissionRules.check`:
         InvalidJobSpec or PolicyViolation; and its `notify` targets: InvalidJobSpec for a
         secret the team lacks or a raw URL), and nothing is stored. A team at its quota of
         jobs in flight gets TeamQuotaExceeded (HTTP 429)."""
+        owner = _owner_of(spec, owner)
         self.rules.check(spec, team)
         problems = self._notify_rules.problems(spec, team)
         if problems:
@@ -128,10 +146,11 @@ class JobService:
             await self._quota.admit(team, spec.job_id)
         job_id = spec.job_id or self._new_id()
         now = self._clock.now()
-        spec = spec.model_copy(update={"job_id": job_id})
+        spec = spec.model_copy(update={"job_id": job_id, "owner": owner})
         job = JobRecord(
             job_id=job_id,
-            owner=spec.owner,
+            owner=owner,
+            team=team,
             priority=spec.priority,
             spec=spec.model_dump(mode="json", exclude_none=True),
             created_at=now,
@@ -139,12 +158,25 @@ class JobService:
             details={"instance_type": spec.training["ResourceConfig"]["InstanceType"]},
         )
         stored, created = await self._t.create(job)
+        if stored.team != team:
+            raise JobIdTaken(job_id)
         return public_record(stored), created
 
-    async def get(self, job_id: str) -> JobRecord:
-        return public_record(await self._store.get(job_id))
+    async def get(self, job_id: str, *, team: str | None = None) -> JobRecord:
+        """The job as answers show it, if it is `team`'s (any team's when None); else
+        JobNotFound."""
+        return public_record(await self._stored(job_id, team))
 
-    async def history(self, job_id: str) -> list[Transition]:
+    async def _stored(self, job_id: str, team: str | None) -> JobRecord:
+        """The job as stored (secrets and all), if it is `team`'s; else JobNotFound."""
+        job = await self._store.get(job_id)
+        if team is not None and job.team != team:
+            raise JobNotFound(job_id)
+        return job
+
+    async def history(self, job_id: str, *, team: str | None = None) -> list[Transition]:
+        if team is not None:
+            await self._stored(job_id, team)
         return [public_transition(t) for t in await self._store.history(job_id)]
 
     async def list_jobs(
@@ -152,17 +184,23 @@ class JobService:
         *,
         status: JobStatus | None = None,
         owner: str | None = None,
+        team: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
-        page = await self._store.list_jobs(status=status, owner=owner, limit=limit, cursor=cursor)
+        page = await self._store.list_jobs(
+            status=status, owner=owner, team=team, limit=limit, cursor=cursor
+        )
         return Page(items=[public_record(job) for job in page.items], next_cursor=page.next_cursor)
 
-    async def stop(self, job_id: str, reason: str = "stopped by request") -> JobRecord:
-        """Stop a job. Not yet running: Stopped at once. Running: Stopping, then the monitor
-        stops the training job. Already ended: JobAlreadyFinished (HTTP 409)."""
+    async def stop(
+        self, job_id: str, reason: str = "stopped by request", *, team: str | None = None
+    ) -> JobRecord:
+        """Stop a job of `team` (any team's when None). Not yet running: Stopped at once.
+        Running: Stopping, then the monitor stops the training job. Already ended:
+        JobAlreadyFinished (HTTP 409)."""
         for _ in range(5):  # a concurrent transition may win; re-read and decide again
-            job = await self._store.get(job_id)
+            job = await self._stored(job_id, team)
             if job.status.terminal:
                 raise JobAlreadyFinished(job)
             if job.status is JobStatus.STOPPING:
@@ -203,6 +241,19 @@ def public_transition(transition: Transition) -> Transition:
     if transition.reason is None:
         return transition
     return transition.model_copy(update={"reason": redact_text(transition.reason)})
+
+
+def _owner_of(spec: JobSpec, caller: str | None) -> str:
+    """The job's owner: the caller when known (the spec may only repeat it), else the spec's."""
+    if caller is None:
+        if spec.owner is None:
+            raise InvalidJobSpec({"owner": "required when no token names the submitter"})
+        return spec.owner
+    if spec.owner is not None and spec.owner != caller:
+        raise InvalidJobSpec(
+            {"owner": f"the owner is the caller, {caller!r}: leave it out or give that name"}
+        )
+    return caller
 
 
 def _ended(status: JobStatus, clock: Clock) -> dict[str, Any]:

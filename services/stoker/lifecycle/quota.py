@@ -23,11 +23,7 @@ IN_FLIGHT = tuple(s for s in JobStatus if s not in TERMINAL_STATUSES)
 
 
 class TeamJobs(Protocol):
-    """The two store queries a quota check makes.
-
-    The job store satisfies it once its `list_jobs` filters by team (the tenant-isolation
-    change adds the `team` argument to the store port); until then nothing builds a quota.
-    """
+    """The store queries a quota check makes (the job store satisfies it)."""
 
     async def get(self, job_id: str) -> JobRecord: ...
 

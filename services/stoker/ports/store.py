@@ -9,6 +9,7 @@ from typing import Protocol
 
 from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+from stoker.core.tokens import TokenRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +85,14 @@ class JobStore(Protocol):
         *,
         status: JobStatus | None = None,
         owner: str | None = None,
+        team: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
-        """Jobs filtered by status and/or owner, newest first, one page at a time."""
+        """Jobs filtered by status, owner and/or team, newest first, one page at a time.
+
+        Every combination is answered from an index of the store (a caller scoped to one
+        team never makes the store read other teams' jobs)."""
 
     async def due(self, now: datetime, limit: int = 100) -> list[JobRecord]:
         """RetryScheduled jobs whose due time has come, earliest first."""
@@ -98,6 +103,27 @@ class JobStore(Protocol):
         """Outbox events not yet marked published, in write order."""
 
     async def mark_published(self, entry_ids: Sequence[str]) -> None: ...
+
+
+class TokenStore(Protocol):
+    """The API tokens, kept by the same store as the jobs. Only digests of secrets."""
+
+    async def put_token(self, token: TokenRecord) -> None:
+        """Store a new token; its id is fresh (random), so a put never replaces one."""
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        """The token with this id, revoked or not; None when there is none."""
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, oldest first."""
+
+    async def revoke_token(self, token_id: str, at: datetime) -> TokenRecord:
+        """Mark the token revoked at `at` (kept, for the record); revoking it again keeps
+        the first time. Raises TokenNotFound."""
+
+
+class Store(JobStore, TokenStore, Protocol):
+    """What each store adapter is: the jobs and the tokens."""
 
 
 async def all_jobs(

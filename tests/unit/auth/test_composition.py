@@ -36,18 +36,24 @@ def oidc(tmp_path: Path, **extra: object) -> Settings:
 
 async def test_settings_with_an_issuer_accept_its_tokens(tmp_path: Path) -> None:
     """The claim settings reach the authenticator: here groups mapped to roles."""
-    settings = oidc(tmp_path, oidc_role_claim="groups", oidc_role_map={"ml-admins": Role.ADMIN})
+    settings = oidc(
+        tmp_path,
+        oidc_role_claim="groups",
+        oidc_role_map={"ml-admins": Role.ADMIN},
+        data_dir=tmp_path / "data",
+    )
     token = Issuer().token(role=None, groups=["ml-admins"])
     principal = await build_authenticator(settings).authenticate(token)
     assert (principal.subject, principal.team, principal.role) == ("ana", "search", Role.ADMIN)
     router = router_authentication(settings)
     assert (await router.authenticator.authenticate(token)) == principal
-    assert router.resources == ()
+    # The router opens the job store too, for stoker tokens, and closes it when it stops.
+    assert len(router.resources) == 1
 
 
 def test_no_way_to_authenticate_stops_the_process() -> None:
-    """Without an issuer (and, for now, without stoker tokens) nothing would be accepted:
-    the process refuses to start, saying what to set."""
+    """Without an issuer and without a token store nothing would be accepted: the process
+    refuses to start, saying what to set."""
     with pytest.raises(ConfigurationError, match="set STOKER_OIDC_ISSUER"):
         build_authenticator(Settings())
 

@@ -1,4 +1,5 @@
-"""The HTTP API and the SDK over it: validation, idempotency, 404, 409, OpenAPI."""
+"""The HTTP API and the SDK over it: validation, idempotency, 404, 409, OpenAPI. Every call
+carries a submitter token of ana's (team search); tests/security covers who may do what."""
 
 from __future__ import annotations
 
@@ -6,16 +7,27 @@ import httpx
 import pytest
 
 from stoker.api.app import create_app
+from stoker.auth.tokens import TokenAuthenticator
 from stoker.client import ApiError, AsyncClient
 from stoker.core.errors import JobNotFound
 from stoker.core.job import JobStatus
+from tests.support.auth import bearer, mint
 from tests.unit.lifecycle.conftest import World, spec
 
 
 @pytest.fixture
-def http(world: World) -> httpx.AsyncClient:
-    app = create_app(world.jobs)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+async def token(world: World) -> str:
+    return await mint(world.store, "ana", "search", clock=world.clock)
+
+
+def _app(world: World) -> httpx.ASGITransport:
+    app = create_app(world.jobs, TokenAuthenticator(world.store, world.clock))
+    return httpx.ASGITransport(app=app)
+
+
+@pytest.fixture
+def http(world: World, token: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=_app(world), base_url="http://t", headers=bearer(token))
 
 
 async def test_same_job_id_twice_is_one_job(http: httpx.AsyncClient, world: World) -> None:
@@ -62,12 +74,13 @@ async def test_openapi_is_served(http: httpx.AsyncClient) -> None:
     } <= set(paths)
 
 
-async def test_sdk_round_trip(world: World) -> None:
-    """AsyncClient submits, lists by owner and status, reads history and maps errors."""
-    transport = httpx.ASGITransport(app=create_app(world.jobs))
-    async with AsyncClient("http://t", transport=transport) as client:
+async def test_sdk_round_trip(world: World, token: str) -> None:
+    """AsyncClient submits, lists by owner and status, reads history and maps errors; the
+    job is owned by the token's owner and team."""
+    async with AsyncClient("http://t", token=token, transport=_app(world)) as client:
         submitted = await client.submit(spec())
         assert submitted.created
+        assert (submitted.job.owner, submitted.job.team) == ("ana", "search")
         page = await client.list_jobs(owner="ana", status=JobStatus.NEW)
         assert [j.job_id for j in page.items] == ["job-1"]
         history = await client.history("job-1")

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from stoker.core.auth import Principal, Unauthenticated
+from stoker.core.auth import Principal, Unauthenticated, UnrecognisedCredential
 from stoker.ports.auth import Authenticator
-
-
-class UnrecognisedCredential(Unauthenticated):
-    """The credential is not of this authenticator's kind (a stoker token handed to the JWT
-    authenticator). A chain then reports another authenticator's reason, which says more."""
 
 
 class ChainAuthenticator:

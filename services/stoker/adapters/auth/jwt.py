@@ -21,9 +21,8 @@ from typing import Any
 
 import jwt
 
-from stoker.adapters.auth.chain import UnrecognisedCredential
 from stoker.adapters.auth.keys import KeySource
-from stoker.core.auth import Principal, Role, Unauthenticated
+from stoker.core.auth import Principal, Role, Unauthenticated, UnrecognisedCredential
 from stoker.core.clock import Clock, SystemClock
 
 MAX_TOKEN_CHARS = 16_384

@@ -1,4 +1,5 @@
-"""The production JobStore on DynamoDB (aiobotocore), single-table layout (see layout.py).
+"""The production store on DynamoDB (aiobotocore): jobs in a single-table layout, API tokens
+in a table of their own (see layout.py; the token operations are `dynamodb_tokens`).
 
 A create or transition is one TransactWriteItems: the job item (conditional on its
 version), one history item, the day's trend counters (ADD) and the outbox event items.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import date, datetime
 from functools import partial
@@ -27,6 +27,7 @@ from stoker.adapters.aws import (
     logged_retries,
 )
 from stoker.adapters.store import layout
+from stoker.adapters.store.dynamodb_tokens import DynamoDbTokens
 from stoker.core.errors import JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
@@ -37,17 +38,16 @@ from stoker.core.store_rules import (
     check_limit,
     check_outbox,
     creation_line,
-    day_key,
     decode_cursor,
     encode_cursor,
     event_bytes,
     job_position,
     plan_from_copy,
     plan_transition,
-    retry_reason,
     time_key,
     trend_days,
 )
+from stoker.core.tokens import TokenRecord
 from stoker.ports.store import OutboxEntry, Page, Trends
 from stoker.settings import Settings
 
@@ -81,7 +81,8 @@ BATCH_GET_KEYS = 100
 
 
 class DynamoDbJobStore:
-    """Jobs in one DynamoDB table `<prefix>-jobs`; created with its indexes by `start()`.
+    """Jobs in one DynamoDB table `<prefix>-jobs`, tokens in `<prefix>-tokens`; created with
+    their indexes by `start()`.
 
     `client` hands the store a DynamoDB client made elsewhere: `start` then makes none, and
     `close` leaves the client to its owner.
@@ -95,7 +96,9 @@ class DynamoDbJobStore:
         client: DynamoDBClient | None = None,
     ) -> None:
         self._settings = settings
-        self.table = layout.job_table_name(table_prefix or settings.dynamodb_table_prefix)
+        prefix = table_prefix or settings.dynamodb_table_prefix
+        self.table = layout.job_table_name(prefix)
+        self.tokens = DynamoDbTokens(lambda: self._client, layout.token_table_name(prefix))
         self._clients: AwsClients | None = None
         self._given = client
         self._db: DynamoDBClient | None = None
@@ -115,6 +118,8 @@ class DynamoDbJobStore:
                 self._clients = AwsClients(self._settings)
                 self._db = await self._clients.dynamodb()
             await layout.ensure_job_table(self._db, self.table)
+            await layout.ensure_team_keys(self._db, self.table)
+            await self.tokens.start()
         except BaseException:
             await self.close()
             raise
@@ -151,7 +156,7 @@ class DynamoDbJobStore:
                 }
             },
             self._history_put(line),
-            *self._counter_updates(line),
+            *layout.counter_updates(self.table, line),
             *self._outbox_puts(outbox),
         ]
         if await self._write_with_outbox("create", items, outbox):
@@ -183,7 +188,7 @@ class DynamoDbJobStore:
                 }
             },
             self._history_put(line),
-            *self._counter_updates(line),
+            *layout.counter_updates(self.table, line),
             *self._outbox_puts(outbox),
         ]
         if await self._write_with_outbox("transition", items, outbox):
@@ -249,41 +254,6 @@ class DynamoDbJobStore:
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
-
-    def _counter_updates(self, line: Transition) -> list[TransactWriteItemTypeDef]:
-        day = day_key(line.at)
-        shard = zlib.crc32(line.job_id.encode()) % layout.TREND_SHARDS
-        counters = [("S", line.to_status.value)]
-        if line.to_status is JobStatus.RETRY_SCHEDULED:
-            counters.append(("R", retry_reason(line)))
-        return [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": {
-                        "pk": {"S": f"TREND#{day[:7]}"},
-                        "sk": {"S": f"{day}#{kind}#{shard}#{name}"},
-                    },
-                    "UpdateExpression": "SET #day = :day, #kind = :kind, #name = :name,"
-                    " #type = :counter ADD #count :one",
-                    "ExpressionAttributeNames": {
-                        "#day": "day",
-                        "#kind": "counter",
-                        "#name": "name",
-                        "#type": "kind",
-                        "#count": "count",
-                    },
-                    "ExpressionAttributeValues": {
-                        ":day": {"S": day},
-                        ":kind": {"S": kind},
-                        ":name": {"S": name},
-                        ":counter": {"S": layout.KIND_COUNTER},
-                        ":one": {"N": "1"},
-                    },
-                }
-            }
-            for kind, name in counters
-        ]
 
     def _outbox_puts(
         self, outbox: Sequence[tuple[str, CloudEvent]]
@@ -386,6 +356,7 @@ class DynamoDbJobStore:
         *,
         status: JobStatus | None = None,
         owner: str | None = None,
+        team: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
@@ -394,22 +365,9 @@ class DynamoDbJobStore:
         if cursor is not None:
             position = decode_cursor(cursor)
             after = f"{position.get('t')}#{position.get('id')}"
-        if status is not None and owner is not None:
-            partitions = [
-                (layout.INDEX_OWNER_STATUS, "os_pk", layout.owner_status_pk(owner, status.value))
-            ]
-        elif owner is not None:
-            partitions = [(layout.INDEX_OWNER, "o_pk", layout.owner_pk(owner))]
-        else:
-            # Without an owner, each status is its own index partition; with no status
-            # filter the pages of all of them are merged newest first.
-            statuses = [status] if status is not None else list(JobStatus)
-            partitions = [
-                (layout.INDEX_STATUS, "s_pk", layout.status_pk(value)) for value in statuses
-            ]
         found: list[JobRecord] = []
-        for index, key_name, key_value in partitions:
-            found.extend(await self._newest(index, key_name, key_value, after, limit + 1))
+        for part in layout.list_partitions(status and status.value, owner, team):
+            found.extend(await self._newest(part, after, limit + 1))
         found.sort(key=job_position, reverse=True)
         items = found[:limit]
         next_cursor = None
@@ -419,25 +377,27 @@ class DynamoDbJobStore:
         return Page(items=items, next_cursor=next_cursor)
 
     async def _newest(
-        self, index: str, key_name: str, key_value: str, after: str | None, count: int
+        self, part: layout.ListPartition, after: str | None, count: int
     ) -> list[JobRecord]:
         condition = "#k = :k"
-        values: Item = {":k": {"S": key_value}}
+        names = {"#k": part.key_name}
+        values: Item = {":k": {"S": part.key_value}}
         if after is not None:
             condition += " AND c_sk < :after"
             values[":after"] = {"S": after}
-        items = await self._query_all(
-            f"list_jobs {index}",
-            {
-                "TableName": self.table,
-                "IndexName": index,
-                "KeyConditionExpression": condition,
-                "ExpressionAttributeNames": {"#k": key_name},
-                "ExpressionAttributeValues": values,
-                "ScanIndexForward": False,
-            },
-            limit=count,
-        )
+        request: QueryInputTypeDef = {
+            "TableName": self.table,
+            "IndexName": part.index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        if part.status is not None:
+            names["#s"] = "status"
+            values[":s"] = {"S": part.status}
+            request["FilterExpression"] = "#s = :s"
+        items = await self._query_all(f"list_jobs {part.index}", request, limit=count)
         return [_record(item) for item in items]
 
     async def due(self, now: datetime, limit: int = 100) -> list[JobRecord]:
@@ -536,6 +496,20 @@ class DynamoDbJobStore:
 
         await asyncio.gather(*(mark(entry_id) for entry_id in dict.fromkeys(entry_ids)))
 
+    # -- tokens: the token table's own operations -----------------------------------------
+
+    async def put_token(self, token: TokenRecord) -> None:
+        await self.tokens.put_token(token)
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        return await self.tokens.get_token(token_id)
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        return await self.tokens.list_tokens()
+
+    async def revoke_token(self, token_id: str, at: datetime) -> TokenRecord:
+        return await self.tokens.revoke_token(token_id, at)
+
     async def _query_all(
         self, what: str, request: QueryInputTypeDef, *, limit: int | None = None
     ) -> list[dict[str, Any]]:
@@ -572,6 +546,7 @@ def _job_item(job: JobRecord) -> Item:
         "o_pk": {"S": layout.owner_pk(job.owner)},
         "os_pk": {"S": layout.owner_status_pk(job.owner, job.status.value)},
         "c_sk": {"S": created},
+        **layout.team_keys(job.team, job.owner, job.status.value),
     }
     if job.status is JobStatus.RETRY_SCHEDULED and job.due_at is not None:
         # Sparse: the attribute exists only while a retry waits, so the index holds only those.

@@ -8,25 +8,40 @@ One table, `<prefix>-jobs`, stream on (NEW_IMAGE). Item kinds (see docs/store.md
 | history  | JOB#<job id>          | H#<version, 10 digits>              |
 | event    | EVT#<topic>#<key>     | <sortable unique id>                |
 | counter  | TREND#<yyyy-mm>       | <yyyy-mm-dd>#S|R#<shard>#<name>     |
+| marker   | META                  | <name of a one-time upgrade done>   |
 
 Sparse GSIs over the job item (an index holds only items carrying its key attributes):
-by-status (s_pk, c_sk), by-owner (o_pk, c_sk), by-owner-status (os_pk, c_sk), by-due
-(d_pk, d_sk; present only while RetryScheduled), and outbox-pending (p_pk, p_sk) over event
-items the relay has not marked published.
+by-status (s_pk, c_sk), by-owner (o_pk, c_sk), by-owner-status (os_pk, c_sk), by-team
+(t_pk, c_sk), by-team-status (ts_pk, c_sk), by-team-owner (to_pk, c_sk), by-due (d_pk, d_sk;
+present only while RetryScheduled), and outbox-pending (p_pk, p_sk) over event items the
+relay has not marked published.
+
+API tokens live in a table of their own, `<prefix>-tokens` (no stream, so token items never
+travel with the events; a deployment may grant the API alone access to it): one partition
+`TOKEN`, sort key the token id.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from stoker.adapters.aws import AwsRequestRejected, call
+from stoker.core.auth import DEFAULT_TEAM
 from stoker.core.errors import InfrastructureUnavailable
+from stoker.core.job import JobStatus, Transition
 from stoker.core.retry import RetryPolicy
+from stoker.core.store_rules import day_key, retry_reason
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
-    from types_aiobotocore_dynamodb.type_defs import AttributeValueTypeDef
+    from types_aiobotocore_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        TransactWriteItemTypeDef,
+    )
 
 JOB_SK = "JOB"
 KIND_JOB = "job"
@@ -46,6 +61,9 @@ EVENT_TTL_S = 7 * 24 * 3600
 INDEX_STATUS = "by-status"
 INDEX_OWNER = "by-owner"
 INDEX_OWNER_STATUS = "by-owner-status"
+INDEX_TEAM = "by-team"
+INDEX_TEAM_STATUS = "by-team-status"
+INDEX_TEAM_OWNER = "by-team-owner"
 INDEX_DUE = "by-due"
 INDEX_PENDING = "outbox-pending"
 
@@ -62,6 +80,19 @@ TABLE_READY_POLL = RetryPolicy(
 
 def job_table_name(prefix: str) -> str:
     return f"{prefix}-jobs"
+
+
+def token_table_name(prefix: str) -> str:
+    return f"{prefix}-tokens"
+
+
+TOKEN_PARTITION = "TOKEN"
+"""Every token item's pk: a deployment has tens or hundreds of tokens, read one at a time
+by id and listed rarely, which one partition serves."""
+
+META_PK = "META"
+TEAM_KEYS_MARKER = "team-keys-v1"
+"""Written once every job item written before jobs had teams carries the team index keys."""
 
 
 def checkpoint_table_name(prefix: str) -> str:
@@ -91,6 +122,95 @@ def owner_pk(owner: str) -> str:
 def owner_status_pk(owner: str, status: str) -> str:
     # The status never contains "|", so the last "|" always separates the two.
     return f"OS#{owner}|{status}"
+
+
+def team_pk(team: str) -> str:
+    return f"T#{team}"
+
+
+def team_status_pk(team: str, status: str) -> str:
+    # A team name never contains "|" (TEAM_PATTERN), so the first "|" separates the two.
+    return f"TS#{team}|{status}"
+
+
+def team_owner_pk(team: str, owner: str) -> str:
+    return f"TO#{team}|{owner}"
+
+
+def team_keys(team: str, owner: str, status: str) -> dict[str, AttributeValueTypeDef]:
+    """The attributes that put a job item in the team indexes."""
+    return {
+        "team": {"S": team},
+        "t_pk": {"S": team_pk(team)},
+        "ts_pk": {"S": team_status_pk(team, status)},
+        "to_pk": {"S": team_owner_pk(team, owner)},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ListPartition:
+    """One index partition a listing reads, newest first by `c_sk`."""
+
+    index: str
+    key_name: str
+    key_value: str
+    status: str | None = None
+    """Only items in this status (a filter on the projected `status`), or all."""
+
+
+def list_partitions(status: str | None, owner: str | None, team: str | None) -> list[ListPartition]:
+    """The index partitions whose merged pages answer a listing with these filters."""
+    if team is not None and owner is not None:
+        return [ListPartition(INDEX_TEAM_OWNER, "to_pk", team_owner_pk(team, owner), status)]
+    if team is not None and status is not None:
+        return [ListPartition(INDEX_TEAM_STATUS, "ts_pk", team_status_pk(team, status))]
+    if team is not None:
+        return [ListPartition(INDEX_TEAM, "t_pk", team_pk(team))]
+    if owner is not None and status is not None:
+        return [ListPartition(INDEX_OWNER_STATUS, "os_pk", owner_status_pk(owner, status))]
+    if owner is not None:
+        return [ListPartition(INDEX_OWNER, "o_pk", owner_pk(owner))]
+    # Without an owner or a team, each status is its own index partition; with no status
+    # filter the pages of all of them are merged newest first.
+    statuses = [status] if status is not None else [s.value for s in JobStatus]
+    return [ListPartition(INDEX_STATUS, "s_pk", status_pk(value)) for value in statuses]
+
+
+def counter_updates(table: str, line: Transition) -> list[TransactWriteItemTypeDef]:
+    """The day's trend counters a history line adds one to (ADD, inside the transaction)."""
+    day = day_key(line.at)
+    shard = zlib.crc32(line.job_id.encode()) % TREND_SHARDS
+    counters = [("S", line.to_status.value)]
+    if line.to_status is JobStatus.RETRY_SCHEDULED:
+        counters.append(("R", retry_reason(line)))
+    return [
+        {
+            "Update": {
+                "TableName": table,
+                "Key": {
+                    "pk": {"S": f"TREND#{day[:7]}"},
+                    "sk": {"S": f"{day}#{kind}#{shard}#{name}"},
+                },
+                "UpdateExpression": "SET #day = :day, #kind = :kind, #name = :name,"
+                " #type = :counter ADD #count :one",
+                "ExpressionAttributeNames": {
+                    "#day": "day",
+                    "#kind": "counter",
+                    "#name": "name",
+                    "#type": "kind",
+                    "#count": "count",
+                },
+                "ExpressionAttributeValues": {
+                    ":day": {"S": day},
+                    ":kind": {"S": kind},
+                    ":name": {"S": name},
+                    ":counter": {"S": KIND_COUNTER},
+                    ":one": {"N": "1"},
+                },
+            }
+        }
+        for kind, name in counters
+    ]
 
 
 def event_item(
@@ -127,8 +247,30 @@ JOB_TABLE_INDEXES = [
     _gsi(INDEX_STATUS, "s_pk", "c_sk", ["record"]),
     _gsi(INDEX_OWNER, "o_pk", "c_sk", ["record"]),
     _gsi(INDEX_OWNER_STATUS, "os_pk", "c_sk", ["record"]),
+    _gsi(INDEX_TEAM, "t_pk", "c_sk", ["record"]),
+    _gsi(INDEX_TEAM_STATUS, "ts_pk", "c_sk", ["record"]),
+    # With the status projected, team + owner + status is this index and a filter on status
+    # that reads only that owner's jobs of that team.
+    _gsi(INDEX_TEAM_OWNER, "to_pk", "c_sk", ["record", "status"]),
     _gsi(INDEX_DUE, "d_pk", "d_sk", ["record"]),
     _gsi(INDEX_PENDING, "p_pk", "p_sk", ["topic", "key", "value"]),
+]
+
+
+JOB_TABLE_KEYS = [
+    "pk",
+    "sk",
+    "s_pk",
+    "o_pk",
+    "os_pk",
+    "t_pk",
+    "ts_pk",
+    "to_pk",
+    "c_sk",
+    "d_pk",
+    "d_sk",
+    "p_pk",
+    "p_sk",
 ]
 
 
@@ -139,22 +281,46 @@ def _key_attributes(names: list[str]) -> list[dict[str, Any]]:
 async def ensure_job_table(client: DynamoDBClient, name: str) -> str:
     """Create the job table (stream NEW_IMAGE, GSIs, TTL) if missing, wait until ACTIVE,
     and return its stream ARN."""
-    attributes = ["pk", "sk", "s_pk", "o_pk", "os_pk", "c_sk", "d_pk", "d_sk", "p_pk", "p_sk"]
+    attributes = _key_attributes(JOB_TABLE_KEYS)
     await _ensure_table(
         client,
         name,
         {
-            "AttributeDefinitions": _key_attributes(attributes),
+            "AttributeDefinitions": attributes,
             "GlobalSecondaryIndexes": JOB_TABLE_INDEXES,
             "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
         },
     )
     description = await _wait_active(client, name)
+    # A table made by an older stoker lacks the indexes added since: add them (DynamoDB
+    # builds one new index per UpdateTable, each filled from the items already there).
+    present = {index["IndexName"] for index in description.get("GlobalSecondaryIndexes", [])}
+    for index in JOB_TABLE_INDEXES:
+        if index["IndexName"] not in present:
+            await call(
+                f"update_table {name} (add {index['IndexName']})",
+                partial(client.update_table, **_index_update(name, attributes, index)),
+            )
+            description = await _wait_active(client, name)
     await _ensure_ttl(client, name, "expires_at")
     stream_arn = description.get("LatestStreamArn")
     if not stream_arn:
         raise InfrastructureUnavailable(f"table {name} has no stream; enable NEW_IMAGE streams")
     return str(stream_arn)
+
+
+def _index_update(name: str, attributes: list[Any], index: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "TableName": name,
+        "AttributeDefinitions": attributes,
+        "GlobalSecondaryIndexUpdates": [{"Create": index}],
+    }
+
+
+async def ensure_token_table(client: DynamoDBClient, name: str) -> None:
+    """The API tokens; no stream, no indexes."""
+    await _ensure_table(client, name, {"AttributeDefinitions": _key_attributes(["pk", "sk"])})
+    await _wait_active(client, name)
 
 
 async def ensure_checkpoint_table(client: DynamoDBClient, name: str) -> None:
@@ -186,6 +352,71 @@ async def _ensure_table(client: DynamoDBClient, name: str, extra: dict[str, Any]
     except AwsRequestRejected as exc:
         # Another process created it between our describe and create: fine.
         if exc.code != "ResourceInUseException":
+            raise
+
+
+async def ensure_team_keys(client: DynamoDBClient, table: str) -> None:
+    """Put job items written before jobs had teams into the team indexes (as the default
+    team's, which their records already read as), once per table: a marker item remembers
+    it was done. Idempotent, so processes starting together may both do it."""
+    marker: dict[str, AttributeValueTypeDef] = {
+        "pk": {"S": META_PK},
+        "sk": {"S": TEAM_KEYS_MARKER},
+    }
+    found = await call(
+        "get_item team-keys marker",
+        partial(client.get_item, TableName=table, Key=marker, ConsistentRead=True),
+    )
+    if found.get("Item"):
+        return
+    start: Any = None
+    while True:
+        request: dict[str, Any] = {
+            "TableName": table,
+            "FilterExpression": "#kind = :job AND attribute_not_exists(t_pk)",
+            "ProjectionExpression": "pk, sk, #owner, #status",
+            "ExpressionAttributeNames": {"#kind": "kind", "#owner": "owner", "#status": "status"},
+            "ExpressionAttributeValues": {":job": {"S": KIND_JOB}},
+        }
+        if start is not None:
+            request["ExclusiveStartKey"] = start
+        page = await call("scan for jobs without a team", partial(client.scan, **request))
+        for item in page.get("Items", []):
+            await _add_team_keys(client, table, item)
+        start = page.get("LastEvaluatedKey")
+        if start is None:
+            break
+    await call(
+        "put_item team-keys marker",
+        partial(client.put_item, TableName=table, Item={**marker, "kind": {"S": "marker"}}),
+    )
+
+
+async def _add_team_keys(client: DynamoDBClient, table: str, item: dict[str, Any]) -> None:
+    status = item["status"]["S"]
+    keys = team_keys(DEFAULT_TEAM, item["owner"]["S"], status)
+    try:
+        await call(
+            "update_item team keys",
+            partial(
+                client.update_item,
+                TableName=table,
+                Key={"pk": item["pk"], "sk": item["sk"]},
+                UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in keys),
+                # A job moved meanwhile was rewritten whole, with its team keys.
+                ConditionExpression="attribute_not_exists(t_pk) AND #status = :status",
+                ExpressionAttributeNames={
+                    **{f"#{name}": name for name in keys},
+                    "#status": "status",
+                },
+                ExpressionAttributeValues={
+                    **{f":{name}": value for name, value in keys.items()},
+                    ":status": {"S": status},
+                },
+            ),
+        )
+    except AwsRequestRejected as exc:
+        if exc.code != "ConditionalCheckFailedException":
             raise
 
 

@@ -1,4 +1,5 @@
-"""An in-process JobStore with the same semantics as the real ones, for tests above the port.
+"""An in-process store (jobs and tokens) with the same semantics as the real ones, for tests
+above the port.
 
 Every method runs without awaiting in the middle, so on one event loop each call is atomic,
 which is what the conditional writes of the real stores give.
@@ -27,14 +28,16 @@ from stoker.core.store_rules import (
     time_key,
     trend_days,
 )
+from stoker.core.tokens import TokenNotFound, TokenRecord
 from stoker.ports.store import OutboxEntry, Page, Trends
 
 
 class MemoryJobStore:
-    """Jobs, history and outbox in dictionaries; lost when the process ends."""
+    """Jobs, history, outbox and tokens in dictionaries; lost when the process ends."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, JobRecord] = {}
+        self._tokens: dict[str, TokenRecord] = {}
         self._history: dict[str, list[Transition]] = {}
         # Keyed by event id; a dict keeps insertion order, which is write order.
         self._outbox: dict[str, OutboxEntry] = {}
@@ -95,6 +98,7 @@ class MemoryJobStore:
         *,
         status: JobStatus | None = None,
         owner: str | None = None,
+        team: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
@@ -109,6 +113,7 @@ class MemoryJobStore:
                 for job in self._jobs.values()
                 if (status is None or job.status is status)
                 and (owner is None or job.owner == owner)
+                and (team is None or job.team == team)
                 and (after is None or job_position(job) < after)
             ),
             key=job_position,
@@ -158,6 +163,24 @@ class MemoryJobStore:
     async def mark_published(self, entry_ids: Sequence[str]) -> None:
         for entry_id in entry_ids:
             self._outbox.pop(entry_id, None)
+
+    async def put_token(self, token: TokenRecord) -> None:
+        self._tokens.setdefault(token.token_id, token)
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        return self._tokens.get(token_id)
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        return sorted(self._tokens.values(), key=lambda t: (t.created_at, t.token_id))
+
+    async def revoke_token(self, token_id: str, at: datetime) -> TokenRecord:
+        token = self._tokens.get(token_id)
+        if token is None:
+            raise TokenNotFound(token_id)
+        if token.revoked_at is None:
+            token = token.model_copy(update={"revoked_at": at})
+            self._tokens[token_id] = token
+        return token
 
     def _append_outbox(self, outbox: Sequence[tuple[str, CloudEvent]]) -> None:
         for topic, event in outbox:

@@ -1,10 +1,10 @@
-"""The embedded JobStore: jobs, their history and the outbox in one SQLite file.
+"""The embedded store: jobs, their history, the outbox and the API tokens in one SQLite file.
 
 How statements run is `stoker.adapters.sqlite` (the same for every SQLite file stoker
 writes): writes go to the file's writer thread, which commits the writes queued together
 in one transaction; reads go to a reader thread with a read-only connection of its own, so
 they never queue behind writes; a third thread checkpoints the log after writes. The
-schema is `sqlite_schema`. This module is the JobStore port's operations.
+schema is `sqlite_schema`. This module is the JobStore and TokenStore ports' operations.
 
 A job, its history line and its outbox events commit in one transaction, so a crash keeps
 all of them or none. Writes take the file's write lock up front (`BEGIN IMMEDIATE`), which
@@ -49,6 +49,7 @@ from stoker.core.store_rules import (
     time_key,
     trend_days,
 )
+from stoker.core.tokens import TokenNotFound, TokenRecord
 from stoker.ports.store import OutboxEntry, Page, Trends
 
 CHECKPOINT_INTERVAL_S = 0.5
@@ -56,7 +57,7 @@ CHECKPOINT_INTERVAL_S = 0.5
 
 
 class SqliteJobStore:
-    """Jobs, history and outbox in one SQLite file; safe for several processes.
+    """Jobs, history, outbox and tokens in one SQLite file; safe for several processes.
 
     busy_timeout_ms: how long a write waits for the file's write lock held by another
         process before its group is tried again (and at last fails with
@@ -108,8 +109,9 @@ class SqliteJobStore:
         def op(db: sqlite3.Connection) -> str | None:
             # A new job (the usual case) costs no read first: the insert says if it was.
             inserted = db.execute(
-                "INSERT INTO jobs (job_id, owner, created_key, status, version, due_key, record)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+                "INSERT INTO jobs"
+                " (job_id, owner, team, created_key, status, version, due_key, record)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
                 job_row,
             ).rowcount
             if inserted != 1:
@@ -193,6 +195,7 @@ class SqliteJobStore:
         *,
         status: JobStatus | None = None,
         owner: str | None = None,
+        team: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page:
@@ -205,6 +208,9 @@ class SqliteJobStore:
         if owner is not None:
             where.append("owner = ?")
             params.append(owner)
+        if team is not None:
+            where.append("team = ?")
+            params.append(team)
         if cursor is not None:
             position = decode_cursor(cursor)
             where.append("(created_key, job_id) < (?, ?)")
@@ -295,10 +301,53 @@ class SqliteJobStore:
 
         await self._db.write("mark_published", op)
 
+    # -- tokens ---------------------------------------------------------------------------
 
-def _job_row(job: JobRecord) -> tuple[str, str, str, str, int, str | None, str]:
-    """job_id, owner, created_key, then the columns a transition changes."""
-    return (job.job_id, job.owner, time_key(job.created_at), *_changed_columns(job))
+    async def put_token(self, token: TokenRecord) -> None:
+        row = (token.token_id, time_key(token.created_at), token.model_dump_json())
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO tokens (token_id, created_key, record) VALUES (?, ?, ?)"
+                " ON CONFLICT (token_id) DO NOTHING",
+                row,
+            )
+
+        await self._db.write("put_token", op)
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        def op(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT record FROM tokens WHERE token_id = ?", (token_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        text = await self._db.read("get_token", op)
+        return None if text is None else TokenRecord.model_validate_json(text)
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        def op(db: sqlite3.Connection) -> list[tuple[str]]:
+            return db.execute("SELECT record FROM tokens ORDER BY created_key, token_id").fetchall()
+
+        rows = await self._db.read("list_tokens", op)
+        return [TokenRecord.model_validate_json(row[0]) for row in rows]
+
+    async def revoke_token(self, token_id: str, at: datetime) -> TokenRecord:
+        def op(db: sqlite3.Connection) -> str:
+            row = db.execute("SELECT record FROM tokens WHERE token_id = ?", (token_id,)).fetchone()
+            if row is None:
+                raise TokenNotFound(token_id)
+            token = TokenRecord.model_validate_json(row[0])
+            if token.revoked_at is not None:
+                return str(row[0])
+            text = token.model_copy(update={"revoked_at": at}).model_dump_json()
+            db.execute("UPDATE tokens SET record = ? WHERE token_id = ?", (text, token_id))
+            return text
+
+        return TokenRecord.model_validate_json(await self._db.write("revoke_token", op))
+
+
+def _job_row(job: JobRecord) -> tuple[str, str, str, str, str, int, str | None, str]:
+    """job_id, owner, team, created_key, then the columns a transition changes."""
+    return (job.job_id, job.owner, job.team, time_key(job.created_at), *_changed_columns(job))
 
 
 def _changed_columns(job: JobRecord) -> tuple[str, int, str | None, str]:

@@ -15,6 +15,7 @@ TABLES = (
     CREATE TABLE IF NOT EXISTS jobs (
         job_id      TEXT PRIMARY KEY,
         owner       TEXT NOT NULL,
+        team        TEXT NOT NULL DEFAULT 'default',
         status      TEXT NOT NULL,
         version     INTEGER NOT NULL,
         created_key TEXT NOT NULL,
@@ -42,6 +43,13 @@ TABLES = (
     """,
     "CREATE INDEX IF NOT EXISTS history_by_time ON history (at_key, to_status)",
     """
+    CREATE TABLE IF NOT EXISTS tokens (
+        token_id    TEXT PRIMARY KEY,
+        created_key TEXT NOT NULL,
+        record      TEXT NOT NULL
+    )
+    """,
+    """
     CREATE TABLE IF NOT EXISTS outbox (
         seq      INTEGER PRIMARY KEY AUTOINCREMENT,
         topic    TEXT NOT NULL,
@@ -60,6 +68,17 @@ rows take the id from the stored event."""
 
 OUTBOX_INDEX = "CREATE INDEX IF NOT EXISTS outbox_by_event ON outbox (event_id)"
 
+JOB_TEAM = "ALTER TABLE jobs ADD COLUMN team TEXT NOT NULL DEFAULT 'default'"
+"""Files written before jobs had teams: their jobs belong to the default team (the record's
+JSON lacks the field, and JobRecord's default says the same)."""
+
+TEAM_INDEXES = (
+    # A caller scoped to its team lists from these, never from other teams' rows.
+    "CREATE INDEX IF NOT EXISTS jobs_by_team ON jobs (team, created_key, job_id)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_team_status ON jobs (team, status, created_key, job_id)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_team_owner ON jobs (team, owner, created_key, job_id)",
+)
+
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Create what is missing and upgrade an older file (inside the caller's transaction)."""
@@ -68,3 +87,6 @@ def migrate(conn: sqlite3.Connection) -> None:
     if "event_id" not in columns:
         run_script(conn, OUTBOX_EVENT_ID)
     conn.execute(OUTBOX_INDEX)
+    if "team" not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}:
+        conn.execute(JOB_TEAM)
+    run_script(conn, TEAM_INDEXES)

@@ -17,7 +17,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -109,23 +109,32 @@ class _Connection:
 class HttpPool:
     """Keep-alive HTTP/1.1 connections to one host, at most `max_connections` at once."""
 
-    def __init__(self, url: str, *, max_connections: int = 256, token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 256,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"expected an http://host:port URL, got {url!r}")
-        if token is not None and (not token.isprintable() or not token.strip()):
-            # A line break would end the header early and let the rest forge new ones.
-            raise ValueError("the token must be printable characters on one line")
         self.host = parts.hostname
         self.port = parts.port or 80
-        self._auth = f"Authorization: Bearer {token}\r\n" if token else ""
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(max_connections)
+        extra = dict(headers or {})
+        for name, value in extra.items():
+            # A line break would end the header early and let the rest forge new ones.
+            if any(c in name + value for c in "\r\n"):
+                raise ValueError(f"header {name!r} holds a line break")
+        # Sent with every request, e.g. `Authorization: Bearer <token>`.
+        self._extra = "".join(f"{name}: {value}\r\n" for name, value in extra.items())
 
     def _head(self, path: str, body: bytes) -> bytes:
         return (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"{self._auth}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self._extra}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
@@ -159,14 +168,14 @@ async def run_load(
     max_connections: int = 256,
     timeout_s: float = 10.0,
     seed: int = 0,
-    token: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
     """Send Poisson arrivals at `rate`/s for `duration_s` (or `max_requests`), then wait.
-    `token` goes with every request as `Authorization: Bearer <token>`."""
+    `headers` go with every request (the bearer token)."""
     if rate <= 0 or duration_s <= 0:
         raise ValueError(f"rate and duration_s must be > 0, got {rate} and {duration_s}")
     rng = random.Random(seed)
-    pool = HttpPool(url, max_connections=max_connections, token=token)
+    pool = HttpPool(url, max_connections=max_connections, headers=headers)
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     tasks: set[asyncio.Task[None]] = set()

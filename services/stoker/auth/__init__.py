@@ -1,0 +1,1 @@
+"""Who may call stoker: stoker tokens (made, listed, revoked, checked), over the token store."""
