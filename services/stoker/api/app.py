@@ -1,7 +1,10 @@
 """FastAPI application for jobs. OpenAPI is served at /openapi.json.
 
 Errors: 422 names each bad field; 404 for an unknown job id; 409 when stopping a job that
-already ended, with its state. Nothing is half-created: the store write is the only write.
+already ended, with its state, or when a job id comes again with a different spec, naming
+the fields that differ; 400 for a malformed cursor; 413 for a body over the limit or a job
+too large for the store, naming the field. Nothing is half-created: the store write is the
+only write.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from stoker.core.errors import InfrastructureUnavailable, JobNotFound
+from stoker.core.errors import InfrastructureUnavailable, ItemTooLarge, JobNotFound
 from stoker.core.job import JobRecord, JobStatus, Transition
 from stoker.core.spec import JobSpec
-from stoker.lifecycle.jobs import InvalidJobSpec, JobAlreadyFinished, JobService
+from stoker.core.spec_limits import MAX_SPEC_BYTES
+from stoker.core.store_rules import InvalidCursor
+from stoker.lifecycle.jobs import InvalidJobSpec, JobAlreadyFinished, JobIdConflict, JobService
+from stoker.web import BodyLimit
 
 
 class FieldProblem(BaseModel):
@@ -48,6 +54,7 @@ def create_app(service: JobService) -> FastAPI:
         version="1",
         description="Fire-and-forget training jobs: submit, follow, stop.",
     )
+    app.add_middleware(BodyLimit, max_bytes=MAX_SPEC_BYTES)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -70,6 +77,25 @@ def create_app(service: JobService) -> FastAPI:
     async def _finished(_request: Request, exc: JobAlreadyFinished) -> JSONResponse:
         return _error(409, str(exc), status=exc.job.status)
 
+    @app.exception_handler(JobIdConflict)
+    async def _conflict(_request: Request, exc: JobIdConflict) -> JSONResponse:
+        problems = [
+            FieldProblem(field=f, problem="differs from the job already stored under this id")
+            for f in exc.differences
+        ]
+        return _error(409, f"job {exc.job_id!r} exists with a different spec", problems=problems)
+
+    @app.exception_handler(InvalidCursor)
+    async def _bad_cursor(_request: Request, exc: InvalidCursor) -> JSONResponse:
+        problem = FieldProblem(field="cursor", problem=f"{exc}; use a next_cursor of a page")
+        return _error(400, "malformed cursor", problems=[problem])
+
+    @app.exception_handler(ItemTooLarge)
+    async def _too_large(_request: Request, exc: ItemTooLarge) -> JSONResponse:
+        return _error(
+            413, "job too large", problems=[FieldProblem(field=exc.field, problem=str(exc))]
+        )
+
     @app.exception_handler(InfrastructureUnavailable)
     async def _unavailable(_request: Request, exc: InfrastructureUnavailable) -> JSONResponse:
         return _error(503, f"temporarily unavailable: {exc}")
@@ -78,7 +104,12 @@ def create_app(service: JobService) -> FastAPI:
         "/v1/jobs",
         response_model=SubmitResponse,
         status_code=201,
-        responses={200: {"model": SubmitResponse}, 422: {"model": ErrorBody}},
+        responses={
+            200: {"model": SubmitResponse},
+            409: {"model": ErrorBody, "description": "the job id exists with another spec"},
+            413: {"model": ErrorBody, "description": "body or job too large"},
+            422: {"model": ErrorBody},
+        },
     )
     async def submit(spec: JobSpec) -> Any:
         """Submit a job. The same job id twice is one job (200 with created=false)."""
@@ -90,7 +121,11 @@ def create_app(service: JobService) -> FastAPI:
     async def get_job(job_id: str) -> JobRecord:
         return await service.get(job_id)
 
-    @app.get("/v1/jobs", response_model=JobPage)
+    @app.get(
+        "/v1/jobs",
+        response_model=JobPage,
+        responses={400: {"model": ErrorBody, "description": "malformed cursor"}},
+    )
     async def list_jobs(
         status: JobStatus | None = None,
         owner: str | None = None,

@@ -24,6 +24,18 @@ class InvalidJobSpec(StokerError):
         self.problems = problems
 
 
+class JobIdConflict(StokerError):
+    """A job id submitted again with a different spec. `differences` lists the dotted
+    paths of the fields that differ from the stored job's."""
+
+    def __init__(self, job_id: str, differences: list[str]) -> None:
+        super().__init__(
+            f"job {job_id!r} exists with a different spec (differs in: {', '.join(differences)})"
+        )
+        self.job_id = job_id
+        self.differences = differences
+
+
 class JobAlreadyFinished(StokerError):
     def __init__(self, job: JobRecord) -> None:
         super().__init__(f"job {job.job_id!r} already ended as {job.status.value}")
@@ -56,7 +68,8 @@ class JobService:
         self._new_id = new_id
 
     async def submit(self, spec: JobSpec) -> tuple[JobRecord, bool]:
-        """Store a New job. The same job id submitted twice is one job: (existing, False)."""
+        """Store a New job. The same job id submitted twice is one job: (existing, False);
+        the same id with a different spec is refused (JobIdConflict, HTTP 409)."""
         job_id = spec.job_id or self._new_id()
         now = self._clock.now()
         spec = spec.model_copy(update={"job_id": job_id})
@@ -69,7 +82,12 @@ class JobService:
             updated_at=now,
             details={"instance_type": spec.training["ResourceConfig"]["InstanceType"]},
         )
-        return await self._t.create(job)
+        stored, created = await self._t.create(job)
+        if not created:
+            differences = spec_differences(stored.spec, job.spec)
+            if differences:
+                raise JobIdConflict(job_id, differences)
+        return stored, created
 
     async def get(self, job_id: str) -> JobRecord:
         return await self._store.get(job_id)
@@ -112,6 +130,20 @@ class JobService:
             except VersionConflict:
                 continue
         return await self._store.get(job_id)
+
+
+def spec_differences(stored: Any, submitted: Any, path: str = "") -> list[str]:
+    """Dotted paths where two specs (as JSON) differ, down to the first differing leaf."""
+    if isinstance(stored, dict) and isinstance(submitted, dict):
+        found: list[str] = []
+        for key in sorted(stored.keys() | submitted.keys()):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in stored or key not in submitted:
+                found.append(where)
+            else:
+                found.extend(spec_differences(stored[key], submitted[key], where))
+        return found
+    return [] if stored == submitted else [path or "<spec>"]
 
 
 def _ended(status: JobStatus, clock: Clock) -> dict[str, Any]:

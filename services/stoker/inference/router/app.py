@@ -19,13 +19,19 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from stoker.inference.pairs import ProductText
 from stoker.inference.router.errors import InvalidInput, RouterError
 from stoker.inference.router.router import Router
+from stoker.web import BodyLimit
 
 MAX_PAIRS_PER_REQUEST = 256
+MAX_QUERY_CHARS = 4_096
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""A full duplicates request (256 pairs of long products) fits; anything larger is 413."""
 
 
 class IntentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: StrictStr = Field(min_length=1, description="the search query to classify")
+    query: StrictStr = Field(
+        min_length=1, max_length=MAX_QUERY_CHARS, description="the search query to classify"
+    )
 
 
 class PairIn(BaseModel):
@@ -73,6 +79,7 @@ def create_app(
             await router.drain(drain_timeout_s)
 
     app = FastAPI(title="stoker router", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
