@@ -124,7 +124,10 @@ def create_app(service: JobService) -> FastAPI:
     @app.get(
         "/v1/jobs",
         response_model=JobPage,
-        responses={400: {"model": ErrorBody, "description": "malformed cursor"}},
+        responses={
+            400: {"model": ErrorBody, "description": "malformed cursor"},
+            422: {"model": ErrorBody},
+        },
     )
     async def list_jobs(
         status: JobStatus | None = None,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from stoker.inference.pairs import ProductText
@@ -43,6 +43,31 @@ class PairIn(BaseModel):
 class DuplicatesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pairs: Annotated[list[PairIn], Field(min_length=1, max_length=MAX_PAIRS_PER_REQUEST)]
+
+
+class Problem(BaseModel):
+    field: str
+    message: str
+
+
+class RouterErrorBody(BaseModel):
+    """Every refusal: `error` is its kind; `detail` lists the bad fields (422) or says why."""
+
+    error: str
+    detail: list[Problem] | str | None = None
+    limit_bytes: int | None = Field(default=None, description="with 413: the body limit")
+
+
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    code: {"model": RouterErrorBody, "description": what}
+    for code, what in (
+        (413, "request body over the limit"),
+        (422, "invalid input, naming each field"),
+        (429, "the model's queue is full"),
+        (503, "draining or not started"),
+        (504, "the deadline passed in the queue"),
+    )
+}
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -98,14 +123,14 @@ def create_app(
     async def refused(_: Request, exc: RouterError) -> Response:
         return _error(exc)
 
-    @app.post("/v1/intent")
+    @app.post("/v1/intent", responses=_REFUSALS)
     async def intent(body: IntentRequest) -> Response:
         result = await router.intent(body.query)
         return _json(
             {"intent": result.intent, "scores": result.scores, "truncated": result.truncated}
         )
 
-    @app.post("/v1/duplicates")
+    @app.post("/v1/duplicates", responses=_REFUSALS)
     async def duplicates(body: DuplicatesRequest) -> Response:
         results = await router.duplicates([(p.a.as_text(), p.b.as_text()) for p in body.pairs])
         return _json(
@@ -127,7 +152,7 @@ def create_app(
             return _json({"status": "not-ready"}, 503)
         return _json({"status": "ready", "models": list(router.models)})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(router.metrics.render(), media_type="text/plain; version=0.0.4")
 
