@@ -1,10 +1,7 @@
 """FastAPI application for jobs. OpenAPI is served at /openapi.json.
 
 Errors: 422 names each bad field; 404 for an unknown job id; 409 when stopping a job that
-already ended, with its state, or when a job id comes again with a different spec, naming
-the fields that differ; 400 for a malformed cursor; 413 for a body over the limit or a job
-too large for the store, naming the field. Nothing is half-created: the store write is the
-only write.
+already ended, with its state. Nothing is half-created: the store write is the only write.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from stoker.core.spec import JobSpec
 from stoker.core.spec_limits import MAX_SPEC_BYTES
 from stoker.core.store_rules import InvalidCursor
 from stoker.lifecycle.jobs import InvalidJobSpec, JobAlreadyFinished, JobIdConflict, JobService
-from stoker.web import BodyLimit
+from stoker.web.body_limit import BodyLimit
 
 
 class FieldProblem(BaseModel):

@@ -24,6 +24,12 @@ class InvalidJobSpec(StokerError):
         self.problems = problems
 
 
+class JobAlreadyFinished(StokerError):
+    def __init__(self, job: JobRecord) -> None:
+        super().__init__(f"job {job.job_id!r} already ended as {job.status.value}")
+        self.job = job
+
+
 class JobIdConflict(StokerError):
     """A job id submitted again with a different spec. `differences` lists the dotted
     paths of the fields that differ from the stored job's."""
@@ -34,12 +40,6 @@ class JobIdConflict(StokerError):
         )
         self.job_id = job_id
         self.differences = differences
-
-
-class JobAlreadyFinished(StokerError):
-    def __init__(self, job: JobRecord) -> None:
-        super().__init__(f"job {job.job_id!r} already ended as {job.status.value}")
-        self.job = job
 
 
 def parse_spec(raw: Any) -> JobSpec:
@@ -68,8 +68,7 @@ class JobService:
         self._new_id = new_id
 
     async def submit(self, spec: JobSpec) -> tuple[JobRecord, bool]:
-        """Store a New job. The same job id submitted twice is one job: (existing, False);
-        the same id with a different spec is refused (JobIdConflict, HTTP 409)."""
+        """Store a New job. The same job id submitted twice is one job: (existing, False)."""
         job_id = spec.job_id or self._new_id()
         now = self._clock.now()
         spec = spec.model_copy(update={"job_id": job_id})
@@ -83,6 +82,7 @@ class JobService:
             details={"instance_type": spec.training["ResourceConfig"]["InstanceType"]},
         )
         stored, created = await self._t.create(job)
+        # The same id with another spec is not a retry of this submission: say what differs.
         if not created:
             differences = spec_differences(stored.spec, job.spec)
             if differences:

@@ -1,6 +1,2 @@
-"""Pieces every HTTP app of stoker shares (the jobs API, the router): plain ASGI, no web
-framework, so any app adds them with one line."""
-
-from stoker.web.body_limit import BodyLimit
-
-__all__ = ["BodyLimit"]
+"""What every HTTP app of stoker shares (the jobs API, the router): plain ASGI pieces any
+app adds with one line, such as the request body limit (`stoker.web.body_limit`)."""

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from stoker.inference.pairs import ProductText
 from stoker.inference.router.errors import InvalidInput, RouterError
 from stoker.inference.router.router import Router
-from stoker.web import BodyLimit
+from stoker.web.body_limit import BodyLimit
 
 MAX_PAIRS_PER_REQUEST = 256
 MAX_QUERY_CHARS = 4_096
