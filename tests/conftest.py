@@ -16,6 +16,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import structlog
@@ -23,6 +24,7 @@ import structlog
 from stoker.devinfra import (
     DevInfra,
     DynamoDBSpec,
+    KafkaAccess,
     KafkaCluster,
     free_ports,
     kafka_spec_on_ports,
@@ -98,6 +100,35 @@ def kafka_bootstrap(docker_engine: bool, tmp_path_factory: pytest.TempPathFactor
     try:
         run_sync(infra.up(kafka=spec))
         yield spec.bootstrap
+    finally:
+        run_sync(infra.down())
+
+
+@pytest.fixture(scope="session")
+def kafka_secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaAccess]:
+    """A real broker's SASL/SCRAM and SCRAM-over-TLS listeners and their development
+    credentials: the ones `stoker dev infra up --env` exported (CI), else a broker started
+    here on free loopback ports with those listeners."""
+    configured = os.environ.get("STOKER_INFRA_KAFKA_SASL_BOOTSTRAP")
+    if configured:
+        ca = os.environ["STOKER_INFRA_KAFKA_CA_LOCATION"]
+        yield KafkaAccess(
+            bootstrap=os.environ.get("STOKER_KAFKA_BOOTSTRAP", ""),
+            sasl_bootstrap=configured,
+            tls_bootstrap=os.environ["STOKER_INFRA_KAFKA_TLS_BOOTSTRAP"],
+            scram_username=os.environ["STOKER_INFRA_KAFKA_SCRAM_USERNAME"],
+            scram_password=os.environ["STOKER_INFRA_KAFKA_SCRAM_PASSWORD"],
+            ca_location=Path(ca),
+        )
+        return
+    infra = DevInfra(tmp_path_factory.mktemp("kafka-secure"), die_with_caller=True)
+    ports = free_ports(4)
+    spec = kafka_spec_on_ports([(ports[0], ports[1])], secure_ports=[(ports[2], ports[3])])
+    try:
+        run_sync(infra.up(kafka=spec))
+        access = infra.kafka_access()
+        assert access is not None
+        yield access
     finally:
         run_sync(infra.down())
 

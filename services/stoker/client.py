@@ -15,6 +15,7 @@ import asyncio
 import os
 import time
 import tomllib
+import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import httpx
 from stoker.core.errors import ConfigurationError, JobNotFound, StokerError
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobRecord, JobStatus, Transition
+from stoker.core.retry import RetryPolicy
 from stoker.core.spec import JobSpec
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -75,6 +77,17 @@ def _headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {found}"} if found else {}
 
 
+SUBMIT_RETRY = RetryPolicy(
+    initial_delay_s=0.5, multiplier=2, max_delay_s=5.0, jitter=0.2, max_attempts=4
+)
+"""A submit whose answer was lost (a timeout, a dropped connection) or that the API could
+not take for a moment (502, 503, 504) is sent again this way. It carries a job id (the
+client makes one when the spec has none), so a retry of a submit that did land is the same
+job, not a second one."""
+
+_RETRIABLE_STATUSES = frozenset({502, 503, 504})
+
+
 class ApiError(StokerError):
     """The API refused a request. `problems` maps bad fields to what is wrong with them."""
 
@@ -108,6 +121,29 @@ class JobPage:
 
 def _spec_json(spec: JobSpec | Mapping[str, Any]) -> Any:
     return spec.model_dump(mode="json", exclude_none=True) if isinstance(spec, JobSpec) else spec
+
+
+def _with_job_id(spec: JobSpec | Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The submission's JSON with a job id: its own, or a new one (True) when it had none."""
+    body = dict(_spec_json(spec))
+    if body.get("job_id"):
+        return body, False
+    body["job_id"] = uuid.uuid4().hex
+    return body, True
+
+
+def _submit_retriable(error: BaseException) -> bool:
+    if isinstance(error, ApiError):
+        return error.status_code in _RETRIABLE_STATUSES
+    return isinstance(
+        error, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError
+    )
+
+
+def _submitted(body: Any, generated_id: bool) -> Submitted:
+    # A job under an id this call made up was made by this call, even when the answer
+    # that said so was lost and a retry found it.
+    return Submitted(JobRecord.model_validate(body["job"]), bool(body["created"]) or generated_id)
 
 
 def _check(response: httpx.Response, job_id: str | None = None) -> Any:
@@ -189,9 +225,15 @@ class AsyncClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def submit(self, spec: JobSpec | Mapping[str, Any]) -> Submitted:
-        body = _check(await self._http.post("/v1/jobs", json=_spec_json(spec)))
-        return Submitted(JobRecord.model_validate(body["job"]), bool(body["created"]))
+    async def submit(
+        self, spec: JobSpec | Mapping[str, Any], *, retry: RetryPolicy = SUBMIT_RETRY
+    ) -> Submitted:
+        """Submit a job; a lost answer is retried with the same job id (`SUBMIT_RETRY`)."""
+        payload, generated = _with_job_id(spec)
+        async for attempt in retry.retrying(retry_on=_submit_retriable):
+            with attempt:
+                body = _check(await self._http.post("/v1/jobs", json=payload))
+        return _submitted(body, generated)
 
     async def get(self, job_id: str) -> JobRecord:
         body = _check(await self._http.get(f"/v1/jobs/{job_id}"), job_id)
@@ -275,9 +317,15 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def submit(self, spec: JobSpec | Mapping[str, Any]) -> Submitted:
-        body = _check(self._http.post("/v1/jobs", json=_spec_json(spec)))
-        return Submitted(JobRecord.model_validate(body["job"]), bool(body["created"]))
+    def submit(
+        self, spec: JobSpec | Mapping[str, Any], *, retry: RetryPolicy = SUBMIT_RETRY
+    ) -> Submitted:
+        """Submit a job; a lost answer is retried with the same job id (`SUBMIT_RETRY`)."""
+        payload, generated = _with_job_id(spec)
+        for attempt in retry.retrying_blocking(retry_on=_submit_retriable):
+            with attempt:
+                body = _check(self._http.post("/v1/jobs", json=payload))
+        return _submitted(body, generated)
 
     def get(self, job_id: str) -> JobRecord:
         return JobRecord.model_validate(_check(self._http.get(f"/v1/jobs/{job_id}"), job_id))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stoker.core.auth import Role
@@ -75,6 +75,34 @@ class Settings(BaseSettings):
         le=60_000,
         description="consumed positions are committed at most this often (0: every batch); "
         "always on a rebalance, on an idle fetch and on close",
+    )
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="SASL_SSL (SCRAM login over TLS) for a production cluster",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="with a SASL protocol"
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="with a SASL protocol")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="with a SASL protocol; never shown or logged"
+    )
+    kafka_ssl_ca_location: Path | None = Field(
+        default=None,
+        description="PEM file of the CAs trusted for the brokers (default: the system's)",
+    )
+    kafka_ssl_certificate_location: Path | None = Field(
+        default=None, description="client certificate (PEM) for mutual TLS"
+    )
+    kafka_ssl_key_location: Path | None = Field(
+        default=None, description="client key (PEM) for mutual TLS"
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="password of the client key; never shown or logged"
+    )
+    kafka_ssl_endpoint_identification: bool = Field(
+        default=True, description="check that a broker's certificate names its host"
     )
 
     aws_region: str = "us-east-1"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stoker.core.auth import Role
-from stoker.core.errors import IllegalTransition, JobNotFound, VersionConflict
+from stoker.core.errors import IllegalTransition, ItemTooLarge, JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.store_rules import InvalidCursor
@@ -304,6 +304,31 @@ async def test_a_foreign_cursor_is_rejected(store: JobStore) -> None:
     """A cursor the store did not hand out raises InvalidCursor instead of a random page."""
     with pytest.raises(InvalidCursor):
         await store.list_jobs(cursor="not a cursor!")
+
+
+async def test_a_job_over_the_item_limit_is_refused_naming_the_field(
+    store: JobStore, request: pytest.FixtureRequest
+) -> None:
+    """DynamoDB holds at most 400 KB per item: a larger job is refused before the write
+    with ItemTooLarge naming the field that makes it large, and nothing is written. The
+    stores without such a limit keep the job whole."""
+    big = JobRecord(
+        job_id="big",
+        owner="alice",
+        created_at=T0,
+        updated_at=T0,
+        spec={"training": {"HyperParameters": {f"p{i}": "x" * 2500 for i in range(200)}}},
+    )
+    if request.node.callspec.params["store"] != "dynamodb":
+        assert (await store.create(big))[1] is True
+        assert (await store.get("big")).spec == big.spec
+        return
+    with pytest.raises(ItemTooLarge) as caught:
+        await store.create(big, outbox=[("lifecycle", status_event(big, None))])
+    assert caught.value.field == "training.HyperParameters"
+    with pytest.raises(JobNotFound):
+        await store.get("big")
+    assert await store.pending_outbox() == []
 
 
 async def test_due_returns_waiting_retries_earliest_first(store: JobStore) -> None:

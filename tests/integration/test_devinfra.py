@@ -106,11 +106,38 @@ async def _dynamodb_round_trip(endpoint: str) -> list[str]:
     return [name for name in listed if name == table]
 
 
+def _consecutive_free_ports() -> int:
+    """A free port whose successor is free too (the TLS port follows the SASL port)."""
+    for _ in range(50):
+        (port,) = free_ports(1)
+        if port < 65535 and not port_in_use(port + 1):
+            return port
+    raise AssertionError("no two consecutive free ports on loopback")
+
+
+def _scram_metadata(bootstrap: str, user: str, password: str) -> int:
+    """Brokers listed by a client that logs in with SCRAM-SHA-512 (blocking)."""
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": user,
+            "sasl.password": password,
+        }
+    )
+    return len(producer.list_topics(timeout=30).brokers)
+
+
 def test_up_status_down_on_spare_ports(tmp_path: Path) -> None:
     """`up --env` starts Kafka and DynamoDB Local that really serve requests, prints their
-    addresses for eval, is idempotent, `status` reports them answering, and `down` stops
-    the processes, frees the ports and deletes Kafka's data while keeping the logs."""
+    addresses (and Kafka's SASL/TLS listeners with their development credentials) for eval,
+    is idempotent, `status` reports them answering, and `down` stops the processes, frees
+    the ports and deletes Kafka's data while keeping the logs."""
     kafka_port, controller_port, dynamodb_port = free_ports(3)
+    sasl_port = _consecutive_free_ports()
     state = tmp_path / "state"
     runner = CliRunner()
     common = ["--state-dir", str(state)]
@@ -121,15 +148,31 @@ def test_up_status_down_on_spare_ports(tmp_path: Path) -> None:
         str(controller_port),
         "--dynamodb-port",
         str(dynamodb_port),
+        "--sasl-port",
+        str(sasl_port),
     ]
     infra = DevInfra(state)
     try:
         started = runner.invoke(app, ["infra", "up", *ports, "--env", *common])
         assert started.exit_code == 0, started.output
-        assert started.stdout.splitlines() == [
-            f"export STOKER_KAFKA_BOOTSTRAP=127.0.0.1:{kafka_port}",
-            f"export STOKER_DYNAMODB_ENDPOINT=http://127.0.0.1:{dynamodb_port}",
-        ]
+        exports = dict(
+            line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines()
+        )
+        access = infra.kafka_access()
+        assert access is not None
+        assert access.scram_password is not None
+        assert exports == {
+            "STOKER_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
+            "STOKER_INFRA_KAFKA_SASL_BOOTSTRAP": f"127.0.0.1:{sasl_port}",
+            "STOKER_INFRA_KAFKA_TLS_BOOTSTRAP": f"127.0.0.1:{sasl_port + 1}",
+            "STOKER_INFRA_KAFKA_SCRAM_USERNAME": "stoker",
+            "STOKER_INFRA_KAFKA_SCRAM_PASSWORD": access.scram_password,
+            "STOKER_INFRA_KAFKA_CA_LOCATION": str(infra.layout.kafka_certificate),
+            "STOKER_DYNAMODB_ENDPOINT": f"http://127.0.0.1:{dynamodb_port}",
+        }
+        assert _scram_metadata(f"127.0.0.1:{sasl_port}", "stoker", access.scram_password) == 1
+        # The record with the credentials is readable by its owner only.
+        assert infra.layout.kafka_record.stat().st_mode & 0o077 == 0
 
         assert _kafka_round_trip(f"127.0.0.1:{kafka_port}") == [b"m0", b"m1", b"m2"]
         assert len(run_sync(_dynamodb_round_trip(f"http://127.0.0.1:{dynamodb_port}"))) == 1
@@ -152,7 +195,10 @@ def test_up_status_down_on_spare_ports(tmp_path: Path) -> None:
         stopped = runner.invoke(app, ["infra", "down", *common])
     assert stopped.exit_code == 0, stopped.output
     assert all(ref is not None and not is_alive(ref) for ref in refs)
-    assert not any(port_in_use(p) for p in (kafka_port, controller_port, dynamodb_port))
+    assert not any(
+        port_in_use(p)
+        for p in (kafka_port, controller_port, dynamodb_port, sasl_port, sasl_port + 1)
+    )
     assert not infra.layout.kafka_root.exists()
     assert infra.layout.log_file("kafka-1").stat().st_size > 0
     assert run_sync(infra.status()) == []

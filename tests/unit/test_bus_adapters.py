@@ -17,7 +17,7 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException
 
 from stoker.adapters.bus import KafkaBus, SqliteLogBus, partition_for
-from stoker.adapters.bus.kafka import KafkaConfig
+from stoker.adapters.bus.kafka import KafkaConfig, KafkaSecurity
 from stoker.adapters.bus.kafka.broker import retry_transient
 from stoker.app.runtime import build_bus
 from stoker.core.errors import InfrastructureUnavailable, StokerError
@@ -156,9 +156,21 @@ def test_kafka_config_refuses_bad_values_and_names_them(
 
 
 def test_kafka_config_keeps_client_settings_out_of_its_repr() -> None:
-    """Further librdkafka settings (SASL credentials) reach every client, not the logs."""
-    config = KafkaConfig("127.0.0.1:9092", client_settings={"sasl.password": "hunter2"})
+    """Further librdkafka settings and the SASL credentials reach every client, not the
+    logs."""
+    config = KafkaConfig(
+        "127.0.0.1:9092",
+        client_settings={"ssl.engine.id": "hunter1"},
+        security=KafkaSecurity(
+            protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-256",
+            sasl_username="stoker",
+            sasl_password="hunter2",
+        ),
+    )
+    assert "hunter1" not in repr(config)
     assert "hunter2" not in repr(config)
+    assert config.librdkafka()["ssl.engine.id"] == "hunter1"
     assert config.librdkafka()["sasl.password"] == "hunter2"
 
 

@@ -14,7 +14,7 @@ from stoker.core.errors import ConfigurationError
 from stoker.devinfra import artifacts, render
 from stoker.devinfra.layout import StateLayout, infra_home, infra_state_dir
 from stoker.devinfra.procs import ProcessRef, is_alive
-from stoker.devinfra.spec import DynamoDBSpec, KafkaSpec, export_lines, kafka_spec
+from stoker.devinfra.spec import DynamoDBSpec, KafkaAccess, KafkaSpec, export_lines, kafka_spec
 
 POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
@@ -80,12 +80,31 @@ def test_specs_survive_their_record_round_trip() -> None:
 
 
 def test_export_lines_are_shell_assignments() -> None:
-    """--env prints one eval-able export per service that was asked for."""
-    lines = export_lines(kafka_spec(19092, brokers=3), DynamoDBSpec(port=18000))
+    """--env prints one eval-able export per service that was asked for; the secure
+    listeners and their development credentials go to STOKER_INFRA_KAFKA_* only."""
+    plain = KafkaAccess(bootstrap=kafka_spec(19092, brokers=3).bootstrap)
+    lines = export_lines(plain, DynamoDBSpec(port=18000))
     assert lines == [
         "export STOKER_KAFKA_BOOTSTRAP=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094",
         "export STOKER_DYNAMODB_ENDPOINT=http://127.0.0.1:18000",
     ]
+    secure = KafkaAccess(
+        bootstrap="127.0.0.1:9092",
+        sasl_bootstrap="127.0.0.1:9094",
+        tls_bootstrap="127.0.0.1:9095",
+        scram_username="stoker",
+        scram_password="p w",
+        ca_location=Path("/s/broker.pem"),
+    )
+    assert export_lines(secure, None) == [
+        "export STOKER_KAFKA_BOOTSTRAP=127.0.0.1:9092",
+        "export STOKER_INFRA_KAFKA_SASL_BOOTSTRAP=127.0.0.1:9094",
+        "export STOKER_INFRA_KAFKA_TLS_BOOTSTRAP=127.0.0.1:9095",
+        "export STOKER_INFRA_KAFKA_SCRAM_USERNAME=stoker",
+        "export STOKER_INFRA_KAFKA_SCRAM_PASSWORD='p w'",
+        "export STOKER_INFRA_KAFKA_CA_LOCATION=/s/broker.pem",
+    ]
+    assert "p w" not in repr(secure)
     assert export_lines(None, DynamoDBSpec()) == [
         "export STOKER_DYNAMODB_ENDPOINT=http://127.0.0.1:8000"
     ]
@@ -108,6 +127,66 @@ def test_single_node_properties_match_the_development_defaults() -> None:
     assert props["transaction.state.log.replication.factor"] == "1"
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert "broker.session.timeout.ms" not in props
+
+
+def test_secure_listeners_follow_the_controllers_and_keep_plaintext() -> None:
+    """`secure` adds a SASL port per node after the controllers and a TLS port after those;
+    each node then listens with PLAINTEXT, SASL (SCRAM) and TLS (SCRAM over TLS, the
+    deployment's keystore); brokers still talk to each other in plaintext."""
+    spec = kafka_spec(29092, brokers=3, secure=True)
+    assert [(n.sasl_port, n.tls_port) for n in spec.nodes] == [
+        (29098, 29101),
+        (29099, 29102),
+        (29100, 29103),
+    ]
+    assert spec.sasl_bootstrap == "127.0.0.1:29098,127.0.0.1:29099,127.0.0.1:29100"
+    assert KafkaSpec.from_dict(spec.to_dict()) == spec
+    props = _props(
+        render.server_properties(
+            spec, spec.nodes[0], Path("/d"), keystore=Path("/k.p12"), keystore_password="pw"
+        )
+    )
+    assert props["listeners"] == (
+        "PLAINTEXT://127.0.0.1:29092,SASL://127.0.0.1:29098,TLS://127.0.0.1:29101,"
+        "CONTROLLER://127.0.0.1:29095"
+    )
+    assert props["advertised.listeners"] == (
+        "PLAINTEXT://127.0.0.1:29092,SASL://127.0.0.1:29098,TLS://127.0.0.1:29101"
+    )
+    assert props["listener.security.protocol.map"] == (
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL:SASL_PLAINTEXT,TLS:SASL_SSL"
+    )
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-256,SCRAM-SHA-512"
+    assert "ScramLoginModule" in props["listener.name.tls.scram-sha-512.sasl.jaas.config"]
+    assert props["listener.name.tls.ssl.keystore.location"] == "/k.p12"
+    with pytest.raises(ValueError, match="keystore"):
+        render.server_properties(spec, spec.nodes[0], Path("/d"))
+
+
+def test_secure_ports_must_not_collide() -> None:
+    """A SASL port on a controller port is refused like any repeated port."""
+    with pytest.raises(ConfigurationError, match="repeated"):
+        kafka_spec(19092, 19093, secure=True, sasl_port=19093)
+
+
+def test_scram_users_are_added_at_format_and_keytool_reads_its_password_from_env() -> None:
+    """The storage tool writes the SCRAM user for both mechanisms into the new metadata;
+    keytool gets the keystore password through a variable, not its command line."""
+    command = render.storage_format_command(
+        "java", "/l/a.jar", Path("/l4j"), Path("/p"), "abc", scram=("stoker", "s3cret")
+    )
+    tail = command[command.index("--ignore-formatted") + 1 :]
+    assert tail == [
+        "--add-scram",
+        "SCRAM-SHA-256=[name=stoker,password=s3cret]",
+        "--add-scram",
+        "SCRAM-SHA-512=[name=stoker,password=s3cret]",
+    ]
+    make, export = render.keystore_commands("keytool", Path("/t/k.p12"), Path("/t/c.pem"))
+    assert make[make.index("-storepass:env") + 1] == render.KEYSTORE_PASSWORD_ENV
+    assert "SAN=IP:127.0.0.1,DNS:localhost" in make
+    assert export[-2:] == ["-file", "/t/c.pem"]
 
 
 def test_cluster_node_properties_replicate_three_ways() -> None:

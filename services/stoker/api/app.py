@@ -26,19 +26,23 @@ from pydantic import BaseModel, Field
 
 from stoker.api.auth import Caller, Writer, install_auth, team_scope
 from stoker.api.events import EventFeed, UnknownEventTypes, add_event_route
-from stoker.core.errors import InfrastructureUnavailable, JobNotFound
+from stoker.core.errors import InfrastructureUnavailable, ItemTooLarge, JobNotFound
 from stoker.core.job import JobRecord, JobStatus, Transition
 from stoker.core.ratelimit import RateLimiter
 from stoker.core.spec import JobSpec
+from stoker.core.spec_limits import MAX_SPEC_BYTES
+from stoker.core.store_rules import InvalidCursor
 from stoker.lifecycle.jobs import (
     InvalidJobSpec,
     JobAlreadyFinished,
+    JobIdConflict,
     JobIdTaken,
     JobService,
     PolicyViolation,
 )
 from stoker.ports.auth import Authenticator
 from stoker.web.auth import install_refusals
+from stoker.web.body_limit import BodyLimit
 
 
 class FieldProblem(BaseModel):
@@ -80,6 +84,7 @@ def create_app(
         description="Fire-and-forget training jobs: submit, follow, stop. Every route but "
         "/healthz needs `Authorization: Bearer <token>`.",
     )
+    app.add_middleware(BodyLimit, max_bytes=MAX_SPEC_BYTES)
     # Rate limits and quotas answer 429 in the API's error shape; authentication's own
     # answers (installed next) replace the shared ones for 401 and 403.
     install_refusals(app, body=lambda _reason, message: _error_body(message))
@@ -121,6 +126,25 @@ def create_app(
     async def _finished(_request: Request, exc: JobAlreadyFinished) -> JSONResponse:
         return _error(409, str(exc), status=exc.job.status)
 
+    @app.exception_handler(JobIdConflict)
+    async def _conflict(_request: Request, exc: JobIdConflict) -> JSONResponse:
+        problems = [
+            FieldProblem(field=f, problem="differs from the job already stored under this id")
+            for f in exc.differences
+        ]
+        return _error(409, f"job {exc.job_id!r} exists with a different spec", problems=problems)
+
+    @app.exception_handler(InvalidCursor)
+    async def _bad_cursor(_request: Request, exc: InvalidCursor) -> JSONResponse:
+        problem = FieldProblem(field="cursor", problem=f"{exc}; use a next_cursor of a page")
+        return _error(400, "malformed cursor", problems=[problem])
+
+    @app.exception_handler(ItemTooLarge)
+    async def _too_large(_request: Request, exc: ItemTooLarge) -> JSONResponse:
+        return _error(
+            413, "job too large", problems=[FieldProblem(field=exc.field, problem=str(exc))]
+        )
+
     @app.exception_handler(InfrastructureUnavailable)
     async def _unavailable(_request: Request, exc: InfrastructureUnavailable) -> JSONResponse:
         return _error(503, f"temporarily unavailable: {exc}")
@@ -132,7 +156,8 @@ def create_app(
         responses={
             200: {"model": SubmitResponse},
             403: {"model": ErrorBody},
-            409: {"model": ErrorBody},
+            409: {"model": ErrorBody, "description": "the job id exists with another spec"},
+            413: {"model": ErrorBody, "description": "body or job too large"},
             422: {"model": ErrorBody},
             429: {"model": ErrorBody},
             **AUTH_RESPONSES,
@@ -154,7 +179,15 @@ def create_app(
     async def get_job(job_id: str, principal: Caller) -> JobRecord:
         return await service.get(job_id, team=team_scope(principal))
 
-    @app.get("/v1/jobs", response_model=JobPage, responses=AUTH_RESPONSES)
+    @app.get(
+        "/v1/jobs",
+        response_model=JobPage,
+        responses={
+            400: {"model": ErrorBody, "description": "malformed cursor"},
+            422: {"model": ErrorBody},
+            **AUTH_RESPONSES,
+        },
+    )
     async def list_jobs(
         principal: Caller,
         *,

@@ -8,11 +8,16 @@ table's DynamoDB Stream). Nothing above this module names a technology.
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+from pydantic import SecretStr
 
 from stoker.app.policy import load_policy, submission_rules
 from stoker.bus.prefixed import PrefixedBus
 from stoker.core.clock import Clock, SystemClock
+from stoker.core.errors import ConfigurationError
 from stoker.core.failures import FailureClassifier, parse_rules
 from stoker.core.policy import Policy
 from stoker.core.retry import RetryPolicy
@@ -22,6 +27,9 @@ from stoker.ports.bus import EventBus
 from stoker.ports.store import JobStore, Store, TokenStore
 from stoker.ports.training import TrainingBackend
 from stoker.settings import Mode, Settings
+
+if TYPE_CHECKING:
+    from stoker.adapters.bus.kafka import KafkaSecurity
 
 
 def build_bus(settings: Settings) -> EventBus:
@@ -46,6 +54,7 @@ def _transport(settings: Settings) -> EventBus:
                 background_fetch_max_wait_ms=settings.kafka_background_fetch_max_wait_ms,
                 fetch_min_bytes=settings.kafka_fetch_min_bytes,
                 commit_interval_ms=settings.kafka_commit_interval_ms,
+                security=kafka_security(settings),
             )
         )
     if settings.mode is Mode.DYNAMODB:
@@ -56,6 +65,36 @@ def _transport(settings: Settings) -> EventBus:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SqliteLogBus(settings.data_dir / "bus.sqlite3", settings=settings)
+
+
+def kafka_security(settings: Settings) -> KafkaSecurity:
+    """The Kafka bus's SASL and TLS settings; ConfigurationError naming the settings when
+    they do not fit together."""
+    from stoker.adapters.bus.kafka import KafkaSecurity
+
+    def secret(value: SecretStr | None) -> str | None:
+        return None if value is None else value.get_secret_value()
+
+    def path(value: Path | None) -> str | None:
+        return None if value is None else str(value)
+
+    try:
+        return KafkaSecurity(
+            protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_username=settings.kafka_sasl_username,
+            sasl_password=secret(settings.kafka_sasl_password),
+            ssl_ca_location=path(settings.kafka_ssl_ca_location),
+            ssl_certificate_location=path(settings.kafka_ssl_certificate_location),
+            ssl_key_location=path(settings.kafka_ssl_key_location),
+            ssl_key_password=secret(settings.kafka_ssl_key_password),
+            ssl_endpoint_identification=settings.kafka_ssl_endpoint_identification,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"Kafka security settings (STOKER_KAFKA_SECURITY_PROTOCOL, STOKER_KAFKA_SASL_*, "
+            f"STOKER_KAFKA_SSL_*): {exc}"
+        ) from exc
 
 
 def build_store(settings: Settings) -> Store:

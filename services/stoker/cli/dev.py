@@ -101,6 +101,25 @@ def up(
         int,
         typer.Option(help="Kafka nodes: 1, or 3 for failover tests (replication 3, min ISR 2)."),
     ] = 1,
+    secure_listeners: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                "Also listen with SASL/SCRAM (SASL_PLAINTEXT) and SASL/SCRAM over TLS "
+                "(SASL_SSL, a certificate made for the deployment), with a SCRAM user whose "
+                "password is drawn at start; --env prints them. The plaintext listener stays."
+            )
+        ),
+    ] = True,
+    sasl_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="STOKER_INFRA_SASL_PORT",
+            help="SASL port of the first node; the TLS ports follow the SASL ones "
+            "(default: right after the controller ports).",
+            show_default=False,
+        ),
+    ] = None,
     dynamodb_port: Annotated[
         int, typer.Option(envvar="STOKER_INFRA_DYNAMODB_PORT", help="DynamoDB Local port.")
     ] = DEFAULT_DYNAMODB_PORT,
@@ -131,7 +150,13 @@ def up(
     _quiet_clients()
     try:
         kafka_wanted = kafka_spec(
-            kafka_port, controller_port, brokers, heap_mb=heap_mb, quick_start=quick_start
+            kafka_port,
+            controller_port,
+            brokers,
+            heap_mb=heap_mb,
+            quick_start=quick_start,
+            secure=secure_listeners,
+            sasl_port=sasl_port,
         )
         dynamodb_wanted = DynamoDBSpec(port=dynamodb_port, heap_mb=heap_mb, quick_start=quick_start)
         infra = _infra(state_dir)
@@ -144,15 +169,20 @@ def up(
         )
     except StokerError as exc:
         raise _fail(exc) from exc
+    access = infra.kafka_access() if kafka else None
     if kafka:
         _err.print(f"Kafka answering at {kafka_wanted.bootstrap}", highlight=False)
+        if kafka_wanted.secure:
+            _err.print(
+                f"Kafka SASL/SCRAM at {kafka_wanted.sasl_bootstrap}, over TLS at "
+                f"{kafka_wanted.tls_bootstrap} (credentials: --env)",
+                highlight=False,
+            )
     if dynamodb:
         _err.print(f"DynamoDB Local answering at {dynamodb_wanted.endpoint}", highlight=False)
     _err.print(f"state: {infra.layout.root}", highlight=False)
     if env:
-        for line in export_lines(
-            kafka_wanted if kafka else None, dynamodb_wanted if dynamodb else None
-        ):
+        for line in export_lines(access, dynamodb_wanted if dynamodb else None):
             print(line)
 
 

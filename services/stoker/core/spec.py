@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from stoker.core.retry import RetryPolicyOverrides
+from stoker.core.spec_limits import (
+    MAX_FALLBACKS,
+    MAX_INSTANCE_TYPE_CHARS,
+    MAX_NOTIFY_TARGETS,
+    training_problems,
+)
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-_.]{0,127}$"
 
@@ -19,7 +34,9 @@ class SlackTarget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["slack"] = "slack"
-    channel: str | None = Field(default=None, description="for chat.postMessage with a bot token")
+    channel: str | None = Field(
+        default=None, max_length=80, description="for chat.postMessage with a bot token"
+    )
     secret_ref: str | None = Field(
         default=None,
         pattern=SECRET_REF_PATTERN,
@@ -42,7 +59,7 @@ class SlackTarget(BaseModel):
 class EmailTarget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["email"] = "email"
-    address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    address: str = Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class WebhookTarget(BaseModel):
@@ -90,10 +107,14 @@ class JobSpec(BaseModel):
         "the submitter",
     )
     priority: int = Field(default=0, ge=-100, le=100, description="higher launches first")
-    notify: list[NotificationTarget] = Field(default_factory=list)
+    notify: list[NotificationTarget] = Field(default_factory=list, max_length=MAX_NOTIFY_TARGETS)
     retry: RetryPolicyOverrides | None = None
-    instance_type_fallbacks: list[str] = Field(
-        default_factory=list, description="tried in order when capacity is short"
+    instance_type_fallbacks: list[
+        Annotated[str, Field(min_length=1, max_length=MAX_INSTANCE_TYPE_CHARS)]
+    ] = Field(
+        default_factory=list,
+        max_length=MAX_FALLBACKS,
+        description="tried in order when capacity is short",
     )
     training: dict[str, Any] = Field(
         description="a CreateTrainingJob request with the SageMaker API's field names"
@@ -111,4 +132,24 @@ class JobSpec(BaseModel):
             raise ValueError(f"missing CreateTrainingJob field(s): {', '.join(missing)}")
         if not value["ResourceConfig"].get("InstanceType"):
             raise ValueError("ResourceConfig.InstanceType is required")
+        return value
+
+    @field_validator("training")
+    @classmethod
+    def _training_within_limits(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problems = training_problems(value)
+        if problems:
+            # Raised as a ValidationError so that each problem keeps its own location
+            # (training.HyperParameters.lr) instead of all of them reading "training".
+            raise ValidationError.from_exception_data(
+                "training",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("too_large", "{problem}", {"problem": message}),
+                        loc=loc,
+                        input=None,
+                    )
+                    for loc, message in problems
+                ],
+            )
         return value

@@ -21,6 +21,7 @@ from stoker.devinfra.probes import wait_for_dynamodb
 from stoker.devinfra.procs import free_ports
 from stoker.devinfra.spec import (
     DynamoDBSpec,
+    KafkaAccess,
     KafkaNodeSpec,
     KafkaSpec,
     export_lines,
@@ -35,6 +36,7 @@ __all__ = [
     "DynamoDBSpec",
     "FetchFailed",
     "InfraStartFailed",
+    "KafkaAccess",
     "KafkaCluster",
     "KafkaNodeSpec",
     "KafkaSpec",

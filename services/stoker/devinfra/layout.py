@@ -61,6 +61,16 @@ class StateLayout:
         return self.root / "dynamodb"
 
     @property
+    def kafka_keystore(self) -> Path:
+        """The TLS listener's key pair (PKCS12), made for this deployment."""
+        return self.kafka_root / "tls" / "broker.p12"
+
+    @property
+    def kafka_certificate(self) -> Path:
+        """The TLS listener's certificate (PEM): what clients trust."""
+        return self.kafka_root / "tls" / "broker.pem"
+
+    @property
     def log4j_file(self) -> Path:
         return self.kafka_root / "log4j.properties"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Coroutine
@@ -27,7 +28,9 @@ from stoker.devinfra.probes import (
 )
 from stoker.devinfra.spec import (
     LOOPBACK,
+    SCRAM_USERNAME,
     DynamoDBSpec,
+    KafkaAccess,
     KafkaNodeSpec,
     KafkaSpec,
     kafka_node_name,
@@ -93,8 +96,16 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
+    # Owner only: a Kafka record holds the deployment's development credentials.
+    tmp.touch(mode=0o600)
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
 
 
 def _check_ports_free(ports: list[int], hint: str) -> None:
@@ -105,18 +116,27 @@ def _check_ports_free(ports: list[int], hint: str) -> None:
         )
 
 
-def _run_tool(command: list[str], cwd: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
+def _run_tool(
+    command: list[str], cwd: Path, timeout_s: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=timeout_s, check=False
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
 async def _kafka_answers(spec: KafkaSpec, timeout_s: float) -> None:
     """Every node listens and the cluster reports all its brokers; else a retriable error
     saying what is missing."""
-    listening = [await tcp_open(LOOPBACK, n.port) for n in spec.nodes]
+    ports = [p for n in spec.nodes for p in (n.port, n.sasl_port, n.tls_port) if p is not None]
+    listening = [await tcp_open(LOOPBACK, p) for p in ports]
     if not all(listening):
-        closed = [n.address for n, ok in zip(spec.nodes, listening, strict=True) if not ok]
+        closed = [f"{LOOPBACK}:{p}" for p, ok in zip(ports, listening, strict=True) if not ok]
         raise InfrastructureUnavailable(f"not listening on {closed}")
     ids = await kafka_broker_ids(spec.bootstrap, timeout_s=timeout_s)
     if len(ids) != spec.brokers:
@@ -145,6 +165,23 @@ class DevInfra:
     def kafka_spec(self) -> KafkaSpec | None:
         record = _read_json(self.layout.kafka_record)
         return None if record is None else KafkaSpec.from_dict(record["spec"])
+
+    def kafka_access(self) -> KafkaAccess | None:
+        """Listeners and development credentials of the recorded Kafka deployment."""
+        record = _read_json(self.layout.kafka_record)
+        if record is None:
+            return None
+        spec = KafkaSpec.from_dict(record["spec"])
+        if not spec.secure:
+            return KafkaAccess(bootstrap=spec.bootstrap)
+        return KafkaAccess(
+            bootstrap=spec.bootstrap,
+            sasl_bootstrap=spec.sasl_bootstrap,
+            tls_bootstrap=spec.tls_bootstrap,
+            scram_username=SCRAM_USERNAME,
+            scram_password=str(record["scram_password"]),
+            ca_location=self.layout.kafka_certificate,
+        )
 
     def dynamodb_spec(self) -> DynamoDBSpec | None:
         record = _read_json(self.layout.dynamodb_record)
@@ -196,19 +233,23 @@ class DevInfra:
                     f"Kafka from {layout.root} already runs at {recorded.bootstrap} "
                     f"({recorded.brokers} broker(s)); run `stoker dev infra down` first"
                 )
-            cluster = str(record["cluster_id"])
         else:
             # Nothing of an earlier deployment runs: start from empty data.
             shutil.rmtree(layout.kafka_root, ignore_errors=True)
-            cluster = new_cluster_id()
-            _write_json(layout.kafka_record, {"spec": spec.to_dict(), "cluster_id": cluster})
+            record = {"spec": spec.to_dict(), "cluster_id": new_cluster_id()}
+            if spec.secure:
+                # Development credentials, drawn for this deployment and kept in its record.
+                record["scram_password"] = secrets.token_urlsafe(18)
+                record["keystore_password"] = secrets.token_urlsafe(18)
+            _write_json(layout.kafka_record, record)
+        cluster = str(record["cluster_id"])
         missing = [n for n in spec.nodes if n.node_id not in alive]
         if not missing:
             await self._wait_kafka(spec, {}, timeout_s)
             return
         _check_ports_free(
-            [p for n in missing for p in (n.port, n.controller_port)],
-            "choose others with --kafka-port / --controller-port",
+            [p for n in missing for p in n.ports],
+            "choose others with --kafka-port / --controller-port / --sasl-port",
         )
         bundle = await maven.fetch(artifacts.KAFKA, self.home)
         java = maven.find_tool("java", "JAVA_HOME")
@@ -216,12 +257,25 @@ class DevInfra:
         cp = render.classpath(jars, artifacts.classpath_jars(os.listdir(jars)))
         layout.kafka_root.mkdir(parents=True, exist_ok=True)
         layout.log4j_file.write_text(render.log4j_properties())
+        keystore_password = record.get("keystore_password")
+        scram = (SCRAM_USERNAME, str(record["scram_password"])) if spec.secure else None
         for node in missing:
             layout.node_data_dir(node.node_id).mkdir(parents=True, exist_ok=True)
-            layout.node_properties(node.node_id).write_text(
-                render.server_properties(spec, node, layout.node_data_dir(node.node_id))
+            _write_private(
+                layout.node_properties(node.node_id),
+                render.server_properties(
+                    spec,
+                    node,
+                    layout.node_data_dir(node.node_id),
+                    keystore=layout.kafka_keystore if spec.secure else None,
+                    keystore_password=None if keystore_password is None else str(keystore_password),
+                ),
             )
-        await asyncio.gather(*(self._format(java, cp, cluster, n) for n in missing))
+        preparing = [self._format(java, cp, cluster, n, scram) for n in missing]
+        if spec.secure and not layout.kafka_keystore.exists():
+            preparing.append(self._make_keystore(str(keystore_password)))
+        # keytool and the storage tool are separate JVMs: they start side by side.
+        await asyncio.gather(*preparing)
         self._watch_owner()
         started: dict[int, procs.ProcessRef] = {}
         try:
@@ -240,9 +294,41 @@ class DevInfra:
             await self._abandon({spec.node(i).name: ref for i, ref in started.items()})
             raise
 
-    async def _format(self, java: str, cp: str, cluster: str, node: KafkaNodeSpec) -> None:
+    async def _make_keystore(self, password: str) -> None:
+        """The TLS listener's key pair and the certificate clients trust (keytool)."""
+        keytool = maven.find_tool("keytool", "JAVA_HOME")
+        keystore = self.layout.kafka_keystore
+        keystore.parent.mkdir(parents=True, exist_ok=True)
+        keystore.parent.chmod(0o700)
+        env = {render.KEYSTORE_PASSWORD_ENV: password}
+        for command in render.keystore_commands(keytool, keystore, self.layout.kafka_certificate):
+            try:
+                result = await asyncio.to_thread(
+                    _run_tool, command, keystore.parent, STORAGE_FORMAT_TIMEOUT_S, env
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise InfraStartFailed("making the Kafka TLS keystore timed out") from exc
+            if result.returncode != 0:
+                raise InfraStartFailed(
+                    f"making the Kafka TLS keystore failed (exit {result.returncode})",
+                    log_tail="\n".join((result.stdout + result.stderr).splitlines()[-20:]),
+                )
+
+    async def _format(
+        self,
+        java: str,
+        cp: str,
+        cluster: str,
+        node: KafkaNodeSpec,
+        scram: tuple[str, str] | None,
+    ) -> None:
         command = render.storage_format_command(
-            java, cp, self.layout.log4j_file, self.layout.node_properties(node.node_id), cluster
+            java,
+            cp,
+            self.layout.log4j_file,
+            self.layout.node_properties(node.node_id),
+            cluster,
+            scram=scram,
         )
         try:
             result = await asyncio.to_thread(

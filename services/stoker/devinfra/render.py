@@ -5,7 +5,13 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from stoker.devinfra.spec import LOOPBACK, DynamoDBSpec, KafkaNodeSpec, KafkaSpec
+from stoker.devinfra.spec import (
+    LOOPBACK,
+    SCRAM_MECHANISMS,
+    DynamoDBSpec,
+    KafkaNodeSpec,
+    KafkaSpec,
+)
 
 KAFKA_MAIN = "kafka.Kafka"
 KAFKA_STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -29,17 +35,34 @@ def cluster_id(raw: bytes) -> str:
     return text
 
 
-def server_properties(spec: KafkaSpec, node: KafkaNodeSpec, data_dir: Path) -> str:
-    """server.properties of one combined broker+controller node."""
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+
+
+def server_properties(
+    spec: KafkaSpec,
+    node: KafkaNodeSpec,
+    data_dir: Path,
+    *,
+    keystore: Path | None = None,
+    keystore_password: str | None = None,
+) -> str:
+    """server.properties of one combined broker+controller node. A node with secure ports
+    also listens with SASL_PLAINTEXT (listener SASL) and SASL_SSL (listener TLS), both
+    SCRAM-SHA-256/512, the TLS one presenting `keystore`; the plaintext listener stays."""
+    listeners = [f"PLAINTEXT://{LOOPBACK}:{node.port}"]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if node.sasl_port is not None and node.tls_port is not None:
+        listeners += [f"SASL://{LOOPBACK}:{node.sasl_port}", f"TLS://{LOOPBACK}:{node.tls_port}"]
+        protocols += ["SASL:SASL_PLAINTEXT", "TLS:SASL_SSL"]
     props: dict[str, str | int] = {
         "process.roles": "broker,controller",
         "node.id": node.node_id,
         "controller.quorum.voters": spec.quorum_voters,
-        "listeners": f"PLAINTEXT://{LOOPBACK}:{node.port},CONTROLLER://{LOOPBACK}:{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{node.port}",
+        "listeners": ",".join([*listeners, f"CONTROLLER://{LOOPBACK}:{node.controller_port}"]),
+        "advertised.listeners": ",".join(listeners),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
         "log.dirs": str(data_dir),
         "auto.create.topics.enable": "true",
         "num.partitions": spec.num_partitions,
@@ -56,6 +79,18 @@ def server_properties(spec: KafkaSpec, node: KafkaNodeSpec, data_dir: Path) -> s
         "num.recovery.threads.per.data.dir": 1,
         "unclean.leader.election.enable": "false",
     }
+    if node.sasl_port is not None:
+        if keystore is None or keystore_password is None:
+            raise ValueError("a node with secure listeners needs a keystore and its password")
+        props["sasl.enabled.mechanisms"] = ",".join(SCRAM_MECHANISMS)
+        for listener in ("sasl", "tls"):
+            for mechanism in SCRAM_MECHANISMS:
+                props[f"listener.name.{listener}.{mechanism.lower()}.sasl.jaas.config"] = (
+                    SCRAM_LOGIN
+                )
+        props["listener.name.tls.ssl.keystore.type"] = "PKCS12"
+        props["listener.name.tls.ssl.keystore.location"] = str(keystore)
+        props["listener.name.tls.ssl.keystore.password"] = keystore_password
     if spec.brokers > 1:
         # Failover tests: fence a killed broker after 3 s instead of 9 s so leadership
         # moves while the test waits, not minutes later.
@@ -117,9 +152,22 @@ def kafka_command(
 
 
 def storage_format_command(
-    java: str, cp: str, log4j_file: Path, properties_file: Path, cluster: str
+    java: str,
+    cp: str,
+    log4j_file: Path,
+    properties_file: Path,
+    cluster: str,
+    *,
+    scram: tuple[str, str] | None = None,
 ) -> list[str]:
-    """Format a node's log dir for KRaft; a node already formatted with this id is left alone."""
+    """Format a node's log dir for KRaft; a node already formatted with this id is left alone.
+    `scram` (user, password) is written into the new metadata as a SCRAM credential of
+    every mechanism, so the secure listeners accept it from the first start."""
+    credentials: list[str] = []
+    if scram is not None:
+        user, password = scram
+        for mechanism in SCRAM_MECHANISMS:
+            credentials += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
     return [
         java,
         f"-Xmx{STORAGE_TOOL_HEAP_MB}m",
@@ -136,6 +184,41 @@ def storage_format_command(
         "--config",
         str(properties_file),
         "--ignore-formatted",
+        *credentials,
+    ]
+
+
+KEYSTORE_PASSWORD_ENV = "STOKER_INFRA_KEYSTORE_PASSWORD"
+"""keytool reads the keystore password from this variable, never from its command line."""
+
+
+def keystore_commands(keytool: str, keystore: Path, certificate: Path) -> list[list[str]]:
+    """keytool calls that make the TLS listener's key pair (a self-signed certificate for
+    127.0.0.1 and localhost, so clients verify the host name) and export the certificate as
+    PEM for clients to trust. The password comes from `KEYSTORE_PASSWORD_ENV`."""
+    common = ["-alias", "broker", "-keystore", str(keystore), "-storetype", "PKCS12"]
+    password = ["-storepass:env", KEYSTORE_PASSWORD_ENV]
+    return [
+        [
+            keytool,
+            "-genkeypair",
+            *common,
+            *password,
+            "-keypass:env",
+            KEYSTORE_PASSWORD_ENV,
+            "-keyalg",
+            "EC",
+            "-groupname",
+            "secp256r1",
+            "-validity",
+            "3650",
+            "-dname",
+            "CN=localhost",
+            "-ext",
+            f"SAN=IP:{LOOPBACK},DNS:localhost",
+            "-noprompt",
+        ],
+        [keytool, "-exportcert", *common, *password, "-rfc", "-file", str(certificate)],
     ]
 
 

@@ -13,15 +13,23 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from stoker.core.events import EventData
 from stoker.inference.data import ProductRecord
 
+MAX_TITLE_CHARS = 1_000
+MAX_PRODUCT_TYPE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 5_000
+"""Far more than a model reads (the router cuts a pair to its largest bucket of tokens);
+the limits bound what a request or a record may make the router hold and scan."""
+
 
 class ProductText(BaseModel):
     """The text features of one product."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    title: StrictStr = Field(min_length=1, pattern=r"\S", description="must not be blank")
-    product_type: StrictStr = ""
-    description: StrictStr = ""
+    title: StrictStr = Field(
+        min_length=1, max_length=MAX_TITLE_CHARS, pattern=r"\S", description="must not be blank"
+    )
+    product_type: StrictStr = Field(default="", max_length=MAX_PRODUCT_TYPE_CHARS)
+    description: StrictStr = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
 
     def as_text(self) -> str:
         """One segment of a packed pair, in the layout the duplicate head was trained on."""

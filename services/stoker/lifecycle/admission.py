@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 class Admitted:
     job_id: str
     instance_type: str
+    priority: int = 0
 
 
 @dataclass
@@ -71,7 +72,7 @@ class AdmissionControl:
         blocked: list[tuple[int, int, str, str]] = []
         while self._waiting:
             entry = heapq.heappop(self._waiting)
-            _, _, job_id, instance_type = entry
+            negated_priority, _, job_id, instance_type = entry
             if job_id not in self._queued:
                 continue  # released while waiting
             cap = self.cap(instance_type)
@@ -80,7 +81,7 @@ class AdmissionControl:
                 continue
             self._queued.discard(job_id)
             self.occupy(job_id, instance_type)
-            admitted.append(Admitted(job_id, instance_type))
+            admitted.append(Admitted(job_id, instance_type, -negated_priority))
         for entry in blocked:
             heapq.heappush(self._waiting, entry)
         return admitted

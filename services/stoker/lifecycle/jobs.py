@@ -94,6 +94,18 @@ class JobAlreadyFinished(StokerError):
         self.job = job
 
 
+class JobIdConflict(StokerError):
+    """A job id submitted again with a different spec. `differences` lists the dotted
+    paths of the fields that differ from the stored job's."""
+
+    def __init__(self, job_id: str, differences: list[str]) -> None:
+        super().__init__(
+            f"job {job_id!r} exists with a different spec (differs in: {', '.join(differences)})"
+        )
+        self.job_id = job_id
+        self.differences = differences
+
+
 def parse_spec(raw: Any) -> JobSpec:
     """Validate a submission; every bad field is named in InvalidJobSpec.problems."""
     try:
@@ -160,6 +172,11 @@ class JobService:
         stored, created = await self._t.create(job)
         if stored.team != team:
             raise JobIdTaken(job_id)
+        # The same id with another spec is not a retry of this submission: say what differs.
+        if not created:
+            differences = spec_differences(stored.spec, job.spec)
+            if differences:
+                raise JobIdConflict(job_id, differences)
         return public_record(stored), created
 
     async def get(self, job_id: str, *, team: str | None = None) -> JobRecord:
@@ -254,6 +271,20 @@ def _owner_of(spec: JobSpec, caller: str | None) -> str:
             {"owner": f"the owner is the caller, {caller!r}: leave it out or give that name"}
         )
     return caller
+
+
+def spec_differences(stored: Any, submitted: Any, path: str = "") -> list[str]:
+    """Dotted paths where two specs (as JSON) differ, down to the first differing leaf."""
+    if isinstance(stored, dict) and isinstance(submitted, dict):
+        found: list[str] = []
+        for key in sorted(stored.keys() | submitted.keys()):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in stored or key not in submitted:
+                found.append(where)
+            else:
+                found.extend(spec_differences(stored[key], submitted[key], where))
+        return found
+    return [] if stored == submitted else [path or "<spec>"]
 
 
 def _ended(status: JobStatus, clock: Clock) -> dict[str, Any]:

@@ -20,11 +20,11 @@ import structlog
 import tenacity
 
 from stoker.core.clock import Clock
-from stoker.core.errors import StokerError, VersionConflict
+from stoker.core.errors import JobNotFound, StokerError, VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobStatusChanged
 from stoker.core.job import TERMINAL_STATUSES, JobChange, JobRecord, JobStatus
 from stoker.core.naming import training_job_name
-from stoker.core.retry import RetryPolicy
+from stoker.core.retry import RetryPolicy, is_retriable
 from stoker.core.waiting import stop_requested
 from stoker.lifecycle.admission import AdmissionControl, Admitted
 from stoker.lifecycle.transitions import Transitioner
@@ -52,6 +52,9 @@ class LauncherConfig:
     rest (None: no cap). create_retry: backoff for throttling, 5xx and quota errors of
     CreateTrainingJob. orphan_stop_retry: the same for StopTrainingJob of a training job
     created after its job ended, bounded (8 calls, about half a minute of trying).
+    store_retry: when a launch fails on the store (a read or a write refused), the job's
+    slot is freed at once and the job is offered again after this policy's wait (0.5 s,
+    doubling up to 30 s), for as long as the store keeps failing.
     due_poll_interval_s: how often due retries are looked up."""
 
     caps: dict[str, int] = field(default_factory=dict)
@@ -64,6 +67,11 @@ class LauncherConfig:
     orphan_stop_retry: RetryPolicy = field(
         default_factory=lambda: RetryPolicy(
             initial_delay_s=0.2, multiplier=2, max_delay_s=30, jitter=0.5, max_attempts=8
+        )
+    )
+    store_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(
+            initial_delay_s=0.5, multiplier=2, max_delay_s=30, jitter=0.5, max_attempts=1000
         )
     )
     due_poll_interval_s: float = 0.5
@@ -103,6 +111,10 @@ class Launcher:
         # Jobs as the intake read them, until they launch: saves reading each job twice. A
         # copy that went stale meanwhile loses the versioned write and the job is re-read.
         self._read_at_intake: dict[str, JobRecord] = {}
+        # Launches that failed on the store: failures in a row per job, and the waits
+        # before each is offered again (not launches in flight: `drain` cancels them).
+        self._store_failures: dict[str, int] = {}
+        self._reoffers: set[asyncio.Task[None]] = set()
 
     @property
     def admission(self) -> AdmissionControl:
@@ -114,7 +126,10 @@ class Launcher:
             async for job in all_jobs(self._store, status):
                 self._admission.occupy(job.job_id, _instance_type(job))
                 if status is JobStatus.LAUNCHING:
-                    self._spawn(self._create(job, _Attempt.of_launching(job)))
+                    # Resumed through `_launch`, so a store failure re-queues it too.
+                    self._read_at_intake[job.job_id] = job
+                    admitted = Admitted(job.job_id, _instance_type(job), job.priority)
+                    self._spawn(self._launch(admitted))
         async for job in all_jobs(self._store, JobStatus.NEW):
             self._admission.offer(job.job_id, _instance_type(job), job.priority)
         await self.due_pass()
@@ -174,9 +189,13 @@ class Launcher:
                 return
 
     async def drain(self) -> None:
-        """Wait for launches in flight (on shutdown)."""
+        """Wait for launches in flight (on shutdown). Jobs waiting to be offered again after
+        a store failure are left as the store has them: `recover` offers them next start."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for task in list(self._reoffers):
+            task.cancel()
+        await asyncio.gather(*self._reoffers, return_exceptions=True)
 
     def _pump(self) -> None:
         for admitted in self._admission.admit():
@@ -194,9 +213,63 @@ class Launcher:
             log.error("launch task failed", error=repr(task.exception()))
 
     async def _launch(self, admitted: Admitted) -> None:
+        """Launch an admitted job. A store failure on the way frees the slot and offers the
+        job again later (`store_retry`), instead of holding the slot with the job New."""
+        try:
+            await self._launch_admitted(admitted)
+        except JobNotFound:
+            self._admission.release(admitted.job_id)  # the job is gone: nothing to launch
+        except Exception as exc:
+            self._launch_failed(admitted, exc)
+        else:
+            self._store_failures.pop(admitted.job_id, None)
+
+    def _launch_failed(self, admitted: Admitted, exc: Exception) -> None:
+        job_id = admitted.job_id
+        self._admission.release(job_id)
+        self._read_at_intake.pop(job_id, None)
+        self._pump()  # the freed slot goes to the next job waiting for it
+        failures = self._store_failures.get(job_id, 0) + 1
+        policy = self._config.store_retry
+        if not policy.may_retry(failures):
+            self._store_failures.pop(job_id, None)
+            log.error(
+                "launch failed on the store too often; the job waits for the next start",
+                job_id=job_id,
+                failures=failures,
+                error=str(exc),
+            )
+            return
+        self._store_failures[job_id] = failures
+        delay_s = policy.delay_s(failures)
+        level = log.warning if is_retriable(exc) else log.error
+        level(
+            "launch failed on the store; the job is offered again",
+            job_id=job_id,
+            failures=failures,
+            retry_in_s=round(delay_s, 3),
+            error=str(exc),
+        )
+        task = asyncio.create_task(self._offer_later(admitted, delay_s))
+        self._reoffers.add(task)
+        task.add_done_callback(self._reoffers.discard)
+
+    async def _offer_later(self, admitted: Admitted, delay_s: float) -> None:
+        await self._sleep(delay_s)
+        self._admission.offer(admitted.job_id, admitted.instance_type, admitted.priority)
+        self._pump()
+
+    async def _launch_admitted(self, admitted: Admitted) -> None:
         job = self._read_at_intake.pop(admitted.job_id, None) or await self._store.get(
             admitted.job_id
         )
+        if job.status is JobStatus.LAUNCHING:
+            # Left there by a crash, or by a launch whose store write failed after it
+            # landed: resume that attempt (its training job name finds one already made).
+            await self._create(job, _Attempt.of_launching(job))
+            return
+        if job.status in _HOLDING_SLOT:
+            return  # launched after all (a write that landed but whose answer was lost)
         if job.status not in _LAUNCHABLE:
             self._admission.release(job.job_id)
             return

@@ -6,13 +6,18 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from stoker.adapters.bus.memory import MemoryBus
 from stoker.adapters.store.memory import MemoryJobStore
+from stoker.api.app import create_app
+from stoker.auth.tokens import TokenAuthenticator
 from stoker.core.clock import FakeClock
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.transitions import Transitioner
+from tests.support.auth import mint
 from tests.unit.lifecycle.fakes import FakeTrainingBackend
 
 
@@ -74,3 +79,24 @@ async def world() -> World:
         jobs=JobService(transitioner, clock),
         sleeps=[],
     )
+
+
+@dataclass(frozen=True)
+class Api:
+    """The jobs API over the world's service, and a submitter token of ana in `search`."""
+
+    app: FastAPI
+    token: str
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://t",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+
+
+@pytest.fixture
+async def api(world: World) -> Api:
+    token = await mint(world.store, "ana", "search", clock=world.clock)
+    return Api(create_app(world.jobs, TokenAuthenticator(world.store, world.clock)), token)

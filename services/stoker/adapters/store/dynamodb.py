@@ -28,6 +28,7 @@ from stoker.adapters.aws import (
 )
 from stoker.adapters.store import layout
 from stoker.adapters.store.dynamodb_tokens import DynamoDbTokens
+from stoker.adapters.store.item_size import check_items
 from stoker.core.errors import JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
@@ -159,7 +160,7 @@ class DynamoDbJobStore:
             *layout.counter_updates(self.table, line),
             *self._outbox_puts(outbox),
         ]
-        if await self._write_with_outbox("create", items, outbox):
+        if await self._write_with_outbox("create", items, outbox, job):
             return await self.get(job.job_id), False
         return job, True
 
@@ -191,7 +192,7 @@ class DynamoDbJobStore:
             *layout.counter_updates(self.table, line),
             *self._outbox_puts(outbox),
         ]
-        if await self._write_with_outbox("transition", items, outbox):
+        if await self._write_with_outbox("transition", items, outbox, updated):
             actual = await self._version_of(job_id)
             if actual is None:
                 raise JobNotFound(job_id)
@@ -203,10 +204,13 @@ class DynamoDbJobStore:
         what: str,
         items: list[TransactWriteItemTypeDef],
         outbox: Sequence[tuple[str, CloudEvent]],
+        job: JobRecord,
     ) -> bool:
-        """`_transact`, forgetting the outbox keys again when nothing was written."""
+        """`_transact`, forgetting the outbox keys again when nothing was written. An item
+        over DynamoDB's size limit is refused here (ItemTooLarge naming the field)."""
         written = False
         try:
+            check_items((i["Put"]["Item"] for i in items if "Put" in i), job)
             refused = await self._transact(what, items)
             written = not refused
             return refused

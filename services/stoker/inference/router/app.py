@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from stoker.core.ratelimit import RateLimiter
@@ -28,13 +28,19 @@ from stoker.inference.router.router import Router
 from stoker.ports.auth import Authenticator
 from stoker.ports.resource import Resource
 from stoker.web.auth import BearerAuth, install_refusals
+from stoker.web.body_limit import BodyLimit
 
 MAX_PAIRS_PER_REQUEST = 256
+MAX_QUERY_CHARS = 4_096
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""A full duplicates request (256 pairs of long products) fits; anything larger is 413."""
 
 
 class IntentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: StrictStr = Field(min_length=1, description="the search query to classify")
+    query: StrictStr = Field(
+        min_length=1, max_length=MAX_QUERY_CHARS, description="the search query to classify"
+    )
 
 
 class PairIn(BaseModel):
@@ -46,6 +52,31 @@ class PairIn(BaseModel):
 class DuplicatesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pairs: Annotated[list[PairIn], Field(min_length=1, max_length=MAX_PAIRS_PER_REQUEST)]
+
+
+class Problem(BaseModel):
+    field: str
+    message: str
+
+
+class RouterErrorBody(BaseModel):
+    """Every refusal: `error` is its kind; `detail` lists the bad fields (422) or says why."""
+
+    error: str
+    detail: list[Problem] | str | None = None
+    limit_bytes: int | None = Field(default=None, description="with 413: the body limit")
+
+
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    code: {"model": RouterErrorBody, "description": what}
+    for code, what in (
+        (413, "request body over the limit"),
+        (422, "invalid input, naming each field"),
+        (429, "the model's queue is full"),
+        (503, "draining or not started"),
+        (504, "the deadline passed in the queue"),
+    )
+}
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -94,6 +125,7 @@ def create_app(
                 await router.drain(drain_timeout_s)
 
     app = FastAPI(title="stoker router", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)
     install_refusals(app)
     secured = [] if authenticator is None else [Depends(BearerAuth(authenticator, rate_limiter))]
 
@@ -114,14 +146,14 @@ def create_app(
     async def refused(_: Request, exc: RouterError) -> Response:
         return _error(exc)
 
-    @app.post("/v1/intent", dependencies=secured)
+    @app.post("/v1/intent", dependencies=secured, responses=_REFUSALS)
     async def intent(body: IntentRequest) -> Response:
         result = await router.intent(body.query)
         return _json(
             {"intent": result.intent, "scores": result.scores, "truncated": result.truncated}
         )
 
-    @app.post("/v1/duplicates", dependencies=secured)
+    @app.post("/v1/duplicates", dependencies=secured, responses=_REFUSALS)
     async def duplicates(body: DuplicatesRequest) -> Response:
         results = await router.duplicates([(p.a.as_text(), p.b.as_text()) for p in body.pairs])
         return _json(
@@ -143,7 +175,7 @@ def create_app(
             return _json({"status": "not-ready"}, 503)
         return _json({"status": "ready", "models": list(router.models)})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(router.metrics.render(), media_type="text/plain; version=0.0.4")
 

@@ -15,7 +15,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from stoker.adapters.bus.kafka.broker import retry_transient, wait_reachable
 from stoker.adapters.bus.kafka.config import KafkaConfig
-from stoker.adapters.bus.kafka.errors import TOPIC_ALREADY_EXISTS, translate
+from stoker.adapters.bus.kafka.errors import TOPIC_ALREADY_EXISTS, LoginWatch, translate
 from stoker.adapters.bus.kafka.member import KafkaMember, NewConsumer
 from stoker.adapters.bus.kafka.producer import KafkaPublisher
 from stoker.core.events import CloudEvent
@@ -59,10 +59,19 @@ class KafkaBus:
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         config = self.config
-        admin = AdminClient(config.librdkafka())
+        watch = LoginWatch()
+        admin = AdminClient(config.librdkafka(error_cb=watch))
+
+        def metadata(timeout_s: float) -> None:
+            try:
+                admin.list_topics(timeout=timeout_s)
+            except KafkaException:
+                admin.poll(0)  # serves the error callback, where a refused login shows
+                watch.check("admin connect")
+                raise
 
         def probe(timeout_s: float) -> Awaitable[object]:
-            return asyncio.to_thread(admin.list_topics, timeout=timeout_s)
+            return asyncio.to_thread(metadata, timeout_s)
 
         await wait_reachable("admin", probe, config)
         wanted = list(dict.fromkeys(topics))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from stoker.core.retry import RetryPolicy
 
@@ -26,9 +26,114 @@ OWNED_SETTINGS = frozenset(
         "enable.idempotence",
         "acks",
         "partitioner",
+        "error_cb",
+        # Set from `KafkaSecurity`, so that they are validated and the secrets stay out of
+        # reprs and logs.
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.mechanisms",
+        "sasl.username",
+        "sasl.password",
+        "ssl.ca.location",
+        "ssl.certificate.location",
+        "ssl.key.location",
+        "ssl.key.password",
+        "ssl.endpoint.identification.algorithm",
     }
 )
 """librdkafka settings the adapter sets itself: the delivery rules depend on them."""
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How the bus proves who it is to the brokers and protects the connection.
+
+    protocol: PLAINTEXT (default), SSL (TLS), SASL_PLAINTEXT (SCRAM login, no TLS) or
+        SASL_SSL (SCRAM login over TLS: what a production cluster should use).
+    sasl_mechanism / sasl_username / sasl_password: the SCRAM login (SCRAM-SHA-256 or
+        SCRAM-SHA-512); all three with a SASL protocol, none without. The password is left
+        out of the repr.
+    ssl_ca_location: PEM file of the certificate authorities trusted for the brokers'
+        certificates (default: the system's).
+    ssl_certificate_location / ssl_key_location / ssl_key_password: a client certificate
+        for mutual TLS (optional; certificate and key together; the key's password is left
+        out of the repr).
+    ssl_endpoint_identification: check that a broker's certificate names the host
+        connected to (default true; off only for certificates without the right names).
+    """
+
+    protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+    ssl_endpoint_identification: bool = True
+
+    def __post_init__(self) -> None:
+        if self.protocol not in get_args(SecurityProtocol):
+            raise ValueError(
+                f"protocol must be one of {get_args(SecurityProtocol)}, got {self.protocol!r}"
+            )
+        login = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_username": self.sasl_username,
+            "sasl_password": self.sasl_password,
+        }
+        if self.uses_sasl:
+            missing = [name for name, value in login.items() if not value]
+            if missing:
+                raise ValueError(f"protocol {self.protocol} needs {', '.join(missing)}")
+            if self.sasl_mechanism not in get_args(SaslMechanism):
+                raise ValueError(
+                    f"sasl_mechanism must be one of {get_args(SaslMechanism)}, "
+                    f"got {self.sasl_mechanism!r}"
+                )
+        elif any(value is not None for value in login.values()):
+            raise ValueError(f"SASL settings need a SASL protocol, not {self.protocol}")
+        tls = {
+            "ssl_ca_location": self.ssl_ca_location,
+            "ssl_certificate_location": self.ssl_certificate_location,
+            "ssl_key_location": self.ssl_key_location,
+            "ssl_key_password": self.ssl_key_password,
+        }
+        if not self.uses_tls and any(value is not None for value in tls.values()):
+            raise ValueError(f"TLS settings need protocol SSL or SASL_SSL, not {self.protocol}")
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            raise ValueError("ssl_certificate_location and ssl_key_location come together")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    def librdkafka(self) -> dict[str, Any]:
+        """The librdkafka settings for this protocol (secrets included: never log them)."""
+        settings: dict[str, Any] = {"security.protocol": self.protocol}
+        if self.uses_sasl:
+            settings["sasl.mechanism"] = self.sasl_mechanism
+            settings["sasl.username"] = self.sasl_username
+            settings["sasl.password"] = self.sasl_password
+        if self.uses_tls:
+            settings["ssl.endpoint.identification.algorithm"] = (
+                "https" if self.ssl_endpoint_identification else "none"
+            )
+            optional = {
+                "ssl.ca.location": self.ssl_ca_location,
+                "ssl.certificate.location": self.ssl_certificate_location,
+                "ssl.key.location": self.ssl_key_location,
+                "ssl.key.password": self.ssl_key_password,
+            }
+            settings.update({k: v for k, v in optional.items() if v is not None})
+        return settings
 
 
 def _broker_retry() -> RetryPolicy:
@@ -64,9 +169,9 @@ class KafkaConfig:
     close_flush_s: longest `close` waits for records still on their way (30 s).
     broker_retry: the waits between tries of a broker that does not answer (0.2 s,
         doubling up to 5 s), within `connect_timeout_s`.
-    client_settings: further librdkafka settings for every client (e.g. `security.protocol`,
-        `sasl.mechanism`, `sasl.username`, `sasl.password`); none of `OWNED_SETTINGS`. Left
-        out of the config's repr, as it may hold a secret.
+    security: SASL and TLS (`KafkaSecurity`; default plaintext without a login).
+    client_settings: further librdkafka settings for every client (tuning, say); none of
+        `OWNED_SETTINGS` (security goes through `security`). Left out of the config's repr.
     """
 
     bootstrap: str
@@ -84,6 +189,7 @@ class KafkaConfig:
     commit_interval_ms: int = 200
     close_flush_s: float = 30.0
     broker_retry: RetryPolicy = field(default_factory=_broker_retry)
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
     client_settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +228,7 @@ class KafkaConfig:
         """The settings every librdkafka client of the bus shares, plus `extra`."""
         return {
             **self.client_settings,
+            **self.security.librdkafka(),
             "bootstrap.servers": self.bootstrap,
             "client.id": self.client_id,
             "logger": logging.getLogger(LIBRDKAFKA_LOGGER),

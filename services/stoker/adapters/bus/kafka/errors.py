@@ -42,6 +42,12 @@ _COMMIT_REFUSED = frozenset(
 )
 """A commit the group refused because it moved on: the records are delivered again."""
 
+_LOGIN_REFUSED = frozenset(
+    {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL}
+)
+"""The brokers refused the client's SASL login or the TLS handshake failed (a certificate
+not trusted, a host name it does not name): a configuration error, not an outage."""
+
 TOPIC_ALREADY_EXISTS = KafkaError.TOPIC_ALREADY_EXISTS
 
 
@@ -57,6 +63,7 @@ class KafkaFailure(StokerError):
         self.doing = doing
         self.code = code
         self.code_name = code_name
+        self.detail = detail
 
     @property
     def commit_refused(self) -> bool:
@@ -70,9 +77,42 @@ class KafkaUnavailable(KafkaFailure, InfrastructureUnavailable):
     retriable = True
 
 
+class KafkaLoginRefused(KafkaFailure):
+    """The brokers refused the login (wrong SASL user, password or mechanism) or the TLS
+    handshake failed (an untrusted certificate): check the STOKER_KAFKA_SASL_* and
+    STOKER_KAFKA_SSL_* settings. Not retried."""
+
+    def __str__(self) -> str:
+        return (
+            f"kafka {self.doing}: the brokers refused the login or the TLS handshake "
+            f"({self.code_name}: {self.detail}); check the Kafka SASL and TLS settings"
+        )
+
+
+class LoginWatch:
+    """librdkafka's `error_cb` for one client. A refused login or TLS handshake reaches the
+    application only through this callback (the request that needed the connection just
+    times out), so the client's probes ask the watch why a broker did not answer."""
+
+    def __init__(self) -> None:
+        self.refused: KafkaError | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() in _LOGIN_REFUSED:
+            self.refused = error
+
+    def check(self, doing: str) -> None:
+        """KafkaLoginRefused if the client was refused since it started."""
+        refused = self.refused
+        if refused is not None:
+            raise KafkaLoginRefused(doing, refused.code(), refused.name(), refused.str())
+
+
 def translate(error: KafkaError | KafkaException, doing: str) -> KafkaFailure:
     """The stoker error for a librdkafka one (raise it `from` the original)."""
     err = kafka_error_of(error)
+    if err.code() in _LOGIN_REFUSED:
+        return KafkaLoginRefused(doing, err.code(), err.name(), err.str())
     kind = KafkaUnavailable if err.retriable() or err.code() in _UNAVAILABLE else KafkaFailure
     return kind(doing, err.code(), err.name(), err.str())
 

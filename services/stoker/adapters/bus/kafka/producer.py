@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from stoker.adapters.bus.kafka.broker import wait_reachable
 from stoker.adapters.bus.kafka.config import KafkaConfig
-from stoker.adapters.bus.kafka.errors import translate
+from stoker.adapters.bus.kafka.errors import LoginWatch, translate
 from stoker.core.errors import InfrastructureUnavailable
 
 _DELIVERY_POLL_S = 0.05
@@ -41,6 +41,7 @@ class KafkaPublisher:
         async with self._start_lock:
             if self._producer is not None:
                 return
+            watch = LoginWatch()
             producer = Producer(
                 self._config.librdkafka(
                     **{
@@ -49,12 +50,22 @@ class KafkaPublisher:
                         "linger.ms": self._config.linger_ms,
                         "delivery.timeout.ms": self._config.delivery_timeout_ms,
                         "partitioner": "murmur2_random",
+                        "error_cb": watch,
                     }
                 )
             )
 
+            def metadata(timeout_s: float) -> None:
+                try:
+                    producer.list_topics(timeout=timeout_s)
+                except KafkaException:
+                    # Serves the error callback: a refused login is only reported there.
+                    producer.poll(0)
+                    watch.check("producer connect")
+                    raise
+
             def probe(timeout_s: float) -> Awaitable[object]:
-                return asyncio.to_thread(producer.list_topics, timeout=timeout_s)
+                return asyncio.to_thread(metadata, timeout_s)
 
             await wait_reachable("producer", probe, self._config)
             self._producer = producer
