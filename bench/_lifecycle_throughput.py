@@ -56,7 +56,7 @@ from stoker.devinfra import DevInfra, infra_home, infra_state_dir
 from stoker.lifecycle.jobs import JobService
 from stoker.logs import configure_logging
 from stoker.ports.bus import BusRecord
-from stoker.ports.store import JobStore
+from stoker.ports.store import JobStore, Store
 from stoker.settings import Mode, Settings
 from stoker.simulator.engine import SimulatedSageMaker
 from stoker.simulator.faults import DurationSpec, FaultConfig
@@ -199,7 +199,7 @@ def _settings(plan: ThroughputPlan, run: str, data_dir: Path) -> Settings:
     )
 
 
-def _store(plan: ThroughputPlan, settings: Settings) -> JobStore:
+def _store(plan: ThroughputPlan, settings: Settings) -> Store:
     if plan.store == "sqlite":
         from stoker.adapters.store.sqlite import SqliteJobStore
 

@@ -23,21 +23,46 @@ confusion), and "none" is no signature at all."""
 
 
 class Mode(StrEnum):
+    """Where events travel (and, unless STOKER_STORE says otherwise, where jobs are kept)."""
+
     EMBEDDED = "embedded"
     """SQLite durable log and SQLite store in STOKER_DATA_DIR: one machine, nothing to install."""
     KAFKA = "kafka"
-    """Kafka bus and DynamoDB store."""
+    """Kafka bus; DynamoDB store by default, or SQLite (STOKER_STORE=sqlite) on one machine."""
     DYNAMODB = "dynamodb"
     """DynamoDB store, events carried by the job table's DynamoDB Stream (serverless)."""
 
 
+class StoreKind(StrEnum):
+    SQLITE = "sqlite"
+    """One file in STOKER_DATA_DIR, shared by the processes of one machine."""
+    DYNAMODB = "dynamodb"
+    """DynamoDB tables named after STOKER_DYNAMODB_TABLE_PREFIX: many machines."""
+
+
 class Settings(BaseSettings):
+    """Every STOKER_* setting of the services (docs/settings.md lists them)."""
+
     model_config = SettingsConfigDict(env_prefix="STOKER_", extra="ignore", frozen=True)
 
-    mode: Mode = Field(default=Mode.EMBEDDED, description="embedded | kafka | dynamodb")
-    data_dir: Path = Field(default=Path(".stoker"), description="embedded mode's files")
-    log_level: str = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR")
-    log_json: bool = True
+    mode: Mode = Field(
+        default=Mode.EMBEDDED,
+        description="the event bus: embedded (a SQLite log), kafka, or dynamodb (the job "
+        "table's stream)",
+    )
+    store: StoreKind | None = Field(
+        default=None,
+        description="where jobs are kept: sqlite or dynamodb; unset: sqlite in the embedded "
+        "mode, dynamodb in the kafka and dynamodb modes (the dynamodb mode needs dynamodb)",
+    )
+    data_dir: Path = Field(
+        default=Path(".stoker"),
+        description="the SQLite files (bus, store, notifier ledger) and local training runs",
+    )
+    log_level: str = Field(
+        default="INFO", description="the least severe level logged: DEBUG, INFO, WARNING, ERROR"
+    )
+    log_json: bool = Field(default=True, description="JSON log lines (false: console text)")
     gc_threshold: int = Field(
         default=50_000,
         ge=0,
@@ -51,8 +76,12 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9._\-]{0,100}$",
         description="namespace for topics and consumer groups, e.g. 'staging.'",
     )
-    kafka_partitions: int = Field(default=8, ge=1, le=1024)
-    kafka_replication: int = Field(default=1, ge=1, le=16)
+    kafka_partitions: int = Field(
+        default=8, ge=1, le=1024, description="partitions of the topics stoker creates"
+    )
+    kafka_replication: int = Field(
+        default=1, ge=1, le=16, description="replication factor of the topics stoker creates"
+    )
     kafka_fetch_max_wait_ms: int = Field(
         default=10,
         ge=0,
@@ -105,7 +134,7 @@ class Settings(BaseSettings):
         default=True, description="check that a broker's certificate names its host"
     )
 
-    aws_region: str = "us-east-1"
+    aws_region: str = Field(default="us-east-1", description="region of every AWS client")
     aws_retry_mode: Literal["standard", "adaptive"] = Field(
         default="standard",
         description="botocore's retry mode for DynamoDB requests (adaptive adds a "
@@ -118,12 +147,20 @@ class Settings(BaseSettings):
         description="tries per DynamoDB request, the first included, before its error "
         "reaches stoker",
     )
-    aws_connect_timeout_s: float = Field(default=3.0, gt=0)
-    aws_read_timeout_s: float = Field(default=10.0, gt=0)
+    aws_connect_timeout_s: float = Field(
+        default=3.0, gt=0, description="connect timeout of the DynamoDB clients"
+    )
+    aws_read_timeout_s: float = Field(
+        default=10.0, gt=0, description="read timeout of the DynamoDB clients"
+    )
     dynamodb_endpoint: str | None = Field(
         default=None, description="e.g. http://127.0.0.1:8000 for DynamoDB Local"
     )
-    dynamodb_table_prefix: str = Field(default="stoker", pattern=r"^[A-Za-z0-9_.\-]{1,200}$")
+    dynamodb_table_prefix: str = Field(
+        default="stoker",
+        pattern=r"^[A-Za-z0-9_.\-]{1,200}$",
+        description="names the DynamoDB tables (`<prefix>-jobs`, ...): one deployment each",
+    )
     sagemaker_endpoint: str | None = Field(
         default=None, description="e.g. the SageMaker-API simulator at http://127.0.0.1:8085"
     )
@@ -143,15 +180,27 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON: concurrent jobs per instance type, e.g. {"ml.p3.2xlarge": 4}',
     )
-    default_instance_cap: int | None = Field(default=None, ge=0)
+    default_instance_cap: int | None = Field(
+        default=None,
+        ge=0,
+        description="concurrent jobs of an instance type not in instance_caps (unset: no cap)",
+    )
     monitor_poll_interval_s: float | None = Field(
-        default=None, gt=0, description="default: 1 s for local processes, 60 s for SageMaker"
+        default=None,
+        gt=0,
+        description="time between the monitor's ListTrainingJobs passes; default: 1 s for "
+        "local processes, 20 s for SageMaker (a pass when nothing changed is one request)",
     )
     sagemaker_state_changes: bool = Field(
         default=False,
         description="also follow EventBridge state-change events on stoker.sagemaker.state-changes",
     )
-    monitor_api_rate_per_s: float = Field(default=2.0, gt=0)
+    monitor_api_rate_per_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="SageMaker requests per second the monitor spends at most (its share of "
+        "the account's API rate)",
+    )
     outbox_gather_ms: int = Field(
         default=20,
         ge=0,
@@ -159,18 +208,26 @@ class Settings(BaseSettings):
         description="how long the events of job transitions (other than a new job's, which "
         "go at once) wait for more before one publish carries them all",
     )
-    retry_initial_delay_s: float = Field(default=30.0, ge=0)
-    retry_multiplier: float = Field(default=2.0, ge=1)
-    retry_max_delay_s: float = Field(default=900.0, ge=0)
-    retry_jitter: float = Field(default=0.2, ge=0, le=1)
-    retry_max_attempts: int = Field(default=3, ge=1)
+    retry_initial_delay_s: float = Field(
+        default=30.0, ge=0, description="wait before the second attempt of a failed job"
+    )
+    retry_multiplier: float = Field(
+        default=2.0, ge=1, description="each further wait is this many times the last"
+    )
+    retry_max_delay_s: float = Field(default=900.0, ge=0, description="longest wait")
+    retry_jitter: float = Field(
+        default=0.2, ge=0, le=1, description="random share of each wait, either way"
+    )
+    retry_max_attempts: int = Field(
+        default=3, ge=1, description="attempts of a job, the first included, before Failed"
+    )
     failure_rules: list[dict[str, str]] = Field(
         default_factory=list,
-        description='JSON: extra rules, e.g. [{"reason_pattern": "CUDA out of memory", '
-        '"action": "retry"}]',
+        description='JSON: extra rules, tried before the defaults, e.g. [{"reason_pattern": '
+        '"CUDA out of memory", "action": "retry"}] (docs/training-backends.md)',
     )
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8080, ge=1, le=65535)
+    api_host: str = Field(default="127.0.0.1", description="address the HTTP API listens on")
+    api_port: int = Field(default=8080, ge=1, le=65535, description="port of the HTTP API")
 
     # OIDC/JWT: bearer tokens signed by an identity provider (docs/security.md, "OIDC / JWT").
     oidc_issuer: str | None = Field(
@@ -194,7 +251,9 @@ class Settings(BaseSettings):
     oidc_jwks_cache_s: float = Field(
         default=300.0, gt=0, le=86_400, description="how long fetched JWKS keys are used"
     )
-    oidc_jwks_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    oidc_jwks_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="longest wait for the issuer's JWKS URL (s)"
+    )
     oidc_algorithms: list[str] = Field(
         default_factory=lambda: ["RS256", "ES256"],
         min_length=1,
@@ -228,13 +287,17 @@ class Settings(BaseSettings):
     api_rate_per_s: float = Field(
         default=20.0, ge=0, description="requests per second per credential on the jobs API"
     )
-    api_rate_burst: float = Field(default=40.0, ge=1)
+    api_rate_burst: float = Field(
+        default=40.0, ge=1, description="requests a credential may send at once to the jobs API"
+    )
     router_rate_per_s: float = Field(
         default=1000.0,
         ge=0,
         description="requests per second per credential on one inference router",
     )
-    router_rate_burst: float = Field(default=2000.0, ge=1)
+    router_rate_burst: float = Field(
+        default=2000.0, ge=1, description="requests a credential may send at once to a router"
+    )
     team_max_in_flight: int = Field(
         default=0, ge=0, description="jobs a team may have not yet ended (0: no quota)"
     )
@@ -317,6 +380,21 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _store_fits_the_mode(self) -> Settings:
+        if self.mode is Mode.DYNAMODB and self.store is StoreKind.SQLITE:
+            raise ValueError(
+                "STOKER_STORE: the dynamodb mode carries events on the job table's stream, so "
+                "its store is dynamodb (got sqlite)"
+            )
+        return self
+
+    @property
+    def store_kind(self) -> StoreKind:
+        if self.store is not None:
+            return self.store
+        return StoreKind.SQLITE if self.mode is Mode.EMBEDDED else StoreKind.DYNAMODB
+
     @property
     def backend_kind(self) -> Literal["local", "sagemaker"]:
         if self.training_backend is not None:
@@ -327,7 +405,7 @@ class Settings(BaseSettings):
     def poll_interval_s(self) -> float:
         if self.monitor_poll_interval_s is not None:
             return self.monitor_poll_interval_s
-        return 1.0 if self.backend_kind == "local" else 60.0
+        return 1.0 if self.backend_kind == "local" else 20.0
 
 
 def load_settings() -> Settings:

@@ -473,3 +473,40 @@ async def test_failed_conditional_write_writes_no_outbox_event(store: JobStore) 
         )
     assert await store.pending_outbox() == []
     assert len(await store.history("j1")) == 2
+
+
+async def test_an_ended_job_is_amended_without_a_transition(store: JobStore) -> None:
+    """A Completed job given its description later (the same status, more details) gets a new
+    version and the details, its outbox event, and no history line or trend count; an
+    amendment that tries to change more than details is refused."""
+    await store.create(job("j1"))
+    t1, t2 = T0 + timedelta(seconds=5), T0 + timedelta(seconds=9)
+    await store.transition("j1", change(S.LAUNCHING, T0, attempt=1), expected_version=1)
+    await store.transition("j1", change(S.LAUNCHED, T0), expected_version=2)
+    ended = await store.transition(
+        "j1",
+        change(S.COMPLETED, t1, details={"details_pending": True, "ended_at": t1.isoformat()}),
+        expected_version=3,
+    )
+    await store.mark_published([e.entry_id for e in await store.pending_outbox()])
+    amended = await store.transition(
+        "j1",
+        change(S.COMPLETED, t2, details={"details_pending": False, "billable_seconds": 60}),
+        expected_version=ended.version,
+        outbox=[("completed", status_event(ended, S.COMPLETED))],
+    )
+    assert (amended.status, amended.version) == (S.COMPLETED, ended.version + 1)
+    assert amended.details["billable_seconds"] == 60
+    assert amended.details["ended_at"] == t1.isoformat(), "earlier details are kept"
+    assert await store.get("j1") == amended
+    lines = await store.history("j1")
+    assert [line.to_status for line in lines] == [S.NEW, S.LAUNCHING, S.LAUNCHED, S.COMPLETED]
+    assert len(await store.pending_outbox()) == 1
+    trends = await store.trends(T0, T0)
+    assert trends.jobs_per_status_per_day[date(2026, 3, 1)][S.COMPLETED] == 1
+    with pytest.raises(IllegalTransition):
+        await store.transition(
+            "j1", change(S.COMPLETED, t2, attempt=2), expected_version=amended.version
+        )
+    with pytest.raises(IllegalTransition):
+        await store.transition("j1", change(S.FAILED, t2), expected_version=amended.version)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from stoker.adapters.store.dynamodb import DynamoDbJobStore
-from stoker.app.runtime import build_bus
+from stoker.app.runtime import build_bus, build_store
 from stoker.ports.bus import EventBus
+from stoker.ports.store import JobStore
 from tests.conftest import own_dynamodb_local
 from tests.e2e.receiver import WebhookReceiver
 from tests.e2e.stack import Stack, StackConfig
@@ -89,10 +89,10 @@ def started_stack(
 
 
 @asynccontextmanager
-async def adapters(stack: Stack) -> AsyncIterator[tuple[DynamoDbJobStore, EventBus]]:
+async def adapters(stack: Stack) -> AsyncIterator[tuple[JobStore, EventBus]]:
     """The test's own view of the run: its job store and its (prefixed) Kafka bus."""
     settings = stack.settings()
-    store = DynamoDbJobStore(settings)
+    store = build_store(settings)
     bus = build_bus(settings)
     await store.start()
     await bus.start()

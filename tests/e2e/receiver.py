@@ -20,6 +20,8 @@ class Delivery:
     key: str
     jobs: tuple[tuple[str, str], ...]
     """(job id, state) of every job the message reports (a digest reports several)."""
+    notes: tuple[dict[str, Any], ...] = ()
+    """What the message says about each job, as received."""
 
 
 class WebhookReceiver:
@@ -36,7 +38,7 @@ class WebhookReceiver:
                 body: dict[str, Any] = json.loads(self.rfile.read(length) or b"{}")
                 key = self.headers.get("Idempotency-Key") or str(body.get("idempotency_key"))
                 jobs = tuple((str(j["job_id"]), str(j["state"])) for j in body.get("jobs", []))
-                record(Delivery(key, jobs))
+                record(Delivery(key, jobs, tuple(body.get("jobs", []))))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -80,6 +82,10 @@ class WebhookReceiver:
             for job_id, state in delivery.jobs:
                 seen.setdefault(job_id, set()).add(state)
         return seen
+
+    def notes(self) -> list[dict[str, Any]]:
+        """Every job report of every message received, repeats included."""
+        return [note for delivery in self.deliveries for note in delivery.notes]
 
     def __enter__(self) -> WebhookReceiver:
         self._thread.start()

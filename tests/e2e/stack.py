@@ -103,11 +103,14 @@ class Stack:
 
     def settings(self) -> Any:
         """Settings equal to the services' (for the test's own store and bus)."""
-        from stoker.settings import Mode, Settings
+        from stoker.settings import Mode, Settings, StoreKind
 
         env = self.env()
+        store = env.get("STOKER_STORE")
         return Settings(
             mode=Mode.KAFKA,
+            store=StoreKind(store) if store else None,
+            data_dir=Path(env["STOKER_DATA_DIR"]),
             kafka_bootstrap=env["STOKER_KAFKA_BOOTSTRAP"],
             dynamodb_endpoint=env["STOKER_DYNAMODB_ENDPOINT"],
             topic_prefix=env["STOKER_TOPIC_PREFIX"],
@@ -223,6 +226,11 @@ class Stack:
         """Delete the run's DynamoDB tables: the shared DynamoDB Local keeps every table in
         memory, and each run would otherwise leave thousands of items behind."""
         import asyncio
+
+        from stoker.settings import StoreKind
+
+        if self.settings().store_kind is not StoreKind.DYNAMODB:
+            return
 
         from aiobotocore.session import get_session
 

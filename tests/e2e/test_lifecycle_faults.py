@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -32,7 +34,7 @@ from tests.e2e.workload import (
     wait_terminal,
 )
 from tests.support.events import TopicReader
-from tests.support.waiting import wait_quiet, wait_until
+from tests.support.waiting import poll_until, wait_quiet, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -116,12 +118,46 @@ async def test_a_thousand_jobs_with_faults_end_once_launch_once_notify_once(
     )
     assert not any(again), "a job id submitted twice made a second job"
     assert not verdict.problems, "\n".join(verdict.problems)
+
+    # What each notification tells (docs/notifications.md): when the job ended; a failure's
+    # reason; a Completed job's billable time and model artifacts, or that they follow, in
+    # which case the job's details get them (and a JobDescribed event goes out).
+    told = [note for note in receiver.notes() if note["job_id"] in set(ids)]
+    gaps = [gap for note in told if (gap := _untold(note))]
+    assert not gaps, "\n".join(gaps[:20])
+    following = {n["job_id"] for n in told if n["state"] == "Completed" and n["details_pending"]}
+    async with adapters(stack) as (store, _bus):
+
+        async def described() -> bool:
+            jobs = (await store.get_many(sorted(following))).values()
+            return all(not j.details.get("details_pending") for j in jobs)
+
+        await poll_until(described, 600, 1.0, what="the details that follow the notifications")
+        for job_id in following:
+            details = (await store.get(job_id)).details
+            assert details.get("billable_seconds") is not None, job_id
+            assert details.get("model_artifacts"), job_id
     # The faults that do not depend on the machine's speed really happened. Quota refusals
     # and throttling need launches and ends to overlap, which a slow machine may not give;
     # they are printed above, and docs/testing-lifecycle.md records what a run showed.
     assert verdict.final["Failed"] > 0
     assert verdict.final["Completed"] > 0
     assert verdict.retries > 0
+
+
+def _untold(note: dict[str, Any]) -> str | None:
+    """What a notification about one job leaves out that the docs promise, if anything."""
+    job_id, state = note["job_id"], note["state"]
+    try:
+        datetime.fromisoformat(str(note.get("ended_at")))
+    except ValueError:
+        return f"{job_id}: no end time ({note.get('ended_at')!r})"
+    if state == "Failed" and not note.get("reason"):
+        return f"{job_id}: Failed without its reason"
+    known = note.get("billable_seconds") is not None and note.get("model_artifacts")
+    if state == "Completed" and not note.get("details_pending") and not known:
+        return f"{job_id}: Completed without billable time or model, none to follow"
+    return None
 
 
 async def test_duplicate_and_invalid_input_at_the_edges(

@@ -131,7 +131,10 @@ async def test_email_is_published_to_the_topic_for_its_recipient_only(
     [raw] = received
     envelope = json.loads(raw["Body"])
     assert envelope["Subject"] == "stoker: job em1 Failed"
-    assert "em1: Failed, attempts 3, duration 1m15s" in envelope["Message"]
+    assert (
+        "em1: Failed, ended 2026-01-01T12:00:00+00:00, attempts 3, duration 1m15s"
+        in (envelope["Message"])
+    )
     assert "AlgorithmError: loss is NaN" in envelope["Message"]
     assert envelope["MessageAttributes"]["idempotency_key"]["Value"] == "em1:failed:abc"
     assert envelope["MessageAttributes"]["recipient"]["Value"] == "alice@example.com"

@@ -13,6 +13,7 @@ a JSON event with a raw URL and a non-JSON record carrying a Slack token are dea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -223,6 +224,18 @@ async def scan_tables(stack: Stack) -> str:
     return json.dumps(items, default=str)
 
 
+async def polite_get(
+    client: httpx.AsyncClient, path: str, params: dict[str, Any] | None = None
+) -> httpx.Response:
+    """GET as a well-behaved client reads: a 429 (the API's per-credential rate) is waited
+    out for the Retry-After it names, then asked again."""
+    while True:
+        response = await client.get(path, params=params)
+        if response.status_code != 429:
+            return response
+        await asyncio.sleep(float(response.headers["Retry-After"]))
+
+
 async def api_answers(api_url: str, job_ids: list[str], admin_token: str) -> list[str]:
     """The API's answers about every job (read with an admin's token): each job, its
     history, the lists."""
@@ -232,19 +245,22 @@ async def api_answers(api_url: str, job_ids: list[str], admin_token: str) -> lis
     ) as client:
         for job_id in job_ids:
             for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/history"):
-                response = await client.get(path)
+                response = await polite_get(client, path)
                 assert response.status_code == 200, (path, response.text)
                 texts.append(response.text)
         cursor: str | None = None
         while True:
             params: dict[str, Any] = {"limit": 10, **({"cursor": cursor} if cursor else {})}
-            page = await client.get("/v1/jobs", params=params)
+            page = await polite_get(client, "/v1/jobs", params)
+            assert page.status_code == 200, page.text
             texts.append(page.text)
             cursor = page.json()["next_cursor"]
             if cursor is None:
                 break
         for status in ("Failed", "Completed", "Stopped"):
-            texts.append((await client.get("/v1/jobs", params={"status": status})).text)
+            answer = await polite_get(client, "/v1/jobs", {"status": status})
+            assert answer.status_code == 200, answer.text
+            texts.append(answer.text)
     return texts
 
 

@@ -10,6 +10,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 import jwt
@@ -73,7 +74,8 @@ class Issuer:
 
     def claims(self, **overrides: Any) -> dict[str, Any]:
         """Valid claims for ana of team search, a submitter, for ten minutes; an override
-        of None leaves the claim out."""
+        of None leaves the claim out, a timedelta is a time that far from now (so a test
+        parametrized at collection is still relative to when it runs)."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -84,7 +86,12 @@ class Issuer:
             "iat": now,
             "exp": now + 600,
         }
-        claims.update(overrides)
+        claims.update(
+            {
+                k: now + int(v.total_seconds()) if isinstance(v, timedelta) else v
+                for k, v in overrides.items()
+            }
+        )
         return {k: v for k, v in claims.items() if v is not None}
 
     def token(self, *, headers: dict[str, Any] | None = None, **overrides: Any) -> str:

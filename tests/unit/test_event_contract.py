@@ -18,6 +18,7 @@ from stoker.core.events import (
     DeadLetter,
     JobAttemptFailed,
     JobCompleted,
+    JobDescribed,
     JobFailed,
     JobRetryScheduled,
     JobStatusChanged,
@@ -68,6 +69,15 @@ SAMPLES = [
         job_id="exp-1", owner="ana", attempts=3, ended_at=T0, failure_reason="AlgorithmError: x"
     ),
     JobStopped(job_id="exp-1", owner="ana", attempts=1, ended_at=T0),
+    JobDescribed(
+        job_id="exp-1",
+        owner="ana",
+        status=JobStatus.COMPLETED,
+        attempts=1,
+        ended_at=T0,
+        billable_seconds=60,
+        model_artifacts="s3://b/exp-1-1/output/model.tar.gz",
+    ),
     NotificationSent(
         job_id="exp-1", channel="slack", terminal_status=JobStatus.COMPLETED, target="#ml"
     ),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from stoker.adapters.training.local import LocalProcessBackend
 from stoker.core.failures import (
     Action,
     FailureClassifier,
@@ -21,7 +24,10 @@ from stoker.ports.training import (
     Throttled,
     TrainingBackendError,
     TrainingJobAlreadyExists,
+    TrainingJobDescription,
 )
+from stoker.training_scripts import shipped_entrypoints
+from tests.support.waiting import poll_until
 
 CAPACITY = (
     "CapacityError: Unable to provision requested ML compute capacity. "
@@ -148,3 +154,67 @@ def test_only_quota_errors_are_back_pressure() -> None:
     """ResourceLimitExceeded is back-pressure (wait for capacity); other errors are not."""
     assert ResourceLimitExceeded("x").back_pressure
     assert not Throttled("x").back_pressure
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "InternalServerError: lost the parameter server",
+        "CapacityError: no GPU on this host right now",
+        "ThrottlingException: S3 slowed the input download",
+        "ResourceLimitExceeded: the license server is full",
+    ],
+)
+def test_the_training_code_asks_for_a_retry_with_a_retriable_category(written: str) -> None:
+    """What the code writes to its failure file comes back as `AlgorithmError: <text>`; a text
+    that begins with a category SageMaker retries is retried, with no rule configured."""
+    decision = FailureClassifier().classify(reason=f"AlgorithmError: {written}")
+    assert decision.retry, decision.explanation
+    assert "reported a cause SageMaker itself retries" in decision.explanation
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "AlgorithmError: ValueError: InternalServerError: in a message",
+        "AlgorithmError: exit code 1",
+        "AlgorithmError: InternalServerErrorish: no",
+    ],
+)
+def test_other_algorithm_errors_stay_terminal(reason: str) -> None:
+    assert not FailureClassifier().classify(reason=reason).retry
+
+
+async def test_a_local_run_that_reports_a_retriable_cause_is_retried(tmp_path: Path) -> None:
+    """The local backend, as SageMaker, reports the failure file's text as an AlgorithmError:
+    the shipped script's `fail_with` shows the path a real script takes."""
+    backend = LocalProcessBackend(tmp_path / "work")
+    await backend.start()
+    try:
+        [entrypoint, *_] = shipped_entrypoints()
+        await backend.create_training_job(
+            {
+                "TrainingJobName": "flaky-1",
+                "RoleArn": "arn:aws:iam::123456789012:role/stoker-training",
+                "AlgorithmSpecification": {
+                    "TrainingImage": "local",
+                    "TrainingInputMode": "File",
+                    "ContainerEntrypoint": entrypoint,
+                },
+                "HyperParameters": {"fail_with": "InternalServerError: parameter server gone"},
+                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+                "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+            }
+        )
+        seen: list[TrainingJobDescription] = []
+
+        async def ended() -> bool:
+            seen.append(await backend.describe_training_job("flaky-1"))
+            return seen[-1].status.terminal
+
+        await poll_until(ended, 30.0, interval_s=0.05)
+    finally:
+        await backend.close()
+    reason = seen[-1].failure_reason
+    assert reason == "AlgorithmError: InternalServerError: parameter server gone"
+    assert FailureClassifier().classify(reason=reason).retry

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stoker.core.errors import ConfigurationError
-from stoker.settings import Mode, load_settings
+from stoker.settings import Mode, StoreKind, load_settings
 
 
 def test_defaults_are_the_embedded_mode(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,3 +103,33 @@ def test_a_complete_oidc_configuration_loads(monkeypatch: pytest.MonkeyPatch) ->
     settings = load_settings()
     assert settings.oidc_jwks_url == "http://127.0.0.1:8443/certs"
     assert settings.oidc_role_map == {"ml-admins": "admin"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "store", "expected"),
+    [
+        ("embedded", None, StoreKind.SQLITE),
+        ("kafka", None, StoreKind.DYNAMODB),
+        ("dynamodb", None, StoreKind.DYNAMODB),
+        ("kafka", "sqlite", StoreKind.SQLITE),
+        ("embedded", "dynamodb", StoreKind.DYNAMODB),
+    ],
+)
+def test_the_store_follows_the_mode_unless_chosen(
+    monkeypatch: pytest.MonkeyPatch, mode: str, store: str | None, expected: StoreKind
+) -> None:
+    """STOKER_STORE picks the job store apart from the bus: Kafka with SQLite on one machine."""
+    monkeypatch.setenv("STOKER_MODE", mode)
+    if store is None:
+        monkeypatch.delenv("STOKER_STORE", raising=False)
+    else:
+        monkeypatch.setenv("STOKER_STORE", store)
+    assert load_settings().store_kind is expected
+
+
+def test_the_dynamodb_mode_refuses_another_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its events are the job table's stream: the error says so and names the setting."""
+    monkeypatch.setenv("STOKER_MODE", "dynamodb")
+    monkeypatch.setenv("STOKER_STORE", "sqlite")
+    with pytest.raises(ConfigurationError, match="STOKER_STORE: the dynamodb mode"):
+        load_settings()

@@ -30,7 +30,7 @@ from stoker.ports.bus import EventBus
 from stoker.ports.channel import Channel
 from stoker.ports.ledger import NotificationLedger
 from stoker.ports.store import JobStore
-from stoker.settings import Mode, Settings
+from stoker.settings import Settings
 
 log = structlog.get_logger("stoker.notifier")
 
@@ -38,7 +38,7 @@ log = structlog.get_logger("stoker.notifier")
 def build_ledger(settings: Settings, notify: NotifySettings) -> NotificationLedger:
     kind = notify.ledger
     if kind == "auto":
-        kind = "sqlite" if settings.mode is Mode.EMBEDDED else "dynamodb"
+        kind = settings.store_kind.value  # the ledger lives beside the job store
     if kind == "memory":
         return MemoryLedger()
     if kind == "sqlite":

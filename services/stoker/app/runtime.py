@@ -1,8 +1,9 @@
 """Builds the adapters a process needs from its Settings: the composition root.
 
-The mode picks the transport and the store: embedded (SQLite log + SQLite store in
-STOKER_DATA_DIR), kafka (Kafka + DynamoDB), dynamodb (DynamoDB store, events on the job
-table's DynamoDB Stream). Nothing above this module names a technology.
+The mode picks the transport: embedded (a SQLite log in STOKER_DATA_DIR), kafka, or dynamodb
+(events on the job table's DynamoDB Stream). The store follows the mode (SQLite when
+embedded, DynamoDB otherwise) unless STOKER_STORE chooses: Kafka with SQLite runs on one
+machine without DynamoDB. Nothing above this module names a technology.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import EventBus
 from stoker.ports.store import JobStore, Store, TokenStore
 from stoker.ports.training import TrainingBackend
-from stoker.settings import Mode, Settings
+from stoker.settings import Mode, Settings, StoreKind
 
 if TYPE_CHECKING:
     from stoker.adapters.bus.kafka import KafkaSecurity
@@ -98,8 +99,9 @@ def kafka_security(settings: Settings) -> KafkaSecurity:
 
 
 def build_store(settings: Settings) -> Store:
-    """The job store, which also keeps the API tokens."""
-    if settings.mode is Mode.EMBEDDED:
+    """The job store STOKER_STORE names (by default the mode's: SQLite when embedded,
+    DynamoDB otherwise), which also keeps the API tokens."""
+    if settings.store_kind is StoreKind.SQLITE:
         from stoker.adapters.store.sqlite import SqliteJobStore
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import uuid
 from typing import Annotated
 
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from stoker.bus.consumer import Consumer
 from stoker.cli.jobs import ApiUrl, Token
@@ -28,12 +30,15 @@ from stoker.core.events import (
     DeadLetter,
     JobAttemptFailed,
     JobCompleted,
+    JobDescribed,
     JobFailed,
     JobRetryScheduled,
     JobStatusChanged,
     JobStopped,
     NotificationSent,
 )
+from stoker.lifecycle.outbox_events import TERMINAL_TOPICS
+from stoker.logs import configure_logging
 from stoker.ports.bus import BusRecord
 from stoker.settings import Settings
 
@@ -77,6 +82,12 @@ def tail(
     ] = False,
     api: ApiUrl = DEFAULT_URL,
     token: Token = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="one CloudEvent per line (structured JSON), for scripts to consume"
+        ),
+    ] = False,
 ) -> None:
     """Print JobCompleted, JobFailed and JobStopped events live (Ctrl-C to stop)."""
     from stoker.cli.run import settings_or_exit
@@ -86,24 +97,54 @@ def tail(
         typer.secho(f"unknown event type(s): {', '.join(unknown)}", err=True)
         raise typer.Exit(2)
     if not direct:
-        _tail_api(api, token, event_type or [], all_topics, from_beginning)
+        _tail_api(
+            api,
+            token,
+            event_type or [],
+            all_topics=all_topics,
+            from_beginning=from_beginning,
+            as_json=as_json,
+        )
         return
     settings = settings_or_exit()
+    # Logs go to stderr, so standard output carries only the events (one per line with --json).
+    configure_logging(settings.log_level, json=settings.log_json)
     names = PUBLIC + (
         [topics.LIFECYCLE, topics.NOTIFICATIONS, topics.DEAD_LETTER] if all_topics else []
     )
-    asyncio.run(_tail(settings, names, set(event_type or []), from_beginning))
+    asyncio.run(_tail(settings, names, set(event_type or []), from_beginning, as_json))
+
+
+def show_event(event: CloudEvent, topic: str, *, as_json: bool) -> None:
+    """Print one event: its CloudEvent JSON on one line (`--json`), or a line for people."""
+    if as_json:
+        sys.stdout.write(event_line(event) + "\n")
+        sys.stdout.flush()  # a script reading a pipe sees each event as it comes
+        return
+    body = escape(event.data.model_dump_json(exclude_none=True))
+    console.print(f"[bold]{event.type}[/bold] {topic} {event.subject} {body}")
+
+
+def event_line(event: CloudEvent) -> str:
+    """The event as published: structured-mode CloudEvents JSON, on one line."""
+    return event.to_json().decode()
 
 
 def _tail_api(
-    api: str, token: str | None, types: list[str], all_topics: bool, from_beginning: bool
+    api: str,
+    token: str | None,
+    types: list[str],
+    *,
+    all_topics: bool,
+    from_beginning: bool,
+    as_json: bool,
 ) -> None:
     try:
         with Client(api, token=token) as client:
             for event in client.events(
                 types=types, all_topics=all_topics, from_beginning=from_beginning
             ):
-                _print(event, _topic_of(event))
+                show_event(event, _topic_of(event), as_json=as_json)
         typer.secho("the API ended the stream (it is stopping)", err=True)
     except KeyboardInterrupt:
         return
@@ -115,18 +156,19 @@ def _tail_api(
         raise typer.Exit(1) from exc
 
 
-def _print(event: CloudEvent, where: str) -> None:
-    body = event.data.model_dump_json(exclude_none=True)
-    console.print(f"[bold]{event.type}[/bold] {where} {event.subject} {body}")
-
-
 def _topic_of(event: CloudEvent) -> str:
     """The topic an event type is published on (the stream does not say)."""
+    if isinstance(event.data, JobDescribed):
+        return TERMINAL_TOPICS[event.data.status]
     return TOPIC_OF_TYPE.get(event.type, "")
 
 
 async def _tail(
-    settings: Settings, names: list[str], wanted: set[str], from_beginning: bool
+    settings: Settings,
+    names: list[str],
+    wanted: set[str],
+    from_beginning: bool,
+    as_json: bool = False,
 ) -> None:
     from stoker.app.runtime import build_bus
 
@@ -143,7 +185,7 @@ async def _tail(
             return
         if not from_beginning and event.time < started:
             return
-        _print(event, record.topic)
+        show_event(event, record.topic, as_json=as_json)
 
     # A group of its own: tailing never takes records from the services' groups.
     group = f"stoker-tail-{uuid.uuid4().hex[:8]}"

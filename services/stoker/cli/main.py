@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from stoker.cli import auth, demo, dev, events, jobs, models, router, run, schemas
+from stoker.cli import auth, demo, dev, events, jobs, models, router, run, schemas, settings
 
 app = typer.Typer(
     name="stoker",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(dev.app, name="dev")
 app.add_typer(schemas.app, name="schemas")
+app.add_typer(settings.app, name="settings")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(events.app, name="events")
 app.add_typer(auth.app, name="auth")

@@ -116,6 +116,11 @@ class _Terminal(EventData):
     started_at: datetime | None = None
     ended_at: datetime
     billable_seconds: int | None = Field(default=None, ge=0)
+    details_pending: bool = Field(
+        default=False,
+        description="the end was recorded before the backend described the job: billable "
+        "time and model artifacts follow in a stoker.job.described.v1 event on this topic",
+    )
 
 
 class JobCompleted(_Terminal):
@@ -135,6 +140,25 @@ class JobStopped(_Terminal):
     TYPE = "stoker.job.stopped.v1"
     SCHEMA_NAME = "job-stopped"
     reason: RedactedText | None = None
+
+
+class JobDescribed(EventData):
+    """What the training backend reports about a job that ended, published after its
+    terminal event (on the same topic, with the same key) when that event went out before
+    the backend's description (`details_pending`)."""
+
+    TYPE = "stoker.job.described.v1"
+    SCHEMA_NAME = "job-described"
+    job_id: str
+    owner: str
+    status: JobStatus = Field(description="the job's terminal status")
+    attempts: int = Field(ge=0)
+    training_job_name: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime
+    billable_seconds: int | None = Field(default=None, ge=0)
+    training_seconds: int | None = Field(default=None, ge=0)
+    model_artifacts: str | None = None
 
 
 class NotificationSent(EventData):
@@ -178,6 +202,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         JobCompleted,
         JobFailed,
         JobStopped,
+        JobDescribed,
         NotificationSent,
         DeadLetter,
     )

@@ -5,11 +5,16 @@ A failure is an API error code (from a refused request) and/or a SageMaker
 The category of a FailureReason is the word before its first colon, and a rule's `code`
 matches either the API error code or that category.
 
-The default table settles the clear cases: capacity, throttling, quota and internal errors
-are retried; client and validation errors never are. Everything else — algorithm errors and
-failures no rule knows — is terminal unless one of the configured rules says otherwise
-(for example `AlgorithmError: .*CUDA out of memory` -> retry). Configured rules are tried
-in order and the first match wins, so a narrow `terminal` rule can precede a broad `retry`.
+The default table settles the clear cases as SageMaker does (its pipelines' retry policies
+name them: internal errors, capacity, resource limits, throttling, service faults): those
+are retried; client and validation errors never are. The training code can ask for a retry
+the same way on every backend: SageMaker (and the local backend) reports what the code
+writes to `/opt/ml/output/failure` as `AlgorithmError: <text>`, so a text that begins with
+one of those retriable categories (`InternalServerError: lost the parameter server`) is
+retried. Everything else — other algorithm errors and failures no rule knows — is terminal
+unless one of the configured rules says otherwise (for example `AlgorithmError: .*CUDA out
+of memory` -> retry). Configured rules are tried in order and the first match wins, so a
+narrow `terminal` rule can precede a broad `retry`.
 """
 
 from __future__ import annotations
@@ -90,31 +95,48 @@ def _codes(action: Action, note: str, codes: Iterable[str]) -> list[FailureRule]
     return [rule(action, code=code, note=note) for code in codes]
 
 
+_CAPACITY_CODES = ("CapacityError", "InsufficientCapacity", "InsufficientCapacityError")
+_LIMIT_CODES = ("ResourceLimitExceeded",)
+_THROTTLING_CODES = (
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestLimitExceeded",
+)
+_INTERNAL_CODES = (
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+)
+RETRIABLE_CATEGORIES: tuple[str, ...] = (
+    *_CAPACITY_CODES,
+    *_LIMIT_CODES,
+    *_THROTTLING_CODES,
+    *_INTERNAL_CODES,
+)
+"""The failure categories SageMaker itself treats as worth a new job (its pipelines' retry
+policies: SageMaker.JOB_INTERNAL_ERROR, CAPACITY_ERROR, RESOURCE_LIMIT, Step.THROTTLING and
+SERVICE_FAULT), as error codes and FailureReason categories."""
+
+REPORTED_RETRIABLE = r"^\s*AlgorithmError:\s*(?:" + "|".join(RETRIABLE_CATEGORIES) + r")\s*:"
+"""A failure the training code reported (`AlgorithmError: <failure file>`) whose text begins
+with a retriable category: the code's own way of saying "another try may succeed"."""
+
 DEFAULT_RULES: tuple[FailureRule, ...] = (
     *_codes(
         Action.RETRY,
         "capacity is short right now; another try (or instance type) may get it",
-        ("CapacityError", "InsufficientCapacity", "InsufficientCapacityError"),
+        _CAPACITY_CODES,
     ),
-    *_codes(
+    *_codes(Action.RETRY, "the quota is full; it frees up as running jobs end", _LIMIT_CODES),
+    *_codes(Action.RETRY, "the API is throttling requests", _THROTTLING_CODES),
+    *_codes(Action.RETRY, "the service failed on its side", _INTERNAL_CODES),
+    rule(
         Action.RETRY,
-        "the quota is full; it frees up as running jobs end",
-        ("ResourceLimitExceeded",),
-    ),
-    *_codes(
-        Action.RETRY,
-        "the API is throttling requests",
-        ("ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded"),
-    ),
-    *_codes(
-        Action.RETRY,
-        "the service failed on its side",
-        (
-            "InternalServerError",
-            "InternalFailure",
-            "ServiceUnavailable",
-            "ServiceUnavailableException",
-        ),
+        code="AlgorithmError",
+        pattern=REPORTED_RETRIABLE,
+        note="the training code reported a cause SageMaker itself retries",
     ),
     rule(
         Action.RETRY_IF_RULE,

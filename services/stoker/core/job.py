@@ -103,8 +103,28 @@ class JobChange(BaseModel):
         default_factory=dict, description="merged into JobRecord.details"
     )
 
+    def amends(self, job: JobRecord) -> bool:
+        """Whether this change amends an ended job instead of moving it: the same terminal
+        status, with facts the backend reported after the end was recorded. An amendment
+        changes only `details`; it is not a transition (no history line, no trend count)."""
+        return self.to_status is job.status and job.status.terminal
+
     def apply(self, job: JobRecord) -> JobRecord:
         """The record after this change. Checks the state machine; the store checks the version."""
+        if self.amends(job):
+            if (
+                self.attempt is not None
+                or self.failure_reason is not None
+                or self.due_at is not None
+            ):
+                raise IllegalTransition(job.job_id, job.status.value, self.to_status.value)
+            return job.model_copy(
+                update={
+                    "version": job.version + 1,
+                    "updated_at": self.at,
+                    "details": {**job.details, **self.details},
+                }
+            )
         check_transition(job.job_id, job.status, self.to_status)
         return job.model_copy(
             update={

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
+from typing import Any
 
 MAX_NAME_LENGTH = 63
 MAX_ATTEMPT = 999_999
@@ -41,3 +43,31 @@ def training_job_name(job_id: str, attempt: int) -> str:
     room = MAX_NAME_LENGTH - len(suffix) - len(digest) - 2
     prefix = _INVALID.sub("-", job_id.lower())[:room].strip("-") or "job"
     return f"{prefix}--{digest}{suffix}"
+
+
+JOB_ID_TAG = "stoker:job-id"
+"""The tag stoker adds to every CreateTrainingJob request, valued with the job id: a training
+job seen in SageMaker (the console, a bill, a state-change event) names its stoker job."""
+MAX_TAGS = 50
+"""SageMaker's limit on the tags of one training job."""
+
+
+def tag_problems(request: Mapping[str, Any]) -> dict[str, str]:
+    """What stops stoker from adding its tag to `request`'s Tags, by field (empty if none): a
+    tag of the user's under stoker's key. (The count is a size limit: `core.spec_limits`.)"""
+    tags = request.get("Tags")
+    if not isinstance(tags, list):
+        return {}
+    if any(isinstance(tag, Mapping) and tag.get("Key") == JOB_ID_TAG for tag in tags):
+        return {"training.Tags": f"the key {JOB_ID_TAG!r} is stoker's: it holds the job id"}
+    return {}
+
+
+def with_job_id_tag(tags: list[Any], job_id: str) -> list[Any]:
+    """`tags` with stoker's tag added (replacing one of the user's under its key). A request
+    stored before submissions were checked may already hold MAX_TAGS tags: then the tag is
+    left out, since SageMaker would refuse the request, and the job is still found by name."""
+    own = [t for t in tags if not (isinstance(t, Mapping) and t.get("Key") == JOB_ID_TAG)]
+    if len(own) >= MAX_TAGS:
+        return own
+    return [*own, {"Key": JOB_ID_TAG, "Value": job_id}]

@@ -52,11 +52,17 @@ class JobNote:
     training_job_name: str | None = None
     team: str = DEFAULT_TEAM
     """Whose notification secrets a `secret_ref` target of this job resolves in."""
+    billable_seconds: int | None = None
+    model_artifacts: str | None = None
+    details_pending: bool = False
+    """The end was told before the backend described the job: billable time and model
+    artifacts follow (the job's details, and a `stoker.job.described.v1` event)."""
 
     @classmethod
     def from_event(cls, data: TerminalEvent) -> JobNote:
+        artifacts = None
         if isinstance(data, JobCompleted):
-            state, reason = JobStatus.COMPLETED, None
+            state, reason, artifacts = JobStatus.COMPLETED, None, data.model_artifacts
         elif isinstance(data, JobFailed):
             state, reason = JobStatus.FAILED, data.failure_reason
         else:
@@ -71,7 +77,21 @@ class JobNote:
             ended_at=data.ended_at,
             duration_s=duration,
             training_job_name=data.training_job_name,
+            billable_seconds=data.billable_seconds,
+            model_artifacts=artifacts,
+            details_pending=data.details_pending,
         )
+
+    def details_text(self) -> str:
+        """Billable time and model artifacts as known, or that they follow."""
+        if self.details_pending:
+            return "billable time and model artifacts to follow"
+        parts = []
+        if self.billable_seconds is not None:
+            parts.append(f"billable {self.billable_seconds} s")
+        if self.model_artifacts:
+            parts.append(f"model {self.model_artifacts}")
+        return ", ".join(parts)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +104,9 @@ class JobNote:
             "duration_s": self.duration_s,
             "training_job_name": self.training_job_name,
             "team": self.team,
+            "billable_seconds": self.billable_seconds,
+            "model_artifacts": self.model_artifacts,
+            "details_pending": self.details_pending,
         }
 
     @classmethod
@@ -98,6 +121,9 @@ class JobNote:
             duration_s=doc.get("duration_s"),
             training_job_name=doc.get("training_job_name"),
             team=doc.get("team") or DEFAULT_TEAM,
+            billable_seconds=doc.get("billable_seconds"),
+            model_artifacts=doc.get("model_artifacts"),
+            details_pending=bool(doc.get("details_pending")),
         )
 
 
@@ -150,8 +176,10 @@ class Notification:
         lines = [self.title(), ""]
         for note in self.jobs:
             lines.append(
-                f"- {note.job_id}: {note.state.value}, attempts {note.attempts}, "
-                f"duration {format_duration(note.duration_s)}"
+                f"- {note.job_id}: {note.state.value}, "
+                f"ended {note.ended_at.isoformat(timespec='seconds')}, "
+                f"attempts {note.attempts}, duration {format_duration(note.duration_s)}"
+                + (f", {details}" if (details := note.details_text()) else "")
                 + (f", reason: {note.reason}" if note.reason else "")
             )
         lines += ["", f"owner: {self.owner}", f"ref: {self.idempotency_key}"]

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from stoker.core.naming import JOB_ID_TAG, MAX_TAGS
+
 MAX_SPEC_BYTES = 256 * 1024
 """Largest submission body the jobs API reads: far above any real CreateTrainingJob
 request, and below DynamoDB's 400 KB item, which holds the spec with the job's state."""
@@ -24,8 +26,8 @@ MAX_DEPTH = 8
 MAX_NOTIFY_TARGETS = 10
 MAX_FALLBACKS = 10
 MAX_INSTANCE_TYPE_CHARS = 64
-MAX_USER_TAGS = 49
-"""SageMaker takes 50 tags; the launcher adds one (`stoker:job-id`)."""
+MAX_USER_TAGS = MAX_TAGS - 1
+"""SageMaker takes MAX_TAGS tags; the launcher adds one (`stoker:job-id`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,13 @@ def _tag_problems(tags: Any) -> list[tuple[Loc, str]]:
         return [(("Tags",), "must be a list of {Key, Value}")]
     problems: list[tuple[Loc, str]] = []
     if len(tags) > MAX_USER_TAGS:
-        problems.append((("Tags",), f"at most {MAX_USER_TAGS} tags, got {len(tags)}"))
+        problems.append(
+            (
+                ("Tags",),
+                f"at most {MAX_USER_TAGS} tags, got {len(tags)}: SageMaker allows {MAX_TAGS} "
+                f"and stoker adds {JOB_ID_TAG!r} to each training job",
+            )
+        )
     for i, tag in enumerate(tags):
         if not isinstance(tag, Mapping):
             continue

@@ -124,6 +124,12 @@ def plan_transition(
     return updated, line
 
 
+def records_history(line: Transition) -> bool:
+    """Whether a planned write is a transition, kept in the history and counted in trends;
+    an amendment of an ended job (the same terminal status, more details) is neither."""
+    return line.from_status is not line.to_status
+
+
 def plan_from_copy(
     current: JobRecord | None, job_id: str, change: JobChange, expected_version: int
 ) -> tuple[JobRecord, Transition] | None:

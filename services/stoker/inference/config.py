@@ -59,9 +59,17 @@ class InferenceSettings(BaseSettings):
     replicas: int = Field(
         default=1, ge=1, le=256, description="model copies run concurrently (NeuronCores)"
     )
-    threads_per_replica: int = Field(default=2, ge=1, le=256)
-    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
-    seq_buckets: tuple[int, ...] = DEFAULT_SEQ_BUCKETS
+    threads_per_replica: int = Field(
+        default=2, ge=1, le=256, description="intra-op threads of each CPU replica"
+    )
+    batch_sizes: tuple[int, ...] = Field(
+        default=DEFAULT_BATCH_SIZES,
+        description="JSON list: the batch sizes compiled and warmed (static shapes)",
+    )
+    seq_buckets: tuple[int, ...] = Field(
+        default=DEFAULT_SEQ_BUCKETS,
+        description="JSON list: the sequence-length buckets inputs are padded to",
+    )
     models_dir: Path | None = Field(
         default=None, description="trained heads; default <STOKER_DATA_DIR>/models"
     )

@@ -22,6 +22,7 @@ from stoker.core.auth import DEFAULT_TEAM
 from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, StokerError, VersionConflict
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+from stoker.core.naming import tag_problems
 from stoker.core.notify_rules import NotifyRules
 from stoker.core.policy import Policy, Violation
 from stoker.core.redaction import redact, redact_text
@@ -69,12 +70,12 @@ class SubmissionRules:
     def check(self, spec: JobSpec, team: str) -> None:
         """Raise InvalidJobSpec for a malformed request (422), then PolicyViolation for one
         the team may not make (403)."""
+        problems = tag_problems(spec.training)
         if self.validator is not None:
-            problems = self.validator.problems(spec.training)
-            if problems:
-                raise InvalidJobSpec(
-                    {f"training.{k}" if k else "training": v for k, v in problems.items()}
-                )
+            found = self.validator.problems(spec.training)
+            problems |= {f"training.{k}" if k else "training": v for k, v in found.items()}
+        if problems:
+            raise InvalidJobSpec(problems)
         violations = self.policy.violations(spec, team, local_runs=self.local_runs)
         if violations:
             raise PolicyViolation(team, violations)

@@ -23,7 +23,7 @@ from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, StokerError, VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobStatusChanged
 from stoker.core.job import TERMINAL_STATUSES, JobChange, JobRecord, JobStatus
-from stoker.core.naming import training_job_name
+from stoker.core.naming import training_job_name, with_job_id_tag
 from stoker.core.retry import RetryPolicy, is_retriable
 from stoker.core.waiting import stop_requested
 from stoker.lifecycle.admission import AdmissionControl, Admitted
@@ -482,15 +482,14 @@ def build_request(job: JobRecord, name: str, instance_type: str) -> dict[str, An
     """The CreateTrainingJob request of one attempt: `name` (one per attempt) on
     `instance_type` (a capacity fallback may have changed it).
 
-    The spec's request is used unchanged otherwise. CheckpointConfig stays the same across
-    attempts, so a retried attempt resumes from the last checkpoint.
+    The spec's request is used unchanged otherwise, but for the `stoker:job-id` tag
+    (`with_job_id_tag`). CheckpointConfig stays the same across attempts, so a retried
+    attempt resumes from the last checkpoint.
     """
     training: dict[str, Any] = {**job.spec["training"]}
     training["TrainingJobName"] = name
     training["ResourceConfig"] = {**training["ResourceConfig"], "InstanceType": instance_type}
-    tags = list(training.get("Tags", []))
-    tags.append({"Key": "stoker:job-id", "Value": job.job_id})
-    training["Tags"] = tags
+    training["Tags"] = with_job_id_tag(list(training.get("Tags", [])), job.job_id)
     return training
 
 

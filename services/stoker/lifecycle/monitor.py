@@ -1,12 +1,20 @@
 """The monitor: follows launched jobs with few API calls.
 
-One `ListTrainingJobs` pass (by last-modified time) per interval finds what changed;
-`DescribeTrainingJob` is called only for jobs that reached an end state. Every call waits
-for the token bucket (the monitor's share of the API rate), and a throttled or failed call
-is retried with backoff, so polls do not fail under an API throttle. State-change events
-(EventBridge's "SageMaker Training Job State Change") can feed the same path when a source
-for them is configured; repeats are dropped because a job already in the reported state is
-left alone.
+One `ListTrainingJobs` pass (by last-modified time) per interval finds what changed. A
+listing tells each job's status and end time but not its failure reason, billable time or
+model artifacts, which take a `DescribeTrainingJob` each; `stoker.lifecycle.ends` decides
+which ends wait for it: failures first, oldest first, as many as the API share describes
+within `describe_wait_s`. Beyond that, a Completed or Stopped job is recorded at once from
+the listing (`details_pending`) and described in the background, which amends the job and
+publishes `JobDescribed`; a failure is described when its turn comes. Every call waits for
+the token bucket (the monitor's share of the API rate), the listing before any background
+description, and a throttled or failed call is retried with backoff, so polls do not fail
+under an API throttle.
+
+State-change events (EventBridge's "SageMaker Training Job State Change") feed the same
+path when a source for them is configured; they carry the whole description, so an end they
+report is recorded at once, with every detail and no API call. Repeats are dropped because
+a job already in the reported state is left alone.
 """
 
 from __future__ import annotations
@@ -14,13 +22,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 import structlog
-import tenacity
 
 from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, VersionConflict
@@ -38,17 +45,26 @@ from stoker.core.job import (
     JobStatus,
 )
 from stoker.core.naming import training_job_name
-from stoker.core.ratelimit import TokenBucket
-from stoker.core.retry import RetryPolicy
-from stoker.core.waiting import stop_requested
+from stoker.core.waiting import first_set, stop_requested
+from stoker.lifecycle.ends import (
+    DescribeQueue,
+    EndSeen,
+    Need,
+    Queued,
+    describe_budget,
+    facts_of,
+    plan_ends,
+)
+from stoker.lifecycle.followed import Followed, FollowedJobs
 from stoker.lifecycle.listing_window import ListingWindow
+from stoker.lifecycle.monitor_config import MonitorConfig
 from stoker.lifecycle.outbox_events import extra
+from stoker.lifecycle.paced_api import PacedApi
 from stoker.lifecycle.state_changes import StateChange
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
 from stoker.ports.store import all_jobs
 from stoker.ports.training import (
-    Throttled,
     TrainingBackend,
     TrainingBackendError,
     TrainingJobDescription,
@@ -56,8 +72,9 @@ from stoker.ports.training import (
     TrainingJobStatus,
 )
 
+__all__ = ["Monitor", "MonitorConfig"]
+
 log = structlog.get_logger("stoker.monitor")
-T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -65,91 +82,12 @@ _FOLLOWED = (JobStatus.LAUNCHED, JobStatus.IN_PROGRESS, JobStatus.STOPPING)
 _QUEUED = (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
 
 
-API_RETRY = RetryPolicy(
-    initial_delay_s=1.0, multiplier=2, max_delay_s=30.0, jitter=0.2, max_attempts=6
-)
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """A training job's status as a listing showed it, and when it ended (if it did)."""
 
-
-@dataclass(frozen=True)
-class MonitorConfig:
-    """poll_interval_s: time between ListTrainingJobs passes (default 60 s, as the seed).
-    lookback_s: how late a change may reach a listing and still be found (SageMaker stamps
-    changes on its own clock, and its listing may lag them); passes overlap by one interval,
-    and at least every look-back one reaches back a whole look-back (`ListingWindow`).
-    api_rate_per_s / api_burst: the token bucket for every SageMaker call.
-    unfollowed_memory: listed names not yet followed whose status is kept (newest win).
-    max_concurrent_observations: observed changes applied at once within a pass, each by a
-    worker of its own. More makes a pass of many ends take fewer write turns, but their
-    steps all become ready together, and in a process shared with the launcher its next
-    step waits behind each such round of the event loop. Ends can wait, launches should
-    not: a small number keeps the rounds short, at the price of ends recorded a little
-    later (`bench/lifecycle.py` (a) measures both)."""
-
-    poll_interval_s: float = 60.0
-    lookback_s: float = 5.0
-    api_rate_per_s: float = 2.0
-    api_burst: float = 2.0
-    unfollowed_memory: int = 10_000
-    max_concurrent_observations: int = 16
-    api_retry: RetryPolicy = API_RETRY
-    """How a throttled or failed SageMaker call is retried within a pass (six tries, about
-    half a minute of waits); a call that still fails fails the pass, and the next pass tries
-    again."""
-
-
-@dataclass
-class _Followed:
-    job_id: str
-    attempt: int = 0
-    stop_wanted: bool = False
-    stop_sent: bool = False
-    listed: TrainingJobStatus | None = None
-
-
-class _FollowedJobs:
-    """Followed training jobs by name, with an index by job id: a job's end must find its
-    names without scanning every followed job (that scan made each end cost O(jobs))."""
-
-    def __init__(self) -> None:
-        self._by_name: dict[str, _Followed] = {}
-        self._names: dict[str, set[str]] = {}
-
-    def __len__(self) -> int:
-        return len(self._by_name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._by_name
-
-    def get(self, name: str) -> _Followed | None:
-        return self._by_name.get(name)
-
-    def follow(self, name: str, followed: _Followed) -> _Followed:
-        """Follow `name` unless it is followed already; returns what is followed."""
-        current = self._by_name.get(name)
-        if current is not None:
-            return current
-        self._by_name[name] = followed
-        self._names.setdefault(followed.job_id, set()).add(name)
-        return followed
-
-    def pop(self, name: str) -> None:
-        followed = self._by_name.pop(name, None)
-        if followed is None:
-            return
-        names = self._names.get(followed.job_id)
-        if names is not None:
-            names.discard(name)
-            if not names:
-                del self._names[followed.job_id]
-
-    def names_of(self, job_id: str) -> list[str]:
-        return list(self._names.get(job_id, ()))
-
-    def items(self) -> list[tuple[str, _Followed]]:
-        return list(self._by_name.items())
-
-    def names(self) -> list[str]:
-        return list(self._by_name)
+    status: TrainingJobStatus
+    ended_at: datetime | None = None
 
 
 class Monitor:
@@ -177,12 +115,18 @@ class Monitor:
         self._backend = backend
         self._clock = clock
         self._config = config or MonitorConfig()
-        self._bucket = TokenBucket(clock, self._config.api_rate_per_s, self._config.api_burst)
-        self._sleep = sleep
-        self._followed = _FollowedJobs()
+        self._api = PacedApi(
+            backend,
+            clock,
+            rate_per_s=self._config.api_rate_per_s,
+            burst=self._config.api_burst,
+            retry=self._config.api_retry,
+            sleep=sleep,
+        )
+        self._followed = FollowedJobs()
         # Latest listed status of names not followed (yet): a Launched event that arrives
         # after its job's last change was listed finds the change here, not in a later pass.
-        self._unfollowed: dict[str, TrainingJobStatus] = {}
+        self._unfollowed: dict[str, _Seen] = {}
         # Names of the attempt a job stopped while queued would have made next: a launcher
         # that died between CreateTrainingJob and its Launched write left that
         # training job running under a job now Stopped. Checked against what was listed
@@ -198,10 +142,21 @@ class Monitor:
             lookback=timedelta(seconds=self._config.lookback_s),
             interval=timedelta(seconds=self._config.poll_interval_s),
         )
+        self._queue = DescribeQueue()
+        self._queued = asyncio.Event()
+        # Clear while a pass lists and describes what it must: background descriptions wait,
+        # so they never delay the listing that finds the next ends.
+        self._pass_idle = asyncio.Event()
+        self._pass_idle.set()
 
     @property
     def followed(self) -> int:
         return len(self._followed)
+
+    @property
+    def describes_waiting(self) -> int:
+        """Ended training jobs waiting for DescribeTrainingJob (failures and details)."""
+        return len(self._queue)
 
     async def recover(self) -> None:
         for status in _FOLLOWED:
@@ -209,7 +164,25 @@ class Monitor:
                 name = job.details.get("training_job_name")
                 if isinstance(name, str):
                     stopping = status is JobStatus.STOPPING
-                    self._followed.follow(name, _Followed(job.job_id, job.attempt, stopping))
+                    self._followed.follow(name, Followed(job.job_id, job.attempt, stopping))
+        if self._config.describe_wait_s is not None:
+            await self._recover_pending_details()
+
+    async def _recover_pending_details(self) -> None:
+        """Queue the description of ended jobs recorded without it (newest first, back to
+        `details_recovery_s`): the monitor that recorded them may have stopped before."""
+        horizon = self._clock.now() - timedelta(seconds=self._config.details_recovery_s)
+        for status in (JobStatus.COMPLETED, JobStatus.STOPPED):
+            async for job in all_jobs(self._store, status):
+                if job.created_at < horizon:
+                    break
+                name = job.details.get("training_job_name")
+                if job.details.get("details_pending") and isinstance(name, str):
+                    self._queue.push(
+                        Need.DETAILS, EndSeen(name, _ended(status), job.updated_at), job.job_id
+                    )
+        if self._queue:
+            self._queued.set()
 
     async def on_event(self, event: CloudEvent, _record: BusRecord) -> None:
         """Consumer handler for the lifecycle topic: start and stop following jobs."""
@@ -221,7 +194,7 @@ class Monitor:
                 return  # a late copy: that attempt (or the whole job) has ended
             # The launcher names every attempt this way.
             name = training_job_name(data.job_id, data.attempt)
-            self._followed.follow(name, _Followed(data.job_id, data.attempt))
+            self._followed.follow(name, Followed(data.job_id, data.attempt))
         elif data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
             # A RetryScheduled copy can arrive late (the outbox relay republishes events
             # whose writer was slow to mark them), after the next attempt was launched:
@@ -240,30 +213,95 @@ class Monitor:
             job = await self._store.get(data.job_id)
             current = job.details.get("training_job_name")
             if isinstance(current, str):
-                followed = self._followed.follow(current, _Followed(job.job_id, job.attempt))
+                followed = self._followed.follow(current, Followed(job.job_id, job.attempt))
                 followed.stop_wanted = True
 
     async def on_state_change(self, change: StateChange, _record: BusRecord) -> None:
         """Consumer handler for forwarded SageMaker state-change events."""
-        await self.observe(change.training_job_name, change.status)
+        await self.observe(change.training_job_name, change.status, description=change.description)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Passes every interval, and the background descriptions, until `stop`."""
+        await asyncio.gather(self._poll(stop), self.run_describer(stop))
+
+    async def _poll(self, stop: asyncio.Event) -> None:
+        """A pass every `poll_interval_s`, start to start: a pass that lists a burst of ends
+        does not push the next one back by its own length."""
         while not stop.is_set():
+            started = self._clock.monotonic()
             try:
                 await self.poll_once()
             except Exception as exc:
                 log.warning("monitor pass failed; next pass retries", error=str(exc))
-            if await stop_requested(stop, self._config.poll_interval_s):
+            took = self._clock.monotonic() - started
+            if await stop_requested(stop, max(0.0, self._config.poll_interval_s - took)):
                 return
 
+    async def run_describer(self, stop: asyncio.Event) -> None:
+        """Describe queued training jobs one at a time, behind every pass, until `stop`. A
+        description that fails after its retries goes back in the queue if the error says
+        another try may succeed; otherwise it is logged and dropped."""
+        while not stop.is_set():
+            if not self._queue:
+                await first_set(self._queued, stop)
+                self._queued.clear()
+                continue
+            await first_set(self._pass_idle, stop)
+            entry = self._queue.pop() if not stop.is_set() else None
+            if entry is not None:
+                await self._describe_logged(entry)
+
+    async def describe_queued(self) -> int:
+        """Describe every queued training job now; returns how many were applied."""
+        applied = 0
+        while (entry := self._queue.pop()) is not None:
+            applied += await self._describe_logged(entry)
+        return applied
+
+    async def _describe_logged(self, entry: Queued) -> int:
+        try:
+            return await self._describe_queued(entry)
+        except Exception as exc:
+            bound = log.bind(training_job_name=entry.name, need=entry.need.name)
+            if getattr(exc, "retriable", False):
+                bound.warning("description failed; queued again", error=str(exc))
+                self._queue.again(entry)
+            else:
+                bound.error("description failed; dropped", error=str(exc))
+            return 0
+
+    async def _describe_queued(self, entry: Queued) -> int:
+        if entry.need is Need.REASON:
+            job = await self._current_job(entry.name)
+            if job is None:
+                return 0
+            described = await self._api.describe(entry.name)
+            return await self._finish_described(entry.name, job, described)
+        try:
+            job = await self._store.get(entry.job_id or "")
+        except JobNotFound:
+            return 0
+        if not _details_pending(job, entry.name):
+            return 0
+        return await self._amend(job, await self._api.describe(entry.name))
+
     def _watch_for_orphan(self, name: str) -> None:
-        if self._unfollowed.get(name) is TrainingJobStatus.IN_PROGRESS:
+        seen = self._unfollowed.get(name)
+        if seen is not None and seen.status is TrainingJobStatus.IN_PROGRESS:
             self._orphans.append(name)
         else:
             self._stop_if_running.add(name)
 
     async def poll_once(self) -> int:
-        """One pass: list what changed, describe what ended, send pending stops."""
+        """One pass: send pending stops, list what changed, record it (describing the ends
+        that may wait for it, queueing the others). Background descriptions wait meanwhile."""
+        self._pass_idle.clear()
+        try:
+            return await self._pass()
+        finally:
+            self._pass_idle.set()
+
+    async def _pass(self) -> int:
         await self._send_stops()
         await self._stop_orphans()
         if not self._followed and not self._stop_if_running:
@@ -273,36 +311,65 @@ class Monitor:
         started = self._clock.now()
         window = self._window.next(started)
         # Every page of the listing is one API request: each one waits for its own token.
-        summaries = await self._call(
-            lambda: self._backend.list_training_jobs(
-                last_modified_time_after=window.since, before_page=self._take_token
-            ),
-            paces_itself=True,
-        )
+        summaries = await self._api.list_changed(window.since)
         self._window.listed(started, window)
         watched, self._stop_if_running = self._stop_if_running, set()
-        todo: list[tuple[str, TrainingJobStatus]] = []
+        todo: list[tuple[str, _Seen]] = []
         for summary in summaries:
+            seen = _Seen(
+                summary.status,
+                (summary.training_end_time or summary.last_modified_time)
+                if summary.status.terminal
+                else None,
+            )
             followed = self._followed.get(summary.name)
             if followed is not None:
                 self._unfollowed.pop(summary.name, None)
-                if followed.listed is summary.status and not summary.status.terminal:
+                if followed.listed is summary.status and (
+                    not summary.status.terminal or summary.name in self._queue
+                ):
                     continue  # listed again only because consecutive windows overlap
                 followed.listed = summary.status
-                todo.append((summary.name, summary.status))
+                todo.append((summary.name, seen))
             else:
-                self._remember(summary.name, summary.status)
+                self._remember(summary.name, seen)
                 if summary.name in watched and summary.status is TrainingJobStatus.IN_PROGRESS:
                     self._orphans.append(summary.name)
         await self._stop_orphans()
         todo += [
             (n, self._unfollowed.pop(n)) for n in self._followed.names() if n in self._unfollowed
         ]
-        return await self._observe_all(todo)
+        return await self._apply(todo)
 
-    async def _observe_all(self, todo: list[tuple[str, TrainingJobStatus]]) -> int:
-        """Apply observations a few at a time: each costs several store and API round trips,
-        and one by one a pass over hundreds of ended jobs took minutes. Each name is a
+    async def _apply(self, todo: list[tuple[str, _Seen]]) -> int:
+        """Record what a pass found: starts at once; ends as `plan_ends` says."""
+        now = self._clock.now()
+        ends = [
+            EndSeen(name, seen.status, seen.ended_at or now)
+            for name, seen in todo
+            if seen.status.terminal
+        ]
+        budget = describe_budget(
+            self._config.api_rate_per_s, self._config.describe_wait_s, len(self._queue)
+        )
+        plan = plan_ends(ends, budget)
+        steps: list[Callable[[], Awaitable[int]]] = [
+            functools.partial(self.observe, name, seen.status)
+            for name, seen in todo
+            if not seen.status.terminal
+        ]
+        steps += [functools.partial(self._record_listed_end, end) for end in plan.record_now]
+        applied = await self._run_all(steps)
+        for end in plan.describe_later:
+            self._queue.push(Need.REASON, end)
+        if plan.describe_later:
+            self._queued.set()
+        described = [functools.partial(self.observe, e.name, e.status) for e in plan.describe_now]
+        return applied + await self._run_all(described)
+
+    async def _run_all(self, steps: Sequence[Callable[[], Awaitable[int]]]) -> int:
+        """Run steps a few at a time: each costs several store and API round trips, and one
+        by one a pass over hundreds of ended jobs took minutes. Each step is about a
         different job, so they do not interfere; the token bucket still paces the API.
 
         A few workers take the observations in turn. A task per observation,
@@ -310,19 +377,19 @@ class Monitor:
         once, ahead of the launch path, and kept each alive (its coroutines, context and
         future) for the collector to visit while it waited. Every observation is tried even
         when one fails; the first failure is raised after."""
-        pending = iter(todo)
+        pending = iter(steps)
         failures: list[BaseException] = []
 
         async def worker() -> int:
             applied = 0
-            for name, status in pending:
+            for step in pending:
                 try:
-                    applied += await self.observe(name, status)
+                    applied += await step()
                 except Exception as exc:
                     failures.append(exc)
             return applied
 
-        workers = min(len(todo), self._config.max_concurrent_observations)
+        workers = min(len(steps), self._config.max_concurrent_observations)
         counts = await asyncio.gather(*(worker() for _ in range(workers)), return_exceptions=True)
         for count in counts:
             if isinstance(count, BaseException):
@@ -331,11 +398,19 @@ class Monitor:
             raise failures[0]
         return sum(count for count in counts if isinstance(count, int))
 
-    def _remember(self, name: str, status: TrainingJobStatus) -> None:
-        _remember_newest(self._unfollowed, name, status, self._config.unfollowed_memory)
+    def _remember(self, name: str, seen: _Seen) -> None:
+        _remember_newest(self._unfollowed, name, seen, self._config.unfollowed_memory)
 
-    async def observe(self, name: str, status: TrainingJobStatus) -> int:
-        """Apply an observed training-job status (from a list pass or a state-change event)."""
+    async def observe(
+        self,
+        name: str,
+        status: TrainingJobStatus,
+        *,
+        description: TrainingJobDescription | None = None,
+    ) -> int:
+        """Apply an observed training-job status (from a list pass or a state-change event).
+        An end is recorded from `description` when it is given (a state-change event carries
+        it), else from a DescribeTrainingJob; a failure without its reason is described."""
         job = await self._current_job(name)
         if job is None:
             return 0
@@ -347,14 +422,55 @@ class Monitor:
             return 1
         if not status.terminal:
             return 0
-        described = await self._call(lambda: self._backend.describe_training_job(name))
+        if (
+            description is None
+            or description.status is not status
+            or (status is TrainingJobStatus.FAILED and not description.failure_reason)
+        ):
+            description = await self._api.describe(name)
+        return await self._finish_described(name, job, description)
+
+    async def _finish_described(
+        self, name: str, job: JobRecord, described: TrainingJobDescription
+    ) -> int:
         if await self._finish(job, described):
             self._followed.pop(name)
         else:
             # The job moved meanwhile (a stop raced the end). The listing window is past this
             # change, so it is kept for the next pass, which re-reads the job and applies it.
-            self._unfollowed[name] = status
+            ended = described.training_end_time or described.last_modified_time
+            self._unfollowed[name] = _Seen(described.status, ended)
         return 1
+
+    async def _record_listed_end(self, end: EndSeen) -> int:
+        """Record a Completed or Stopped end from the listing; its description follows."""
+        job = await self._current_job(end.name)
+        if job is None:
+            return 0
+        facts = {"ended_at": end.ended_at.isoformat(), "details_pending": True}
+        if end.status is TrainingJobStatus.COMPLETED:
+            moved = await self._move(job, JobStatus.COMPLETED, "training completed", facts)
+        else:
+            moved = await self._move(job, JobStatus.STOPPED, "training stopped", facts)
+        if not moved:
+            self._unfollowed[end.name] = _Seen(end.status, end.ended_at)
+            return 1
+        self._followed.pop(end.name)
+        self._queue.push(Need.DETAILS, end, job.job_id)
+        self._queued.set()
+        return 1
+
+    async def _amend(self, job: JobRecord, described: TrainingJobDescription) -> int:
+        """Add the description of an ended job recorded without it; another monitor may have
+        done so meanwhile, which the second read shows."""
+        for _ in range(2):
+            facts = {**facts_of(described), "details_pending": False}
+            if await self._move(job, job.status, "training job described", facts):
+                return 1
+            job = await self._store.get(job.job_id)
+            if not _details_pending(job, described.name):
+                return 0
+        return 0
 
     async def _current_job(self, name: str) -> JobRecord | None:
         """The followed job behind a training-job name, if it still runs that attempt."""
@@ -376,14 +492,7 @@ class Monitor:
 
     async def _finish(self, job: JobRecord, d: TrainingJobDescription) -> bool:
         """Record how the attempt ended; False when the job moved since it was read."""
-        facts: dict[str, Any] = {
-            "billable_seconds": d.billable_seconds,
-            "training_seconds": d.training_seconds,
-            "started_at": d.training_start_time.isoformat() if d.training_start_time else None,
-            "ended_at": (d.training_end_time or d.last_modified_time).isoformat(),
-            "model_artifacts": d.model_artifacts,
-        }
-        facts = {k: v for k, v in facts.items() if v is not None}
+        facts = facts_of(d)
         if d.status is TrainingJobStatus.COMPLETED:
             # A job asked to stop that finished anyway is reported as it really ended.
             return await self._move(job, JobStatus.COMPLETED, "training completed", facts)
@@ -422,7 +531,7 @@ class Monitor:
                 followed.stop_wanted = False
                 continue
             try:
-                await self._call(functools.partial(self._backend.stop_training_job, name))
+                await self._api.stop(name)
             except TrainingJobNotFound:
                 await self._move(job, JobStatus.STOPPED, "stopped before training started", {})
                 self._followed.pop(name)
@@ -434,7 +543,7 @@ class Monitor:
             name = self._orphans.pop()
             bound = log.bind(training_job_name=name)
             try:
-                await self._call(functools.partial(self._backend.stop_training_job, name))
+                await self._api.stop(name)
             except TrainingBackendError as exc:  # gone or ended meanwhile: nothing to stop
                 bound.info("could not stop a training job of a stopped job", error=str(exc))
                 continue
@@ -466,36 +575,18 @@ class Monitor:
             return False
         return True
 
-    async def _take_token(self) -> None:
-        while (wait := self._bucket.try_take()) > 0:
-            await self._sleep(wait)
 
-    async def _call(self, request: Callable[[], Awaitable[T]], *, paces_itself: bool = False) -> T:
-        """One API call under the token bucket, retried by `api_retry` when the error says
-        it is worth it (a throttle, a 5xx); every try takes its own token.
-
-        `paces_itself`: the request takes a token per API request it makes (a paged listing).
-        """
-
-        async def paced() -> T:
-            if not paces_itself:
-                await self._take_token()
-            return await request()
-
-        return await self._config.api_retry.call(
-            paced, sleep=self._sleep, before_sleep=_log_api_retry
-        )
+def _details_pending(job: JobRecord, name: str) -> bool:
+    return (
+        job.status.terminal
+        and job.details.get("training_job_name") == name
+        and bool(job.details.get("details_pending"))
+    )
 
 
-def _log_api_retry(state: tenacity.RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome is not None else None
-    log.warning(
-        "SageMaker call failed; backing off"
-        if not isinstance(error, Throttled)
-        else "SageMaker throttled the monitor; backing off",
-        attempt=state.attempt_number,
-        delay_s=round(state.upcoming_sleep, 3),
-        error=str(error),
+def _ended(status: JobStatus) -> TrainingJobStatus:
+    return (
+        TrainingJobStatus.COMPLETED if status is JobStatus.COMPLETED else TrainingJobStatus.STOPPED
     )
 
 

@@ -9,6 +9,7 @@ from stoker.core.events import (
     CloudEvent,
     EventData,
     JobCompleted,
+    JobDescribed,
     JobFailed,
     JobStatusChanged,
     JobStopped,
@@ -19,7 +20,10 @@ Outbox = list[tuple[str, CloudEvent]]
 
 
 def status_changed(before: JobRecord | None, after: JobRecord, reason: str | None) -> Outbox:
-    """The lifecycle event every transition emits, plus the public one for terminal states."""
+    """The lifecycle event every transition emits, plus the public one for terminal states.
+    An amendment of an ended job emits only its description, after the terminal event."""
+    if before is not None and before.status is after.status and after.status.terminal:
+        return described(after)
     data = JobStatusChanged(
         job_id=after.job_id,
         owner=after.owner,
@@ -50,6 +54,7 @@ def terminal_event(job: JobRecord, reason: str | None) -> tuple[str, CloudEvent]
         "started_at": details.get("started_at"),
         "ended_at": details.get("ended_at") or job.updated_at,
         "billable_seconds": details.get("billable_seconds"),
+        "details_pending": bool(details.get("details_pending")),
     }
     if job.status is JobStatus.COMPLETED:
         data: EventData = JobCompleted.model_validate(
@@ -68,6 +73,33 @@ def terminal_event(job: JobRecord, reason: str | None) -> tuple[str, CloudEvent]
     if job.status is JobStatus.STOPPED:
         return topics.STOPPED, _wrap(JobStopped.model_validate({**common, "reason": reason}), job)
     return None
+
+
+def described(job: JobRecord) -> Outbox:
+    """The backend's facts about an ended job, on its terminal topic (so after its end)."""
+    details = job.details
+    data = JobDescribed.model_validate(
+        {
+            "job_id": job.job_id,
+            "owner": job.owner,
+            "status": job.status,
+            "attempts": job.attempt,
+            "training_job_name": details.get("training_job_name"),
+            "started_at": details.get("started_at"),
+            "ended_at": details.get("ended_at") or job.updated_at,
+            "billable_seconds": details.get("billable_seconds"),
+            "training_seconds": details.get("training_seconds"),
+            "model_artifacts": details.get("model_artifacts"),
+        }
+    )
+    return [(TERMINAL_TOPICS[job.status], _wrap(data, job))]
+
+
+TERMINAL_TOPICS = {
+    JobStatus.COMPLETED: topics.COMPLETED,
+    JobStatus.FAILED: topics.FAILED,
+    JobStatus.STOPPED: topics.STOPPED,
+}
 
 
 def _wrap(data: EventData, job: JobRecord) -> CloudEvent:

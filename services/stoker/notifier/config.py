@@ -68,7 +68,7 @@ class NotifySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STOKER_NOTIFY_", extra="ignore", frozen=True)
 
     digest_window_s: float = Field(
-        default=60.0, ge=0, description="per owner and target: later jobs collapse into a digest"
+        default=30.0, ge=0, description="per owner and target: later jobs collapse into a digest"
     )
     default_targets: list[AnyTarget] = Field(
         default_factory=list, description="JSON list of targets every job also notifies"
@@ -103,11 +103,11 @@ class NotifySettings(BaseSettings):
         "subdomains) notification URLs may reach although they are not public",
     )
     slack_bot_token: SecretStr | None = Field(default=None, description="for chat.postMessage")
-    slack_api_url: str = Field(default="https://slack.com/api/")
+    slack_api_url: str = Field(default="https://slack.com/api/", description="Web API base URL")
     sns_topic_arn: str | None = Field(default=None, description="topic email targets publish to")
     sns_endpoint: str | None = Field(default=None, description="e.g. a moto server in tests")
     ledger: Literal["auto", "sqlite", "dynamodb", "memory"] = Field(
-        default="auto", description="auto: sqlite in embedded mode, dynamodb otherwise"
+        default="auto", description="auto: beside the job store (STOKER_STORE: sqlite or dynamodb)"
     )
     ledger_path: Path | None = Field(
         default=None, description="SQLite ledger file (default <data_dir>/notifier-ledger.sqlite3)"

@@ -16,7 +16,7 @@ from stoker.core.clock import Clock
 
 T = TypeVar("T")
 
-DEFAULT_WINDOW_S = 60.0
+DEFAULT_WINDOW_S = 30.0
 
 
 @dataclass(slots=True)
@@ -36,7 +36,8 @@ class Digest(Generic[T]):
 class DigestPolicy(Generic[T]):
     """Per key: send the first item now, hold the rest until the window closes.
 
-    window_s: how long after a message a key stays "busy" (default 60 s). A digest sent
+    window_s: how long after a message a key stays "busy" (default 30 s: a job that ends in
+    a storm is told at most that long after it was recorded). A digest sent
     when a window closes opens the next window, so a storm lasting several minutes
     becomes one digest per window rather than one message per job; a window that
     closes with nothing held ends the busy period.

@@ -106,6 +106,7 @@ class Notifier:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._wake = asyncio.Event()
+        self._stopping = False
         self.sent_messages = 0
         self.failed_messages = 0
 
@@ -132,6 +133,11 @@ class Notifier:
             if await self._ledger.add(entry):
                 added += 1
                 bound.info("notification owed", target=describe(target), entry_id=entry.entry_id)
+                # Offered here, not at the flusher's next read: that read returns the oldest
+                # pending entries a page at a time, and in a storm the held ones filled it,
+                # so newer entries waited a whole digest window per page.
+                if not self._stopping and (item := self._offer(entry)) is not None:
+                    self._start(item)
         if added:
             self._wake.set()
         else:
@@ -143,6 +149,7 @@ class Notifier:
         """Send pending entries until `stop` is set. Sends in flight then get
         `shutdown_grace_s` to finish and be marked sent; the rest are cancelled (their
         entries stay pending and are resent, with the same key, on restart)."""
+        self._stopping = False
         try:
             while not stop.is_set():
                 try:
@@ -154,6 +161,8 @@ class Notifier:
                     log.warning("ledger unavailable; flusher will retry", reason=str(exc))
                 await self._wait(stop)
         finally:
+            # From here the handler only records what is owed; the next process sends it.
+            self._stopping = True
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=self._settings.shutdown_grace_s)
             for task in list(self._tasks):
@@ -188,11 +197,8 @@ class Notifier:
                 # Claimed before a crash: resend as the same message, with the same key.
                 claimed[entry.message_id].append(entry)
                 continue
-            self._scheduled.add(entry.entry_id)
-            # One digest never mixes teams: its target resolves in one team's secrets.
-            digest_key = f"{entry.owner}|{entry.note.team}|{target_key(entry.target)}"
-            if self._policy.offer(digest_key, entry):
-                outgoing.append(_Outgoing(entry.entry_id, (entry,)))
+            if (item := self._offer(entry)) is not None:
+                outgoing.append(item)
         for message_id, entries in claimed.items():
             if message_id not in self._inflight_messages:
                 self._scheduled.update(e.entry_id for e in entries)
@@ -204,6 +210,15 @@ class Notifier:
         for item in outgoing:
             self._start(item)
         return len(outgoing)
+
+    def _offer(self, entry: LedgerEntry) -> _Outgoing | None:
+        """Hand a pending entry to the digest policy: the message to send now, if any."""
+        self._scheduled.add(entry.entry_id)
+        # One digest never mixes teams: its target resolves in one team's secrets.
+        digest_key = f"{entry.owner}|{entry.note.team}|{target_key(entry.target)}"
+        if self._policy.offer(digest_key, entry):
+            return _Outgoing(entry.entry_id, (entry,))
+        return None
 
     def _start(self, item: _Outgoing) -> None:
         self._inflight_messages.add(item.message_id)

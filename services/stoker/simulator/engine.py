@@ -165,6 +165,8 @@ class SimulatedSageMaker:
             if self.faults.throttle_rps
             else None
         )
+        self.timeline_listeners: list[Callable[[SimJob], None]] = []
+        """Called with a job whenever its future is drawn or redrawn (created, stopped)."""
         self._op_buckets = {
             op: TokenBucket(rps, burst or math.ceil(rps), self.clock)
             for op, rps in self.faults.throttle_rps_by_operation.items()
@@ -237,11 +239,15 @@ class SimulatedSageMaker:
         self.jobs[name.lower()] = job
         self._index(job)
         self.stats.created[name] += 1
+        self._timeline_drawn(job)
         return {"TrainingJobArn": job.arn}
 
     def describe_training_job(self, body: dict[str, Any]) -> dict[str, Any]:
         job = self._require(body.get("TrainingJobName"))
-        now = self.clock.now()
+        return self.description(job, self.clock.now())
+
+    def description(self, job: SimJob, now: datetime) -> dict[str, Any]:
+        """What DescribeTrainingJob answers about `job` at time `now` (datetimes as such)."""
         state = job.state(now)
         out: dict[str, Any] = {
             "TrainingJobName": job.name,
@@ -358,9 +364,14 @@ class SimulatedSageMaker:
             Change(stopped_at, "Stopped", "Stopped"),
         ]
         self._index(job)
+        self._timeline_drawn(job)
         return {}
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _timeline_drawn(self, job: SimJob) -> None:
+        for listener in self.timeline_listeners:
+            listener(job)
 
     def _find(self, name: object) -> SimJob | None:
         # SageMaker compares names without regard to case.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +72,8 @@ async def test_keys_from_a_jwks_file_are_chosen_by_kid(tmp_path: Path) -> None:
     [
         ({"iss": "https://evil.example.test"}, "token issuer is not accepted"),
         ({"aud": "another-app"}, "token audience is not accepted"),
-        ({"exp": int(time.time()) - 120}, "token expired"),
-        ({"nbf": int(time.time()) + 300}, "token is not valid yet"),
+        ({"exp": timedelta(seconds=-120)}, "token expired"),
+        ({"nbf": timedelta(seconds=300)}, "token is not valid yet"),
         ({"exp": None}, "token lacks the 'exp' claim"),
         ({"aud": None}, "token lacks the 'aud' claim"),
         ({"team": None}, "token lacks the 'team' claim"),

@@ -30,6 +30,8 @@ class FakeTrainingBackend:
         self.jobs: dict[str, TrainingJobDescription] = {}
         self.errors: dict[str, list[TrainingBackendError]] = {}
         self.stopped: list[str] = []
+        self.described: list[str] = []
+        """Names passed to DescribeTrainingJob, in order."""
         self.listing_lag_s = 0.0
         """How long a change takes to show up in listings (SageMaker's listing may lag)."""
         self.listed_rows = 0
@@ -58,6 +60,7 @@ class FakeTrainingBackend:
         *,
         failure_reason: str | None = None,
         billable_seconds: int | None = None,
+        model_artifacts: str | None = None,
     ) -> None:
         now = self._clock.now()
         old = self.jobs[name]
@@ -72,6 +75,7 @@ class FakeTrainingBackend:
             training_start_time=old.creation_time,
             training_end_time=now if status.terminal else None,
             billable_seconds=billable_seconds,
+            model_artifacts=model_artifacts,
             instance_type=old.instance_type,
         )
 
@@ -96,6 +100,7 @@ class FakeTrainingBackend:
 
     async def describe_training_job(self, name: str) -> TrainingJobDescription:
         self._maybe_raise("DescribeTrainingJob")
+        self.described.append(name)
         if name not in self.jobs:
             raise TrainingJobNotFound(name)
         return self.jobs[name]
@@ -114,7 +119,9 @@ class FakeTrainingBackend:
         self._maybe_raise("ListTrainingJobs")
         visible_until = self._clock.now() - timedelta(seconds=self.listing_lag_s)
         rows = [
-            TrainingJobSummary(d.name, d.status, d.last_modified_time, d.creation_time)
+            TrainingJobSummary(
+                d.name, d.status, d.last_modified_time, d.creation_time, d.training_end_time
+            )
             for d in self.jobs.values()
             if (status_equals is None or d.status is status_equals)
             and (

@@ -214,5 +214,8 @@ async def test_console_channel_prints_the_text(capsys: pytest.CaptureFixture[str
     await ConsoleChannel().send(message(ConsoleTarget(), jobs=2))
     out = capsys.readouterr().out
     assert "stoker: 2 jobs of alice finished" in out
-    assert "j1: Failed, attempts 2, duration 1h02m05s, reason: CapacityError" in out
+    assert (
+        "j1: Failed, ended 2026-01-01T12:00:00+00:00, attempts 2, duration 1h02m05s, "
+        "reason: CapacityError" in out
+    )
     assert "ref: key-123" in out

@@ -61,6 +61,8 @@ def blocks(message: Notification) -> list[dict[str, Any]]:
         ]
         if note.training_job_name:
             fields.append(("Training job", note.training_job_name))
+        if details := note.details_text():
+            fields.append(("Billing and model", details))
         out.append(
             {
                 "type": "section",

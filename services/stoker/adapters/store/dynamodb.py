@@ -45,6 +45,7 @@ from stoker.core.store_rules import (
     job_position,
     plan_from_copy,
     plan_transition,
+    records_history,
     time_key,
     trend_days,
 )
@@ -188,8 +189,11 @@ class DynamoDbJobStore:
                     "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
                 }
             },
-            self._history_put(line),
-            *layout.counter_updates(self.table, line),
+            *(
+                [self._history_put(line), *layout.counter_updates(self.table, line)]
+                if records_history(line)
+                else []
+            ),
             *self._outbox_puts(outbox),
         ]
         if await self._write_with_outbox("transition", items, outbox, updated):

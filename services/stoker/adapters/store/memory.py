@@ -24,6 +24,7 @@ from stoker.core.store_rules import (
     encode_cursor,
     job_position,
     plan_transition,
+    records_history,
     retry_reason,
     time_key,
     trend_days,
@@ -85,7 +86,8 @@ class MemoryJobStore:
         updated, line = plan_transition(current, change, expected_version)
         updated = updated.model_copy(deep=True)
         self._jobs[job_id] = updated
-        self._history[job_id].append(line)
+        if records_history(line):
+            self._history[job_id].append(line)
         self._append_outbox(outbox)
         return updated
 

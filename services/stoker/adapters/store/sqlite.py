@@ -46,6 +46,7 @@ from stoker.core.store_rules import (
     job_position,
     plan_from_copy,
     plan_transition,
+    records_history,
     time_key,
     trend_days,
 )
@@ -172,7 +173,8 @@ class SqliteJobStore:
             ).rowcount
             if written != 1:  # moved by another writer meanwhile, or gone: say which
                 raise VersionConflict(job_id, expected_version, _load(db, job_id).version)
-            _insert_history(db, plan.history)
+            if plan.history is not None:
+                _insert_history(db, plan.history)
             _insert_outbox(db, rows)
             return plan
 
@@ -371,11 +373,13 @@ class _Planned:
     updated: JobRecord
     columns: tuple[str, int, str | None, str]
     """status, version, due_key, record."""
-    history: HistoryRow
+    history: HistoryRow | None
+    """None for an amendment, which is not a transition."""
 
     @classmethod
     def of(cls, updated: JobRecord, line: Transition) -> _Planned:
-        return cls(updated, _changed_columns(updated), _history_row(line))
+        history = _history_row(line) if records_history(line) else None
+        return cls(updated, _changed_columns(updated), history)
 
 
 def _load_text(db: sqlite3.Connection, job_id: str) -> str:

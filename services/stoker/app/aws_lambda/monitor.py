@@ -28,14 +28,12 @@ from stoker.core import topics
 from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobRecord, JobStatus
-from stoker.core.naming import training_job_name
+from stoker.core.naming import JOB_ID_TAG, training_job_name
 from stoker.lifecycle.monitor import Monitor, MonitorConfig
 from stoker.lifecycle.state_changes import DETAIL_TYPE, decode_state_change
 from stoker.ports.bus import BusRecord
 
 log = structlog.get_logger("stoker.app.aws_lambda.monitor")
-
-JOB_ID_TAG = "stoker:job-id"
 
 HOST = LambdaHost(with_backend=True)
 
@@ -57,9 +55,13 @@ def handle(
 
 
 def monitor_for(rt: Runtime) -> Monitor:
+    # Each invocation's monitor lives for one event or one sweep: ends it records are
+    # described first, since nothing would be left to describe them afterwards. Bursts reach
+    # the Lambda as state-change events, which carry their descriptions.
     config = MonitorConfig(
         poll_interval_s=rt.settings.poll_interval_s,
         api_rate_per_s=rt.settings.monitor_api_rate_per_s,
+        describe_wait_s=None,
     )
     return Monitor(rt.transitioner(), rt.backend, rt.clock, config)
 
@@ -83,7 +85,10 @@ async def on_state_change(
     if not await follow(monitor, job):
         bound.info("job is not running; nothing to apply", job_status=job.status.value)
         return {"applied": 0}
-    applied = await within(monitor.observe(change.training_job_name, change.status), deadline)
+    applied = await within(
+        monitor.observe(change.training_job_name, change.status, description=change.description),
+        deadline,
+    )
     if applied is None:
         # Raised, not swallowed: Lambda retries the event, then sends it to the DLQ.
         raise TimeoutError(f"state change of {change.training_job_name} not applied in time")
