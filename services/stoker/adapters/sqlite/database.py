@@ -16,9 +16,11 @@ The threading model, the same for all three:
   (`stoker.adapters.sqlite.checkpoints`).
 
 No statement runs on the event loop. Processes that share the file rely on SQLite's own
-locking: a writer that finds the write lock held waits for it with the busy timeout, and
-past it the group is run again a few times (`BUSY_RETRY`) before its callers get
-`InfrastructureUnavailable`; so no write is lost and no wait is unbounded.
+locking: a writer that finds the write lock held asks for it again every few milliseconds,
+up to the busy timeout (the lane's `lock_wait_s`: SQLite's own busy handler would sleep up
+to 100 ms between tries), and past it the group is run again a few times (`BUSY_RETRY`)
+before its callers get `InfrastructureUnavailable`; so no write is lost and no wait is
+unbounded. The readers and the checkpointer wait with SQLite's busy timeout.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class SqliteDatabase:
             transaction="BEGIN IMMEDIATE",
             failure=failure,
             on_commit=self._wrote,
+            lock_wait_s=busy_timeout_ms / 1000,
         )
         self._reader = Lane("read", named, self._open_reader, transaction=None, failure=failure)
         self._checkpointer = Lane(
@@ -178,6 +181,9 @@ class SqliteDatabase:
             try:
                 self._migrate(conn)
                 conn.execute("COMMIT")
+                # From now on the lane asks for the lock itself (lock_wait_s), sooner than
+                # SQLite's busy handler would.
+                conn.execute("PRAGMA busy_timeout = 0")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

@@ -20,6 +20,14 @@ SQLite error aborts the whole group: it is rolled back and, when the error is re
 (the file was busy), run again under `BUSY_RETRY`, else every caller gets the error,
 translated by result code (`stoker.adapters.sqlite.errors`).
 
+Waiting for the file's write lock. SQLite's own busy handler sleeps on a fixed schedule (1,
+2, 5, 10 ... 100 ms), so a writer that found another process's lock woke tens of
+milliseconds after it was freed, and under two busy writers (the API or a submitting
+process beside the services) that wait was most of a write's latency. A lane given a
+`lock_wait_s` opens its transaction with the connection's busy timeout at zero and asks
+again itself, every 0.2 to 2 ms, for at most that long (`LOCK_WAIT`): the lock is taken
+soon after it is freed, and the wait stays bounded.
+
 A caller that is cancelled before its call runs is dropped from the group; one cancelled
 while its group runs does not stop it, and the outcome is dropped. Either way the call ran
 completely or not at all.
@@ -38,7 +46,7 @@ from typing import Any, TypeVar, cast
 import structlog
 import tenacity
 
-from stoker.adapters.sqlite.errors import translate
+from stoker.adapters.sqlite.errors import is_busy, translate
 from stoker.core.errors import InfrastructureUnavailable, StokerError
 from stoker.core.retry import RetryPolicy
 
@@ -53,6 +61,12 @@ BUSY_RETRY = RetryPolicy(initial_delay_s=0.05, multiplier=2.0, max_delay_s=0.5, 
 """A group that failed on a retriable error is run again this way. Each try already waited
 up to the busy timeout for the lock; the retry covers the waits SQLite does not take itself
 (a snapshot that went stale, a log being recovered) and a lock held a little too long."""
+
+LOCK_WAIT = RetryPolicy(
+    initial_delay_s=0.0002, multiplier=2.0, max_delay_s=0.002, jitter=0.5, max_attempts=1_000_000
+)
+"""How a lane with a `lock_wait_s` asks again for a write lock another connection holds; its
+deadline, not the attempts, ends the wait."""
 
 Work = Callable[[sqlite3.Connection], Any]
 Outcome = tuple[bool, Any]
@@ -89,6 +103,8 @@ class Lane:
     transaction: the statement that opens a group's transaction, or None for no transaction.
     failure: the adapter's error class for SQLite errors no retry will fix.
     on_commit: called on the event loop after each group that committed.
+    lock_wait_s: for a lane whose connection has no busy timeout: how long the opening of a
+        group's transaction asks again (`LOCK_WAIT`) while another connection holds the lock.
     """
 
     def __init__(
@@ -101,6 +117,7 @@ class Lane:
         failure: type[StokerError],
         on_commit: Callable[[], None] | None = None,
         retry: RetryPolicy = BUSY_RETRY,
+        lock_wait_s: float | None = None,
     ) -> None:
         self.name = name
         self.label = label
@@ -109,6 +126,7 @@ class Lane:
         self._failure = failure
         self._on_commit = on_commit
         self._retry = retry
+        self._lock_wait_s = lock_wait_s
         self._running: _Running | None = None
 
     async def start(self) -> None:
@@ -249,7 +267,7 @@ class Lane:
         try:
             if self._transaction is None:
                 return [_outcome(call, conn) for call in calls]
-            conn.execute(self._transaction)
+            self._begin(conn, self._transaction)
             try:
                 outcomes = [_outcome(call, conn) for call in calls]
                 conn.execute("COMMIT")
@@ -261,6 +279,18 @@ class Lane:
             return outcomes
         except sqlite3.Error as exc:
             raise self._translated(exc, what) from exc
+
+    def _begin(self, conn: sqlite3.Connection, transaction: str) -> None:
+        """Open the group's transaction, asking again for the lock while it is busy."""
+        try:
+            conn.execute(transaction)
+            return
+        except sqlite3.Error as exc:
+            if self._lock_wait_s is None or not is_busy(exc):
+                raise
+        for attempt in LOCK_WAIT.retrying_blocking(retry_on=_busy, deadline_s=self._lock_wait_s):
+            with attempt:
+                conn.execute(transaction)
 
     def _open_failure(self, exc: Exception) -> Exception:
         if isinstance(exc, sqlite3.Error):
@@ -306,6 +336,10 @@ def _set(future: asyncio.Future[Any], outcome: Outcome) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
+
+
+def _busy(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.Error) and is_busy(error)
 
 
 def _outcome(call: _Call, conn: sqlite3.Connection) -> Outcome:
