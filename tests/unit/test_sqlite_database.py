@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import pytest
 from stoker.adapters.sqlite import SqliteDatabase, translate
 from stoker.core.errors import InfrastructureUnavailable
 from stoker.core.store_rules import StoreFailure
-from tests.support.waiting import wait_until
 
 WAIT_BOUND_S = 30.0
 """Only turns a hang into a failure."""
@@ -61,23 +59,21 @@ async def keys(db: SqliteDatabase) -> set[str]:
 async def writes_while_the_writer_is_busy(
     db: SqliteDatabase, works: list[Callable[[sqlite3.Connection], object]]
 ) -> list[object]:
-    """Queue `works` while the writer runs another write, then let it go on: the writes
-    queued meanwhile run as one group. Returns each one's result or error."""
-    entered, gate = threading.Event(), threading.Event()
-
-    def busy(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO t (k) VALUES ('busy')")
-        entered.set()
-        gate.wait(WAIT_BOUND_S)
-
-    first = asyncio.create_task(db.write("busy", busy))
-    await wait_until(entered.is_set, WAIT_BOUND_S)
-    tasks = [asyncio.create_task(db.write(f"w{n}", work)) for n, work in enumerate(works)]
-    # One turn of the loop: each task runs to its first suspension, which is after its
-    # write is queued.
-    await asyncio.sleep(0)
-    gate.set()
-    await first
+    """Make `works` in one round of the loop while another connection holds the file's write
+    lock (and writes 'busy'), then free the lock: the writes made in one round run as one
+    group, whether on the loop or on the writer lane that waited for the lock. Returns each
+    one's result or error."""
+    other = sqlite3.connect(db.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t (k) VALUES ('busy')")
+        tasks = [asyncio.create_task(db.write(f"w{n}", work)) for n, work in enumerate(works)]
+        # One turn of the loop: each task runs to its first suspension, which is after its
+        # write is made.
+        await asyncio.sleep(0)
+        other.execute("COMMIT")
+    finally:
+        other.close()
     return await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -120,6 +116,31 @@ async def test_a_write_waits_for_a_lock_held_briefly_and_lands(tmp_path: Path) -
     finally:
         other.close()
         await db.close()
+
+
+def delete(key: str) -> Callable[[sqlite3.Connection], int]:
+    def work(conn: sqlite3.Connection) -> int:
+        return conn.execute("DELETE FROM t WHERE k = ?", (key,)).rowcount
+
+    return work
+
+
+async def test_a_write_made_after_one_that_waited_for_the_lock_runs_after_it(
+    db: SqliteDatabase,
+) -> None:
+    """The first write finds the file locked and waits on the writer lane; a write made once
+    the lock is free still runs after it (run first, it would find nothing to delete)."""
+    other = sqlite3.connect(db.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        first = asyncio.create_task(db.write("first", insert("a")))
+        assert await keys(db) == set()  # meanwhile the first write's group found the lock
+        other.execute("COMMIT")
+    finally:
+        other.close()
+    assert await asyncio.wait_for(db.write("second", delete("a")), WAIT_BOUND_S) == 1
+    assert await first == "a"
+    assert await keys(db) == set()
 
 
 async def test_two_opens_of_a_new_file_at_once_create_it_once(tmp_path: Path) -> None:

@@ -3,38 +3,48 @@ and the notifier's ledger.
 
 The threading model, the same for all three:
 
-- **One writer lane** (a thread with a connection of its own, `stoker.adapters.sqlite.lane`):
-  writes queued while it is busy run together in one `BEGIN IMMEDIATE` transaction (group
-  commit). `BEGIN IMMEDIATE` takes the file's write lock before the first read, so a
+- **Writes in groups, on the event loop while the file is free.** Writes made during one
+  round of the loop run together in one `BEGIN IMMEDIATE` transaction (group commit) on a
+  connection of the loop's own, with no busy wait: with `synchronous = NORMAL` a commit
+  appends to the write-ahead log in the page cache, so a group of writes costs the loop
+  tens of microseconds each. If another connection holds the write lock (another process
+  writing the file), or the lane below still has writes to finish, the group goes to:
+- **One writer lane** (a thread with a connection of its own, `stoker.adapters.sqlite.lane`),
+  which waits for the lock, asking again every 0.2 to 2 ms up to the busy timeout (SQLite's
+  own busy handler sleeps up to 100 ms between tries), and runs the groups queued for it
+  the same way. Writes keep their order: while the lane has writes to finish, later ones
+  queue behind them. `BEGIN IMMEDIATE` takes the write lock before the first read, so a
   read-check-write is one atomic step even when other processes write the same file.
 - **One reader lane** with a read-only connection (`PRAGMA query_only`): in WAL mode a
   reader never waits for a writer, so reads do not queue behind write groups. A read sees
   every write that committed before it started, so a caller that awaited its write reads
   it back.
-- **One checkpointer lane**: the write connection never checkpoints the log inside a
-  commit; this lane does, at most `checkpoint_interval_s` after a write
-  (`stoker.adapters.sqlite.checkpoints`).
+- **One checkpointer lane**: no connection checkpoints the log inside a commit; this lane
+  does, at most `checkpoint_interval_s` after a write (`stoker.adapters.sqlite.checkpoints`).
 
-No statement runs on the event loop. Processes that share the file rely on SQLite's own
-locking: a writer that finds the write lock held asks for it again every few milliseconds,
-up to the busy timeout (the lane's `lock_wait_s`: SQLite's own busy handler would sleep up
-to 100 ms between tries), and past it the group is run again a few times (`BUSY_RETRY`)
-before its callers get `InfrastructureUnavailable`; so no write is lost and no wait is
-unbounded. The readers and the checkpointer wait with SQLite's busy timeout.
+Why writes run on the loop when they can: on a thread, every SQLite step hands the GIL back
+and waits to take it again while the loop is busy, so a write group held the file's lock
+for tens of milliseconds and the services' launch path lost its latency floor (measured in
+docs/benchmarks-lifecycle.md, "One clear shape"). Nothing on the loop ever waits for a
+lock or a disk sync: those waits happen on the lanes.
+
+Past the busy timeout a lane's group is run again a few times (`BUSY_RETRY`) before its
+callers get `InfrastructureUnavailable`; so no write is lost and no wait is unbounded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import structlog
 
 from stoker.adapters.sqlite.checkpoints import WalCheckpoint, checkpoint
-from stoker.adapters.sqlite.lane import Lane
+from stoker.adapters.sqlite.lane import Call, Lane, awaited, run_in_transaction, settle
 from stoker.core.errors import StokerError
 
 T = TypeVar("T")
@@ -97,6 +107,12 @@ class SqliteDatabase:
             "checkpoint", named, self._connect, transaction=None, failure=failure
         )
         self._checkpoint_due: asyncio.Task[None] | None = None
+        self._here: sqlite3.Connection | None = None
+        """The loop's own write connection, while the database is open."""
+        self._pending: list[Call] = []
+        """Writes made in this round of the loop, run together at its end."""
+        self._on_lane = 0
+        """Writes handed to the writer lane whose callers have not heard back yet."""
         self._open = False
         self._starting = asyncio.Lock()
 
@@ -109,6 +125,7 @@ class SqliteDatabase:
                 await self._writer.start()  # first: it creates the file and the schema
                 await self._reader.start()
                 await self._checkpointer.start()
+                self._here = self._open_here()
             except BaseException:
                 await self._close_lanes()
                 raise
@@ -118,6 +135,11 @@ class SqliteDatabase:
         """Finish what is queued, then close. A checkpoint not yet due is dropped: SQLite
         checkpoints when the last connection to the file closes."""
         self._open = False
+        if self._pending:  # made before close(): they run (or go to the lane) now
+            self._run_pending()
+        here, self._here = self._here, None
+        if here is not None:
+            here.close()
         due, self._checkpoint_due = self._checkpoint_due, None
         if due is not None:
             due.cancel()
@@ -125,8 +147,15 @@ class SqliteDatabase:
         await self._close_lanes()
 
     async def write(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` in the writer's next group transaction; returns once it committed."""
-        return await self._writer.call(what, work)
+        """Run `work` in the next group transaction (on the loop at the end of this round,
+        or on the writer lane); returns once it committed."""
+        if self._here is None:  # not open: the lane says so
+            return await self._writer.call(what, work)
+        call = Call(what, work, asyncio.get_running_loop().create_future())
+        self._pending.append(call)
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._run_pending)
+        return cast(T, await awaited(call))
 
     async def read(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work`, which only reads, on the reader's connection."""
@@ -136,6 +165,45 @@ class SqliteDatabase:
         """Copy the write-ahead log into the database file now (it also happens by itself
         after writes)."""
         return await self._checkpointer.call("checkpoint", checkpoint)
+
+    def _run_pending(self) -> None:
+        """On the loop: this round's writes as one group, here if the lock is free at once."""
+        calls = [call for call in self._pending if not call.abandoned]
+        self._pending = []
+        if not calls:
+            return
+        here = self._here
+        if here is None or self._on_lane:
+            self._to_lane(calls)
+            return
+        try:
+            here.execute("BEGIN IMMEDIATE")
+            outcomes = run_in_transaction(here, calls)
+        except sqlite3.Error:
+            # Busy (another connection writes) or failing: rolled back, nothing of the group
+            # was written. The lane waits for the lock, retries and reports errors.
+            with contextlib.suppress(sqlite3.Error):
+                if here.in_transaction:
+                    here.execute("ROLLBACK")
+            self._to_lane(calls)
+            return
+        for call, outcome in zip(calls, outcomes, strict=True):
+            settle(call, outcome)
+        self._wrote()
+
+    def _to_lane(self, calls: list[Call]) -> None:
+        try:
+            self._writer.enqueue(calls)
+        except StokerError as exc:  # the lane is closed
+            for call in calls:
+                settle(call, (False, exc))
+            return
+        self._on_lane += len(calls)
+        for call in calls:
+            call.future.add_done_callback(self._heard_back)
+
+    def _heard_back(self, _: asyncio.Future[Any]) -> None:
+        self._on_lane -= 1
 
     async def _close_lanes(self) -> None:
         # The writer first: what it still commits is then checkpointed by the last close.
@@ -188,6 +256,20 @@ class SqliteDatabase:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_here(self) -> sqlite3.Connection:
+        # Pragmas are per connection: the same durability as the writer lane's, no busy wait
+        # (a busy file sends the group to the lane) and no checkpoints in commits.
+        conn = self._connect()
+        try:
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the schema, read
+            conn.execute("PRAGMA busy_timeout = 0")
         except BaseException:
             conn.close()
             raise

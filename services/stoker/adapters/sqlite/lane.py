@@ -74,7 +74,9 @@ Outcome = tuple[bool, Any]
 
 
 @dataclass(eq=False)
-class _Call:
+class Call:
+    """One queued function of a connection and the future its caller awaits."""
+
     what: str
     work: Work
     future: asyncio.Future[Any]
@@ -90,7 +92,7 @@ class _Running:
 
     opened: asyncio.Future[None]
     stopped: asyncio.Future[None]
-    queue: queue.SimpleQueue[_Call | None] = field(default_factory=queue.SimpleQueue)
+    queue: queue.SimpleQueue[Call | None] = field(default_factory=queue.SimpleQueue)
     closing: bool = False
 
 
@@ -156,16 +158,17 @@ class Lane:
     async def call(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
         """Queue `work` (a function of the connection, named `what` in errors and logs) and
         return what it returns, once its group is done."""
+        call = Call(what, work, asyncio.get_running_loop().create_future())
+        self.enqueue([call])
+        return cast(T, await awaited(call))
+
+    def enqueue(self, calls: list[Call]) -> None:
+        """Queue calls whose callers await their futures (`awaited`), in this order."""
         running = self._running
         if running is None or running.closing:
             raise self._failure(f"{self.label} is not open (start() it first)")
-        call = _Call(what, work, asyncio.get_running_loop().create_future())
-        running.queue.put(call)
-        try:
-            return cast(T, await call.future)
-        except asyncio.CancelledError:
-            call.abandoned = True
-            raise
+        for call in calls:
+            running.queue.put(call)
 
     async def close(self) -> None:
         """Run what is queued, then close the connection and end the thread."""
@@ -203,7 +206,7 @@ class Lane:
 
     def _fail_queued(self, running: _Running) -> None:
         """Answer what is still queued when the thread ends (only if it ended early)."""
-        left: list[_Call] = []
+        left: list[Call] = []
         while True:
             try:
                 call = running.queue.get_nowait()
@@ -215,7 +218,7 @@ class Lane:
             stopped = self._failure(f"{self.label} stopped before running this call")
             self._deliver(left, [(False, stopped)] * len(left), wrote=False)
 
-    def _next_group(self, running: _Running) -> list[_Call] | None:
+    def _next_group(self, running: _Running) -> list[Call] | None:
         """The calls queued since the last group (waiting for the first), or None to stop."""
         first = running.queue.get()
         if first is None:
@@ -232,7 +235,7 @@ class Lane:
             group.append(more)
         return group
 
-    def _run(self, conn: sqlite3.Connection, group: list[_Call]) -> None:
+    def _run(self, conn: sqlite3.Connection, group: list[Call]) -> None:
         calls = [call for call in group if not call.abandoned]
         if not calls:
             return
@@ -245,7 +248,7 @@ class Lane:
             return
         self._deliver(calls, outcomes, wrote=self._transaction is not None)
 
-    def _tries(self, conn: sqlite3.Connection, calls: list[_Call]) -> list[Outcome]:
+    def _tries(self, conn: sqlite3.Connection, calls: list[Call]) -> list[Outcome]:
         what = ",".join(sorted({call.what for call in calls}))
 
         def warn(state: tenacity.RetryCallState) -> None:
@@ -263,20 +266,12 @@ class Lane:
                 return self._once(conn, calls, what)
         raise AssertionError("unreachable")  # pragma: no cover: the loop returns or raises
 
-    def _once(self, conn: sqlite3.Connection, calls: list[_Call], what: str) -> list[Outcome]:
+    def _once(self, conn: sqlite3.Connection, calls: list[Call], what: str) -> list[Outcome]:
         try:
             if self._transaction is None:
                 return [_outcome(call, conn) for call in calls]
             self._begin(conn, self._transaction)
-            try:
-                outcomes = [_outcome(call, conn) for call in calls]
-                conn.execute("COMMIT")
-            except BaseException:
-                # A failed COMMIT too: the connection is never left inside a transaction.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return outcomes
+            return run_in_transaction(conn, calls)
         except sqlite3.Error as exc:
             raise self._translated(exc, what) from exc
 
@@ -302,9 +297,9 @@ class Lane:
     def _translated(self, exc: sqlite3.Error, what: str) -> StokerError:
         return translate(exc, f"{self.label} {what}", self._failure)
 
-    def _deliver(self, calls: list[_Call], outcomes: list[Outcome], *, wrote: bool) -> None:
+    def _deliver(self, calls: list[Call], outcomes: list[Outcome], *, wrote: bool) -> None:
         """Hand the outcomes to the loop(s) of the callers, in one callback per loop."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Call, Outcome]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Call, Outcome]]] = {}
         for call, outcome in zip(calls, outcomes, strict=True):
             by_loop.setdefault(call.future.get_loop(), []).append((call, outcome))
         for loop, settled in by_loop.items():
@@ -321,7 +316,7 @@ class Lane:
 
     # On the event loop.
 
-    def _settle(self, settled: list[tuple[_Call, Outcome]], wrote: bool) -> None:
+    def _settle(self, settled: list[tuple[Call, Outcome]], wrote: bool) -> None:
         for call, outcome in settled:
             _set(call.future, outcome)
         if wrote and self._on_commit is not None:
@@ -338,11 +333,39 @@ def _set(future: asyncio.Future[Any], outcome: Outcome) -> None:
         future.set_exception(value)
 
 
+async def awaited(call: Call) -> Any:
+    """The result of a queued call; a caller cancelled before it ran drops it."""
+    try:
+        return await call.future
+    except asyncio.CancelledError:
+        call.abandoned = True
+        raise
+
+
+def run_in_transaction(conn: sqlite3.Connection, calls: list[Call]) -> list[Outcome]:
+    """Run `calls` in the transaction just opened on `conn` and commit it; each call's own
+    error is its outcome, an SQLite error rolls the whole group back and is raised."""
+    try:
+        outcomes = [_outcome(call, conn) for call in calls]
+        conn.execute("COMMIT")
+    except BaseException:
+        # A failed COMMIT too: the connection is never left inside a transaction.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def settle(call: Call, outcome: Outcome) -> None:
+    """Hand `outcome` to the call's caller (on the caller's loop)."""
+    _set(call.future, outcome)
+
+
 def _busy(error: BaseException) -> bool:
     return isinstance(error, sqlite3.Error) and is_busy(error)
 
 
-def _outcome(call: _Call, conn: sqlite3.Connection) -> Outcome:
+def _outcome(call: Call, conn: sqlite3.Connection) -> Outcome:
     try:
         return True, call.work(conn)
     except sqlite3.Error:
