@@ -17,11 +17,19 @@ import pytest
 
 from stoker.app.runtime import build_bus, build_store
 from stoker.ports.bus import EventBus
-from stoker.ports.store import JobStore
+from stoker.ports.store import JobStore, Store
 from tests.conftest import own_dynamodb_local
 from tests.e2e.receiver import WebhookReceiver
 from tests.e2e.stack import Stack, StackConfig
-from tests.e2e.workload import CAPPED_TYPE, FAILURE_RULES, FALLBACK_TYPE, UNCAPPED_TYPE
+from tests.e2e.workload import (
+    CAPPED_TYPE,
+    FAILURE_RULES,
+    FALLBACK_TYPE,
+    UNCAPPED_TYPE,
+    Verdict,
+    verify,
+)
+from tests.support.waiting import wait_quiet, wait_until
 
 # The uncapped type's quota is small: the launcher admits all its jobs at once, so their
 # CreateTrainingJob calls meet ResourceLimitExceeded however fast or slow the machine is.
@@ -89,7 +97,7 @@ def started_stack(
 
 
 @asynccontextmanager
-async def adapters(stack: Stack) -> AsyncIterator[tuple[JobStore, EventBus]]:
+async def adapters(stack: Stack) -> AsyncIterator[tuple[Store, EventBus]]:
     """The test's own view of the run: its job store and its (prefixed) Kafka bus."""
     settings = stack.settings()
     store = build_store(settings)
@@ -101,3 +109,32 @@ async def adapters(stack: Stack) -> AsyncIterator[tuple[JobStore, EventBus]]:
     finally:
         await bus.close()
         await store.close()
+
+
+async def notified_verdict(
+    store: JobStore,
+    ids: list[str],
+    stack: Stack,
+    receiver: WebhookReceiver,
+    *,
+    timeout_s: float = 120.0,
+    count_deliveries: bool = True,
+) -> Verdict:
+    """Once the jobs are terminal: wait for a notification of each, leave room for a wrongly
+    repeated one to arrive, then check every invariant of the run (`verify`).
+    count_deliveries: hold each job to one delivery too (a run with kills may repeat one)."""
+    await wait_until(
+        lambda: len(receiver.keys_per_job().keys() & set(ids)) >= len(ids),
+        timeout_s,
+        0.1,
+        what="a notification for every job",
+    )
+    await wait_quiet(lambda: len(receiver.deliveries), quiet_s=2.0, timeout_s=60)
+    return await verify(
+        store,
+        ids,
+        stack.sim_stats(),
+        receiver.keys_per_job(),
+        receiver.states(),
+        deliveries_per_job=receiver.deliveries_per_job() if count_deliveries else None,
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stoker.adapters.store.sqlite import SqliteJobStore
-from tests.e2e.conftest import FAULTS, SETTINGS, adapters
+from tests.e2e.conftest import FAULTS, SETTINGS, adapters, notified_verdict
 from tests.e2e.receiver import WebhookReceiver
 from tests.e2e.stack import Stack, StackConfig
 from tests.e2e.workload import (
@@ -21,10 +21,8 @@ from tests.e2e.workload import (
     spec,
     submit_events,
     submit_http,
-    verify,
     wait_terminal,
 )
-from tests.support.waiting import wait_quiet, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,21 +61,7 @@ async def test_the_lifecycle_runs_on_kafka_with_a_sqlite_store(
         await submit_events(bus, specs[: JOBS // 4])
         await submit_http(stack.api_url, specs[JOBS // 4 :], tokens)
         await wait_terminal(store, ids, TIMEOUT_S, alive=stack.check_alive)
-        await wait_until(
-            lambda: len(receiver.keys_per_job().keys() & set(ids)) >= JOBS,
-            120,
-            0.1,
-            what="a notification for every job",
-        )
-        await wait_quiet(lambda: len(receiver.deliveries), quiet_s=2.0, timeout_s=60)
-        verdict = await verify(
-            store,
-            ids,
-            stack.sim_stats(),
-            receiver.keys_per_job(),
-            receiver.states(),
-            deliveries_per_job=receiver.deliveries_per_job(),
-        )
+        verdict = await notified_verdict(store, ids, stack, receiver)
     assert not verdict.problems, "\n".join(verdict.problems)
     assert sum(verdict.final.values()) == JOBS
     assert (stack.workdir / "data" / "jobs.sqlite3").exists()

@@ -21,7 +21,7 @@ from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent, DeadLetter, JobSubmitted
 from stoker.core.job import JobStatus
 from stoker.ports.bus import EventBus
-from tests.e2e.conftest import adapters, started_stack
+from tests.e2e.conftest import adapters, notified_verdict, started_stack
 from tests.e2e.receiver import WebhookReceiver
 from tests.e2e.stack import Stack
 from tests.e2e.workload import (
@@ -29,12 +29,11 @@ from tests.e2e.workload import (
     spec,
     submit_events,
     submit_http,
-    verify,
     wait_stored,
     wait_terminal,
 )
 from tests.support.events import TopicReader
-from tests.support.waiting import poll_until, wait_quiet, wait_until
+from tests.support.waiting import poll_until, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -92,22 +91,7 @@ async def test_a_thousand_jobs_with_faults_end_once_launch_once_notify_once(
         assert set(refused) <= {409}, refused  # 409: it had ended already
         await wait_terminal(store, ids, TIMEOUT_S, alive=stack.check_alive)
         terminal_s = time.monotonic() - started
-        await wait_until(
-            lambda: len(receiver.keys_per_job().keys() & set(ids)) >= JOBS,
-            120,
-            0.1,
-            what="a notification for every job",
-        )
-        # Leave room for a wrongly repeated notification to arrive before counting.
-        await wait_quiet(lambda: len(receiver.deliveries), quiet_s=2.0, timeout_s=60)
-        verdict = await verify(
-            store,
-            ids,
-            stack.sim_stats(),
-            receiver.keys_per_job(),
-            receiver.states(),
-            deliveries_per_job=receiver.deliveries_per_job(),
-        )
+        verdict = await notified_verdict(store, ids, stack, receiver)
     stats = stack.sim_stats()
     quota_refusals = len(stack.grep("launcher", "ResourceLimitExceeded"))
     print(

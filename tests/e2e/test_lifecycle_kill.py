@@ -16,7 +16,7 @@ from stoker.core.job import JobStatus
 from stoker.core.spec import JobSpec
 from stoker.ports.bus import Publisher
 from stoker.ports.store import JobStore
-from tests.e2e.conftest import adapters, started_stack
+from tests.e2e.conftest import adapters, notified_verdict, started_stack
 from tests.e2e.receiver import WebhookReceiver
 from tests.e2e.stack import SERVICES, Stack
 from tests.e2e.workload import (
@@ -26,10 +26,9 @@ from tests.e2e.workload import (
     spec,
     submit_events,
     submit_http,
-    verify,
     wait_terminal,
 )
-from tests.support.waiting import poll_until, wait_quiet, wait_until
+from tests.support.waiting import poll_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -102,16 +101,8 @@ async def test_every_service_killed_mid_run_and_restarted_keeps_every_invariant(
             stack.restart(name)
         await submitter
         await wait_terminal(store, ids, TIMEOUT_S, alive=stack.check_alive)
-        await wait_until(
-            lambda: len(receiver.keys_per_job().keys() & set(ids)) >= JOBS,
-            180,
-            0.1,
-            what="a notification for every job",
-        )
-        # Leave room for a wrongly repeated notification to arrive before counting.
-        await wait_quiet(lambda: len(receiver.deliveries), quiet_s=2.0, timeout_s=60)
-        verdict = await verify(
-            store, ids, stack.sim_stats(), receiver.keys_per_job(), receiver.states()
+        verdict = await notified_verdict(
+            store, ids, stack, receiver, timeout_s=180, count_deliveries=False
         )
     repeats = sum(receiver.deliveries_per_job()[j] for j in ids) - JOBS
     print(
