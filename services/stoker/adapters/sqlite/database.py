@@ -8,7 +8,8 @@ The threading model, the same for all three:
   connection of the loop's own, with no busy wait: with `synchronous = NORMAL` a commit
   appends to the write-ahead log in the page cache, so a group of writes costs the loop
   tens of microseconds each. If another connection holds the write lock (another process
-  writing the file), or the lane below still has writes to finish, the group goes to:
+  writing the file), or the lane below still has writes to finish, or the file syncs every
+  commit (`synchronous = FULL`, the notifier's ledger), the group goes to:
 - **One writer lane** (a thread with a connection of its own, `stoker.adapters.sqlite.lane`),
   which waits for the lock, asking again every 0.2 to 2 ms up to the busy timeout (SQLite's
   own busy handler sleeps up to 100 ms between tries), and runs the groups queued for it
@@ -125,7 +126,8 @@ class SqliteDatabase:
                 await self._writer.start()  # first: it creates the file and the schema
                 await self._reader.start()
                 await self._checkpointer.start()
-                self._here = self._open_here()
+                if self._synchronous == "NORMAL":  # a FULL commit syncs: never on the loop
+                    self._here = self._open_here()
             except BaseException:
                 await self._close_lanes()
                 raise

@@ -1,10 +1,11 @@
 """The embedded store: jobs, their history, the outbox and the API tokens in one SQLite file.
 
 How statements run is `stoker.adapters.sqlite` (the same for every SQLite file stoker
-writes): writes go to the file's writer thread, which commits the writes queued together
-in one transaction; reads go to a reader thread with a read-only connection of its own, so
-they never queue behind writes; a third thread checkpoints the log after writes. The
-schema is `sqlite_schema`. This module is the JobStore and TokenStore ports' operations.
+writes): the writes of one round of the event loop commit together in one transaction, on
+the loop while the file's write lock is free and on its writer thread otherwise; reads go
+to a reader thread with a read-only connection of its own, so they never queue behind
+writes; a third thread checkpoints the log after writes. The schema is `sqlite_schema`.
+This module is the JobStore and TokenStore ports' operations.
 
 A job, its history line and its outbox events commit in one transaction, so a crash keeps
 all of them or none. Writes take the file's write lock up front (`BEGIN IMMEDIATE`), which
