@@ -32,7 +32,7 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
 
-def _with_parent_death_signal(argv: list[str]) -> list[str]:
+def with_parent_death_signal(argv: list[str]) -> list[str]:
     """Have the child SIGKILLed when the test process dies (util-linux `setpriv`), so an
     interrupted run leaves no service behind; `setpriv` execs, so the pid stays the child's."""
     setpriv = shutil.which("setpriv")
@@ -125,7 +125,7 @@ class Stack:
     def _spawn(self, name: str, argv: list[str]) -> None:
         with self._log(name).open("ab") as out:
             self._procs[name] = subprocess.Popen(
-                _with_parent_death_signal(argv),
+                with_parent_death_signal(argv),
                 env=self.env(),
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -67,5 +67,19 @@ TABLES = (
 )
 
 
+MEMBER_PROCESS = (
+    "ALTER TABLE members ADD COLUMN host TEXT",
+    "ALTER TABLE members ADD COLUMN pid INTEGER",
+    "ALTER TABLE members ADD COLUMN pid_started REAL",
+)
+"""Which process a member is (`stoker.adapters.processes.host_id`, pid, start time), so a
+member on the same host can tell it died without waiting for its lease to run out. Files
+written before have none: their members are left to expire; a member written by a version
+that does not know the columns has NULLs there, read the same way."""
+
+
 def migrate(conn: sqlite3.Connection) -> None:
+    """Create what is missing and upgrade an older file (inside the caller's transaction)."""
     run_script(conn, TABLES)
+    if "host" not in {row[1] for row in conn.execute("PRAGMA table_info(members)")}:
+        run_script(conn, MEMBER_PROCESS)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import orjson
 
 from stoker.adapters.bus.memory import desired_partitions, partition_for
+from stoker.adapters.processes import ProcessRef, is_alive
 from stoker.ports.bus import BusRecord, TopicPartition
 
 
@@ -28,6 +29,9 @@ class PollRequest:
     max_records: int
     cursor: int
     lease_ttl_s: float
+    host: str
+    """`stoker.adapters.processes.host_id()` of the member's process."""
+    process: ProcessRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,38 @@ def append(
         )
 
 
+_ALIVE_FOR_S = 1.0
+"""How long a member's process, once seen running, is taken to run without looking again:
+fetches look at the membership often, and a dead member's partitions may wait that long."""
+_seen_alive: dict[ProcessRef, float] = {}
+
+
+def _gone(process: ProcessRef) -> bool:
+    now = time.monotonic()
+    if now - _seen_alive.get(process, -_ALIVE_FOR_S) < _ALIVE_FOR_S:
+        return False
+    if is_alive(process):
+        _seen_alive[process] = now
+        return False
+    _seen_alive.pop(process, None)
+    return True
+
+
+def _dead_members(db: sqlite3.Connection, ask: PollRequest) -> set[str]:
+    """Members of the group whose process ran on this host and has exited: their leases
+    are free now, not when they expire."""
+    rows = db.execute(
+        "SELECT member, pid, pid_started FROM members"
+        " WHERE grp = ? AND host = ? AND pid IS NOT NULL AND pid_started IS NOT NULL",
+        (ask.group, ask.host),
+    )
+    return {
+        str(member)
+        for member, pid, started in rows
+        if (process := ProcessRef(int(pid), float(started))) != ask.process and _gone(process)
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class _Membership:
     """What a member must write to hold its share of the partitions."""
@@ -108,11 +144,13 @@ def _membership(
     db: sqlite3.Connection, ask: PollRequest, every: list[TopicPartition], now: float
 ) -> _Membership:
     group, member = ask.group, ask.member
+    dead = _dead_members(db, ask)
     live = [
         str(m)
         for (m,) in db.execute(
             "SELECT member FROM members WHERE grp = ? AND expires_at > ?", (group, now)
         )
+        if m not in dead
     ]
     leases = {
         (str(t), int(p)): (str(m), float(e))
@@ -127,6 +165,7 @@ def _membership(
         for tp in wanted
         if tp not in leases
         or leases[tp][1] <= now
+        or leases[tp][0] in dead
         or (leases[tp][0] == member and leases[tp][1] <= now + ask.lease_ttl_s / 3)
     ]
     return _Membership(member not in live, release, acquire)
@@ -192,15 +231,19 @@ def sync(db: sqlite3.Connection, ask: PollRequest, partitions: int) -> None:
     found missing, decided again under the write lock."""
     every = [(t, p) for t in ask.topics for p in range(ensure_topic(db, t, partitions))]
     now = time.time()
+    dead = [(ask.group, m) for m in _dead_members(db, ask)]
+    db.executemany("DELETE FROM leases WHERE grp = ? AND member = ?", dead)
+    db.executemany("DELETE FROM members WHERE grp = ? AND member = ?", dead)
     plan = _membership(db, ask, every, now)
     if not plan.changes:
         return
     group, member = ask.group, ask.member
     expires = now + ask.lease_ttl_s
     db.execute(
-        "INSERT INTO members (grp, member, expires_at) VALUES (?, ?, ?)"
+        "INSERT INTO members (grp, member, expires_at, host, pid, pid_started)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (grp, member) DO UPDATE SET expires_at = excluded.expires_at",
-        (group, member, expires),
+        (group, member, expires, ask.host, ask.process.pid, ask.process.create_time),
     )
     db.execute("DELETE FROM members WHERE grp = ? AND expires_at <= ?", (group, now))
     db.executemany(

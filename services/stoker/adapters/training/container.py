@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from stoker.adapters.training.supervise import EXIT_FILE, STARTS_FILE
 from stoker.core.naming import NAME_PATTERN
 from stoker.core.policy import PYTHON_NAMES, LocalRunRules
 from stoker.ports.training import InvalidRequest
@@ -38,6 +39,7 @@ _PATH = os.pathsep.join(
     dict.fromkeys([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
 )
 """A local process's PATH: this interpreter's folder and the system's, not the service's."""
+SUPERVISOR = Path(__file__).with_name("supervise.py")
 _CPU_GRACE_S = 10
 """CPU seconds between SIGXCPU (a script may catch it and save a checkpoint) and SIGKILL."""
 
@@ -107,6 +109,21 @@ class JobPaths:
     @property
     def stop_marker(self) -> Path:
         return self.root / "stop-requested"
+
+    @property
+    def request(self) -> Path:
+        """The CreateTrainingJob request, kept so a later owner can run a job nothing ran."""
+        return self.root / "request.json"
+
+    @property
+    def exit_file(self) -> Path:
+        """How the command ended, written by its supervisor (`supervise.py`)."""
+        return self.root / EXIT_FILE
+
+    @property
+    def starts(self) -> Path:
+        """One line per start of the job's command (`supervise.py`)."""
+        return self.root / STARTS_FILE
 
     @property
     def artifacts(self) -> Path:
@@ -335,6 +352,20 @@ def limited_command(command: list[str], rules: LocalRunRules) -> list[str]:
         _WITH_LIMITS,
         json.dumps(limits(rules)),
         *resolve_command(command),
+    ]
+
+
+def supervised_command(paths: JobPaths, command: list[str], rules: LocalRunRules) -> list[str]:
+    """`command`, under the rules' limits, started by its supervisor (`supervise.py`), which
+    records its exit code in the job folder even when no stoker process is left to see it."""
+    return [
+        sys.executable,
+        "-I",
+        "-S",
+        str(SUPERVISOR),
+        str(paths.root),
+        "--",
+        *limited_command(command, rules),
     ]
 
 

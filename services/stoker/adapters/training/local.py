@@ -1,13 +1,26 @@
 """The embedded training backend: each job is a local process in a SageMaker-style layout.
 
-`<work>/<job>/` holds the job's `/opt/ml` tree, `logs.txt` (its stdout and stderr) and
-`state.json`, rewritten atomically on every change. The folder is created with an exclusive
-mkdir, so one name is one job even across processes sharing the work folder. Another process
-(a monitor run on its own) describes and lists jobs from the state files and stops them by
-leaving a marker the owning process notices.
+`<work>/<job>/` holds the job's `/opt/ml` tree, `logs.txt` (its stdout and stderr), its
+request and `state.json`, rewritten atomically on every change (`local_state` has the
+files). The folder is created with an exclusive mkdir, so one name is one job even across
+processes sharing the work folder. Another process (a monitor run on its own) describes and
+lists jobs from the state files and stops them by leaving a marker the owning process
+notices.
 
-A job lost because its owning process died (it never wrote a final state) is reported as
-Failed with an InternalServerError reason, which the failure rules retry.
+A crash of the owning process costs no attempt and no compute. Each command runs under a
+supervisor of its own session (`supervise.py`), which outlives the owner and writes the
+command's exit code to the job folder. A backend that finds a job whose owner died (when it
+starts on the work folder, or when it describes or lists the job) takes it over, one
+process only, and:
+- a supervisor still running: follows it to its end, with stops and MaxRuntime as usual;
+- an exit code on disk: concludes from it (model packed and published, or the script's
+  failure reason), as the dead owner would have;
+- nothing started yet (the job waited for a slot, or was staging its inputs): runs it, under
+  the same training job name. Nothing ran, so it is the same attempt: the lifecycle above
+  sees one training job that took longer to start, not a failure to retry;
+- a process that may have started and left nothing (its supervisor killed too, or the owner
+  died within the instant between the two): Failed, InternalServerError, which the failure
+  rules retry.
 
 Only what the local rules allow runs (their entrypoint allowlist; by default the training
 scripts shipped with stoker); anything else is refused with InvalidRequest before a folder
@@ -19,29 +32,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import tarfile
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from stoker.adapters.processes import ProcessRef, is_alive, process_ref, this_process
+from stoker.adapters.training import local_state as state
 from stoker.adapters.training.container import (
     JobPaths,
     LocalJobRequest,
     container_env,
     copy_into,
     failure_reason,
-    limited_command,
     local_path,
     parse_request,
     refusal,
+    supervised_command,
     write_layout,
 )
+from stoker.adapters.training.local_state import LocalJob
 from stoker.adapters.training.s3io import S3Folders, S3TransferError
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.policy import LocalRunRules
@@ -61,117 +75,39 @@ log = get_logger("stoker.adapters.training.local")
 _S = TrainingJobStatus
 _LOST_REASON = "InternalServerError: the local training process was lost (its owner stopped)"
 _SHUTDOWN_REASON = "InternalServerError: the local backend shut down while the job ran"
-_MARKER_POLL_S = 0.25  # how soon a stop asked by another process is noticed
+_MARKER_POLL_S = 0.25
+"""How soon a stop asked by another process is noticed, and how often an adopted process
+(not our child: nothing tells us when it exits) is looked at."""
+
+Signaller = Callable[[signal.Signals], None]
 
 
 class _SetupFailed(Exception):
     """Input or checkpoint data could not be staged: the job fails with ClientError."""
 
 
-@dataclass
-class _Job:
-    name: str
-    arn: str
-    paths: JobPaths
-    instance_type: str
-    status: TrainingJobStatus
-    secondary: str
-    creation_time: datetime
-    last_modified: datetime
-    failure_reason: str | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
-    model_artifacts: str | None = None
-    owner_pid: int = field(default_factory=os.getpid)
-    queued: bool = True
-    stop_requested: bool = False
-    shutting_down: bool = False
-    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
+class _Slots:
+    """At most `size` processes at once. A process taken over already runs, so it is
+    followed at once even when every slot is taken; the cap holds again as processes end
+    (the next slot freed then goes to nobody)."""
 
-    def to_state(self) -> dict[str, Any]:
-        def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value else None
+    def __init__(self, size: int) -> None:
+        self._free = asyncio.Semaphore(size)
+        self._over = 0
 
-        return {
-            "name": self.name,
-            "arn": self.arn,
-            "instance_type": self.instance_type,
-            "status": self.status.value,
-            "secondary": self.secondary,
-            "failure_reason": self.failure_reason,
-            "creation_time": iso(self.creation_time),
-            "last_modified": iso(self.last_modified),
-            "start_time": iso(self.start_time),
-            "end_time": iso(self.end_time),
-            "model_artifacts": self.model_artifacts,
-            "owner_pid": self.owner_pid,
-        }
-
-    @classmethod
-    def from_state(cls, paths: JobPaths, data: dict[str, Any]) -> _Job:
-        def parse(value: str | None) -> datetime | None:
-            return datetime.fromisoformat(value) if value else None
-
-        created = datetime.fromisoformat(data["creation_time"])
-        return cls(
-            name=data["name"],
-            arn=data["arn"],
-            paths=paths,
-            instance_type=data["instance_type"],
-            status=TrainingJobStatus(data["status"]),
-            secondary=data["secondary"],
-            creation_time=created,
-            last_modified=parse(data["last_modified"]) or created,
-            failure_reason=data.get("failure_reason"),
-            start_time=parse(data.get("start_time")),
-            end_time=parse(data.get("end_time")),
-            model_artifacts=data.get("model_artifacts"),
-            owner_pid=int(data.get("owner_pid") or 0),
-            queued=False,
-        )
-
-    def describe(self) -> TrainingJobDescription:
-        seconds = None
-        if self.start_time is not None and self.end_time is not None:
-            seconds = max(0, round((self.end_time - self.start_time).total_seconds()))
-        return TrainingJobDescription(
-            name=self.name,
-            arn=self.arn,
-            status=self.status,
-            secondary_status=self.secondary,
-            failure_reason=self.failure_reason,
-            creation_time=self.creation_time,
-            last_modified_time=self.last_modified,
-            training_start_time=self.start_time,
-            training_end_time=self.end_time,
-            billable_seconds=seconds,
-            training_seconds=seconds,
-            model_artifacts=self.model_artifacts,
-            instance_type=self.instance_type,
-        )
-
-    def summary(self) -> TrainingJobSummary:
-        return TrainingJobSummary(
-            name=self.name,
-            status=self.status,
-            last_modified_time=self.last_modified,
-            creation_time=self.creation_time,
-            training_end_time=self.end_time,
-            secondary_status=self.secondary,
-        )
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    @contextlib.asynccontextmanager
+    async def held(self, *, running: bool = False) -> AsyncIterator[None]:
+        if running and self._free.locked():
+            self._over += 1
+        else:
+            await self._free.acquire()
+        try:
+            yield
+        finally:
+            if self._over:
+                self._over -= 1
+            else:
+                self._free.release()
 
 
 class LocalProcessBackend:
@@ -203,8 +139,8 @@ class LocalProcessBackend:
         self.work_dir = work_dir
         self._grace_s = stop_grace_s
         self._clock = clock or SystemClock()
-        self._slots = asyncio.Semaphore(max_concurrent)
-        self._jobs: dict[str, _Job] = {}
+        self._slots = _Slots(max_concurrent)
+        self._jobs: dict[str, LocalJob] = {}
         self._s3 = S3Folders(region=region, endpoint_url=s3_endpoint)
         rules = rules or LocalRunRules()
         if rules.entrypoints is None:
@@ -214,7 +150,20 @@ class LocalProcessBackend:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Create the work folder, and take over the jobs of owners that died: processes
+        that run first (they hold their slots already), then waiting jobs, oldest first."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        orphans = [
+            job
+            for folder in self.work_dir.iterdir()
+            if (job := self._load(JobPaths(folder), take_over=False)) is not None
+            and not job.status.terminal
+        ]
+        orphans.sort(key=lambda job: (job.supervisor is None, job.creation_time, job.name))
+        for job in orphans:
+            handed_over = state.orphaned(job)
+            if handed_over is not None:
+                self._take_over(job, handed_over)
 
     async def close(self) -> None:
         """Stop the processes still running; their jobs end Failed (InternalServerError)."""
@@ -247,7 +196,7 @@ class LocalProcessBackend:
         except FileExistsError as exc:
             raise TrainingJobAlreadyExists(spec.name) from exc
         now = self._clock.now()
-        job = _Job(
+        job = LocalJob(
             name=spec.name,
             arn=f"arn:aws:sagemaker:local:000000000000:training-job/{spec.name.lower()}",
             paths=paths,
@@ -256,11 +205,12 @@ class LocalProcessBackend:
             secondary="Starting",
             creation_time=now,
             last_modified=now,
+            owner=this_process(),
         )
         self._jobs[spec.name.lower()] = job
+        state.save_request(paths, request)
         self._save(job)
-        job.task = asyncio.create_task(self._run(job, spec, request), name=f"train:{spec.name}")
-        job.task.add_done_callback(self._task_done)
+        self._start_task(job, self._run(job, spec, request))
         log.info("local training job created", training_job_name=spec.name)
         return job.arn
 
@@ -309,10 +259,13 @@ class LocalProcessBackend:
             foreign = self._load(self._paths(name))
             if foreign is None:
                 raise TrainingJobNotFound(name)
-            if not foreign.status.terminal:
-                # Another process runs it; it watches for this marker.
-                foreign.paths.stop_marker.touch()
-            return
+            if foreign is self._jobs.get(name.lower()):
+                job = foreign  # its owner had died: this backend just took it over
+            else:
+                if not foreign.status.terminal:
+                    # Another process runs it; it watches for this marker.
+                    foreign.paths.stop_marker.touch()
+                return
         if job.status.terminal or job.stop_requested:
             return
         job.stop_requested = True
@@ -325,14 +278,18 @@ class LocalProcessBackend:
 
     # --- running a job -------------------------------------------------------------------
 
-    async def _run(self, job: _Job, spec: LocalJobRequest, request: dict[str, Any]) -> None:
-        async with self._slots:
+    async def _run(self, job: LocalJob, spec: LocalJobRequest, request: dict[str, Any]) -> None:
+        async with self._slots.held():
             job.queued = False
+            if job.paths.stop_marker.exists():
+                job.stop_requested = True  # asked by another process while the job waited
             if job.stop_requested or job.shutting_down:
+                if not job.status.terminal and not job.shutting_down:
+                    self._finish(job, _S.STOPPED, "Stopped")
                 return
             try:
                 self._set(job, _S.IN_PROGRESS, "Downloading")
-                checkpoint_dir = await self._stage(job.paths, spec, request)
+                await self._stage(job.paths, spec, request)
             except _SetupFailed as exc:
                 self._finish(job, _S.FAILED, "Failed", f"ClientError: {exc}"[:1024])
                 return
@@ -340,12 +297,31 @@ class LocalProcessBackend:
                 self._finish(job, _S.STOPPED, "Stopped")
                 return
             job.start_time = self._clock.now()
+            # Saved before the process starts: from here on a later owner must not run the
+            # command again (see the module docstring).
+            job.launching = True
             self._set(job, _S.IN_PROGRESS, "Training")
-            exit_code, timed_out = await self._execute(job, spec, checkpoint_dir)
-            await self._conclude(job, spec, checkpoint_dir, exit_code, timed_out=timed_out)
+            exit_code, timed_out = await self._execute(job, spec)
+            await self._conclude(job, spec, exit_code, timed_out=timed_out)
 
-    async def _stage(self, paths: JobPaths, spec: LocalJobRequest, request: dict[str, Any]) -> Path:
-        """Lay out /opt/ml, fetch the channels and checkpoints; returns the checkpoint folder."""
+    async def _follow(self, job: LocalJob, spec: LocalJobRequest, supervisor: ProcessRef) -> None:
+        """A process started by an owner that died: follow it to its end, then conclude
+        from the exit code its supervisor wrote."""
+        async with self._slots.held(running=True):
+            exited = asyncio.ensure_future(_gone(supervisor))
+
+            def signal_group(signum: signal.Signals) -> None:
+                if is_alive(supervisor):  # not a later process given the same pid
+                    os.killpg(supervisor.pid, signum)
+
+            try:
+                timed_out = await self._watch(job, spec, exited, signal_group)
+            finally:
+                exited.cancel()  # done already, unless the watch itself failed
+            await self._conclude(job, spec, state.exit_code(job.paths), timed_out=timed_out)
+
+    async def _stage(self, paths: JobPaths, spec: LocalJobRequest, request: dict[str, Any]) -> None:
+        """Lay out /opt/ml, fetch the channels and checkpoints."""
         await asyncio.to_thread(write_layout, paths, spec, request)
         try:
             for channel in spec.channels:
@@ -355,93 +331,116 @@ class LocalProcessBackend:
                     await asyncio.to_thread(copy_into, source, dest)
                 else:
                     await self._s3.download_prefix(channel.uri, dest)
-            checkpoint_dir = paths.checkpoints
-            if spec.checkpoint_uri:
-                folder = local_path(spec.checkpoint_uri)
-                if folder is not None:
-                    # A local checkpoint folder is used in place, so a later attempt resumes.
-                    checkpoint_dir = folder
-                else:
-                    await self._s3.download_prefix(spec.checkpoint_uri, checkpoint_dir)
+            checkpoint_dir = _checkpoint_dir(paths, spec)
+            if spec.checkpoint_uri and local_path(spec.checkpoint_uri) is None:
+                await self._s3.download_prefix(spec.checkpoint_uri, checkpoint_dir)
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
         except (OSError, ValueError, S3TransferError) as exc:
             raise _SetupFailed(str(exc)) from exc
-        return checkpoint_dir
 
-    async def _execute(
-        self, job: _Job, spec: LocalJobRequest, checkpoint_dir: Path
-    ) -> tuple[int, bool]:
+    async def _execute(self, job: LocalJob, spec: LocalJobRequest) -> tuple[int | None, bool]:
         """Run the process to its end; returns (exit code, stopped for MaxRuntime)."""
-        env = container_env(job.paths, spec, checkpoint_dir)
+        env = container_env(job.paths, spec, _checkpoint_dir(job.paths, spec))
         with job.paths.logs.open("ab") as logs:
             try:
                 process = await asyncio.create_subprocess_exec(
-                    *limited_command(spec.command, self.rules),
+                    *supervised_command(job.paths, spec.command, self.rules),
+                    stdin=asyncio.subprocess.DEVNULL,  # nothing of ours to outlive us
                     stdout=logs,
                     stderr=asyncio.subprocess.STDOUT,
                     env=env,
                     cwd=job.paths.root,
-                    start_new_session=True,  # its own process group: a stop reaches children
+                    # Its own session: a stop reaches the whole group, and the death of this
+                    # process does not.
+                    start_new_session=True,
                 )
             except OSError as exc:
-                logs.write(f"cannot start {spec.command[0]!r}: {exc}\n".encode())
+                logs.write(f"cannot start the supervisor of {spec.command[0]!r}: {exc}\n".encode())
                 return 127, False
-            log.info("training process started", training_job_name=job.name, pid=process.pid)
-            deadline = self._clock.monotonic() + spec.max_runtime_s if spec.max_runtime_s else None
-            exited = asyncio.ensure_future(process.wait())
-            stop = asyncio.ensure_future(job.stop_event.wait())
-            timed_out = False
-            try:
-                while not exited.done():
-                    timeout = _MARKER_POLL_S
-                    if deadline is not None:
-                        timeout = min(timeout, max(0.0, deadline - self._clock.monotonic()))
-                    await asyncio.wait(
-                        {exited, stop}, timeout=timeout, return_when="FIRST_COMPLETED"
-                    )
-                    if exited.done():
-                        break
-                    if job.paths.stop_marker.exists() and not job.stop_requested:
-                        job.stop_requested = True
-                        self._set(job, _S.STOPPING, "Stopping")
-                    if deadline is not None and self._clock.monotonic() >= deadline:
-                        timed_out = True
-                    if stop.done() or job.stop_requested or timed_out:
-                        await self._terminate(process)
-                        break
-            finally:
-                stop.cancel()
-            return await exited, timed_out
+        # Our child, not reaped before we wait for it: its pid names it until then. A start
+        # time of 0 (it ended already) reads as gone to a later owner, which then concludes
+        # from the exit file.
+        job.supervisor = process_ref(process.pid) or ProcessRef(process.pid, 0.0)
+        self._save(job)
+        log.info("training process started", training_job_name=job.name, pid=process.pid)
 
-    async def _terminate(self, process: asyncio.subprocess.Process) -> None:
+        def signal_group(signum: signal.Signals) -> None:
+            if process.returncode is None:
+                os.killpg(process.pid, signum)
+
+        exited = asyncio.ensure_future(process.wait())
+        timed_out = await self._watch(job, spec, exited, signal_group)
+        code = state.exit_code(job.paths)
+        # No exit file: the supervisor itself was killed (SIGKILL after the grace period).
+        return (process.returncode if code is None else code), timed_out
+
+    async def _watch(
+        self,
+        job: LocalJob,
+        spec: LocalJobRequest,
+        exited: asyncio.Future[Any],
+        signal_group: Signaller,
+    ) -> bool:
+        """Wait for `exited`, ending the process group on a stop or at MaxRuntime (counted
+        from the job's start, which an adopted job passed earlier); True if MaxRuntime did."""
+        deadline = None
+        if spec.max_runtime_s:
+            elapsed = (self._clock.now() - (job.start_time or self._clock.now())).total_seconds()
+            deadline = self._clock.monotonic() + max(0.0, spec.max_runtime_s - elapsed)
+        stop = asyncio.ensure_future(job.stop_event.wait())
+        timed_out = False
+        try:
+            while not exited.done():
+                timeout = _MARKER_POLL_S
+                if deadline is not None:
+                    timeout = min(timeout, max(0.0, deadline - self._clock.monotonic()))
+                await asyncio.wait({exited, stop}, timeout=timeout, return_when="FIRST_COMPLETED")
+                if exited.done():
+                    break
+                if job.paths.stop_marker.exists() and not job.stop_requested:
+                    job.stop_requested = True
+                    self._set(job, _S.STOPPING, "Stopping")
+                if deadline is not None and self._clock.monotonic() >= deadline:
+                    timed_out = True
+                if stop.done() or job.stop_requested or timed_out:
+                    await self._terminate(exited, signal_group)
+                    break
+        finally:
+            stop.cancel()
+        return timed_out
+
+    async def _terminate(self, exited: asyncio.Future[Any], signal_group: Signaller) -> None:
         """SIGTERM to the process group, SIGKILL after the grace period."""
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+            signal_group(signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), timeout=self._grace_s)
+            await asyncio.wait_for(asyncio.shield(exited), timeout=self._grace_s)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+                signal_group(signal.SIGKILL)
+            await exited
 
     async def _conclude(
         self,
-        job: _Job,
+        job: LocalJob,
         spec: LocalJobRequest,
-        checkpoint_dir: Path,
-        exit_code: int,
+        exit_code: int | None,
         *,
         timed_out: bool,
     ) -> None:
+        """The job's end, from how its process ended (None: it left no exit code), whether
+        this process started it or took it over."""
         if spec.checkpoint_uri and local_path(spec.checkpoint_uri) is None:
             with contextlib.suppress(S3TransferError):
-                await self._s3.upload_folder(checkpoint_dir, spec.checkpoint_uri)
+                await self._s3.upload_folder(_checkpoint_dir(job.paths, spec), spec.checkpoint_uri)
         if job.shutting_down:
             self._finish(job, _S.FAILED, "Failed", _SHUTDOWN_REASON)
         elif timed_out:
             self._finish(job, _S.STOPPED, "MaxRuntimeExceeded")
         elif job.stop_requested:
             self._finish(job, _S.STOPPED, "Stopped")
+        elif exit_code is None:
+            self._finish(job, _S.FAILED, "Failed", _LOST_REASON)
         elif exit_code != 0:
             self._finish(job, _S.FAILED, "Failed", failure_reason(job.paths, exit_code))
         else:
@@ -454,7 +453,7 @@ class LocalProcessBackend:
                 return
             self._finish(job, _S.COMPLETED, "Completed")
 
-    async def _publish_model(self, job: _Job, spec: LocalJobRequest) -> str:
+    async def _publish_model(self, job: LocalJob, spec: LocalJobRequest) -> str:
         """Pack /opt/ml/model as model.tar.gz where OutputDataConfig says; returns its URI."""
         await asyncio.to_thread(_pack, job.paths.model, job.paths.artifacts)
         output = spec.output_path
@@ -470,20 +469,60 @@ class LocalProcessBackend:
         await asyncio.to_thread(dest.write_bytes, job.paths.artifacts.read_bytes())
         return dest.resolve().as_uri()
 
+    # --- taking over the jobs of a dead owner --------------------------------------------
+
+    def _take_over(self, job: LocalJob, handed_over: int) -> LocalJob:
+        """Own `job`, whose owner died after hand-over number `handed_over`, and carry it on
+        (the module docstring lists the cases). Returns the job as it reads now."""
+        if not state.take_over(job, handed_over, this_process()):
+            # Another process was first: the state is its to write.
+            return self._load(job.paths, take_over=False) or job
+        self._jobs[job.name.lower()] = job
+        if job.status is _S.STOPPING or job.paths.stop_marker.exists():
+            job.stop_requested = True
+        request = state.load_request(job.paths)
+        try:
+            spec = parse_request(request) if request is not None else None
+        except InvalidRequest:
+            spec = None
+        bound = log.bind(training_job_name=job.name)
+        if spec is not None and job.supervisor is not None:
+            bound.info("local training job adopted", supervisor_pid=job.supervisor.pid)
+            self._save(job)
+            self._start_task(job, self._follow(job, spec, job.supervisor))
+        elif spec is None or job.launching:
+            bound.warning("local training job lost with its owner")
+            self._finish(job, _S.FAILED, "Failed", _LOST_REASON)
+        elif job.stop_requested:
+            self._finish(job, _S.STOPPED, "Stopped")
+        elif (refused := refusal(self.rules, spec)) is not None:
+            self._finish(job, _S.FAILED, "Failed", f"ClientError: {refused}"[:1024])
+        else:
+            assert request is not None  # spec was parsed from it
+            bound.info("local training job queued again: nothing of it ran")
+            job.queued = True
+            self._set(job, _S.IN_PROGRESS, "Starting")
+            self._start_task(job, self._run(job, spec, request))
+        return job
+
+    def _start_task(self, job: LocalJob, work: Coroutine[Any, Any, None]) -> None:
+        job.task = asyncio.create_task(work, name=f"train:{job.name}")
+        job.task.add_done_callback(self._task_done)
+
     # --- state ---------------------------------------------------------------------------
 
     def _paths(self, name: str) -> JobPaths:
         # Lower-cased: SageMaker names are unique regardless of case.
         return JobPaths(self.work_dir / name.lower())
 
-    def _set(self, job: _Job, status: TrainingJobStatus, secondary: str) -> None:
+    def _set(self, job: LocalJob, status: TrainingJobStatus, secondary: str) -> None:
         job.status = status
         job.secondary = secondary
         job.last_modified = self._clock.now()
         self._save(job)
 
     def _finish(
-        self, job: _Job, status: TrainingJobStatus, secondary: str, reason: str | None = None
+        self, job: LocalJob, status: TrainingJobStatus, secondary: str, reason: str | None = None
     ) -> None:
         job.failure_reason = reason
         job.end_time = self._clock.now()
@@ -495,25 +534,21 @@ class LocalProcessBackend:
             failure_reason=reason,
         )
 
-    def _save(self, job: _Job) -> None:
-        tmp = job.paths.state.with_suffix(".tmp")
-        tmp.write_text(json.dumps(job.to_state()), encoding="utf-8")
-        tmp.replace(job.paths.state)
+    def _save(self, job: LocalJob) -> None:
+        state.save(job)
 
-    def _load(self, paths: JobPaths) -> _Job | None:
+    def _load(self, paths: JobPaths, *, take_over: bool = True) -> LocalJob | None:
+        """The job in `paths` as its state file says; with `take_over`, a job whose owner
+        died is taken over first."""
         try:
-            data = json.loads(paths.state.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
+            job = state.load(paths)
+        except (OSError, ValueError, KeyError, TypeError):
             log.warning("unreadable local job state", path=str(paths.state))
             return None
-        job = _Job.from_state(paths, data)
-        if not job.status.terminal and not _pid_alive(job.owner_pid):
-            job.status, job.secondary, job.failure_reason = _S.FAILED, "Failed", _LOST_REASON
-            job.end_time = job.last_modified = self._clock.now()
-            self._save(job)
-        return job
+        if job is None or job.status.terminal or not take_over:
+            return job
+        handed_over = state.orphaned(job)
+        return job if handed_over is None else self._take_over(job, handed_over)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         # A job task must never die silently: record the crash as the job's failure.
@@ -526,6 +561,23 @@ class LocalProcessBackend:
         for job in self._jobs.values():
             if job.task is task and not job.status.terminal:
                 self._finish(job, _S.FAILED, "Failed", f"InternalServerError: {exc}"[:1024])
+
+
+async def _gone(process: ProcessRef) -> None:
+    """Until `process` (not our child) has exited: nothing signals that, so it is looked at
+    every _MARKER_POLL_S."""
+    while is_alive(process):  # noqa: ASYNC110 - no event to wait on: another process's exit
+        await asyncio.sleep(_MARKER_POLL_S)
+
+
+def _checkpoint_dir(paths: JobPaths, spec: LocalJobRequest) -> Path:
+    """Where the process keeps checkpoints: a local CheckpointConfig folder is used in
+    place, so a later attempt resumes; otherwise the job's own folder (synced with S3)."""
+    if spec.checkpoint_uri:
+        folder = local_path(spec.checkpoint_uri)
+        if folder is not None:
+            return folder
+    return paths.checkpoints
 
 
 def _pack(folder: Path, archive: Path) -> None:
