@@ -44,6 +44,8 @@ from _lifecycle_stats import JobTimes, job_times
 from stoker.adapters.aws import AwsClients
 from stoker.adapters.bus.kafka import LIBRDKAFKA_LOGGER
 from stoker.adapters.store import layout
+from stoker.adapters.store.dynamodb import DynamoDbJobStore
+from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.app.process import run_service_process
 from stoker.app.runtime import Runtime
 from stoker.app.services import run_services
@@ -201,10 +203,7 @@ def _settings(plan: ThroughputPlan, run: str, data_dir: Path) -> Settings:
 
 def _store(plan: ThroughputPlan, settings: Settings) -> Store:
     if plan.store == "sqlite":
-        from stoker.adapters.store.sqlite import SqliteJobStore
-
         return SqliteJobStore(settings.data_dir / "jobs.sqlite3")
-    from stoker.adapters.store.dynamodb import DynamoDbJobStore
 
     return DynamoDbJobStore(settings)
 

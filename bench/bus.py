@@ -36,6 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from stoker.adapters.bus import KafkaBus, SqliteLogBus
+from stoker.adapters.bus.dynamodb_streams import DynamoDbStreamsBus
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobStatus
 from stoker.ports.bus import BusRecord, EventBus
@@ -90,8 +91,6 @@ async def open_kafka(args: Args) -> AsyncIterator[EventBus]:
 
 @asynccontextmanager
 async def open_dynamodb_streams(args: Args) -> AsyncIterator[EventBus]:
-    from stoker.adapters.bus.dynamodb_streams import DynamoDbStreamsBus
-
     # DynamoDB Local accepts any credentials but the client insists on having some.
     for name, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench")):
         os.environ.setdefault(name, value)

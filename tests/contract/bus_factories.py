@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 
 from stoker.adapters.bus import KafkaBus, MemoryBus, SqliteLogBus
+from stoker.adapters.bus.dynamodb_streams import DynamoDbStreamsBus
 from stoker.ports.bus import EventBus
 from stoker.settings import Settings
+from tests.contract.store_factories import drop_tables
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,6 @@ def bus_from_spec(spec: dict[str, Any]) -> EventBus:
             heartbeat_interval_ms=int(spec["heartbeat_interval_ms"]),
         )
     if kind == "dynamodb_streams":
-        from stoker.adapters.bus.dynamodb_streams import DynamoDbStreamsBus
-
         settings = Settings(
             dynamodb_endpoint=spec["endpoint"], dynamodb_table_prefix=spec["prefix"]
         )
@@ -144,8 +144,6 @@ async def kafka_bus(env: FactoryEnv) -> AsyncIterator[BusUnderTest]:
 
 @asynccontextmanager
 async def dynamodb_streams_bus(env: FactoryEnv) -> AsyncIterator[BusUnderTest]:
-    from tests.contract.store_factories import drop_tables
-
     spec = {
         "kind": "dynamodb_streams",
         "endpoint": env.dynamodb_endpoint,

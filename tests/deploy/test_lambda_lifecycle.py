@@ -6,11 +6,13 @@ state changes arrive as EventBridge event samples; SageMaker, SNS and SQS are mo
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
 import pytest
 
 from stoker.app.aws_lambda import launch, monitor, react, submit
@@ -73,8 +75,6 @@ def aws(hosts: Callable[..., LambdaHost], notify: NotifySettings) -> Stack:
 
 
 def inbox(sqs_url: str, moto_endpoint: str) -> list[dict[str, Any]]:
-    import boto3
-
     sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto_endpoint)
     answer_ = sqs.receive_message(
         QueueUrl=sqs_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
@@ -223,7 +223,6 @@ def test_a_record_that_is_not_an_event_is_dead_lettered_and_the_batch_goes_on(
         if r["dynamodb"].get("NewImage", {}).get("topic", {}).get("S") == topics.DEAD_LETTER
     ]
     assert letters
-    import base64
 
     letter = json.loads(base64.b64decode(letters[0]["dynamodb"]["NewImage"]["value"]["B"]))
     assert letter["data"]["original_key"] == "broken"

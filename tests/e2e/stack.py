@@ -8,6 +8,7 @@ each other's events or jobs. Processes log to one file each (appended across res
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -22,8 +23,10 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from aiobotocore.session import get_session
 
 from stoker.devinfra import free_ports
+from stoker.settings import Mode, Settings, StoreKind
 from tests.support.waiting import wait_until_blocking
 
 SERVICES = ("api", "intake", "launcher", "monitor", "retrier", "relay", "notifier")
@@ -103,8 +106,6 @@ class Stack:
 
     def settings(self) -> Any:
         """Settings equal to the services' (for the test's own store and bus)."""
-        from stoker.settings import Mode, Settings, StoreKind
-
         env = self.env()
         store = env.get("STOKER_STORE")
         return Settings(
@@ -225,14 +226,8 @@ class Stack:
     def drop_tables(self) -> None:
         """Delete the run's DynamoDB tables: the shared DynamoDB Local keeps every table in
         memory, and each run would otherwise leave thousands of items behind."""
-        import asyncio
-
-        from stoker.settings import StoreKind
-
         if self.settings().store_kind is not StoreKind.DYNAMODB:
             return
-
-        from aiobotocore.session import get_session
 
         async def drop() -> None:
             session = get_session()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import orjson
 import pytest
 
 from stoker.client import ApiError, AsyncClient
@@ -177,7 +178,6 @@ async def test_duplicate_and_invalid_input_at_the_edges(
             )
             broken = good.model_dump(mode="json")
             del broken["data"]["spec"]["owner"]
-            import orjson
 
             await bus.publish_raw(topics.SUBMISSIONS, f"d{run}-0002", orjson.dumps(broken))
             await bus.publish_raw(topics.SUBMISSIONS, f"d{run}-0003", b"{not json")

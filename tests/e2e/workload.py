@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -129,8 +130,6 @@ async def submit_http(
 
 async def submit_events(bus: Publisher, specs: Sequence[JobSpec]) -> None:
     """Produce JobSubmitted events on the submissions topic, as any Kafka client would."""
-    from datetime import UTC, datetime
-
     events = [CloudEvent.wrap(JobSubmitted(spec=s), time=datetime.now(UTC)) for s in specs]
     for event in events:
         await bus.publish(topics.SUBMISSIONS, event)

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from aiobotocore.session import get_session
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from typer.testing import CliRunner
 
 from stoker.adapters.bus import KafkaBus
@@ -28,8 +30,6 @@ CONSUME_DEADLINE_S = 60.0
 
 def _kafka_round_trip(bootstrap: str) -> list[bytes]:
     """Produce three records to a fresh auto-created topic and read them back (blocking)."""
-    from confluent_kafka import Producer
-
     topic = f"devinfra-{uuid.uuid4().hex[:10]}"
     # Idempotence keeps the order of one key when the first send is retried while the
     # auto-created topic gets its leader; without it m0 can land after m1 and m2.
@@ -57,8 +57,6 @@ def _produce_all(
 
 def _consume(bootstrap: str, topic: str, *, expected: int) -> list[bytes]:
     """All values of the topic from the beginning, once `expected` have arrived (blocking)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
     # librdkafka wants a group id, but assign() reads without joining the group.
     consumer = Consumer(
         {
@@ -85,8 +83,6 @@ def _consume(bootstrap: str, topic: str, *, expected: int) -> list[bytes]:
 
 async def _dynamodb_round_trip(endpoint: str) -> list[str]:
     """Create a table, list it, delete it."""
-    from aiobotocore.session import get_session
-
     table = f"devinfra-{uuid.uuid4().hex[:10]}"
     async with get_session().create_client(
         "dynamodb",
@@ -117,8 +113,6 @@ def _consecutive_free_ports() -> int:
 
 def _scram_metadata(bootstrap: str, user: str, password: str) -> int:
     """Brokers listed by a client that logs in with SCRAM-SHA-512 (blocking)."""
-    from confluent_kafka import Producer
-
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -268,8 +262,6 @@ async def test_replicated_stream_survives_sigkill_of_the_leader(
     """With replication 3 and min ISR 2, an idempotent acks=all producer keeps writing after
     the partition leader is SIGKILLed, and a consumer reads every record exactly once, in
     order. The killed broker then rejoins."""
-    from confluent_kafka import Producer
-
     topic = f"failover-{uuid.uuid4().hex[:10]}"
     # stoker's own topic creation. Its CreateTopics once failed on this cluster with "Broker
     # handle destroyed without termination" (the bootstrap connection it went out on was

@@ -22,6 +22,7 @@ import pytest
 
 from stoker.adapters.bus.kafka import KafkaBus
 from stoker.app.inference_registry import load_models
+from stoker.cli.router import build_router
 from stoker.inference.stream.processor import DuplicateStream, StreamConfig, parse_scores
 from tests.support.events import TopicReader
 from tests.support.waiting import wait_until
@@ -70,7 +71,6 @@ async def test_n_pairs_in_n_scores_out_and_bad_pairs_dead_lettered(bus: KafkaBus
     await bus.publish_raw(t.pairs, "bad1", b"{oops")
     await bus.publish_raw(t.pairs, "bad2", orjson.dumps({"pair_id": "x", "a": {"title": "t"}}))
     models = load_models(BACKEND, models=("duplicate",))
-    from stoker.cli.router import build_router
 
     router = build_router(models, max_queue_delay_ms=5)
     await router.start()

@@ -17,8 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from stoker.adapters.bus.sqlite_log import SqliteLogBus
+from stoker.adapters.store.sqlite import SqliteJobStore
+from stoker.app.notifier import serve
 from stoker.core.job import JobStatus
+from stoker.logs import configure_logging
+from stoker.settings import load_settings
 from tests.support.waiting import wait_quiet, wait_until
+from tests.unit.notifier.support import Receiver, job, terminal
 
 pytestmark = pytest.mark.integration
 
@@ -51,10 +57,6 @@ async def _spawn(data_dir: Path, url: str, log: Path) -> asyncio.subprocess.Proc
 async def test_sigkill_mid_run_and_restart_still_notifies_each_job_once(tmp_path: Path) -> None:
     """60 jobs of 6 owners; the notifier is SIGKILLed after a third of the deliveries and
     restarted; in the end each job appears under exactly one idempotency key."""
-    from stoker.adapters.bus.sqlite_log import SqliteLogBus
-    from stoker.adapters.store.sqlite import SqliteJobStore
-    from tests.unit.notifier.support import Receiver, job, terminal
-
     bus = SqliteLogBus(tmp_path / "bus.sqlite3")
     store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     await bus.start()
@@ -106,12 +108,6 @@ async def test_sigkill_mid_run_and_restart_still_notifies_each_job_once(tmp_path
 
 
 async def _child() -> None:
-    from stoker.adapters.bus.sqlite_log import SqliteLogBus
-    from stoker.adapters.store.sqlite import SqliteJobStore
-    from stoker.app.notifier import serve
-    from stoker.logs import configure_logging
-    from stoker.settings import load_settings
-
     configure_logging("INFO")
     settings = load_settings()
     stop = asyncio.Event()

@@ -23,7 +23,7 @@ from stoker.core.job import JobStatus
 from stoker.core.notification import JobNote, Notification
 from stoker.core.spec import EmailTarget
 from stoker.devinfra import free_ports
-from stoker.ports.channel import DeliveryRejected
+from stoker.ports.channel import DeliveryDeferred, DeliveryRejected
 from tests.support.waiting import poll_until, wait_until_blocking
 from tests.unit.notifier.support import T0
 
@@ -156,8 +156,6 @@ async def test_publishing_to_a_missing_topic_is_rejected_for_good(moto_endpoint:
 
 async def test_an_unreachable_endpoint_is_deferred_not_rejected(moto_endpoint: str) -> None:
     """Nothing listening: a retriable DeliveryDeferred, so the sender tries again later."""
-    from stoker.ports.channel import DeliveryDeferred
-
     arn = f"arn:aws:sns:{REGION}:123456789012:t"
     channel = SnsEmailChannel(
         arn, region=REGION, endpoint_url=f"http://127.0.0.1:{free_ports(1)[0]}"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from fastapi.routing import APIRoute
 
+from stoker.core.auth import Role
 from stoker.core.job import JobStatus
 from tests.security.conftest import Tenants, spec
 
@@ -79,10 +82,6 @@ async def test_a_revoked_or_expired_token_is_401(tenants: Tenants) -> None:
         assert response.status_code == 401
         assert response.json() == {"error": "the token was revoked", "problems": []}
         assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
-
-    from datetime import timedelta
-
-    from stoker.core.auth import Role
 
     brief = await tenants.tokens.create(
         "ana", "search", Role.SUBMITTER, expires_in=timedelta(minutes=5)
@@ -186,7 +185,6 @@ async def test_a_submitter_owns_what_it_submits_and_stops_only_its_teams_jobs(
         other = await ana.post("/v1/jobs", json=spec("job-3", owner="bo"))
         assert other.status_code == 422
         assert [p["field"] for p in other.json()["problems"]] == ["owner"]
-    from stoker.core.auth import Role
 
     mate = (await tenants.tokens.create("cy", "search", Role.SUBMITTER)).token
     async with tenants.client(mate) as cy:

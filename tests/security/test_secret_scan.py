@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiobotocore.session import get_session
 
 from stoker.core import topics
 from stoker.core.events import CloudEvent, DeadLetter, JobSubmitted, NotificationSent
@@ -204,8 +205,6 @@ async def read_topics(bus: EventBus, names: list[str], min_records: int) -> list
 
 async def scan_tables(stack: Stack) -> str:
     """Every item of every DynamoDB table of the run, as JSON text."""
-    from aiobotocore.session import get_session
-
     items: list[Any] = []
     async with get_session().create_client(
         "dynamodb",

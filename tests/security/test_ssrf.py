@@ -23,7 +23,7 @@ from stoker.core.outbound import IPAddress, OutboundPolicy, OutboundRefused
 from stoker.core.spec import WebhookTarget
 from stoker.ports.channel import DeliveryDeferred, DeliveryRejected
 from stoker.ports.ledger import EntryStatus
-from tests.unit.notifier.support import Receiver, terminal
+from tests.unit.notifier.support import Receiver, job, terminal
 from tests.unit.notifier.test_channels import message
 from tests.unit.notifier.test_service import Rig
 
@@ -270,7 +270,6 @@ async def test_a_refusal_is_a_final_failed_delivery_logged_without_the_url_secre
     )
     rig = Rig(channels={"webhook": channel}, secrets={"default": {"corp": secret_url}})
     notify = [{"kind": "webhook", "secret_ref": "corp"}]
-    from tests.unit.notifier.support import job
 
     await rig.store.create(job("j1", notify=notify))
     with capture_logs() as logs:

@@ -4,6 +4,7 @@ and never shown: not in reprs, not in errors."""
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import KafkaError
 
 from stoker.adapters.bus.kafka import KafkaConfig, KafkaLoginRefused, KafkaSecurity
 from stoker.adapters.bus.kafka.errors import LoginWatch, translate
@@ -124,8 +125,6 @@ def test_a_refused_login_is_a_clear_error_that_is_not_retried() -> None:
     """librdkafka's authentication and TLS failures become KafkaLoginRefused: not
     retriable, naming the settings to check; the watch remembers one reported by the
     error callback."""
-    from confluent_kafka import KafkaError
-
     refused = KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: invalid")
     error = translate(refused, "producer connect")
     assert isinstance(error, KafkaLoginRefused)

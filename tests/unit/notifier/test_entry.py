@@ -15,6 +15,7 @@ from stoker.adapters.bus.memory import MemoryBus
 from stoker.adapters.store.memory import MemoryJobStore
 from stoker.app.notifier import run_notifier
 from stoker.core.clock import Clock, SystemClock
+from stoker.core.errors import ConfigurationError
 from stoker.notifier.service import CONSUMER_GROUP
 from stoker.settings import Settings
 from tests.support.buses import SourceRecordingBus
@@ -62,8 +63,6 @@ async def test_bad_notifier_settings_stop_the_start_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A malformed STOKER_NOTIFY_* value is a ConfigurationError naming it, without its value."""
-    from stoker.core.errors import ConfigurationError
-
     monkeypatch.setenv("STOKER_NOTIFY_SECRETS", "not json, but a secret")
     with pytest.raises(ConfigurationError, match="STOKER_NOTIFY_SECRETS") as caught:
         await run_notifier(Settings(data_dir=tmp_path), asyncio.Event())
