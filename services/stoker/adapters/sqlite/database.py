@@ -14,8 +14,9 @@ The threading model, the same for all three:
   which waits for the lock, asking again every 0.2 to 2 ms up to the busy timeout (SQLite's
   own busy handler sleeps up to 100 ms between tries), and runs the groups queued for it
   the same way. Writes keep their order: while the lane has writes to finish, later ones
-  queue behind them. `BEGIN IMMEDIATE` takes the write lock before the first read, so a
-  read-check-write is one atomic step even when other processes write the same file.
+  wait on the loop until it has, then run as the next group. `BEGIN IMMEDIATE` takes the
+  write lock before the first read, so a read-check-write is one atomic step even when
+  other processes write the same file.
 - **One reader lane** with a read-only connection (`PRAGMA query_only`): in WAL mode a
   reader never waits for a writer, so reads do not queue behind write groups. A read sees
   every write that committed before it started, so a caller that awaited its write reads
@@ -45,7 +46,14 @@ from typing import Any, Literal, TypeVar, cast
 import structlog
 
 from stoker.adapters.sqlite.checkpoints import WalCheckpoint, checkpoint
-from stoker.adapters.sqlite.lane import Call, Lane, awaited, run_in_transaction, settle
+from stoker.adapters.sqlite.lane import (
+    MAX_GROUP,
+    Call,
+    Lane,
+    awaited,
+    run_in_transaction,
+    settle,
+)
 from stoker.core.errors import StokerError
 
 T = TypeVar("T")
@@ -137,9 +145,10 @@ class SqliteDatabase:
         """Finish what is queued, then close. A checkpoint not yet due is dropped: SQLite
         checkpoints when the last connection to the file closes."""
         self._open = False
-        if self._pending:  # made before close(): they run (or go to the lane) now
-            self._run_pending()
         here, self._here = self._here, None
+        if self._pending:  # made before close(): they go to the lane, which finishes them
+            pending, self._pending = self._pending, []
+            self._to_lane([call for call in pending if not call.abandoned])
         if here is not None:
             here.close()
         due, self._checkpoint_due = self._checkpoint_due, None
@@ -169,13 +178,20 @@ class SqliteDatabase:
         return await self._checkpointer.call("checkpoint", checkpoint)
 
     def _run_pending(self) -> None:
-        """On the loop: this round's writes as one group, here if the lock is free at once."""
-        calls = [call for call in self._pending if not call.abandoned]
-        self._pending = []
+        """On the loop: the writes made since the last group as one group, here if the lock
+        is free at once. While earlier writes are still on the lane these wait for them
+        (`_heard_back` runs them), so writes keep their order without every later write
+        paying the lane's thread hand-offs too."""
+        if self._on_lane and self._here is not None:
+            return
+        calls = [call for call in self._pending[:MAX_GROUP] if not call.abandoned]
+        del self._pending[:MAX_GROUP]
+        if self._pending:  # a storm: the rest in the next round, the loop not held long
+            asyncio.get_running_loop().call_soon(self._run_pending)
         if not calls:
             return
         here = self._here
-        if here is None or self._on_lane:
+        if here is None:
             self._to_lane(calls)
             return
         try:
@@ -206,6 +222,8 @@ class SqliteDatabase:
 
     def _heard_back(self, _: asyncio.Future[Any]) -> None:
         self._on_lane -= 1
+        if not self._on_lane and self._pending:
+            self._run_pending()
 
     async def _close_lanes(self) -> None:
         # The writer first: what it still commits is then checkpointed by the last close.
