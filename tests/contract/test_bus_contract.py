@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -22,9 +20,9 @@ from stoker.core.job import JobStatus
 from stoker.ports.bus import BusRecord, EventBus
 from tests.contract.bus_factories import FACTORIES, BusFactory, BusUnderTest, FactoryEnv
 from tests.support.events import TopicReader
+from tests.support.processes import kill_when
 from tests.support.waiting import wait_until
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -193,31 +191,16 @@ async def test_a_killed_consumer_process_records_are_delivered_again(
     events = [_event(f"crash-{i % 5}", i) for i in range(40)]
     await case.bus.publish_many(topic, events)
     out, ready = tmp_path / "handled.txt", tmp_path / "ready.json"
-    with (tmp_path / "worker.log").open("wb") as worker_log:
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.contract.bus_worker",
-            *("--spec", json.dumps(case.worker_spec)),
-            *("--group", group, "--topic", topic),
+    await kill_when(
+        "tests.contract.bus_worker",
+        [
+            *("--spec", json.dumps(case.worker_spec), "--group", group, "--topic", topic),
             *("--out", str(out), "--ready", str(ready)),
-            cwd=REPO_ROOT,
-            stdout=worker_log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    try:
-        # The ready file is written by another process: poll it, with a deadline.
-        await wait_until(
-            lambda: ready.exists() or worker.returncode is not None,
-            60,
-            interval_s=0.05,
-            what="the worker handling a batch",
-        )
-        assert worker.returncode is None, (tmp_path / "worker.log").read_text()
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        await worker.wait()
-    assert worker.returncode == -signal.SIGKILL
+        ],
+        ready.exists,
+        tmp_path / "worker.log",
+        what="the worker handling a batch",
+    )
     handled = set(out.read_text().split())
     assert handled, "the worker handled nothing before the kill"
     assert handled <= {e.id for e in events}

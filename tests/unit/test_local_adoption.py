@@ -8,11 +8,9 @@ each command started once.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import sys
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,9 +23,9 @@ import pytest
 from stoker.adapters.training.local import LocalProcessBackend
 from stoker.ports.training import TrainingJobDescription, TrainingJobStatus
 from tests.support.local_owner import created_marker, rules
+from tests.support.processes import kill_when
 from tests.support.waiting import poll_until, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT_BOUND_S = 60.0
 """Only turns a hang into a failure."""
 
@@ -70,33 +68,16 @@ async def owner_killed(
     work = tmp_path / "work"
     listed = tmp_path / "requests.json"
     listed.write_text(json.dumps(requests), encoding="utf-8")
-    with (tmp_path / "owner.log").open("wb") as owner_log:
-        owner = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "tests.support.local_owner", str(work), str(listed)),
-            *("--max-concurrent", str(max_concurrent)),
-            cwd=REPO_ROOT,
-            stdout=owner_log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    try:
-        # Files another process writes: polled, with a deadline.
-        await wait_until(
-            lambda: (
-                owner.returncode is not None
-                or (
-                    created_marker(work).exists()
-                    and all((work / name / "running").exists() for name in running)
-                )
-            ),
-            WAIT_BOUND_S,
-            interval_s=0.05,
-            what="the owner's jobs running",
-        )
-        assert owner.returncode is None, (tmp_path / "owner.log").read_text()
-    finally:
-        owner.send_signal(signal.SIGKILL)
-        await owner.wait()
-    assert owner.returncode == -signal.SIGKILL
+    await kill_when(
+        "tests.support.local_owner",
+        [str(work), str(listed), "--max-concurrent", str(max_concurrent)],
+        lambda: (
+            created_marker(work).exists()
+            and all((work / name / "running").exists() for name in running)
+        ),
+        tmp_path / "owner.log",
+        what="the owner's jobs running",
+    )
     return work
 
 

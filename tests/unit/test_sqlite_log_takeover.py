@@ -3,11 +3,8 @@ once: the next member need not wait for its lease to run out."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sqlite3
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,9 +12,8 @@ from stoker.adapters.bus.sqlite_log import SqliteLogBus
 from stoker.core.events import CloudEvent, JobStatusChanged, decode_event
 from stoker.core.job import JobStatus
 from tests.support.events import TopicReader
-from tests.support.waiting import wait_until
+from tests.support.processes import kill_when
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LEASE_TTL_S = 60.0
 """Longer than the test waits: only a member known dead can hand its partitions over."""
 WAIT_BOUND_S = 20.0
@@ -52,27 +48,16 @@ async def test_the_partitions_of_a_killed_member_are_taken_without_waiting_for_i
     out, ready = tmp_path / "handled.txt", tmp_path / "ready.json"
     spec = {"kind": "sqlite", "path": str(path), "lease_ttl_s": LEASE_TTL_S}
     try:
-        with (tmp_path / "worker.log").open("wb") as worker_log:
-            worker = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "tests.contract.bus_worker"),
+        await kill_when(
+            "tests.contract.bus_worker",
+            [
                 *("--spec", json.dumps(spec), "--group", group, "--topic", topic),
                 *("--out", str(out), "--ready", str(ready)),
-                cwd=REPO_ROOT,
-                stdout=worker_log,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        try:
-            # The ready file is written by another process: poll it, with a deadline.
-            await wait_until(
-                lambda: ready.exists() or worker.returncode is not None,
-                60,
-                interval_s=0.05,
-                what="the worker handling a batch",
-            )
-            assert worker.returncode is None, (tmp_path / "worker.log").read_text()
-        finally:
-            worker.send_signal(signal.SIGKILL)
-            await worker.wait()
+            ],
+            ready.exists,
+            tmp_path / "worker.log",
+            what="the worker handling a batch",
+        )
         handled = set(out.read_text().split())
         assert handled
         after = event("key-after", 0)

@@ -25,6 +25,7 @@ from typing import Any
 
 from stoker.adapters.processes import ProcessRef, is_alive, pid_exists
 from stoker.adapters.training.container import JobPaths
+from stoker.adapters.training.supervise import write_atomically
 from stoker.ports.training import (
     TrainingJobDescription,
     TrainingJobStatus,
@@ -153,7 +154,7 @@ class LocalJob:
 
 
 def save(job: LocalJob) -> None:
-    _write_atomically(job.paths.state, json.dumps(job.to_state()))
+    write_atomically(job.paths.state, json.dumps(job.to_state()))
 
 
 def load(paths: JobPaths) -> LocalJob | None:
@@ -237,9 +238,3 @@ def take_over(job: LocalJob, after: int, me: ProcessRef) -> bool:
     job.owner = me
     job.legacy_owner = False
     return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

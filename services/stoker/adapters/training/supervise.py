@@ -32,7 +32,8 @@ CANNOT_START = 127
 """A shell's exit code for a command it could not run."""
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """`text` in `path`, whole or not at all (a temporary file of this process, renamed)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -58,7 +59,7 @@ def run(folder: Path, command: list[str]) -> int:
         code = CANNOT_START
     else:
         code = child.wait()
-    _write_atomically(folder / EXIT_FILE, json.dumps({"exit_code": code, "at": time.time()}))
+    write_atomically(folder / EXIT_FILE, json.dumps({"exit_code": code, "at": time.time()}))
     return code
 
 
