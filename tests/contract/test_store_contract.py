@@ -395,6 +395,60 @@ async def test_trends_count_statuses_per_day_and_retries_per_reason(store: JobSt
         await store.trends(day2, day1)
 
 
+async def test_trends_measure_completion_times_and_billable_time_per_team(
+    store: JobStore,
+) -> None:
+    """trends gives times to completion (as percentiles within 10% above the true value),
+    billable seconds by instance type and team (counted once, when the backend first reports
+    them, an amendment included), and a team's trends hold only that team's jobs."""
+
+    async def run(job_id: str, team: str, took: timedelta, billable: int | None) -> None:
+        await store.create(job(job_id, team=team))
+        await store.transition(job_id, change(S.LAUNCHED, T0), expected_version=1)
+        details = {"instance_type": "ml.p3.2xlarge"}
+        if billable is not None:
+            details["billable_seconds"] = billable  # type: ignore[assignment]
+        await store.transition(
+            job_id, change(S.COMPLETED, T0 + took, details=details), expected_version=2
+        )
+
+    await run("s1", "search", timedelta(seconds=60), 50)
+    await run("s2", "search", timedelta(seconds=600), None)
+    await run("a1", "ads", timedelta(hours=2), 7000)
+    # The description arrives after the end was recorded: counted once, on its own write.
+    await store.transition(
+        "s2", change(S.COMPLETED, T0, details={"billable_seconds": 580}), expected_version=3
+    )
+    await store.transition(
+        "s2", change(S.COMPLETED, T0, details={"billable_seconds": 580}), expected_version=4
+    )
+
+    every = await store.trends(T0, T0 + timedelta(days=1))
+    assert every.billable_seconds == {
+        ("ml.p3.2xlarge", "search"): 630,
+        ("ml.p3.2xlarge", "ads"): 7000,
+    }
+    assert sum(every.completions_per_bucket.values()) == 3
+    p50, p99 = every.completion_percentiles(0.5, 0.99).values()
+    assert p50 is not None
+    assert 600 <= p50 < 660
+    assert p99 is not None
+    assert 7200 <= p99 < 7920
+    assert every.jobs_per_status_per_day[date(2026, 3, 1)][S.COMPLETED] == 3
+
+    search = await store.trends(T0, T0 + timedelta(days=1), team="search")
+    assert search.billable_seconds == {("ml.p3.2xlarge", "search"): 630}
+    assert search.jobs_per_status_per_day == {
+        date(2026, 3, 1): {S.NEW: 2, S.LAUNCHED: 2, S.COMPLETED: 2}
+    }
+    assert search.completion_percentiles(1.0)[1.0] == pytest.approx(
+        every.completion_percentiles(0.5)[0.5]
+    )
+    nobody = await store.trends(T0, T0, team="nobody")
+    assert nobody.jobs_per_status_per_day == {}
+    assert nobody.completion_percentiles(0.5) == {0.5: None}
+
+
 async def test_outbox_is_written_with_the_transition_until_published(store: JobStore) -> None:
     """Outbox events land with their write, in write order, and leave when marked published."""
     first = job("j1")

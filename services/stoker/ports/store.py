@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.core.tokens import TokenRecord
+from stoker.core.trends import Trends
+
+__all__ = ["JobStore", "OutboxEntry", "Page", "Store", "TokenStore", "Trends", "all_jobs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +29,6 @@ class OutboxEntry:
     """Equal to `event.id`, so a writer that published right away can mark it published."""
     topic: str
     event: CloudEvent
-
-
-@dataclass(frozen=True, slots=True)
-class Trends:
-    jobs_per_status_per_day: dict[date, dict[JobStatus, int]] = field(default_factory=dict)
-    """How many jobs entered each status, per UTC day."""
-    retries_per_reason: dict[str, int] = field(default_factory=dict)
-    """Transitions into RetryScheduled, by reason."""
 
 
 class JobStore(Protocol):
@@ -97,7 +92,10 @@ class JobStore(Protocol):
     async def due(self, now: datetime, limit: int = 100) -> list[JobRecord]:
         """RetryScheduled jobs whose due time has come, earliest first."""
 
-    async def trends(self, since: datetime, until: datetime) -> Trends: ...
+    async def trends(self, since: datetime, until: datetime, *, team: str | None = None) -> Trends:
+        """The counters of `stoker.core.trends` over whole UTC days from the day of `since`
+        to the day of `until`, for `team` (None: every team). A caller scoped to one team
+        never makes the store read other teams' counters."""
 
     async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
         """Outbox events not yet marked published, in write order."""

@@ -50,7 +50,8 @@ from stoker.core.store_rules import (
     trend_days,
 )
 from stoker.core.tokens import TokenRecord
-from stoker.ports.store import OutboxEntry, Page, Trends
+from stoker.core.trends import BILLABLE, Trends, fold, measures
+from stoker.ports.store import OutboxEntry, Page
 from stoker.settings import Settings
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ class DynamoDbJobStore:
                 }
             },
             self._history_put(line),
-            *layout.counter_updates(self.table, line),
+            *layout.counter_updates(self.table, job.job_id, job.team, measures(None, job, line)),
             *self._outbox_puts(outbox),
         ]
         if await self._write_with_outbox("create", items, outbox, job):
@@ -176,9 +177,16 @@ class DynamoDbJobStore:
     ) -> JobRecord:
         check_outbox(outbox)
         # The caller's copy, when it may serve, saves a read (see `plan_from_copy`).
-        updated, line = plan_from_copy(
-            current, job_id, change, expected_version
-        ) or plan_transition(await self.get(job_id), change, expected_version)
+        planned = plan_from_copy(current, job_id, change, expected_version)
+        if planned is not None and current is not None:
+            before = current
+        else:
+            before = await self.get(job_id)
+            planned = plan_transition(before, change, expected_version)
+        updated, line = planned
+        counters = layout.counter_updates(
+            self.table, job_id, updated.team, measures(before, updated, line)
+        )
         items: list[TransactWriteItemTypeDef] = [
             {
                 "Put": {
@@ -189,11 +197,8 @@ class DynamoDbJobStore:
                     "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
                 }
             },
-            *(
-                [self._history_put(line), *layout.counter_updates(self.table, line)]
-                if records_history(line)
-                else []
-            ),
+            *([self._history_put(line)] if records_history(line) else []),
+            *counters,
             *self._outbox_puts(outbox),
         ]
         if await self._write_with_outbox("transition", items, outbox, updated):
@@ -426,10 +431,9 @@ class DynamoDbJobStore:
         )
         return [_record(item) for item in items]
 
-    async def trends(self, since: datetime, until: datetime) -> Trends:
+    async def trends(self, since: datetime, until: datetime, *, team: str | None = None) -> Trends:
         first, last = trend_days(since, until)
-        days: dict[date, dict[JobStatus, int]] = {}
-        retries: dict[str, int] = {}
+        rows: list[tuple[date, str, str, str, int]] = []
         for month in _months(first, last):
             items = await self._query_all(
                 "trends",
@@ -437,24 +441,14 @@ class DynamoDbJobStore:
                     "TableName": self.table,
                     "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
                     "ExpressionAttributeValues": {
-                        ":pk": {"S": f"TREND#{month}"},
+                        ":pk": {"S": layout.trend_pk(month, team)},
                         ":low": {"S": f"{first.isoformat()}#"},
                         ":high": {"S": f"{last.isoformat()}$"},
                     },
                 },
             )
-            for item in items:
-                count = int(item["count"]["N"])
-                name = item["name"]["S"]
-                if item["counter"]["S"] == "S":
-                    per_status = days.setdefault(date.fromisoformat(item["day"]["S"]), {})
-                    status = JobStatus(name)
-                    per_status[status] = per_status.get(status, 0) + count
-                else:
-                    retries[name] = retries.get(name, 0) + count
-        return Trends(
-            jobs_per_status_per_day=dict(sorted(days.items())), retries_per_reason=retries
-        )
+            rows.extend(_counter_row(item, team) for item in items)
+        return fold(rows)
 
     async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
         check_limit(limit)
@@ -574,6 +568,16 @@ def _unprocessed(error: BaseException) -> bool:
 
 def _record(item: dict[str, Any]) -> JobRecord:
     return JobRecord.model_validate_json(item["record"]["S"])
+
+
+def _counter_row(item: dict[str, Any], team: str | None) -> tuple[date, str, str, str, int]:
+    """(day, team, kind, name, amount) of a counter item; every team's billable counters
+    name their team after the instance type."""
+    kind, name = item["counter"]["S"], item["name"]["S"]
+    owner_team = team or ""
+    if team is None and kind == BILLABLE:
+        name, _, owner_team = name.rpartition("|")
+    return date.fromisoformat(item["day"]["S"]), owner_team, kind, name, int(item["count"]["N"])
 
 
 def _months(first: date, last: date) -> Iterable[str]:

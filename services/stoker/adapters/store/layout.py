@@ -7,7 +7,8 @@ One table, `<prefix>-jobs`, stream on (NEW_IMAGE). Item kinds (see docs/store.md
 | job      | JOB#<job id>          | JOB                                 |
 | history  | JOB#<job id>          | H#<version, 10 digits>              |
 | event    | EVT#<topic>#<key>     | <sortable unique id>                |
-| counter  | TREND#<yyyy-mm>       | <yyyy-mm-dd>#S|R#<shard>#<name>     |
+| counter  | TREND#<yyyy-mm>       | <yyyy-mm-dd>#S|R|C|B#<shard>#<name> |
+| counter  | TEAMTREND#<team>#<yyyy-mm> | the same, one team's only      |
 | marker   | META                  | <name of a one-time upgrade done>   |
 
 Sparse GSIs over the job item (an index holds only items carrying its key attributes):
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -32,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 from stoker.adapters.aws import AwsRequestRejected, call
 from stoker.core.auth import DEFAULT_TEAM
 from stoker.core.errors import InfrastructureUnavailable
-from stoker.core.job import JobStatus, Transition
+from stoker.core.job import JobStatus
 from stoker.core.retry import RetryPolicy
-from stoker.core.store_rules import day_key, retry_reason
+from stoker.core.trends import BILLABLE, Measure
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -176,41 +178,55 @@ def list_partitions(status: str | None, owner: str | None, team: str | None) -> 
     return [ListPartition(INDEX_STATUS, "s_pk", status_pk(value)) for value in statuses]
 
 
-def counter_updates(table: str, line: Transition) -> list[TransactWriteItemTypeDef]:
-    """The day's trend counters a history line adds one to (ADD, inside the transaction)."""
-    day = day_key(line.at)
-    shard = zlib.crc32(line.job_id.encode()) % TREND_SHARDS
-    counters = [("S", line.to_status.value)]
-    if line.to_status is JobStatus.RETRY_SCHEDULED:
-        counters.append(("R", retry_reason(line)))
-    return [
-        {
-            "Update": {
-                "TableName": table,
-                "Key": {
-                    "pk": {"S": f"TREND#{day[:7]}"},
-                    "sk": {"S": f"{day}#{kind}#{shard}#{name}"},
-                },
-                "UpdateExpression": "SET #day = :day, #kind = :kind, #name = :name,"
-                " #type = :counter ADD #count :one",
-                "ExpressionAttributeNames": {
-                    "#day": "day",
-                    "#kind": "counter",
-                    "#name": "name",
-                    "#type": "kind",
-                    "#count": "count",
-                },
-                "ExpressionAttributeValues": {
-                    ":day": {"S": day},
-                    ":kind": {"S": kind},
-                    ":name": {"S": name},
-                    ":counter": {"S": KIND_COUNTER},
-                    ":one": {"N": "1"},
-                },
-            }
+def trend_pk(month: str, team: str | None) -> str:
+    """The partition of a month's counters: every team's, or one team's (so a caller scoped
+    to its team reads only its own)."""
+    return f"TREND#{month}" if team is None else f"TEAMTREND#{team}#{month}"
+
+
+def counter_updates(
+    table: str, job_id: str, team: str, measures: Sequence[Measure]
+) -> list[TransactWriteItemTypeDef]:
+    """The trend counters a write adds to (ADD, inside the transaction): each measure once
+    in the month's partition of every team (a billable measure's name there carries the
+    team: `<instance type>|<team>`) and once in the team's own."""
+    shard = zlib.crc32(job_id.encode()) % TREND_SHARDS
+    updates: list[TransactWriteItemTypeDef] = []
+    for measure in measures:
+        day = measure.day.isoformat()
+        every_team = f"{measure.name}|{team}" if measure.kind == BILLABLE else measure.name
+        for scope, name in ((None, every_team), (team, measure.name)):
+            sk = f"{day}#{measure.kind}#{shard}#{name}"
+            updates.append(_counter_update(table, trend_pk(day[:7], scope), sk, measure, name))
+    return updates
+
+
+def _counter_update(
+    table: str, pk: str, sk: str, measure: Measure, name: str
+) -> TransactWriteItemTypeDef:
+    day = measure.day.isoformat()
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+            "UpdateExpression": "SET #day = :day, #kind = :kind, #name = :name,"
+            " #type = :counter ADD #count :amount",
+            "ExpressionAttributeNames": {
+                "#day": "day",
+                "#kind": "counter",
+                "#name": "name",
+                "#type": "kind",
+                "#count": "count",
+            },
+            "ExpressionAttributeValues": {
+                ":day": {"S": day},
+                ":kind": {"S": measure.kind},
+                ":name": {"S": name},
+                ":counter": {"S": KIND_COUNTER},
+                ":amount": {"N": str(measure.amount)},
+            },
         }
-        for kind, name in counters
-    ]
+    }
 
 
 def event_item(

@@ -8,7 +8,7 @@ which is what the conditional writes of the real stores give.
 from __future__ import annotations
 
 import itertools
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime
 
@@ -16,7 +16,6 @@ from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.core.store_rules import (
-    as_utc,
     check_limit,
     check_outbox,
     creation_line,
@@ -25,12 +24,12 @@ from stoker.core.store_rules import (
     job_position,
     plan_transition,
     records_history,
-    retry_reason,
     time_key,
     trend_days,
 )
 from stoker.core.tokens import TokenNotFound, TokenRecord
-from stoker.ports.store import OutboxEntry, Page, Trends
+from stoker.core.trends import Measure, Trends, fold, measures
+from stoker.ports.store import OutboxEntry, Page
 
 
 class MemoryJobStore:
@@ -42,6 +41,8 @@ class MemoryJobStore:
         self._history: dict[str, list[Transition]] = {}
         # Keyed by event id; a dict keeps insertion order, which is write order.
         self._outbox: dict[str, OutboxEntry] = {}
+        # (day, team, kind, name) -> amount: the counters of `stoker.core.trends`.
+        self._counters: Counter[tuple[date, str, str, str]] = Counter()
 
     async def start(self) -> None:
         return None
@@ -59,7 +60,9 @@ class MemoryJobStore:
         # A deep copy so a caller mutating its spec dict cannot change what is stored.
         job = job.model_copy(deep=True)
         self._jobs[job.job_id] = job
-        self._history[job.job_id] = [creation_line(job)]
+        line = creation_line(job)
+        self._history[job.job_id] = [line]
+        self._count(job, measures(None, job, line))
         self._append_outbox(outbox)
         return job, True
 
@@ -88,6 +91,7 @@ class MemoryJobStore:
         self._jobs[job_id] = updated
         if records_history(line):
             self._history[job_id].append(line)
+        self._count(updated, measures(current, updated, line))
         self._append_outbox(outbox)
         return updated
 
@@ -141,21 +145,12 @@ class MemoryJobStore:
         waiting.sort(key=lambda job: (time_key(job.due_at or now), job.job_id))
         return waiting[:limit]
 
-    async def trends(self, since: datetime, until: datetime) -> Trends:
+    async def trends(self, since: datetime, until: datetime, *, team: str | None = None) -> Trends:
         first, last = trend_days(since, until)
-        per_day: dict[date, Counter[JobStatus]] = defaultdict(Counter)
-        retries: Counter[str] = Counter()
-        for lines in self._history.values():
-            for line in lines:
-                day = as_utc(line.at).date()
-                if not first <= day <= last:
-                    continue
-                per_day[day][line.to_status] += 1
-                if line.to_status is JobStatus.RETRY_SCHEDULED:
-                    retries[retry_reason(line)] += 1
-        return Trends(
-            jobs_per_status_per_day={day: dict(counts) for day, counts in sorted(per_day.items())},
-            retries_per_reason=dict(retries),
+        return fold(
+            (day, owner_team, kind, name, amount)
+            for (day, owner_team, kind, name), amount in self._counters.items()
+            if first <= day <= last and team in (None, owner_team)
         )
 
     async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
@@ -183,6 +178,10 @@ class MemoryJobStore:
             token = token.model_copy(update={"revoked_at": at})
             self._tokens[token_id] = token
         return token
+
+    def _count(self, job: JobRecord, added: Sequence[Measure]) -> None:
+        for measure in added:
+            self._counters[(measure.day, job.team, measure.kind, measure.name)] += measure.amount
 
     def _append_outbox(self, outbox: Sequence[tuple[str, CloudEvent]]) -> None:
         for topic, event in outbox:

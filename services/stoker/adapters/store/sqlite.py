@@ -28,7 +28,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 
 from stoker.adapters.sqlite import SqliteDatabase, WalCheckpoint
@@ -52,7 +52,8 @@ from stoker.core.store_rules import (
     trend_days,
 )
 from stoker.core.tokens import TokenNotFound, TokenRecord
-from stoker.ports.store import OutboxEntry, Page, Trends
+from stoker.core.trends import Measure, Trends, fold, measures
+from stoker.ports.store import OutboxEntry, Page
 
 CHECKPOINT_INTERVAL_S = 0.5
 """After a write, the log is checkpointed within this long: one checkpoint for the burst."""
@@ -102,11 +103,9 @@ class SqliteJobStore:
         self, job: JobRecord, *, outbox: Sequence[tuple[str, CloudEvent]] = ()
     ) -> tuple[JobRecord, bool]:
         check_outbox(outbox)
-        job_row, history, events = (
-            _job_row(job),
-            _history_row(creation_line(job)),
-            _outbox_rows(outbox),
-        )
+        line = creation_line(job)
+        job_row, history, events = _job_row(job), _history_row(line), _outbox_rows(outbox)
+        counts = _count_rows(job, measures(None, job, line))
 
         def op(db: sqlite3.Connection) -> str | None:
             # A new job (the usual case) costs no read first: the insert says if it was.
@@ -119,6 +118,7 @@ class SqliteJobStore:
             if inserted != 1:
                 return _load_text(db, job.job_id)
             _insert_history(db, history)
+            _add_counts(db, counts)
             _insert_outbox(db, events)
             return None
 
@@ -159,12 +159,14 @@ class SqliteJobStore:
         # With a caller's copy that may serve (see `plan_from_copy`) the change is planned
         # here, on the loop; otherwise the writer plans it on the stored row.
         from_copy = plan_from_copy(current, job_id, change, expected_version)
-        planned = _Planned.of(*from_copy) if from_copy else None
+        planned = _Planned.of(current, *from_copy) if current and from_copy else None
 
         def op(db: sqlite3.Connection) -> _Planned:
-            plan = planned or _Planned.of(
-                *plan_transition(_load(db, job_id), change, expected_version)
-            )
+            if planned is not None:
+                plan = planned
+            else:
+                stored = _load(db, job_id)
+                plan = _Planned.of(stored, *plan_transition(stored, change, expected_version))
             # Only the columns a transition changes: SQLite then leaves the indexes on owner
             # and creation time alone.
             written = db.execute(
@@ -176,6 +178,7 @@ class SqliteJobStore:
                 raise VersionConflict(job_id, expected_version, _load(db, job_id).version)
             if plan.history is not None:
                 _insert_history(db, plan.history)
+            _add_counts(db, plan.counts)
             _insert_outbox(db, rows)
             return plan
 
@@ -249,32 +252,27 @@ class SqliteJobStore:
 
         return [JobRecord.model_validate_json(row[0]) for row in await self._db.read("due", op)]
 
-    async def trends(self, since: datetime, until: datetime) -> Trends:
+    async def trends(self, since: datetime, until: datetime, *, team: str | None = None) -> Trends:
         first, last = trend_days(since, until)
-        low, high = first.isoformat(), (last + timedelta(days=1)).isoformat()
+        low, high = first.isoformat(), last.isoformat()
 
-        def op(
-            db: sqlite3.Connection,
-        ) -> tuple[list[tuple[str, str, int]], list[tuple[str, int]]]:
-            per_day = db.execute(
-                "SELECT substr(at_key, 1, 10), to_status, count(*) FROM history"
-                " WHERE at_key >= ? AND at_key < ? GROUP BY 1, 2",
+        def op(db: sqlite3.Connection) -> list[tuple[str, str, str, str, int]]:
+            # Scoped to a team, the primary key's prefix reads only that team's counters.
+            if team is not None:
+                return db.execute(
+                    "SELECT day, team, kind, name, amount FROM trend_counts"
+                    " WHERE team = ? AND day BETWEEN ? AND ?",
+                    (team, low, high),
+                ).fetchall()
+            return db.execute(
+                "SELECT day, team, kind, name, amount FROM trend_counts WHERE day BETWEEN ? AND ?",
                 (low, high),
             ).fetchall()
-            retries = db.execute(
-                "SELECT coalesce(reason, 'unspecified'), count(*) FROM history"
-                " WHERE at_key >= ? AND at_key < ? AND to_status = ? GROUP BY 1",
-                (low, high, JobStatus.RETRY_SCHEDULED.value),
-            ).fetchall()
-            return per_day, retries
 
-        per_day, retries = await self._db.read("trends", op)
-        days: dict[date, dict[JobStatus, int]] = {}
-        for day, status, count in sorted(per_day):
-            days.setdefault(date.fromisoformat(day), {})[JobStatus(status)] = int(count)
-        return Trends(
-            jobs_per_status_per_day=days,
-            retries_per_reason={reason: int(count) for reason, count in retries},
+        rows = await self._db.read("trends", op)
+        return fold(
+            (date.fromisoformat(day), owner_team, kind, name, int(amount))
+            for day, owner_team, kind, name, amount in rows
         )
 
     async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
@@ -364,6 +362,8 @@ def _changed_columns(job: JobRecord) -> tuple[str, int, str | None, str]:
 
 
 HistoryRow = tuple[str, int, str, str, str | None, str]
+CountRow = tuple[str, str, str, str, int]
+"""team, day, kind, name, amount."""
 OutboxRow = tuple[str, bytes, str]
 
 
@@ -376,11 +376,14 @@ class _Planned:
     """status, version, due_key, record."""
     history: HistoryRow | None
     """None for an amendment, which is not a transition."""
+    counts: list[CountRow]
+    """What the write adds to the trend counters."""
 
     @classmethod
-    def of(cls, updated: JobRecord, line: Transition) -> _Planned:
+    def of(cls, before: JobRecord, updated: JobRecord, line: Transition) -> _Planned:
         history = _history_row(line) if records_history(line) else None
-        return cls(updated, _changed_columns(updated), history)
+        counts = _count_rows(updated, measures(before, updated, line))
+        return cls(updated, _changed_columns(updated), history, counts)
 
 
 def _load_text(db: sqlite3.Connection, job_id: str) -> str:
@@ -415,6 +418,19 @@ def _insert_history(db: sqlite3.Connection, row: HistoryRow) -> None:
         " VALUES (?, ?, ?, ?, ?, ?)",
         row,
     )
+
+
+def _count_rows(job: JobRecord, added: Sequence[Measure]) -> list[CountRow]:
+    return [(job.team, m.day.isoformat(), m.kind, m.name, m.amount) for m in added]
+
+
+def _add_counts(db: sqlite3.Connection, rows: list[CountRow]) -> None:
+    if rows:
+        db.executemany(
+            "INSERT INTO trend_counts (team, day, kind, name, amount) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (team, day, kind, name) DO UPDATE SET amount = amount + excluded.amount",
+            rows,
+        )
 
 
 def _insert_outbox(db: sqlite3.Connection, rows: list[OutboxRow]) -> None:

@@ -79,6 +79,31 @@ TEAM_INDEXES = (
     "CREATE INDEX IF NOT EXISTS jobs_by_team_owner ON jobs (team, owner, created_key, job_id)",
 )
 
+TREND_COUNTS = """
+    CREATE TABLE trend_counts (
+        team   TEXT NOT NULL,
+        day    TEXT NOT NULL,
+        kind   TEXT NOT NULL,
+        name   TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        PRIMARY KEY (team, day, kind, name)
+    )
+    """
+"""The counters of `stoker.core.trends`, per team and UTC day."""
+
+TREND_COUNTS_FROM_HISTORY = (
+    # A file from before the counters: statuses and retries are recounted from its history
+    # (times to completion and billable time only count from the upgrade on).
+    "INSERT INTO trend_counts (team, day, kind, name, amount)"
+    " SELECT jobs.team, substr(history.at_key, 1, 10), 'S', history.to_status, count(*)"
+    " FROM history JOIN jobs USING (job_id) GROUP BY 1, 2, 4",
+    "INSERT INTO trend_counts (team, day, kind, name, amount)"
+    " SELECT jobs.team, substr(history.at_key, 1, 10), 'R',"
+    " coalesce(history.reason, 'unspecified'), count(*)"
+    " FROM history JOIN jobs USING (job_id) WHERE history.to_status = 'RetryScheduled'"
+    " GROUP BY 1, 2, 4",
+)
+
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Create what is missing and upgrade an older file (inside the caller's transaction)."""
@@ -90,3 +115,9 @@ def migrate(conn: sqlite3.Connection) -> None:
     if "team" not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}:
         conn.execute(JOB_TEAM)
     run_script(conn, TEAM_INDEXES)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "trend_counts" not in tables:
+        conn.execute(TREND_COUNTS)
+        run_script(conn, TREND_COUNTS_FROM_HISTORY)
+    # Every team's trends (an admin's) read a range of days.
+    conn.execute("CREATE INDEX IF NOT EXISTS trend_counts_by_day ON trend_counts (day)")
