@@ -228,6 +228,12 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="address the HTTP API listens on")
     api_port: int = Field(default=8080, ge=1, le=65535, description="port of the HTTP API")
+    dashboard_router_metrics_url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the inference router's Prometheus endpoint (e.g. "
+        "http://127.0.0.1:8090/metrics) the dashboard's router panel reads; unset: no panel",
+    )
 
     # OIDC/JWT: bearer tokens signed by an identity provider (docs/security.md, "OIDC / JWT").
     oidc_issuer: str | None = Field(

@@ -25,13 +25,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from stoker.api.auth import Caller, Writer, install_auth, team_scope
+from stoker.api.dashboard import InvalidRange, add_dashboard
 from stoker.api.events import EventFeed, UnknownEventTypes, add_event_route
+from stoker.api.router_panel import RouterMetricsSource
 from stoker.core.errors import InfrastructureUnavailable, ItemTooLarge, JobNotFound
 from stoker.core.job import JobRecord, JobStatus, Transition
 from stoker.core.ratelimit import RateLimiter
 from stoker.core.spec import JobSpec
 from stoker.core.spec_limits import MAX_SPEC_BYTES
 from stoker.core.store_rules import InvalidCursor
+from stoker.lifecycle.job_filters import JobFilter
 from stoker.lifecycle.jobs import (
     InvalidJobSpec,
     JobAlreadyFinished,
@@ -40,6 +43,7 @@ from stoker.lifecycle.jobs import (
     JobService,
     PolicyViolation,
 )
+from stoker.notifier.sent import JobNotifications
 from stoker.ports.auth import Authenticator
 from stoker.web.auth import install_refusals
 from stoker.web.body_limit import BodyLimit
@@ -75,9 +79,13 @@ def create_app(
     *,
     events: EventFeed | None = None,
     rate_limiter: RateLimiter | None = None,
+    router_metrics: RouterMetricsSource | None = None,
+    notifications: JobNotifications | None = None,
 ) -> FastAPI:
-    """The jobs API. `authenticator` checks every bearer token and `rate_limiter` (if any)
-    holds each credential to its rate; `events`, when given, serves GET /v1/events."""
+    """The jobs API and its web dashboard (/dashboard/). `authenticator` checks every bearer
+    token and `rate_limiter` (if any) holds each credential to its rate; `events`, when
+    given, serves GET /v1/events; `router_metrics` feeds the dashboard's router panel and
+    `notifications` (the notifier's ledger) a job's notifications."""
     app = FastAPI(
         title="stoker",
         version="1",
@@ -133,6 +141,11 @@ def create_app(
             for f in exc.differences
         ]
         return _error(409, f"job {exc.job_id!r} exists with a different spec", problems=problems)
+
+    @app.exception_handler(InvalidRange)
+    async def _bad_range(_request: Request, exc: InvalidRange) -> JSONResponse:
+        problem = FieldProblem(field=exc.field, problem=exc.problem)
+        return _error(422, "invalid range", problems=[problem])
 
     @app.exception_handler(InvalidCursor)
     async def _bad_cursor(_request: Request, exc: InvalidCursor) -> JSONResponse:
@@ -196,16 +209,40 @@ def create_app(
         team: Annotated[
             str | None, Query(description="an admin's filter; others see their own team")
         ] = None,
+        instance_type: Annotated[
+            str | None, Query(description="the instance type the job runs (or asked for)")
+        ] = None,
+        created_since: Annotated[
+            datetime | None, Query(description="jobs created at or after this time")
+        ] = None,
+        created_until: Annotated[
+            datetime | None, Query(description="jobs created at or before this time")
+        ] = None,
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> JobPage:
-        """Jobs of your team (an admin: every team's, or `team`'s), newest first."""
+        """Jobs of your team (an admin: every team's, or `team`'s), newest first. With
+        `instance_type`, a page may hold fewer than `limit` jobs (even none) and still have a
+        `next_cursor`: each request reads a bounded number of jobs."""
         scope = team_scope(principal)
         if scope is not None and team not in (None, scope):
             # Another team's listing is empty, like a team that has no jobs.
             return JobPage(items=[], next_cursor=None)
+        try:
+            wanted = JobFilter(
+                instance_type=instance_type,
+                created_since=created_since,
+                created_until=created_until,
+            )
+        except ValueError as exc:
+            raise InvalidRange("created_until", str(exc)) from exc
         page = await service.list_jobs(
-            status=status, owner=owner, team=scope or team, limit=limit, cursor=cursor
+            status=status,
+            owner=owner,
+            team=scope or team,
+            limit=limit,
+            cursor=cursor,
+            wanted=wanted,
         )
         return JobPage(items=page.items, next_cursor=page.next_cursor)
 
@@ -230,6 +267,13 @@ def create_app(
 
     if events is not None:
         add_event_route(app, events, AUTH_RESPONSES)
+    add_dashboard(
+        app,
+        service,
+        AUTH_RESPONSES,
+        router_metrics=router_metrics,
+        notifications=notifications,
+    )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from stoker.app.auth import api_rate_limiter, build_authenticator, team_quota
-from stoker.app.notifier import notify_submit_rules, run_notifier
+from stoker.app.notifier import build_ledger, notify_submit_rules, run_notifier
 from stoker.app.runtime import Runtime, failure_classifier, retry_policy
 from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
 from stoker.core import topics
@@ -77,6 +77,9 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
 
     from stoker.api.app import create_app
     from stoker.api.events import EventFeed
+    from stoker.api.router_panel import RouterMetricsSource
+    from stoker.notifier.config import load_notify_settings
+    from stoker.notifier.sent import JobNotifications
 
     _ServerWithoutSignals = _server_class()
 
@@ -88,9 +91,24 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
         quota=team_quota(rt.settings, rt.store),
     )
     feed = EventFeed(rt.bus, service, clock=rt.clock)
+    router_url = rt.settings.dashboard_router_metrics_url
+    notify = load_notify_settings()
+    # The dashboard reads the notifier's ledger (a job's notifications) through a client of
+    # its own: the same SQLite file or DynamoDB table the notifier writes.
+    ledger = build_ledger(rt.settings, notify)
+    await ledger.start()
     config = uvicorn.Config(
         create_app(
-            service, authenticator(rt), events=feed, rate_limiter=api_rate_limiter(rt.settings)
+            service,
+            authenticator(rt),
+            events=feed,
+            rate_limiter=api_rate_limiter(rt.settings),
+            router_metrics=RouterMetricsSource(router_url) if router_url else None,
+            notifications=JobNotifications(
+                ledger,
+                notify,
+                str(notify.file_path or rt.settings.data_dir / "notifications.jsonl"),
+            ),
         ),
         host=rt.settings.api_host,
         port=rt.settings.api_port,
@@ -102,7 +120,10 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     await stop.wait()
     feed.closing.set()  # open event streams end, so the server can finish its connections
     server.should_exit = True
-    await task
+    try:
+        await task
+    finally:
+        await ledger.close()
 
 
 async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:

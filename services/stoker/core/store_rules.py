@@ -79,6 +79,18 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     return position
 
 
+def cursor_after(job: JobRecord) -> str:
+    """The cursor of a page that continues after `job` (every store's format)."""
+    created, job_id = job_position(job)
+    return encode_cursor({"t": created, "id": job_id})
+
+
+def cursor_before(moment: datetime) -> str:
+    """A cursor whose page starts with the newest job created at or before `moment`: no
+    stored job id is below the empty one, so the position is just after that time."""
+    return encode_cursor({"t": time_key(moment + timedelta(microseconds=1)), "id": ""})
+
+
 def check_limit(limit: int) -> None:
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")

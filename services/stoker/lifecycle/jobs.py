@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,9 +28,10 @@ from stoker.core.notify_rules import NotifyRules
 from stoker.core.policy import Policy, Violation
 from stoker.core.redaction import redact, redact_text
 from stoker.core.spec import JobSpec
+from stoker.lifecycle.job_filters import JobFilter, filtered_page
 from stoker.lifecycle.quota import TeamQuota
 from stoker.lifecycle.transitions import Transitioner
-from stoker.ports.store import JobStore, Page
+from stoker.ports.store import JobStore, Page, Trends
 from stoker.ports.training import TrainingRequestValidator
 
 
@@ -185,6 +187,11 @@ class JobService:
         JobNotFound."""
         return public_record(await self._stored(job_id, team))
 
+    async def stored(self, job_id: str, *, team: str | None = None) -> JobRecord:
+        """The job as stored, secrets and all, if it is `team`'s: for work inside the
+        process (finding its notifications), never for an answer."""
+        return await self._stored(job_id, team)
+
     async def _stored(self, job_id: str, team: str | None) -> JobRecord:
         """The job as stored (secrets and all), if it is `team`'s; else JobNotFound."""
         job = await self._store.get(job_id)
@@ -205,11 +212,21 @@ class JobService:
         team: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        wanted: JobFilter | None = None,
     ) -> Page:
-        page = await self._store.list_jobs(
-            status=status, owner=owner, team=team, limit=limit, cursor=cursor
-        )
+        """Jobs by the store's indexed filters, then by `wanted` (`job_filters`)."""
+
+        async def list_page(at: str | None, size: int) -> Page:
+            return await self._store.list_jobs(
+                status=status, owner=owner, team=team, limit=size, cursor=at
+            )
+
+        page = await filtered_page(list_page, wanted or JobFilter(), limit=limit, cursor=cursor)
         return Page(items=[public_record(job) for job in page.items], next_cursor=page.next_cursor)
+
+    async def trends(self, since: datetime, until: datetime, *, team: str | None = None) -> Trends:
+        """The trend counters of `team`'s jobs (every team's when None), by whole UTC day."""
+        return await self._store.trends(since, until, team=team)
 
     async def stop(
         self, job_id: str, reason: str = "stopped by request", *, team: str | None = None
