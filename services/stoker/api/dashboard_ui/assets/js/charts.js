@@ -26,7 +26,7 @@ function niceMax(value) {
  * series: [{ name, values: [number per category] }]
  */
 export function stackedBars({ title, categories, series, unit = "" }) {
-  const width = 640, height = 240, left = 40, bottom = 40, top = 10;
+  const width = 480, height = 220, left = 40, bottom = 30, top = 10;
   const totals = categories.map((_, i) => series.reduce((sum, s) => sum + (s.values[i] || 0), 0));
   const max = niceMax(Math.max(0, ...totals));
   const plotH = height - top - bottom;
@@ -62,7 +62,7 @@ export function stackedBars({ title, categories, series, unit = "" }) {
 
 /** Horizontal bars: rows of [label, value]. */
 export function horizontalBars({ title, rows, unit = "" }) {
-  const width = 640, rowH = 24, left = 200, right = 60;
+  const width = 480, rowH = 26, left = 170, right = 70;
   const height = Math.max(rows.length, 1) * rowH + 10;
   const max = niceMax(Math.max(0, ...rows.map((r) => r[1])));
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": title });

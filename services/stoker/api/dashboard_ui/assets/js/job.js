@@ -83,11 +83,11 @@ export function jobView(main, jobId, signal) {
 
   function renderNotes(sent) {
     const items = sent.available
-      ? sent.items.map((n) => h("li", {}, `${n.channel} to ${n.target}: ${n.status}`, n.updated_at ? [" (", when(n.updated_at), ")"] : "",
+      ? sent.items.map((n) => h("li", {}, `${n.target}: ${n.status || "not owed yet"}`, n.updated_at ? [" (", when(n.updated_at), ")"] : "",
         n.failure_reason ? ` — ${n.failure_reason}` : ""))
       : [];
-    for (const e of seenNotes) {
-      items.push(h("li", {}, `${e.data.channel} to ${e.data.target}: sent (`, when(e.time), ")"));
+    for (const e of sent.available ? [] : seenNotes) {
+      items.push(h("li", {}, `${e.data.target}: sent (`, when(e.time), ")"));
     }
     const body = items.length
       ? h("ul", {}, items)

@@ -8,6 +8,21 @@ const FINAL = ["Completed", "Failed", "Stopped"];
 
 function isoDay(date) { return date.toISOString().slice(0, 10); }
 
+function completionFigure(ttc) {
+  // Seconds, minutes or hours: whichever keeps the p99 bar's figure readable.
+  const [unit, per] = ttc.p99_s < 120 ? [" s", 1] : ttc.p99_s < 7200 ? [" min", 60] : [" h", 3600];
+  const chart = horizontalBars({
+    title: `Time to completion of ${ttc.jobs} jobs`,
+    rows: ["p50", "p90", "p99"].map((q) => [q, +(ttc[`${q}_s`] / per).toFixed(1)]),
+    unit,
+  });
+  chart.id = "time-to-completion";
+  chart.append(
+    h("dl", { class: "facts" }, ["p50", "p90", "p99"].flatMap((q) => [h("dt", {}, q), h("dd", {}, duration(ttc[`${q}_s`]))])),
+    h("p", { class: "note" }, "Each figure is at most 10% above the true value (counted in buckets)."));
+  return chart;
+}
+
 export function trendsView(main, params, signal) {
   const today = new Date();
   const until = params.get("until") || isoDay(today);
@@ -40,13 +55,7 @@ export function trendsView(main, params, signal) {
       report.retries_by_reason.length
         ? horizontalBars({ title: "Retries by failure reason", rows: report.retries_by_reason.map((r) => [r.reason, r.count]) })
         : h("section", { class: "panel" }, h("h2", {}, "Retries by failure reason"), h("p", { class: "note" }, "No retries in this range.")),
-      ttc.jobs
-        ? h("section", { class: "panel", id: "time-to-completion" },
-          h("h2", {}, "Time to completion"),
-          horizontalBars({ title: `Time to completion of ${ttc.jobs} jobs (minutes)`, rows: [["p50", ttc.p50_s], ["p90", ttc.p90_s], ["p99", ttc.p99_s]].map(([label, s]) => [label, +(s / 60).toFixed(1)]), unit: " min" }),
-          h("dl", { class: "facts" }, ["p50", "p90", "p99"].flatMap((q) => [h("dt", {}, q), h("dd", {}, duration(ttc[`${q}_s`]))])),
-          h("p", { class: "note" }, "Each figure is at most 10% above the true value (counted in buckets)."))
-        : h("section", { class: "panel" }, h("h2", {}, "Time to completion"), h("p", { class: "note" }, "No job completed in this range.")),
+      ttc.jobs ? completionFigure(ttc) : h("section", { class: "panel" }, h("h2", {}, "Time to completion"), h("p", { class: "note" }, "No job completed in this range.")),
       report.billable_hours.length
         ? horizontalBars({ title: "Billable hours by instance type and team", rows: report.billable_hours.map((b) => [`${b.instance_type} · ${b.team}`, b.hours]), unit: " h" })
         : h("section", { class: "panel" }, h("h2", {}, "Billable hours by instance type and team"), h("p", { class: "note" }, "No billable time reported in this range.")));
