@@ -234,6 +234,12 @@ class Settings(BaseSettings):
         description="the inference router's Prometheus endpoint (e.g. "
         "http://127.0.0.1:8090/metrics) the dashboard's router panel reads; unset: no panel",
     )
+    dashboard_trace_url: str | None = Field(
+        default=None,
+        pattern=r"\{trace_id\}",
+        description="where the dashboard links a job's trace id, with `{trace_id}` in it (e.g. "
+        "http://127.0.0.1:16686/trace/{trace_id}); unset: the id is shown as text",
+    )
 
     # OIDC/JWT: bearer tokens signed by an identity provider (docs/security.md, "OIDC / JWT").
     oidc_issuer: str | None = Field(

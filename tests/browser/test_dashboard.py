@@ -81,8 +81,8 @@ def test_a_job_page_shows_the_timeline_and_stops_the_job(
     stop = page.get_by_role("button", name="Stop job")
     stop.focus()
     page.keyboard.press("Enter")
-    expect(page.get_by_role("status").filter(has_text="Job")).to_contain_text(
-        re.compile("stopped|is stopping")
+    expect(page.locator("#stop-message")).to_have_text(
+        re.compile("Job (stopped|is stopping)"), timeout=LIVE_TIMEOUT_MS
     )
     expect(timeline).to_contain_text("Stopped", timeout=LIVE_TIMEOUT_MS)
     expect(stop).to_be_disabled()
@@ -128,6 +128,25 @@ def test_filters_and_trends_and_inference_pages(
     page.get_by_role("link", name="Inference").click()
     expect(page.get_by_text("No router metrics URL is configured")).to_be_visible()
     expect(page.locator("#endpoint-panel")).to_contain_text("no metrics endpoint yet")
+
+
+def test_the_trace_id_is_read_from_an_events_traceparent(
+    page: Page, dashboard: DashboardStack
+) -> None:
+    """The page's reader of the CloudEvents tracing extension takes the trace id out of a
+    W3C traceparent and ignores a malformed one."""
+    sign_in(page, dashboard, dashboard.search_token)
+    found = page.evaluate(
+        """async () => {
+          const { traceId } = await import("/dashboard/assets/js/api.js");
+          return [
+            traceId({ traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" }),
+            traceId({ traceparent: "not-a-traceparent" }),
+            traceId({}),
+          ];
+        }"""
+    )
+    assert found == ["4bf92f3577b34da6a3ce929d0e0e4736", None, None]
 
 
 def test_the_jobs_page_fits_a_phone(page: Page, dashboard: DashboardStack) -> None:

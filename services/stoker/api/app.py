@@ -81,11 +81,13 @@ def create_app(
     rate_limiter: RateLimiter | None = None,
     router_metrics: RouterMetricsSource | None = None,
     notifications: JobNotifications | None = None,
+    trace_url: str | None = None,
 ) -> FastAPI:
     """The jobs API and its web dashboard (/dashboard/). `authenticator` checks every bearer
     token and `rate_limiter` (if any) holds each credential to its rate; `events`, when
     given, serves GET /v1/events; `router_metrics` feeds the dashboard's router panel and
-    `notifications` (the notifier's ledger) a job's notifications."""
+    `notifications` (the notifier's ledger) a job's notifications; `trace_url` (with
+    `{trace_id}`) is where the dashboard links a job's trace."""
     app = FastAPI(
         title="stoker",
         version="1",
@@ -273,6 +275,7 @@ def create_app(
         AUTH_RESPONSES,
         router_metrics=router_metrics,
         notifications=notifications,
+        trace_url=trace_url,
     )
 
     @app.get("/healthz")

@@ -47,6 +47,13 @@ class Me(BaseModel):
     role: str
 
 
+class DashboardConfig(BaseModel):
+    trace_url: str | None = Field(
+        description="where a trace id links, `{trace_id}` standing for it; null: no link"
+    )
+    router_panel: bool = Field(description="whether a router metrics URL is configured")
+
+
 class JobNotificationList(BaseModel):
     available: bool = Field(description="false when this API process has no ledger to read")
     items: list[SentNotification]
@@ -125,6 +132,7 @@ def add_dashboard(
     *,
     router_metrics: RouterMetricsSource | None = None,
     notifications: JobNotifications | None = None,
+    trace_url: str | None = None,
 ) -> None:
     """Serve the dashboard at /dashboard/ and its read routes on `app`."""
     app.mount("/dashboard/assets", _Secured(StaticFiles(directory=UI / "assets")), "assets")
@@ -136,6 +144,11 @@ def add_dashboard(
     @app.get("/dashboard/", include_in_schema=False)
     async def dashboard_page() -> Response:
         return FileResponse(UI / "index.html", headers=SECURITY_HEADERS)
+
+    @app.get("/v1/dashboard", response_model=DashboardConfig, responses=responses)
+    async def dashboard_config(_principal: Caller) -> DashboardConfig:
+        """What the dashboard's pages offer on this deployment."""
+        return DashboardConfig(trace_url=trace_url, router_panel=router_metrics is not None)
 
     @app.get("/v1/me", response_model=Me, responses=responses)
     async def me(principal: Caller) -> Me:

@@ -109,6 +109,7 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
                 notify,
                 str(notify.file_path or rt.settings.data_dir / "notifications.jsonl"),
             ),
+            trace_url=rt.settings.dashboard_trace_url,
         ),
         host=rt.settings.api_host,
         port=rt.settings.api_port,

@@ -248,6 +248,10 @@ async def test_the_router_panel_without_a_router_and_with_one_down(world: World)
     authenticator = TokenAuthenticator(world.store, world.clock)
     async with _client(create_app(world.jobs, authenticator), token) as http:
         assert (await http.get("/v1/inference/router")).json()["configured"] is False
+        assert (await http.get("/v1/dashboard")).json() == {
+            "trace_url": None,
+            "router_panel": False,
+        }
 
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)

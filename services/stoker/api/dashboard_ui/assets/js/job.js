@@ -2,7 +2,7 @@
 // a stop button and the trace id of its events; kept current from /v1/events.
 
 import { api, ApiError, followEvents, traceId } from "./api.js";
-import { announce, clear, duration, h, statusBadge, when } from "./dom.js";
+import { clear, duration, h, statusBadge, when } from "./dom.js";
 
 const TERMINAL = new Set(["Completed", "Failed", "Stopped"]);
 
@@ -24,7 +24,13 @@ function timeline(history) {
   return h("ol", { class: "timeline", "aria-label": "History" }, items);
 }
 
-function facts(job, trace) {
+function traceLink(trace, template) {
+  if (!trace) return null;
+  if (!template) return h("code", { id: "trace-id" }, trace);
+  return h("a", { id: "trace-id", href: template.replace("{trace_id}", trace), rel: "noreferrer" }, trace);
+}
+
+function facts(job, trace, template) {
   const d = job.details || {};
   const rows = [
     ["Status", statusBadge(job.status)],
@@ -39,7 +45,7 @@ function facts(job, trace) {
     ["Training time", duration(d.training_seconds)],
     ["Failure reason", job.failure_reason],
     ["Model artifacts", d.model_artifacts],
-    ["Trace id", trace ? h("a", { href: `#/job/${encodeURIComponent(job.job_id)}`, "data-trace-id": trace, id: "trace-id" }, trace) : null],
+    ["Trace id", traceLink(trace, template)],
   ];
   return h("dl", { class: "facts" },
     rows.filter(([, value]) => value !== null && value !== undefined && value !== "")
@@ -52,7 +58,7 @@ export function jobView(main, jobId, signal) {
   const heading = h("h1", { tabindex: "-1" }, `Job ${jobId}`);
   const summary = h("section", { "aria-labelledby": "facts-h" }, h("h2", { id: "facts-h" }, "Summary"));
   const stop = h("button", { type: "button", class: "danger", id: "stop-job", onclick: stopJob }, "Stop job");
-  const stopMessage = h("p", { role: "status", class: "note" });
+  const stopMessage = h("p", { role: "status", class: "note", id: "stop-message" });
   const history = h("section", { "aria-labelledby": "history-h" }, h("h2", { id: "history-h" }, "History"));
   const notes = h("section", { "aria-labelledby": "notes-h" }, h("h2", { id: "notes-h" }, "Notifications sent"));
   const request = h("section", { "aria-labelledby": "request-h" }, h("h2", { id: "request-h" }, "Training request"));
@@ -63,12 +69,13 @@ export function jobView(main, jobId, signal) {
 
   async function refresh() {
     try {
-      const [job, lines, sent] = await Promise.all([
+      const [job, lines, sent, config] = await Promise.all([
         api(`/v1/jobs/${encodeURIComponent(jobId)}`, { signal }),
         api(`/v1/jobs/${encodeURIComponent(jobId)}/history`, { signal }),
         api(`/v1/jobs/${encodeURIComponent(jobId)}/notifications`, { signal }),
+        api("/v1/dashboard", { signal }),
       ]);
-      summary.replaceChildren(summary.firstChild, facts(job, trace));
+      summary.replaceChildren(summary.firstChild, facts(job, trace, config.trace_url));
       history.replaceChildren(history.firstChild, timeline(lines));
       renderNotes(sent);
       request.replaceChildren(request.firstChild,
@@ -100,8 +107,8 @@ export function jobView(main, jobId, signal) {
     stopMessage.textContent = "Stopping…";
     try {
       const job = await api(`/v1/jobs/${encodeURIComponent(jobId)}/stop`, { method: "POST", signal });
+      // A live region itself: screen readers hear it without a second announcement.
       stopMessage.textContent = `Job ${job.status === "Stopped" ? "stopped" : "is stopping"}.`;
-      announce(stopMessage.textContent);
       await refresh();
     } catch (err) {
       if (!signal.aborted) {
