@@ -97,7 +97,8 @@ export function jobsView(main, params, signal) {
 
   clear(main).append(
     h("h1", {}, "Jobs"), searchForm, searchMessage, filterForm, live,
-    h("div", { class: "table-wrap" }, table), message,
+    // Focusable, so the keyboard can scroll the table sideways on a narrow screen.
+    h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Jobs table" }, table), message,
     h("nav", { class: "pager", "aria-label": "Pages of jobs" }, newer, where, older));
 
   function listing(cursor) {
