@@ -133,6 +133,11 @@ class DashboardStack:
         )
         return made.stdout.strip()
 
+    @property
+    def admin_token(self) -> str:
+        """The admin token `stoker up` made at its first start (the `default` team's)."""
+        return (self.stack.data / "api-token").read_text().strip()
+
     def _answers(self) -> bool:
         self.stack.check_alive()
         try:

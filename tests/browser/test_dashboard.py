@@ -24,12 +24,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 LIVE_TIMEOUT_MS = 60_000
 
 
-def sign_in(page: Page, dashboard: DashboardStack, token: str) -> None:
+def sign_in(page: Page, dashboard: DashboardStack, token: str, team: str = "search") -> None:
     page.goto(dashboard.dashboard)
     page.get_by_label("API token").fill(token)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
-    expect(page.locator("#whoami")).to_contain_text("search")
+    expect(page.locator("#whoami")).to_contain_text(team)
 
 
 def row(page: Page, job_id: str):  # type: ignore[no-untyped-def]
@@ -106,6 +106,25 @@ def test_another_teams_job_is_absent(page: Page, dashboard: DashboardStack, tmp_
     page.screenshot(path=screenshot_path("other-team-absent"), full_page=True)
 
 
+def test_an_admin_sees_every_team_and_a_refused_token_signs_out(
+    page: Page, dashboard: DashboardStack, tmp_path: Path
+) -> None:
+    """The admin token lists both teams' jobs and may narrow trends to a team (a field team
+    members are not offered); a token that is refused brings back the sign-in form."""
+    theirs = unique("ads-seen")
+    dashboard.submit(dashboard.ads_token, job_spec(theirs, "pass", tmp_path))
+    sign_in(page, dashboard, dashboard.admin_token, team="default")
+    expect(row(page, theirs)).to_be_visible()
+    page.get_by_role("link", name="Trends").click()
+    expect(page.get_by_label("Team (empty: every team)")).to_be_visible()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("API token").fill("stk_0123456789ab_not-a-real-secret")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("That token was refused.")
+    assert page.evaluate("sessionStorage.getItem('stoker.token')") is None
+
+
 def test_filters_and_trends_and_inference_pages(
     page: Page, dashboard: DashboardStack, tmp_path: Path
 ) -> None:
@@ -122,6 +141,7 @@ def test_filters_and_trends_and_inference_pages(
 
     page.get_by_role("link", name="Trends").click()
     expect(page.get_by_role("img", name="Jobs per day by final state")).to_be_visible()
+    expect(page.get_by_label("Team (empty: every team)")).to_have_count(0)
     expect(page.locator("#time-to-completion")).to_contain_text("p50")
     page.screenshot(path=screenshot_path("trends"), full_page=True)
 

@@ -94,9 +94,18 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     router_url = rt.settings.dashboard_router_metrics_url
     notify = load_notify_settings()
     # The dashboard reads the notifier's ledger (a job's notifications) through a client of
-    # its own: the same SQLite file or DynamoDB table the notifier writes.
-    ledger = build_ledger(rt.settings, notify)
-    await ledger.start()
+    # its own: the same SQLite file or DynamoDB table the notifier writes. A memory ledger
+    # is the notifier's alone: the dashboard then says it has none to read.
+    ledger = None if notify.ledger == "memory" else build_ledger(rt.settings, notify)
+    if ledger is not None:
+        await ledger.start()
+    notifications = (
+        JobNotifications(
+            ledger, notify, str(notify.file_path or rt.settings.data_dir / "notifications.jsonl")
+        )
+        if ledger is not None
+        else None
+    )
     config = uvicorn.Config(
         create_app(
             service,
@@ -104,11 +113,7 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
             events=feed,
             rate_limiter=api_rate_limiter(rt.settings),
             router_metrics=RouterMetricsSource(router_url) if router_url else None,
-            notifications=JobNotifications(
-                ledger,
-                notify,
-                str(notify.file_path or rt.settings.data_dir / "notifications.jsonl"),
-            ),
+            notifications=notifications,
             trace_url=rt.settings.dashboard_trace_url,
         ),
         host=rt.settings.api_host,
@@ -124,7 +129,8 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     try:
         await task
     finally:
-        await ledger.close()
+        if ledger is not None:
+            await ledger.close()
 
 
 async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:

@@ -11,6 +11,7 @@ import { trendsView } from "./trends.js";
 const main = document.getElementById("main");
 const who = document.getElementById("who");
 let current = null;
+let signingIn = false;
 
 function pipelinesView(target) {
   clear(target).append(h("h1", {}, "Pipelines"),
@@ -24,10 +25,13 @@ function loginView() {
     event.preventDefault();
     setToken(input.value.trim());
     input.value = "";
+    signingIn = true; // a refusal is answered here, not by showing this form again
     try {
       await whoAmI();
+      signingIn = false;
       route();
     } catch (error) {
+      signingIn = false;
       forget();
       problem.textContent = error.status === 401 ? "That token was refused." : `Could not sign in: ${error.message}`;
       input.focus();
@@ -85,6 +89,6 @@ function route() {
   view(main, params, current.signal);
 }
 
-onSignedOut(() => route());
+onSignedOut(() => { if (!signingIn) route(); });
 window.addEventListener("hashchange", route);
 route();

@@ -35,8 +35,13 @@ export function trendsView(main, params, signal) {
   } },
     h("label", {}, "From (UTC day)", h("input", { type: "date", name: "since", value: since, required: true })),
     h("label", {}, "Until (UTC day)", h("input", { type: "date", name: "until", value: until, required: true })),
-    h("label", {}, "Team (admins)", h("input", { name: "team", value: team, autocomplete: "off" })),
     h("button", { type: "submit" }, "Show"));
+  // Only an admin sees more than one team: the team field is offered to admins alone.
+  api("/v1/me", { signal }).then((me) => {
+    if (me.role !== "admin") return;
+    form.lastElementChild.before(
+      h("label", {}, "Team (empty: every team)", h("input", { name: "team", value: team, autocomplete: "off" })));
+  }).catch(() => {});
   const body = h("div", { class: "grid", "aria-live": "polite", "aria-busy": "true" });
   const error = h("p", { class: "error", role: "alert" });
   clear(main).append(h("h1", {}, "Trends"), form, error, body);
