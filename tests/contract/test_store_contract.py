@@ -13,7 +13,7 @@ from stoker.core.auth import Role
 from stoker.core.errors import IllegalTransition, ItemTooLarge, JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
-from stoker.core.store_rules import InvalidCursor
+from stoker.core.store_rules import InvalidCursor, cursor_before
 from stoker.core.tokens import TokenNotFound, issue_token
 from stoker.ports.store import JobStore, Store
 from tests.contract.store_factories import STORE_FACTORIES, StoreContext
@@ -234,6 +234,20 @@ async def test_list_by_status_and_owner_pages_newest_first(store: JobStore) -> N
     assert await all_pages(owner="carol") == []
     last = await store.list_jobs(limit=7)
     assert last.next_cursor is None
+
+
+async def test_a_listing_can_start_at_a_creation_time(store: JobStore) -> None:
+    """`cursor_before(t)` (what the API's created_until becomes) starts a listing at the
+    newest job created at or before t, on every store, and pages on from there."""
+    for n in range(5):
+        await store.create(job(f"t{n}", at=T0 + timedelta(seconds=n)))
+    first = await store.list_jobs(limit=2, cursor=cursor_before(T0 + timedelta(seconds=3)))
+    assert [j.job_id for j in first.items] == ["t3", "t2"]
+    rest = await store.list_jobs(limit=10, cursor=first.next_cursor)
+    assert [j.job_id for j in rest.items] == ["t1", "t0"]
+    assert rest.next_cursor is None
+    early = await store.list_jobs(cursor=cursor_before(T0 - timedelta(microseconds=1)))
+    assert early.items == []
 
 
 async def test_list_by_team_sees_only_that_teams_jobs(store: JobStore) -> None:

@@ -5,19 +5,20 @@ panel from a router's real metrics, and the page itself (its headers, no outside
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from stoker.adapters.notifier.ledger_memory import MemoryLedger
+from stoker.adapters.store.memory import MemoryJobStore
 from stoker.api import dashboard
 from stoker.api.app import create_app
 from stoker.api.router_panel import RouterMetricsSource
 from stoker.auth.tokens import TokenAuthenticator
 from stoker.core.auth import Role
-from stoker.core.job import JobChange, JobStatus
+from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.notification import ConsoleTarget, JobNote
 from stoker.inference.router.metrics import RouterMetrics
 from stoker.inference.router.policy import Priority
@@ -25,6 +26,7 @@ from stoker.lifecycle import job_filters
 from stoker.notifier.config import NotifySettings
 from stoker.notifier.sent import JobNotifications
 from stoker.ports.ledger import EntryStatus, LedgerEntry
+from stoker.ports.store import Page
 from tests.support.auth import bearer, mint
 from tests.unit.lifecycle.conftest import World, spec
 
@@ -291,3 +293,36 @@ def test_no_asset_names_another_host() -> None:
     assert len(assets) >= 8
     for asset in assets:
         assert not outside.search(asset.read_text()), asset
+
+
+async def test_filtered_pages_continue_where_the_last_kept_job_was() -> None:
+    """A page filled in the middle of a store page continues after its last job: following
+    the cursors gives every match once, newest first, then a null cursor."""
+    store = MemoryJobStore()
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    for n in range(10):
+        kind = "ml.g5.xlarge" if n % 2 else "ml.m5.large"
+        await store.create(
+            JobRecord(
+                job_id=f"j{n}",
+                owner="ana",
+                created_at=start + timedelta(seconds=n),
+                updated_at=start,
+                details={"instance_type": kind},
+            )
+        )
+
+    async def list_page(cursor: str | None, size: int) -> Page:
+        return await store.list_jobs(limit=size, cursor=cursor)
+
+    wanted = job_filters.JobFilter(instance_type="ml.g5.xlarge")
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        page = await job_filters.filtered_page(list_page, wanted, limit=2, cursor=cursor)
+        seen += [job.job_id for job in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == ["j9", "j7", "j5", "j3", "j1"]
+    assert cursor is None
