@@ -26,7 +26,7 @@ from tests.unit.pipelines.definitions import (
     training_args,
 )
 
-PARAMS = [
+PARAMS: list[dict[str, Any]] = [
     {"Name": "InstanceType", "Type": "String", "DefaultValue": "ml.m5.xlarge"},
     {"Name": "Epochs", "Type": "Integer", "DefaultValue": 3},
     {"Name": "Threshold", "Type": "Float", "DefaultValue": 0.7},
