@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from stoker.core.auth import DEFAULT_TEAM
+
 
 class StepStatus(StrEnum):
     PENDING = "Pending"
@@ -81,6 +83,9 @@ class ExecutionIdentity:
     pipeline_name: str
     pipeline_arn: str
     execution_arn: str
+    team: str = DEFAULT_TEAM
+    schedule: str | None = None
+    """The schedule whose tick started the execution, if one did."""
 
 
 @dataclass(frozen=True, slots=True)
