@@ -1,0 +1,75 @@
+"""The pipeline store port: pipelines, their executions, cached step runs, and the outbox
+of execution events (written with the execution, so a crash keeps both or neither)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from stoker.core.events import CloudEvent
+from stoker.core.pipelines.caching import CachedRun
+from stoker.core.pipelines.records import StoredExecution, StoredPipeline
+from stoker.core.pipelines.state import ExecutionState
+from stoker.ports.store import OutboxEntry
+
+
+class PipelineStore(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def put_pipeline(
+        self, name: str, *, team: str, definition: str, description: str | None, now: datetime
+    ) -> StoredPipeline:
+        """Create the pipeline (version 1) or replace its definition (version + 1). A
+        pipeline of another team under that name is PipelineNotFound to this one."""
+
+    async def get_pipeline(self, name: str) -> StoredPipeline:
+        """Raises PipelineNotFound."""
+
+    async def list_pipelines(self, *, team: str | None = None) -> list[StoredPipeline]:
+        """By name; only `team`'s when given."""
+
+    async def delete_pipeline(self, name: str) -> None:
+        """Raises PipelineNotFound. Its executions stay, for the record."""
+
+    async def create_execution(
+        self,
+        state: ExecutionState,
+        *,
+        pipeline_version: int,
+        outbox: Sequence[tuple[str, CloudEvent]] = (),
+    ) -> tuple[StoredExecution, bool]:
+        """Store a new execution (version 1) with its outbox events. Idempotent: if the
+        execution id exists, returns the stored one and False, writing nothing."""
+
+    async def get_execution(self, execution_id: str) -> StoredExecution:
+        """Raises ExecutionNotFound."""
+
+    async def list_executions(self, pipeline_name: str) -> list[StoredExecution]:
+        """Newest first."""
+
+    async def save_execution(
+        self,
+        state: ExecutionState,
+        *,
+        expected_version: int,
+        outbox: Sequence[tuple[str, CloudEvent]] = (),
+    ) -> StoredExecution:
+        """Replace the execution's state if its stored version is `expected_version`,
+        atomically with the outbox events. Raises ExecutionConflict when another writer got
+        there first (nothing is written), ExecutionNotFound for an unknown id."""
+
+    async def due_executions(self, now: datetime, limit: int = 100) -> list[str]:
+        """Running executions with a scheduled retry due at `now`, earliest first."""
+
+    async def record_cached_run(self, pipeline_name: str, key: str, run: CachedRun) -> None:
+        """Remember a successful step run for later cache hits (the newest per key wins)."""
+
+    async def cached_runs(self, pipeline_name: str, keys: Sequence[str]) -> dict[str, CachedRun]:
+        """The newest remembered run for each of `keys` that has one."""
+
+    async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]: ...
+
+    async def mark_published(self, entry_ids: Sequence[str]) -> None: ...
