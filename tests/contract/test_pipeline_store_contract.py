@@ -100,12 +100,15 @@ async def test_another_team_cannot_replace_a_pipeline(store: PipelineStore) -> N
 async def test_an_execution_is_created_once_with_its_events(store: PipelineStore) -> None:
     state = new_state("e1")
     stored, created = await store.create_execution(
-        state, pipeline_version=3, outbox=[started_event("e1")]
+        state, pipeline_version=3, definition="{}", outbox=[started_event("e1")]
     )
     assert created
     assert (stored.version, stored.pipeline_version) == (1, 3)
     again, created_again = await store.create_execution(
-        new_state("e1", at=T0 + timedelta(1)), pipeline_version=4, outbox=[started_event("e1")]
+        new_state("e1", at=T0 + timedelta(1)),
+        pipeline_version=4,
+        definition="{}",
+        outbox=[started_event("e1")],
     )
     assert not created_again
     assert again.state == state
@@ -120,7 +123,7 @@ async def test_a_save_lands_only_on_the_version_it_read(store: PipelineStore) ->
     """Two writers plan from version 1; one save lands, the other is refused and writes
     nothing (not its state, not its events)."""
     state = new_state("e1")
-    await store.create_execution(state, pipeline_version=1)
+    await store.create_execution(state, pipeline_version=1, definition="{}")
     failed = advance(
         parse_definition(DEFINITION),
         state,
@@ -146,8 +149,8 @@ async def test_a_save_lands_only_on_the_version_it_read(store: PipelineStore) ->
 
 async def test_executions_with_a_due_retry_are_found_by_time(store: PipelineStore) -> None:
     state = new_state("e1")
-    await store.create_execution(state, pipeline_version=1)
-    await store.create_execution(new_state("e2"), pipeline_version=1)
+    await store.create_execution(state, pipeline_version=1, definition="{}")
+    await store.create_execution(new_state("e2"), pipeline_version=1, definition="{}")
     waiting = advance(
         parse_definition(DEFINITION),
         state,
@@ -162,7 +165,9 @@ async def test_executions_with_a_due_retry_are_found_by_time(store: PipelineStor
 async def test_executions_are_listed_newest_first(store: PipelineStore) -> None:
     for i, execution_id in enumerate(["old", "mid", "new"]):
         await store.create_execution(
-            new_state(execution_id, at=T0 + timedelta(minutes=i)), pipeline_version=1
+            new_state(execution_id, at=T0 + timedelta(minutes=i)),
+            pipeline_version=1,
+            definition="{}",
         )
     assert [e.execution_id for e in await store.list_executions("demo")] == ["new", "mid", "old"]
     assert await store.list_executions("other") == []
@@ -181,8 +186,12 @@ async def test_the_newest_cached_run_per_key_is_kept(store: PipelineStore) -> No
 
 
 async def test_published_events_leave_the_outbox(store: PipelineStore) -> None:
-    await store.create_execution(new_state("e1"), pipeline_version=1, outbox=[started_event("e1")])
-    await store.create_execution(new_state("e2"), pipeline_version=1, outbox=[started_event("e2")])
+    await store.create_execution(
+        new_state("e1"), pipeline_version=1, definition="{}", outbox=[started_event("e1")]
+    )
+    await store.create_execution(
+        new_state("e2"), pipeline_version=1, definition="{}", outbox=[started_event("e2")]
+    )
     pending = await store.pending_outbox()
     assert [e.event.subject for e in pending] == ["e1", "e2"]
     assert pending[0].topic == PIPELINE_EXECUTIONS
@@ -195,7 +204,7 @@ async def test_the_sqlite_store_keeps_everything_across_a_restart(tmp_path: Path
     await first.start()
     await first.put_pipeline("demo", team="search", definition="{}", description=None, now=T0)
     state = new_state("e1")
-    await first.create_execution(state, pipeline_version=1)
+    await first.create_execution(state, pipeline_version=1, definition="{}")
     await first.close()
     second = SqlitePipelineStore(tmp_path / "p.db")
     await second.start()

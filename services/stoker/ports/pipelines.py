@@ -9,6 +9,7 @@ from typing import Protocol
 
 from stoker.core.events import CloudEvent
 from stoker.core.pipelines.caching import CachedRun
+from stoker.core.pipelines.effects import StartStep
 from stoker.core.pipelines.records import StoredExecution, StoredPipeline
 from stoker.core.pipelines.state import ExecutionState
 from stoker.ports.store import OutboxEntry
@@ -39,6 +40,7 @@ class PipelineStore(Protocol):
         state: ExecutionState,
         *,
         pipeline_version: int,
+        definition: str,
         outbox: Sequence[tuple[str, CloudEvent]] = (),
     ) -> tuple[StoredExecution, bool]:
         """Store a new execution (version 1) with its outbox events. Idempotent: if the
@@ -73,3 +75,15 @@ class PipelineStore(Protocol):
     async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]: ...
 
     async def mark_published(self, entry_ids: Sequence[str]) -> None: ...
+
+
+class StepJobs(Protocol):
+    """Runs the jobs of job steps. Both calls are idempotent on `job_id` (derived from the
+    execution, step and attempt), so the engine may repeat them after a crash or a lost
+    race without starting a step twice."""
+
+    async def start(self, execution: ExecutionState, step: StartStep) -> None:
+        """Create the step's job unless a job with `step.job_id` exists."""
+
+    async def stop(self, job_id: str) -> None:
+        """Ask for the job to stop; a job that has ended or does not exist is left alone."""

@@ -74,13 +74,14 @@ class MemoryPipelineStore:
         state: ExecutionState,
         *,
         pipeline_version: int,
+        definition: str,
         outbox: Sequence[tuple[str, CloudEvent]] = (),
     ) -> tuple[StoredExecution, bool]:
         check_outbox(outbox)
         execution_id = state.identity.execution_id
         if execution_id in self._executions:
             return self._executions[execution_id], False
-        stored = StoredExecution(state, 1, pipeline_version)
+        stored = StoredExecution(state, 1, pipeline_version, definition)
         self._executions[execution_id] = stored
         self._order[execution_id] = next(self._seq)
         self._add_outbox(outbox)
@@ -112,7 +113,7 @@ class MemoryPipelineStore:
         old = await self.get_execution(execution_id)
         if old.version != expected_version:
             raise ExecutionConflict(execution_id, expected_version, old.version)
-        stored = StoredExecution(state, old.version + 1, old.pipeline_version)
+        stored = replace(old, state=state, version=old.version + 1)
         self._executions[execution_id] = stored
         self._add_outbox(outbox)
         return stored

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -29,6 +30,7 @@ from stoker.core.pipelines.records import (
     StoredPipeline,
     cached_run_from_json,
     cached_run_to_json,
+    next_timer,
     state_from_json,
     state_to_json,
 )
@@ -50,6 +52,7 @@ TABLES = (
         pipeline_name    TEXT NOT NULL,
         version          INTEGER NOT NULL,
         pipeline_version INTEGER NOT NULL,
+        definition       TEXT NOT NULL,
         seq              INTEGER NOT NULL,
         started_key      TEXT NOT NULL,
         timer_key        TEXT,
@@ -165,20 +168,21 @@ class SqlitePipelineStore:
         state: ExecutionState,
         *,
         pipeline_version: int,
+        definition: str,
         outbox: Sequence[tuple[str, CloudEvent]] = (),
     ) -> tuple[StoredExecution, bool]:
         check_outbox(outbox)
-        stored = StoredExecution(state, 1, pipeline_version)
+        stored = StoredExecution(state, 1, pipeline_version, definition)
         row = _execution_row(stored)
         events = _outbox_rows(outbox)
 
-        def op(db: sqlite3.Connection) -> tuple[int, bytes, int] | None:
+        def op(db: sqlite3.Connection) -> _Row | None:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM executions").fetchone()[0]
             inserted = db.execute(
                 "INSERT INTO executions (execution_id, pipeline_name, version, pipeline_version,"
-                " seq, started_key, timer_key, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (execution_id) DO NOTHING",
-                (*row[:4], seq, *row[4:]),
+                " definition, seq, started_key, timer_key, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO NOTHING",
+                (*row[:5], seq, *row[5:]),
             ).rowcount
             if inserted != 1:
                 return _load(db, state.identity.execution_id)
@@ -188,36 +192,27 @@ class SqlitePipelineStore:
         existing = await self._db.write("create_execution", op)
         if existing is None:
             return stored, True
-        version, raw, pipeline_version = existing
-        return StoredExecution(state_from_json(raw), version, pipeline_version), False
+        return _stored(existing), False
 
     async def get_execution(self, execution_id: str) -> StoredExecution:
-        def op(db: sqlite3.Connection) -> tuple[int, bytes, int] | None:
-            row = db.execute(
-                "SELECT version, state, pipeline_version FROM executions WHERE execution_id = ?",
-                (execution_id,),
-            ).fetchone()
-            return (int(row[0]), bytes(row[1]), int(row[2])) if row else None
+        def op(db: sqlite3.Connection) -> _Row | None:
+            row = db.execute(f"{_SELECT} WHERE execution_id = ?", (execution_id,)).fetchone()
+            return _row(row) if row else None
 
         found = await self._db.read("get_execution", op)
         if found is None:
             raise ExecutionNotFound(execution_id)
-        version, raw, pipeline_version = found
-        return StoredExecution(state_from_json(raw), version, pipeline_version)
+        return _stored(found)
 
     async def list_executions(self, pipeline_name: str) -> list[StoredExecution]:
-        def op(db: sqlite3.Connection) -> list[tuple[int, bytes, int]]:
+        def op(db: sqlite3.Connection) -> list[_Row]:
             rows = db.execute(
-                "SELECT version, state, pipeline_version FROM executions"
-                " WHERE pipeline_name = ? ORDER BY started_key DESC, seq DESC",
+                f"{_SELECT} WHERE pipeline_name = ? ORDER BY started_key DESC, seq DESC",
                 (pipeline_name,),
             ).fetchall()
-            return [(int(r[0]), bytes(r[1]), int(r[2])) for r in rows]
+            return [_row(r) for r in rows]
 
-        return [
-            StoredExecution(state_from_json(raw), version, pipeline_version)
-            for version, raw, pipeline_version in await self._db.read("list_executions", op)
-        ]
+        return [_stored(row) for row in await self._db.read("list_executions", op)]
 
     async def save_execution(
         self,
@@ -229,11 +224,11 @@ class SqlitePipelineStore:
         check_outbox(outbox)
         execution_id = state.identity.execution_id
         raw = state_to_json(state)
-        probe = StoredExecution(state, expected_version + 1, 0)
-        timer = time_key(probe.next_timer) if probe.next_timer else None
+        due = next_timer(state)
+        timer = time_key(due) if due else None
         events = _outbox_rows(outbox)
 
-        def op(db: sqlite3.Connection) -> int:
+        def op(db: sqlite3.Connection) -> _Row:
             # The version condition and the write are one statement: no other writer can
             # come between them, in this process or another.
             updated = db.execute(
@@ -249,13 +244,10 @@ class SqlitePipelineStore:
                     raise ExecutionNotFound(execution_id)
                 raise ExecutionConflict(execution_id, expected_version, int(row[0]))
             _insert_outbox(db, events)
-            pipeline_version: int = db.execute(
-                "SELECT pipeline_version FROM executions WHERE execution_id = ?", (execution_id,)
-            ).fetchone()[0]
-            return pipeline_version
+            return _load(db, execution_id)
 
-        pipeline_version = await self._db.write("save_execution", op)
-        return StoredExecution(state, expected_version + 1, pipeline_version)
+        saved = await self._db.write("save_execution", op)
+        return StoredExecution(state, saved[0], saved[2], saved[3])
 
     async def due_executions(self, now: datetime, limit: int = 100) -> list[str]:
         check_limit(limit)
@@ -355,7 +347,10 @@ def _pipeline(text: str) -> StoredPipeline:
     )
 
 
-ExecutionRow = tuple[str, str, int, int, str, str | None, bytes]
+ExecutionRow = tuple[str, str, int, int, str, str, str | None, bytes]
+_Row = tuple[int, bytes, int, str]
+"""version, state, pipeline_version, definition"""
+_SELECT = "SELECT version, state, pipeline_version, definition FROM executions"
 
 
 def _execution_row(stored: StoredExecution) -> ExecutionRow:
@@ -365,18 +360,25 @@ def _execution_row(stored: StoredExecution) -> ExecutionRow:
         stored.pipeline_name,
         stored.version,
         stored.pipeline_version,
+        stored.definition,
         time_key(stored.state.started_at),
         time_key(timer) if timer else None,
         state_to_json(stored.state),
     )
 
 
-def _load(db: sqlite3.Connection, execution_id: str) -> tuple[int, bytes, int]:
-    row = db.execute(
-        "SELECT version, state, pipeline_version FROM executions WHERE execution_id = ?",
-        (execution_id,),
-    ).fetchone()
-    return int(row[0]), bytes(row[1]), int(row[2])
+def _load(db: sqlite3.Connection, execution_id: str) -> _Row:
+    return _row(db.execute(f"{_SELECT} WHERE execution_id = ?", (execution_id,)).fetchone())
+
+
+def _row(row: Any) -> _Row:
+    version, state, pipeline_version, definition = row
+    return int(version), bytes(state), int(pipeline_version), str(definition)
+
+
+def _stored(row: _Row) -> StoredExecution:
+    version, raw, pipeline_version, definition = row
+    return StoredExecution(state_from_json(raw), version, pipeline_version, definition)
 
 
 OutboxRow = tuple[str, bytes, str]

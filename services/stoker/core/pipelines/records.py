@@ -60,6 +60,9 @@ class StoredExecution:
     """1 when created, one more at each save: the condition of the next save."""
     pipeline_version: int
     """The pipeline definition's version the execution runs."""
+    definition: str
+    """That version's definition: an update of the pipeline does not change a running
+    execution (as on SageMaker)."""
 
     @property
     def execution_id(self) -> str:
@@ -75,11 +78,15 @@ class StoredExecution:
 
     @property
     def next_timer(self) -> datetime | None:
-        """The earliest scheduled retry of a running execution."""
-        if self.state.status.terminal:
-            return None
-        due = [run.retry_at for run in self.state.steps.values() if run.retry_at is not None]
-        return min(due, default=None)
+        return next_timer(self.state)
+
+
+def next_timer(state: ExecutionState) -> datetime | None:
+    """The earliest scheduled retry of a running execution."""
+    if state.status.terminal:
+        return None
+    due = [run.retry_at for run in state.steps.values() if run.retry_at is not None]
+    return min(due, default=None)
 
 
 def state_to_json(state: ExecutionState) -> bytes:
