@@ -70,6 +70,15 @@ def step_job_id(execution_id: str, step: str, attempt: int) -> str:
     return f"{execution_id}.{step}.{attempt}"
 
 
+def parse_step_job_id(job_id: str) -> tuple[str, str, int] | None:
+    """(execution id, step, attempt) of a job `step_job_id` named, None for any other job."""
+    head, sep, attempt = job_id.rpartition(".")
+    execution_id, sep2, step = head.rpartition(".")
+    if not (sep and sep2 and execution_id and step and attempt.isdigit()):
+        return None
+    return execution_id, step, int(attempt)
+
+
 def start(
     definition: PipelineDefinition,
     identity: ExecutionIdentity,

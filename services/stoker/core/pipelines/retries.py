@@ -86,3 +86,28 @@ def policy_for(
 ) -> StepRetryPolicy | None:
     """The first policy that covers the failure, or None (the failure is final)."""
     return next((p for p in policies if p.covers(exception_type)), None)
+
+
+_FAILURE_TYPES: dict[str, str] = {
+    **dict.fromkeys(
+        ("CapacityError", "InsufficientCapacity", "InsufficientCapacityError"),
+        "SageMaker.CAPACITY_ERROR",
+    ),
+    "ResourceLimitExceeded": "SageMaker.RESOURCE_LIMIT",
+    **dict.fromkeys(("InternalServerError", "InternalFailure"), "SageMaker.JOB_INTERNAL_ERROR"),
+    **dict.fromkeys(
+        ("ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded"),
+        "Step.THROTTLING",
+    ),
+    **dict.fromkeys(("ServiceUnavailable", "ServiceUnavailableException"), "Step.SERVICE_FAULT"),
+}
+
+
+def failure_type_for(code: str | None, category: str | None) -> str | None:
+    """The retry policy exception type of a job's failure, from its API error code or its
+    FailureReason category (the word before the first colon); None when no policy type
+    covers it (an algorithm error, a bad request)."""
+    for key in (code, category):
+        if key is not None and key in _FAILURE_TYPES:
+            return _FAILURE_TYPES[key]
+    return None
