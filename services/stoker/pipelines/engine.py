@@ -45,7 +45,7 @@ from stoker.core.pipelines.retries import failure_type_for
 from stoker.core.pipelines.state import ExecutionIdentity, ExecutionState, StepStatus
 from stoker.core.topics import PIPELINE_EXECUTIONS
 from stoker.ports.bus import Publisher
-from stoker.ports.pipelines import PipelineStore, StepJobs
+from stoker.ports.pipelines import PipelineStore, StepJobs, StepRefused
 
 log = structlog.get_logger("stoker.pipelines")
 
@@ -87,6 +87,7 @@ class PipelineEngine:
         parameters: Mapping[str, Any],
         *,
         team: str,
+        owner: str | None = None,
         execution_id: str | None = None,
         schedule: str | None = None,
     ) -> StoredExecution:
@@ -106,6 +107,7 @@ class PipelineEngine:
             pipeline_arn=arn,
             execution_arn=f"{arn}/execution/{execution_id}",
             team=team,
+            owner=owner,
             schedule=schedule,
         )
         plan = await self._planned(
@@ -221,9 +223,14 @@ class PipelineEngine:
     ) -> None:
         await self._publish(events)
         state = saved.state
+        refused: list[JobFailed] = []
         for effect in plan.effects:
             if isinstance(effect, fx.StartStep):
-                await self._jobs.start(state, effect)
+                try:
+                    await self._jobs.start(state, effect)
+                except StepRefused as exc:
+                    refused.append(JobFailed(effect.step, effect.attempt, exc.reason))
+                    continue
                 log.info(
                     "pipeline step started",
                     execution_id=state.identity.execution_id,
@@ -242,6 +249,8 @@ class PipelineEngine:
                     status=str(effect.status),
                     reason=effect.reason,
                 )
+        for failure in refused:
+            await self.handle(saved.execution_id, failure)
 
     async def _remember(self, state: ExecutionState, step: str) -> None:
         run = state.steps[step]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from stoker.core.errors import StokerError
 from stoker.core.events import CloudEvent
 from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.effects import StartStep
@@ -77,13 +78,23 @@ class PipelineStore(Protocol):
     async def mark_published(self, entry_ids: Sequence[str]) -> None: ...
 
 
+class StepRefused(StokerError):
+    """The step's job cannot be made (a request the job checks refuse, a step type the
+    backends do not run yet): the step fails with `reason`, it is not retried."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class StepJobs(Protocol):
     """Runs the jobs of job steps. Both calls are idempotent on `job_id` (derived from the
     execution, step and attempt), so the engine may repeat them after a crash or a lost
     race without starting a step twice."""
 
     async def start(self, execution: ExecutionState, step: StartStep) -> None:
-        """Create the step's job unless a job with `step.job_id` exists."""
+        """Create the step's job unless a job with `step.job_id` exists. StepRefused when
+        the job cannot be made."""
 
     async def stop(self, job_id: str) -> None:
         """Ask for the job to stop; a job that has ended or does not exist is left alone."""

@@ -84,6 +84,8 @@ class ExecutionIdentity:
     pipeline_arn: str
     execution_arn: str
     team: str = DEFAULT_TEAM
+    owner: str | None = None
+    """Who started it (the owner of its step jobs); None for a schedule's tick."""
     schedule: str | None = None
     """The schedule whose tick started the execution, if one did."""
 
