@@ -15,7 +15,7 @@ from stoker.core.events import CloudEvent
 from stoker.core.pipelines import events as ev
 from stoker.core.pipelines import parse_definition
 from stoker.core.pipelines.caching import CachedRun
-from stoker.core.pipelines.inputs import JobFailed
+from stoker.core.pipelines.inputs import JobFailed, JobSucceeded
 from stoker.core.pipelines.planner import advance, start
 from stoker.core.pipelines.records import ExecutionConflict, ExecutionNotFound, PipelineNotFound
 from stoker.core.pipelines.state import ExecutionIdentity, ExecutionState
@@ -160,6 +160,21 @@ async def test_executions_with_a_due_retry_are_found_by_time(store: PipelineStor
     await store.save_execution(waiting, expected_version=1)
     assert await store.due_executions(T0 + timedelta(seconds=29)) == []
     assert await store.due_executions(T0 + timedelta(seconds=30)) == ["e1"]
+
+
+async def test_running_executions_are_found_until_they_end(store: PipelineStore) -> None:
+    definition = parse_definition(DEFINITION)
+    first = new_state("e1")
+    await store.create_execution(first, pipeline_version=1, definition="{}")
+    await store.create_execution(
+        new_state("e2", at=T0 + timedelta(1)), pipeline_version=1, definition="{}"
+    )
+    assert await store.running_executions() == ["e1", "e2"]
+    a_done = advance(definition, first, JobSucceeded("A", 1, {}), now=T0).state
+    ended = advance(definition, a_done, JobSucceeded("B", 1, {}), now=T0).state
+    assert ended.status.terminal
+    await store.save_execution(ended, expected_version=1)
+    assert await store.running_executions() == ["e2"]
 
 
 async def test_executions_are_listed_newest_first(store: PipelineStore) -> None:

@@ -97,6 +97,7 @@ async def run_pipelines(rt: Runtime, stop: asyncio.Event) -> None:
             store, LifecycleStepJobs(service), rt.bus, rt.clock, region=rt.settings.aws_region
         )
         worker = PipelineWorker(engine, store, rt.bus, rt.clock)
+        await worker.recover()
         consumer = Consumer.for_events(
             rt.bus,
             "stoker-pipelines",

@@ -68,6 +68,15 @@ class PipelineWorker:
         self._timer_interval_s = timer_interval_s
         self._relay_grace = relay_grace
 
+    async def recover(self) -> int:
+        """At start: start again the jobs of steps that running executions say are running
+        (a job that exists is left alone), for a crash between a save and its starts.
+        Returns how many steps were checked."""
+        checked = 0
+        for execution_id in await self._store.running_executions():
+            checked += await self._engine.recover(execution_id)
+        return checked
+
     async def on_event(self, event: CloudEvent, _record: BusRecord) -> None:
         """Handler of the job outcome topics."""
         routed = self.route(event.data)

@@ -64,6 +64,9 @@ class PipelineStore(Protocol):
         atomically with the outbox events. Raises ExecutionConflict when another writer got
         there first (nothing is written), ExecutionNotFound for an unknown id."""
 
+    async def running_executions(self, limit: int = 1000) -> list[str]:
+        """Executions that have not ended (Executing or Stopping), oldest first."""
+
     async def due_executions(self, now: datetime, limit: int = 100) -> list[str]:
         """Running executions with a scheduled retry due at `now`, earliest first."""
 

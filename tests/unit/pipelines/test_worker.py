@@ -24,7 +24,8 @@ from stoker.core.clock import FakeClock
 from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent, EventData, JobCompleted, JobDescribed, JobFailed
 from stoker.core.job import JobStatus
-from stoker.core.pipelines.state import ExecutionStatus, StepStatus
+from stoker.core.pipelines.effects import StartStep
+from stoker.core.pipelines.state import ExecutionState, ExecutionStatus, StepStatus
 from stoker.lifecycle.jobs import JobService, SubmissionRules
 from stoker.lifecycle.transitions import Transitioner
 from stoker.pipelines.engine import PipelineEngine
@@ -185,3 +186,29 @@ async def test_the_relay_publishes_events_a_writer_left_in_the_outbox(service: S
     service.clock.advance(3)
     assert await service.worker.relay_once() == 1
     assert await service.store.pending_outbox() == []
+
+
+async def test_recover_starts_what_a_crashed_engine_saved_but_did_not_start(
+    service: Service,
+) -> None:
+    """The execution says step A runs, but the engine died before making its job: the
+    service's start makes it, once."""
+    await service.put(pipeline(training("A")))
+    lost = PipelineEngine(service.store, _NoJobs(), service.bus, service.clock)
+    await lost.start_execution("demo", {}, team="search", owner="ana", execution_id="e1")
+    assert not await service.job_exists("e1.A.1")
+    assert await service.worker.recover() == 1
+    assert await service.worker.recover() == 1
+    job = await service.jobs.get("e1.A.1")
+    assert job.status is JobStatus.NEW
+    assert len((await service.jobs.list_jobs()).items) == 1
+
+
+class _NoJobs:
+    """Step jobs of an engine that died before each start reached the job store."""
+
+    async def start(self, execution: ExecutionState, step: StartStep) -> None:
+        del execution, step
+
+    async def stop(self, job_id: str) -> None:
+        del job_id

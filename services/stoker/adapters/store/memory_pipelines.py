@@ -118,6 +118,12 @@ class MemoryPipelineStore:
         self._add_outbox(outbox)
         return stored
 
+    async def running_executions(self, limit: int = 1000) -> list[str]:
+        check_limit(limit)
+        running = [e for e in self._executions.values() if not e.status.terminal]
+        running.sort(key=lambda e: (e.state.started_at, self._order[e.execution_id]))
+        return [e.execution_id for e in running[:limit]]
+
     async def due_executions(self, now: datetime, limit: int = 100) -> list[str]:
         check_limit(limit)
         due = [

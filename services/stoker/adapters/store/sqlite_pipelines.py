@@ -56,6 +56,7 @@ TABLES = (
         seq              INTEGER NOT NULL,
         started_key      TEXT NOT NULL,
         timer_key        TEXT,
+        running          INTEGER NOT NULL,
         state            BLOB NOT NULL
     )
     """,
@@ -64,6 +65,9 @@ TABLES = (
     # Partial: only running executions waiting for a retry carry a timer.
     "CREATE INDEX IF NOT EXISTS executions_by_timer ON executions (timer_key, execution_id)"
     " WHERE timer_key IS NOT NULL",
+    # Partial: only executions that have not ended.
+    "CREATE INDEX IF NOT EXISTS executions_running ON executions (started_key, seq)"
+    " WHERE running = 1",
     """
     CREATE TABLE IF NOT EXISTS cached_runs (
         pipeline_name TEXT NOT NULL,
@@ -180,8 +184,8 @@ class SqlitePipelineStore:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM executions").fetchone()[0]
             inserted = db.execute(
                 "INSERT INTO executions (execution_id, pipeline_name, version, pipeline_version,"
-                " definition, seq, started_key, timer_key, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO NOTHING",
+                " definition, seq, started_key, timer_key, running, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO NOTHING",
                 (*row[:5], seq, *row[5:]),
             ).rowcount
             if inserted != 1:
@@ -226,15 +230,16 @@ class SqlitePipelineStore:
         raw = state_to_json(state)
         due = next_timer(state)
         timer = time_key(due) if due else None
+        running = 0 if state.status.terminal else 1
         events = _outbox_rows(outbox)
 
         def op(db: sqlite3.Connection) -> _Row:
             # The version condition and the write are one statement: no other writer can
             # come between them, in this process or another.
             updated = db.execute(
-                "UPDATE executions SET version = version + 1, timer_key = ?, state = ?"
-                " WHERE execution_id = ? AND version = ?",
-                (timer, raw, execution_id, expected_version),
+                "UPDATE executions SET version = version + 1, timer_key = ?, running = ?,"
+                " state = ? WHERE execution_id = ? AND version = ?",
+                (timer, running, raw, execution_id, expected_version),
             ).rowcount
             if updated != 1:
                 row = db.execute(
@@ -248,6 +253,19 @@ class SqlitePipelineStore:
 
         saved = await self._db.write("save_execution", op)
         return StoredExecution(state, saved[0], saved[2], saved[3])
+
+    async def running_executions(self, limit: int = 1000) -> list[str]:
+        check_limit(limit)
+
+        def op(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute(
+                "SELECT execution_id FROM executions WHERE running = 1"
+                " ORDER BY started_key, seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [str(r[0]) for r in rows]
+
+        return await self._db.read("running_executions", op)
 
     async def due_executions(self, now: datetime, limit: int = 100) -> list[str]:
         check_limit(limit)
@@ -347,7 +365,7 @@ def _pipeline(text: str) -> StoredPipeline:
     )
 
 
-ExecutionRow = tuple[str, str, int, int, str, str, str | None, bytes]
+ExecutionRow = tuple[str, str, int, int, str, str, str | None, int, bytes]
 _Row = tuple[int, bytes, int, str]
 """version, state, pipeline_version, definition"""
 _SELECT = "SELECT version, state, pipeline_version, definition FROM executions"
@@ -363,6 +381,7 @@ def _execution_row(stored: StoredExecution) -> ExecutionRow:
         stored.definition,
         time_key(stored.state.started_at),
         time_key(timer) if timer else None,
+        0 if stored.status.terminal else 1,
         state_to_json(stored.state),
     )
 
