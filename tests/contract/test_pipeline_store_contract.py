@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from stoker.core.pipelines import parse_definition
 from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.inputs import JobFailed, JobSucceeded
 from stoker.core.pipelines.planner import advance, start
-from stoker.core.pipelines.records import ExecutionConflict, ExecutionNotFound, PipelineNotFound
+from stoker.core.pipelines.records import (
+    ExecutionConflict,
+    ExecutionNotFound,
+    PipelineNotFound,
+    ScheduleConflict,
+    ScheduleNotFound,
+    StoredSchedule,
+)
+from stoker.core.pipelines.schedules import Schedule
 from stoker.core.pipelines.state import ExecutionIdentity, ExecutionState
 from stoker.core.topics import PIPELINE_EXECUTIONS
 from stoker.ports.pipelines import PipelineStore
@@ -228,3 +237,26 @@ async def test_the_sqlite_store_keeps_everything_across_a_restart(tmp_path: Path
         assert (await second.get_execution("e1")).state == state
     finally:
         await second.close()
+
+
+async def test_schedules_change_only_from_the_version_read(store: PipelineStore) -> None:
+    schedule = Schedule("nightly", "demo", "cron(0 2 * * ? *)", created_at=T0)
+    made = await store.put_schedule(StoredSchedule(schedule, "search", 1), expected_version=None)
+    with pytest.raises(ScheduleConflict):
+        await store.put_schedule(StoredSchedule(schedule, "search", 1), expected_version=None)
+    moved = replace(made, version=2, last_tick=T0, last_execution_id="sched-1")
+    await store.put_schedule(moved, expected_version=1)
+    with pytest.raises(ScheduleConflict):  # a second scheduler that read version 1
+        await store.put_schedule(replace(made, version=2, last_tick=T0), expected_version=1)
+    with pytest.raises(ScheduleConflict):  # another team
+        await store.put_schedule(replace(moved, team="ads", version=3), expected_version=2)
+    assert await store.get_schedule("nightly") == moved
+    other = StoredSchedule(Schedule("hourly", "demo", "rate(1 hour)", created_at=T0), "ads", 1)
+    await store.put_schedule(other, expected_version=None)
+    assert [s.name for s in await store.list_schedules()] == ["hourly", "nightly"]
+    assert [s.name for s in await store.list_schedules(team="ads")] == ["hourly"]
+    await store.delete_schedule("hourly")
+    with pytest.raises(ScheduleNotFound):
+        await store.get_schedule("hourly")
+    with pytest.raises(ScheduleNotFound):
+        await store.put_schedule(replace(other, version=2), expected_version=1)

@@ -23,6 +23,7 @@ from stoker.lifecycle.jobs import (
     parse_spec,
 )
 from stoker.pipelines.engine import PipelineEngine
+from stoker.pipelines.scheduler import Scheduler
 from stoker.pipelines.worker import OUTCOME_TOPICS, WANTED, PipelineWorker
 from stoker.ports.pipelines import PipelineStore, StepRefused
 from stoker.settings import Settings, StoreKind
@@ -76,7 +77,8 @@ def build_pipeline_store(settings: Settings) -> PipelineStore | None:
 
 
 async def run_pipelines(rt: Runtime, stop: asyncio.Event) -> None:
-    """Advance pipeline executions on their step jobs' ends and their retry times."""
+    """Advance pipeline executions on their step jobs' ends and their retry times, and start
+    executions at their schedules' ticks."""
     store = build_pipeline_store(rt.settings)
     if store is None:
         log.warning(
@@ -98,6 +100,7 @@ async def run_pipelines(rt: Runtime, stop: asyncio.Event) -> None:
         )
         worker = PipelineWorker(engine, store, rt.bus, rt.clock)
         await worker.recover()
+        scheduler = Scheduler(store, engine, rt.clock)
         consumer = Consumer.for_events(
             rt.bus,
             "stoker-pipelines",
@@ -106,6 +109,11 @@ async def run_pipelines(rt: Runtime, stop: asyncio.Event) -> None:
             wanted=WANTED,
             config=BACKGROUND,
         )
-        await asyncio.gather(consumer.run(stop), worker.run_timers(stop), worker.run_relay(stop))
+        await asyncio.gather(
+            consumer.run(stop),
+            worker.run_timers(stop),
+            worker.run_relay(stop),
+            scheduler.run(stop),
+        )
     finally:
         await store.close()

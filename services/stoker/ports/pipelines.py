@@ -11,7 +11,7 @@ from stoker.core.errors import StokerError
 from stoker.core.events import CloudEvent
 from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.effects import StartStep
-from stoker.core.pipelines.records import StoredExecution, StoredPipeline
+from stoker.core.pipelines.records import StoredExecution, StoredPipeline, StoredSchedule
 from stoker.core.pipelines.state import ExecutionState
 from stoker.ports.store import OutboxEntry
 
@@ -75,6 +75,23 @@ class PipelineStore(Protocol):
 
     async def cached_runs(self, pipeline_name: str, keys: Sequence[str]) -> dict[str, CachedRun]:
         """The newest remembered run for each of `keys` that has one."""
+
+    async def put_schedule(
+        self, stored: StoredSchedule, *, expected_version: int | None
+    ) -> StoredSchedule:
+        """Store the schedule with version `stored.version`: a new one (`expected_version`
+        None; an existing name is ScheduleConflict) or a change of the one stored at
+        `expected_version` (ScheduleConflict when another writer changed it first, or for
+        a name of another team)."""
+
+    async def get_schedule(self, name: str) -> StoredSchedule:
+        """Raises ScheduleNotFound."""
+
+    async def list_schedules(self, *, team: str | None = None) -> list[StoredSchedule]:
+        """By name; only `team`'s when given."""
+
+    async def delete_schedule(self, name: str) -> None:
+        """Raises ScheduleNotFound."""
 
     async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]: ...
 

@@ -5,7 +5,6 @@ fire from the store's timers, cached runs are reused across executions, stop sto
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -13,53 +12,14 @@ import pytest
 
 from stoker.adapters.store.memory_pipelines import MemoryPipelineStore
 from stoker.core.clock import FakeClock
-from stoker.core.events import CloudEvent
 from stoker.core.pipelines import ParameterError
-from stoker.core.pipelines.effects import StartStep
 from stoker.core.pipelines.records import ExecutionNotFound, PipelineNotFound
-from stoker.core.pipelines.state import ExecutionState, ExecutionStatus, StepStatus
+from stoker.core.pipelines.state import ExecutionStatus, StepStatus
 from stoker.pipelines.engine import PipelineEngine, job_input
 from tests.unit.pipelines.definitions import get, pipeline, training, training_args
+from tests.unit.pipelines.fakes import Jobs, Published
 
 CAPACITY = {"ExceptionType": ["SageMaker.CAPACITY_ERROR"], "IntervalSeconds": 30, "MaxAttempts": 3}
-
-
-class Jobs:
-    """Step jobs as a job store keeps them: one per job id, however often started."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.created: dict[str, StartStep] = {}
-        self.stopped: list[str] = []
-        self.fail_next_start = False
-
-    async def start(self, execution: ExecutionState, step: StartStep) -> None:
-        del execution
-        self.calls.append(step.job_id)
-        if self.fail_next_start:
-            self.fail_next_start = False
-            raise ConnectionError("the job store went away")
-        self.created.setdefault(step.job_id, step)
-
-    async def stop(self, job_id: str) -> None:
-        self.stopped.append(job_id)
-
-
-class Published:
-    def __init__(self) -> None:
-        self.events: list[CloudEvent] = []
-
-    async def publish(self, topic: str, event: CloudEvent) -> None:
-        self.events.append(event)
-
-    async def publish_many(self, topic: str, events: Sequence[CloudEvent]) -> None:
-        self.events += events
-
-    async def publish_raw(self, topic: str, key: str, value: bytes) -> None:
-        raise AssertionError("the engine publishes CloudEvents only")
-
-    def types(self) -> list[str]:
-        return [e.type.removeprefix("stoker.pipeline.").removesuffix(".v1") for e in self.events]
 
 
 class Rig:

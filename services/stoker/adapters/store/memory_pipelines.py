@@ -14,8 +14,11 @@ from stoker.core.pipelines.records import (
     ExecutionConflict,
     ExecutionNotFound,
     PipelineNotFound,
+    ScheduleConflict,
+    ScheduleNotFound,
     StoredExecution,
     StoredPipeline,
+    StoredSchedule,
 )
 from stoker.core.pipelines.state import ExecutionState
 from stoker.core.store_rules import check_limit, check_outbox
@@ -30,6 +33,7 @@ class MemoryPipelineStore:
         self._seq = itertools.count()
         self._cache: dict[tuple[str, str], CachedRun] = {}
         self._outbox: dict[str, OutboxEntry] = {}
+        self._schedules: dict[str, StoredSchedule] = {}
 
     async def start(self) -> None:
         return None
@@ -142,6 +146,33 @@ class MemoryPipelineStore:
         return {
             k: self._cache[(pipeline_name, k)] for k in keys if (pipeline_name, k) in self._cache
         }
+
+    async def put_schedule(
+        self, stored: StoredSchedule, *, expected_version: int | None
+    ) -> StoredSchedule:
+        old = self._schedules.get(stored.name)
+        if expected_version is None:
+            if old is not None:
+                raise ScheduleConflict(stored.name)
+        elif old is None:
+            raise ScheduleNotFound(stored.name)
+        elif old.version != expected_version or old.team != stored.team:
+            raise ScheduleConflict(stored.name)
+        self._schedules[stored.name] = stored
+        return stored
+
+    async def get_schedule(self, name: str) -> StoredSchedule:
+        try:
+            return self._schedules[name]
+        except KeyError:
+            raise ScheduleNotFound(name) from None
+
+    async def list_schedules(self, *, team: str | None = None) -> list[StoredSchedule]:
+        return [s for _, s in sorted(self._schedules.items()) if team is None or s.team == team]
+
+    async def delete_schedule(self, name: str) -> None:
+        if self._schedules.pop(name, None) is None:
+            raise ScheduleNotFound(name)
 
     async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
         check_limit(limit)

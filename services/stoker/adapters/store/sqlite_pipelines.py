@@ -26,11 +26,16 @@ from stoker.core.pipelines.records import (
     ExecutionConflict,
     ExecutionNotFound,
     PipelineNotFound,
+    ScheduleConflict,
+    ScheduleNotFound,
     StoredExecution,
     StoredPipeline,
+    StoredSchedule,
     cached_run_from_json,
     cached_run_to_json,
     next_timer,
+    schedule_from_json,
+    schedule_to_json,
     state_from_json,
     state_to_json,
 )
@@ -75,6 +80,14 @@ TABLES = (
         ended_key     TEXT NOT NULL,
         run           BLOB NOT NULL,
         PRIMARY KEY (pipeline_name, cache_key)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS schedules (
+        name    TEXT PRIMARY KEY,
+        team    TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        record  BLOB NOT NULL
     )
     """,
     """
@@ -309,6 +322,63 @@ class SqlitePipelineStore:
 
         rows = await self._db.read("cached_runs", op)
         return {key: cached_run_from_json(raw) for key, raw in rows}
+
+    async def put_schedule(
+        self, stored: StoredSchedule, *, expected_version: int | None
+    ) -> StoredSchedule:
+        raw, name = schedule_to_json(stored), stored.name
+
+        def op(db: sqlite3.Connection) -> None:
+            if expected_version is None:
+                inserted = db.execute(
+                    "INSERT INTO schedules (name, team, version, record) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (name) DO NOTHING",
+                    (name, stored.team, stored.version, raw),
+                ).rowcount
+                if inserted != 1:
+                    raise ScheduleConflict(name)
+                return
+            # The version condition and the write in one statement (see save_execution).
+            updated = db.execute(
+                "UPDATE schedules SET version = ?, record = ?"
+                " WHERE name = ? AND version = ? AND team = ?",
+                (stored.version, raw, name, expected_version, stored.team),
+            ).rowcount
+            if updated != 1:
+                exists = db.execute("SELECT 1 FROM schedules WHERE name = ?", (name,)).fetchone()
+                raise ScheduleConflict(name) if exists else ScheduleNotFound(name)
+
+        await self._db.write("put_schedule", op)
+        return stored
+
+    async def get_schedule(self, name: str) -> StoredSchedule:
+        def op(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute("SELECT record FROM schedules WHERE name = ?", (name,)).fetchone()
+            return bytes(row[0]) if row else None
+
+        raw = await self._db.read("get_schedule", op)
+        if raw is None:
+            raise ScheduleNotFound(name)
+        return schedule_from_json(raw)
+
+    async def list_schedules(self, *, team: str | None = None) -> list[StoredSchedule]:
+        def op(db: sqlite3.Connection) -> list[bytes]:
+            if team is None:
+                rows = db.execute("SELECT record FROM schedules ORDER BY name").fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT record FROM schedules WHERE team = ? ORDER BY name", (team,)
+                ).fetchall()
+            return [bytes(r[0]) for r in rows]
+
+        return [schedule_from_json(raw) for raw in await self._db.read("list_schedules", op)]
+
+    async def delete_schedule(self, name: str) -> None:
+        def op(db: sqlite3.Connection) -> int:
+            return db.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount
+
+        if await self._db.write("delete_schedule", op) != 1:
+            raise ScheduleNotFound(name)
 
     async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
         check_limit(limit)

@@ -10,6 +10,7 @@ from pydantic import TypeAdapter
 
 from stoker.core.errors import StokerError
 from stoker.core.pipelines.caching import CachedRun
+from stoker.core.pipelines.schedules import Schedule
 from stoker.core.pipelines.state import ExecutionState, ExecutionStatus
 
 _STATE = TypeAdapter(ExecutionState)
@@ -81,6 +82,37 @@ class StoredExecution:
         return next_timer(self.state)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredSchedule:
+    schedule: Schedule
+    team: str
+    version: int
+    """1 when made, one more at each change: the condition of the next change."""
+    last_tick: datetime | None = None
+    """The newest tick handled (started or skipped)."""
+    last_execution_id: str | None = None
+    """The execution the newest started tick made (the overlap rule asks if it runs)."""
+
+    @property
+    def name(self) -> str:
+        return self.schedule.name
+
+
+class ScheduleConflict(StokerError):
+    """The schedule changed since it was read (another scheduler handled the tick), or the
+    name is taken."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} changed since it was read, or the name is taken")
+        self.name = name
+
+
+class ScheduleNotFound(StokerError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} does not exist")
+        self.name = name
+
+
 def next_timer(state: ExecutionState) -> datetime | None:
     """The earliest scheduled retry of a running execution."""
     if state.status.terminal:
@@ -95,6 +127,17 @@ def state_to_json(state: ExecutionState) -> bytes:
 
 def state_from_json(raw: str | bytes) -> ExecutionState:
     return _STATE.validate_json(raw)
+
+
+_SCHEDULE = TypeAdapter(StoredSchedule)
+
+
+def schedule_to_json(stored: StoredSchedule) -> bytes:
+    return _SCHEDULE.dump_json(stored)
+
+
+def schedule_from_json(raw: str | bytes) -> StoredSchedule:
+    return _SCHEDULE.validate_json(raw)
 
 
 def cached_run_to_json(run: CachedRun) -> bytes:
