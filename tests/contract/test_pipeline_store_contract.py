@@ -260,3 +260,16 @@ async def test_schedules_change_only_from_the_version_read(store: PipelineStore)
         await store.get_schedule("hourly")
     with pytest.raises(ScheduleNotFound):
         await store.put_schedule(replace(other, version=2), expected_version=1)
+
+
+async def test_a_save_takes_the_events_of_a_wide_fan_out(store: PipelineStore) -> None:
+    """Two events per branch of a 500-branch fan-out go in one save; more than any plan
+    makes is refused before anything is written."""
+    state = new_state("e1")
+    await store.create_execution(state, pipeline_version=1, definition="{}")
+    wide = [started_event("e1") for _ in range(1000)]
+    await store.save_execution(state, expected_version=1, outbox=wide)
+    assert len(await store.pending_outbox(limit=1000)) == 1000
+    with pytest.raises(ValueError, match="at most 2008 events"):
+        await store.save_execution(state, expected_version=2, outbox=[started_event("e1")] * 2009)
+    assert (await store.get_execution("e1")).version == 2

@@ -348,3 +348,8 @@ def test_enum_values_limit_a_string_parameter() -> None:
     assert bind_parameters(definition.parameters, {"Mode": "full"}) == {"Mode": "full"}
     with pytest.raises(ParameterError, match="'slow' is not one of"):
         bind_parameters(definition.parameters, {"Mode": "slow"})
+
+
+def test_a_pipeline_of_more_than_500_steps_is_refused() -> None:
+    steps = [training(f"S{n}") for n in range(501)]
+    assert "Steps: at most 500 steps, got 501" in refusal(pipeline(*steps))

@@ -223,3 +223,21 @@ def test_only_step_jobs_are_routed() -> None:
     assert execution_id == "e1"
     assert getattr(event, "failure_type", None) == "SageMaker.RESOURCE_LIMIT"
     assert getattr(event, "attempt", None) == 2
+
+
+async def test_a_wide_fan_out_starts_every_branch_in_one_save(rig: Rig) -> None:
+    """200 branches after one step: one plan announces a ready and a start for each, and the
+    store takes them in one save."""
+    branches = [training(f"B{n:03d}", depends_on=["Root"]) for n in range(200)]
+    await rig.put(
+        pipeline(
+            training("Root"), *branches, training("Join", depends_on=[b["Name"] for b in branches])
+        )
+    )
+    await rig.engine.start_execution("demo", {}, team="search", execution_id="e1")
+    await rig.end("e1.Root.1", "Completed")
+    assert len(rig.jobs.created) == 201
+    for n in range(200):
+        await rig.end(f"e1.B{n:03d}.1", "Completed")
+    await rig.end("e1.Join.1", "Completed")
+    assert (await rig.store.get_execution("e1")).status is ExecutionStatus.SUCCEEDED

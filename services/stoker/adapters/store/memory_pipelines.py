@@ -19,9 +19,10 @@ from stoker.core.pipelines.records import (
     StoredExecution,
     StoredPipeline,
     StoredSchedule,
+    check_execution_outbox,
 )
 from stoker.core.pipelines.state import ExecutionState
-from stoker.core.store_rules import check_limit, check_outbox
+from stoker.core.store_rules import check_limit
 from stoker.ports.store import OutboxEntry
 
 
@@ -81,7 +82,7 @@ class MemoryPipelineStore:
         definition: str,
         outbox: Sequence[tuple[str, CloudEvent]] = (),
     ) -> tuple[StoredExecution, bool]:
-        check_outbox(outbox)
+        check_execution_outbox(outbox)
         execution_id = state.identity.execution_id
         if execution_id in self._executions:
             return self._executions[execution_id], False
@@ -112,7 +113,7 @@ class MemoryPipelineStore:
         expected_version: int,
         outbox: Sequence[tuple[str, CloudEvent]] = (),
     ) -> StoredExecution:
-        check_outbox(outbox)
+        check_execution_outbox(outbox)
         execution_id = state.identity.execution_id
         old = await self.get_execution(execution_id)
         if old.version != expected_version:

@@ -33,6 +33,7 @@ from stoker.core.pipelines.records import (
     StoredSchedule,
     cached_run_from_json,
     cached_run_to_json,
+    check_execution_outbox,
     next_timer,
     schedule_from_json,
     schedule_to_json,
@@ -40,7 +41,7 @@ from stoker.core.pipelines.records import (
     state_to_json,
 )
 from stoker.core.pipelines.state import ExecutionState
-from stoker.core.store_rules import StoreFailure, check_limit, check_outbox, event_bytes, time_key
+from stoker.core.store_rules import StoreFailure, check_limit, event_bytes, time_key
 from stoker.ports.store import OutboxEntry
 
 TABLES = (
@@ -188,7 +189,7 @@ class SqlitePipelineStore:
         definition: str,
         outbox: Sequence[tuple[str, CloudEvent]] = (),
     ) -> tuple[StoredExecution, bool]:
-        check_outbox(outbox)
+        check_execution_outbox(outbox)
         stored = StoredExecution(state, 1, pipeline_version, definition)
         row = _execution_row(stored)
         events = _outbox_rows(outbox)
@@ -238,7 +239,7 @@ class SqlitePipelineStore:
         expected_version: int,
         outbox: Sequence[tuple[str, CloudEvent]] = (),
     ) -> StoredExecution:
-        check_outbox(outbox)
+        check_execution_outbox(outbox)
         execution_id = state.identity.execution_id
         raw = state_to_json(state)
         due = next_timer(state)

@@ -17,6 +17,10 @@ from stoker.core.pipelines.retries import StepRetryPolicy
 
 VERSION = "2020-12-01"
 
+MAX_STEPS = 500
+"""Steps in one pipeline, branches included: bounds what one plan announces (a few events
+per step), so one save of an execution stays one write."""
+
 
 class StepType(StrEnum):
     """The step types stoker runs. A notebook job step is a Training step in the definition

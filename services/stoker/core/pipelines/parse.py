@@ -19,6 +19,7 @@ import orjson
 
 from stoker.core.pipelines import conditions, expressions
 from stoker.core.pipelines.definition import (
+    MAX_STEPS,
     VERSION,
     Branch,
     CacheConfig,
@@ -75,6 +76,9 @@ def parse_definition(source: str | bytes | Mapping[str, Any]) -> PipelineDefinit
         problems.append(Problem("Steps", "must be a non-empty list of steps"))
         raise DefinitionError(problems)
     found = _find_steps(raw_steps, "Steps", None, problems)
+    if len(found) > MAX_STEPS:
+        problems.append(Problem("Steps", f"at most {MAX_STEPS} steps, got {len(found)}"))
+        raise DefinitionError(problems)
     names = _unique_names(found, problems)
     steps = {f.name: _build_step(f, names, parameters, problems) for f in found}
     if problems:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,10 +11,25 @@ from pydantic import TypeAdapter
 
 from stoker.core.errors import StokerError
 from stoker.core.pipelines.caching import CachedRun
+from stoker.core.pipelines.definition import MAX_STEPS
 from stoker.core.pipelines.schedules import Schedule
 from stoker.core.pipelines.state import ExecutionState, ExecutionStatus
 
 _STATE = TypeAdapter(ExecutionState)
+
+MAX_EXECUTION_EVENTS = 4 * MAX_STEPS + 8
+"""Events one save of an execution may carry: a plan announces at most a ready, a start or
+an end and a skip per step, and the execution's start and end. A wide fan-out announces
+two events per branch in one plan, more than a job's transition ever does."""
+
+
+def check_execution_outbox(outbox: Sequence[object]) -> None:
+    if len(outbox) > MAX_EXECUTION_EVENTS:
+        raise ValueError(
+            f"at most {MAX_EXECUTION_EVENTS} events per execution save, got {len(outbox)}"
+        )
+
+
 _CACHED = TypeAdapter(CachedRun)
 
 
