@@ -26,6 +26,7 @@ from stoker.core.events import (
     JobStopped,
 )
 from stoker.core.job import JobStatus
+from stoker.core.pipelines.records import ExecutionNotFound
 from stoker.core.waiting import stop_requested
 from stoker.pipelines.engine import PipelineEngine, job_input
 from stoker.ports.bus import BusRecord, Publisher
@@ -80,8 +81,13 @@ class PipelineWorker:
     async def on_event(self, event: CloudEvent, _record: BusRecord) -> None:
         """Handler of the job outcome topics."""
         routed = self.route(event.data)
-        if routed is not None:
+        if routed is None:
+            return
+        try:
             await self._engine.handle(*routed)
+        except ExecutionNotFound:
+            # A job whose id only looks like a step's (`a.b.1`, submitted by hand).
+            log.debug("job end of no pipeline execution", job_id=routed[0])
 
     @staticmethod
     def route(data: EventData) -> tuple[str, Any] | None:

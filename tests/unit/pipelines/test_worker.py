@@ -25,11 +25,13 @@ from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent, EventData, JobCompleted, JobDescribed, JobFailed
 from stoker.core.job import JobStatus
 from stoker.core.pipelines.effects import StartStep
+from stoker.core.pipelines.records import ExecutionNotFound
 from stoker.core.pipelines.state import ExecutionState, ExecutionStatus, StepStatus
 from stoker.lifecycle.jobs import JobService, SubmissionRules
 from stoker.lifecycle.transitions import Transitioner
 from stoker.pipelines.engine import PipelineEngine
 from stoker.pipelines.worker import OUTCOME_TOPICS, WANTED, PipelineWorker
+from stoker.ports.bus import BusRecord
 from tests.support.waiting import poll_until
 from tests.unit.pipelines.definitions import get, pipeline, processing, training, training_args
 
@@ -212,3 +214,13 @@ class _NoJobs:
 
     async def stop(self, job_id: str) -> None:
         del job_id
+
+
+async def test_a_job_whose_id_only_looks_like_a_step_s_is_passed_over(service: Service) -> None:
+    """`a.b.1` submitted by hand ends: no execution `a` exists, so the end is passed over
+    instead of failing the handler (which would dead-letter it)."""
+    assert PipelineWorker.route(completed("a.b.1")) is not None  # it parses as a step job
+    event = CloudEvent.wrap(completed("a.b.1"), time=service.clock.now())
+    await service.worker.on_event(event, BusRecord(topics.COMPLETED, 0, 0, "a.b.1", b""))
+    with pytest.raises(ExecutionNotFound):
+        await service.store.get_execution("a")
