@@ -1,5 +1,5 @@
 """The pipeline engine: one execution at a time, read, plan, save on the version read, then
-carry out (ADR 0022).
+carry out (ADR 0023).
 
 Every change to an execution goes the same way: read it with its version, let the planner
 decide, save the new state with its events only if the version is still the one read, and
