@@ -28,6 +28,7 @@ from stoker.core.events import (
     decode_event,
 )
 from stoker.core.job import JobStatus
+from stoker.core.pipelines import events as pipeline_events
 from stoker.core.spec import JobSpec
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -93,6 +94,37 @@ SAMPLES = [
         attempts=0,
         failed_at=T0,
     ),
+]
+
+_EXECUTION: dict[str, Any] = {
+    "execution_id": "exec1",
+    "pipeline_name": "sentiment",
+    "team": "search",
+}
+SAMPLES += [
+    pipeline_events.PipelineExecutionStarted(
+        **_EXECUTION, started_at=T0, parameters={"Epochs": 3}, schedule="nightly"
+    ),
+    pipeline_events.PipelineStepReady(**_EXECUTION, step="Train"),
+    pipeline_events.PipelineStepStarted(
+        **_EXECUTION, step="Train", step_type="Training", attempt=1, job_id="exec1.Train.1"
+    ),
+    pipeline_events.PipelineStepSucceeded(**_EXECUTION, step="Train", attempt=1),
+    pipeline_events.PipelineStepFailed(
+        **_EXECUTION,
+        step="Train",
+        attempt=1,
+        reason="CapacityError: none left",
+        failure_type="SageMaker.CAPACITY_ERROR",
+        retry_at=T0,
+    ),
+    pipeline_events.PipelineStepSkipped(**_EXECUTION, step="Register", reason="else branch"),
+    pipeline_events.PipelineStepStopped(**_EXECUTION, step="Train", attempt=2),
+    pipeline_events.PipelineExecutionSucceeded(**_EXECUTION, started_at=T0, ended_at=T0),
+    pipeline_events.PipelineExecutionFailed(
+        **_EXECUTION, started_at=T0, ended_at=T0, reason="step 'Train' failed: x"
+    ),
+    pipeline_events.PipelineExecutionStopped(**_EXECUTION, started_at=T0, ended_at=T0),
 ]
 
 

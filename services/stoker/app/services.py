@@ -17,6 +17,7 @@ import structlog
 
 from stoker.app.auth import api_rate_limiter, build_authenticator, team_quota
 from stoker.app.notifier import build_ledger, notify_submit_rules, run_notifier
+from stoker.app.pipelines import run_pipelines
 from stoker.app.runtime import Runtime, failure_classifier, retry_policy
 from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
 from stoker.core import topics
@@ -210,6 +211,7 @@ SERVICES: dict[str, Service] = {
     "retrier": run_retrier,
     "relay": run_relay,
     "notifier": run_notifier,
+    "pipelines": run_pipelines,
 }
 """The one registry of runnable services: `stoker run NAME...`, `stoker up` and the demo."""
 

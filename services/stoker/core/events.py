@@ -13,7 +13,7 @@ import functools
 import uuid
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, Literal, Self
 
 import orjson
 from pydantic import (
@@ -25,29 +25,18 @@ from pydantic import (
     model_validator,
 )
 
+from stoker.core import event_data
 from stoker.core.auth import DEFAULT_TEAM, TEAM_PATTERN
 from stoker.core.errors import EventRejected
 from stoker.core.job import JobStatus
+from stoker.core.pipelines.events import PIPELINE_EVENT_TYPES
 from stoker.core.redaction import RedactedText
 from stoker.core.spec import JobSpec
 
 SOURCE = "urn:stoker"
 
-
-class EventData(BaseModel):
-    """Base of every event payload. Subclasses set TYPE and SCHEMA_NAME."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    TYPE: ClassVar[str]
-    SCHEMA_NAME: ClassVar[str]
-
-    def partition_key(self) -> str:
-        """Events of one job share a key, so they stay ordered on one partition."""
-        job_id = getattr(self, "job_id", None)
-        if not isinstance(job_id, str) or not job_id:
-            raise NotImplementedError(f"{type(self).__name__} must define partition_key")
-        return job_id
+EventData = event_data.EventData
+"""Re-exported: the base of every payload, imported from here by every area."""
 
 
 class JobSubmitted(EventData):
@@ -192,21 +181,20 @@ class DeadLetter(EventData):
         return self.original_key
 
 
-EVENT_TYPES: dict[str, type[EventData]] = {
-    cls.TYPE: cls
-    for cls in (
-        JobSubmitted,
-        JobStatusChanged,
-        JobRetryScheduled,
-        JobAttemptFailed,
-        JobCompleted,
-        JobFailed,
-        JobStopped,
-        JobDescribed,
-        NotificationSent,
-        DeadLetter,
-    )
-}
+_REGISTERED: tuple[type[EventData], ...] = (
+    JobSubmitted,
+    JobStatusChanged,
+    JobRetryScheduled,
+    JobAttemptFailed,
+    JobCompleted,
+    JobFailed,
+    JobStopped,
+    JobDescribed,
+    NotificationSent,
+    DeadLetter,
+    *PIPELINE_EVENT_TYPES,
+)
+EVENT_TYPES: dict[str, type[EventData]] = {cls.TYPE: cls for cls in _REGISTERED}
 
 
 class CloudEvent(BaseModel):
@@ -218,7 +206,10 @@ class CloudEvent(BaseModel):
     id: str = Field(min_length=1)
     source: str = Field(min_length=1)
     type: str = Field(min_length=1)
-    subject: str = Field(min_length=1, description="the partition key: the job id")
+    subject: str = Field(
+        min_length=1,
+        description="the partition key: the job id (the execution id for pipeline events)",
+    )
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None

@@ -28,6 +28,10 @@ DUPLICATE_PAIRS: Final = "stoker.duplicates.pairs"
 DUPLICATE_SCORES: Final = "stoker.duplicates.scores"
 """Streaming duplicate detection: product pairs in, scores out."""
 
+PIPELINE_EXECUTIONS: Final = "stoker.pipelines.executions"
+"""Pipeline executions: started, each step's ready/started/succeeded/failed/skipped/stopped,
+and the end; keyed by execution id (docs/pipelines.md)."""
+
 ALL_TOPICS: Final = (
     SUBMISSIONS,
     LIFECYCLE,
@@ -39,4 +43,5 @@ ALL_TOPICS: Final = (
     DEAD_LETTER,
     DUPLICATE_PAIRS,
     DUPLICATE_SCORES,
+    PIPELINE_EXECUTIONS,
 )
