@@ -10,6 +10,7 @@ from typing import Protocol
 from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.core.tokens import TokenRecord
+from stoker.ports.capacity import CapacityStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +123,8 @@ class TokenStore(Protocol):
         the first time. Raises TokenNotFound."""
 
 
-class Store(JobStore, TokenStore, Protocol):
-    """What each store adapter is: the jobs and the tokens."""
+class Store(JobStore, TokenStore, CapacityStore, Protocol):
+    """What each store adapter is: the jobs, the tokens and the shared capacity."""
 
 
 async def all_jobs(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from stoker.adapters.sqlite import run_script
+from stoker.adapters.store import sqlite_slots
 
 TABLES = (
     """
@@ -90,3 +91,4 @@ def migrate(conn: sqlite3.Connection) -> None:
     if "team" not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}:
         conn.execute(JOB_TEAM)
     run_script(conn, TEAM_INDEXES)
+    run_script(conn, sqlite_slots.TABLES)
