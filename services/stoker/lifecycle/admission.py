@@ -89,6 +89,12 @@ class AdmissionControl:
             heapq.heappush(self._waiting, entry)
         return admitted
 
+    def forget(self, job_id: str) -> None:
+        """Stop tracking a job whose launch is over, leaving the count as it is: where the
+        count is kept elsewhere (`sync`), the job's end may reach another launcher, which
+        then frees its slot, and this one must not keep the job as if it still launched."""
+        self._holding.pop(job_id, None)
+
     def requeue(self, admitted: Admitted) -> None:
         """Put an admitted job back in line where it was (its slot was not to be had after
         all): it frees the slot it was counted in."""

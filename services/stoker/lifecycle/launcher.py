@@ -287,6 +287,10 @@ class Launcher:
         job again later (`store_retry`), instead of holding the slot with the job New."""
         try:
             await self._launch_admitted(admitted)
+            # The store counts the slot from here on; the job's end may reach another
+            # launcher (a due retry is launched by the one it hashes to, not by the one
+            # whose partition brings its events), so this one keeps no trace of it.
+            self._admission.forget(admitted.job_id)
         except JobNotFound:
             self._admission.release(admitted.job_id)  # the job is gone: nothing to launch
             self._free_slot(admitted.job_id, admitted.instance_type, NO_LATER_ATTEMPT)
