@@ -152,10 +152,10 @@ class Stack:
             lambda: self._answers(f"{self.sim_url}/_sim/stats"), 30, what="the simulator"
         )
 
-    def start(self, name: str, service: str | None = None) -> None:
-        """Start `stoker run <service>` as the process `name` (the service of that name by
-        default; several processes of one service get names of their own)."""
-        self._spawn(name, [str(BIN / "stoker"), "run", service or name])
+    def start(self, name: str, *services: str) -> None:
+        """Start `stoker run <services...>` as the process `name` (the service of that name
+        by default; several processes of one service get names of their own)."""
+        self._spawn(name, [str(BIN / "stoker"), "run", *(services or (name,))])
         if name == "api":
             wait_until_blocking(
                 lambda: self._answers(f"{self.api_url}/healthz"), 60, what="the API"

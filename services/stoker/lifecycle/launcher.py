@@ -482,6 +482,8 @@ class Launcher:
         if not current.status.terminal:
             bound.info("job moved while launching; leaving it to its new owner")
             return
+        # Ended before this launch: the slot just claimed for it is nobody's.
+        self._free_slot(job.job_id, _instance_type(job), NO_LATER_ATTEMPT)
         try:
             # Throttling or a 5xx is retried: nobody else will stop this training job.
             await self._config.orphan_stop_retry.call(

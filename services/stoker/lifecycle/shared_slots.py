@@ -100,19 +100,18 @@ class SharedSlots:
                     await self._claim_group(instance_type, group[start : start + CLAIM_BATCH])
 
     async def _claim_group(self, instance_type: str, group: list[Admitted]) -> None:
-        missing = [a.job_id for a in group if a.job_id not in self._known]
+        # Read again, whatever the launcher knew: a job queued here may have been launched
+        # (and even ended) by another launcher meanwhile, its end seen by that one only.
         try:
-            read = await self._store.get_many(missing) if missing else {}
+            read = await self._store.get_many([a.job_id for a in group])
         except Exception as exc:
             for admitted in group:
-                if admitted.job_id in missing:
-                    self._failed(admitted, exc)
-            group = [a for a in group if a.job_id not in missing]
-            read = {}
+                self._failed(admitted, exc)
+            return
         claims: list[SlotClaim] = []
         wanted: list[Admitted] = []
         for admitted in group:
-            job = self._known.get(admitted.job_id) or read.get(admitted.job_id)
+            job = read.get(admitted.job_id)
             attempt = claim_attempt(job) if job is not None else None
             if job is None or attempt is None:  # gone, or launched or ended meanwhile
                 self._admission.release(admitted.job_id)
