@@ -1,8 +1,9 @@
 """Three launcher processes share one per instance type cap through the job store (ADR
-0022), on real Kafka and DynamoDB Local against the SageMaker-API simulator. One launcher
-is SIGKILLed while it holds slots: the cap is never passed (the simulator's own record of
-instances in use at once), no attempt is created twice or left out, every job ends, and
-no slot is left held.
+0022), on real Kafka and DynamoDB Local against the SageMaker-API simulator, beside two
+monitors of which one is active. One launcher is SIGKILLed while it holds slots, and the
+active monitor with it: the cap is never passed (the simulator's own record of instances
+in use at once), no attempt is created twice or left out, every job ends (the standby
+monitor follows them), and no slot is left held.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ CAP = 4
 TYPE = "ml.m5.large"
 LAUNCHERS = ("launcher-1", "launcher-2", "launcher-3")
 VICTIM = "launcher-2"
+MONITORS = ("monitor-1", "monitor-2")
 TIMEOUT_S = 180.0
 FAULTS = {
     "seed": 11,
@@ -57,9 +59,9 @@ def stack(
     with Stack(folder, kafka_bootstrap, dynamodb_endpoint, config) as started:
         started.start_all([])
         # One process for the rest: fewer interpreters to start on a busy machine.
-        started.start("others", "intake", "monitor", "retrier", "relay")
-        for name in LAUNCHERS:
-            started.start(name, "launcher")
+        started.start("others", "intake", "retrier", "relay")
+        for name in (*LAUNCHERS, *MONITORS):
+            started.start(name, name.split("-")[0])
         yield started
 
 
@@ -96,10 +98,15 @@ async def test_three_launchers_share_a_cap_and_survive_one_killed(stack: Stack) 
 
         async def victim_holds_slots() -> bool:
             stack.check_alive()
-            return any(victim in slot.owner for slot in await store.held_slots(TYPE))
+            monitors = [lease for lease in await store.leases("monitor") if lease.name == "monitor"]
+            slots = await store.held_slots(TYPE)
+            return bool(monitors) and any(victim in slot.owner for slot in slots)
 
         await poll_until(victim_holds_slots, 60, interval_s=0.05, what="the victim's slots")
+        (lease,) = [lease for lease in await store.leases("monitor") if lease.name == "monitor"]
+        active = next(name for name in MONITORS if f":{stack.pid(name)}:" in lease.owner)
         stack.kill_for_good(VICTIM)
+        stack.kill_for_good(active)
         await wait_terminal(store, ids, TIMEOUT_S, alive=stack.check_alive, stall_s=60)
 
         async def no_slot_held() -> bool:
@@ -128,3 +135,5 @@ async def test_three_launchers_share_a_cap_and_survive_one_killed(stack: Stack) 
     assert {job.status for job in jobs.values()} == {JobStatus.COMPLETED, JobStatus.FAILED}
     survivors = [n for n in LAUNCHERS if n != VICTIM]
     assert any(stack.grep(name, "taking over") for name in survivors)
+    standby = next(name for name in MONITORS if name != active)
+    assert stack.grep(standby, "holding the lease; active")

@@ -150,21 +150,18 @@ class Launcher:
         launches left in Launching, New jobs, due retries. Jobs of capped types claim their
         slots in the store first (a slot a dead launcher held for the same attempt is taken
         over, one a live launcher holds means that launcher has the job in hand)."""
-        statuses = (JobStatus.LAUNCHING,) if self._shared else _HOLDING_SLOT
-        for status in statuses:
-            async for job in all_jobs(self._store, status):
-                instance_type = _instance_type(job)
-                if not self._shared:
-                    self._admission.occupy(job.job_id, instance_type)
-                if status is JobStatus.LAUNCHING:
-                    # Resumed through `_launch`, so a store failure re-queues it too.
-                    self._read_at_intake[job.job_id] = job
-                    admitted = Admitted(job.job_id, instance_type, job.priority)
-                    if self._slots.capped(instance_type):
-                        self._admission.occupy(job.job_id, instance_type)
-                        self._slots.claim(admitted)
-                    else:
-                        self._spawn(self._launch(admitted))
+        # Running jobs need no look: a capped type's slots are counted in the store, and an
+        # uncapped type counts nothing.
+        async for job in all_jobs(self._store, JobStatus.LAUNCHING):
+            instance_type = _instance_type(job)
+            # Resumed through `_launch`, so a store failure re-queues it too.
+            self._read_at_intake[job.job_id] = job
+            admitted = Admitted(job.job_id, instance_type, job.priority)
+            self._admission.occupy(job.job_id, instance_type)
+            if self._slots.capped(instance_type):
+                self._slots.claim(admitted)
+            else:
+                self._spawn(self._launch(admitted))
         async for job in all_jobs(self._store, JobStatus.NEW):
             self._admission.offer(job.job_id, _instance_type(job), job.priority)
         if self._shared:
