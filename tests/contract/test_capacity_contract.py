@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from stoker.adapters.store.sqlite import SqliteJobStore
 from stoker.ports.capacity import SlotClaim
 from stoker.ports.store import Store
 from tests.contract.store_factories import STORE_FACTORIES, StoreContext
@@ -121,3 +122,22 @@ async def test_bad_claims_are_refused_naming_the_field(store: Store) -> None:
         await store.claim_slots(GPU, -1, claims("a"), owner="L1", at=T0)
     with pytest.raises(ValueError, match="ttl_s must be > 0"):
         await store.take_lease("x", "L1", now=T0, ttl_s=0)
+
+
+async def test_sqlite_stores_sharing_one_file_hold_one_cap(tmp_path: Path) -> None:
+    """Two stores on one SQLite file (as two processes would be) claim under the file's
+    write lock: together they never hold more than the cap."""
+    first = SqliteJobStore(tmp_path / "shared.db")
+    second = SqliteJobStore(tmp_path / "shared.db")
+    await first.start()
+    await second.start()
+    try:
+        got = await asyncio.gather(
+            first.claim_slots(GPU, 3, claims("a", "b", "c"), owner="L1", at=T0),
+            second.claim_slots(GPU, 3, claims("d", "e", "f"), owner="L2", at=T0),
+        )
+        assert sum(len(result.claimed) for result in got) == 3
+        assert len(await first.held_slots(GPU)) == 3
+    finally:
+        await first.close()
+        await second.close()
