@@ -222,6 +222,7 @@ class Launcher:
                 job = jobs.get(job_id)  # None: the job is gone
                 if job is not None and job.status is JobStatus.NEW:
                     self._read_at_intake[job.job_id] = job
+                    self._slots.note_read(job.job_id, _instance_type(job))
                     self._admission.offer(job.job_id, _instance_type(job), job.priority)
             self._pump()
 
@@ -236,6 +237,7 @@ class Launcher:
         for job in due:
             if self._shared:
                 self._read_at_intake[job.job_id] = job
+                self._slots.note_read(job.job_id, _instance_type(job))
             self._admission.offer(job.job_id, _instance_type(job), job.priority)
         self._pump()
         return len(due)

@@ -33,6 +33,8 @@ log = structlog.get_logger("stoker.launcher")
 
 CLAIM_BATCH = 64
 """Jobs claimed in one store call (one SQLite transaction, one DynamoDB transaction)."""
+FRESH_READ_S = 1.0
+"""A job read this recently is claimed as read; an older copy is read again first."""
 
 
 class SlotStore(JobStore, CapacityStore, Protocol):
@@ -72,9 +74,15 @@ class SharedSlots:
         self._releases: dict[str, int] = {}
         self._releaser: asyncio.Task[None] | None = None
         self._last_reconcile = clock.monotonic()
+        self._read_at: dict[str, float] = {}
 
     def capped(self, instance_type: str) -> bool:
         return self._admission.cap(instance_type) is not None
+
+    def note_read(self, job_id: str, instance_type: str) -> None:
+        """The launcher just read the job (`known` holds it): a claim made soon uses it."""
+        if self.capped(instance_type):
+            self._read_at[job_id] = self._clock.monotonic()
 
     def claim(self, admitted: Admitted) -> None:
         """Claim the admitted job's slot, then launch it (in the background, batched)."""
@@ -99,15 +107,33 @@ class SharedSlots:
                 for start in range(0, len(group), CLAIM_BATCH):
                     await self._claim_group(instance_type, group[start : start + CLAIM_BATCH])
 
-    async def _claim_group(self, instance_type: str, group: list[Admitted]) -> None:
-        # Read again, whatever the launcher knew: a job queued here may have been launched
-        # (and even ended) by another launcher meanwhile, its end seen by that one only.
+    async def _read(self, group: list[Admitted]) -> tuple[dict[str, JobRecord], list[Admitted]]:
+        """The jobs of `group` as they are now, and the group less those that could not be
+        read (they are offered again later).
+
+        A job that waited in line here may have been launched (and even ended) by another
+        launcher meanwhile, its end seen by that one only: it is read again. One read just
+        now (most jobs: admitted as they came in) is used as it is; were it stale all the
+        same, the launch would find the training job and the job's record moved on."""
+        now = self._clock.monotonic()
+        read: dict[str, JobRecord] = {}
+        for admitted in group:
+            read_at = self._read_at.pop(admitted.job_id, None)
+            known = self._known.get(admitted.job_id)
+            if known is not None and read_at is not None and now - read_at < FRESH_READ_S:
+                read[admitted.job_id] = known
+        stale = [a.job_id for a in group if a.job_id not in read]
         try:
-            read = await self._store.get_many([a.job_id for a in group])
+            read.update(await self._store.get_many(stale) if stale else {})
         except Exception as exc:
             for admitted in group:
-                self._failed(admitted, exc)
-            return
+                if admitted.job_id in stale:
+                    self._failed(admitted, exc)
+            return read, [a for a in group if a.job_id not in stale]
+        return read, group
+
+    async def _claim_group(self, instance_type: str, group: list[Admitted]) -> None:
+        read, group = await self._read(group)
         claims: list[SlotClaim] = []
         wanted: list[Admitted] = []
         for admitted in group:
