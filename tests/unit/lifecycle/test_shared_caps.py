@@ -4,14 +4,23 @@ was lost is freed when jobs wait for it."""
 
 from __future__ import annotations
 
-from stoker.core.job import JobChange, JobStatus
+from datetime import UTC, datetime, timedelta
+
+from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.naming import training_job_name
-from stoker.lifecycle.capacity import PeerConfig, Peers, rendezvous_owner
+from stoker.lifecycle.capacity import (
+    PeerConfig,
+    Peers,
+    SlotUse,
+    owner_alive,
+    rendezvous_owner,
+    slot_use,
+)
 from stoker.lifecycle.jobs import parse_spec
 from stoker.lifecycle.launcher import Launcher, LauncherConfig, build_request
 from stoker.lifecycle.outbox_events import status_changed
 from stoker.ports.bus import BusRecord
-from stoker.ports.capacity import SlotClaim
+from stoker.ports.capacity import HeldSlot, SlotClaim
 from tests.unit.lifecycle.conftest import World, spec
 
 RECORD = BusRecord(topic="stoker.jobs.lifecycle", partition=0, offset=0, key="k", value=b"")
@@ -126,3 +135,33 @@ async def test_peers_find_a_dead_launcher_once_and_split_due_retries(world: Worl
         for j in jobs
         if j not in shares["A"]
     )
+
+
+def test_a_slot_is_in_use_while_its_attempt_runs_or_is_being_launched() -> None:
+    """Bound while the job runs, claiming while the slot's attempt is the one a launch of
+    the job makes now, stale once the attempt ended or the job is gone."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    slot = HeldSlot(TYPE, "j", 2, "L1", at)
+
+    def job(status: JobStatus, attempt: int) -> JobRecord:
+        return JobRecord(
+            job_id="j",
+            owner="ana",
+            created_at=at,
+            updated_at=at,
+            spec={},
+            status=status,
+            attempt=attempt,
+        )
+
+    assert slot_use(slot, None) is SlotUse.STALE
+    assert slot_use(slot, job(JobStatus.NEW, 0)) is SlotUse.CLAIMING
+    assert slot_use(slot, job(JobStatus.RETRY_SCHEDULED, 1)) is SlotUse.CLAIMING
+    assert slot_use(slot, job(JobStatus.RETRY_SCHEDULED, 2)) is SlotUse.STALE
+    assert slot_use(slot, job(JobStatus.LAUNCHING, 2)) is SlotUse.CLAIMING
+    assert slot_use(slot, job(JobStatus.LAUNCHED, 2)) is SlotUse.BOUND
+    assert slot_use(slot, job(JobStatus.STOPPING, 2)) is SlotUse.BOUND
+    assert slot_use(slot, job(JobStatus.COMPLETED, 2)) is SlotUse.STALE
+    assert not owner_alive(slot, set(), at + timedelta(seconds=6), ttl_s=5)
+    assert owner_alive(slot, {"L1"}, at + timedelta(seconds=6), ttl_s=5)
+    assert owner_alive(slot, set(), at + timedelta(seconds=4), ttl_s=5)
