@@ -250,7 +250,12 @@ class SharedSlots:
                 self._resume(slot, job)
         freed = await self._store.release_slots(stale) if stale else 0
         if freed:
-            log.info("freed slots nobody used", slots=freed, instance_type=instance_type)
+            log.info(
+                "freed slots nobody used",
+                slots=freed,
+                instance_type=instance_type,
+                jobs=[claim.job_id for claim in stale[:10]],
+            )
         return freed
 
     def _resume(self, slot: HeldSlot, job: JobRecord) -> None:
