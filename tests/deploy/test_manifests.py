@@ -113,12 +113,22 @@ def test_keda_scales_the_consumers_that_can_scale_on_their_own_lag() -> None:
         assert {t["metadata"]["topic"] for t in spec["triggers"]} == wanted
 
 
-def test_the_single_pod_consumers_stay_single(base: list[dict[str, Any]]) -> None:
-    """Caps (launcher), followed jobs (monitor) and the relay are per process."""
+def test_the_relay_stays_single_and_launchers_and_monitors_have_a_peer(
+    base: list[dict[str, Any]],
+) -> None:
+    """The relay is per process; launchers share the caps through the job store and
+    monitors stand by for each other (ADR 0024), so each runs twice, spread over nodes and
+    replaced one pod at a time."""
     deployments = of_kind(base, "Deployment")
-    for name in ("stoker-launcher", "stoker-monitor", "stoker-relay"):
-        assert deployments[name]["spec"]["replicas"] == 1
-        assert deployments[name]["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployments["stoker-relay"]["spec"]["replicas"] == 1
+    assert deployments["stoker-relay"]["spec"]["strategy"] == {"type": "Recreate"}
+    for name in ("stoker-launcher", "stoker-monitor"):
+        spec = deployments[name]["spec"]
+        assert spec["replicas"] >= 2
+        assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        (spread,) = spec["template"]["spec"]["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "kubernetes.io/hostname"
+        assert spread["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": name}
 
 
 def test_compose_binds_every_published_port_to_loopback_and_pins_images() -> None:

@@ -152,8 +152,10 @@ class Stack:
             lambda: self._answers(f"{self.sim_url}/_sim/stats"), 30, what="the simulator"
         )
 
-    def start(self, name: str) -> None:
-        self._spawn(name, [str(BIN / "stoker"), "run", name])
+    def start(self, name: str, *services: str) -> None:
+        """Start `stoker run <services...>` as the process `name` (the service of that name
+        by default; several processes of one service get names of their own)."""
+        self._spawn(name, [str(BIN / "stoker"), "run", *(services or (name,))])
         if name == "api":
             wait_until_blocking(
                 lambda: self._answers(f"{self.api_url}/healthz"), 60, what="the API"
@@ -185,6 +187,15 @@ class Stack:
         proc = self._procs[name]
         proc.send_signal(signal.SIGKILL)
         return proc.wait(timeout=STOP_TIMEOUT_S)
+
+    def pid(self, name: str) -> int:
+        return self._procs[name].pid
+
+    def kill_for_good(self, name: str) -> int:
+        """SIGKILL one process that is not coming back; `check_alive` leaves it out."""
+        code = self.kill(name)
+        del self._procs[name]
+        return code
 
     def restart(self, name: str) -> None:
         self.restarts[name] = self.restarts.get(name, 0) + 1

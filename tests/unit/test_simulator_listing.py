@@ -71,3 +71,21 @@ def test_pages_continue_in_order_even_after_their_snapshot_was_dropped() -> None
         engine.list_training_jobs({"MaxResults": 1})
     rest = engine.list_training_jobs({"MaxResults": 100, "NextToken": dropped["NextToken"]})
     assert names(rest) == ["job-2", "job-1", "job-0"]
+
+
+def test_the_peak_of_instances_in_use_counts_overlapping_jobs_only() -> None:
+    """The peak per instance type comes from the jobs' timelines: two jobs running at once
+    count two, a job created after another ended does not add to it, and a stop ends a
+    job's use early."""
+    clock = FakeClock()
+    faults = FaultConfig(startup_s=10, duration=DurationSpec(kind="fixed", seconds=100), stop_s=5)
+    engine = SimulatedSageMaker(faults, clock)
+    engine.create_training_job(_request("a"))  # in use t=0..110
+    clock.advance(50)
+    engine.create_training_job(_request("b"))  # in use t=50..160
+    engine.stop_training_job({"TrainingJobName": "b"})  # Stopped at t=55
+    clock.advance(10)
+    engine.create_training_job(_request("c"))  # t=60: overlaps a only
+    clock.advance(200)
+    engine.create_training_job(_request("d"))  # t=260: alone
+    assert engine.peak_instances_in_use() == {"ml.m5.large": 2}

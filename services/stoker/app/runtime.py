@@ -25,6 +25,7 @@ from stoker.core.retry import RetryPolicy
 from stoker.lifecycle.jobs import SubmissionRules
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import EventBus
+from stoker.ports.capacity import CapacityStore
 from stoker.ports.store import JobStore, Store, TokenStore
 from stoker.ports.training import TrainingBackend
 from stoker.settings import Mode, Settings, StoreKind
@@ -162,6 +163,8 @@ class Runtime:
         self.store: JobStore = built
         self.tokens: TokenStore = built
         """The API tokens: kept by the job store, started and closed with it."""
+        self.capacity: CapacityStore = built
+        """Slots and leases shared by the launchers and monitors: kept by the job store."""
         self._with_backend = with_backend or backend is not None
         self._backend = backend
         self._stack = AsyncExitStack()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -22,8 +23,10 @@ from stoker.app.runtime import Runtime, failure_classifier, retry_policy
 from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
 from stoker.core import topics
 from stoker.core.events import CloudEvent, JobSubmitted
+from stoker.lifecycle.capacity import PeerConfig, new_owner
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.launcher import Launcher, LauncherConfig
+from stoker.lifecycle.leadership import Leadership
 from stoker.lifecycle.monitor import Monitor, MonitorConfig
 from stoker.lifecycle.retrier import Retrier
 from stoker.lifecycle.state_changes import decode_state_change
@@ -159,12 +162,23 @@ async def run_launcher(rt: Runtime, stop: asyncio.Event) -> None:
     await launcher.recover()
     consumer = lifecycle_consumer(rt, "stoker-launcher", launcher)
     try:
-        await asyncio.gather(consumer.run(stop), launcher.run_due_timer(stop))
+        await asyncio.gather(
+            consumer.run(stop), launcher.run_due_timer(stop), launcher.run_peers(stop)
+        )
     finally:
         await launcher.drain()
 
 
+MONITOR_LEASE = "monitor"
+
+
 async def run_monitor(rt: Runtime, stop: asyncio.Event) -> None:
+    """One monitor of a deployment is active, the others stand by (ADR 0024)."""
+    leadership = Leadership(rt.capacity, MONITOR_LEASE, new_owner(), rt.clock, PeerConfig())
+    await leadership.run(stop, functools.partial(_run_active_monitor, rt))
+
+
+async def _run_active_monitor(rt: Runtime, stop: asyncio.Event) -> None:
     config = MonitorConfig(
         poll_interval_s=rt.settings.poll_interval_s,
         api_rate_per_s=rt.settings.monitor_api_rate_per_s,

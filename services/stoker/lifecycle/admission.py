@@ -17,6 +17,8 @@ class Admitted:
     job_id: str
     instance_type: str
     priority: int = 0
+    order: int = field(default=0, compare=False)
+    """Its place in line among jobs of its priority (`requeue` puts it back there)."""
 
 
 @dataclass
@@ -60,7 +62,8 @@ class AdmissionControl:
         """Free the job's slot (it ended or is waiting for a retry)."""
         instance_type = self._holding.pop(job_id, None)
         if instance_type is not None:
-            self._used[instance_type] -= 1
+            # Never below zero: `sync` may have set a count that did not include this job.
+            self._used[instance_type] = max(0, self._used[instance_type] - 1)
         self._queued.discard(job_id)
 
     def admit(self) -> list[Admitted]:
@@ -81,10 +84,33 @@ class AdmissionControl:
                 continue
             self._queued.discard(job_id)
             self.occupy(job_id, instance_type)
-            admitted.append(Admitted(job_id, instance_type, -negated_priority))
+            admitted.append(Admitted(job_id, instance_type, -negated_priority, entry[1]))
         for entry in blocked:
             heapq.heappush(self._waiting, entry)
         return admitted
+
+    def forget(self, job_id: str) -> None:
+        """Stop tracking a job whose launch is over, leaving the count as it is: where the
+        count is kept elsewhere (`sync`), the job's end may reach another launcher, which
+        then frees its slot, and this one must not keep the job as if it still launched."""
+        self._holding.pop(job_id, None)
+
+    def requeue(self, admitted: Admitted) -> None:
+        """Put an admitted job back in line where it was (its slot was not to be had after
+        all): it frees the slot it was counted in."""
+        self.release(admitted.job_id)
+        self._queued.add(admitted.job_id)
+        entry = (-admitted.priority, admitted.order, admitted.job_id, admitted.instance_type)
+        heapq.heappush(self._waiting, entry)
+
+    def sync(self, instance_type: str, in_use: int) -> None:
+        """Take the count of slots in use from where the caps are kept (the job store, which
+        counts every launcher's): `admit` admits up to the cap minus this."""
+        self._used[instance_type] = in_use
+
+    def waiting_types(self) -> set[str]:
+        """The instance types of the jobs waiting for a slot."""
+        return {entry[3] for entry in self._waiting if entry[2] in self._queued}
 
     def in_use(self, instance_type: str) -> int:
         return self._used.get(instance_type, 0)

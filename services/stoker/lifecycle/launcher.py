@@ -14,7 +14,7 @@ import functools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import structlog
 import tenacity
@@ -27,6 +27,8 @@ from stoker.core.naming import training_job_name, with_job_id_tag
 from stoker.core.retry import RetryPolicy, is_retriable
 from stoker.core.waiting import stop_requested
 from stoker.lifecycle.admission import AdmissionControl, Admitted
+from stoker.lifecycle.capacity import NO_LATER_ATTEMPT, PeerConfig, Peers, new_owner
+from stoker.lifecycle.shared_slots import SharedSlots, SlotStore
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
 from stoker.ports.store import all_jobs
@@ -55,7 +57,9 @@ class LauncherConfig:
     store_retry: when a launch fails on the store (a read or a write refused), the job's
     slot is freed at once and the job is offered again after this policy's wait (0.5 s,
     doubling up to 30 s), for as long as the store keeps failing.
-    due_poll_interval_s: how often due retries are looked up."""
+    due_poll_interval_s: how often due retries are looked up (and, while jobs wait on a
+    full instance type, how often the store's count of its slots is read again).
+    peers: leases and takeover between the launchers of a deployment (ADR 0024)."""
 
     caps: dict[str, int] = field(default_factory=dict)
     default_cap: int | None = None
@@ -75,6 +79,7 @@ class LauncherConfig:
         )
     )
     due_poll_interval_s: float = 0.5
+    peers: PeerConfig = field(default_factory=PeerConfig)
 
 
 class Launcher:
@@ -97,7 +102,10 @@ class Launcher:
         config: LauncherConfig | None = None,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        owner: str | None = None,
     ) -> None:
+        """`owner` names this launcher in the store's slots and leases (default: host, pid
+        and a random part). The caps are the job store's (every store adapter keeps them)."""
         self._t = transitioner
         self._sleep = sleep
         self._store = transitioner.store
@@ -115,24 +123,67 @@ class Launcher:
         # before each is offered again (not launches in flight: `drain` cancels them).
         self._store_failures: dict[str, int] = {}
         self._reoffers: set[asyncio.Task[None]] = set()
+        store = cast(SlotStore, self._store)
+        self._peers = Peers(store, owner or new_owner(), clock, self._config.peers)
+        self._slots = SharedSlots(
+            store,
+            self._admission,
+            self._peers,
+            clock,
+            known=self._read_at_intake,
+            launch=lambda admitted: self._spawn(self._launch(admitted)),
+            failed=self._launch_failed,
+            spawn=self._spawn,
+        )
+        self._shared = bool(self._config.caps) or self._config.default_cap is not None
 
     @property
     def admission(self) -> AdmissionControl:
         return self._admission
 
+    @property
+    def owner(self) -> str:
+        return self._peers.owner
+
     async def recover(self) -> None:
-        """Rebuild slots and queues from the store after a (re)start."""
-        for status in _HOLDING_SLOT:
-            async for job in all_jobs(self._store, status):
-                self._admission.occupy(job.job_id, _instance_type(job))
-                if status is JobStatus.LAUNCHING:
-                    # Resumed through `_launch`, so a store failure re-queues it too.
-                    self._read_at_intake[job.job_id] = job
-                    admitted = Admitted(job.job_id, _instance_type(job), job.priority)
-                    self._spawn(self._launch(admitted))
+        """Resume and queue what the store holds after a (re)start, or after a peer died:
+        launches left in Launching, New jobs, due retries. Jobs of capped types claim their
+        slots in the store first (a slot a dead launcher held for the same attempt is taken
+        over, one a live launcher holds means that launcher has the job in hand)."""
+        # Running jobs need no look: a capped type's slots are counted in the store, and an
+        # uncapped type counts nothing.
+        async for job in all_jobs(self._store, JobStatus.LAUNCHING):
+            instance_type = _instance_type(job)
+            # Resumed through `_launch`, so a store failure re-queues it too.
+            self._read_at_intake[job.job_id] = job
+            admitted = Admitted(job.job_id, instance_type, job.priority)
+            self._admission.occupy(job.job_id, instance_type)
+            if self._slots.capped(instance_type):
+                self._slots.claim(admitted)
+            else:
+                self._spawn(self._launch(admitted))
         async for job in all_jobs(self._store, JobStatus.NEW):
             self._admission.offer(job.job_id, _instance_type(job), job.priority)
+        if self._shared:
+            await self._slots.reconcile()
         await self.due_pass()
+
+    async def run_peers(self, stop: asyncio.Event) -> None:
+        """Renew this launcher's lease every `heartbeat_interval_s` until `stop`, and take
+        over the share of each launcher whose lease expired: `recover` again, which resumes
+        the launches it left half done and offers the New jobs it had queued (a job that a
+        live launcher has queued too is launched once: its slot claim, or its training job
+        name and versioned write, let one of them through)."""
+        while not stop.is_set():
+            try:
+                for dead in await self._peers.beat():
+                    log.warning("a launcher stopped renewing its lease; taking over", dead=dead)
+                    await self.recover()
+                    await self._peers.taken_over(dead)
+            except Exception as exc:
+                log.warning("launcher heartbeat failed; next beat retries", error=str(exc))
+            if await stop_requested(stop, self._config.peers.heartbeat_interval_s):
+                return
 
     async def on_event(self, event: CloudEvent, _record: BusRecord) -> None:
         """Consumer handler for the lifecycle topic."""
@@ -151,6 +202,9 @@ class Launcher:
         if data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
             self._admission.release(data.job_id)
             self._read_at_intake.pop(data.job_id, None)
+            if self._shared:
+                ended = data.attempt if not data.to_status.terminal else NO_LATER_ATTEMPT
+                self._slots.release(data.job_id, ended)
         self._pump()
 
     async def _take_in(self) -> None:
@@ -168,13 +222,22 @@ class Launcher:
                 job = jobs.get(job_id)  # None: the job is gone
                 if job is not None and job.status is JobStatus.NEW:
                     self._read_at_intake[job.job_id] = job
+                    self._slots.note_read(job.job_id, _instance_type(job))
                     self._admission.offer(job.job_id, _instance_type(job), job.priority)
             self._pump()
 
     async def due_pass(self) -> int:
-        """Offer every retry whose due time has come; returns how many."""
-        due = await self._store.due(self._clock.now(), limit=500)
+        """Offer every retry whose due time has come and is this launcher's (with peers,
+        each due retry is one live launcher's); returns how many."""
+        due = [
+            job
+            for job in await self._store.due(self._clock.now(), limit=500)
+            if self._peers.mine(job.job_id)
+        ]
         for job in due:
+            if self._shared:
+                self._read_at_intake[job.job_id] = job
+                self._slots.note_read(job.job_id, _instance_type(job))
             self._admission.offer(job.job_id, _instance_type(job), job.priority)
         self._pump()
         return len(due)
@@ -183,6 +246,8 @@ class Launcher:
         while not stop.is_set():
             try:
                 await self.due_pass()
+                if self._shared:
+                    await self._slots.refresh()
             except Exception as exc:
                 log.warning("due-retry pass failed", error=str(exc))
             if await stop_requested(stop, self._config.due_poll_interval_s):
@@ -198,8 +263,12 @@ class Launcher:
         await asyncio.gather(*self._reoffers, return_exceptions=True)
 
     def _pump(self) -> None:
-        for admitted in self._admission.admit():
-            self._spawn(self._launch(admitted))
+        self._slots.admit()
+
+    def _free_slot(self, job_id: str, instance_type: str, attempt: int) -> None:
+        """Free the job's slot in the store (its launch will not happen)."""
+        if self._slots.capped(instance_type):
+            self._slots.release(job_id, attempt)
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -217,8 +286,13 @@ class Launcher:
         job again later (`store_retry`), instead of holding the slot with the job New."""
         try:
             await self._launch_admitted(admitted)
+            # The store counts the slot from here on; the job's end may reach another
+            # launcher (a due retry is launched by the one it hashes to, not by the one
+            # whose partition brings its events), so this one keeps no trace of it.
+            self._admission.forget(admitted.job_id)
         except JobNotFound:
             self._admission.release(admitted.job_id)  # the job is gone: nothing to launch
+            self._free_slot(admitted.job_id, admitted.instance_type, NO_LATER_ATTEMPT)
         except Exception as exc:
             self._launch_failed(admitted, exc)
         else:
@@ -272,6 +346,8 @@ class Launcher:
             return  # launched after all (a write that landed but whose answer was lost)
         if job.status not in _LAUNCHABLE:
             self._admission.release(job.job_id)
+            if job.status.terminal:  # its end may have been handled before the claim
+                self._free_slot(job.job_id, admitted.instance_type, NO_LATER_ATTEMPT)
             return
         attempt = job.attempt + 1
         await self._create(
@@ -405,6 +481,8 @@ class Launcher:
         if not current.status.terminal:
             bound.info("job moved while launching; leaving it to its new owner")
             return
+        # Ended before this launch: the slot just claimed for it is nobody's.
+        self._free_slot(job.job_id, _instance_type(job), NO_LATER_ATTEMPT)
         try:
             # Throttling or a 5xx is retried: nobody else will stop this training job.
             await self._config.orphan_stop_retry.call(
@@ -423,6 +501,7 @@ class Launcher:
     async def _fail(self, job: JobRecord, launch: _Attempt, exc: TrainingBackendError) -> None:
         reason = f"{exc.code}: {exc}"
         self._admission.release(job.job_id)
+        self._free_slot(job.job_id, launch.instance_type, launch.attempt)
         try:
             await self._t.move(
                 job,

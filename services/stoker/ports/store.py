@@ -11,6 +11,7 @@ from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
 from stoker.core.tokens import TokenRecord
 from stoker.core.trends import Trends
+from stoker.ports.capacity import CapacityStore
 
 __all__ = ["JobStore", "OutboxEntry", "Page", "Store", "TokenStore", "Trends", "all_jobs"]
 
@@ -120,8 +121,8 @@ class TokenStore(Protocol):
         the first time. Raises TokenNotFound."""
 
 
-class Store(JobStore, TokenStore, Protocol):
-    """What each store adapter is: the jobs and the tokens."""
+class Store(JobStore, TokenStore, CapacityStore, Protocol):
+    """What each store adapter is: the jobs, the tokens and the shared capacity."""
 
 
 async def all_jobs(

@@ -384,6 +384,28 @@ class SimulatedSageMaker:
             raise SimulatorError("ValidationException", "Requested resource not found.")
         return job
 
+    def peak_instances_in_use(self) -> dict[str, int]:
+        """The most instances of each type ever in use at once (a job uses its instances from
+        its creation to its end), from every job's timeline: what an account quota, or
+        stoker's caps, must never have been below."""
+        moments: dict[str, list[tuple[float, int]]] = {}
+        for job in self.jobs.values():
+            ends = [change.at for change in job.timeline if change.status in _TERMINAL]
+            # An end sorts before a start at the same moment: those two never overlap.
+            moments.setdefault(job.instance_type, []).append(
+                (job.created.timestamp(), job.instance_count)
+            )
+            if ends:
+                moments[job.instance_type].append((ends[0].timestamp(), -job.instance_count))
+        peaks: dict[str, int] = {}
+        for instance_type, changes in moments.items():
+            in_use = peak = 0
+            for _, delta in sorted(changes):
+                in_use += delta
+                peak = max(peak, in_use)
+            peaks[instance_type] = peak
+        return peaks
+
     def _instances_in_use(self, instance_type: str, now: datetime) -> int:
         return sum(
             job.instance_count

@@ -64,7 +64,9 @@ def build_app(engine: SimulatedSageMaker) -> web.Application:
             return _answer(exc.status, {"__type": exc.code, "message": exc.message})
 
     async def stats(_: web.Request) -> web.Response:
-        return web.json_response(engine.stats.as_dict())
+        return web.json_response(
+            {**engine.stats.as_dict(), "peak_instances_in_use": engine.peak_instances_in_use()}
+        )
 
     app = web.Application()
     app.router.add_post("/", api)

@@ -27,6 +27,7 @@ from stoker.adapters.aws import (
     logged_retries,
 )
 from stoker.adapters.store import layout
+from stoker.adapters.store.dynamodb_slots import DynamoDbSlots
 from stoker.adapters.store.dynamodb_tokens import DynamoDbTokens
 from stoker.adapters.store.item_size import check_items
 from stoker.core.errors import JobNotFound, VersionConflict
@@ -102,6 +103,14 @@ class DynamoDbJobStore:
         prefix = table_prefix or settings.dynamodb_table_prefix
         self.table = layout.job_table_name(prefix)
         self.tokens = DynamoDbTokens(lambda: self._client, layout.token_table_name(prefix))
+        slots = DynamoDbSlots(lambda: self._client, self.table)
+        # The CapacityStore operations (slots and leases) are `dynamodb_slots`'.
+        self.claim_slots = slots.claim_slots
+        self.release_slots = slots.release_slots
+        self.held_slots = slots.held_slots
+        self.take_lease = slots.take_lease
+        self.leases = slots.leases
+        self.drop_lease = slots.drop_lease
         self._clients: AwsClients | None = None
         self._given = client
         self._db: DynamoDBClient | None = None

@@ -10,12 +10,16 @@ One table, `<prefix>-jobs`, stream on (NEW_IMAGE). Item kinds (see docs/store.md
 | counter  | TREND#<yyyy-mm>       | <yyyy-mm-dd>#S|R|C|B#<shard>#<name> |
 | counter  | TEAMTREND#<team>#<yyyy-mm> | the same, one team's only      |
 | marker   | META                  | <name of a one-time upgrade done>   |
+| slot     | SLOTS                 | J#<job id>                          |
+| count    | SLOTCOUNT             | <instance type>                     |
+| lease    | LEASE                 | <lease name>                        |
 
 Sparse GSIs over the job item (an index holds only items carrying its key attributes):
 by-status (s_pk, c_sk), by-owner (o_pk, c_sk), by-owner-status (os_pk, c_sk), by-team
 (t_pk, c_sk), by-team-status (ts_pk, c_sk), by-team-owner (to_pk, c_sk), by-due (d_pk, d_sk;
 present only while RetryScheduled), and outbox-pending (p_pk, p_sk) over event items the
-relay has not marked published.
+relay has not marked published. Slots, their counts and leases (shared capacity,
+`dynamodb_slots`) carry no index key.
 
 API tokens live in a table of their own, `<prefix>-tokens` (no stream, so token items never
 travel with the events; a deployment may grant the API alone access to it): one partition

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Sequence
-from datetime import date, datetime
+from collections.abc import Collection, Sequence
+from datetime import date, datetime, timedelta
 
+from stoker.adapters.store.slot_rules import ClaimStep, check_claim, check_ttl, claim_step
 from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
@@ -29,6 +30,7 @@ from stoker.core.store_rules import (
 )
 from stoker.core.tokens import TokenNotFound, TokenRecord
 from stoker.core.trends import Measure, Trends, fold, measures
+from stoker.ports.capacity import HeldSlot, Lease, SlotClaim, SlotsClaimed
 from stoker.ports.store import OutboxEntry, Page
 
 
@@ -43,6 +45,8 @@ class MemoryJobStore:
         self._outbox: dict[str, OutboxEntry] = {}
         # (day, team, kind, name) -> amount: the counters of `stoker.core.trends`.
         self._counters: Counter[tuple[date, str, str, str]] = Counter()
+        self._slots: dict[str, HeldSlot] = {}  # by job id: a job holds at most one
+        self._leases: dict[str, Lease] = {}
 
     async def start(self) -> None:
         return None
@@ -182,6 +186,67 @@ class MemoryJobStore:
     def _count(self, job: JobRecord, added: Sequence[Measure]) -> None:
         for measure in added:
             self._counters[(measure.day, job.team, measure.kind, measure.name)] += measure.amount
+
+    async def claim_slots(
+        self,
+        instance_type: str,
+        cap: int,
+        claims: Sequence[SlotClaim],
+        *,
+        owner: str,
+        at: datetime,
+        take_from: Collection[str] = (),
+    ) -> SlotsClaimed:
+        check_claim(instance_type, cap)
+        in_use = sum(1 for held in self._slots.values() if held.instance_type == instance_type)
+        result = SlotsClaimed()
+        for claim in claims:
+            held = self._slots.get(claim.job_id)
+            step = claim_step(held, claim, owner, take_from)
+            if step is ClaimStep.ELSEWHERE:
+                assert held is not None
+                result.held_elsewhere[claim.job_id] = held.owner
+                continue
+            if step is ClaimStep.NEW:
+                if in_use >= cap:
+                    continue
+                in_use += 1
+            kind = instance_type if held is None else held.instance_type
+            self._slots[claim.job_id] = HeldSlot(kind, claim.job_id, claim.attempt, owner, at)
+            result.claimed.append(claim.job_id)
+        return SlotsClaimed(result.claimed, result.held_elsewhere, in_use)
+
+    async def release_slots(self, releases: Sequence[SlotClaim]) -> int:
+        freed = 0
+        for release in releases:
+            held = self._slots.get(release.job_id)
+            if held is not None and held.attempt <= release.attempt:
+                del self._slots[release.job_id]
+                freed += 1
+        return freed
+
+    async def held_slots(self, instance_type: str | None = None) -> list[HeldSlot]:
+        return [
+            held
+            for held in self._slots.values()
+            if instance_type is None or held.instance_type == instance_type
+        ]
+
+    async def take_lease(self, name: str, owner: str, *, now: datetime, ttl_s: float) -> bool:
+        check_ttl(ttl_s)
+        held = self._leases.get(name)
+        if held is not None and held.owner != owner and time_key(held.expires_at) > time_key(now):
+            return False
+        self._leases[name] = Lease(name, owner, now + timedelta(seconds=ttl_s))
+        return True
+
+    async def leases(self, prefix: str) -> list[Lease]:
+        return [lease for name, lease in self._leases.items() if name.startswith(prefix)]
+
+    async def drop_lease(self, name: str, owner: str) -> None:
+        held = self._leases.get(name)
+        if held is not None and held.owner == owner:
+            del self._leases[name]
 
     def _append_outbox(self, outbox: Sequence[tuple[str, CloudEvent]]) -> None:
         for topic, event in outbox:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from stoker.adapters.sqlite import SqliteDatabase, WalCheckpoint
 from stoker.adapters.store.sqlite_schema import migrate
+from stoker.adapters.store.sqlite_slots import SqliteSlots
 from stoker.core.errors import JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
@@ -87,6 +88,14 @@ class SqliteJobStore:
             busy_timeout_ms=busy_timeout_ms,
             checkpoint_interval_s=checkpoint_interval_s,
         )
+        slots = SqliteSlots(self._db)
+        # The CapacityStore operations (slots and leases) are `sqlite_slots`'.
+        self.claim_slots = slots.claim_slots
+        self.release_slots = slots.release_slots
+        self.held_slots = slots.held_slots
+        self.take_lease = slots.take_lease
+        self.leases = slots.leases
+        self.drop_lease = slots.drop_lease
 
     async def start(self) -> None:
         await self._db.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from stoker.adapters.sqlite import run_script
+from stoker.adapters.store import sqlite_slots
 
 TABLES = (
     """
@@ -121,3 +122,4 @@ def migrate(conn: sqlite3.Connection) -> None:
         run_script(conn, TREND_COUNTS_FROM_HISTORY)
     # Every team's trends (an admin's) read a range of days.
     conn.execute("CREATE INDEX IF NOT EXISTS trend_counts_by_day ON trend_counts (day)")
+    run_script(conn, sqlite_slots.TABLES)
