@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SCRIPTS = ("train_linear",)
+SCRIPTS = ("train_linear", "run_notebook", "split_by_key")
 
 
 def shipped_entrypoints() -> list[list[str]]:
@@ -18,3 +18,9 @@ def shipped_entrypoints() -> list[list[str]]:
         entrypoints.append(["python", "-m", f"{__name__}.{script}"])
         entrypoints.append(["python", str(folder / f"{script}.py")])
     return entrypoints
+
+
+def notebook_runner() -> list[str]:
+    """The command that runs a notebook job locally (by file: it imports papermill, not
+    stoker, so it runs wherever the interpreter has papermill)."""
+    return ["python", str(Path(__file__).parent / "run_notebook.py")]
