@@ -614,8 +614,9 @@ class LocalProcessBackend:
         job.end_time = self._clock.now()
         self._set(job, status, secondary)
         log.info(
-            "local training job ended",
-            training_job_name=job.name,
+            "local job ended",
+            job_name=job.name,
+            kind=job.kind,
             status=status.value,
             failure_reason=reason,
         )
