@@ -22,6 +22,7 @@ runs it by file path in a clean environment.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
@@ -52,21 +54,49 @@ def parameters(config_dir: Path) -> dict[str, str]:
 
 
 def typed(notebook: Path, given: dict[str, str]) -> dict[str, Any]:
-    """The parameters as the notebook's parameters cell types them (strings otherwise)."""
+    """The parameters as the notebook's parameters cell types them: by annotation
+    (`epochs: int = 1`), else by the default's literal; strings otherwise."""
     declared = papermill.inspect_notebook(str(notebook))
     out: dict[str, Any] = {}
     for name, text in given.items():
-        kind = str((declared.get(name) or {}).get("inferred_type_name") or "")
-        if kind == "bool" and text.lower() in {"true", "false"}:
-            out[name] = text.lower() == "true"
-        elif kind in _TYPES:
-            try:
-                out[name] = _TYPES[kind](text)
-            except ValueError:
-                out[name] = text
-        else:
-            out[name] = text
+        entry = declared.get(name) or {}
+        kind = str(entry.get("inferred_type_name") or "None")
+        if kind == "None":
+            kind = _literal_type(str(entry.get("default") or ""))
+        out[name] = _convert(text, kind)
     return out
+
+
+def _literal_type(source: str) -> str:
+    try:
+        return type(ast.literal_eval(source)).__name__
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return "str"
+
+
+def _convert(text: str, kind: str) -> Any:
+    if kind == "bool" and text.lower() in {"true", "false"}:
+        return text.lower() == "true"
+    if kind in _TYPES:
+        try:
+            return _TYPES[kind](text)
+        except ValueError:
+            return text
+    return text
+
+
+def name_language(notebook: Path, kernel: str) -> None:
+    """Give a notebook saved without its language (by a tool, not by Jupyter) that of a
+    Python kernel, which papermill needs to write the parameters cell."""
+    if not kernel.startswith("python"):
+        return
+    content = nbformat.read(notebook, as_version=4)
+    metadata = content.metadata
+    if metadata.get("kernelspec", {}).get("language") or metadata.get("language_info"):
+        return
+    metadata.setdefault("kernelspec", {"name": kernel, "display_name": kernel})
+    metadata["kernelspec"]["language"] = "python"
+    nbformat.write(content, notebook)
 
 
 def source_init_script(script: Path, folder: Path) -> None:
@@ -137,6 +167,7 @@ def run() -> None:
     init_script = os.environ.get("SM_INIT_SCRIPT")
     if init_script:
         source_init_script(work / init_script, work)
+    name_language(work / name, kernel)
     before = _snapshot(work)
     output_dir.mkdir(parents=True, exist_ok=True)
     given = parameters(_env_path("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config"))
