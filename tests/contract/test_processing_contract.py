@@ -19,6 +19,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from stoker import training_scripts
 from stoker.adapters.training.local import LocalProcessBackend
 from stoker.adapters.training.sagemaker import SageMakerBackend
 from stoker.core.job_kind import JobKind
@@ -30,7 +31,6 @@ from stoker.ports.training import (
     TrainingJobNotFound,
     TrainingJobStatus,
 )
-from stoker import training_scripts
 from stoker.training_scripts import shipped_entrypoints
 from tests.support.waiting import poll_until
 
@@ -177,21 +177,21 @@ async def test_a_processing_job_reads_s3_and_local_inputs_and_uploads_its_output
     assert arn.endswith(f"processing-job/{name}")
     done = await finished(local, name)
     assert done.status is TrainingJobStatus.COMPLETED, done.failure_reason
-    assert done.training_start_time is not None and done.training_end_time is not None
+    assert done.training_start_time is not None
+    assert done.training_end_time is not None
     keys = {
-        obj["Key"]
-        for obj in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"out/{name}/")["Contents"]
+        obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"out/{name}/")["Contents"]
     }
     assert keys == {f"out/{name}/{file}" for file in ("1.csv", "2.csv", "3.csv", "summary.json")}
     body = s3.get_object(Bucket=BUCKET, Key=f"out/{name}/1.csv")["Body"].read().decode()
     assert body.splitlines() == ["customer_id,kwh", "1,10", "1,11"]
-    summary = json.loads(s3.get_object(Bucket=BUCKET, Key=f"out/{name}/summary.json")["Body"].read())
+    summary = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f"out/{name}/summary.json")["Body"].read()
+    )
     assert summary == {"rows": {"1": 2, "2": 1, "3": 1}, "skipped": 1}
 
 
-async def test_outputs_may_go_to_a_local_folder(
-    local: LocalProcessBackend, tmp_path: Path
-) -> None:
+async def test_outputs_may_go_to_a_local_folder(local: LocalProcessBackend, tmp_path: Path) -> None:
     """An output S3Uri that is a local path receives the output folder's files."""
     write_csv(tmp_path / "in" / "a.csv", [{"customer_id": "7", "kwh": "1"}])
     name = unique()
@@ -286,9 +286,7 @@ async def test_bad_requests_are_refused_naming_the_field(local: LocalProcessBack
         await local.stop_processing_job("no-such-job")
 
 
-async def test_the_sagemaker_adapter_speaks_the_processing_api(
-    moto_endpoint: str, s3: Any
-) -> None:
+async def test_the_sagemaker_adapter_speaks_the_processing_api(moto_endpoint: str, s3: Any) -> None:
     """CreateProcessingJob, DescribeProcessingJob, ListProcessingJobs through aiobotocore
     against moto's SageMaker: the job is described and listed as a processing job."""
     backend = SageMakerBackend(endpoint_url=moto_endpoint)

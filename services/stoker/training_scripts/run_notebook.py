@@ -31,7 +31,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
@@ -90,13 +89,16 @@ def name_language(notebook: Path, kernel: str) -> None:
     Python kernel, which papermill needs to write the parameters cell."""
     if not kernel.startswith("python"):
         return
-    content = nbformat.read(notebook, as_version=4)
-    metadata = content.metadata
+    try:
+        content = json.loads(notebook.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise NotebookJobError(f"{notebook.name} is not a notebook (not JSON): {exc}") from exc
+    metadata = content.setdefault("metadata", {})
     if metadata.get("kernelspec", {}).get("language") or metadata.get("language_info"):
         return
     metadata.setdefault("kernelspec", {"name": kernel, "display_name": kernel})
     metadata["kernelspec"]["language"] = "python"
-    nbformat.write(content, notebook)
+    notebook.write_text(json.dumps(content, indent=1), encoding="utf-8")
 
 
 def source_init_script(script: Path, folder: Path) -> None:
