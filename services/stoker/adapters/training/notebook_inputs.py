@@ -10,11 +10,18 @@ input is not read at submission: a missing notebook there fails the job, naming 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from stoker.adapters.training.container import local_path
-from stoker.core.notebooks import ENV_INIT_SCRIPT, ENV_INPUT_NOTEBOOK, is_notebook_job
+from stoker.core.notebooks import (
+    ENV_INIT_SCRIPT,
+    ENV_INPUT_NOTEBOOK,
+    NotebookJob,
+    is_notebook_job,
+)
 from stoker.ports.training import TrainingRequestValidator
 
 _URI = "InputDataConfig.0.DataSource.S3DataSource.S3Uri"
@@ -57,3 +64,23 @@ class NotebookInputsValidator:
 
     def problems(self, request: Mapping[str, Any]) -> dict[str, str]:
         return self._inner.problems(request) | notebook_input_problems(request)
+
+
+def stage_notebook_inputs(job: NotebookJob, dest: Path) -> Path:
+    """Copy what a notebook job ships into `dest`, as the SDK stages it for upload: the
+    notebook, its initialization script and each additional dependency side by side (a
+    folder by its own name, with everything under it). Returns `dest`. Raises
+    FileNotFoundError naming the first path that does not exist."""
+    paths = [job.input_notebook, job.initialization_script, *job.additional_dependencies]
+    dest.mkdir(parents=True, exist_ok=True)
+    for raw in paths:
+        if raw is None:
+            continue
+        path = Path(raw)
+        if path.is_file():
+            shutil.copy2(path, dest / path.name)
+        elif path.is_dir():
+            shutil.copytree(path, dest / path.name, dirs_exist_ok=True)
+        else:
+            raise FileNotFoundError(f"{raw} does not exist")
+    return dest
