@@ -12,17 +12,48 @@ import random
 from pathlib import Path
 
 SUBJECTS = [
-    "the film", "this movie", "the plot", "the acting", "the script", "the soundtrack",
-    "the director's vision", "the ending", "the cast", "the dialogue", "every scene",
-    "the pacing", "the camera work", "the story",
+    "the film",
+    "this movie",
+    "the plot",
+    "the acting",
+    "the script",
+    "the soundtrack",
+    "the director's vision",
+    "the ending",
+    "the cast",
+    "the dialogue",
+    "every scene",
+    "the pacing",
+    "the camera work",
+    "the story",
 ]
 POSITIVE = [
-    "wonderful", "moving", "brilliant", "charming", "gripping", "delightful", "superb",
-    "heartfelt", "funny", "beautifully made", "a joy to watch", "smart",
+    "wonderful",
+    "moving",
+    "brilliant",
+    "charming",
+    "gripping",
+    "delightful",
+    "superb",
+    "heartfelt",
+    "funny",
+    "beautifully made",
+    "a joy to watch",
+    "smart",
 ]
 NEGATIVE = [
-    "dull", "clumsy", "boring", "tedious", "a mess", "lifeless", "predictable", "awful",
-    "painfully slow", "forgettable", "shallow", "irritating",
+    "dull",
+    "clumsy",
+    "boring",
+    "tedious",
+    "a mess",
+    "lifeless",
+    "predictable",
+    "awful",
+    "painfully slow",
+    "forgettable",
+    "shallow",
+    "irritating",
 ]
 FILLERS = ["", "", "frankly, ", "honestly, ", "in the end, ", "for most of its length, "]
 

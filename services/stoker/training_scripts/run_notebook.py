@@ -121,11 +121,15 @@ def source_init_script(script: Path, folder: Path) -> None:
             os.environ[name] = value
 
 
+_NOT_OUTPUTS = frozenset({"__pycache__", ".ipynb_checkpoints"})
+"""Folders the interpreter or Jupyter write on their own, not the notebook's outputs."""
+
+
 def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
     return {
         path: (path.stat().st_mtime_ns, path.stat().st_size)
         for path in folder.rglob("*")
-        if path.is_file()
+        if path.is_file() and not _NOT_OUTPUTS.intersection(path.relative_to(folder).parts)
     }
 
 

@@ -41,7 +41,7 @@ import contextlib
 import os
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,14 @@ from stoker.adapters.training.container import (
     write_layout,
 )
 from stoker.adapters.training.local_state import LocalJob
+from stoker.adapters.training.local_support import (
+    MARKER_POLL_S,
+    PROCESSING_FOLDER,
+    Slots,
+    checkpoint_folder,
+    gone,
+    job_key,
+)
 from stoker.adapters.training.outputs import (
     publish_model,
     publish_notebook_outputs,
@@ -93,42 +101,12 @@ log = get_logger("stoker.adapters.training.local")
 _S = TrainingJobStatus
 _LOST_REASON = "InternalServerError: the local training process was lost (its owner stopped)"
 _SHUTDOWN_REASON = "InternalServerError: the local backend shut down while the job ran"
-_PROCESSING_FOLDER = "_processing"
-"""Where processing jobs live in the work folder: a name no job can have (SageMaker names
-hold no underscore), since a processing job may share its name with a training job."""
-_MARKER_POLL_S = 0.25
-"""How soon a stop asked by another process is noticed, and how often an adopted process
-(not our child: nothing tells us when it exits) is looked at."""
 
 Signaller = Callable[[signal.Signals], None]
 
 
 class _SetupFailed(Exception):
     """Input or checkpoint data could not be staged: the job fails with ClientError."""
-
-
-class _Slots:
-    """At most `size` processes at once. A process taken over already runs, so it is
-    followed at once even when every slot is taken; the cap holds again as processes end
-    (the next slot freed then goes to nobody)."""
-
-    def __init__(self, size: int) -> None:
-        self._free = asyncio.Semaphore(size)
-        self._over = 0
-
-    @contextlib.asynccontextmanager
-    async def held(self, *, running: bool = False) -> AsyncIterator[None]:
-        if running and self._free.locked():
-            self._over += 1
-        else:
-            await self._free.acquire()
-        try:
-            yield
-        finally:
-            if self._over:
-                self._over -= 1
-            else:
-                self._free.release()
 
 
 class LocalProcessBackend:
@@ -160,7 +138,7 @@ class LocalProcessBackend:
         self.work_dir = work_dir
         self._grace_s = stop_grace_s
         self._clock = clock or SystemClock()
-        self._slots = _Slots(max_concurrent)
+        self._slots = Slots(max_concurrent)
         self._jobs: dict[str, LocalJob] = {}
         self._s3 = S3Folders(region=region, endpoint_url=s3_endpoint)
         rules = rules or LocalRunRules()
@@ -174,8 +152,8 @@ class LocalProcessBackend:
         """Create the work folder, and take over the jobs of owners that died: processes
         that run first (they hold their slots already), then waiting jobs, oldest first."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        (self.work_dir / _PROCESSING_FOLDER).mkdir(exist_ok=True)
-        folders = [*self.work_dir.iterdir(), *(self.work_dir / _PROCESSING_FOLDER).iterdir()]
+        (self.work_dir / PROCESSING_FOLDER).mkdir(exist_ok=True)
+        folders = [*self.work_dir.iterdir(), *(self.work_dir / PROCESSING_FOLDER).iterdir()]
         orphans = [
             job
             for folder in folders
@@ -237,7 +215,7 @@ class LocalProcessBackend:
             last_modified=now,
             owner=this_process(),
         )
-        self._jobs[_key(spec.name, spec.kind)] = job
+        self._jobs[job_key(spec.name, spec.kind)] = job
         state.save_request(paths, request)
         self._save(job)
         self._start_task(job, self._run(job, spec, request))
@@ -253,7 +231,7 @@ class LocalProcessBackend:
         return self._describe(name, JobKind.PROCESSING)
 
     def _describe(self, name: str, kind: JobKind) -> TrainingJobDescription:
-        job = self._jobs.get(_key(name, kind)) or self._load(self._paths(name, kind))
+        job = self._jobs.get(job_key(name, kind)) or self._load(self._paths(name, kind))
         if job is None:
             raise TrainingJobNotFound(name, kind=kind)
         return job.describe()
@@ -302,13 +280,13 @@ class LocalProcessBackend:
     def _all_jobs(self, kind: JobKind) -> list[LocalJob]:
         """Every job of `kind`: this backend's, and those other processes left on disk."""
         jobs = {key: job for key, job in self._jobs.items() if job.kind is kind}
-        folder = self.work_dir if kind is JobKind.TRAINING else self.work_dir / _PROCESSING_FOLDER
+        folder = self.work_dir if kind is JobKind.TRAINING else self.work_dir / PROCESSING_FOLDER
         if folder.is_dir():
             for entry in folder.iterdir():
-                if _key(entry.name, kind) not in jobs:
+                if job_key(entry.name, kind) not in jobs:
                     loaded = self._load(JobPaths(entry))
                     if loaded is not None and loaded.kind is kind:
-                        jobs[_key(entry.name, kind)] = loaded
+                        jobs[job_key(entry.name, kind)] = loaded
         return list(jobs.values())
 
     async def stop_training_job(self, name: str) -> None:
@@ -320,12 +298,12 @@ class LocalProcessBackend:
         await self._stop(name, JobKind.PROCESSING)
 
     async def _stop(self, name: str, kind: JobKind) -> None:
-        job = self._jobs.get(_key(name, kind))
+        job = self._jobs.get(job_key(name, kind))
         if job is None:
             foreign = self._load(self._paths(name, kind))
             if foreign is None:
                 raise TrainingJobNotFound(name, kind=kind)
-            if foreign is self._jobs.get(_key(name, kind)):
+            if foreign is self._jobs.get(job_key(name, kind)):
                 job = foreign  # its owner had died: this backend just took it over
             else:
                 if not foreign.status.terminal:
@@ -374,7 +352,7 @@ class LocalProcessBackend:
         """A process started by an owner that died: follow it to its end, then conclude
         from the exit code its supervisor wrote."""
         async with self._slots.held(running=True):
-            exited = asyncio.ensure_future(_gone(supervisor))
+            exited = asyncio.ensure_future(gone(supervisor))
 
             def signal_group(signum: signal.Signals) -> None:
                 if is_alive(supervisor):  # not a later process given the same pid
@@ -398,7 +376,7 @@ class LocalProcessBackend:
                     await asyncio.to_thread(copy_into, source, dest)
                 else:
                     await self._s3.download_prefix(channel.uri, dest)
-            checkpoint_dir = _checkpoint_dir(paths, spec)
+            checkpoint_dir = checkpoint_folder(paths, spec)
             if spec.checkpoint_uri and local_path(spec.checkpoint_uri) is None:
                 await self._s3.download_prefix(spec.checkpoint_uri, checkpoint_dir)
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -408,7 +386,7 @@ class LocalProcessBackend:
     async def _execute(self, job: LocalJob, spec: LocalJobRequest) -> tuple[int | None, bool]:
         """Run the process to its end; returns (exit code, stopped for MaxRuntime)."""
         if spec.kind is JobKind.TRAINING:
-            env = container_env(job.paths, spec, _checkpoint_dir(job.paths, spec))
+            env = container_env(job.paths, spec, checkpoint_folder(job.paths, spec))
             command = spec.command
         else:
             env = processing_env(job.paths, spec)
@@ -463,7 +441,7 @@ class LocalProcessBackend:
         timed_out = False
         try:
             while not exited.done():
-                timeout = _MARKER_POLL_S
+                timeout = MARKER_POLL_S
                 if deadline is not None:
                     timeout = min(timeout, max(0.0, deadline - self._clock.monotonic()))
                 await asyncio.wait({exited, stop}, timeout=timeout, return_when="FIRST_COMPLETED")
@@ -504,7 +482,9 @@ class LocalProcessBackend:
         this process started it or took it over."""
         if spec.checkpoint_uri and local_path(spec.checkpoint_uri) is None:
             with contextlib.suppress(S3TransferError):
-                await self._s3.upload_folder(_checkpoint_dir(job.paths, spec), spec.checkpoint_uri)
+                await self._s3.upload_folder(
+                    checkpoint_folder(job.paths, spec), spec.checkpoint_uri
+                )
         published: str | None = None
         if spec.notebook or spec.kind is JobKind.PROCESSING:
             # Kept whatever the end: a failed notebook's executed copy shows the failing
@@ -560,7 +540,7 @@ class LocalProcessBackend:
         if not state.take_over(job, handed_over, this_process()):
             # Another process was first: the state is its to write.
             return self._load(job.paths, take_over=False) or job
-        self._jobs[_key(job.name, job.kind)] = job
+        self._jobs[job_key(job.name, job.kind)] = job
         if job.status is _S.STOPPING or job.paths.stop_marker.exists():
             job.stop_requested = True
         request = state.load_request(job.paths)
@@ -598,7 +578,7 @@ class LocalProcessBackend:
     def _paths(self, name: str, kind: JobKind = JobKind.TRAINING) -> JobPaths:
         # Lower-cased: SageMaker names are unique regardless of case.
         if kind is JobKind.PROCESSING:
-            return JobPaths(self.work_dir / _PROCESSING_FOLDER / name.lower())
+            return JobPaths(self.work_dir / PROCESSING_FOLDER / name.lower())
         return JobPaths(self.work_dir / name.lower())
 
     def _set(self, job: LocalJob, status: TrainingJobStatus, secondary: str) -> None:
@@ -648,25 +628,3 @@ class LocalProcessBackend:
         for job in self._jobs.values():
             if job.task is task and not job.status.terminal:
                 self._finish(job, _S.FAILED, "Failed", f"InternalServerError: {exc}"[:1024])
-
-
-async def _gone(process: ProcessRef) -> None:
-    """Until `process` (not our child) has exited: nothing signals that, so it is looked at
-    every _MARKER_POLL_S."""
-    while is_alive(process):  # noqa: ASYNC110 - no event to wait on: another process's exit
-        await asyncio.sleep(_MARKER_POLL_S)
-
-
-def _key(name: str, kind: JobKind) -> str:
-    """A job's key among this backend's jobs: names are unique per kind, regardless of case."""
-    return name.lower() if kind is JobKind.TRAINING else f"{_PROCESSING_FOLDER}/{name.lower()}"
-
-
-def _checkpoint_dir(paths: JobPaths, spec: LocalJobRequest) -> Path:
-    """Where the process keeps checkpoints: a local CheckpointConfig folder is used in
-    place, so a later attempt resumes; otherwise the job's own folder (synced with S3)."""
-    if spec.checkpoint_uri:
-        folder = local_path(spec.checkpoint_uri)
-        if folder is not None:
-            return folder
-    return paths.checkpoints
