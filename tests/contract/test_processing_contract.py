@@ -3,7 +3,8 @@
 The local backend runs each one as a process in SageMaker Processing's layout: inputs
 copied from S3 (a moto server) or local folders to their `/opt/ml/processing/...` paths,
 outputs uploaded when it ends. The SageMaker adapter speaks the real wire protocol to
-moto's SageMaker, which records processing jobs without running them.
+moto's SageMaker, which records processing jobs without running them, and to the
+SageMaker-API simulator, which runs them as timelines.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from stoker.ports.training import (
     TrainingJobNotFound,
     TrainingJobStatus,
 )
+from stoker.simulator import DurationSpec, FaultConfig, SimulatorServer
 from stoker.training_scripts import shipped_entrypoints
 from tests.support.waiting import poll_until
 
@@ -306,3 +308,55 @@ async def test_the_sagemaker_adapter_speaks_the_processing_api(moto_endpoint: st
             await backend.describe_processing_job("no-such-job")
     finally:
         await backend.close()
+
+
+async def test_the_simulator_runs_processing_jobs_through_the_sagemaker_adapter(
+    s3: Any,
+) -> None:
+    """The SageMaker-API simulator serves the processing operations over the wire: a job
+    runs to Completed with its times, is listed as a processing job, can be stopped, and
+    its name is taken once; training jobs of the same name are apart."""
+    faults = FaultConfig(
+        startup_s=0.1, duration=DurationSpec(kind="fixed", seconds=1.0), stop_s=0.1, seed=7
+    )
+    async with SimulatorServer(faults) as server:
+        backend = SageMakerBackend(endpoint_url=server.url)
+        await backend.start()
+        try:
+            name = unique()
+            request = processing_request(name, [("data", "s3://b/in")], "s3://b/out")
+            arn = await backend.create_processing_job(request)
+            assert arn.endswith(f"processing-job/{name}")
+            with pytest.raises(TrainingJobAlreadyExists):
+                await backend.create_processing_job(request)
+            with pytest.raises(TrainingJobNotFound):
+                await backend.describe_training_job(name)
+
+            async def ended() -> bool:
+                return (await backend.describe_processing_job(name)).status.terminal
+
+            await poll_until(ended, 20.0, interval_s=0.05)
+            done = await backend.describe_processing_job(name)
+            assert done.status is TrainingJobStatus.COMPLETED
+            assert done.training_start_time is not None
+            assert done.training_end_time is not None
+            assert done.instance_type == "ml.m5.large"
+            listed = await backend.list_processing_jobs()
+            assert [(row.name, row.kind) for row in listed] == [(name, JobKind.PROCESSING)]
+            assert await backend.list_training_jobs() == []
+
+            running = unique()
+            await backend.create_processing_job(
+                processing_request(running, [("data", "s3://b/in")], "s3://b/out")
+            )
+            await backend.stop_processing_job(running)
+
+            async def stopped() -> bool:
+                return (await backend.describe_processing_job(running)).status.terminal
+
+            await poll_until(stopped, 20.0, interval_s=0.05)
+            final = await backend.describe_processing_job(running)
+            assert final.status is TrainingJobStatus.STOPPED
+            await backend.stop_processing_job(running)  # ended: nothing to do
+        finally:
+            await backend.close()
