@@ -349,7 +349,7 @@ class Launcher:
             to_status=JobStatus.LAUNCHED,
             at=self._clock.now(),
             attempt=launch.attempt,
-            reason="CreateTrainingJob accepted",
+            reason=f"{kind_of(job.spec).operation} accepted",
             details=details,
         )
         try:
@@ -438,7 +438,7 @@ class Launcher:
                     to_status=JobStatus.FAILED,
                     at=self._clock.now(),
                     attempt=launch.attempt,
-                    reason="CreateTrainingJob rejected the request",
+                    reason=f"{kind_of(job.spec).operation} rejected the request",
                     failure_reason=reason,
                     details={
                         **launch.details(),
