@@ -19,7 +19,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from stoker.adapters.training.local import LocalProcessBackend
 from stoker.core.notebooks import NotebookJob, compile_notebook_job
-from stoker.ports.training import TrainingJobDescription, TrainingJobStatus
+from stoker.core.policy import LocalRunRules
+from stoker.ports.training import InvalidRequest, TrainingJobDescription, TrainingJobStatus
 from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,10 @@ DEADLINE_S = 120.0
 
 @pytest.fixture
 async def local(tmp_path: Path) -> AsyncIterator[LocalProcessBackend]:
-    backend = LocalProcessBackend(tmp_path / "work", stop_grace_s=5.0)
+    # Notebook jobs run any code: local runs allow them only when the rules say so.
+    backend = LocalProcessBackend(
+        tmp_path / "work", stop_grace_s=5.0, rules=LocalRunRules(notebooks=True)
+    )
     await backend.start()
     yield backend
     await backend.close()
@@ -179,3 +183,24 @@ async def test_a_notebook_missing_from_the_input_fails_naming_it(
     assert done.failure_reason == (
         "AlgorithmError: the input notebook absent.ipynb is not in the job's input"
     )
+
+
+async def test_notebook_jobs_are_refused_unless_the_rules_allow_them(tmp_path: Path) -> None:
+    """By default a local backend refuses a notebook job before anything runs: its notebook
+    could hold any code."""
+    backend = LocalProcessBackend(tmp_path / "strict")
+    await backend.start()
+    try:
+        inputs = tmp_path / "inputs"
+        write_notebook(inputs / "main.ipynb", "print('hi')")
+        request = compile_notebook_job(
+            job(inputs, "main.ipynb"),
+            input_uri=str(inputs),
+            output_uri=str(tmp_path / "out"),
+            region="us-east-1",
+        )
+        with pytest.raises(InvalidRequest, match=r"local: \{notebooks: true\}"):
+            await backend.create_training_job(request)
+        assert not (tmp_path / "out").exists()
+    finally:
+        await backend.close()

@@ -35,7 +35,14 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     the same data folder (and so finds the API token there)."""
     (port,) = free_ports(1)
     data = tmp_path / "data"
-    env = {**os.environ, "STOKER_DATA_DIR": str(data), "STOKER_API_PORT": str(port)}
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("local:\n  notebooks: true\n")  # notebook jobs run any code: opt in
+    env = {
+        **os.environ,
+        "STOKER_DATA_DIR": str(data),
+        "STOKER_API_PORT": str(port),
+        "STOKER_POLICY_FILE": str(policy),
+    }
     monkeypatch.setenv("STOKER_DATA_DIR", str(data))
     monkeypatch.delenv("STOKER_TOKEN", raising=False)
     with (tmp_path / "up.log").open("ab") as log:

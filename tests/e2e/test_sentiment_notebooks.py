@@ -16,6 +16,7 @@ import pytest
 from stoker.adapters.training.local import LocalProcessBackend
 from stoker.adapters.training.notebook_inputs import stage_notebook_inputs
 from stoker.core.notebooks import NotebookJob, compile_notebook_job
+from stoker.core.policy import LocalRunRules
 from stoker.ports.training import TrainingJobDescription, TrainingJobStatus
 from tests.support.waiting import poll_until
 
@@ -27,7 +28,9 @@ STEP_DEADLINE_S = 600.0
 
 @pytest.fixture
 async def local(tmp_path: Path) -> AsyncIterator[LocalProcessBackend]:
-    backend = LocalProcessBackend(tmp_path / "work", stop_grace_s=5.0)
+    backend = LocalProcessBackend(
+        tmp_path / "work", stop_grace_s=5.0, rules=LocalRunRules(notebooks=True)
+    )
     await backend.start()
     yield backend
     await backend.close()

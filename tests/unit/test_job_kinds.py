@@ -73,7 +73,7 @@ async def jobs(store: MemoryJobStore) -> JobService:
     rules = SubmissionRules(
         validator=NotebookInputsValidator(BotocoreRequestValidator()),
         processing_validator=BotocoreRequestValidator(operation="CreateProcessingJob"),
-        policy=Policy(local=LocalRunRules(entrypoints=shipped_entrypoints())),
+        policy=Policy(local=LocalRunRules(entrypoints=shipped_entrypoints(), notebooks=True)),
         local_runs=True,
     )
     return JobService(Transitioner(store, bus), FakeClock(), rules=rules)
@@ -213,3 +213,17 @@ async def test_a_notebook_missing_from_a_local_input_is_a_422(
         (tmp_path / "notebook1_happypath.ipynb").write_text("{}")
         response = await http.post("/v1/jobs", json=body)
         assert response.status_code == 201, response.text
+
+
+def test_local_runs_refuse_notebook_jobs_unless_the_policy_allows_them() -> None:
+    """A notebook job runs any code of its notebook: refused at submit (rule
+    local.notebooks) unless the policy turns notebooks on; its scheduler entrypoint is never
+    judged against the entrypoint allowlist."""
+    spec = JobSpec.model_validate({"training": CASES[0]["request"]})
+    strict = Policy(local=LocalRunRules(entrypoints=shipped_entrypoints()))
+    [violation] = strict.violations(spec, "default", local_runs=True)
+    assert violation.field == "training.AlgorithmSpecification.ContainerEntrypoint"
+    assert violation.rule == "local.notebooks"
+    allowing = Policy(local=LocalRunRules(entrypoints=shipped_entrypoints(), notebooks=True))
+    assert allowing.violations(spec, "default", local_runs=True) == []
+    assert strict.violations(spec, "default", local_runs=False) == []

@@ -9,7 +9,8 @@ HyperParameters and the notebook's names and kernel in `SM_*` environment variab
 on SageMaker as the SDK's would, and a request the SDK compiled runs on stoker unchanged.
 
 On the local backend that entrypoint is not installed: `local_entrypoint` puts stoker's own
-notebook runner (`stoker.training_scripts.run_notebook`, papermill) in its place. Pure.
+notebook runner (`stoker/training_scripts/run_notebook.py`, papermill) in its place, when
+the policy's `local.notebooks` allows notebook jobs at all. Pure.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEDULER_ENTRYPOINT = ("amazon_sagemaker_scheduler",)
 """The entrypoint the SDK's NotebookJobStep gives every notebook job."""
-NOTEBOOK_RUNNER = ("python", "-m", "stoker.training_scripts.run_notebook")
-"""What runs a notebook job on the local backend instead."""
 INPUT_CHANNEL = "sagemaker_headless_execution_pipelinestep"
 """The one input channel of a notebook job: the notebook and everything shipped with it."""
 EXECUTION_INPUT_PATH = f"/opt/ml/input/data/{INPUT_CHANNEL}"
@@ -173,7 +172,7 @@ def is_notebook_job(request: Mapping[str, Any]) -> bool:
     return isinstance(entrypoint, list) and tuple(entrypoint[:1]) == SCHEDULER_ENTRYPOINT
 
 
-def local_entrypoint(command: Sequence[str], runner: Sequence[str] = NOTEBOOK_RUNNER) -> list[str]:
+def local_entrypoint(command: Sequence[str], runner: Sequence[str]) -> list[str]:
     """The command a local process runs for `command`: stoker's notebook runner (`runner`) in
     place of SageMaker's notebook scheduler, anything else as it is."""
     if tuple(command[:1]) == SCHEDULER_ENTRYPOINT:

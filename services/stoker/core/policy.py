@@ -24,14 +24,14 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stoker.core.auth import DEFAULT_TEAM, TEAM_PATTERN
 from stoker.core.errors import ConfigurationError
 from stoker.core.job_kind import JobKind
-from stoker.core.notebooks import local_entrypoint
+from stoker.core.notebooks import is_notebook_job
 from stoker.core.spec import JobSpec
 
 PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
@@ -134,6 +134,17 @@ class LocalRunRules(BaseModel):
     cpu_seconds: int | None = Field(default=86_400, ge=1)
     memory_mb: int | None = Field(default=8_192, ge=64)
     open_files: int | None = Field(default=1_024, ge=16)
+    notebooks: bool = Field(
+        default=False,
+        description="run notebook jobs (the sagemaker SDK's NotebookJobStep request) with "
+        "stoker's notebook runner; a notebook runs any code it holds, as an allowed "
+        "`python` entrypoint would, so this is off unless the policy turns it on",
+    )
+
+    NOTEBOOKS_OFF: ClassVar[str] = (
+        "a notebook job runs any code its notebook holds: local runs allow notebook jobs "
+        "only when the policy says `local: {notebooks: true}`"
+    )
 
     def command_refusal(self, command: Sequence[str]) -> str | None:
         """Why `command` may not run locally; None when an allowed entrypoint begins it."""
@@ -276,25 +287,24 @@ def team_violations(rules: TeamRules, spec: JobSpec) -> Iterator[Violation]:
 def local_violations(rules: LocalRunRules, training: Mapping[str, Any]) -> list[Violation]:
     """What keeps a request from running as a local process, by field."""
     found = []
-    # A notebook job compiled as the sagemaker SDK compiles it names the notebook
-    # scheduler of SageMaker's images; locally stoker's own notebook runner stands in for it.
-    command = local_entrypoint(
-        [
+    field = "training.AlgorithmSpecification.ContainerEntrypoint"
+    if is_notebook_job(training):
+        # SageMaker's notebook scheduler, which stoker's own notebook runner stands in for
+        # locally: allowed or not as a whole, by `local.notebooks`.
+        if not rules.notebooks:
+            found.append(Violation(field, "local.notebooks", rules.NOTEBOOKS_OFF))
+    else:
+        command = [
             *_words(_get(training, "AlgorithmSpecification", "ContainerEntrypoint")),
             *_words(_get(training, "AlgorithmSpecification", "ContainerArguments")),
         ]
-    )
-    refusal = (
-        rules.command_refusal(command)
-        if command
-        else "the local backend runs the ContainerEntrypoint; it is missing"
-    )
-    if refusal is not None:
-        found.append(
-            Violation(
-                "training.AlgorithmSpecification.ContainerEntrypoint", "local.entrypoints", refusal
-            )
+        refusal = (
+            rules.command_refusal(command)
+            if command
+            else "the local backend runs the ContainerEntrypoint; it is missing"
         )
+        if refusal is not None:
+            found.append(Violation(field, "local.entrypoints", refusal))
     environment = training.get("Environment")
     if isinstance(environment, Mapping):
         for name in rules.environment_refusals(environment):

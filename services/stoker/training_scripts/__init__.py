@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SCRIPTS = ("train_linear", "run_notebook", "split_by_key")
+SCRIPTS = ("train_linear", "split_by_key")
+"""The scripts local runs allow by default. The notebook runner is not one of them: it runs
+whatever a notebook holds, so the policy's `local.notebooks` allows it (off by default)."""
 
 
 def shipped_entrypoints() -> list[list[str]]:

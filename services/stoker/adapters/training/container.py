@@ -296,10 +296,15 @@ def _hp_value(text: str) -> Any:
 
 
 def refusal(rules: LocalRunRules, job: LocalJobRequest) -> str | None:
-    """Why the rules do not let this request run as a local process; None when they do."""
-    refused = rules.command_refusal(job.command)
-    if refused is not None:
-        return refused
+    """Why the rules do not let this request run as a local process; None when they do. A
+    notebook job runs stoker's notebook runner, allowed by `rules.notebooks` alone."""
+    if job.notebook:
+        if not rules.notebooks:
+            return rules.NOTEBOOKS_OFF
+    else:
+        refused = rules.command_refusal(job.command)
+        if refused is not None:
+            return refused
     variables = rules.environment_refusals(job.environment)
     if variables:
         return (
