@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from stoker.core.job_kind import JobKind
 from stoker.ports.training import TrainingJobStatus
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass
@@ -70,3 +74,12 @@ class FollowedJobs:
         """Whether a processing job is followed: only then is a pass's listing of processing
         jobs worth its API call."""
         return self._processing > 0
+
+
+def remember_newest(memory: dict[K, V], key: K, value: V, limit: int) -> None:
+    """Put `key` last in `memory` (a dict keeps insertion order), dropping the oldest entry
+    beyond `limit`: a bounded memory of what was seen most recently."""
+    memory.pop(key, None)
+    memory[key] = value
+    if len(memory) > limit:
+        del memory[next(iter(memory))]

@@ -25,7 +25,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import structlog
 
@@ -53,10 +53,12 @@ from stoker.lifecycle.ends import (
     Need,
     Queued,
     describe_budget,
+    details_pending,
     facts_of,
+    listed_end,
     plan_ends,
 )
-from stoker.lifecycle.followed import Followed, FollowedJobs
+from stoker.lifecycle.followed import Followed, FollowedJobs, remember_newest
 from stoker.lifecycle.listing_window import ListingWindow
 from stoker.lifecycle.monitor_config import MonitorConfig
 from stoker.lifecycle.outbox_events import extra
@@ -76,8 +78,6 @@ from stoker.ports.training import (
 __all__ = ["Monitor", "MonitorConfig"]
 
 log = structlog.get_logger("stoker.monitor")
-K = TypeVar("K")
-V = TypeVar("V")
 
 _FOLLOWED = (JobStatus.LAUNCHED, JobStatus.IN_PROGRESS, JobStatus.STOPPING)
 _QUEUED = (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
@@ -182,7 +182,7 @@ class Monitor:
                 name = job.details.get("training_job_name")
                 if job.details.get("details_pending") and isinstance(name, str):
                     self._queue.push(
-                        Need.DETAILS, EndSeen(name, _ended(status), job.updated_at), job.job_id
+                        Need.DETAILS, EndSeen(name, listed_end(status), job.updated_at), job.job_id
                     )
         if self._queue:
             self._queued.set()
@@ -210,7 +210,7 @@ class Monitor:
                     self._followed.pop(name)
             ended = math.inf if data.to_status.terminal else data.attempt
             ended = max(ended, self._ended.get(data.job_id, 0))  # copies arrive out of order
-            _remember_newest(self._ended, data.job_id, ended, self._config.unfollowed_memory)
+            remember_newest(self._ended, data.job_id, ended, self._config.unfollowed_memory)
             if data.to_status is JobStatus.STOPPED and data.from_status in _QUEUED:
                 next_name = training_job_name(data.job_id, data.attempt + 1)
                 self._watch_for_orphan(next_name, data.kind or JobKind.TRAINING)
@@ -288,7 +288,7 @@ class Monitor:
             job = await self._store.get(entry.job_id or "")
         except JobNotFound:
             return 0
-        if not _details_pending(job, entry.name):
+        if not details_pending(job, entry.name):
             return 0
         return await self._amend(job, await self._api.describe(entry.name, kind_of(job.spec)))
 
@@ -415,7 +415,7 @@ class Monitor:
         return sum(count for count in counts if isinstance(count, int))
 
     def _remember(self, name: str, seen: _Seen) -> None:
-        _remember_newest(self._unfollowed, name, seen, self._config.unfollowed_memory)
+        remember_newest(self._unfollowed, name, seen, self._config.unfollowed_memory)
 
     async def observe(
         self,
@@ -484,7 +484,7 @@ class Monitor:
             if await self._move(job, job.status, "training job described", facts):
                 return 1
             job = await self._store.get(job.job_id)
-            if not _details_pending(job, described.name):
+            if not details_pending(job, described.name):
                 return 0
         return 0
 
@@ -590,26 +590,3 @@ class Monitor:
             log.info("job moved meanwhile; next pass re-reads it", job_id=job.job_id)
             return False
         return True
-
-
-def _details_pending(job: JobRecord, name: str) -> bool:
-    return (
-        job.status.terminal
-        and job.details.get("training_job_name") == name
-        and bool(job.details.get("details_pending"))
-    )
-
-
-def _ended(status: JobStatus) -> TrainingJobStatus:
-    return (
-        TrainingJobStatus.COMPLETED if status is JobStatus.COMPLETED else TrainingJobStatus.STOPPED
-    )
-
-
-def _remember_newest(memory: dict[K, V], key: K, value: V, limit: int) -> None:
-    """Put `key` last in `memory` (a dict keeps insertion order), dropping the oldest entry
-    beyond `limit`: a bounded memory of what was seen most recently."""
-    memory.pop(key, None)
-    memory[key] = value
-    if len(memory) > limit:
-        del memory[next(iter(memory))]
