@@ -51,7 +51,6 @@ from stoker.adapters.training import local_state as state
 from stoker.adapters.training.container import (
     JobPaths,
     LocalJobRequest,
-    container_env,
     copy_into,
     failure_reason,
     local_path,
@@ -68,16 +67,11 @@ from stoker.adapters.training.local_support import (
     checkpoint_folder,
     gone,
     job_key,
+    process_env_and_command,
 )
-from stoker.adapters.training.outputs import (
-    publish_model,
-    publish_notebook_outputs,
-    publish_processing_outputs,
-)
+from stoker.adapters.training.outputs import publish_model, publish_outputs
 from stoker.adapters.training.processing import (
-    local_command,
     parse_processing_request,
-    processing_env,
     processing_failure_reason,
     write_processing_layout,
 )
@@ -385,12 +379,7 @@ class LocalProcessBackend:
 
     async def _execute(self, job: LocalJob, spec: LocalJobRequest) -> tuple[int | None, bool]:
         """Run the process to its end; returns (exit code, stopped for MaxRuntime)."""
-        if spec.kind is JobKind.TRAINING:
-            env = container_env(job.paths, spec, checkpoint_folder(job.paths, spec))
-            command = spec.command
-        else:
-            env = processing_env(job.paths, spec)
-            command = local_command(spec.command, job.paths.root)
+        env, command = process_env_and_command(job.paths, spec)
         with job.paths.logs.open("ab") as logs:
             try:
                 process = await asyncio.create_subprocess_exec(
@@ -489,8 +478,9 @@ class LocalProcessBackend:
         if spec.notebook or spec.kind is JobKind.PROCESSING:
             # Kept whatever the end: a failed notebook's executed copy shows the failing
             # cell, and SageMaker uploads processing outputs at the end of every job.
+            self._set(job, job.status, "Uploading")
             try:
-                published = await self._publish_outputs(job, spec)
+                published = await publish_outputs(self._s3, job.paths, spec)
             except (OSError, S3TransferError) as exc:
                 reason = f"InternalServerError: cannot save the outputs: {exc}"[:1024]
                 self._finish(job, _S.FAILED, "Failed", reason)
@@ -522,15 +512,6 @@ class LocalProcessBackend:
                 self._finish(job, _S.FAILED, "Failed", reason)
                 return
             self._finish(job, _S.COMPLETED, "Completed")
-
-    async def _publish_outputs(self, job: LocalJob, spec: LocalJobRequest) -> str | None:
-        """A notebook job's files or a processing job's outputs, where the request says;
-        returns where a notebook job's files went."""
-        self._set(job, job.status, "Uploading")
-        if spec.kind is JobKind.PROCESSING:
-            await publish_processing_outputs(self._s3, job.paths, spec)
-            return None
-        return await publish_notebook_outputs(self._s3, job.paths, spec)
 
     # --- taking over the jobs of a dead owner --------------------------------------------
 

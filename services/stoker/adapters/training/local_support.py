@@ -9,7 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from stoker.adapters.processes import ProcessRef, is_alive
-from stoker.adapters.training.container import JobPaths, LocalJobRequest, local_path
+from stoker.adapters.training.container import (
+    JobPaths,
+    LocalJobRequest,
+    container_env,
+    local_path,
+)
+from stoker.adapters.training.processing import local_command, processing_env
 from stoker.core.job_kind import JobKind
 
 PROCESSING_FOLDER = "_processing"
@@ -64,3 +70,13 @@ def checkpoint_folder(paths: JobPaths, spec: LocalJobRequest) -> Path:
         if folder is not None:
             return folder
     return paths.checkpoints
+
+
+def process_env_and_command(
+    paths: JobPaths, spec: LocalJobRequest
+) -> tuple[dict[str, str], list[str]]:
+    """The environment and command of a job's process: SageMaker's training contract for a
+    training job, Processing's (its /opt/ml arguments moved under the job folder) otherwise."""
+    if spec.kind is JobKind.TRAINING:
+        return container_env(paths, spec, checkpoint_folder(paths, spec)), spec.command
+    return processing_env(paths, spec), local_command(spec.command, paths.root)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from stoker.adapters.training.container import JobPaths, LocalJobRequest, local_path
 from stoker.adapters.training.s3io import S3Folders
+from stoker.core.job_kind import JobKind
 
 
 async def publish_model(s3: S3Folders, paths: JobPaths, spec: LocalJobRequest) -> str:
@@ -61,6 +62,15 @@ async def publish_processing_outputs(s3: S3Folders, paths: JobPaths, spec: Local
             await s3.upload_folder(source, output.uri)
         else:
             await asyncio.to_thread(copy_tree, source, folder)
+
+
+async def publish_outputs(s3: S3Folders, paths: JobPaths, spec: LocalJobRequest) -> str | None:
+    """A notebook job's files or a processing job's outputs, where the request says;
+    returns where a notebook job's files went."""
+    if spec.kind is JobKind.PROCESSING:
+        await publish_processing_outputs(s3, paths, spec)
+        return None
+    return await publish_notebook_outputs(s3, paths, spec)
 
 
 def copy_tree(source: Path, dest: Path) -> None:
