@@ -22,7 +22,8 @@ from botocore.exceptions import ClientError
 from stoker.adapters.training.sagemaker import SageMakerBackend
 from stoker.core.clock import Clock
 from stoker.ports.training import TrainingBackend
-from stoker.simulator.engine import SimulatedSageMaker, SimulatorError
+from stoker.simulator.engine import SimulatedSageMaker
+from stoker.simulator.errors import SimulatorError
 from stoker.simulator.faults import FaultConfig
 from stoker.simulator.server import SimulatorServer
 

@@ -37,8 +37,10 @@ def load_policy(settings: Settings) -> Policy:
 
 
 def submission_rules(settings: Settings, policy: Policy) -> SubmissionRules:
-    """Every submission checked against botocore's CreateTrainingJob model, then the policy
-    (with its local rules when jobs run as local processes)."""
+    """Every submission checked against botocore's CreateTrainingJob (or
+    CreateProcessingJob) model, a notebook job's local input folder for its notebook, then
+    the policy (with its local rules when jobs run as local processes)."""
+    from stoker.adapters.training.notebook_inputs import NotebookInputsValidator
     from stoker.adapters.training.request_shape import BotocoreRequestValidator
 
     if settings.policy_file is None and settings.mode is not Mode.EMBEDDED:
@@ -47,7 +49,8 @@ def submission_rules(settings: Settings, policy: Policy) -> SubmissionRules:
             "location and image"
         )
     return SubmissionRules(
-        validator=BotocoreRequestValidator(),
+        validator=NotebookInputsValidator(BotocoreRequestValidator()),
+        processing_validator=BotocoreRequestValidator(operation="CreateProcessingJob"),
         policy=policy,
         local_runs=settings.backend_kind == "local",
     )

@@ -29,6 +29,7 @@ from stoker.core import event_data
 from stoker.core.auth import DEFAULT_TEAM, TEAM_PATTERN
 from stoker.core.errors import EventRejected
 from stoker.core.job import JobStatus
+from stoker.core.job_kind import JobKind
 from stoker.core.pipelines.events import PIPELINE_EVENT_TYPES
 from stoker.core.redaction import RedactedText
 from stoker.core.spec import JobSpec
@@ -71,6 +72,13 @@ class JobStatusChanged(EventData):
     to_status: JobStatus
     attempt: int = Field(ge=0)
     reason: RedactedText | None = None
+    kind: JobKind | None = Field(
+        default=None,
+        # Left out for training jobs, so their events read as before kinds existed.
+        exclude_if=lambda kind: kind is None,
+        description="processing for a job of kind processing (its attempts are processing "
+        "jobs); absent for a training job",
+    )
 
 
 class JobRetryScheduled(EventData):

@@ -52,14 +52,15 @@ MAX_TAGS = 50
 """SageMaker's limit on the tags of one training job."""
 
 
-def tag_problems(request: Mapping[str, Any]) -> dict[str, str]:
+def tag_problems(request: Mapping[str, Any], field: str = "training") -> dict[str, str]:
     """What stops stoker from adding its tag to `request`'s Tags, by field (empty if none): a
-    tag of the user's under stoker's key. (The count is a size limit: `core.spec_limits`.)"""
+    tag of the user's under stoker's key. (The count is a size limit: `core.spec_limits`.)
+    `field`: the job spec's field holding the request."""
     tags = request.get("Tags")
     if not isinstance(tags, list):
         return {}
     if any(isinstance(tag, Mapping) and tag.get("Key") == JOB_ID_TAG for tag in tags):
-        return {"training.Tags": f"the key {JOB_ID_TAG!r} is stoker's: it holds the job id"}
+        return {f"{field}.Tags": f"the key {JOB_ID_TAG!r} is stoker's: it holds the job id"}
     return {}
 
 

@@ -24,12 +24,14 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stoker.core.auth import DEFAULT_TEAM, TEAM_PATTERN
 from stoker.core.errors import ConfigurationError
+from stoker.core.job_kind import JobKind
+from stoker.core.notebooks import is_notebook_job
 from stoker.core.spec import JobSpec
 
 PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
@@ -132,6 +134,17 @@ class LocalRunRules(BaseModel):
     cpu_seconds: int | None = Field(default=86_400, ge=1)
     memory_mb: int | None = Field(default=8_192, ge=64)
     open_files: int | None = Field(default=1_024, ge=16)
+    notebooks: bool = Field(
+        default=False,
+        description="run notebook jobs (the sagemaker SDK's NotebookJobStep request) with "
+        "stoker's notebook runner; a notebook runs any code it holds, as an allowed "
+        "`python` entrypoint would, so this is off unless the policy turns it on",
+    )
+
+    NOTEBOOKS_OFF: ClassVar[str] = (
+        "a notebook job runs any code its notebook holds: local runs allow notebook jobs "
+        "only when the policy says `local: {notebooks: true}`"
+    )
 
     def command_refusal(self, command: Sequence[str]) -> str | None:
         """Why `command` may not run locally; None when an allowed entrypoint begins it."""
@@ -207,9 +220,14 @@ class Policy(BaseModel):
     def violations(self, spec: JobSpec, team: str, *, local_runs: bool) -> list[Violation]:
         """Every rule of `team` the spec breaks (also the local rules when jobs run as local
         processes); empty when it may run."""
+        if spec.job_kind is JobKind.PROCESSING:
+            found = list(processing_violations(self.rules_for(team), spec))
+            if local_runs:
+                found.extend(local_processing_violations(self.local, spec.request))
+            return found
         found = list(team_violations(self.rules_for(team), spec))
         if local_runs:
-            found.extend(local_violations(self.local, spec.training))
+            found.extend(local_violations(self.local, spec.request))
         return found
 
 
@@ -230,7 +248,7 @@ def parse_policy(document: object, source: str) -> Policy:
 
 
 def team_violations(rules: TeamRules, spec: JobSpec) -> Iterator[Violation]:
-    training = spec.training
+    training = spec.request
     if rules.role_arns is not None:
         yield from _matching(
             "role_arns", rules.role_arns, "training.RoleArn", training.get("RoleArn")
@@ -269,21 +287,24 @@ def team_violations(rules: TeamRules, spec: JobSpec) -> Iterator[Violation]:
 def local_violations(rules: LocalRunRules, training: Mapping[str, Any]) -> list[Violation]:
     """What keeps a request from running as a local process, by field."""
     found = []
-    command = [
-        *_words(_get(training, "AlgorithmSpecification", "ContainerEntrypoint")),
-        *_words(_get(training, "AlgorithmSpecification", "ContainerArguments")),
-    ]
-    refusal = (
-        rules.command_refusal(command)
-        if command
-        else "the local backend runs the ContainerEntrypoint; it is missing"
-    )
-    if refusal is not None:
-        found.append(
-            Violation(
-                "training.AlgorithmSpecification.ContainerEntrypoint", "local.entrypoints", refusal
-            )
+    field = "training.AlgorithmSpecification.ContainerEntrypoint"
+    if is_notebook_job(training):
+        # SageMaker's notebook scheduler, which stoker's own notebook runner stands in for
+        # locally: allowed or not as a whole, by `local.notebooks`.
+        if not rules.notebooks:
+            found.append(Violation(field, "local.notebooks", rules.NOTEBOOKS_OFF))
+    else:
+        command = [
+            *_words(_get(training, "AlgorithmSpecification", "ContainerEntrypoint")),
+            *_words(_get(training, "AlgorithmSpecification", "ContainerArguments")),
+        ]
+        refusal = (
+            rules.command_refusal(command)
+            if command
+            else "the local backend runs the ContainerEntrypoint; it is missing"
         )
+        if refusal is not None:
+            found.append(Violation(field, "local.entrypoints", refusal))
     environment = training.get("Environment")
     if isinstance(environment, Mapping):
         for name in rules.environment_refusals(environment):
@@ -294,6 +315,107 @@ def local_violations(rules: LocalRunRules, training: Mapping[str, Any]) -> list[
                     f"{name} changes what a local process loads; local runs refuse it",
                 )
             )
+    return found
+
+
+def processing_violations(rules: TeamRules, spec: JobSpec) -> Iterator[Violation]:
+    """The team rules for a CreateProcessingJob request: the same rules as for training, at
+    the places a processing request keeps the same facts."""
+    request = spec.request
+    if rules.role_arns is not None:
+        yield from _matching(
+            "role_arns", rules.role_arns, "processing.RoleArn", request.get("RoleArn")
+        )
+    resources = request.get("ProcessingResources")
+    if rules.instance_types is not None:
+        for field, value in _members(resources, "InstanceType", "processing.ProcessingResources"):
+            yield from _matching("instance_types", rules.instance_types, field, value)
+        for n, fallback in enumerate(spec.instance_type_fallbacks):
+            yield from _matching(
+                "instance_types", rules.instance_types, f"instance_type_fallbacks.{n}", fallback
+            )
+    if rules.max_instance_count is not None:
+        for field, value in _members(resources, "InstanceCount", "processing.ProcessingResources"):
+            if isinstance(value, int) and value > rules.max_instance_count:
+                yield Violation(
+                    field,
+                    "max_instance_count",
+                    f"{value} is over the limit of {rules.max_instance_count}",
+                )
+    if rules.max_runtime_seconds is not None:
+        for violation in _runtime(rules.max_runtime_seconds, request):
+            yield Violation(
+                violation.field.replace("training.", "processing.", 1),
+                violation.rule,
+                violation.problem,
+            )
+    yield from _processing_places(rules, request)
+
+
+def _processing_places(rules: TeamRules, request: Mapping[str, Any]) -> Iterator[Violation]:
+    """The output, image and network rules for a CreateProcessingJob request."""
+    if rules.output_prefixes is not None:
+        outputs = _get(request, "ProcessingOutputConfig", "Outputs")
+        for n, output in enumerate(outputs if isinstance(outputs, list) else []):
+            value = _get(output, "S3Output", "S3Uri") if isinstance(output, Mapping) else None
+            if value is not None:
+                yield from _prefixed(
+                    "output_prefixes",
+                    rules.output_prefixes,
+                    f"processing.ProcessingOutputConfig.Outputs.{n}.S3Output.S3Uri",
+                    value,
+                )
+    if rules.image_registries is not None:
+        image = _get(request, "AppSpecification", "ImageUri")
+        if not isinstance(image, str) or not any(
+            image.startswith(r) for r in rules.image_registries
+        ):
+            yield Violation(
+                "processing.AppSpecification.ImageUri",
+                "image_registries",
+                f"{image!r} is not from an allowed registry ({_listed(rules.image_registries)})",
+            )
+    if rules.vpc is not None:
+        network = request.get("NetworkConfig")
+        vpc = network.get("VpcConfig") if isinstance(network, Mapping) else None
+        for violation in _vpc(rules.vpc, {"VpcConfig": vpc} if vpc is not None else {}):
+            yield Violation(
+                violation.field.replace("training.", "processing.NetworkConfig.", 1),
+                violation.rule,
+                violation.problem,
+            )
+
+
+def local_processing_violations(
+    rules: LocalRunRules, request: Mapping[str, Any]
+) -> list[Violation]:
+    """What keeps a CreateProcessingJob request from running as a local process, by field."""
+    found = []
+    command = [
+        *_words(_get(request, "AppSpecification", "ContainerEntrypoint")),
+        *_words(_get(request, "AppSpecification", "ContainerArguments")),
+    ]
+    refusal = (
+        rules.command_refusal(command)
+        if command
+        else "the local backend runs the ContainerEntrypoint; it is missing"
+    )
+    if refusal is not None:
+        found.append(
+            Violation(
+                "processing.AppSpecification.ContainerEntrypoint", "local.entrypoints", refusal
+            )
+        )
+    environment = request.get("Environment")
+    if isinstance(environment, Mapping):
+        found.extend(
+            Violation(
+                f"processing.Environment.{name}",
+                "local.environment",
+                f"{name} changes what a local process loads; local runs refuse it",
+            )
+            for name in rules.environment_refusals(environment)
+        )
     return found
 
 
@@ -339,7 +461,7 @@ def _normalised_location(value: str) -> str:
 
 
 def _instance_types(patterns: list[str], spec: JobSpec) -> Iterator[Violation]:
-    resources = spec.training.get("ResourceConfig")
+    resources = spec.request.get("ResourceConfig")
     for field, value in _members(resources, "InstanceType", "training.ResourceConfig"):
         yield from _matching("instance_types", patterns, field, value)
     for n, fallback in enumerate(spec.instance_type_fallbacks):

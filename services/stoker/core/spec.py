@@ -1,4 +1,5 @@
-"""What a scientist submits. `training` is a SageMaker CreateTrainingJob request, unchanged."""
+"""What a scientist submits. `training` is a SageMaker CreateTrainingJob request, unchanged;
+a job of kind `processing` carries a CreateProcessingJob request in `processing` instead."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from stoker.core.job_kind import JobKind
 from stoker.core.retry import RetryPolicyOverrides
 from stoker.core.spec_limits import (
     MAX_FALLBACKS,
@@ -116,13 +118,80 @@ class JobSpec(BaseModel):
         max_length=MAX_FALLBACKS,
         description="tried in order when capacity is short",
     )
-    training: dict[str, Any] = Field(
-        description="a CreateTrainingJob request with the SageMaker API's field names"
+    kind: JobKind | None = Field(
+        default=None,
+        description="training (when left out) runs `training`, a CreateTrainingJob request; "
+        "processing runs `processing`, a CreateProcessingJob request",
     )
+    training: dict[str, Any] | None = Field(
+        default=None,
+        description="a CreateTrainingJob request with the SageMaker API's field names "
+        "(jobs of kind training)",
+    )
+    processing: dict[str, Any] | None = Field(
+        default=None,
+        description="a CreateProcessingJob request with the SageMaker API's field names "
+        "(jobs of kind processing)",
+    )
+
+    @property
+    def job_kind(self) -> JobKind:
+        return self.kind or JobKind.TRAINING
+
+    @property
+    def request(self) -> dict[str, Any]:
+        """The SageMaker request of the job's kind."""
+        request = self.training if self.job_kind is JobKind.TRAINING else self.processing
+        assert request is not None  # the validator below makes sure
+        return request
+
+    @property
+    def instance_type(self) -> str:
+        if self.job_kind is JobKind.TRAINING:
+            return str(self.request["ResourceConfig"]["InstanceType"])
+        return str(self.request["ProcessingResources"]["ClusterConfig"]["InstanceType"])
+
+    @model_validator(mode="after")
+    def _request_of_its_kind(self) -> JobSpec:
+        kind = self.job_kind
+        given = self.training if kind is JobKind.TRAINING else self.processing
+        other = self.processing if kind is JobKind.TRAINING else self.training
+        if given is None:
+            raise ValidationError.from_exception_data(
+                "JobSpec",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "missing", "Field required for a job of kind {kind}", {"kind": kind}
+                        ),
+                        loc=(kind.request_field,),
+                        input=None,
+                    )
+                ],
+            )
+        if other is not None:
+            field = JobKind.PROCESSING if kind is JobKind.TRAINING else JobKind.TRAINING
+            raise ValidationError.from_exception_data(
+                "JobSpec",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "extra",
+                            "a job of kind {kind} takes no {field} request",
+                            {"kind": kind.value, "field": field.value},
+                        ),
+                        loc=(field.request_field,),
+                        input=None,
+                    )
+                ],
+            )
+        return self
 
     @field_validator("training")
     @classmethod
-    def _training_has_essentials(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _training_has_essentials(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
         missing = [
             name
             for name in ("AlgorithmSpecification", "ResourceConfig")
@@ -134,15 +203,34 @@ class JobSpec(BaseModel):
             raise ValueError("ResourceConfig.InstanceType is required")
         return value
 
-    @field_validator("training")
+    @field_validator("processing")
     @classmethod
-    def _training_within_limits(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _processing_has_essentials(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        missing = [
+            name
+            for name in ("AppSpecification", "ProcessingResources")
+            if not isinstance(value.get(name), dict)
+        ]
+        if missing:
+            raise ValueError(f"missing CreateProcessingJob field(s): {', '.join(missing)}")
+        cluster = value["ProcessingResources"].get("ClusterConfig")
+        if not isinstance(cluster, dict) or not cluster.get("InstanceType"):
+            raise ValueError("ProcessingResources.ClusterConfig.InstanceType is required")
+        return value
+
+    @field_validator("training", "processing")
+    @classmethod
+    def _request_within_limits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
         problems = training_problems(value)
         if problems:
             # Raised as a ValidationError so that each problem keeps its own location
             # (training.HyperParameters.lr) instead of all of them reading "training".
             raise ValidationError.from_exception_data(
-                "training",
+                "request",
                 [
                     InitErrorDetails(
                         type=PydanticCustomError("too_large", "{problem}", {"problem": message}),

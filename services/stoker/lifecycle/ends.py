@@ -22,6 +22,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
+from stoker.core.job import JobRecord, JobStatus
 from stoker.ports.training import TrainingJobDescription, TrainingJobStatus
 
 
@@ -148,3 +149,19 @@ def facts_of(d: TrainingJobDescription) -> dict[str, Any]:
         "model_artifacts": d.model_artifacts,
     }
     return {k: v for k, v in facts.items() if v is not None}
+
+
+def details_pending(job: JobRecord, name: str) -> bool:
+    """Whether `job` ended under the attempt `name` and still waits for its description."""
+    return (
+        job.status.terminal
+        and job.details.get("training_job_name") == name
+        and bool(job.details.get("details_pending"))
+    )
+
+
+def listed_end(status: JobStatus) -> TrainingJobStatus:
+    """The backend status a Completed or Stopped job was recorded from."""
+    return (
+        TrainingJobStatus.COMPLETED if status is JobStatus.COMPLETED else TrainingJobStatus.STOPPED
+    )

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
+from stoker.core.job_kind import JobKind
 from stoker.ports.training import TrainingJobStatus
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass
@@ -14,6 +19,7 @@ class Followed:
     stop_wanted: bool = False
     stop_sent: bool = False
     listed: TrainingJobStatus | None = None
+    kind: JobKind = JobKind.TRAINING
 
 
 class FollowedJobs:
@@ -23,6 +29,7 @@ class FollowedJobs:
     def __init__(self) -> None:
         self._by_name: dict[str, Followed] = {}
         self._names: dict[str, set[str]] = {}
+        self._processing = 0
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -39,6 +46,7 @@ class FollowedJobs:
         if current is not None:
             return current
         self._by_name[name] = followed
+        self._processing += followed.kind is JobKind.PROCESSING
         self._names.setdefault(followed.job_id, set()).add(name)
         return followed
 
@@ -46,6 +54,7 @@ class FollowedJobs:
         followed = self._by_name.pop(name, None)
         if followed is None:
             return
+        self._processing -= followed.kind is JobKind.PROCESSING
         names = self._names.get(followed.job_id)
         if names is not None:
             names.discard(name)
@@ -60,3 +69,17 @@ class FollowedJobs:
 
     def names(self) -> list[str]:
         return list(self._by_name)
+
+    def any_processing(self) -> bool:
+        """Whether a processing job is followed: only then is a pass's listing of processing
+        jobs worth its API call."""
+        return self._processing > 0
+
+
+def remember_newest(memory: dict[K, V], key: K, value: V, limit: int) -> None:
+    """Put `key` last in `memory` (a dict keeps insertion order), dropping the oldest entry
+    beyond `limit`: a bounded memory of what was seen most recently."""
+    memory.pop(key, None)
+    memory[key] = value
+    if len(memory) > limit:
+        del memory[next(iter(memory))]

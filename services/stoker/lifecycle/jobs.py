@@ -23,6 +23,7 @@ from stoker.core.auth import DEFAULT_TEAM
 from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, StokerError, VersionConflict
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
+from stoker.core.job_kind import JobKind
 from stoker.core.naming import tag_problems
 from stoker.core.notify_rules import NotifyRules
 from stoker.core.policy import Policy, Violation
@@ -61,21 +62,28 @@ class SubmissionRules:
     """What a submission must pass before it is stored.
 
     validator: checks `training` against the CreateTrainingJob shape (None: not checked).
+    processing_validator: checks `processing` against the CreateProcessingJob shape (None:
+        not checked).
     policy: the admin's policy; the built-in one limits nothing but local runs.
     local_runs: jobs run as local processes, so the policy's `local` rules apply too.
     """
 
     validator: TrainingRequestValidator | None = None
+    processing_validator: TrainingRequestValidator | None = None
     policy: Policy = field(default_factory=Policy)
     local_runs: bool = False
 
     def check(self, spec: JobSpec, team: str) -> None:
         """Raise InvalidJobSpec for a malformed request (422), then PolicyViolation for one
         the team may not make (403)."""
-        problems = tag_problems(spec.training)
-        if self.validator is not None:
-            found = self.validator.problems(spec.training)
-            problems |= {f"training.{k}" if k else "training": v for k, v in found.items()}
+        field = spec.job_kind.request_field
+        problems = tag_problems(spec.request, field)
+        validator = (
+            self.validator if spec.job_kind is JobKind.TRAINING else self.processing_validator
+        )
+        if validator is not None:
+            found = validator.problems(spec.request)
+            problems |= {f"{field}.{k}" if k else field: v for k, v in found.items()}
         if problems:
             raise InvalidJobSpec(problems)
         violations = self.policy.violations(spec, team, local_runs=self.local_runs)
@@ -170,7 +178,7 @@ class JobService:
             spec=spec.model_dump(mode="json", exclude_none=True),
             created_at=now,
             updated_at=now,
-            details={"instance_type": spec.training["ResourceConfig"]["InstanceType"]},
+            details={"instance_type": spec.instance_type},
         )
         stored, created = await self._t.create(job)
         if stored.team != team:

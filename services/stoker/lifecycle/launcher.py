@@ -23,6 +23,7 @@ from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, StokerError, VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobStatusChanged
 from stoker.core.job import TERMINAL_STATUSES, JobChange, JobRecord, JobStatus
+from stoker.core.job_kind import JobKind, instance_type_of, kind_of, request_of, with_instance_type
 from stoker.core.naming import training_job_name, with_job_id_tag
 from stoker.core.retry import RetryPolicy, is_retriable
 from stoker.core.waiting import stop_requested
@@ -379,6 +380,8 @@ class Launcher:
                 bound().info("job moved while CreateTrainingJob was retried; not creating it")
                 return _ENDED
             try:
+                if kind_of(job.spec) is JobKind.PROCESSING:
+                    return await self._backend.create_processing_job(request)
                 return await self._backend.create_training_job(request)
             except TrainingJobAlreadyExists:
                 bound().info("training job already exists; treating as launched")
@@ -422,7 +425,7 @@ class Launcher:
             to_status=JobStatus.LAUNCHED,
             at=self._clock.now(),
             attempt=launch.attempt,
-            reason="CreateTrainingJob accepted",
+            reason=f"{kind_of(job.spec).operation} accepted",
             details=details,
         )
         try:
@@ -483,10 +486,15 @@ class Launcher:
             return
         # Ended before this launch: the slot just claimed for it is nobody's.
         self._free_slot(job.job_id, _instance_type(job), NO_LATER_ATTEMPT)
+        stop = (
+            self._backend.stop_processing_job
+            if kind_of(current.spec) is JobKind.PROCESSING
+            else self._backend.stop_training_job
+        )
         try:
             # Throttling or a 5xx is retried: nobody else will stop this training job.
             await self._config.orphan_stop_retry.call(
-                functools.partial(self._backend.stop_training_job, name), sleep=self._sleep
+                functools.partial(stop, name), sleep=self._sleep
             )
         except TrainingJobNotFound:
             return
@@ -509,7 +517,7 @@ class Launcher:
                     to_status=JobStatus.FAILED,
                     at=self._clock.now(),
                     attempt=launch.attempt,
-                    reason="CreateTrainingJob rejected the request",
+                    reason=f"{kind_of(job.spec).operation} rejected the request",
                     failure_reason=reason,
                     details={
                         **launch.details(),
@@ -558,22 +566,23 @@ class _Attempt:
 
 
 def build_request(job: JobRecord, name: str, instance_type: str) -> dict[str, Any]:
-    """The CreateTrainingJob request of one attempt: `name` (one per attempt) on
-    `instance_type` (a capacity fallback may have changed it).
+    """The CreateTrainingJob (or, for a job of kind processing, CreateProcessingJob) request
+    of one attempt: `name` (one per attempt) on `instance_type` (a capacity fallback may
+    have changed it).
 
     The spec's request is used unchanged otherwise, but for the `stoker:job-id` tag
     (`with_job_id_tag`). CheckpointConfig stays the same across attempts, so a retried
     attempt resumes from the last checkpoint.
     """
-    training: dict[str, Any] = {**job.spec["training"]}
-    training["TrainingJobName"] = name
-    training["ResourceConfig"] = {**training["ResourceConfig"], "InstanceType": instance_type}
-    training["Tags"] = with_job_id_tag(list(training.get("Tags", [])), job.job_id)
-    return training
+    kind = kind_of(job.spec)
+    request = with_instance_type(kind, request_of(job.spec), instance_type)
+    request[kind.name_field] = name
+    request["Tags"] = with_job_id_tag(list(request.get("Tags", [])), job.job_id)
+    return request
 
 
 def _instance_type(job: JobRecord) -> str:
     chosen = job.details.get("instance_type")
     if isinstance(chosen, str) and chosen:
         return chosen
-    return str(job.spec["training"]["ResourceConfig"]["InstanceType"])
+    return instance_type_of(job.spec)

@@ -25,7 +25,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import structlog
 
@@ -44,6 +44,7 @@ from stoker.core.job import (
     JobRecord,
     JobStatus,
 )
+from stoker.core.job_kind import JobKind, kind_of
 from stoker.core.naming import training_job_name
 from stoker.core.waiting import first_set, stop_requested
 from stoker.lifecycle.ends import (
@@ -52,10 +53,12 @@ from stoker.lifecycle.ends import (
     Need,
     Queued,
     describe_budget,
+    details_pending,
     facts_of,
+    listed_end,
     plan_ends,
 )
-from stoker.lifecycle.followed import Followed, FollowedJobs
+from stoker.lifecycle.followed import Followed, FollowedJobs, remember_newest
 from stoker.lifecycle.listing_window import ListingWindow
 from stoker.lifecycle.monitor_config import MonitorConfig
 from stoker.lifecycle.outbox_events import extra
@@ -75,8 +78,6 @@ from stoker.ports.training import (
 __all__ = ["Monitor", "MonitorConfig"]
 
 log = structlog.get_logger("stoker.monitor")
-K = TypeVar("K")
-V = TypeVar("V")
 
 _FOLLOWED = (JobStatus.LAUNCHED, JobStatus.IN_PROGRESS, JobStatus.STOPPING)
 _QUEUED = (JobStatus.NEW, JobStatus.RETRY_SCHEDULED)
@@ -88,6 +89,7 @@ class _Seen:
 
     status: TrainingJobStatus
     ended_at: datetime | None = None
+    kind: JobKind = JobKind.TRAINING
 
 
 class Monitor:
@@ -131,8 +133,8 @@ class Monitor:
         # that died between CreateTrainingJob and its Launched write left that
         # training job running under a job now Stopped. Checked against what was listed
         # already (`_unfollowed`) and against the next listing, then forgotten.
-        self._stop_if_running: set[str] = set()
-        self._orphans: list[str] = []
+        self._stop_if_running: dict[str, JobKind] = {}
+        self._orphans: list[tuple[str, JobKind]] = []
         # The last attempt of each job known to have ended (infinity once the job ended),
         # newest last, bounded like `_unfollowed`: a copy of a Launched event that the
         # outbox relay republished after its attempt ended would make the monitor follow a
@@ -164,7 +166,8 @@ class Monitor:
                 name = job.details.get("training_job_name")
                 if isinstance(name, str):
                     stopping = status is JobStatus.STOPPING
-                    self._followed.follow(name, Followed(job.job_id, job.attempt, stopping))
+                    followed = Followed(job.job_id, job.attempt, stopping, kind=kind_of(job.spec))
+                    self._followed.follow(name, followed)
         if self._config.describe_wait_s is not None:
             await self._recover_pending_details()
 
@@ -179,7 +182,7 @@ class Monitor:
                 name = job.details.get("training_job_name")
                 if job.details.get("details_pending") and isinstance(name, str):
                     self._queue.push(
-                        Need.DETAILS, EndSeen(name, _ended(status), job.updated_at), job.job_id
+                        Need.DETAILS, EndSeen(name, listed_end(status), job.updated_at), job.job_id
                     )
         if self._queue:
             self._queued.set()
@@ -194,7 +197,8 @@ class Monitor:
                 return  # a late copy: that attempt (or the whole job) has ended
             # The launcher names every attempt this way.
             name = training_job_name(data.job_id, data.attempt)
-            self._followed.follow(name, Followed(data.job_id, data.attempt))
+            kind = data.kind or JobKind.TRAINING
+            self._followed.follow(name, Followed(data.job_id, data.attempt, kind=kind))
         elif data.to_status.terminal or data.to_status is JobStatus.RETRY_SCHEDULED:
             # A RetryScheduled copy can arrive late (the outbox relay republishes events
             # whose writer was slow to mark them), after the next attempt was launched:
@@ -206,14 +210,17 @@ class Monitor:
                     self._followed.pop(name)
             ended = math.inf if data.to_status.terminal else data.attempt
             ended = max(ended, self._ended.get(data.job_id, 0))  # copies arrive out of order
-            _remember_newest(self._ended, data.job_id, ended, self._config.unfollowed_memory)
+            remember_newest(self._ended, data.job_id, ended, self._config.unfollowed_memory)
             if data.to_status is JobStatus.STOPPED and data.from_status in _QUEUED:
-                self._watch_for_orphan(training_job_name(data.job_id, data.attempt + 1))
+                next_name = training_job_name(data.job_id, data.attempt + 1)
+                self._watch_for_orphan(next_name, data.kind or JobKind.TRAINING)
         elif data.to_status is JobStatus.STOPPING:
             job = await self._store.get(data.job_id)
             current = job.details.get("training_job_name")
             if isinstance(current, str):
-                followed = self._followed.follow(current, Followed(job.job_id, job.attempt))
+                followed = self._followed.follow(
+                    current, Followed(job.job_id, job.attempt, kind=kind_of(job.spec))
+                )
                 followed.stop_wanted = True
 
     async def on_state_change(self, change: StateChange, _record: BusRecord) -> None:
@@ -275,22 +282,22 @@ class Monitor:
             job = await self._current_job(entry.name)
             if job is None:
                 return 0
-            described = await self._api.describe(entry.name)
+            described = await self._api.describe(entry.name, kind_of(job.spec))
             return await self._finish_described(entry.name, job, described)
         try:
             job = await self._store.get(entry.job_id or "")
         except JobNotFound:
             return 0
-        if not _details_pending(job, entry.name):
+        if not details_pending(job, entry.name):
             return 0
-        return await self._amend(job, await self._api.describe(entry.name))
+        return await self._amend(job, await self._api.describe(entry.name, kind_of(job.spec)))
 
-    def _watch_for_orphan(self, name: str) -> None:
+    def _watch_for_orphan(self, name: str, kind: JobKind) -> None:
         seen = self._unfollowed.get(name)
-        if seen is not None and seen.status is TrainingJobStatus.IN_PROGRESS:
-            self._orphans.append(name)
+        if seen is not None and seen.kind is kind and seen.status is TrainingJobStatus.IN_PROGRESS:
+            self._orphans.append((name, kind))
         else:
-            self._stop_if_running.add(name)
+            self._stop_if_running[name] = kind
 
     async def poll_once(self) -> int:
         """One pass: send pending stops, list what changed, record it (describing the ends
@@ -311,9 +318,12 @@ class Monitor:
         started = self._clock.now()
         window = self._window.next(started)
         # Every page of the listing is one API request: each one waits for its own token.
-        summaries = await self._api.list_changed(window.since)
+        processing = self._followed.any_processing() or any(
+            kind is JobKind.PROCESSING for kind in self._stop_if_running.values()
+        )
+        summaries = await self._api.list_changed(window.since, processing=processing)
         self._window.listed(started, window)
-        watched, self._stop_if_running = self._stop_if_running, set()
+        watched, self._stop_if_running = self._stop_if_running, {}
         todo: list[tuple[str, _Seen]] = []
         for summary in summaries:
             seen = _Seen(
@@ -321,8 +331,11 @@ class Monitor:
                 (summary.training_end_time or summary.last_modified_time)
                 if summary.status.terminal
                 else None,
+                summary.kind,
             )
             followed = self._followed.get(summary.name)
+            if followed is not None and followed.kind is not summary.kind:
+                continue  # a job of the other kind under the same name: not stoker's
             if followed is not None:
                 self._unfollowed.pop(summary.name, None)
                 if followed.listed is summary.status and (
@@ -333,8 +346,11 @@ class Monitor:
                 todo.append((summary.name, seen))
             else:
                 self._remember(summary.name, seen)
-                if summary.name in watched and summary.status is TrainingJobStatus.IN_PROGRESS:
-                    self._orphans.append(summary.name)
+                if (
+                    watched.get(summary.name) is summary.kind
+                    and summary.status is TrainingJobStatus.IN_PROGRESS
+                ):
+                    self._orphans.append((summary.name, summary.kind))
         await self._stop_orphans()
         todo += [
             (n, self._unfollowed.pop(n)) for n in self._followed.names() if n in self._unfollowed
@@ -399,7 +415,7 @@ class Monitor:
         return sum(count for count in counts if isinstance(count, int))
 
     def _remember(self, name: str, seen: _Seen) -> None:
-        _remember_newest(self._unfollowed, name, seen, self._config.unfollowed_memory)
+        remember_newest(self._unfollowed, name, seen, self._config.unfollowed_memory)
 
     async def observe(
         self,
@@ -427,7 +443,7 @@ class Monitor:
             or description.status is not status
             or (status is TrainingJobStatus.FAILED and not description.failure_reason)
         ):
-            description = await self._api.describe(name)
+            description = await self._api.describe(name, kind_of(job.spec))
         return await self._finish_described(name, job, description)
 
     async def _finish_described(
@@ -468,7 +484,7 @@ class Monitor:
             if await self._move(job, job.status, "training job described", facts):
                 return 1
             job = await self._store.get(job.job_id)
-            if not _details_pending(job, described.name):
+            if not details_pending(job, described.name):
                 return 0
         return 0
 
@@ -531,7 +547,7 @@ class Monitor:
                 followed.stop_wanted = False
                 continue
             try:
-                await self._api.stop(name)
+                await self._api.stop(name, kind_of(job.spec))
             except TrainingJobNotFound:
                 await self._move(job, JobStatus.STOPPED, "stopped before training started", {})
                 self._followed.pop(name)
@@ -540,10 +556,10 @@ class Monitor:
     async def _stop_orphans(self) -> None:
         """Stop training jobs found running under a job that was stopped while queued."""
         while self._orphans:
-            name = self._orphans.pop()
+            name, kind = self._orphans.pop()
             bound = log.bind(training_job_name=name)
             try:
-                await self._api.stop(name)
+                await self._api.stop(name, kind)
             except TrainingBackendError as exc:  # gone or ended meanwhile: nothing to stop
                 bound.info("could not stop a training job of a stopped job", error=str(exc))
                 continue
@@ -574,26 +590,3 @@ class Monitor:
             log.info("job moved meanwhile; next pass re-reads it", job_id=job.job_id)
             return False
         return True
-
-
-def _details_pending(job: JobRecord, name: str) -> bool:
-    return (
-        job.status.terminal
-        and job.details.get("training_job_name") == name
-        and bool(job.details.get("details_pending"))
-    )
-
-
-def _ended(status: JobStatus) -> TrainingJobStatus:
-    return (
-        TrainingJobStatus.COMPLETED if status is JobStatus.COMPLETED else TrainingJobStatus.STOPPED
-    )
-
-
-def _remember_newest(memory: dict[K, V], key: K, value: V, limit: int) -> None:
-    """Put `key` last in `memory` (a dict keeps insertion order), dropping the oldest entry
-    beyond `limit`: a bounded memory of what was seen most recently."""
-    memory.pop(key, None)
-    memory[key] = value
-    if len(memory) > limit:
-        del memory[next(iter(memory))]

@@ -15,6 +15,7 @@ from stoker.core.events import (
     JobStopped,
 )
 from stoker.core.job import JobRecord, JobStatus
+from stoker.core.job_kind import JobKind, kind_of
 
 Outbox = list[tuple[str, CloudEvent]]
 
@@ -32,6 +33,7 @@ def status_changed(before: JobRecord | None, after: JobRecord, reason: str | Non
         to_status=after.status,
         attempt=after.attempt,
         reason=reason,
+        kind=JobKind.PROCESSING if kind_of(after.spec) is JobKind.PROCESSING else None,
     )
     out: Outbox = [(topics.LIFECYCLE, _wrap(data, after))]
     terminal = terminal_event(after, reason)

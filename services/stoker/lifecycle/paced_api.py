@@ -17,6 +17,7 @@ import structlog
 import tenacity
 
 from stoker.core.clock import Clock
+from stoker.core.job_kind import JobKind
 from stoker.core.ratelimit import TokenBucket
 from stoker.core.retry import RetryPolicy
 from stoker.ports.training import (
@@ -52,21 +53,42 @@ class PacedApi:
         while (wait := self._bucket.try_take()) > 0:
             await self._sleep(wait)
 
-    async def list_changed(self, since: datetime) -> list[TrainingJobSummary]:
-        """Every training job changed after `since`; each page of the listing is one request
-        and waits for its own token (2,000 listed jobs are 20 requests)."""
-        return await self.call(
+    async def list_changed(
+        self, since: datetime, *, processing: bool = False
+    ) -> list[TrainingJobSummary]:
+        """Every training job changed after `since`, and with `processing` every processing
+        job too; each page of a listing is one request and waits for its own token (2,000
+        listed jobs are 20 requests)."""
+        found = await self.call(
             lambda: self._backend.list_training_jobs(
                 last_modified_time_after=since, before_page=self.take_token
             ),
             paces_itself=True,
         )
+        if processing:
+            found += await self.call(
+                lambda: self._backend.list_processing_jobs(
+                    last_modified_time_after=since, before_page=self.take_token
+                ),
+                paces_itself=True,
+            )
+        return found
 
-    async def describe(self, name: str) -> TrainingJobDescription:
-        return await self.call(functools.partial(self._backend.describe_training_job, name))
+    async def describe(self, name: str, kind: JobKind = JobKind.TRAINING) -> TrainingJobDescription:
+        describe = (
+            self._backend.describe_processing_job
+            if kind is JobKind.PROCESSING
+            else self._backend.describe_training_job
+        )
+        return await self.call(functools.partial(describe, name))
 
-    async def stop(self, name: str) -> None:
-        await self.call(functools.partial(self._backend.stop_training_job, name))
+    async def stop(self, name: str, kind: JobKind = JobKind.TRAINING) -> None:
+        stop = (
+            self._backend.stop_processing_job
+            if kind is JobKind.PROCESSING
+            else self._backend.stop_training_job
+        )
+        await self.call(functools.partial(stop, name))
 
     async def call(self, request: Callable[[], Awaitable[T]], *, paces_itself: bool = False) -> T:
         """One API call under the token bucket, retried when the error says it is worth it

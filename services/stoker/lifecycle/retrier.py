@@ -21,6 +21,7 @@ from stoker.core.errors import VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobAttemptFailed, JobRetryScheduled
 from stoker.core.failures import FailureClassifier
 from stoker.core.job import FAILED_WHILE_STOPPING, JobChange, JobRecord, JobStatus
+from stoker.core.job_kind import instance_type_of
 from stoker.core.retry import RetryPolicy, RetryPolicyOverrides
 from stoker.lifecycle.outbox_events import extra
 from stoker.lifecycle.transitions import Transitioner
@@ -149,7 +150,7 @@ class Retrier:
         current = str(job.details.get("instance_type"))
         if category not in _CAPACITY_CODES:
             return current
-        chain = [job.spec["training"]["ResourceConfig"]["InstanceType"]]
+        chain = [instance_type_of(job.spec)]
         chain += list(job.spec.get("instance_type_fallbacks", []))
         if current in chain and chain.index(current) + 1 < len(chain):
             return str(chain[chain.index(current) + 1])

@@ -1,7 +1,11 @@
-"""The training backend port: SageMaker's training-job API, reduced to what stoker uses.
+"""The training backend port: SageMaker's training-job and processing-job APIs, reduced to
+what stoker uses.
 
-Requests keep SageMaker's own field names (a `CreateTrainingJob` request dict), so a job
-spec runs unchanged on SageMaker, on the SageMaker-API simulator and on local processes.
+Requests keep SageMaker's own field names (a `CreateTrainingJob` or `CreateProcessingJob`
+request dict), so a job spec runs unchanged on SageMaker, on the SageMaker-API simulator and
+on local processes. A processing job is described with the same types as a training job
+(`TrainingJobDescription`, `TrainingJobSummary`): the two APIs report the same statuses, a
+failure reason and start and end times, and the lifecycle follows both the same way.
 Every adapter translates its foreign errors into the hierarchy below; whether an error is
 worth retrying is the `retriable` flag on its class.
 """
@@ -16,6 +20,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from stoker.core.errors import StokerError
+from stoker.core.job_kind import JobKind
 
 
 class TrainingJobStatus(StrEnum):
@@ -36,7 +41,10 @@ class TrainingJobStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TrainingJobDescription:
-    """What `DescribeTrainingJob` says about one job. Times are timezone-aware UTC."""
+    """What `DescribeTrainingJob` (or `DescribeProcessingJob`) says about one job. Times are
+    timezone-aware UTC. For a processing job, `training_start_time` and `training_end_time`
+    are its ProcessingStartTime and ProcessingEndTime, `model_artifacts` is None and the
+    billable and training seconds are its run time."""
 
     name: str
     arn: str
@@ -56,7 +64,7 @@ class TrainingJobDescription:
 
 @dataclass(frozen=True, slots=True)
 class TrainingJobSummary:
-    """One row of `ListTrainingJobs`."""
+    """One row of `ListTrainingJobs` (or `ListProcessingJobs`)."""
 
     name: str
     status: TrainingJobStatus
@@ -64,10 +72,13 @@ class TrainingJobSummary:
     creation_time: datetime
     training_end_time: datetime | None = None
     secondary_status: str | None = None
+    kind: JobKind = JobKind.TRAINING
+    """Which listing it came from: a training job's or a processing job's."""
 
 
 class TrainingBackend(Protocol):
-    """Runs training jobs. Names are the idempotency key: one name, at most one job."""
+    """Runs training jobs and processing jobs. Names are the idempotency key: one name, at
+    most one job of each kind (as in SageMaker, the two kinds have separate names)."""
 
     calls: Counter[str]
     """API requests made so far, per SageMaker operation name (one per page for lists)."""
@@ -111,9 +122,32 @@ class TrainingBackend(Protocol):
         Raises TrainingJobNotFound for an unknown name.
         """
 
+    async def create_processing_job(self, request: dict[str, Any]) -> str:
+        """Start the job described by a `CreateProcessingJob` request; returns its ARN.
+
+        Raises TrainingJobAlreadyExists when the processing job name was used before.
+        """
+
+    async def describe_processing_job(self, name: str) -> TrainingJobDescription:
+        """The processing job's current state; raises TrainingJobNotFound."""
+
+    async def list_processing_jobs(
+        self,
+        *,
+        last_modified_time_after: datetime | None = None,
+        before_page: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[TrainingJobSummary]:
+        """Processing jobs modified after `last_modified_time_after` (exclusive; None: all),
+        newest first, all pages followed; `before_page` as in `list_training_jobs`."""
+
+    async def stop_processing_job(self, name: str) -> None:
+        """Ask a running processing job to stop; one that ended is left as it is. Raises
+        TrainingJobNotFound for an unknown name."""
+
 
 class TrainingRequestValidator(Protocol):
-    """Checks a `CreateTrainingJob` request against the API's own shape, before it is stored."""
+    """Checks a request (`CreateTrainingJob`, or `CreateProcessingJob` for a validator made
+    for it) against the API's own shape, before it is stored."""
 
     def problems(self, request: Mapping[str, Any]) -> dict[str, str]:
         """What is wrong with `request`, by field: a dotted path from the request's root
@@ -142,16 +176,16 @@ class TrainingJobAlreadyExists(TrainingBackendError):
 
     code = "ResourceInUse"
 
-    def __init__(self, name: str, message: str | None = None) -> None:
-        super().__init__(message or f"training job {name!r} already exists")
+    def __init__(self, name: str, message: str | None = None, *, kind: str = "training") -> None:
+        super().__init__(message or f"{kind} job {name!r} already exists")
         self.name = name
 
 
 class TrainingJobNotFound(TrainingBackendError):
     code = "ResourceNotFound"
 
-    def __init__(self, name: str, message: str | None = None) -> None:
-        super().__init__(message or f"training job {name!r} does not exist")
+    def __init__(self, name: str, message: str | None = None, *, kind: str = "training") -> None:
+        super().__init__(message or f"{kind} job {name!r} does not exist")
         self.name = name
 
 

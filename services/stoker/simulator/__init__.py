@@ -4,7 +4,8 @@ Reached by the unmodified aiobotocore client through `endpoint_url`. Run it in-p
 (`SimulatorServer`) or as a process: `python -m stoker.simulator --port 8600 --faults f.yaml`.
 """
 
-from stoker.simulator.engine import SimulatedSageMaker, SimulatorError, Stats
+from stoker.simulator.engine import SimulatedSageMaker, Stats
+from stoker.simulator.errors import SimulatorError
 from stoker.simulator.faults import DurationSpec, FaultConfig
 from stoker.simulator.server import SimulatorServer, build_app
 

@@ -13,7 +13,6 @@ import bisect
 import json
 import math
 import random
-import re
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
@@ -23,9 +22,10 @@ from typing import Any
 
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.failures import CAPACITY_REASON
+from stoker.simulator.errors import NAME_PATTERN, SimulatorError
 from stoker.simulator.faults import FaultConfig
+from stoker.simulator.processing import SimulatedProcessing
 
-NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ALGORITHM_REASON = "AlgorithmError: simulated failure of the training code (injected fault)"
 _ACTIVE = frozenset({"InProgress", "Stopping"})
 _TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
@@ -34,16 +34,6 @@ _LISTINGS_KEPT = 64
 """Unfinished multi-page listings kept for their next page."""
 _AFTER_EVERY_KEY = "\U0010ffff"
 """Sorts after every job key: (t, _AFTER_EVERY_KEY) comes after each entry stamped t."""
-
-
-class SimulatorError(Exception):
-    """An API error as SageMaker sends it: HTTP status, `__type` code and message."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +132,8 @@ _SORT_KEYS: dict[str, Callable[[tuple[SimJob, Change]], Any]] = {
 
 
 class SimulatedSageMaker:
-    """SageMaker's training-job operations over in-memory jobs, with injected faults."""
+    """SageMaker's training-job (and processing-job) operations over in-memory jobs, with
+    injected faults."""
 
     def __init__(self, faults: FaultConfig | None = None, clock: Clock | None = None) -> None:
         self.faults = faults or FaultConfig()
@@ -171,6 +162,14 @@ class SimulatedSageMaker:
             op: TokenBucket(rps, burst or math.ceil(rps), self.clock)
             for op, rps in self.faults.throttle_rps_by_operation.items()
         }
+        self._processing: SimulatedProcessing | None = None
+
+    @property
+    def processing(self) -> SimulatedProcessing:
+        """The processing jobs: an engine of their own (made on first use), same faults."""
+        if self._processing is None:
+            self._processing = SimulatedProcessing(SimulatedSageMaker(self.faults, self.clock))
+        return self._processing
 
     # --- request entry -----------------------------------------------------------------
 
@@ -191,6 +190,10 @@ class SimulatedSageMaker:
             "DescribeTrainingJob": self.describe_training_job,
             "ListTrainingJobs": self.list_training_jobs,
             "StopTrainingJob": self.stop_training_job,
+            "CreateProcessingJob": self._create_processing_job,
+            "DescribeProcessingJob": self._describe_processing_job,
+            "ListProcessingJobs": self._list_processing_jobs,
+            "StopProcessingJob": self._stop_processing_job,
         }
         handler = handlers.get(operation)
         if handler is None:
@@ -198,6 +201,18 @@ class SimulatedSageMaker:
         return handler(body)
 
     # --- operations ----------------------------------------------------------------------
+
+    def _create_processing_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.processing.create(body)
+
+    def _describe_processing_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.processing.describe(body)
+
+    def _list_processing_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.processing.list(body)
+
+    def _stop_processing_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.processing.stop(body)
 
     def create_training_job(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("TrainingJobName")

@@ -17,7 +17,8 @@ from aiohttp import web
 
 from stoker.core.clock import Clock
 from stoker.logs import get_logger
-from stoker.simulator.engine import SimulatedSageMaker, SimulatorError
+from stoker.simulator.engine import SimulatedSageMaker
+from stoker.simulator.errors import SimulatorError
 from stoker.simulator.faults import FaultConfig
 
 CONTENT_TYPE = "application/x-amz-json-1.1"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SCRIPTS = ("train_linear",)
+SCRIPTS = ("train_linear", "split_by_key")
+"""The scripts local runs allow by default. The notebook runner is not one of them: it runs
+whatever a notebook holds, so the policy's `local.notebooks` allows it (off by default)."""
 
 
 def shipped_entrypoints() -> list[list[str]]:
@@ -18,3 +20,9 @@ def shipped_entrypoints() -> list[list[str]]:
         entrypoints.append(["python", "-m", f"{__name__}.{script}"])
         entrypoints.append(["python", str(folder / f"{script}.py")])
     return entrypoints
+
+
+def notebook_runner() -> list[str]:
+    """The command that runs a notebook job locally (by file: it imports papermill, not
+    stoker, so it runs wherever the interpreter has papermill)."""
+    return ["python", str(Path(__file__).parent / "run_notebook.py")]

@@ -10,6 +10,7 @@ from typing import Any
 from stoker.adapters.store.memory import MemoryJobStore
 from stoker.core.clock import Clock
 from stoker.core.job import JobRecord, JobStatus
+from stoker.core.job_kind import JobKind
 from stoker.ports.store import JobStore, Page
 from stoker.ports.training import (
     TrainingBackendError,
@@ -28,6 +29,8 @@ class FakeTrainingBackend:
         self.calls: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
         self.jobs: dict[str, TrainingJobDescription] = {}
+        self.processing: dict[str, TrainingJobDescription] = {}
+        """Processing jobs, by name (their own namespace, as in SageMaker)."""
         self.errors: dict[str, list[TrainingBackendError]] = {}
         self.stopped: list[str] = []
         self.described: list[str] = []
@@ -63,8 +66,9 @@ class FakeTrainingBackend:
         model_artifacts: str | None = None,
     ) -> None:
         now = self._clock.now()
-        old = self.jobs[name]
-        self.jobs[name] = TrainingJobDescription(
+        jobs = self.processing if name in self.processing else self.jobs
+        old = jobs[name]
+        jobs[name] = TrainingJobDescription(
             name=name,
             arn=old.arn,
             status=status,
@@ -137,6 +141,60 @@ class FakeTrainingBackend:
         self._maybe_raise("StopTrainingJob")
         if name not in self.jobs:
             raise TrainingJobNotFound(name)
+        self.stopped.append(name)
+
+    async def create_processing_job(self, request: dict[str, Any]) -> str:
+        self._maybe_raise("CreateProcessingJob")
+        name = request["ProcessingJobName"]
+        if name in self.processing:
+            raise TrainingJobAlreadyExists(name, kind="processing")
+        self.requests.append(request)
+        now = self._clock.now()
+        self.processing[name] = TrainingJobDescription(
+            name=name,
+            arn=f"arn:fake:processing:{name}",
+            status=TrainingJobStatus.IN_PROGRESS,
+            secondary_status=None,
+            failure_reason=None,
+            creation_time=now,
+            last_modified_time=now,
+            instance_type=request["ProcessingResources"]["ClusterConfig"]["InstanceType"],
+        )
+        return self.processing[name].arn
+
+    async def describe_processing_job(self, name: str) -> TrainingJobDescription:
+        self._maybe_raise("DescribeProcessingJob")
+        self.described.append(name)
+        if name not in self.processing:
+            raise TrainingJobNotFound(name, kind="processing")
+        return self.processing[name]
+
+    async def list_processing_jobs(
+        self,
+        *,
+        last_modified_time_after: datetime | None = None,
+        before_page: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[TrainingJobSummary]:
+        if before_page is not None:
+            await before_page()
+        self._maybe_raise("ListProcessingJobs")
+        return [
+            TrainingJobSummary(
+                d.name,
+                d.status,
+                d.last_modified_time,
+                d.creation_time,
+                d.training_end_time,
+                kind=JobKind.PROCESSING,
+            )
+            for d in self.processing.values()
+            if last_modified_time_after is None or d.last_modified_time > last_modified_time_after
+        ]
+
+    async def stop_processing_job(self, name: str) -> None:
+        self._maybe_raise("StopProcessingJob")
+        if name not in self.processing:
+            raise TrainingJobNotFound(name, kind="processing")
         self.stopped.append(name)
 
 

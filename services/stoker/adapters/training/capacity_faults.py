@@ -114,3 +114,24 @@ class CapacityFaults:
         if name in self._failed:
             return
         await self._inner.stop_training_job(name)
+
+    # Processing jobs pass through: the injected shortages are of training capacity.
+
+    async def create_processing_job(self, request: dict[str, Any]) -> str:
+        return await self._inner.create_processing_job(request)
+
+    async def describe_processing_job(self, name: str) -> TrainingJobDescription:
+        return await self._inner.describe_processing_job(name)
+
+    async def list_processing_jobs(
+        self,
+        *,
+        last_modified_time_after: datetime | None = None,
+        before_page: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[TrainingJobSummary]:
+        return await self._inner.list_processing_jobs(
+            last_modified_time_after=last_modified_time_after, before_page=before_page
+        )
+
+    async def stop_processing_job(self, name: str) -> None:
+        await self._inner.stop_processing_job(name)

@@ -29,9 +29,12 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from stoker.adapters.training.supervise import EXIT_FILE, STARTS_FILE
+from stoker.core.job_kind import JobKind
 from stoker.core.naming import NAME_PATTERN
+from stoker.core.notebooks import is_notebook_job, local_entrypoint
 from stoker.core.policy import PYTHON_NAMES, LocalRunRules
 from stoker.ports.training import InvalidRequest
+from stoker.training_scripts import notebook_runner
 
 HOST = "algo-1"
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
@@ -136,13 +139,26 @@ class JobPaths:
 
 @dataclass(frozen=True, slots=True)
 class Channel:
+    """An input: what `uri` holds is copied to `dest`, a path relative to the job folder."""
+
     name: str
+    uri: str
+    dest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A processing output: the job folder's `source` (relative) is uploaded to `uri`."""
+
+    name: str
+    source: str
     uri: str
 
 
 @dataclass(frozen=True, slots=True)
 class LocalJobRequest:
-    """The parts of a CreateTrainingJob request a local process needs, checked."""
+    """The parts of a CreateTrainingJob (or CreateProcessingJob) request a local process
+    needs, checked."""
 
     name: str
     command: list[str]
@@ -153,6 +169,11 @@ class LocalJobRequest:
     checkpoint_uri: str | None
     output_path: str | None
     max_runtime_s: float | None
+    kind: JobKind = JobKind.TRAINING
+    notebook: bool = False
+    """A notebook job (the SDK's NotebookJobStep request): its outputs are the files in
+    /opt/ml/output/data, copied under `output_path` whether it succeeds or fails."""
+    outputs: tuple[Output, ...] = ()
 
 
 def _strings(value: object, what: str) -> list[str]:
@@ -197,13 +218,16 @@ def parse_request(request: dict[str, Any]) -> LocalJobRequest:
             raise InvalidRequest(
                 f"channel {channel_name}: the local backend reads S3Prefix data sources only"
             )
-        channels.append(Channel(channel_name, str(source["S3Uri"])))
+        channels.append(
+            Channel(channel_name, str(source["S3Uri"]), f"opt/ml/input/data/{channel_name}")
+        )
     resources = request.get("ResourceConfig") or {}
     stopping = request.get("StoppingCondition") or {}
     max_runtime = stopping.get("MaxRuntimeInSeconds")
     return LocalJobRequest(
         name=name,
-        command=entrypoint + arguments,
+        command=local_entrypoint(entrypoint + arguments, notebook_runner()),
+        notebook=is_notebook_job(request),
         hyperparameters=_string_map(request.get("HyperParameters"), "HyperParameters"),
         environment=_string_map(request.get("Environment"), "Environment"),
         channels=channels,
@@ -272,10 +296,15 @@ def _hp_value(text: str) -> Any:
 
 
 def refusal(rules: LocalRunRules, job: LocalJobRequest) -> str | None:
-    """Why the rules do not let this request run as a local process; None when they do."""
-    refused = rules.command_refusal(job.command)
-    if refused is not None:
-        return refused
+    """Why the rules do not let this request run as a local process; None when they do. A
+    notebook job runs stoker's notebook runner, allowed by `rules.notebooks` alone."""
+    if job.notebook:
+        if not rules.notebooks:
+            return rules.NOTEBOOKS_OFF
+    else:
+        refused = rules.command_refusal(job.command)
+        if refused is not None:
+            return refused
     variables = rules.environment_refusals(job.environment)
     if variables:
         return (

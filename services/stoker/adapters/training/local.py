@@ -22,6 +22,12 @@ process only, and:
   died within the instant between the two): Failed, InternalServerError, which the failure
   rules retry.
 
+Processing jobs (CreateProcessingJob) run the same way, in `<work>/_processing/<job>/`
+with SageMaker Processing's layout (`processing.py`). A notebook job, the request the
+sagemaker SDK's NotebookJobStep compiles, runs stoker's notebook runner in place of
+SageMaker's notebook scheduler (`stoker.core.notebooks`); its outputs are copied under its
+S3OutputPath whether it succeeds or fails (`outputs.py`).
+
 Only what the local rules allow runs (their entrypoint allowlist; by default the training
 scripts shipped with stoker); anything else is refused with InvalidRequest before a folder
 is made. Each process gets a clean environment, its job folder as working directory and
@@ -34,9 +40,8 @@ import asyncio
 import contextlib
 import os
 import signal
-import tarfile
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +51,6 @@ from stoker.adapters.training import local_state as state
 from stoker.adapters.training.container import (
     JobPaths,
     LocalJobRequest,
-    container_env,
     copy_into,
     failure_reason,
     local_path,
@@ -56,8 +60,24 @@ from stoker.adapters.training.container import (
     write_layout,
 )
 from stoker.adapters.training.local_state import LocalJob
+from stoker.adapters.training.local_support import (
+    MARKER_POLL_S,
+    PROCESSING_FOLDER,
+    Slots,
+    checkpoint_folder,
+    gone,
+    job_key,
+    process_env_and_command,
+)
+from stoker.adapters.training.outputs import publish_model, publish_outputs
+from stoker.adapters.training.processing import (
+    parse_processing_request,
+    processing_failure_reason,
+    write_processing_layout,
+)
 from stoker.adapters.training.s3io import S3Folders, S3TransferError
 from stoker.core.clock import Clock, SystemClock
+from stoker.core.job_kind import JobKind
 from stoker.core.policy import LocalRunRules
 from stoker.logs import get_logger
 from stoker.ports.training import (
@@ -75,39 +95,12 @@ log = get_logger("stoker.adapters.training.local")
 _S = TrainingJobStatus
 _LOST_REASON = "InternalServerError: the local training process was lost (its owner stopped)"
 _SHUTDOWN_REASON = "InternalServerError: the local backend shut down while the job ran"
-_MARKER_POLL_S = 0.25
-"""How soon a stop asked by another process is noticed, and how often an adopted process
-(not our child: nothing tells us when it exits) is looked at."""
 
 Signaller = Callable[[signal.Signals], None]
 
 
 class _SetupFailed(Exception):
     """Input or checkpoint data could not be staged: the job fails with ClientError."""
-
-
-class _Slots:
-    """At most `size` processes at once. A process taken over already runs, so it is
-    followed at once even when every slot is taken; the cap holds again as processes end
-    (the next slot freed then goes to nobody)."""
-
-    def __init__(self, size: int) -> None:
-        self._free = asyncio.Semaphore(size)
-        self._over = 0
-
-    @contextlib.asynccontextmanager
-    async def held(self, *, running: bool = False) -> AsyncIterator[None]:
-        if running and self._free.locked():
-            self._over += 1
-        else:
-            await self._free.acquire()
-        try:
-            yield
-        finally:
-            if self._over:
-                self._over -= 1
-            else:
-                self._free.release()
 
 
 class LocalProcessBackend:
@@ -139,7 +132,7 @@ class LocalProcessBackend:
         self.work_dir = work_dir
         self._grace_s = stop_grace_s
         self._clock = clock or SystemClock()
-        self._slots = _Slots(max_concurrent)
+        self._slots = Slots(max_concurrent)
         self._jobs: dict[str, LocalJob] = {}
         self._s3 = S3Folders(region=region, endpoint_url=s3_endpoint)
         rules = rules or LocalRunRules()
@@ -153,9 +146,11 @@ class LocalProcessBackend:
         """Create the work folder, and take over the jobs of owners that died: processes
         that run first (they hold their slots already), then waiting jobs, oldest first."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / PROCESSING_FOLDER).mkdir(exist_ok=True)
+        folders = [*self.work_dir.iterdir(), *(self.work_dir / PROCESSING_FOLDER).iterdir()]
         orphans = [
             job
-            for folder in self.work_dir.iterdir()
+            for folder in folders
             if (job := self._load(JobPaths(folder), take_over=False)) is not None
             and not job.status.terminal
         ]
@@ -185,20 +180,27 @@ class LocalProcessBackend:
 
     async def create_training_job(self, request: dict[str, Any]) -> str:
         self.calls["CreateTrainingJob"] += 1
-        spec = parse_request(request)
+        return await self._create(parse_request(request), request)
+
+    async def create_processing_job(self, request: dict[str, Any]) -> str:
+        self.calls["CreateProcessingJob"] += 1
+        return await self._create(parse_processing_request(request), request)
+
+    async def _create(self, spec: LocalJobRequest, request: dict[str, Any]) -> str:
         refused = refusal(self.rules, spec)
         if refused is not None:
-            log.warning("local training job refused", training_job_name=spec.name, reason=refused)
+            log.warning("local job refused", job_name=spec.name, kind=spec.kind, reason=refused)
             raise InvalidRequest(refused)
-        paths = self._paths(spec.name)
+        paths = self._paths(spec.name, spec.kind)
         try:
             paths.root.mkdir(parents=True, exist_ok=False)
         except FileExistsError as exc:
-            raise TrainingJobAlreadyExists(spec.name) from exc
+            raise TrainingJobAlreadyExists(spec.name, kind=spec.kind) from exc
         now = self._clock.now()
         job = LocalJob(
             name=spec.name,
-            arn=f"arn:aws:sagemaker:local:000000000000:training-job/{spec.name.lower()}",
+            arn=f"arn:aws:sagemaker:local:000000000000:{spec.kind}-job/{spec.name.lower()}",
+            kind=spec.kind,
             paths=paths,
             instance_type=spec.instance_type,
             status=_S.IN_PROGRESS,
@@ -207,18 +209,25 @@ class LocalProcessBackend:
             last_modified=now,
             owner=this_process(),
         )
-        self._jobs[spec.name.lower()] = job
+        self._jobs[job_key(spec.name, spec.kind)] = job
         state.save_request(paths, request)
         self._save(job)
         self._start_task(job, self._run(job, spec, request))
-        log.info("local training job created", training_job_name=spec.name)
+        log.info("local job created", job_name=spec.name, kind=spec.kind)
         return job.arn
 
     async def describe_training_job(self, name: str) -> TrainingJobDescription:
         self.calls["DescribeTrainingJob"] += 1
-        job = self._jobs.get(name.lower()) or self._load(self._paths(name))
+        return self._describe(name, JobKind.TRAINING)
+
+    async def describe_processing_job(self, name: str) -> TrainingJobDescription:
+        self.calls["DescribeProcessingJob"] += 1
+        return self._describe(name, JobKind.PROCESSING)
+
+    def _describe(self, name: str, kind: JobKind) -> TrainingJobDescription:
+        job = self._jobs.get(job_key(name, kind)) or self._load(self._paths(name, kind))
         if job is None:
-            raise TrainingJobNotFound(name)
+            raise TrainingJobNotFound(name, kind=kind)
         return job.describe()
 
     async def list_training_jobs(
@@ -235,16 +244,9 @@ class LocalProcessBackend:
         if before_page is not None:
             await before_page()  # one "page": local processes have no API to page through
         self.calls["ListTrainingJobs"] += 1
-        jobs = dict(self._jobs)
-        if self.work_dir.is_dir():
-            for folder in self.work_dir.iterdir():
-                if folder.name not in jobs:
-                    loaded = self._load(JobPaths(folder))
-                    if loaded is not None:
-                        jobs[folder.name] = loaded
         rows = [
             job.summary()
-            for job in jobs.values()
+            for job in self._all_jobs(JobKind.TRAINING)
             if (status_equals is None or job.status is status_equals)
             and (last_modified_time_after is None or job.last_modified > last_modified_time_after)
             and (not name_contains or name_contains.lower() in job.name.lower())
@@ -252,14 +254,50 @@ class LocalProcessBackend:
         rows.sort(key=lambda row: (row.creation_time, row.name), reverse=True)
         return rows if max_results is None else rows[:max_results]
 
+    async def list_processing_jobs(
+        self,
+        *,
+        last_modified_time_after: datetime | None = None,
+        before_page: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[TrainingJobSummary]:
+        if before_page is not None:
+            await before_page()
+        self.calls["ListProcessingJobs"] += 1
+        rows = [
+            job.summary()
+            for job in self._all_jobs(JobKind.PROCESSING)
+            if last_modified_time_after is None or job.last_modified > last_modified_time_after
+        ]
+        rows.sort(key=lambda row: (row.creation_time, row.name), reverse=True)
+        return rows
+
+    def _all_jobs(self, kind: JobKind) -> list[LocalJob]:
+        """Every job of `kind`: this backend's, and those other processes left on disk."""
+        jobs = {key: job for key, job in self._jobs.items() if job.kind is kind}
+        folder = self.work_dir if kind is JobKind.TRAINING else self.work_dir / PROCESSING_FOLDER
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if job_key(entry.name, kind) not in jobs:
+                    loaded = self._load(JobPaths(entry))
+                    if loaded is not None and loaded.kind is kind:
+                        jobs[job_key(entry.name, kind)] = loaded
+        return list(jobs.values())
+
     async def stop_training_job(self, name: str) -> None:
         self.calls["StopTrainingJob"] += 1
-        job = self._jobs.get(name.lower())
+        await self._stop(name, JobKind.TRAINING)
+
+    async def stop_processing_job(self, name: str) -> None:
+        self.calls["StopProcessingJob"] += 1
+        await self._stop(name, JobKind.PROCESSING)
+
+    async def _stop(self, name: str, kind: JobKind) -> None:
+        job = self._jobs.get(job_key(name, kind))
         if job is None:
-            foreign = self._load(self._paths(name))
+            foreign = self._load(self._paths(name, kind))
             if foreign is None:
-                raise TrainingJobNotFound(name)
-            if foreign is self._jobs.get(name.lower()):
+                raise TrainingJobNotFound(name, kind=kind)
+            if foreign is self._jobs.get(job_key(name, kind)):
                 job = foreign  # its owner had died: this backend just took it over
             else:
                 if not foreign.status.terminal:
@@ -308,7 +346,7 @@ class LocalProcessBackend:
         """A process started by an owner that died: follow it to its end, then conclude
         from the exit code its supervisor wrote."""
         async with self._slots.held(running=True):
-            exited = asyncio.ensure_future(_gone(supervisor))
+            exited = asyncio.ensure_future(gone(supervisor))
 
             def signal_group(signum: signal.Signals) -> None:
                 if is_alive(supervisor):  # not a later process given the same pid
@@ -321,17 +359,18 @@ class LocalProcessBackend:
             await self._conclude(job, spec, state.exit_code(job.paths), timed_out=timed_out)
 
     async def _stage(self, paths: JobPaths, spec: LocalJobRequest, request: dict[str, Any]) -> None:
-        """Lay out /opt/ml, fetch the channels and checkpoints."""
-        await asyncio.to_thread(write_layout, paths, spec, request)
+        """Lay out /opt/ml, fetch the channels (inputs) and checkpoints."""
+        layout = write_layout if spec.kind is JobKind.TRAINING else write_processing_layout
+        await asyncio.to_thread(layout, paths, spec, request)
         try:
             for channel in spec.channels:
-                dest = paths.data / channel.name
+                dest = paths.root / channel.dest
                 source = local_path(channel.uri)
                 if source is not None:
                     await asyncio.to_thread(copy_into, source, dest)
                 else:
                     await self._s3.download_prefix(channel.uri, dest)
-            checkpoint_dir = _checkpoint_dir(paths, spec)
+            checkpoint_dir = checkpoint_folder(paths, spec)
             if spec.checkpoint_uri and local_path(spec.checkpoint_uri) is None:
                 await self._s3.download_prefix(spec.checkpoint_uri, checkpoint_dir)
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -340,11 +379,11 @@ class LocalProcessBackend:
 
     async def _execute(self, job: LocalJob, spec: LocalJobRequest) -> tuple[int | None, bool]:
         """Run the process to its end; returns (exit code, stopped for MaxRuntime)."""
-        env = container_env(job.paths, spec, _checkpoint_dir(job.paths, spec))
+        env, command = process_env_and_command(job.paths, spec)
         with job.paths.logs.open("ab") as logs:
             try:
                 process = await asyncio.create_subprocess_exec(
-                    *supervised_command(job.paths, spec.command, self.rules),
+                    *supervised_command(job.paths, command, self.rules),
                     stdin=asyncio.subprocess.DEVNULL,  # nothing of ours to outlive us
                     stdout=logs,
                     stderr=asyncio.subprocess.STDOUT,
@@ -362,7 +401,7 @@ class LocalProcessBackend:
         # from the exit file.
         job.supervisor = process_ref(process.pid) or ProcessRef(process.pid, 0.0)
         self._save(job)
-        log.info("training process started", training_job_name=job.name, pid=process.pid)
+        log.info("local job process started", job_name=job.name, pid=process.pid)
 
         def signal_group(signum: signal.Signals) -> None:
             if process.returncode is None:
@@ -391,7 +430,7 @@ class LocalProcessBackend:
         timed_out = False
         try:
             while not exited.done():
-                timeout = _MARKER_POLL_S
+                timeout = MARKER_POLL_S
                 if deadline is not None:
                     timeout = min(timeout, max(0.0, deadline - self._clock.monotonic()))
                 await asyncio.wait({exited, stop}, timeout=timeout, return_when="FIRST_COMPLETED")
@@ -432,7 +471,20 @@ class LocalProcessBackend:
         this process started it or took it over."""
         if spec.checkpoint_uri and local_path(spec.checkpoint_uri) is None:
             with contextlib.suppress(S3TransferError):
-                await self._s3.upload_folder(_checkpoint_dir(job.paths, spec), spec.checkpoint_uri)
+                await self._s3.upload_folder(
+                    checkpoint_folder(job.paths, spec), spec.checkpoint_uri
+                )
+        published: str | None = None
+        if spec.notebook or spec.kind is JobKind.PROCESSING:
+            # Kept whatever the end: a failed notebook's executed copy shows the failing
+            # cell, and SageMaker uploads processing outputs at the end of every job.
+            self._set(job, job.status, "Uploading")
+            try:
+                published = await publish_outputs(self._s3, job.paths, spec)
+            except (OSError, S3TransferError) as exc:
+                reason = f"InternalServerError: cannot save the outputs: {exc}"[:1024]
+                self._finish(job, _S.FAILED, "Failed", reason)
+                return
         if job.shutting_down:
             self._finish(job, _S.FAILED, "Failed", _SHUTDOWN_REASON)
         elif timed_out:
@@ -442,32 +494,24 @@ class LocalProcessBackend:
         elif exit_code is None:
             self._finish(job, _S.FAILED, "Failed", _LOST_REASON)
         elif exit_code != 0:
-            self._finish(job, _S.FAILED, "Failed", failure_reason(job.paths, exit_code))
+            reason = (
+                failure_reason(job.paths, exit_code)
+                if spec.kind is JobKind.TRAINING
+                else processing_failure_reason(job.paths, exit_code)
+            )
+            self._finish(job, _S.FAILED, "Failed", reason)
+        elif published is not None or spec.kind is JobKind.PROCESSING:
+            job.model_artifacts = published
+            self._finish(job, _S.COMPLETED, "Completed")
         else:
             self._set(job, _S.IN_PROGRESS, "Uploading")
             try:
-                job.model_artifacts = await self._publish_model(job, spec)
+                job.model_artifacts = await publish_model(self._s3, job.paths, spec)
             except (OSError, S3TransferError) as exc:
                 reason = f"InternalServerError: cannot save the model: {exc}"[:1024]
                 self._finish(job, _S.FAILED, "Failed", reason)
                 return
             self._finish(job, _S.COMPLETED, "Completed")
-
-    async def _publish_model(self, job: LocalJob, spec: LocalJobRequest) -> str:
-        """Pack /opt/ml/model as model.tar.gz where OutputDataConfig says; returns its URI."""
-        await asyncio.to_thread(_pack, job.paths.model, job.paths.artifacts)
-        output = spec.output_path
-        if not output:
-            return job.paths.artifacts.as_uri()
-        target = f"{output.rstrip('/')}/{job.name}/output/model.tar.gz"
-        folder = local_path(output)
-        if folder is None:
-            await self._s3.upload_file(job.paths.artifacts, target)
-            return target
-        dest = folder / job.name / "output" / "model.tar.gz"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(dest.write_bytes, job.paths.artifacts.read_bytes())
-        return dest.resolve().as_uri()
 
     # --- taking over the jobs of a dead owner --------------------------------------------
 
@@ -477,12 +521,13 @@ class LocalProcessBackend:
         if not state.take_over(job, handed_over, this_process()):
             # Another process was first: the state is its to write.
             return self._load(job.paths, take_over=False) or job
-        self._jobs[job.name.lower()] = job
+        self._jobs[job_key(job.name, job.kind)] = job
         if job.status is _S.STOPPING or job.paths.stop_marker.exists():
             job.stop_requested = True
         request = state.load_request(job.paths)
+        parse = parse_request if job.kind is JobKind.TRAINING else parse_processing_request
         try:
-            spec = parse_request(request) if request is not None else None
+            spec = parse(request) if request is not None else None
         except InvalidRequest:
             spec = None
         bound = log.bind(training_job_name=job.name)
@@ -511,8 +556,10 @@ class LocalProcessBackend:
 
     # --- state ---------------------------------------------------------------------------
 
-    def _paths(self, name: str) -> JobPaths:
+    def _paths(self, name: str, kind: JobKind = JobKind.TRAINING) -> JobPaths:
         # Lower-cased: SageMaker names are unique regardless of case.
+        if kind is JobKind.PROCESSING:
+            return JobPaths(self.work_dir / PROCESSING_FOLDER / name.lower())
         return JobPaths(self.work_dir / name.lower())
 
     def _set(self, job: LocalJob, status: TrainingJobStatus, secondary: str) -> None:
@@ -528,8 +575,9 @@ class LocalProcessBackend:
         job.end_time = self._clock.now()
         self._set(job, status, secondary)
         log.info(
-            "local training job ended",
-            training_job_name=job.name,
+            "local job ended",
+            job_name=job.name,
+            kind=job.kind,
             status=status.value,
             failure_reason=reason,
         )
@@ -561,27 +609,3 @@ class LocalProcessBackend:
         for job in self._jobs.values():
             if job.task is task and not job.status.terminal:
                 self._finish(job, _S.FAILED, "Failed", f"InternalServerError: {exc}"[:1024])
-
-
-async def _gone(process: ProcessRef) -> None:
-    """Until `process` (not our child) has exited: nothing signals that, so it is looked at
-    every _MARKER_POLL_S."""
-    while is_alive(process):  # noqa: ASYNC110 - no event to wait on: another process's exit
-        await asyncio.sleep(_MARKER_POLL_S)
-
-
-def _checkpoint_dir(paths: JobPaths, spec: LocalJobRequest) -> Path:
-    """Where the process keeps checkpoints: a local CheckpointConfig folder is used in
-    place, so a later attempt resumes; otherwise the job's own folder (synced with S3)."""
-    if spec.checkpoint_uri:
-        folder = local_path(spec.checkpoint_uri)
-        if folder is not None:
-            return folder
-    return paths.checkpoints
-
-
-def _pack(folder: Path, archive: Path) -> None:
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(folder.rglob("*")):
-            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)

@@ -26,6 +26,7 @@ from typing import Any
 from stoker.adapters.processes import ProcessRef, is_alive, pid_exists
 from stoker.adapters.training.container import JobPaths
 from stoker.adapters.training.supervise import write_atomically
+from stoker.core.job_kind import JobKind
 from stoker.ports.training import (
     TrainingJobDescription,
     TrainingJobStatus,
@@ -58,6 +59,7 @@ class LocalJob:
     creation_time: datetime
     last_modified: datetime
     owner: ProcessRef
+    kind: JobKind = JobKind.TRAINING
     failure_reason: str | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
@@ -80,6 +82,7 @@ class LocalJob:
         return {
             "name": self.name,
             "arn": self.arn,
+            "kind": self.kind.value,
             "instance_type": self.instance_type,
             "status": self.status.value,
             "secondary": self.secondary,
@@ -105,6 +108,7 @@ class LocalJob:
         return cls(
             name=data["name"],
             arn=data["arn"],
+            kind=JobKind(data.get("kind") or JobKind.TRAINING),
             paths=paths,
             instance_type=data["instance_type"],
             status=TrainingJobStatus(data["status"]),
@@ -150,6 +154,7 @@ class LocalJob:
             creation_time=self.creation_time,
             training_end_time=self.end_time,
             secondary_status=self.secondary,
+            kind=self.kind,
         )
 
 

@@ -1,4 +1,5 @@
-"""`CreateTrainingJob` requests checked against botocore's own SageMaker service model.
+"""`CreateTrainingJob` (and `CreateProcessingJob`) requests checked against botocore's own
+SageMaker service model.
 
 The checks are botocore's `ParamValidator`, the one every boto3 and aiobotocore client runs
 before sending a request: required members, unknown members, types, and the model's minimum
@@ -176,26 +177,37 @@ def _parse_entry(entry: str) -> tuple[str, str]:
     return "", entry
 
 
-def create_training_job_shape() -> Shape:
-    """The input shape of CreateTrainingJob in the botocore installed (read from its data
-    files; no credentials or network)."""
+_NAME_MEMBERS = {
+    "CreateTrainingJob": "TrainingJobName",
+    "CreateProcessingJob": "ProcessingJobName",
+}
+"""The name member of each operation checked: stoker names each attempt's job itself."""
+
+
+def create_training_job_shape(operation: str = OPERATION) -> Shape:
+    """The input shape of CreateTrainingJob (or `operation`) in the botocore installed (read
+    from its data files; no credentials or network)."""
     model = botocore.session.get_session().get_service_model("sagemaker")
-    shape = model.operation_model(OPERATION).input_shape
+    shape = model.operation_model(operation).input_shape
     if shape is None:  # every botocore release has one; a broken install would not
-        raise ConfigurationError(f"botocore's SageMaker model has no {OPERATION} input")
+        raise ConfigurationError(f"botocore's SageMaker model has no {operation} input")
     return shape
 
 
 class BotocoreRequestValidator:
-    """TrainingRequestValidator on botocore's SageMaker model and parameter validator."""
+    """TrainingRequestValidator on botocore's SageMaker model and parameter validator, for
+    `operation`: CreateTrainingJob (the default) or CreateProcessingJob."""
 
-    def __init__(self, shape: Shape | None = None) -> None:
-        self._shape = shape if shape is not None else create_training_job_shape()
+    def __init__(self, shape: Shape | None = None, *, operation: str = OPERATION) -> None:
+        if operation not in _NAME_MEMBERS:
+            raise ValueError(f"operation must be one of {sorted(_NAME_MEMBERS)}, got {operation!r}")
+        self._shape = shape if shape is not None else create_training_job_shape(operation)
+        self._name_member = _NAME_MEMBERS[operation]
         self._validator = ParamValidator()
 
     def problems(self, request: Mapping[str, Any]) -> dict[str, str]:
         params = dict(request)
-        params.setdefault("TrainingJobName", NAME_PLACEHOLDER)
+        params.setdefault(self._name_member, NAME_PLACEHOLDER)
         report = self._validator.validate(params, self._shape)
         if not report.has_errors():
             return {}

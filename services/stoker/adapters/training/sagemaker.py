@@ -30,6 +30,7 @@ from botocore.exceptions import (
 )
 
 from stoker.core.errors import ConfigurationError, StokerError
+from stoker.core.job_kind import JobKind
 from stoker.logs import get_logger
 from stoker.ports.training import (
     InsufficientCapacity,
@@ -160,6 +161,34 @@ def describe_from_response(response: dict[str, Any]) -> TrainingJobDescription:
     )
 
 
+def describe_from_processing_response(response: dict[str, Any]) -> TrainingJobDescription:
+    """A TrainingJobDescription from a DescribeProcessingJob answer."""
+    started = _utc(response.get("ProcessingStartTime"))
+    ended = _utc(response.get("ProcessingEndTime"))
+    seconds = round((ended - started).total_seconds()) if started and ended else None
+    cluster = (response.get("ProcessingResources") or {}).get("ClusterConfig") or {}
+    reason = response.get("FailureReason")
+    exit_message = response.get("ExitMessage")
+    if reason and exit_message and exit_message not in reason:
+        reason = f"{reason}; {exit_message}"
+    return TrainingJobDescription(
+        name=response["ProcessingJobName"],
+        arn=response["ProcessingJobArn"],
+        status=_status(response["ProcessingJobStatus"]),
+        secondary_status=None,
+        failure_reason=reason,
+        creation_time=_required_utc(response["CreationTime"]),
+        last_modified_time=_required_utc(
+            response.get("LastModifiedTime") or response["CreationTime"]
+        ),
+        training_start_time=started,
+        training_end_time=ended,
+        billable_seconds=seconds,
+        training_seconds=seconds,
+        instance_type=cluster.get("InstanceType"),
+    )
+
+
 class SageMakerBackend:
     """TrainingBackend on the SageMaker API. `endpoint_url` points it at the simulator;
     `client` hands it a client made elsewhere (then `start` makes none and `close` leaves
@@ -277,6 +306,70 @@ class SageMakerBackend:
             token = response.get("NextToken")
             if not token or (max_results is not None and len(found) >= max_results):
                 return found
+
+    async def create_processing_job(self, request: dict[str, Any]) -> str:
+        name = request.get("ProcessingJobName")
+        if not isinstance(name, str):
+            raise InvalidRequest("CreateProcessingJob: ProcessingJobName is required")
+        self.calls["CreateProcessingJob"] += 1
+        with translated("CreateProcessingJob", name):
+            response = await self.client.create_processing_job(**request)
+        log.info("processing job created", processing_job_name=name)
+        return response["ProcessingJobArn"]
+
+    async def describe_processing_job(self, name: str) -> TrainingJobDescription:
+        self.calls["DescribeProcessingJob"] += 1
+        with translated("DescribeProcessingJob", name):
+            response = await self.client.describe_processing_job(ProcessingJobName=name)
+        return describe_from_processing_response(dict(response))
+
+    async def list_processing_jobs(
+        self,
+        *,
+        last_modified_time_after: datetime | None = None,
+        before_page: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[TrainingJobSummary]:
+        params: dict[str, Any] = {
+            "SortBy": "CreationTime",
+            "SortOrder": "Descending",
+            "MaxResults": PAGE_SIZE,
+        }
+        if last_modified_time_after is not None:
+            params["LastModifiedTimeAfter"] = last_modified_time_after
+        found: list[TrainingJobSummary] = []
+        while True:
+            if before_page is not None:
+                await before_page()
+            self.calls["ListProcessingJobs"] += 1
+            with translated("ListProcessingJobs"):
+                response = await self.client.list_processing_jobs(**params)
+            found.extend(
+                TrainingJobSummary(
+                    name=row["ProcessingJobName"],
+                    status=_status(row["ProcessingJobStatus"]),
+                    last_modified_time=_required_utc(
+                        row.get("LastModifiedTime") or row["CreationTime"]
+                    ),
+                    creation_time=_required_utc(row["CreationTime"]),
+                    training_end_time=_utc(row.get("ProcessingEndTime")),
+                    kind=JobKind.PROCESSING,
+                )
+                for row in response.get("ProcessingJobSummaries", [])
+            )
+            token = response.get("NextToken")
+            if not token:
+                return found
+            params["NextToken"] = token
+
+    async def stop_processing_job(self, name: str) -> None:
+        self.calls["StopProcessingJob"] += 1
+        try:
+            with translated("StopProcessingJob", name):
+                await self.client.stop_processing_job(ProcessingJobName=name)
+        except InvalidRequest as exc:
+            if "status" not in str(exc).lower():
+                raise
+            log.info("processing job already ended; nothing to stop", processing_job_name=name)
 
     async def stop_training_job(self, name: str) -> None:
         self.calls["StopTrainingJob"] += 1

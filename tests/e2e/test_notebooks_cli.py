@@ -1,0 +1,200 @@
+"""`stoker notebooks run` against `stoker up` on the embedded default: the notebook is staged,
+submitted through the API, launched, followed and ended like any job, its outputs in the
+data folder; a raising notebook fails with its cell's error; a processing job submitted with
+`stoker submit` splits a CSV on the same stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import nbformat
+import pytest
+import yaml
+from nbformat.v4 import new_code_cell, new_notebook
+from typer.testing import CliRunner
+
+from stoker import training_scripts
+from stoker.cli.main import app
+from stoker.devinfra import free_ports
+from tests.e2e.stack import BIN, with_parent_death_signal
+from tests.support.waiting import wait_until_blocking
+
+pytestmark = pytest.mark.slow
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sentiment-pipeline"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """`stoker up` on a free port with its data folder in tmp_path; the CLI under test sees
+    the same data folder (and so finds the API token there)."""
+    (port,) = free_ports(1)
+    data = tmp_path / "data"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("local:\n  notebooks: true\n")  # notebook jobs run any code: opt in
+    env = {
+        **os.environ,
+        "STOKER_DATA_DIR": str(data),
+        "STOKER_API_PORT": str(port),
+        "STOKER_POLICY_FILE": str(policy),
+    }
+    monkeypatch.setenv("STOKER_DATA_DIR", str(data))
+    monkeypatch.delenv("STOKER_TOKEN", raising=False)
+    with (tmp_path / "up.log").open("ab") as log:
+        process = subprocess.Popen(
+            with_parent_death_signal([str(BIN / "stoker"), "up"]),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until_blocking(healthy, 60.0, what="stoker up answering")
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_a_notebook_runs_through_the_stack(stack: str, tmp_path: Path) -> None:
+    """The seed's preprocess notebook with a parameter and its helper: Completed, outputs in
+    <data dir>/outputs/jobs/<job id>/."""
+    result = CliRunner().invoke(
+        app,
+        [
+            "notebooks",
+            "run",
+            str(EXAMPLE / "preprocess.ipynb"),
+            "-d",
+            str(EXAMPLE / "sentences.py"),
+            "-p",
+            "rows=40",
+            "--job-id",
+            "pre-1",
+            "--api",
+            stack,
+            "--wait",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Completed" in result.output
+    outputs = tmp_path / "data" / "outputs" / "jobs" / "pre-1"
+    lines = (outputs / "data" / "train.csv").read_text().splitlines()
+    assert len(lines) == 41  # the header and 40 rows
+    assert (outputs / "pre-1.ipynb").is_file()
+
+
+def test_a_raising_notebook_fails_with_its_cells_error(stack: str, tmp_path: Path) -> None:
+    """Exit code 1, the job Failed with the cell's error; the executed notebook is kept."""
+    notebook = new_notebook()
+    notebook.cells = [
+        new_code_cell("limit = 1", metadata={"tags": ["parameters"]}),
+        new_code_cell("raise RuntimeError(f'limit was {limit}')"),
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(notebook, path)
+    result = CliRunner().invoke(
+        app,
+        [
+            "notebooks",
+            "run",
+            str(path),
+            "-p",
+            "limit=5",
+            "--job-id",
+            "bad-1",
+            "--api",
+            stack,
+            "--wait",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "RuntimeError: limit was 5" in " ".join(result.output.split())
+    assert (tmp_path / "data" / "outputs" / "jobs" / "bad-1" / "bad-1.ipynb").is_file()
+
+
+def test_a_processing_job_runs_through_the_stack(stack: str, tmp_path: Path) -> None:
+    """`stoker submit` of a kind: processing spec; the split lands in the output folder."""
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "rows.csv").write_text("customer_id,kwh\n1,3\n2,4\n1,5\n")
+    script = Path(training_scripts.__file__).parent / "split_by_key.py"
+    spec = {
+        "job_id": "split-1",
+        "kind": "processing",
+        "processing": {
+            "RoleArn": "arn:aws:iam::123456789012:role/processing",
+            "AppSpecification": {
+                "ImageUri": "stoker-local",
+                "ContainerEntrypoint": ["python", str(script)],
+                "ContainerArguments": [
+                    *("--input", "/opt/ml/processing/input/data"),
+                    *("--output", "/opt/ml/processing/output/split"),
+                    *("--key", "customer_id"),
+                ],
+            },
+            "ProcessingInputs": [
+                {
+                    "InputName": "data",
+                    "S3Input": {
+                        "S3Uri": str(source),
+                        "LocalPath": "/opt/ml/processing/input/data",
+                        "S3DataType": "S3Prefix",
+                        "S3InputMode": "File",
+                    },
+                }
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {
+                        "OutputName": "split",
+                        "S3Output": {
+                            "S3Uri": str(tmp_path / "split"),
+                            "LocalPath": "/opt/ml/processing/output/split",
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
+                ]
+            },
+            "ProcessingResources": {
+                "ClusterConfig": {
+                    "InstanceType": "ml.m5.large",
+                    "InstanceCount": 1,
+                    "VolumeSizeInGB": 1,
+                }
+            },
+        },
+    }
+    spec_file = tmp_path / "split.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    submitted = CliRunner().invoke(app, ["submit", str(spec_file), "--api", stack])
+    assert submitted.exit_code == 0, submitted.output
+
+    token = (tmp_path / "data" / "api-token").read_text().strip()
+
+    def status() -> str:
+        answer = httpx.get(
+            f"{stack}/v1/jobs/split-1", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        return str(answer.json()["status"])
+
+    wait_until_blocking(lambda: status() == "Completed", 60.0, what="the processing job")
+    assert (tmp_path / "split" / "1.csv").read_text().splitlines() == [
+        "customer_id,kwh",
+        "1,3",
+        "1,5",
+    ]
