@@ -20,6 +20,9 @@ import io
 import json
 import logging
 import tarfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,8 +76,18 @@ def fit(frame: pd.DataFrame, *, uncertainty_samples: int = 1000) -> Prophet:
     # import); a fleet of fits would drown every other log line.
     cmdstanpy_logger().setLevel(logging.WARNING)
     model = Prophet(uncertainty_samples=uncertainty_samples)
-    model.fit(history)
+    with _quiet():
+        model.fit(history)
     return model
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Prophet 1.5 passes pandas arguments pandas 3 deprecates (`inplace=`): a warning per
+    fit and per predict that says nothing about the model."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="prophet")
+        yield
 
 
 def artifact_bytes(model: Prophet) -> bytes:
@@ -163,7 +176,8 @@ def parse_request(body: bytes) -> ForecastRequest:
 
 def forecast(model: Prophet, request: ForecastRequest) -> dict[str, Any]:
     future = model.make_future_dataframe(periods=request.period, freq="D", include_history=False)
-    predicted = model.predict(future)
+    with _quiet():
+        predicted = model.predict(future)
     columns = [c for c in ("yhat", "yhat_lower", "yhat_upper") if c in predicted.columns]
     rows = []
     for record in predicted[["ds", *columns]].itertuples(index=False):
