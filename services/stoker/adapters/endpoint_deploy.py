@@ -34,6 +34,8 @@ async def apply(
     ) as client:
         for operation, request in plan.requests():
             shape = client.meta.service_model.operation_model(operation).input_shape
+            if shape is None:  # every Create* operation has an input; keeps mypy sure
+                raise ConfigurationError(f"{operation}: no input shape in botocore's model")
             report = ParamValidator().validate(request, shape)
             if report.has_errors():
                 raise ConfigurationError(f"{operation}: {report.generate_report()}")

@@ -56,7 +56,7 @@ class ByteLRU:
     def used_bytes(self) -> int:
         return self._used
 
-    def keys(self) -> list[str]:
+    def by_recency(self) -> list[str]:
         """Every key, least recently used first."""
         return list(self._entries)
 

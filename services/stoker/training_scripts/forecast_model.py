@@ -40,7 +40,6 @@ MAX_PERIOD = 1000
 CSV_COLUMNS = ("customer_id", "timestamp", "consumption")
 
 
-
 class BadRequest(ValueError):
     """A request body that is not `{"period": N}`; `field` names what is wrong."""
 
@@ -204,7 +203,7 @@ def model_fn(model_dir: str) -> Prophet:
 
 
 def input_fn(body: bytes | str, content_type: str = "application/json") -> ForecastRequest:
-    if content_type.split(";")[0].strip() not in ("application/json", ""):
+    if content_type.partition(";")[0].strip() not in ("application/json", ""):
         raise BadRequest("ContentType", f"expected application/json, got {content_type!r}")
     return parse_request(body.encode() if isinstance(body, str) else body)
 

@@ -24,7 +24,11 @@ MODEL_BYTES = 1_000
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     store = MemoryObjectStore(
-        {"17.tar.gz": artifact(17), "bad.tar.gz": b"garbage", "big.tar.gz": artifact(1, pad_bytes=9_000)}
+        {
+            "17.tar.gz": artifact(17),
+            "bad.tar.gz": b"garbage",
+            "big.tar.gz": artifact(1, pad_bytes=9_000),
+        }
     )
     config = FleetConfig(
         cache_dir=tmp_path / "cache",
@@ -88,7 +92,9 @@ async def test_list_pages_with_next_page_token(client: httpx.AsyncClient, artifa
     for name in ("a", "b"):
         url = str(artifacts / name / "model.tar.gz")
         assert (await client.post("/models", json={"model_name": name, "url": url})).is_success
-    await client.post(INVOKE, content=b'{"period": 1}', headers={"X-Amzn-SageMaker-Target-Model": "17.tar.gz"})
+    await client.post(
+        INVOKE, content=b'{"period": 1}', headers={"X-Amzn-SageMaker-Target-Model": "17.tar.gz"}
+    )
     first = (await client.get("/models", params={"max_results": 2})).json()
     assert [m["modelName"] for m in first["models"]] == ["17.tar.gz", "a"]
     rest = (

@@ -4,6 +4,7 @@ TargetModel, a bearer token sent through the client's event hook."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,8 +18,8 @@ from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 from stoker.adapters.objects.s3 import S3Store
-from stoker.app.endpoint import build_endpoint
 from stoker.app.auth import Authentication
+from stoker.app.endpoint import build_endpoint
 from stoker.client import send_bearer_token
 from stoker.inference.fleet import FleetConfig
 from stoker.training_scripts import energy_data, forecast_model
@@ -58,7 +59,9 @@ def s3_endpoint(artifacts: dict[str, bytes]) -> Iterator[str]:
     url = f"http://{host}:{port}"
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=url)
     s3.create_bucket(Bucket=BUCKET)
-    s3.put_object(Bucket=BUCKET, Key="scaling-thousand-models/models/17.tar.gz", Body=artifacts["0.tar.gz"])
+    s3.put_object(
+        Bucket=BUCKET, Key="scaling-thousand-models/models/17.tar.gz", Body=artifacts["0.tar.gz"]
+    )
     yield url
     server.stop()
 
@@ -110,7 +113,9 @@ def test_boto3_invoke_endpoint_with_target_model_returns_the_forecast(endpoint: 
         datetime.fromisoformat(row["ds"])
 
 
-def test_a_model_written_after_start_is_served(endpoint: str, s3_endpoint: str, artifacts: dict[str, bytes]) -> None:
+def test_a_model_written_after_start_is_served(
+    endpoint: str, s3_endpoint: str, artifacts: dict[str, bytes]
+) -> None:
     """No redeploy, no restart: the next call to a new key loads it."""
     client = runtime(endpoint)
     with pytest.raises(ClientError) as missing:
@@ -119,11 +124,15 @@ def test_a_model_written_after_start_is_served(endpoint: str, s3_endpoint: str, 
     assert "42.tar.gz" in missing.value.response["Error"]["Message"]
     assert missing.value.response["Error"]["Code"] == "ValidationError"
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=s3_endpoint)
-    s3.put_object(Bucket=BUCKET, Key="scaling-thousand-models/models/42.tar.gz", Body=artifacts["1.tar.gz"])
+    s3.put_object(
+        Bucket=BUCKET, Key="scaling-thousand-models/models/42.tar.gz", Body=artifacts["1.tar.gz"]
+    )
     assert len(invoke(client, "42.tar.gz", '{"period": 3}')["forecast"]) == 3  # type: ignore[arg-type]
 
 
-def test_a_corrupt_artifact_is_a_model_error_and_others_keep_serving(endpoint: str, s3_endpoint: str) -> None:
+def test_a_corrupt_artifact_is_a_model_error_and_others_keep_serving(
+    endpoint: str, s3_endpoint: str
+) -> None:
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=s3_endpoint)
     s3.put_object(Bucket=BUCKET, Key="scaling-thousand-models/models/bad.tar.gz", Body=b"\x00" * 64)
     client = runtime(endpoint)
@@ -156,8 +165,6 @@ def test_without_a_token_the_call_is_refused(endpoint: str) -> None:
 
 
 def test_s3_store_lists_and_fetches(s3_endpoint: str, tmp_path: Path) -> None:
-    import asyncio
-
     async def check() -> None:
         store = S3Store(PREFIX, region=REGION, endpoint_url=s3_endpoint)
         try:

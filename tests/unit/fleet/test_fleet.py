@@ -5,7 +5,9 @@ a restart, a slow model not stalling another worker's."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import tarfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -165,9 +167,6 @@ async def test_a_tarball_without_a_model_is_a_load_failure_from_the_worker(
 ) -> None:
     """A readable archive the handler cannot load (no model.json) fails in the worker; the
     worker lives on and serves the next model."""
-    import io
-    import tarfile
-
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         info = tarfile.TarInfo("other.txt")

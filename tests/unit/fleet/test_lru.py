@@ -17,7 +17,7 @@ def test_evicts_least_recently_used_first() -> None:
     assert lru.admit("b", 40) == []
     assert lru.touch("a")
     assert lru.admit("c", 40) == ["b"]
-    assert lru.keys() == ["a", "c"]
+    assert lru.by_recency() == ["a", "c"]
     assert lru.used_bytes == 80
 
 
@@ -32,7 +32,7 @@ def test_pinned_entries_are_never_evicted_and_limit_what_fits() -> None:
         lru.admit("big", 31)
     assert refused.value.room_bytes == 30
     assert "big" in str(refused.value)
-    assert lru.keys() == ["pinned", "b"]
+    assert lru.by_recency() == ["pinned", "b"]
     assert lru.used_bytes == 100
 
 
@@ -64,15 +64,15 @@ def test_any_sequence_of_operations_keeps_every_invariant(capacity: int, ops: li
     lru = ByteLRU(capacity)
     for op, key, size, pinned in ops:
         if op == "admit":
-            before = lru.keys()
+            before = lru.by_recency()
             entries_before = {k: lru.get(k) for k in before}
             try:
                 evicted = lru.admit(key, size, pinned=pinned)
             except DoesNotFit:
-                assert lru.keys() == before
+                assert lru.by_recency() == before
                 continue
             assert key in lru
-            assert lru.keys()[-1] == key
+            assert lru.by_recency()[-1] == key
             for victim in evicted:
                 old = entries_before[victim]
                 assert old is not None
@@ -86,5 +86,5 @@ def test_any_sequence_of_operations_keeps_every_invariant(capacity: int, ops: li
         else:
             lru.remove(key)
             assert key not in lru
-        sizes = [lru.get(k).size_bytes for k in lru.keys()]  # type: ignore[union-attr]
+        sizes = [lru.get(k).size_bytes for k in lru.by_recency()]  # type: ignore[union-attr]
         assert lru.used_bytes == sum(sizes) <= capacity

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 class BadPeriod(ValueError):
     def __init__(self, problem: str) -> None:
         super().__init__(problem)

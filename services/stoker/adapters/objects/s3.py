@@ -1,5 +1,5 @@
-"""S3 as the object store (aiobotocore). The client opens on first use, so a local-folder
-endpoint never needs the `aws` extra or credentials."""
+"""S3 as the object store (aiobotocore, the `aws` extra: only a prefix in S3 imports this
+module). The client opens on first use."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import os
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
 
 from stoker.adapters.objects.files import temporary_beside
 from stoker.core.errors import StokerError
@@ -56,8 +59,6 @@ class S3Store:
 
     async def _s3(self) -> S3Client:
         if self._client is None:
-            from aiobotocore.session import get_session
-
             self._client = await self._stack.enter_async_context(
                 get_session().create_client(
                     "s3",
@@ -69,8 +70,6 @@ class S3Store:
         return self._client
 
     async def fetch(self, key: str, dest: Path) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         s3 = await self._s3()
         tmp = temporary_beside(dest)
         try:
@@ -92,8 +91,6 @@ class S3Store:
             tmp.unlink(missing_ok=True)
 
     async def put(self, key: str, data: bytes) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         s3 = await self._s3()
         try:
             await s3.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
@@ -101,8 +98,6 @@ class S3Store:
             raise ObjectStoreUnavailable(f"writing {self.url_of(key)}: {exc}") from exc
 
     async def keys(self) -> list[str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         s3 = await self._s3()
         found: list[str] = []
         try:
@@ -120,7 +115,7 @@ class S3Store:
         self._client = None
 
 
-def _translated(exc: Any, key: str, where: str) -> StokerError:
+def _translated(exc: ClientError, key: str, where: str) -> StokerError:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     if code in _MISSING_CODES:
         return ObjectMissing(key, where)

@@ -103,7 +103,14 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=MAX_PAYLOAD_BYTES)
     install_refusals(app, lambda reason, detail: {"error": reason, "message": detail})
     secured = [] if authenticator is None else [Depends(BearerAuth(authenticator, rate_limiter))]
-    metrics = fleet.metrics
+    _install_errors(app)
+    _open_routes(app, fleet)
+    _runtime_route(app, fleet, secured, endpoint_name)
+    _container_routes(app, fleet, secured)
+    return app
+
+
+def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(FleetError)
     async def refused(_: Request, exc: FleetError) -> Response:
@@ -124,6 +131,10 @@ def create_app(
         message = f"{field}: {first.get('msg', 'invalid')}"
         return _refusal("InvalidInput", message, 400, "ValidationError", field=field)
 
+
+def _open_routes(app: FastAPI, fleet: ModelFleet) -> None:
+    """The probe and the scrape: no token, no request content."""
+
     @app.get("/ping")
     async def ping() -> Response:
         if not fleet.ready:
@@ -132,7 +143,12 @@ def create_app(
 
     @app.get("/metrics")
     async def scrape() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(fleet.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _runtime_route(app: FastAPI, fleet: ModelFleet, secured: list[Any], endpoint_name: str) -> None:
+    """What boto3's `sagemaker-runtime` `invoke_endpoint(TargetModel=...)` sends."""
+    metrics = fleet.metrics
 
     @app.post("/endpoints/{endpoint}/invocations", dependencies=secured)
     async def invocations(
@@ -162,6 +178,11 @@ def create_app(
             media_type="application/json",
             headers={"x-Amzn-Invoked-Production-Variant": "AllTraffic"},
         )
+
+
+def _container_routes(app: FastAPI, fleet: ModelFleet, secured: list[Any]) -> None:
+    """SageMaker's multi-model container API: explicit loads, listing, unloads, invoke."""
+    metrics = fleet.metrics
 
     @app.post("/models", dependencies=secured)
     async def load(request: Request) -> Response:
@@ -210,5 +231,3 @@ def create_app(
     async def unload(model_name: str) -> Response:
         await fleet.unload(model_name)
         return _json({"modelName": model_name, "status": "unloaded"})
-
-    return app

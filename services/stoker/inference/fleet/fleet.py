@@ -287,7 +287,9 @@ class ModelFleet:
             del self._resident[name]
             self._memory.remove(name)
         self._per_worker[worker.index] = 0
-        log.error("worker replaced; its models will load again", worker=worker.index, models=len(lost))
+        log.error(
+            "worker replaced; its models will load again", worker=worker.index, models=len(lost)
+        )
         self._tier_sizes()
 
     def _tier_sizes(self) -> None:
@@ -349,7 +351,7 @@ class ModelFleet:
 
     def disk_entries(self) -> list[str]:
         """The disk tier's models, least recently used first."""
-        return self._disk.keys()
+        return self._disk.by_recency()
 
     @property
     def memory_bytes(self) -> int:
