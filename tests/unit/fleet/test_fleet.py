@@ -23,7 +23,12 @@ from stoker.inference.fleet import (
     ModelNotFound,
     ModelTooLarge,
 )
-from stoker.inference.fleet.errors import AlreadyLoaded, BadModelName, ModelNotLoaded
+from stoker.inference.fleet.errors import (
+    AlreadyLoaded,
+    BadModelName,
+    ModelNotLoaded,
+    PredictionFailed,
+)
 from tests.unit.fleet import toy_handler
 from tests.unit.fleet.toy_handler import artifact
 
@@ -225,3 +230,19 @@ async def test_a_slow_model_does_not_stall_a_model_on_another_worker(tmp_path: P
         assert not slow.done()
         gate.touch()
         assert value((await slow).body) == 3
+
+
+async def test_a_worker_that_dies_is_replaced_and_its_models_load_again(tmp_path: Path) -> None:
+    """A model that kills its worker gets 500 naming it; the worker is replaced, and the
+    models it held are loaded again on their next call."""
+    store = MemoryObjectStore({"ok.tar.gz": artifact(2), "crash.tar.gz": artifact(1, crash=True)})
+    async with fleet_of(store, tmp_path, workers=1, preload=("ok.tar.gz",)) as fleet:
+        with pytest.raises(PredictionFailed) as failed:
+            await fleet.invoke("crash.tar.gz", PERIOD)
+        assert failed.value.http_status == 500
+        assert "crash.tar.gz" in str(failed.value)
+        assert "died" in str(failed.value)
+        assert fleet.loaded() == []
+        again = await fleet.invoke("ok.tar.gz", PERIOD)
+        assert value(again.body) == 6
+        assert again.tier == "disk"

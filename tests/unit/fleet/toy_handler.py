@@ -1,13 +1,15 @@
 """A small model kind for the endpoint's tests, a test double of the forecast handler: its
 artifact is a `.tar.gz` holding model.json `{"scale": k, "gate": path, "pad": "..."}`; it
 answers `{"value": k * period}` to `{"period": N}`, once the `gate` file exists if it has one
-(a slow model, for as long as the test wants), and loads in
+(a slow model, for as long as the test wants), or ends its process if `crash` is set, and
+loads in
 microseconds, so cache tests can cycle through many models. `pad` sets its size."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import time
 from pathlib import Path
@@ -21,8 +23,15 @@ class BadPeriod(ValueError):
         self.problem = problem
 
 
-def artifact(scale: float, *, gate: Path | None = None, pad_bytes: int = 0) -> bytes:
-    model = {"scale": scale, "gate": str(gate) if gate else None, "pad": "x" * pad_bytes}
+def artifact(
+    scale: float, *, gate: Path | None = None, pad_bytes: int = 0, crash: bool = False
+) -> bytes:
+    model = {
+        "scale": scale,
+        "gate": str(gate) if gate else None,
+        "pad": "x" * pad_bytes,
+        "crash": crash,
+    }
     data = json.dumps(model).encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -54,6 +63,9 @@ def parse_request(body: bytes) -> int:
 
 
 def predict(model: dict[str, Any], period: int) -> bytes:
+    if model["crash"]:
+        # A model that takes its process down (a segfault in native code, say).
+        os._exit(3)
     if model["gate"]:
         # The slow model of a test: its predict runs until the test creates the gate file
         # (another process's condition, checked between short pauses).
