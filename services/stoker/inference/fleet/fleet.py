@@ -267,13 +267,14 @@ class ModelFleet:
         self._per_worker[worker.index] += 1
 
     async def _release(self, victims: list[str]) -> None:
-        for victim in victims:
-            resident = self._resident.pop(victim, None)
-            if resident is None:
-                continue
+        # Forgotten all at once, before the first await: no request starts on a victim
+        # after this point, and each unload queues behind the predictions already sent.
+        released = [(v, r) for v in victims if (r := self._resident.pop(v, None)) is not None]
+        for victim, resident in released:
             self._per_worker[resident.worker.index] -= 1
             self.metrics.evictions.labels(MEMORY).inc()
             log.debug("model evicted", model=victim, tier=MEMORY)
+        for victim, resident in released:
             with contextlib.suppress(WorkerLost):
                 await resident.worker.unload(victim)
 
