@@ -12,7 +12,8 @@ own, as 1,000 distinct models would be. Figures printed (docs/benchmarks-fleet.m
 them):
 
 1. Zipf(1.1) traffic over the 1,000 models through the endpoint's engine (`ModelFleet`, two
-   worker processes, one request at a time) with a memory tier of 100 models and a disk tier of `--disk-models`:
+   worker processes, one request at a time) with a memory tier of 100 models and a disk
+   tier of `--disk-models`:
    the memory hit rate; the hot path's overhead over the model's own predict (each request's
    time minus its predict time in the worker; goal: p99 under 1 ms), with a bare in-process
    predict of the same models alongside; the cold loads' p50/p99 from the disk tier and from
@@ -95,7 +96,7 @@ def fit_models(folder: Path, *, total: int, fitted: int, seed: int) -> Models:
     frame = energy_data.generate(
         customers=fitted,
         rows_per_customer=300,
-        start=datetime(2021, 1, 1),
+        start=datetime(2020, 10, 1),
         end=datetime(2023, 1, 1),
         seed=seed,
     )
@@ -406,7 +407,10 @@ def main(
             )
             figures["ray_hot_rps"] = theirs[0]
             figures["throughput_ratio"] = ours[0] / theirs[0]
-        throughput_table(ours, theirs, hot, clients)
+        # What two processes doing nothing but predict could serve: the models' own bound.
+        ceiling = 2 / statistics.fmean(bare)
+        figures["bare_predict_ceiling_rps"] = ceiling
+        throughput_table(ours, theirs, hot, clients, ceiling)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     console.print_json(json.dumps(figures))
@@ -465,10 +469,12 @@ def throughput_table(
     theirs: tuple[float, int, int] | None,
     hot: list[str],
     clients: int,
+    ceiling: float,
 ) -> None:
     table = Table(title=f"hot-path throughput over HTTP: {len(hot)} models, {clients} in flight")
     for column in ("server", "requests/s", "ok", "errors"):
         table.add_column(column, justify="right")
+    table.add_row("ceiling: 2 processes of bare predict", f"{ceiling:.1f}", "", "")
     table.add_row("stoker endpoints serve", f"{ours[0]:.1f}", str(ours[1]), str(ours[2]))
     if theirs is not None:
         table.add_row("Ray Serve multiplexed", f"{theirs[0]:.1f}", str(theirs[1]), str(theirs[2]))

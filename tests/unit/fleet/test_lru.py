@@ -4,7 +4,7 @@ entries kept, an entry that cannot fit refused without evicting anything."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stoker.core.lru import ByteLRU, DoesNotFit
@@ -56,6 +56,8 @@ ops = st.lists(
 )
 
 
+# No per-example deadline: on a shared machine an example can wait for the CPU.
+@settings(deadline=None)
 @given(capacity=st.integers(min_value=0, max_value=200), ops=ops)
 def test_any_sequence_of_operations_keeps_every_invariant(capacity: int, ops: list[Op]) -> None:
     """Whatever happens: used bytes are the sum of the entries and never over the bound;
