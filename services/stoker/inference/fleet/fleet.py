@@ -131,7 +131,7 @@ class ModelFleet:
     async def close(self) -> None:
         self.ready = False
         workers, self._workers = self._workers, []
-        await asyncio.gather(*(asyncio.to_thread(w.close) for w in workers))
+        await asyncio.gather(*(w.close() for w in workers))
         await self.store.close()
 
     # The runtime route: lazy loads.

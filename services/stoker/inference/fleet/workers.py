@@ -1,9 +1,11 @@
 """Worker processes that hold models and run their predictions, off the event loop.
 
-Each worker is a one-process pool of its own, so calls to one worker run in the order they
-were sent: an unload sent after a prediction runs after it. The event loop only pickles a
-request body across and the answer's bytes back. A worker that dies is replaced by a fresh
-one (holding no model); the calls it had are answered `WorkerLost`.
+Each worker is a spawned process joined to the event loop by a socket pair: the loop writes a
+framed, pickled call and reads the framed answer with asyncio streams, so a call costs one
+wake-up of the worker and one of the loop (no executor threads in between). A worker runs
+its calls one at a time, in the order they were sent: an unload sent after a prediction runs
+after it. A worker that dies (its socket ends) fails the calls it had with `WorkerLost` and
+is replaced by a fresh process holding no model.
 
 The worker side calls the handler module's functions: `load_artifact(path)`,
 `parse_request(body)` and `predict(model, request) -> bytes`.
@@ -12,17 +14,22 @@ The worker side calls the handler module's functions: `load_artifact(path)`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import itertools
 import multiprocessing
+import pickle
+import signal
+import socket
+import struct
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+_HEADER = struct.Struct("!I")
+_CLOSE_WAIT_S = 10.0
 
 # The worker process's state: its handler and the models it holds.
 _handler: ModuleType | None = None
@@ -54,13 +61,11 @@ class WorkerLost(Exception):
     """The worker process died while it had the call."""
 
 
-def _init(handler: str) -> None:
-    global _handler  # noqa: PLW0603 - the worker process's one handler, set once at start
-    _handler = importlib.import_module(handler)
+# ------------------------------------------------------------------ worker side
 
 
 def _loaded_handler() -> ModuleType:
-    if _handler is None:  # pragma: no cover - _init always runs first
+    if _handler is None:  # pragma: no cover - _serve sets it first
         raise RuntimeError("worker started without a handler")
     return _handler
 
@@ -103,51 +108,172 @@ def _ping() -> int:
     return len(_models)
 
 
+_OPS: dict[str, Callable[..., object]] = {
+    "load": _load,
+    "unload": _unload,
+    "predict": _predict,
+    "ping": _ping,
+}
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    """`size` bytes, or None when the parent closed its end."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return None
+        got += n
+    return bytes(buffer)
+
+
+def _frame(value: object) -> bytes:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+def _serve(sock: socket.socket, handler: str) -> None:
+    """The worker process: answer calls until the parent closes the socket."""
+    global _handler  # noqa: PLW0603 - the worker process's one handler, set once at start
+    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _handler = importlib.import_module(handler)
+    with sock:
+        while (header := _recv_exact(sock, _HEADER.size)) is not None:
+            payload = _recv_exact(sock, _HEADER.unpack(header)[0])
+            if payload is None:
+                return
+            call_id, op, args = pickle.loads(payload)
+            try:
+                answer = _frame((call_id, True, _OPS[op](*args)))
+            except Exception as exc:
+                try:
+                    answer = _frame((call_id, False, exc))
+                except Exception:  # an error that does not pickle still gets an answer
+                    answer = _frame((call_id, False, RuntimeError(repr(exc))))
+            sock.sendall(answer)
+
+
+# ------------------------------------------------------------------ parent side
+
+
 class Worker:
     """One worker process (replaced if it dies)."""
 
     def __init__(self, index: int, handler: str) -> None:
         self.index = index
         self._handler = handler
-        self._pool = self._start()
+        self._ids = itertools.count()
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._up = asyncio.Event()
+        self._process: Any = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reading: asyncio.Task[None] | None = None
+        self._closing = False
         self.restarts = 0
 
-    def _start(self) -> ProcessPoolExecutor:
+    async def start(self) -> None:
+        """Start the process and wait until it has imported the handler, so the first load
+        pays neither."""
+        await self._spawn()
+        await self._call("ping")
+
+    async def _spawn(self) -> None:
+        parent, child = socket.socketpair()
         # spawn, not fork: the parent runs an event loop and threads that a fork would copy
         # mid-state.
-        return ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init,
-            initargs=(self._handler,),
+        process = multiprocessing.get_context("spawn").Process(
+            target=_serve,
+            args=(child, self._handler),
+            name=f"stoker-endpoint-worker-{self.index}",
+            daemon=True,
         )
+        await asyncio.to_thread(process.start)
+        child.close()
+        reader, writer = await asyncio.open_connection(sock=parent)
+        self._process, self._writer = process, writer
+        self._reading = asyncio.ensure_future(self._read(reader, self._pending))
+        self._up.set()
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        pool = self._pool
+    async def _read(
+        self, reader: asyncio.StreamReader, pending: dict[int, asyncio.Future[Any]]
+    ) -> None:
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-        except BrokenProcessPool as exc:
-            if pool is self._pool:
-                self.restarts += 1
-                self._pool = self._start()
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise WorkerLost(f"worker {self.index} died: {exc}") from exc
+            while True:
+                header = await reader.readexactly(_HEADER.size)
+                payload = await reader.readexactly(_HEADER.unpack(header)[0])
+                call_id, ok, value = pickle.loads(payload)
+                future = pending.pop(call_id, None)
+                if future is None or future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        await self._lost(pending)
 
-    async def start(self) -> None:
-        """Start the process and import the handler, so the first load pays neither."""
-        await self._call(_ping)
+    async def _lost(self, pending: dict[int, asyncio.Future[Any]]) -> None:
+        """The socket ended: fail what the worker had, and replace it unless closing."""
+        self._up.clear()
+        process = self._process
+        await asyncio.to_thread(process.join, _CLOSE_WAIT_S)
+        lost = WorkerLost(f"worker {self.index} died (exit code {process.exitcode})")
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(lost)
+        pending.clear()
+        if self._writer is not None:
+            self._writer.close()
+        if not self._closing:
+            self.restarts += 1
+            self._pending = {}
+            await self._spawn()
+
+    async def _call(self, op: str, *args: Any) -> Any:
+        await self._up.wait()
+        if self._writer is None:  # pragma: no cover - _up is set only after _spawn
+            raise WorkerLost(f"worker {self.index} is not running")
+        call_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = future
+        self._writer.write(_frame((call_id, op, args)))
+        try:
+            # Flow control for a large body: wait while the socket's buffer is full.
+            await self._writer.drain()
+        except ConnectionError as exc:
+            raise WorkerLost(f"worker {self.index} died: {exc}") from exc
+        return await future
 
     async def load(self, name: str, path: Path) -> float:
         """Load the model; returns the worker's load time in seconds. LoadError, WorkerLost."""
-        return await self._call(_load, name, str(path))
+        seconds: float = await self._call("load", name, str(path))
+        return seconds
 
     async def unload(self, name: str) -> bool:
-        return await self._call(_unload, name)
+        unloaded: bool = await self._call("unload", name)
+        return unloaded
 
     async def predict(self, name: str, body: bytes) -> tuple[bytes, float]:
         """The answer and the model's own predict time. NotResident, RequestError,
         PredictError, WorkerLost."""
-        return await self._call(_predict, name, body)
+        answer: tuple[bytes, float] = await self._call("predict", name, body)
+        return answer
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    async def close(self) -> None:
+        """Close the socket (the worker ends after its current call) and reap the process;
+        one that does not end in time is terminated."""
+        self._closing = True
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
+        if self._reading is not None:
+            await self._reading
+        process = self._process
+        if process is not None and process.is_alive():  # pragma: no cover - a stuck model
+            process.terminate()
+            await asyncio.to_thread(process.join, _CLOSE_WAIT_S)
