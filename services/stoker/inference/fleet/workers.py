@@ -28,6 +28,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import structlog
+
+log = structlog.get_logger("stoker.endpoint")
+
 _HEADER = struct.Struct("!I")
 _CLOSE_WAIT_S = 10.0
 
@@ -172,6 +176,7 @@ class Worker:
         self._writer: asyncio.StreamWriter | None = None
         self._reading: asyncio.Task[None] | None = None
         self._closing = False
+        self._broken: str | None = None
         self.restarts = 0
 
     async def start(self) -> None:
@@ -231,10 +236,19 @@ class Worker:
         if not self._closing:
             self.restarts += 1
             self._pending = {}
-            await self._spawn()
+            log.error("worker died; starting another", worker=self.index, code=process.exitcode)
+            try:
+                await self._spawn()
+            except Exception as exc:
+                log.exception("worker could not be started again", worker=self.index)
+                # Every call, waiting or to come, fails at once instead of waiting forever.
+                self._broken = f"worker {self.index} could not be started again: {exc!r}"
+                self._up.set()
 
     async def _call(self, op: str, *args: Any) -> Any:
         await self._up.wait()
+        if self._broken is not None:
+            raise WorkerLost(self._broken)
         if self._writer is None:  # pragma: no cover - _up is set only after _spawn
             raise WorkerLost(f"worker {self.index} is not running")
         call_id = next(self._ids)
