@@ -21,12 +21,14 @@ them):
 2. Hot-path throughput over HTTP, closed loop, on the 100 hottest models (all in memory
    after a warm-up): `stoker endpoints serve` against Ray Serve's `serve.multiplexed` with the
    same cache size (two replicas of 50 models, as the endpoint has two workers), the same
-   models, the same client; goal: stoker at least 1.5 x Ray Serve.
+   models, the same client, both servers up and measured turn about in rounds (the median
+   of the per-round ratios); goal: stoker at least 1.5 x Ray Serve.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -37,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -258,9 +260,17 @@ async def warm(url: str, path: str, headers_for: Any, names: list[str]) -> None:
             reply.raise_for_status()
 
 
-def stoker_throughput(
-    models: Models, hot: list[str], *, seconds: float, clients: int, cache_models: int
-) -> tuple[float, int, int]:
+@dataclass(frozen=True)
+class Server:
+    name: str
+    url: str
+    path: str
+    headers: Callable[[str], dict[str, str]]
+
+
+@contextmanager
+def stoker_server(models: Models, *, cache_models: int) -> Iterator[Server]:
+    """`stoker endpoints serve` on the models' folder, in a process of its own."""
     port = free_port()
     env = os.environ | {"PYTHONPATH": f"{REPO / 'services'}:{REPO}", "STOKER_LOG_LEVEL": "WARNING"}
     cache = tempfile.mkdtemp(prefix="fleet-bench-http-")
@@ -273,7 +283,6 @@ def stoker_throughput(
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    path = "/endpoints/bench/invocations"
 
     def headers(name: str) -> dict[str, str]:
         return {"X-Amzn-SageMaker-Target-Model": name, "Content-Type": "application/json"}
@@ -289,17 +298,15 @@ def stoker_throughput(
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("stoker endpoints serve did not start")
             time.sleep(0.2)
-        asyncio.run(warm(url, path, headers, hot))
-        return asyncio.run(closed_loop(url, path, headers, hot, seconds=seconds, clients=clients))
+        yield Server("stoker endpoints serve", url, "/endpoints/bench/invocations", headers)
     finally:
         proc.terminate()
         proc.wait(30)
         shutil.rmtree(cache, ignore_errors=True)
 
 
-def ray_throughput(
-    models: Models, hot: list[str], *, seconds: float, clients: int, cache_models: int
-) -> tuple[float, int, int]:
+@contextmanager
+def ray_server(models: Models, *, cache_models: int) -> Iterator[Server]:
     """Ray Serve: one deployment, two replicas, `serve.multiplexed` with the same total cache
     (half per replica), loading the same artifacts with the same loader."""
     import ray
@@ -328,18 +335,43 @@ def ray_throughput(
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         deployment: Any = Forecasts
         serve.run(deployment.bind(), route_prefix="/forecast")
-        url = f"http://127.0.0.1:{port}"
 
         def headers(name: str) -> dict[str, str]:
             return {"serve_multiplexed_model_id": name}
 
-        asyncio.run(warm(url, "/forecast", headers, hot))
-        return asyncio.run(
-            closed_loop(url, "/forecast", headers, hot, seconds=seconds, clients=clients)
-        )
+        yield Server("Ray Serve multiplexed", f"http://127.0.0.1:{port}", "/forecast", headers)
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
+
+
+def throughput_rounds(
+    servers: list[Server], hot: list[str], *, rounds: int, seconds: float, clients: int
+) -> dict[str, list[float]]:
+    """Each server warmed on the hot models, then measured turn about (ABBA order) for
+    `rounds` rounds, so a change in the machine's load falls on both alike."""
+    rates: dict[str, list[float]] = {server.name: [] for server in servers}
+    for server in servers:
+        asyncio.run(warm(server.url, server.path, server.headers, hot))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("HTTP throughput rounds", total=rounds * len(servers))
+        for turn in range(rounds):
+            for server in servers if turn % 2 == 0 else list(reversed(servers)):
+                rate, _, errors = asyncio.run(
+                    closed_loop(
+                        server.url,
+                        server.path,
+                        server.headers,
+                        hot,
+                        seconds=seconds,
+                        clients=clients,
+                    )
+                )
+                if errors:
+                    raise RuntimeError(f"{server.name}: {errors} requests failed")
+                rates[server.name].append(rate)
+                progress.advance(task)
+    return rates
 
 
 # ------------------------------------------------------------------ report
@@ -356,7 +388,8 @@ def main(
     requests: Annotated[int, typer.Option(help="Zipf requests through the engine")] = 1500,
     cache_models: Annotated[int, typer.Option(help="memory tier, in models")] = 100,
     disk_models: Annotated[int, typer.Option(help="disk tier, in models")] = 400,
-    seconds: Annotated[float, typer.Option(help="each HTTP throughput run (s)")] = 20.0,
+    seconds: Annotated[float, typer.Option(help="each HTTP throughput round (s)")] = 8.0,
+    rounds: Annotated[int, typer.Option(help="HTTP throughput rounds per server")] = 4,
     clients: Annotated[int, typer.Option(help="HTTP requests in flight")] = 8,
     skip_ray: Annotated[bool, typer.Option(help="skip the Ray Serve peer")] = False,
     seed: Annotated[int, typer.Option(help="seed of the data and the traffic")] = 0,
@@ -396,21 +429,15 @@ def main(
         )
 
         hot = models.names[:cache_models]
-        ours = stoker_throughput(
-            models, hot, seconds=seconds, clients=clients, cache_models=cache_models
-        )
-        figures["stoker_hot_rps"] = ours[0]
-        theirs = None
-        if not skip_ray:
-            theirs = ray_throughput(
-                models, hot, seconds=seconds, clients=clients, cache_models=cache_models
-            )
-            figures["ray_hot_rps"] = theirs[0]
-            figures["throughput_ratio"] = ours[0] / theirs[0]
         # What two processes doing nothing but predict could serve: the models' own bound.
         ceiling = 2 / statistics.fmean(bare)
         figures["bare_predict_ceiling_rps"] = ceiling
-        throughput_table(ours, theirs, hot, clients, ceiling)
+        with contextlib.ExitStack() as stack:
+            servers = [stack.enter_context(stoker_server(models, cache_models=cache_models))]
+            if not skip_ray:
+                servers.append(stack.enter_context(ray_server(models, cache_models=cache_models)))
+            rates = throughput_rounds(servers, hot, rounds=rounds, seconds=seconds, clients=clients)
+        throughput_table(rates, figures, hot=hot, clients=clients, ceiling=ceiling)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     console.print_json(json.dumps(figures))
@@ -465,20 +492,37 @@ def engine_table(
 
 
 def throughput_table(
-    ours: tuple[float, int, int],
-    theirs: tuple[float, int, int] | None,
+    rates: dict[str, list[float]],
+    figures: dict[str, Any],
+    *,
     hot: list[str],
     clients: int,
     ceiling: float,
 ) -> None:
     table = Table(title=f"hot-path throughput over HTTP: {len(hot)} models, {clients} in flight")
-    for column in ("server", "requests/s", "ok", "errors"):
+    for column in ("server", "rounds", "median requests/s", "min", "max"):
         table.add_column(column, justify="right")
-    table.add_row("ceiling: 2 processes of bare predict", f"{ceiling:.1f}", "", "")
-    table.add_row("stoker endpoints serve", f"{ours[0]:.1f}", str(ours[1]), str(ours[2]))
-    if theirs is not None:
-        table.add_row("Ray Serve multiplexed", f"{theirs[0]:.1f}", str(theirs[1]), str(theirs[2]))
-        table.add_row("ratio stoker / Ray", f"{ours[0] / theirs[0]:.2f}", "", "")
+    table.add_row("ceiling: 2 processes of bare predict", "", f"{ceiling:.1f}", "", "")
+    for name, values in rates.items():
+        table.add_row(
+            name,
+            str(len(values)),
+            f"{statistics.median(values):.1f}",
+            f"{min(values):.1f}",
+            f"{max(values):.1f}",
+        )
+        figures[f"{name} rps"] = statistics.median(values)
+    names = list(rates)
+    if len(names) == 2:
+        ratios = [a / b for a, b in zip(rates[names[0]], rates[names[1]], strict=True)]
+        figures["throughput_ratio_median"] = statistics.median(ratios)
+        table.add_row(
+            "ratio stoker / Ray, per round",
+            str(len(ratios)),
+            f"{statistics.median(ratios):.2f}",
+            f"{min(ratios):.2f}",
+            f"{max(ratios):.2f}",
+        )
     console.print(table)
 
 

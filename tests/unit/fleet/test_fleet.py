@@ -29,6 +29,7 @@ from stoker.inference.fleet.errors import (
     ModelNotLoaded,
     PredictionFailed,
 )
+from tests.support.waiting import wait_until
 from tests.unit.fleet import toy_handler
 from tests.unit.fleet.toy_handler import artifact
 
@@ -246,3 +247,22 @@ async def test_a_worker_that_dies_is_replaced_and_its_models_load_again(tmp_path
         again = await fleet.invoke("ok.tar.gz", PERIOD)
         assert value(again.body) == 6
         assert again.tier == "disk"
+
+
+async def test_a_busy_hot_model_gets_a_copy_on_an_idle_worker(tmp_path: Path) -> None:
+    """While the worker holding a model is busy with it, the next request for it loads a
+    copy into the idle worker (from the disk tier, not the store) instead of queueing."""
+    gate = tmp_path / "gate"
+    store = MemoryObjectStore({"hot.tar.gz": artifact(4, gate=gate)})
+    async with fleet_of(store, tmp_path, workers=2, preload=("hot.tar.gz",)) as fleet:
+        assert fleet.loads_started == 1
+        first = asyncio.ensure_future(fleet.invoke("hot.tar.gz", PERIOD))
+        await wait_until(lambda: fleet.busy_calls == 1, what="the first call on its worker")
+        second = asyncio.ensure_future(fleet.invoke("hot.tar.gz", PERIOD))
+        await wait_until(lambda: fleet.busy_calls == 2, what="the second call on the copy")
+        assert fleet.loads_started == 2
+        assert store.fetches == ["hot.tar.gz"]
+        gate.touch()
+        answers = await asyncio.gather(first, second)
+        assert [value(a.body) for a in answers] == [12, 12]
+        assert answers[1].tier == "memory"

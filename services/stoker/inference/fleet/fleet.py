@@ -12,6 +12,12 @@ models (unloaded from their worker; files deleted); a model that cannot fit even
 cannot evict what is being loaded. Models loaded through the container API (`load`) stay
 pinned until `unload`: SageMaker, not the cache, decides when they go.
 
+A model is held by one worker, the one holding the fewest models when it loaded. When a
+request finds every worker holding its model busy and another worker idle, that worker
+loads a copy too (one copy load per worker however many requests ask), so a hot model is
+served by every worker; each copy is an entry of the memory tier of its own. Requests that
+waited for a model's first load never start a copy.
+
 A corrupt artifact fails its own load (`ModelLoadFailed`, 500) and is dropped from the disk
 tier, so a fixed artifact is fetched again; every other model keeps being served.
 """
@@ -81,10 +87,22 @@ class Prediction:
 
 @dataclass(slots=True)
 class _Resident:
+    """One copy of a model, in one worker."""
+
     worker: Worker
     url: str
     size_bytes: int
     pinned: bool
+
+
+def _copy_key(name: str, worker: int) -> str:
+    """The memory tier's key of a model's copy in a worker."""
+    return f"{worker}/{name}"
+
+
+def _split_key(key: str) -> tuple[int, str]:
+    worker, _, name = key.partition("/")
+    return int(worker), name
 
 
 class ModelFleet:
@@ -96,7 +114,9 @@ class ModelFleet:
         self.metrics = metrics or FleetMetrics()
         self._memory = ByteLRU(config.memory_bytes)
         self._disk = ByteLRU(config.disk_bytes)
-        self._resident: dict[str, _Resident] = {}
+        self._copies: dict[str, dict[int, _Resident]] = {}
+        self._busy: list[int] = []
+        """Calls sent to each worker and not answered yet."""
         self._loads: SingleFlight[str] = SingleFlight()
         self._workers: list[Worker] = []
         self._per_worker: list[int] = []
@@ -114,6 +134,7 @@ class ModelFleet:
         await asyncio.to_thread(self._reset_cache_dir)
         self._workers = [Worker(i, self.config.handler) for i in range(self.config.workers)]
         self._per_worker = [0] * len(self._workers)
+        self._busy = [0] * len(self._workers)
         await asyncio.gather(*(w.start() for w in self._workers))
         for name in self.config.preload:
             try:
@@ -142,25 +163,53 @@ class ModelFleet:
         started = time.perf_counter()
         tier = MEMORY
         for _ in range(3):
-            resident = self._resident.get(name)
-            if resident is None:
-                tier = await self._loads.do(name, lambda: self._load_lazy(name))
-                resident = self._resident.get(name)
-                if resident is None:  # evicted again before this caller resumed
+            copies = self._copies.get(name)
+            if not copies:
+                tier = await self._first_load(name)
+                continue
+            index = min(copies, key=self._busy.__getitem__)
+            if tier == MEMORY and self._busy[index] > 0:
+                index = await self._spread(name, index)
+                copies = self._copies.get(name, {})
+                if index not in copies:  # evicted while the copy loaded
                     continue
-            else:
-                self._memory.touch(name)
-            prediction = await self._predict(name, resident, body, tier)
+            self._memory.touch(_copy_key(name, index))
+            prediction = await self._predict(name, copies[index], body, tier)
             if prediction is not None:
                 self.metrics.lookups.labels(tier).inc()
                 self.metrics.request_seconds.labels(tier).observe(time.perf_counter() - started)
                 return prediction
         raise PredictionFailed(name, "evicted repeatedly while waiting; the cache is too small")
 
+    async def _first_load(self, name: str) -> str:
+        """Load `name` into the worker holding the fewest models; one load however many
+        callers wait. Returns where it came from (disk, store)."""
+        worker = self._pick_worker()
+        return await self._loads.do(name, lambda: self._load_lazy(name, worker))
+
+    async def _spread(self, name: str, busy: int) -> int:
+        """The worker to send a request to when the best one holding the model (`busy`) is
+        busy: an idle worker, after it loads a copy, if there is one and the copy fits."""
+        copies = self._copies.get(name, {})
+        if any(copy.pinned for copy in copies.values()):
+            return busy
+        idle = [w for w in self._workers if w.index not in copies and self._busy[w.index] == 0]
+        if not idle:
+            return busy
+        spare = min(idle, key=lambda w: self._per_worker[w.index])
+        try:
+            await self._loads.do(_copy_key(name, spare.index), lambda: self._load_lazy(name, spare))
+        except (ModelTooLarge, ModelLoadFailed, ModelNotFound) as exc:
+            log.info("model copy not loaded", model=name, worker=spare.index, reason=str(exc))
+            return busy
+        return spare.index
+
     async def _predict(
         self, name: str, resident: _Resident, body: bytes, tier: str
     ) -> Prediction | None:
         """The prediction, or None when the worker no longer holds the model."""
+        index = resident.worker.index
+        self._busy[index] += 1
         try:
             answer, predict_s = await resident.worker.predict(name, body)
         except NotResident:
@@ -172,16 +221,15 @@ class ModelFleet:
         except WorkerLost as exc:
             self._forget_worker(resident.worker)
             raise PredictionFailed(name, str(exc)) from None
+        finally:
+            self._busy[index] -= 1
         self.metrics.predict_seconds.observe(predict_s)
         return Prediction(answer, tier, predict_s)
 
     async def _ensure(self, name: str) -> str:
-        if name in self._resident:
-            self._memory.touch(name)
-            return MEMORY
-        return await self._loads.do(name, lambda: self._load_lazy(name))
+        return MEMORY if name in self._copies else await self._first_load(name)
 
-    async def _load_lazy(self, name: str) -> str:
+    async def _load_lazy(self, name: str, worker: Worker) -> str:
         started = time.perf_counter()
         path = self._files / quote(name, safe="")
         source = DISK
@@ -193,7 +241,7 @@ class ModelFleet:
             source = STORE
             file_bytes = await self._fetch(name, path)
         try:
-            await self._load_into_worker(name, path, self.store.url_of(name), pinned=False)
+            await self._load_into_worker(name, worker, path, self.store.url_of(name), pinned=False)
         except ModelLoadFailed:
             # A corrupt file must not be served from disk again: a fixed artifact in the
             # store is fetched on the next call.
@@ -206,7 +254,13 @@ class ModelFleet:
         self._tier_sizes()
         seconds = time.perf_counter() - started
         self.metrics.cold_load_seconds.labels(source).observe(seconds)
-        log.info("model loaded", model=name, source=source, seconds=round(seconds, 4))
+        log.info(
+            "model loaded",
+            model=name,
+            source=source,
+            worker=worker.index,
+            seconds=round(seconds, 4),
+        )
         return source
 
     async def _fetch(self, name: str, path: Path) -> int:
@@ -237,7 +291,9 @@ class ModelFleet:
     def _delete_file(self, name: str) -> None:
         (self._files / quote(name, safe="")).unlink(missing_ok=True)
 
-    async def _load_into_worker(self, name: str, path: Path, url: str, *, pinned: bool) -> None:
+    async def _load_into_worker(
+        self, name: str, worker: Worker, path: Path, url: str, *, pinned: bool
+    ) -> None:
         try:
             size = await asyncio.to_thread(unpacked_size, path)
         except FileNotFoundError:
@@ -246,55 +302,63 @@ class ModelFleet:
             self.metrics.load_failures.inc()
             log.warning("model load failed", model=name, reason=str(exc))
             raise ModelLoadFailed(name, str(exc)) from None
+        key = _copy_key(name, worker.index)
         try:
-            victims = self._memory.admit(name, size, pinned=True)
+            victims = self._memory.admit(key, size, pinned=True)
         except DoesNotFit as exc:
             raise ModelTooLarge(name, MEMORY, str(exc)) from None
         try:
             await self._release(victims)
-            worker = self._pick_worker()
             await worker.load(name, path)
         except (LoadError, WorkerLost) as exc:
-            self._memory.remove(name)
+            self._memory.remove(key)
             self.metrics.load_failures.inc()
             log.warning("model load failed", model=name, reason=str(exc))
             raise ModelLoadFailed(name, str(exc)) from None
         except BaseException:
-            self._memory.remove(name)
+            self._memory.remove(key)
             raise
-        self._memory.admit(name, size, pinned=pinned)
-        self._resident[name] = _Resident(worker, url, size, pinned)
+        self._memory.admit(key, size, pinned=pinned)
+        self._copies.setdefault(name, {})[worker.index] = _Resident(worker, url, size, pinned)
         self._per_worker[worker.index] += 1
 
     async def _release(self, victims: list[str]) -> None:
         # Forgotten all at once, before the first await: no request starts on a victim
         # after this point, and each unload queues behind the predictions already sent.
-        released = [(v, r) for v in victims if (r := self._resident.pop(v, None)) is not None]
-        for victim, resident in released:
-            self._per_worker[resident.worker.index] -= 1
+        released = [found for key in victims if (found := self._forget_copy(key)) is not None]
+        for name, copy in released:
             self.metrics.evictions.labels(MEMORY).inc()
-            log.debug("model evicted", model=victim, tier=MEMORY)
-        for victim, resident in released:
+            log.debug("model evicted", model=name, tier=MEMORY, worker=copy.worker.index)
+        for name, copy in released:
             with contextlib.suppress(WorkerLost):
-                await resident.worker.unload(victim)
+                await copy.worker.unload(name)
+
+    def _forget_copy(self, key: str) -> tuple[str, _Resident] | None:
+        index, name = _split_key(key)
+        copies = self._copies.get(name)
+        copy = copies.pop(index, None) if copies is not None else None
+        if copies is not None and not copies:
+            del self._copies[name]
+        if copy is None:
+            return None
+        self._per_worker[index] -= 1
+        return name, copy
 
     def _pick_worker(self) -> Worker:
         return min(self._workers, key=lambda w: self._per_worker[w.index])
 
     def _forget_worker(self, worker: Worker) -> None:
         """A replaced worker holds no model: forget what it held."""
-        lost = [name for name, r in self._resident.items() if r.worker is worker]
+        lost = [name for name, copies in self._copies.items() if worker.index in copies]
         for name in lost:
-            del self._resident[name]
-            self._memory.remove(name)
-        self._per_worker[worker.index] = 0
-        log.error(
-            "worker replaced; its models will load again", worker=worker.index, models=len(lost)
-        )
+            key = _copy_key(name, worker.index)
+            self._forget_copy(key)
+            self._memory.remove(key)
+        log.error("worker replaced; its models load again", worker=worker.index, models=len(lost))
         self._tier_sizes()
 
     def _tier_sizes(self) -> None:
-        self.metrics.tier_size(MEMORY, len(self._resident), self._memory.used_bytes)
+        self.metrics.tier_size(MEMORY, len(self._memory), self._memory.used_bytes)
         self.metrics.tier_size(DISK, len(self._disk), self._disk.used_bytes)
 
     # The container API: explicit loads and unloads.
@@ -304,48 +368,53 @@ class ModelFleet:
         pinned in memory until `unload`. AlreadyLoaded, ModelTooLarge, ModelLoadFailed,
         ModelNotFound (nothing at `url`)."""
         check_name(name)
-        if name in self._resident or self._loads.in_flight(name):
+        if name in self._copies or self._loads.in_flight(name):
             raise AlreadyLoaded(name)
+        worker = self._pick_worker()
 
         async def work() -> str:
-            await self._load_into_worker(name, url, str(url), pinned=True)
+            await self._load_into_worker(name, worker, url, str(url), pinned=True)
             return MEMORY
 
         await self._loads.do(name, work)
         self._tier_sizes()
-        log.info("model loaded", model=name, source="url", url=str(url))
+        log.info("model loaded", model=name, source="url", url=str(url), worker=worker.index)
         return self.get(name)
 
     async def unload(self, name: str) -> None:
-        resident = self._resident.pop(name, None)
-        if resident is None:
+        copies = self._copies.get(name)
+        if not copies:
             raise ModelNotLoaded(name)
-        self._memory.remove(name)
-        self._per_worker[resident.worker.index] -= 1
+        indexes = list(copies)
+        released = [self._forget_copy(_copy_key(name, index)) for index in indexes]
+        for index in indexes:
+            self._memory.remove(_copy_key(name, index))
         self._tier_sizes()
-        with contextlib.suppress(WorkerLost):
-            await resident.worker.unload(name)
+        for found in released:
+            if found is not None:
+                with contextlib.suppress(WorkerLost):
+                    await found[1].worker.unload(name)
         log.info("model unloaded", model=name)
 
     def get(self, name: str) -> LoadedModel:
-        resident = self._resident.get(name)
-        if resident is None:
+        copies = self._copies.get(name)
+        if not copies:
             raise ModelNotLoaded(name)
-        return LoadedModel(
-            name, resident.url, resident.size_bytes, resident.pinned, resident.worker.index
-        )
+        first = copies[min(copies)]
+        return LoadedModel(name, first.url, first.size_bytes, first.pinned, first.worker.index)
 
     def loaded(self) -> list[LoadedModel]:
         """Every model in memory, by name."""
-        return [self.get(name) for name in sorted(self._resident)]
+        return [self.get(name) for name in sorted(self._copies)]
 
     async def invoke_loaded(self, name: str, body: bytes) -> Prediction:
         """Predict with a model in memory; ModelNotLoaded (no lazy load) otherwise."""
-        resident = self._resident.get(name)
-        if resident is None:
+        copies = self._copies.get(name)
+        if not copies:
             raise ModelNotLoaded(name)
-        self._memory.touch(name)
-        prediction = await self._predict(name, resident, body, MEMORY)
+        index = min(copies, key=self._busy.__getitem__)
+        self._memory.touch(_copy_key(name, index))
+        prediction = await self._predict(name, copies[index], body, MEMORY)
         if prediction is None:
             raise ModelNotLoaded(name)
         return prediction
@@ -353,6 +422,11 @@ class ModelFleet:
     def disk_entries(self) -> list[str]:
         """The disk tier's models, least recently used first."""
         return self._disk.by_recency()
+
+    @property
+    def busy_calls(self) -> int:
+        """Predictions sent to workers and not answered yet."""
+        return sum(self._busy)
 
     @property
     def memory_bytes(self) -> int:
