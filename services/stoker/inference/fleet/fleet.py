@@ -13,7 +13,7 @@ cannot evict what is being loaded. Models loaded through the container API (`loa
 pinned until `unload`: SageMaker, not the cache, decides when they go.
 
 A model is held by one worker, the one holding the fewest models when it loaded. When a
-request finds every worker holding its model busy and another worker idle, that worker
+request finds every worker holding its model busier than another worker, that worker
 loads a copy too (one copy load per worker however many requests ask), so a hot model is
 served by every worker; each copy is an entry of the memory tier of its own. Requests that
 waited for a model's first load never start a copy.
@@ -168,7 +168,7 @@ class ModelFleet:
                 tier = await self._first_load(name)
                 continue
             index = min(copies, key=self._busy.__getitem__)
-            if tier == MEMORY and self._busy[index] > 0:
+            if tier == MEMORY and self._busy[index] > 0 and len(copies) < len(self._workers):
                 index = await self._spread(name, index)
                 copies = self._copies.get(name, {})
                 if index not in copies:  # evicted while the copy loaded
@@ -189,14 +189,19 @@ class ModelFleet:
 
     async def _spread(self, name: str, busy: int) -> int:
         """The worker to send a request to when the best one holding the model (`busy`) is
-        busy: an idle worker, after it loads a copy, if there is one and the copy fits."""
+        busy: a worker with fewer calls waiting, after it loads a copy, if there is one and
+        the copy fits."""
         copies = self._copies.get(name, {})
         if any(copy.pinned for copy in copies.values()):
             return busy
-        idle = [w for w in self._workers if w.index not in copies and self._busy[w.index] == 0]
-        if not idle:
+        shorter = [
+            w
+            for w in self._workers
+            if w.index not in copies and self._busy[w.index] < self._busy[busy]
+        ]
+        if not shorter:
             return busy
-        spare = min(idle, key=lambda w: self._per_worker[w.index])
+        spare = min(shorter, key=lambda w: (self._busy[w.index], self._per_worker[w.index]))
         try:
             await self._loads.do(_copy_key(name, spare.index), lambda: self._load_lazy(name, spare))
         except (ModelTooLarge, ModelLoadFailed, ModelNotFound) as exc:
