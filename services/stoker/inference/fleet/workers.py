@@ -18,6 +18,7 @@ import contextlib
 import importlib
 import itertools
 import multiprocessing
+import os
 import pickle
 import signal
 import socket
@@ -143,6 +144,11 @@ def _serve(sock: socket.socket, handler: str) -> None:
     global _handler  # noqa: PLW0603 - the worker process's one handler, set once at start
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One thread of numeric work per worker: the workers already share the cores between
+    # them, and a BLAS pool per worker would oversubscribe them. Set before the handler
+    # imports numpy, which reads these once; a value the operator set is kept.
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
     _handler = importlib.import_module(handler)
     with sock:
         while (header := _recv_exact(sock, _HEADER.size)) is not None:
