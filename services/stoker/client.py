@@ -377,3 +377,25 @@ class Client:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} still {job.status.value} after {timeout_s} s")
             time.sleep(poll_s)
+
+
+def send_bearer_token(boto_client: Any, token: str | None = None) -> None:
+    """Make a boto3 (or botocore) client send `Authorization: Bearer <token>` on every
+    request, which is how a `sagemaker-runtime` client authenticates to `stoker endpoints
+    serve`. `token` None: `find_token()`.
+
+    The header is set just before the request is sent, after botocore signed it (or did not:
+    a client made with `Config(signature_version=botocore.UNSIGNED)` needs no AWS
+    credentials at all); the hook is the client's own, so other clients are unchanged.
+    """
+    token = token or find_token()
+    if not token:
+        raise ConfigurationError(
+            "no token: pass one, set STOKER_TOKEN or create one with `stoker auth token create`"
+        )
+    header = f"Bearer {token}"
+
+    def add_header(request: Any, **_: Any) -> None:
+        request.headers["Authorization"] = header
+
+    boto_client.meta.events.register("before-send", add_header)

@@ -8,6 +8,7 @@ from stoker.cli import (
     auth,
     demo,
     dev,
+    endpoints,
     events,
     jobs,
     models,
@@ -33,6 +34,7 @@ app.add_typer(auth.app, name="auth")
 app.add_typer(router.app, name="router")
 app.add_typer(models.app, name="models")
 app.add_typer(notebooks.app, name="notebooks")
+app.add_typer(endpoints.app, name="endpoints")
 app.command("submit")(jobs.submit)
 app.command("run")(run.run)
 app.command("up")(run.up)
