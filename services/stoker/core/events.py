@@ -30,6 +30,7 @@ from stoker.core.errors import EventRejected
 from stoker.core.job import JobStatus
 from stoker.core.redaction import RedactedText
 from stoker.core.spec import JobSpec
+from stoker.core.tracecontext import TRACEPARENT_PATTERN, current_traceparent
 
 SOURCE = "urn:stoker"
 
@@ -222,12 +223,31 @@ class CloudEvent(BaseModel):
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None
+    traceparent: str | None = Field(
+        default=None,
+        pattern=TRACEPARENT_PATTERN,
+        description="W3C Trace Context of the work that produced the event (the CloudEvents "
+        "distributed tracing extension): a job's events share its submission's trace id",
+    )
+    tracestate: str | None = Field(
+        default=None,
+        max_length=512,
+        description="W3C Trace Context vendor state that travels with `traceparent`",
+    )
     data: SerializeAsAny[EventData]
 
     @classmethod
     def wrap(
-        cls, data: EventData, *, time: datetime, event_id: str | None = None, source: str = SOURCE
+        cls,
+        data: EventData,
+        *,
+        time: datetime,
+        event_id: str | None = None,
+        source: str = SOURCE,
+        traceparent: str | None = None,
     ) -> CloudEvent:
+        """The event of `data`. `traceparent`: its trace context; by default that of the
+        work in hand (`tracecontext.current_traceparent`), if any."""
         return cls(
             id=event_id or str(uuid.uuid4()),
             source=source,
@@ -235,6 +255,7 @@ class CloudEvent(BaseModel):
             subject=data.partition_key(),
             time=time,
             dataschema=f"{data.SCHEMA_NAME}.schema.json",
+            traceparent=traceparent or current_traceparent.get(),
             data=data,
         )
 

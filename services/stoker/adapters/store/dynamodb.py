@@ -52,6 +52,7 @@ from stoker.core.store_rules import (
 from stoker.core.tokens import TokenRecord
 from stoker.ports.store import OutboxEntry, Page, Trends
 from stoker.settings import Settings
+from stoker.telemetry.metrics import StoreTimer
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -105,6 +106,7 @@ class DynamoDbJobStore:
         self._given = client
         self._db: DynamoDBClient | None = None
         self._ids = SortableIds()
+        self._timer = StoreTimer("dynamodb")
         # Event id -> key of its outbox item, for the events this process wrote or read as
         # pending: the writer marks them by event id right after publishing them, and an
         # item's key (topic, subject, write-order id) is not derivable from the id alone.
@@ -140,7 +142,7 @@ class DynamoDbJobStore:
         return self._db
 
     async def _call(self, what: str, operation: Callable[[], Awaitable[Any]]) -> Any:
-        return await call(what, operation)
+        return await self._timer.timed(what, call(what, operation))
 
     # -- writes ---------------------------------------------------------------------------
 
