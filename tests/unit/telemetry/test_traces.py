@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -23,6 +24,7 @@ from stoker.core.events import CloudEvent, JobStatusChanged, decode_event
 from stoker.core.job import JobChange, JobStatus
 from stoker.core.spec import JobSpec
 from stoker.core.tracecontext import TraceParent
+from stoker.inference.router.app import create_app
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
@@ -30,6 +32,7 @@ from stoker.settings import Settings
 from stoker.telemetry import tracing
 from tests.support.events import TopicReader
 from tests.unit.lifecycle.conftest import spec
+from tests.unit.router.test_app import make_router
 
 
 @pytest.fixture
@@ -157,3 +160,22 @@ def test_spans_go_to_the_configured_otlp_endpoint(tmp_path: Path) -> None:
     assert service["service.name"] == "stoker-launcher"
     names = [s.name for scope in resource_spans.scope_spans for s in scope.spans]
     assert names == ["stoker.job.launch"]
+
+
+async def test_a_router_request_joins_the_callers_trace(spans: InMemorySpanExporter) -> None:
+    """POST /v1/intent with a `traceparent` header is a server span in the caller's trace,
+    a child of the caller's span."""
+    router, _ = make_router()
+    app = create_app(router)
+    caller = TraceParent.new()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+            reply = await client.post(
+                "/v1/intent", json={"query": "red shoes"}, headers={"traceparent": str(caller)}
+            )
+    assert reply.status_code == 200
+    (span,) = [s for s in spans.get_finished_spans() if s.name == "stoker.router.intent"]
+    assert f"{span.context.trace_id:032x}" == caller.trace_id
+    assert span.parent is not None
+    assert f"{span.parent.span_id:016x}" == caller.span_id
