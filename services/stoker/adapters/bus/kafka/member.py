@@ -210,7 +210,6 @@ class KafkaMember:
         now = time.monotonic()
         if now < self._lag_due:
             return
-        self._lag_due = now + 1.0
         lag: dict[Position, int] = {}
         try:
             for tp in consumer.position(consumer.assignment()):
@@ -222,6 +221,8 @@ class KafkaMember:
             self._log.debug("kafka lag not known", error=str(exc))
             return
         self._lag = lag
+        if lag:  # until a partition's figures are known, look again at the next fetch
+            self._lag_due = now + 1.0
 
     # --- on the member's thread -----------------------------------------------------------
 
