@@ -136,8 +136,13 @@ class Notifier:
                 bound.info("notification owed", target=describe(target), entry_id=entry.entry_id)
                 # Offered here, not at the flusher's next read: that read returns the oldest
                 # pending entries a page at a time, and in a storm the held ones filled it,
-                # so newer entries waited a whole digest window per page.
-                if not self._stopping and (item := self._offer(entry)) is not None:
+                # so newer entries waited a whole digest window per page. A flusher read
+                # that ended between the add's commit and here may have offered it already.
+                if (
+                    not self._stopping
+                    and entry.entry_id not in self._scheduled
+                    and (item := self._offer(entry)) is not None
+                ):
                     self._start(item)
         if added:
             self._wake.set()
