@@ -240,6 +240,23 @@ class Settings(BaseSettings):
         description="where the dashboard links a job's trace id, with `{trace_id}` in it (e.g. "
         "http://127.0.0.1:16686/trace/{trace_id}); unset: the id is shown as text",
     )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address of each service process's Prometheus endpoint (GET /metrics, "
+        "no token: docs/observability.md)",
+    )
+    metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="port of that endpoint (0: none); processes on one machine need one each",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        min_length=1,
+        description="OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces; unset: "
+        "spans only when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set, else none",
+    )
 
     # OIDC/JWT: bearer tokens signed by an identity provider (docs/security.md, "OIDC / JWT").
     oidc_issuer: str | None = Field(

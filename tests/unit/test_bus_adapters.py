@@ -321,6 +321,16 @@ class _OneCallAtATime:
         with self._call():
             return []
 
+    def position(self, partitions: list[Any]) -> list[Any]:
+        with self._call():
+            return partitions
+
+    def get_watermark_offsets(
+        self, partition: Any, timeout: float = 1.0, cached: bool = False
+    ) -> tuple[int, int] | None:
+        with self._call():
+            return None
+
     def commit(self, *, offsets: list[Any], asynchronous: bool) -> object:
         with self._call():
             return None

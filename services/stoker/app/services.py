@@ -20,6 +20,7 @@ from stoker.app.auth import api_rate_limiter, build_authenticator, team_quota
 from stoker.app.notifier import build_ledger, notify_submit_rules, run_notifier
 from stoker.app.pipelines import run_pipelines
 from stoker.app.runtime import Runtime, failure_classifier, retry_policy
+from stoker.app.telemetry import metrics_endpoint, traces_exported
 from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
 from stoker.core import topics
 from stoker.core.events import CloudEvent, JobSubmitted
@@ -233,14 +234,19 @@ NEEDS_BACKEND = frozenset({"launcher", "monitor"})
 
 
 async def serve(settings: Settings, names: list[str]) -> None:
-    """Start the named services in this process and stop them cleanly on SIGTERM or SIGINT."""
+    """Start the named services in this process and stop them cleanly on SIGTERM or SIGINT,
+    with the process's metrics endpoint and, when configured, trace export."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Runtime(settings, with_backend=bool(NEEDS_BACKEND & set(names))) as rt:
-        await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
-        await run_services(rt, names, stop)
+    with (
+        metrics_endpoint(settings.metrics_host, settings.metrics_port),
+        traces_exported(settings, names),
+    ):
+        async with Runtime(settings, with_backend=bool(NEEDS_BACKEND & set(names))) as rt:
+            await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
+            await run_services(rt, names, stop)
 
 
 async def run_services(

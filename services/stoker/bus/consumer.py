@@ -23,11 +23,12 @@ import asyncio
 import base64
 import functools
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
 import structlog
@@ -45,7 +46,8 @@ from stoker.core.events import (
 )
 from stoker.core.redaction import redact, redact_text
 from stoker.core.retry import RetryPolicy, is_retriable
-from stoker.ports.bus import BusRecord, EventBus, RecordSource, TopicPartition
+from stoker.ports.bus import BusRecord, EventBus, RecordSource, ReportsLag, TopicPartition
+from stoker.telemetry import metrics, tracing
 
 T = TypeVar("T")
 Handler = Callable[[T, BusRecord], Awaitable[None]]
@@ -131,7 +133,10 @@ class Consumer(Generic[T]):
         config: ConsumerConfig | None = None,
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        traced: bool = False,
     ) -> None:
+        """`traced`: the records are CloudEvents whose `traceparent` the handling joins
+        (`stoker.telemetry.tracing.handling`); `for_events` sets it."""
         self._bus = bus
         self._group = group
         self._topics = list(topic_names)
@@ -145,6 +150,11 @@ class Consumer(Generic[T]):
         self.handled = 0
         self.passed_over = 0
         self.dead_lettered = 0
+        self._traced = traced
+        self._lag: ReportsLag | None = None
+        self._lag_due = 0.0
+        self._lag_shown: set[TopicPartition] = set()
+        self._handled_counters: dict[str, Any] = {}
 
     @classmethod
     def for_events(
@@ -176,6 +186,7 @@ class Consumer(Generic[T]):
             topic_names,
             handler,
             decode=decode,
+            traced=True,
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -190,6 +201,10 @@ class Consumer(Generic[T]):
     async def close(self) -> None:
         """Leave the group (for callers of `run_once`; `run` does it itself)."""
         source, self._source = self._source, None
+        self._lag = None
+        for topic, partition in self._lag_shown:
+            metrics.CONSUMER_LAG.remove(self._group, topic, str(partition))
+        self._lag_shown.clear()
         if source is not None:
             await source.close()
 
@@ -199,8 +214,11 @@ class Consumer(Generic[T]):
             self._source = self._bus.source(
                 self._group, self._topics, background=self._config.background
             )
+            self._lag = self._source if isinstance(self._source, ReportsLag) else None
         source = self._source
         records = await source.fetch(self._config.max_batch, self._config.poll_timeout_s)
+        if self._lag is not None and time.monotonic() >= self._lag_due:
+            self._show_lag(self._lag)
         if not records:
             return 0
         by_partition: dict[TopicPartition, list[BusRecord]] = defaultdict(list)
@@ -241,32 +259,76 @@ class Consumer(Generic[T]):
         await asyncio.sleep(0)
         return []
 
+    def _show_lag(self, source: ReportsLag) -> None:
+        """Set the lag gauges of the partitions the member holds (about once a second: the
+        source refreshes its figures no more often), and drop those it gave up."""
+        self._lag_due = time.monotonic() + 1.0
+        lag = source.lag()
+        for tp in self._lag_shown - lag.keys():
+            metrics.CONSUMER_LAG.remove(self._group, tp[0], str(tp[1]))
+        for (topic, partition), behind in lag.items():
+            metrics.CONSUMER_LAG.labels(self._group, topic, str(partition)).set(behind)
+        self._lag_shown = set(lag)
+
     async def _handle_partition(
         self, tp: TopicPartition, records: list[BusRecord], done: dict[TopicPartition, int]
     ) -> None:
-        for record in records:
-            await self._handle_record(record)
-            done[tp] = record.offset + 1
+        handled = 0
+        try:
+            for record in records:
+                handled += await self._handle_record(record)
+                done[tp] = record.offset + 1
+        finally:
+            # Counted once per partition and batch, not per record: off the launch path.
+            if handled:
+                self._handled_counter(tp[0]).inc(handled)
 
-    async def _handle_record(self, record: BusRecord) -> None:
+    def _handled_counter(self, topic: str) -> Any:
+        counter = self._handled_counters.get(topic)
+        if counter is None:
+            counter = self._handled_counters[topic] = metrics.EVENTS_HANDLED.labels(
+                self._group, topic
+            )
+        return counter
+
+    async def _handle_record(self, record: BusRecord) -> bool:
+        """Decode and handle one record; True if its handler succeeded."""
         try:
             item = self._decode(record.value)
         except EventRejected as exc:
             kind = exc.reason.split(":", 1)[0]
             await self._dead_letter(record, kind, exc.reason, attempts=0)
             _bound(record).warning("record rejected", reason=exc.reason)
-            return
+            return False
         if item is None:
             self.passed_over += 1
-            return
+            return False
+        if not self._traced:
+            return await self._handle_item(item, record)
+        event = cast(CloudEvent, item)
+        attributes = (
+            {
+                "messaging.system": "stoker",
+                "messaging.destination.name": record.topic,
+                "messaging.consumer.group.name": self._group,
+                "cloudevents.event_type": event.type,
+                "cloudevents.event_subject": event.subject,
+            }
+            if tracing.enabled()
+            else None
+        )
+        with tracing.handling(f"{event.type} process", event.traceparent, attributes):
+            return await self._handle_item(item, record)
+
+    async def _handle_item(self, item: T, record: BusRecord) -> bool:
         try:
             await self._handler(item, record)
         except Exception as exc:
-            await self._try_again(item, record, exc)
-        else:
-            self.handled += 1
+            return await self._try_again(item, record, exc)
+        self.handled += 1
+        return True
 
-    async def _try_again(self, item: T, record: BusRecord, failed: Exception) -> None:
+    async def _try_again(self, item: T, record: BusRecord, failed: Exception) -> bool:
         """The handler failed with `failed`: try it again as `handler_retry` says, while the
         error is retriable or `handler_attempts` are not used up; then dead-letter the
         record with the last error."""
@@ -289,8 +351,9 @@ class Consumer(Generic[T]):
             _bound(record).error(
                 "handler failed; record dead-lettered", attempts=tries, reason=_reason(exc)
             )
-        else:
-            self.handled += 1
+            return False
+        self.handled += 1
+        return True
 
     async def _dead_letter(self, record: BusRecord, kind: str, reason: str, attempts: int) -> None:
         letter = dead_letter_event(
@@ -303,6 +366,9 @@ class Consumer(Generic[T]):
         )
         await self._bus.publish(self._config.dead_letter_topic, letter)
         self.dead_lettered += 1
+        metrics.EVENTS_DEAD_LETTERED.labels(
+            self._group, record.topic, kind if kind in _KINDS else "schema"
+        ).inc()
 
 
 _KINDS = {"decode", "schema", "unknown-type", "handler"}

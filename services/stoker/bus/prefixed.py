@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from stoker.core.events import CloudEvent
-from stoker.ports.bus import BusRecord, EventBus, RecordSource, TopicPartition
+from stoker.ports.bus import BusRecord, EventBus, RecordSource, ReportsLag, TopicPartition
 
 
 class PrefixedBus:
@@ -68,6 +68,13 @@ class _PrefixedSource:
             )
             for r in records
         ]
+
+    def lag(self) -> Mapping[TopicPartition, int]:
+        """The inner source's lag under the logical topic names (none if it tells none)."""
+        if not isinstance(self._inner, ReportsLag):
+            return {}
+        prefix = self._prefix
+        return {(t.removeprefix(prefix), p): n for (t, p), n in self._inner.lag().items()}
 
     async def commit(self, positions: Mapping[TopicPartition, int]) -> None:
         await self._inner.commit({(self._prefix + t, p): o for (t, p), o in positions.items()})

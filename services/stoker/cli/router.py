@@ -139,15 +139,18 @@ def serve_cmd(
         timeout_ms=timeout_ms,
         workers=workers or None,
     )
-    served = serve(
-        router,
-        host=host,
-        port=port,
-        drain_timeout_s=drain_timeout_s,
-        authenticator=auth.authenticator if auth else None,
-        rate_limiter=router_rate_limiter(settings),
-        resources=auth.resources if auth else (),
-    )
+    from stoker.app.telemetry import traces_exported
+
+    with traces_exported(settings, ["router"]):
+        served = serve(
+            router,
+            host=host,
+            port=port,
+            drain_timeout_s=drain_timeout_s,
+            authenticator=auth.authenticator if auth else None,
+            rate_limiter=router_rate_limiter(settings),
+            resources=auth.resources if auth else (),
+        )
     if not served:
         Console(stderr=True).print(
             f"[red]drain did not finish within {drain_timeout_s:g} s; requests were dropped[/red]"

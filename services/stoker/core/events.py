@@ -33,6 +33,7 @@ from stoker.core.job_kind import JobKind
 from stoker.core.pipelines.events import PIPELINE_EVENT_TYPES
 from stoker.core.redaction import RedactedText
 from stoker.core.spec import JobSpec
+from stoker.core.tracecontext import TRACEPARENT_PATTERN, current_traceparent
 
 SOURCE = "urn:stoker"
 
@@ -221,12 +222,31 @@ class CloudEvent(BaseModel):
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None
+    traceparent: str | None = Field(
+        default=None,
+        pattern=TRACEPARENT_PATTERN,
+        description="W3C Trace Context of the work that produced the event (the CloudEvents "
+        "distributed tracing extension): a job's events share its submission's trace id",
+    )
+    tracestate: str | None = Field(
+        default=None,
+        max_length=512,
+        description="W3C Trace Context vendor state that travels with `traceparent`",
+    )
     data: SerializeAsAny[EventData]
 
     @classmethod
     def wrap(
-        cls, data: EventData, *, time: datetime, event_id: str | None = None, source: str = SOURCE
+        cls,
+        data: EventData,
+        *,
+        time: datetime,
+        event_id: str | None = None,
+        source: str = SOURCE,
+        traceparent: str | None = None,
     ) -> CloudEvent:
+        """The event of `data`. `traceparent`: its trace context; by default that of the
+        work in hand (`tracecontext.current_traceparent`), if any."""
         return cls(
             id=event_id or str(uuid.uuid4()),
             source=source,
@@ -234,6 +254,7 @@ class CloudEvent(BaseModel):
             subject=data.partition_key(),
             time=time,
             dataschema=f"{data.SCHEMA_NAME}.schema.json",
+            traceparent=traceparent or current_traceparent.get(),
             data=data,
         )
 

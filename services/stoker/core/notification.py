@@ -57,6 +57,9 @@ class JobNote:
     details_pending: bool = False
     """The end was told before the backend described the job: billable time and model
     artifacts follow (the job's details, and a `stoker.job.described.v1` event)."""
+    traceparent: str | None = None
+    """The job's trace context (from its terminal event), for the NotificationSent events;
+    kept in the ledger, not shown to receivers (`as_json` leaves it out)."""
 
     @classmethod
     def from_event(cls, data: TerminalEvent) -> JobNote:
@@ -124,6 +127,7 @@ class JobNote:
             billable_seconds=doc.get("billable_seconds"),
             model_artifacts=doc.get("model_artifacts"),
             details_pending=bool(doc.get("details_pending")),
+            traceparent=doc.get("traceparent"),
         )
 
 

@@ -29,11 +29,13 @@ from stoker.core.notify_rules import NotifyRules
 from stoker.core.policy import Policy, Violation
 from stoker.core.redaction import redact, redact_text
 from stoker.core.spec import JobSpec
+from stoker.core.tracecontext import current_traceparent
 from stoker.lifecycle.job_filters import JobFilter, filtered_page
 from stoker.lifecycle.quota import TeamQuota
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.store import JobStore, Page, Trends
 from stoker.ports.training import TrainingRequestValidator
+from stoker.telemetry import tracing
 
 
 class InvalidJobSpec(StokerError):
@@ -170,17 +172,25 @@ class JobService:
         job_id = spec.job_id or self._new_id()
         now = self._clock.now()
         spec = spec.model_copy(update={"job_id": job_id, "owner": owner})
-        job = JobRecord(
-            job_id=job_id,
-            owner=owner,
-            team=team,
-            priority=spec.priority,
-            spec=spec.model_dump(mode="json", exclude_none=True),
-            created_at=now,
-            updated_at=now,
-            details={"instance_type": spec.instance_type},
-        )
-        stored, created = await self._t.create(job)
+        # The job's trace: a child of the submitting event's or request's, else a new one.
+        with tracing.span(
+            "stoker.job.submit", parent=current_traceparent.get(), attributes={"job.id": job_id}
+        ) as traceparent:
+            job = JobRecord(
+                job_id=job_id,
+                owner=owner,
+                team=team,
+                priority=spec.priority,
+                spec=spec.model_dump(mode="json", exclude_none=True),
+                created_at=now,
+                updated_at=now,
+                details={
+                    "instance_type": spec.instance_type,
+                    "trace_id": traceparent[3:35],
+                    "traceparent": traceparent,
+                },
+            )
+            stored, created = await self._t.create(job)
         if stored.team != team:
             raise JobIdTaken(job_id)
         # The same id with another spec is not a retry of this submission: say what differs.

@@ -13,6 +13,7 @@ import asyncio
 import functools
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
@@ -39,6 +40,7 @@ from stoker.ports.training import (
     TrainingJobAlreadyExists,
     TrainingJobNotFound,
 )
+from stoker.telemetry import metrics, tracing
 
 log = structlog.get_logger("stoker.launcher")
 
@@ -397,6 +399,7 @@ class Launcher:
         def backing_off(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
             assert isinstance(exc, TrainingBackendError)
+            _LAUNCHES_DEFERRED.inc()
             bound().warning(
                 "CreateTrainingJob refused; backing off",
                 code=exc.code,
@@ -404,15 +407,18 @@ class Launcher:
                 back_pressure=exc.back_pressure,
             )
 
-        try:
-            arn = await self._config.create_retry.call(
-                create, retry_on=_refused_for_now, sleep=self._sleep, before_sleep=backing_off
-            )
-        except TrainingBackendError as exc:  # refused for good, or refused on every try
-            await self._fail(job, launch, exc)
-            return
-        if not isinstance(arn, _Ended):
-            await self._record_launched(job, launch, arn)
+        with _launch_span(job, launch):
+            try:
+                arn = await self._config.create_retry.call(
+                    create, retry_on=_refused_for_now, sleep=self._sleep, before_sleep=backing_off
+                )
+            except TrainingBackendError as exc:  # refused for good, or refused on every try
+                _LAUNCHES_FAILED.inc()
+                await self._fail(job, launch, exc)
+                return
+            if not isinstance(arn, _Ended):
+                await self._record_launched(job, launch, arn)
+                _LAUNCHES_LAUNCHED.inc()
 
     async def _record_launched(self, job: JobRecord, launch: _Attempt, arn: str | None) -> None:
         """The job -> Launched; the monitor follows the attempt from that status change.
@@ -528,6 +534,27 @@ class Launcher:
             )
         except VersionConflict:
             log.info("job moved before it could be failed", job_id=job.job_id)
+
+
+# The launch path counts into children labelled once.
+_LAUNCHES_LAUNCHED = metrics.LAUNCHES.labels("launched")
+_LAUNCHES_DEFERRED = metrics.LAUNCHES.labels("deferred")
+_LAUNCHES_FAILED = metrics.LAUNCHES.labels("failed")
+
+
+def _launch_span(job: JobRecord, launch: _Attempt) -> AbstractContextManager[object]:
+    """A span around an attempt's launch, in the job's trace, when tracing is on."""
+    if not tracing.enabled():
+        return nullcontext()
+    return tracing.span(
+        "stoker.job.launch",
+        parent=job.details.get("traceparent"),
+        attributes={
+            "job.id": job.job_id,
+            "job.attempt": launch.attempt,
+            "sagemaker.training_job_name": launch.training_job_name,
+        },
+    )
 
 
 def _refused_for_now(error: BaseException) -> bool:

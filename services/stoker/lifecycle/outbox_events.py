@@ -16,6 +16,7 @@ from stoker.core.events import (
 )
 from stoker.core.job import JobRecord, JobStatus
 from stoker.core.job_kind import JobKind, kind_of
+from stoker.core.tracecontext import current_traceparent
 
 Outbox = list[tuple[str, CloudEvent]]
 
@@ -108,5 +109,22 @@ def _wrap(data: EventData, job: JobRecord) -> CloudEvent:
     # A deterministic id per (job, version, type): an event re-emitted after a crash keeps its id,
     # so consumers and receivers can drop the copy.
     return CloudEvent.wrap(
-        data, time=job.updated_at, event_id=f"{job.job_id}:{job.version}:{data.SCHEMA_NAME}"
+        data,
+        time=job.updated_at,
+        event_id=f"{job.job_id}:{job.version}:{data.SCHEMA_NAME}",
+        traceparent=job_traceparent(job),
     )
+
+
+def job_traceparent(job: JobRecord) -> str | None:
+    """The trace context of the job's next event: that of the work in hand when it is in the
+    job's trace (a span around the handling of one of its events), else the one kept with the
+    job at its submission, so that every event of a job carries the job's trace id, whichever
+    task writes it."""
+    kept = job.details.get("traceparent")
+    current = current_traceparent.get()
+    if current is None:
+        return kept if isinstance(kept, str) else None
+    if not isinstance(kept, str) or current[3:35] == kept[3:35]:  # the trace id's characters
+        return current
+    return kept

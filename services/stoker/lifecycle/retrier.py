@@ -11,6 +11,7 @@ for every attempt, so training resumes.
 from __future__ import annotations
 
 import random
+import re
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -26,6 +27,7 @@ from stoker.core.retry import RetryPolicy, RetryPolicyOverrides
 from stoker.lifecycle.outbox_events import extra
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
+from stoker.telemetry import metrics
 
 log = structlog.get_logger("stoker.retrier")
 
@@ -100,7 +102,10 @@ class Retrier:
                 why=decision.explanation,
                 instance_type=instance_type,
             )
-            return await self._move(job, change, extra(scheduled, job))
+            moved = await self._move(job, change, extra(scheduled, job))
+            if moved is not None:
+                metrics.RETRIES.labels(retry_reason_label(reason)).inc()
+            return moved
         why = (
             decision.explanation
             if not decision.retry
@@ -155,6 +160,16 @@ class Retrier:
         if current in chain and chain.index(current) + 1 < len(chain):
             return str(chain[chain.index(current) + 1])
         return current
+
+
+_LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
+
+
+def retry_reason_label(reason: str) -> str:
+    """The metric label of a retry's reason: a failure code or category is a short word; a
+    training script's own words are not a label (a label per distinct text would grow the
+    metric without bound), so they count as `other`."""
+    return reason if _LABEL.match(reason) else "other"
 
 
 def _overrides(job: JobRecord) -> RetryPolicyOverrides | None:

@@ -31,6 +31,7 @@ from stoker.core.waiting import stop_requested
 from stoker.lifecycle.outbox_events import status_changed
 from stoker.ports.bus import Publisher
 from stoker.ports.store import JobStore, OutboxEntry
+from stoker.telemetry import metrics
 
 log = structlog.get_logger("stoker.lifecycle")
 
@@ -68,6 +69,7 @@ class Transitioner:
         stored, created = await self.store.create(job, outbox=outbox)
         if created:
             log.info("job created", job_id=job.job_id, owner=job.owner)
+            metrics.JOBS_SUBMITTED.inc()
             self._hand_over(outbox, urgent=True)
         return stored, created
 
@@ -91,6 +93,8 @@ class Transitioner:
             reason=change.reason,
         )
         self._hand_over(outbox, urgent=False)
+        if stored.status.terminal and job.status is not stored.status:
+            metrics.JOBS_ENDED.labels(stored.status.value).inc()
         return stored
 
     async def publish_extra(self, events: Sequence[tuple[str, CloudEvent]]) -> None:

@@ -47,6 +47,7 @@ from stoker.ports.bus import BusRecord, Publisher
 from stoker.ports.channel import Channel, DeliveryDeferred, DeliveryRejected
 from stoker.ports.ledger import LedgerEntry, NotificationLedger, target_key
 from stoker.ports.store import JobStore
+from stoker.telemetry import metrics
 
 log = structlog.get_logger("stoker.notifier")
 
@@ -117,7 +118,7 @@ class Notifier:
         data = event.data
         if not isinstance(data, JobCompleted | JobFailed | JobStopped):
             return  # only terminal states are ever notified
-        note = JobNote.from_event(data)
+        note = replace(JobNote.from_event(data), traceparent=event.traceparent)
         bound = log.bind(job_id=note.job_id, state=note.state.value, event_id=event.id)
         try:
             job = await self._store.get(note.job_id)
@@ -135,8 +136,13 @@ class Notifier:
                 bound.info("notification owed", target=describe(target), entry_id=entry.entry_id)
                 # Offered here, not at the flusher's next read: that read returns the oldest
                 # pending entries a page at a time, and in a storm the held ones filled it,
-                # so newer entries waited a whole digest window per page.
-                if not self._stopping and (item := self._offer(entry)) is not None:
+                # so newer entries waited a whole digest window per page. A flusher read
+                # that ended between the add's commit and here may have offered it already.
+                if (
+                    not self._stopping
+                    and entry.entry_id not in self._scheduled
+                    and (item := self._offer(entry)) is not None
+                ):
                     self._start(item)
         if added:
             self._wake.set()
@@ -304,6 +310,7 @@ class Notifier:
                         )
                         await channel.send(message)
             except DeliveryDeferred as exc:
+                metrics.NOTIFICATIONS.labels(target.kind, "failed").inc()
                 reason = self._scrub(exc.reason, target, endpoint)
                 await self._ledger.mark_failed(
                     ids, f"gave up after {attempt} attempts: {reason}", self._clock.now()
@@ -312,6 +319,7 @@ class Notifier:
                 bound.error("notification failed; giving up", attempts=attempt, reason=reason)
                 return
             except DeliveryRejected as exc:
+                metrics.NOTIFICATIONS.labels(target.kind, "failed").inc()
                 reason = self._scrub(exc.reason, target, endpoint)
                 await self._ledger.mark_failed(ids, reason, self._clock.now())
                 self.failed_messages += 1
@@ -320,6 +328,7 @@ class Notifier:
                 )
                 return
             await self._ledger.mark_sent(ids, self._clock.now())
+            metrics.NOTIFICATIONS.labels(target.kind, "sent").inc()
             self.sent_messages += 1
             bound.info("notification sent", attempts=attempt, digest=len(jobs) > 1)
             await self._announce(item.message_id, target, entries)
@@ -363,6 +372,7 @@ class Notifier:
                     digest_size=len(entries),
                 ),
                 time=now,
+                traceparent=e.note.traceparent,
             )
             for e in entries
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from stoker.core.events import CloudEvent
 
@@ -59,6 +59,15 @@ class RecordSource(Protocol):
 
     async def close(self) -> None:
         """Leave the group; uncommitted records go back to the group."""
+
+
+@runtime_checkable
+class ReportsLag(Protocol):
+    """A record source that can tell, without I/O, how far its group is behind."""
+
+    def lag(self) -> Mapping[TopicPartition, int]:
+        """Records after the group's position in each partition this member holds, as last
+        seen (the adapter refreshes it while it fetches, at most about once a second)."""
 
 
 class EventBus(Publisher, Protocol):

@@ -105,7 +105,7 @@ class LedgerEntry:
             "terminal_status": self.terminal_status.value,
             "event_id": self.event_id,
             "target": target_json(self.target),
-            "note": orjson.dumps(self.note.as_json()).decode(),
+            "note": orjson.dumps(_note_doc(self.note)).decode(),
             "created_at": self.created_at.isoformat(),
             "status": self.status.value,
             "message_id": self.message_id,
@@ -162,3 +162,11 @@ class NotificationLedger(Protocol):
 
     async def mark_failed(self, entry_ids: Sequence[str], reason: str, at: datetime) -> None:
         """Pending entries become failed, with the reason (redacted by the caller)."""
+
+
+def _note_doc(note: JobNote) -> dict[str, Any]:
+    """The note as the ledger keeps it: what receivers see, and the job's trace context."""
+    doc = note.as_json()
+    if note.traceparent is not None:
+        doc["traceparent"] = note.traceparent
+    return doc

@@ -143,6 +143,13 @@ class _MemorySource:
             except TimeoutError:
                 return []
 
+    def lag(self) -> Mapping[TopicPartition, int]:
+        """Records after this member's read position in each partition it holds."""
+        return {
+            (topic, partition): len(self._bus._log(topic)[partition]) - position
+            for (topic, partition), position in self._positions.items()
+        }
+
     async def commit(self, positions: Mapping[TopicPartition, int]) -> None:
         for (topic, partition), offset in positions.items():
             key = (self._group, topic, partition)

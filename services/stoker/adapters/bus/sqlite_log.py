@@ -204,6 +204,8 @@ class _SqliteSource:
         self._joined = False
         self._closed = False
         self._events = log.bind(group=group, member=self.member_id)
+        self._lag: dict[TopicPartition, int] = {}
+        self._lag_due = 0.0
 
     async def fetch(self, max_records: int, timeout_s: float) -> Sequence[BusRecord]:
         if self._closed:
@@ -230,6 +232,7 @@ class _SqliteSource:
                 self._log.lease_ttl_s,
                 self._host,
                 self._process,
+                want_heads=now >= self._lag_due,
             )
             poll = await db.read("fetch", partial(statements.look, ask=ask))
             if poll.needs_sync:
@@ -243,6 +246,12 @@ class _SqliteSource:
             self._version = poll.version
             if not poll.skipped:
                 self._adopt(poll.owned)
+                if poll.heads is not None:
+                    self._lag_due = now + 1.0
+                    self._lag = {
+                        tp: max(0, head - poll.owned.get(tp, head))
+                        for tp, head in poll.heads.items()
+                    }
                 self._more = len(poll.records) >= max_records
                 if now >= self._next_sync:
                     self._next_sync = now + min(1.0, self._log.lease_ttl_s / 3)
@@ -255,6 +264,11 @@ class _SqliteSource:
                 await asyncio.wait_for(changed.wait(), min(self._log.poll_interval_s, remaining))
             except TimeoutError:
                 continue
+
+    def lag(self) -> Mapping[TopicPartition, int]:
+        """Records after this member's position in each partition it holds, as read at a
+        fetch (refreshed about once a second)."""
+        return {tp: n for tp, n in self._lag.items() if tp in self._positions}
 
     def _adopt(self, owned: dict[TopicPartition, int]) -> None:
         gained = owned.keys() - self._positions.keys()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -32,6 +33,8 @@ class PollRequest:
     host: str
     """`stoker.adapters.processes.host_id()` of the member's process."""
     process: ProcessRef
+    want_heads: bool = False
+    """Also read the next offset of each partition held (for the lag, about once a second)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,8 @@ class Poll:
     records: list[BusRecord]
     needs_sync: bool = False
     """The member must join, renew, give up or take partitions (a write) first."""
+    heads: dict[TopicPartition, int] | None = None
+    """The next offset of each partition held, when asked for (`want_heads`)."""
 
 
 def _headers(raw: str) -> dict[str, str]:
@@ -195,8 +200,19 @@ def look(db: sqlite3.Connection, ask: PollRequest) -> Poll:
             (ask.group, topic, partition),
         ).fetchone()
         positions[(topic, partition)] = int(row[0]) if row else 0
+    heads = _heads(db, positions) if ask.want_heads else None
     records = [] if needs_sync else _read(db, positions, ask.max_records, ask.cursor)
-    return Poll(False, version, positions, records, needs_sync)
+    return Poll(False, version, positions, records, needs_sync, heads)
+
+
+def _heads(db: sqlite3.Connection, held: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+    heads = {}
+    for topic, partition in held:
+        row = db.execute(
+            "SELECT next_offset FROM heads WHERE topic = ? AND partition = ?", (topic, partition)
+        ).fetchone()
+        heads[(topic, partition)] = int(row[0]) if row else 0
+    return heads
 
 
 def _read(

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -55,6 +56,7 @@ from stoker.adapters.sqlite.lane import (
     settle,
 )
 from stoker.core.errors import StokerError
+from stoker.telemetry.metrics import StoreTimer
 
 T = TypeVar("T")
 
@@ -102,6 +104,7 @@ class SqliteDatabase:
         self._busy_timeout_ms = busy_timeout_ms
         self._checkpoint_interval_s = checkpoint_interval_s
         named = f"{label} {self.path}"
+        self._timer = StoreTimer(label)
         self._writer = Lane(
             "write",
             named,
@@ -159,18 +162,22 @@ class SqliteDatabase:
 
     async def write(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in the next group transaction (on the loop at the end of this round,
-        or on the writer lane); returns once it committed."""
-        if self._here is None:  # not open: the lane says so
-            return await self._writer.call(what, work)
-        call = Call(what, work, asyncio.get_running_loop().create_future())
-        self._pending.append(call)
-        if len(self._pending) == 1:
-            asyncio.get_running_loop().call_soon(self._run_pending)
-        return cast(T, await awaited(call))
+        or on the writer lane); returns once it committed. Timed as `what`, waits included."""
+        started = time.perf_counter()
+        try:
+            if self._here is None:  # not open: the lane says so
+                return await self._writer.call(what, work)
+            call = Call(what, work, asyncio.get_running_loop().create_future())
+            self._pending.append(call)
+            if len(self._pending) == 1:
+                asyncio.get_running_loop().call_soon(self._run_pending)
+            return cast(T, await awaited(call))
+        finally:
+            self._timer.observe(what, time.perf_counter() - started)
 
     async def read(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work`, which only reads, on the reader's connection."""
-        return await self._reader.call(what, work)
+        return await self._timer.timed(what, self._reader.call(what, work))
 
     async def checkpoint(self) -> WalCheckpoint:
         """Copy the write-ahead log into the database file now (it also happens by itself

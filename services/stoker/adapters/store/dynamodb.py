@@ -54,6 +54,7 @@ from stoker.core.tokens import TokenRecord
 from stoker.core.trends import BILLABLE, Trends, fold, measures
 from stoker.ports.store import OutboxEntry, Page
 from stoker.settings import Settings
+from stoker.telemetry.metrics import StoreTimer
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -115,6 +116,7 @@ class DynamoDbJobStore:
         self._given = client
         self._db: DynamoDBClient | None = None
         self._ids = SortableIds()
+        self._timer = StoreTimer("dynamodb")
         # Event id -> key of its outbox item, for the events this process wrote or read as
         # pending: the writer marks them by event id right after publishing them, and an
         # item's key (topic, subject, write-order id) is not derivable from the id alone.
@@ -150,7 +152,7 @@ class DynamoDbJobStore:
         return self._db
 
     async def _call(self, what: str, operation: Callable[[], Awaitable[Any]]) -> Any:
-        return await call(what, operation)
+        return await self._timer.timed(what, call(what, operation))
 
     # -- writes ---------------------------------------------------------------------------
 

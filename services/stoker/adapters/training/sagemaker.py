@@ -46,6 +46,7 @@ from stoker.ports.training import (
     TrainingJobSummary,
 )
 from stoker.settings import Settings
+from stoker.telemetry import metrics
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -104,7 +105,26 @@ def _about_job(code: str, message: str, name: str, text: str) -> StokerError | N
 
 @contextmanager
 def translated(operation: str, name: str | None = None) -> Iterator[None]:
-    """Run an API call; botocore failures leave as stoker errors."""
+    """Run an API call; botocore failures leave as stoker errors. Each call is counted by
+    operation and outcome (`stoker_sagemaker_calls_total`), throttling apart too."""
+    outcome = "ok"
+    try:
+        with _translating(operation, name):
+            yield
+    except StokerError as exc:
+        outcome = type(exc).__name__
+        raise
+    except BaseException:  # cancelled while waiting for the answer
+        outcome = "error"
+        raise
+    finally:
+        metrics.SAGEMAKER_CALLS.labels(operation, outcome).inc()
+        if outcome == Throttled.__name__:
+            metrics.SAGEMAKER_THROTTLES.labels(operation).inc()
+
+
+@contextmanager
+def _translating(operation: str, name: str | None) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:

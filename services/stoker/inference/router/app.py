@@ -12,13 +12,14 @@ content.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from stoker.core.ratelimit import RateLimiter
@@ -27,6 +28,7 @@ from stoker.inference.router.errors import InvalidInput, RouterError
 from stoker.inference.router.router import Router
 from stoker.ports.auth import Authenticator
 from stoker.ports.resource import Resource
+from stoker.telemetry import tracing
 from stoker.web.auth import BearerAuth, install_refusals
 from stoker.web.body_limit import BodyLimit
 
@@ -77,6 +79,20 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
         (504, "the deadline passed in the queue"),
     )
 }
+
+
+TraceParentHeader = Annotated[
+    str | None,
+    Header(description="W3C Trace Context of the caller; the request's span joins its trace"),
+]
+
+
+def _span(name: str, traceparent: str | None) -> AbstractContextManager[object]:
+    """A server span in the caller's trace while tracing is on; nothing otherwise (the
+    real-time path pays nothing for it)."""
+    if not tracing.enabled():
+        return nullcontext()
+    return tracing.span(name, parent=traceparent, kind=SpanKind.SERVER)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -147,15 +163,19 @@ def create_app(
         return _error(exc)
 
     @app.post("/v1/intent", dependencies=secured, responses=_REFUSALS)
-    async def intent(body: IntentRequest) -> Response:
-        result = await router.intent(body.query)
+    async def intent(body: IntentRequest, traceparent: TraceParentHeader = None) -> Response:
+        with _span("stoker.router.intent", traceparent):
+            result = await router.intent(body.query)
         return _json(
             {"intent": result.intent, "scores": result.scores, "truncated": result.truncated}
         )
 
     @app.post("/v1/duplicates", dependencies=secured, responses=_REFUSALS)
-    async def duplicates(body: DuplicatesRequest) -> Response:
-        results = await router.duplicates([(p.a.as_text(), p.b.as_text()) for p in body.pairs])
+    async def duplicates(
+        body: DuplicatesRequest, traceparent: TraceParentHeader = None
+    ) -> Response:
+        with _span("stoker.router.duplicates", traceparent):
+            results = await router.duplicates([(p.a.as_text(), p.b.as_text()) for p in body.pairs])
         return _json(
             {
                 "scores": [r.score for r in results],

@@ -66,6 +66,10 @@ class GroupConsumer(Protocol):
     def consume(self, num_messages: int, timeout: float) -> Sequence[KafkaMessage]: ...
     def poll(self, timeout: float) -> KafkaMessage | None: ...
     def assignment(self) -> list[TopicPartition]: ...
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = ..., cached: bool = ...
+    ) -> tuple[int, int] | None: ...
     def commit(self, *, offsets: list[TopicPartition], asynchronous: Literal[False]) -> object: ...
     def list_topics(self, *, timeout: float) -> object: ...
     def close(self) -> None: ...
@@ -107,6 +111,8 @@ class KafkaMember:
         self._uncommitted: dict[Position, int] = {}
         self._uncommitted_lock = threading.Lock()
         self._last_commit = time.monotonic()
+        self._lag: dict[Position, int] = {}
+        self._lag_due = 0.0
 
     def consumer_config(self) -> dict[str, Any]:
         """The librdkafka settings of this member's consumer."""
@@ -186,9 +192,37 @@ class KafkaMember:
         if consumer is None or (in_hand is not None and not in_hand.done()):
             return []
         try:
-            return consumer.consume(max_records, 0)
+            messages = consumer.consume(max_records, 0)
         except KafkaException as exc:
             raise translate(exc, "fetch") from exc
+        self._refresh_lag(consumer)
+        return messages
+
+    def lag(self) -> Mapping[Position, int]:
+        """Records after this member's position in each partition assigned to it, as
+        librdkafka last saw the partition's end (refreshed about once a second)."""
+        return self._lag
+
+    def _refresh_lag(self, consumer: GroupConsumer) -> None:
+        """The lag from librdkafka's own figures, without a broker call: the high watermark
+        each fetch response brings (`cached=True`) and the consumer's position. Called only
+        where calls on the consumer are safe (its thread, or the loop while it is idle)."""
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        lag: dict[Position, int] = {}
+        try:
+            for tp in consumer.position(consumer.assignment()):
+                marks = consumer.get_watermark_offsets(tp, cached=True)
+                if marks is None or tp.offset < 0:
+                    continue  # nothing fetched from it yet: not known
+                lag[(tp.topic, tp.partition)] = max(0, marks[1] - tp.offset)
+        except KafkaException as exc:
+            self._log.debug("kafka lag not known", error=str(exc))
+            return
+        self._lag = lag
+        if lag:  # until a partition's figures are known, look again at the next fetch
+            self._lag_due = now + 1.0
 
     # --- on the member's thread -----------------------------------------------------------
 
@@ -217,6 +251,7 @@ class KafkaMember:
                     messages = [first, *consumer.consume(max_records - 1, 0)]
         except KafkaException as exc:
             raise translate(exc, "fetch") from exc
+        self._refresh_lag(consumer)
         if not messages:
             # Idle: nothing will come to trigger a due commit, so write what is pending now.
             self._flush()
