@@ -27,7 +27,7 @@ from stoker.inference.router.policy import BatchingConfig
 from stoker.inference.router.router import config_for
 
 REPO = Path(__file__).resolve().parents[1]
-console = Console()
+console = Console(width=150)
 
 
 def free_port() -> int:

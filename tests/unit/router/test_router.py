@@ -365,6 +365,7 @@ async def test_workers_are_used_by_default() -> None:
     await r.start()
     try:
         await asyncio.wait_for(r.intent("laptop"), 5)
-        assert backend.threads and threading.get_ident() not in backend.threads
+        assert backend.threads
+        assert threading.get_ident() not in backend.threads
     finally:
         await r.drain(5)
