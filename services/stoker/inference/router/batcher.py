@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -89,10 +89,14 @@ class Batcher:
         metrics: RouterMetrics,
         clock: Clock | None = None,
         run_on_loop_when_idle: bool = False,
+        callers_waiting: Callable[[], int] | None = None,
     ) -> None:
         """`run_on_loop_when_idle`: a batch of one real-time request, formed when no other
         request is queued and no batch is running, runs on the event loop's thread instead
-        of a worker."""
+        of a worker. `callers_waiting`, when given, counts the callers between their request
+        and their reply (the router's); a batch runs on the loop only when its own caller
+        is the only one, so a reply already set is never held up behind someone else's
+        run."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._backends = dict(backends)
@@ -102,6 +106,7 @@ class Batcher:
         self._metrics = metrics
         self._clock = clock or SystemClock()
         self._run_on_loop_when_idle = run_on_loop_when_idle
+        self._callers_waiting = callers_waiting
         self._inflight = 0
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
@@ -230,6 +235,7 @@ class Batcher:
             and batch.priority is Priority.REALTIME
             and self._inflight == 0
             and self._policy.queued() == 0
+            and (self._callers_waiting is None or self._callers_waiting() <= 1)
         ):
             # A lone request with nothing else waiting or running: a worker thread would
             # only add two thread wake-ups (there and back), and nothing needs the loop

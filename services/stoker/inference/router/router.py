@@ -104,7 +104,11 @@ class Router:
             metrics=self.metrics,
             clock=self._clock,
             run_on_loop_when_idle=run_on_loop_when_idle,
+            callers_waiting=lambda: self._callers,
         )
+        # Callers between their request and their reply: a caller whose reply is set but
+        # who has not resumed yet must not wait behind another query run on the loop.
+        self._callers = 0
         self._warmed = False
         self.drained_completely: bool | None = None
         """Set by `drain`: None before it ran, then whether every queued request was answered."""
@@ -205,19 +209,29 @@ class Router:
         timeout_ms: float | None = None,
     ) -> list[float]:
         """Queue tokenized input and wait for its probabilities."""
-        return await self._batcher.submit(model, tokens, priority=priority, timeout_ms=timeout_ms)
+        self._callers += 1
+        try:
+            return await self._batcher.submit(
+                model, tokens, priority=priority, timeout_ms=timeout_ms
+            )
+        finally:
+            self._callers -= 1
 
     async def intent(
         self, query: str, *, timeout_ms: float | None = None, timing: RequestTiming | None = None
     ) -> IntentResult:
         """Classify one query (real-time priority). `timing`, when given, gets the stamps of
         the request's way through the router (tokenized, queued, run, delivered)."""
-        tokens = self.encode("intent", query, field="query")
-        if timing is not None:
-            timing.tokenized = stamp()
-        row = await self._batcher.submit(
-            "intent", tokens, priority=Priority.REALTIME, timeout_ms=timeout_ms, timing=timing
-        )
+        self._callers += 1
+        try:
+            tokens = self.encode("intent", query, field="query")
+            if timing is not None:
+                timing.tokenized = stamp()
+            row = await self._batcher.submit(
+                "intent", tokens, priority=Priority.REALTIME, timeout_ms=timeout_ms, timing=timing
+            )
+        finally:
+            self._callers -= 1
         labels = self._backends["intent"].labels
         best = max(range(len(row)), key=row.__getitem__)
         return IntentResult(
@@ -234,6 +248,15 @@ class Router:
         timeout_ms: float | None = None,
     ) -> list[DuplicateResult]:
         """Score product pairs; all are queued at once so they batch together."""
+        self._callers += 1
+        try:
+            return await self._duplicates(pairs, priority=priority, timeout_ms=timeout_ms)
+        finally:
+            self._callers -= 1
+
+    async def _duplicates(
+        self, pairs: Sequence[tuple[str, str]], *, priority: Priority, timeout_ms: float | None
+    ) -> list[DuplicateResult]:
         encoded = [
             self.encode("duplicate", a, b, field=f"pairs.{i}") for i, (a, b) in enumerate(pairs)
         ]
