@@ -369,3 +369,32 @@ async def test_workers_are_used_by_default() -> None:
         assert threading.get_ident() not in backend.threads
     finally:
         await r.drain(5)
+
+
+async def test_a_reply_already_set_keeps_the_next_query_off_the_loop() -> None:
+    """While another caller has its answer but has not resumed yet (here: a deadline just
+    failed it), a lone query goes to a worker, so that caller never waits behind a run."""
+    clock = FakeClock()
+    backend = ThreadRecordingBackend()
+    config = BatchingConfig((1, 2, 4, 8), (8, 16, 32), max_queue_delay_ms=50, idle_dispatch=False)
+    r = Router(
+        {"intent": backend},
+        FakePreprocessor(),
+        configs={"intent": config},
+        clock=clock,
+        run_on_loop_when_idle=True,
+    )
+    await r.start()
+    try:
+        doomed = asyncio.ensure_future(r.intent("too late", timeout_ms=1))
+        lone = asyncio.ensure_future(r.intent("laptop"))
+        await wait_until(lambda: r.queued() == 2)
+        # One turn of the batcher fails the first (deadline) and runs the second alone.
+        clock.advance(0.06)
+        with pytest.raises(DeadlineExceeded):
+            await asyncio.wait_for(doomed, 5)
+        assert (await asyncio.wait_for(lone, 5)).intent in backend.labels
+        assert backend.threads
+        assert threading.get_ident() not in backend.threads
+    finally:
+        await r.drain(5)
