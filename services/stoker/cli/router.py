@@ -65,6 +65,8 @@ def build_router(
     queue_capacity: int = 1024,
     timeout_ms: float = 1000.0,
     workers: int | None = None,
+    run_on_loop_when_idle: bool = False,
+    idle_dispatch: bool = True,
 ) -> Router:
     """A router over `models` with one batching config applied to every model."""
     configs = {
@@ -74,11 +76,16 @@ def build_router(
             max_queue_delay_ms=max_queue_delay_ms,
             queue_capacity=queue_capacity,
             timeout_ms=timeout_ms,
+            idle_dispatch=idle_dispatch,
         )
         for name, backend in models.backends.items()
     }
     return Router(
-        models.backends, models.preprocessor, configs=configs, workers=workers or models.workers
+        models.backends,
+        models.preprocessor,
+        configs=configs,
+        workers=workers or models.workers,
+        run_on_loop_when_idle=run_on_loop_when_idle,
     )
 
 
@@ -111,6 +118,20 @@ def serve_cmd(
         int, typer.Option(help="batches run at once (0: one per replica of the backend)")
     ] = 0,
     drain_timeout_s: Annotated[float, typer.Option(help="longest drain on SIGTERM (s)")] = 30.0,
+    idle_dispatch: Annotated[
+        bool,
+        typer.Option(
+            help="when no batch is running, send a request to the model at once instead of "
+            "waiting up to --max-queue-delay-ms for its batch to fill"
+        ),
+    ] = True,
+    run_on_loop_when_idle: Annotated[
+        bool,
+        typer.Option(
+            help="run a real-time batch that finds the router idle on the event loop's thread "
+            "(no hand-off to a worker thread and back)"
+        ),
+    ] = True,
     no_auth: Annotated[
         bool,
         typer.Option(
@@ -138,6 +159,8 @@ def serve_cmd(
         queue_capacity=queue_capacity,
         timeout_ms=timeout_ms,
         workers=workers or None,
+        run_on_loop_when_idle=run_on_loop_when_idle,
+        idle_dispatch=idle_dispatch,
     )
     from stoker.app.telemetry import traces_exported
 

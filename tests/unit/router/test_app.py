@@ -10,6 +10,7 @@ import pytest
 
 from stoker.inference.router import BatchingConfig, Router
 from stoker.inference.router.app import create_app
+from stoker.inference.router.timing import PHASES, TOTAL, parse_server_timing
 from tests.support.waiting import wait_until
 from tests.unit.router.fakes import FakeBackend, FakePreprocessor, duplicate_backend
 
@@ -129,3 +130,15 @@ async def test_full_queue_is_429_and_draining_is_503() -> None:
             intent.gate.set()
             assert (await running).status_code == 200
             assert (await queued).status_code == 200
+
+
+async def test_intent_reply_carries_server_timing(client: httpx.AsyncClient) -> None:
+    """An intent reply says in Server-Timing how long each router phase took; the phases
+    add up to the total, and other routes send no such header."""
+    reply = await client.post("/v1/intent", json={"query": "red running shoes"})
+    assert reply.status_code == 200
+    phases = parse_server_timing(reply.headers["server-timing"])
+    assert set(phases) == {*PHASES, TOTAL}
+    assert all(ms >= 0 for ms in phases.values())
+    assert sum(phases[name] for name in PHASES) == pytest.approx(phases[TOTAL], abs=0.01)
+    assert "server-timing" not in (await client.get("/healthz")).headers

@@ -223,3 +223,34 @@ def test_deadline_heap_stays_bounded_under_sustained_load() -> None:
         offer(p, f"r{step}", now=step * 0.001, timeout_ms=1000)
         p.poll(step * 0.001, free_workers=1)
     assert p.tracked_deadlines < 300
+
+
+def test_idle_workers_take_a_request_at_once() -> None:
+    """With no batch running, a partial batch goes without waiting for the queue delay."""
+    p = policy()
+    offer(p, "a", now=0.0)
+    decision = p.poll(0.0, free_workers=1, busy_workers=0)
+    assert decision.batch is not None
+    assert [e.item for e in decision.batch.entries] == ["a"]
+
+
+def test_queue_delay_still_holds_while_another_batch_runs() -> None:
+    """A free worker next to a busy one waits for the batch to fill, as before."""
+    p = policy()
+    offer(p, "a", now=0.0)
+    early = p.poll(0.001, free_workers=1, busy_workers=1)
+    assert early.batch is None
+    assert early.wake_at == pytest.approx(0.005)
+    due = p.poll(0.005, free_workers=1, busy_workers=1)
+    assert due.batch is not None
+
+
+def test_idle_dispatch_can_be_turned_off_and_needs_the_busy_count() -> None:
+    """Without idle_dispatch, or when the caller does not say how many batches run, a
+    request waits for its queue delay."""
+    off = policy(intent=BatchingConfig((1, 2), (8,), max_queue_delay_ms=5.0, idle_dispatch=False))
+    offer(off, "a", now=0.0)
+    assert off.poll(0.0, free_workers=1, busy_workers=0).batch is None
+    unknown = policy()
+    offer(unknown, "a", now=0.0)
+    assert unknown.poll(0.0, free_workers=1).batch is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -17,6 +18,9 @@ from stoker.inference.router import (
     Router,
     ShuttingDown,
 )
+from stoker.inference.router.timing import RequestTiming
+from stoker.inference.router.timing import now as stamp
+from stoker.ports.inference import PaddedBatch
 from tests.support.waiting import wait_until
 from tests.unit.router.fakes import FakeBackend, FakePreprocessor, duplicate_backend
 
@@ -288,3 +292,109 @@ async def test_dead_loop_fails_every_waiter() -> None:
         await asyncio.wait_for(waiter, 5)
     assert not r.ready
     assert not r.alive
+
+
+class ThreadRecordingBackend(FakeBackend):
+    """The fake model, noting which thread ran each batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def run(self, batch: PaddedBatch) -> list[list[float]]:
+        self.threads.append(threading.get_ident())
+        return super().run(batch)
+
+
+async def test_idle_router_runs_a_realtime_batch_on_the_loop_thread() -> None:
+    """With run_on_loop_when_idle, a query that finds nothing queued or running is run on
+    the event loop's thread (no hand-off); its timing stamps follow the request's order."""
+    backend = ThreadRecordingBackend()
+    r = Router(
+        {"intent": backend},
+        FakePreprocessor(),
+        configs={"intent": BatchingConfig((1, 2, 4, 8), (8, 16, 32), max_queue_delay_ms=50)},
+        run_on_loop_when_idle=True,
+    )
+    await r.start()
+    try:
+        timing = RequestTiming(received=stamp(), handled=stamp())
+        result = await asyncio.wait_for(r.intent("red running shoes", timing=timing), 5)
+        assert result.intent in backend.labels
+        assert backend.threads == [threading.get_ident()]
+        stamps = [
+            timing.handled, timing.tokenized, timing.formed, timing.run_started,
+            timing.run_ended, timing.delivered,
+        ]  # fmt: skip
+        assert all(s > 0 for s in stamps)
+        assert stamps == sorted(stamps)
+    finally:
+        await r.drain(5)
+
+
+async def test_busy_router_still_runs_batches_on_worker_threads() -> None:
+    """Requests that arrive while a batch runs are batched on a worker thread, even with
+    run_on_loop_when_idle: under load the loop stays free for HTTP and tokenizing."""
+    backend, dup = ThreadRecordingBackend(), duplicate_backend()
+    r = Router(
+        {"intent": backend, "duplicate": dup},
+        FakePreprocessor(),
+        configs={"intent": BatchingConfig((1, 2, 4, 8), (8, 16, 32), max_queue_delay_ms=1)},
+        run_on_loop_when_idle=True,
+    )
+    await r.start()
+    try:
+        dup.gate.clear()
+        # Bulk work is never run on the loop: it holds the only worker meanwhile.
+        bulk = asyncio.ensure_future(r.duplicates([("a b", "c d")]))
+        assert await asyncio.to_thread(dup.entered.acquire, True, 30), "bulk batch started"
+        waiting = [asyncio.ensure_future(r.intent(q)) for q in QUERIES[:3]]
+        await wait_until(lambda: r.queued() == 3)
+        dup.gate.set()
+        await asyncio.wait_for(asyncio.gather(bulk, *waiting), 10)
+        assert backend.threads, "the intent batch ran"
+        assert threading.get_ident() not in backend.threads
+    finally:
+        await r.drain(5)
+
+
+async def test_workers_are_used_by_default() -> None:
+    """Without the option every batch runs on a worker thread, idle or not."""
+    backend = ThreadRecordingBackend()
+    r = Router({"intent": backend}, FakePreprocessor())
+    await r.start()
+    try:
+        await asyncio.wait_for(r.intent("laptop"), 5)
+        assert backend.threads
+        assert threading.get_ident() not in backend.threads
+    finally:
+        await r.drain(5)
+
+
+async def test_a_reply_already_set_keeps_the_next_query_off_the_loop() -> None:
+    """While another caller has its answer but has not resumed yet (here: a deadline just
+    failed it), a lone query goes to a worker, so that caller never waits behind a run."""
+    clock = FakeClock()
+    backend = ThreadRecordingBackend()
+    config = BatchingConfig((1, 2, 4, 8), (8, 16, 32), max_queue_delay_ms=50, idle_dispatch=False)
+    r = Router(
+        {"intent": backend},
+        FakePreprocessor(),
+        configs={"intent": config},
+        clock=clock,
+        run_on_loop_when_idle=True,
+    )
+    await r.start()
+    try:
+        doomed = asyncio.ensure_future(r.intent("too late", timeout_ms=1))
+        lone = asyncio.ensure_future(r.intent("laptop"))
+        await wait_until(lambda: r.queued() == 2)
+        # One turn of the batcher fails the first (deadline) and runs the second alone.
+        clock.advance(0.06)
+        with pytest.raises(DeadlineExceeded):
+            await asyncio.wait_for(doomed, 5)
+        assert (await asyncio.wait_for(lone, 5)).intent in backend.labels
+        assert backend.threads
+        assert threading.get_ident() not in backend.threads
+    finally:
+        await r.drain(5)

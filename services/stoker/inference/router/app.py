@@ -7,6 +7,10 @@ With an authenticator, the inference routes (`/v1/...`) need a bearer token of a
 401 without a valid one, 429 with `Retry-After` when its credential is over its rate.
 Health, readiness and metrics stay open for probes and scrapers; they reveal no request
 content.
+
+An intent reply carries a `Server-Timing` header: milliseconds per phase of the request
+inside the app (`stoker.inference.router.timing.PHASES`), so a client can split its own
+latency into the router's phases and the rest.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from stoker.core.ratelimit import RateLimiter
 from stoker.inference.pairs import ProductText
 from stoker.inference.router.errors import InvalidInput, RouterError
 from stoker.inference.router.router import Router
+from stoker.inference.router.server_timing import STATE_KEY, ServerTiming
+from stoker.inference.router.timing import RequestTiming
+from stoker.inference.router.timing import now as stamp
 from stoker.ports.auth import Authenticator
 from stoker.ports.resource import Resource
 from stoker.telemetry import tracing
@@ -142,6 +149,8 @@ def create_app(
 
     app = FastAPI(title="stoker router", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)
+    # Outermost of the two, so the `http` phase includes reading the body.
+    app.add_middleware(ServerTiming)
     install_refusals(app)
     secured = [] if authenticator is None else [Depends(BearerAuth(authenticator, rate_limiter))]
 
@@ -163,9 +172,14 @@ def create_app(
         return _error(exc)
 
     @app.post("/v1/intent", dependencies=secured, responses=_REFUSALS)
-    async def intent(body: IntentRequest, traceparent: TraceParentHeader = None) -> Response:
+    async def intent(
+        body: IntentRequest, request: Request, traceparent: TraceParentHeader = None
+    ) -> Response:
+        timing: RequestTiming | None = getattr(request.state, STATE_KEY, None)
+        if timing is not None:
+            timing.handled = stamp()
         with _span("stoker.router.intent", traceparent):
-            result = await router.intent(body.query)
+            result = await router.intent(body.query, timing=timing)
         return _json(
             {"intent": result.intent, "scores": result.scores, "truncated": result.truncated}
         )

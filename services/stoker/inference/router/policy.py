@@ -8,7 +8,9 @@ Rules:
 - one FIFO queue per (model, priority, sequence bucket): a batch is one model, one
   static shape;
 - a queue is ready when it holds `max_batch_size` requests, when its oldest request
-  has waited `max_queue_delay_ms`, or when the router drains;
+  has waited `max_queue_delay_ms`, when no batch is running at all (`idle_dispatch`: an
+  idle worker gains nothing by waiting for company at low load, and under load the
+  workers are busy and batches fill while they run), or when the router drains;
 - among ready queues the lower priority value goes first (real time before bulk),
   then the queue whose oldest request arrived first;
 - a batch of n requests is padded up to the smallest allowed batch size >= n;
@@ -48,6 +50,8 @@ class BatchingConfig:
     max_queue_delay_ms: longest a request waits for others to fill its batch (default 2 ms).
     queue_capacity: most requests waiting for this model; more are rejected (default 1024).
     timeout_ms: default deadline of a request, from its arrival (default 1000 ms).
+    idle_dispatch: when no batch is running, a queued request goes at once instead of
+        waiting up to `max_queue_delay_ms` (default True).
     """
 
     batch_sizes: tuple[int, ...]
@@ -56,6 +60,7 @@ class BatchingConfig:
     max_queue_delay_ms: float = 2.0
     queue_capacity: int = 1024
     timeout_ms: float = 1000.0
+    idle_dispatch: bool = True
 
     def __post_init__(self) -> None:
         for name, values in (("batch_sizes", self.batch_sizes), ("seq_buckets", self.seq_buckets)):
@@ -221,10 +226,17 @@ class BatchPolicy(Generic[T]):
         self._deadlines.clear()
         return dropped
 
-    def poll(self, now: float, *, free_workers: int) -> Decision[T]:
-        """Expire overdue requests and, if a worker is free, form the next batch."""
+    def poll(
+        self, now: float, *, free_workers: int, busy_workers: int | None = None
+    ) -> Decision[T]:
+        """Expire overdue requests and, if a worker is free, form the next batch.
+
+        `busy_workers` is how many batches are running now; with 0, a model whose config
+        has `idle_dispatch` does not wait for its batch to fill. None (unknown) keeps
+        every request to its queue delay."""
         expired = self._expire(now)
-        batch = self._form(now) if free_workers > 0 else None
+        idle = busy_workers == 0
+        batch = self._form(now, idle=idle) if free_workers > 0 else None
         return Decision(expired=expired, batch=batch, wake_at=self._wake_at(free_workers))
 
     def _expire(self, now: float) -> list[Pending[T]]:
@@ -242,18 +254,19 @@ class BatchPolicy(Generic[T]):
         entry.queued = False
         self._counts[entry.model] -= 1
 
-    def _ready(self, key: _QueueKey, queue: deque[Pending[T]], now: float) -> bool:
+    def _ready(self, key: _QueueKey, queue: deque[Pending[T]], now: float, *, idle: bool) -> bool:
         cfg = self._configs[key[1]]
         return (
             self._draining
+            or (idle and cfg.idle_dispatch)
             or len(queue) >= cfg.max_batch_size
             or now >= queue[0].arrival + cfg.max_queue_delay_ms / 1000.0
         )
 
-    def _form(self, now: float) -> Batch[T] | None:
+    def _form(self, now: float, *, idle: bool) -> Batch[T] | None:
         best: tuple[int, float, _QueueKey] | None = None
         for key, queue in self._queues.items():
-            if queue and self._ready(key, queue, now):
+            if queue and self._ready(key, queue, now, idle=idle):
                 rank = (key[0], queue[0].arrival, key)
                 if best is None or rank[:2] < best[:2]:
                     best = rank

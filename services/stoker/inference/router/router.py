@@ -19,6 +19,8 @@ from stoker.inference.router.batcher import Batcher, Job
 from stoker.inference.router.errors import InvalidInput, RouterError, UnknownModel
 from stoker.inference.router.metrics import RouterMetrics
 from stoker.inference.router.policy import BatchingConfig, BatchPolicy, Priority
+from stoker.inference.router.timing import RequestTiming
+from stoker.inference.router.timing import now as stamp
 from stoker.ports.inference import ModelBackend, Preprocessor, TokenizedInput
 
 log = structlog.get_logger("stoker.router")
@@ -53,9 +55,11 @@ def config_for(
     max_queue_delay_ms: float = 2.0,
     queue_capacity: int = 1024,
     timeout_ms: float = 1000.0,
+    idle_dispatch: bool = True,
 ) -> BatchingConfig:
     """A batching config over exactly the static shapes the backend was compiled for."""
     return BatchingConfig(
+        idle_dispatch=idle_dispatch,
         batch_sizes=tuple(backend.batch_sizes),
         seq_buckets=tuple(backend.seq_buckets),
         max_batch_size=max_batch_size,
@@ -77,7 +81,10 @@ class Router:
         workers: int = 1,
         clock: Clock | None = None,
         metrics: RouterMetrics | None = None,
+        run_on_loop_when_idle: bool = False,
     ) -> None:
+        """`run_on_loop_when_idle`: see `Batcher` (real-time batches that find the router idle
+        run on the event loop's thread, with no hand-off to a worker)."""
         if not backends:
             raise ValueError("a router needs at least one backend")
         self._backends = dict(backends)
@@ -96,7 +103,12 @@ class Router:
             workers=workers,
             metrics=self.metrics,
             clock=self._clock,
+            run_on_loop_when_idle=run_on_loop_when_idle,
+            callers_waiting=lambda: self._callers,
         )
+        # Callers between their request and their reply: a caller whose reply is set but
+        # who has not resumed yet must not wait behind another query run on the loop.
+        self._callers = 0
         self._warmed = False
         self.drained_completely: bool | None = None
         """Set by `drain`: None before it ran, then whether every queued request was answered."""
@@ -197,12 +209,29 @@ class Router:
         timeout_ms: float | None = None,
     ) -> list[float]:
         """Queue tokenized input and wait for its probabilities."""
-        return await self._batcher.submit(model, tokens, priority=priority, timeout_ms=timeout_ms)
+        self._callers += 1
+        try:
+            return await self._batcher.submit(
+                model, tokens, priority=priority, timeout_ms=timeout_ms
+            )
+        finally:
+            self._callers -= 1
 
-    async def intent(self, query: str, *, timeout_ms: float | None = None) -> IntentResult:
-        """Classify one query (real-time priority)."""
-        tokens = self.encode("intent", query, field="query")
-        row = await self.run("intent", tokens, priority=Priority.REALTIME, timeout_ms=timeout_ms)
+    async def intent(
+        self, query: str, *, timeout_ms: float | None = None, timing: RequestTiming | None = None
+    ) -> IntentResult:
+        """Classify one query (real-time priority). `timing`, when given, gets the stamps of
+        the request's way through the router (tokenized, queued, run, delivered)."""
+        self._callers += 1
+        try:
+            tokens = self.encode("intent", query, field="query")
+            if timing is not None:
+                timing.tokenized = stamp()
+            row = await self._batcher.submit(
+                "intent", tokens, priority=Priority.REALTIME, timeout_ms=timeout_ms, timing=timing
+            )
+        finally:
+            self._callers -= 1
         labels = self._backends["intent"].labels
         best = max(range(len(row)), key=row.__getitem__)
         return IntentResult(
@@ -219,6 +248,15 @@ class Router:
         timeout_ms: float | None = None,
     ) -> list[DuplicateResult]:
         """Score product pairs; all are queued at once so they batch together."""
+        self._callers += 1
+        try:
+            return await self._duplicates(pairs, priority=priority, timeout_ms=timeout_ms)
+        finally:
+            self._callers -= 1
+
+    async def _duplicates(
+        self, pairs: Sequence[tuple[str, str]], *, priority: Priority, timeout_ms: float | None
+    ) -> list[DuplicateResult]:
         encoded = [
             self.encode("duplicate", a, b, field=f"pairs.{i}") for i, (a, b) in enumerate(pairs)
         ]
