@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from stoker.api.auth import Caller, Writer, install_auth, team_scope
 from stoker.api.dashboard import InvalidRange, add_dashboard
 from stoker.api.events import EventFeed, UnknownEventTypes, add_event_route
+from stoker.api.pipelines import add_pipeline_routes
 from stoker.api.router_panel import RouterMetricsSource
 from stoker.api.sagemaker import add_sagemaker_pipelines
 from stoker.core.errors import InfrastructureUnavailable, ItemTooLarge, JobNotFound
@@ -91,7 +92,8 @@ def create_app(
     given, serves GET /v1/events; `router_metrics` feeds the dashboard's router panel and
     `notifications` (the notifier's ledger) a job's notifications; `trace_url` (with
     `{trace_id}`) is where the dashboard links a job's trace; `pipelines`, when given,
-    serves SageMaker's pipeline operations at POST / (`stoker.api.sagemaker`)."""
+    serves the pipeline routes (`stoker.api.pipelines`) and SageMaker's pipeline operations
+    at POST / (`stoker.api.sagemaker`)."""
     app = FastAPI(
         title="stoker",
         version="1",
@@ -274,6 +276,7 @@ def create_app(
     if events is not None:
         add_event_route(app, events, AUTH_RESPONSES)
     if pipelines is not None:
+        add_pipeline_routes(app, pipelines, AUTH_RESPONSES)
         add_sagemaker_pipelines(app, pipelines, authenticator)
     add_dashboard(
         app,

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from stoker.cli import auth, demo, dev, events, jobs, models, router, run, schemas, settings
+from stoker.cli import (
+    auth,
+    demo,
+    dev,
+    events,
+    jobs,
+    models,
+    pipelines,
+    router,
+    run,
+    schemas,
+    settings,
+)
 
 app = typer.Typer(
     name="stoker",
@@ -20,6 +32,9 @@ app.add_typer(events.app, name="events")
 app.add_typer(auth.app, name="auth")
 app.add_typer(router.app, name="router")
 app.add_typer(models.app, name="models")
+app.add_typer(pipelines.pipelines_app, name="pipelines")
+app.add_typer(pipelines.executions_app, name="executions")
+app.add_typer(pipelines.schedules_app, name="schedules")
 app.command("submit")(jobs.submit)
 app.command("run")(run.run)
 app.command("up")(run.up)

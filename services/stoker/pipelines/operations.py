@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from stoker.core.clock import Clock
@@ -18,10 +19,13 @@ from stoker.core.pipelines import parse_definition
 from stoker.core.pipelines.records import (
     ExecutionNotFound,
     PipelineNotFound,
+    ScheduleNotFound,
     StoredExecution,
     StoredPipeline,
+    StoredSchedule,
 )
 from stoker.pipelines.engine import PipelineEngine
+from stoker.pipelines.scheduler import Scheduler
 from stoker.ports.pipelines import PipelineStore
 
 
@@ -45,6 +49,7 @@ class PipelineOperations:
         self._store = store
         self._engine = engine
         self._clock = clock
+        self._scheduler = Scheduler(store, engine, clock)
 
     def pipeline_arn(self, name: str) -> str:
         return self._engine.pipeline_arn(name)
@@ -120,6 +125,51 @@ class PipelineOperations:
         if stored.status.terminal:
             return stored
         return await self._engine.stop_execution(execution_id, team=stored.state.identity.team)
+
+    async def put_schedule(
+        self,
+        name: str,
+        pipeline_name: str,
+        expression: str,
+        *,
+        team: str | None,
+        start_date: datetime | None = None,
+        allow_overlap: bool = False,
+        catch_up: bool = False,
+    ) -> StoredSchedule:
+        """A new schedule of a pipeline (ValueError for a bad expression, ScheduleConflict
+        for a name taken); an admin makes it in the pipeline's team."""
+        pipeline = await self.get_pipeline(pipeline_name, team=team)
+        return await self._scheduler.put(
+            name,
+            pipeline_name,
+            expression,
+            team=pipeline.team,
+            start_date=start_date,
+            allow_overlap=allow_overlap,
+            catch_up=catch_up,
+        )
+
+    async def get_schedule(self, name: str, *, team: str | None) -> StoredSchedule:
+        stored = await self._store.get_schedule(name)
+        if team is not None and stored.team != team:
+            raise ScheduleNotFound(name)
+        return stored
+
+    async def list_schedules(self, *, team: str | None) -> list[StoredSchedule]:
+        return await self._store.list_schedules(team=team)
+
+    async def pause_schedule(self, name: str, *, team: str | None) -> StoredSchedule:
+        stored = await self.get_schedule(name, team=team)
+        return await self._scheduler.pause(name, team=stored.team)
+
+    async def resume_schedule(self, name: str, *, team: str | None) -> StoredSchedule:
+        stored = await self.get_schedule(name, team=team)
+        return await self._scheduler.resume(name, team=stored.team)
+
+    async def delete_schedule(self, name: str, *, team: str | None) -> None:
+        await self.get_schedule(name, team=team)
+        await self._store.delete_schedule(name)
 
     async def _find_pipeline(self, name: str, team: str) -> StoredPipeline | None:
         try:
