@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import botocore.exceptions
@@ -263,3 +264,27 @@ async def test_the_wire_without_a_token_or_with_a_bad_request(served: Served) ->
         other = {**authed, "X-Amz-Target": "SageMaker.CreateTrainingJob"}
         unknown = await http.post("/", content=b"{}", headers=other)
         assert unknown.json()["__type"] == "UnknownOperationException"
+
+
+async def test_listing_pages_and_filters(served: Served) -> None:
+    sm = await served.client()
+    role = "arn:aws:iam::000000000000:role/x"
+    for name in ("a-one", "a-two", "b-three"):
+        await call(
+            sm.create_pipeline, PipelineName=name, PipelineDefinition=definition(), RoleArn=role
+        )
+    first = await call(sm.list_pipelines, MaxResults=2, SortBy="Name", SortOrder="Ascending")
+    assert [p["PipelineName"] for p in first["PipelineSummaries"]] == ["a-one", "a-two"]
+    rest = await call(
+        sm.list_pipelines,
+        MaxResults=2,
+        SortBy="Name",
+        SortOrder="Ascending",
+        NextToken=first["NextToken"],
+    )
+    assert [p["PipelineName"] for p in rest["PipelineSummaries"]] == ["b-three"]
+    assert "NextToken" not in rest
+    prefixed = await call(sm.list_pipelines, PipelineNamePrefix="a-")
+    assert sorted(p["PipelineName"] for p in prefixed["PipelineSummaries"]) == ["a-one", "a-two"]
+    later = await call(sm.list_pipelines, CreatedAfter=datetime.now(UTC) + timedelta(hours=1))
+    assert later["PipelineSummaries"] == []
