@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from stoker.boto_auth import use_bearer_token
 from stoker.core.errors import ConfigurationError, JobNotFound, StokerError
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobRecord, JobStatus, Transition
@@ -393,9 +394,103 @@ def send_bearer_token(boto_client: Any, token: str | None = None) -> None:
         raise ConfigurationError(
             "no token: pass one, set STOKER_TOKEN or create one with `stoker auth token create`"
         )
-    header = f"Bearer {token}"
+    use_bearer_token(boto_client.meta.events, token, event="before-send")
 
-    def add_header(request: Any, **_: Any) -> None:
-        request.headers["Authorization"] = header
 
-    boto_client.meta.events.register("before-send", add_header)
+class PipelinesClient:
+    """Blocking client of the pipeline, execution and schedule routes; answers are the
+    API's JSON (see /openapi.json). ApiError for a refusal (404 for an unknown name or id,
+    422 naming each bad step and field)."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, timeout=timeout_s, transport=transport, headers=_headers(token)
+        )
+
+    def __enter__(self) -> PipelinesClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def upsert(
+        self, name: str, definition: Mapping[str, Any] | str, description: str | None = None
+    ) -> Any:
+        body = {"definition": definition, "description": description}
+        return _check(self._http.put(f"/v1/pipelines/{name}", json=body))
+
+    def list_pipelines(self) -> Any:
+        return _check(self._http.get("/v1/pipelines"))
+
+    def describe(self, name: str) -> Any:
+        return _check(self._http.get(f"/v1/pipelines/{name}"))
+
+    def delete(self, name: str) -> Any:
+        return _check(self._http.delete(f"/v1/pipelines/{name}"))
+
+    def start(self, name: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        body = {"parameters": dict(parameters or {})}
+        return _check(self._http.post(f"/v1/pipelines/{name}/executions", json=body))
+
+    def executions(self, name: str) -> Any:
+        return _check(self._http.get(f"/v1/pipelines/{name}/executions"))
+
+    def execution(self, execution_id: str) -> Any:
+        return _check(self._http.get(f"/v1/executions/{execution_id}"))
+
+    def stop_execution(self, execution_id: str) -> Any:
+        return _check(self._http.post(f"/v1/executions/{execution_id}/stop"))
+
+    def wait(self, execution_id: str, *, timeout_s: float = 3600, poll_s: float = 1.0) -> Any:
+        """The execution once it has ended; TimeoutError after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = self.execution(execution_id)
+            if found["status"] in ("Succeeded", "Failed", "Stopped"):
+                return found
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"execution {execution_id} still {found['status']}")
+            time.sleep(poll_s)
+
+    def put_schedule(
+        self,
+        name: str,
+        pipeline: str,
+        expression: str,
+        *,
+        start_date: str | None = None,
+        allow_overlap: bool = False,
+        catch_up: bool = False,
+    ) -> Any:
+        body = {
+            "pipeline": pipeline,
+            "expression": expression,
+            "start_date": start_date,
+            "allow_overlap": allow_overlap,
+            "catch_up": catch_up,
+        }
+        return _check(self._http.put(f"/v1/schedules/{name}", json=body))
+
+    def schedules(self) -> Any:
+        return _check(self._http.get("/v1/schedules"))
+
+    def pause_schedule(self, name: str) -> Any:
+        return _check(self._http.post(f"/v1/schedules/{name}/pause"))
+
+    def resume_schedule(self, name: str) -> Any:
+        return _check(self._http.post(f"/v1/schedules/{name}/resume"))
+
+    def delete_schedule(self, name: str) -> None:
+        response = self._http.delete(f"/v1/schedules/{name}")
+        if response.status_code >= 400:
+            _check(response)

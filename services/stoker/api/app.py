@@ -27,7 +27,9 @@ from pydantic import BaseModel, Field
 from stoker.api.auth import Caller, Writer, install_auth, team_scope
 from stoker.api.dashboard import InvalidRange, add_dashboard
 from stoker.api.events import EventFeed, UnknownEventTypes, add_event_route
+from stoker.api.pipelines import add_pipeline_routes
 from stoker.api.router_panel import RouterMetricsSource
+from stoker.api.sagemaker import add_sagemaker_pipelines
 from stoker.core.errors import InfrastructureUnavailable, ItemTooLarge, JobNotFound
 from stoker.core.job import JobRecord, JobStatus, Transition
 from stoker.core.ratelimit import RateLimiter
@@ -44,6 +46,7 @@ from stoker.lifecycle.jobs import (
     PolicyViolation,
 )
 from stoker.notifier.sent import JobNotifications
+from stoker.pipelines.operations import PipelineOperations
 from stoker.ports.auth import Authenticator
 from stoker.web.auth import install_refusals
 from stoker.web.body_limit import BodyLimit
@@ -82,12 +85,15 @@ def create_app(
     router_metrics: RouterMetricsSource | None = None,
     notifications: JobNotifications | None = None,
     trace_url: str | None = None,
+    pipelines: PipelineOperations | None = None,
 ) -> FastAPI:
     """The jobs API and its web dashboard (/dashboard/). `authenticator` checks every bearer
     token and `rate_limiter` (if any) holds each credential to its rate; `events`, when
     given, serves GET /v1/events; `router_metrics` feeds the dashboard's router panel and
     `notifications` (the notifier's ledger) a job's notifications; `trace_url` (with
-    `{trace_id}`) is where the dashboard links a job's trace."""
+    `{trace_id}`) is where the dashboard links a job's trace; `pipelines`, when given,
+    serves the pipeline routes (`stoker.api.pipelines`) and SageMaker's pipeline operations
+    at POST / (`stoker.api.sagemaker`)."""
     app = FastAPI(
         title="stoker",
         version="1",
@@ -269,6 +275,9 @@ def create_app(
 
     if events is not None:
         add_event_route(app, events, AUTH_RESPONSES)
+    if pipelines is not None:
+        add_pipeline_routes(app, pipelines, AUTH_RESPONSES)
+        add_sagemaker_pipelines(app, pipelines, authenticator)
     add_dashboard(
         app,
         service,

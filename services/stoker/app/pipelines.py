@@ -23,6 +23,7 @@ from stoker.lifecycle.jobs import (
     parse_spec,
 )
 from stoker.pipelines.engine import PipelineEngine
+from stoker.pipelines.operations import PipelineOperations
 from stoker.pipelines.scheduler import Scheduler
 from stoker.pipelines.worker import OUTCOME_TOPICS, WANTED, PipelineWorker
 from stoker.ports.pipelines import PipelineStore, StepRefused
@@ -74,6 +75,16 @@ def build_pipeline_store(settings: Settings) -> PipelineStore | None:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SqlitePipelineStore(settings.data_dir / "pipelines.sqlite3")
+
+
+def pipeline_operations(rt: Runtime, store: PipelineStore, jobs: JobService) -> PipelineOperations:
+    """What the API serves: pipelines in `store`, executions started (their first steps'
+    jobs submitted through `jobs`) by an engine of the API's own; the pipelines service
+    advances them from there."""
+    engine = PipelineEngine(
+        store, LifecycleStepJobs(jobs), rt.bus, rt.clock, region=rt.settings.aws_region
+    )
+    return PipelineOperations(store, engine, rt.clock)
 
 
 async def run_pipelines(rt: Runtime, stop: asyncio.Event) -> None:

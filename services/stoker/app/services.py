@@ -18,7 +18,7 @@ import structlog
 
 from stoker.app.auth import api_rate_limiter, build_authenticator, team_quota
 from stoker.app.notifier import build_ledger, notify_submit_rules, run_notifier
-from stoker.app.pipelines import run_pipelines
+from stoker.app.pipelines import build_pipeline_store, pipeline_operations, run_pipelines
 from stoker.app.runtime import Runtime, failure_classifier, retry_policy
 from stoker.app.telemetry import metrics_endpoint, traces_exported
 from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
@@ -111,6 +111,11 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
         if ledger is not None
         else None
     )
+    pipeline_store = build_pipeline_store(rt.settings)
+    pipelines = None
+    if pipeline_store is not None:
+        await pipeline_store.start()
+        pipelines = pipeline_operations(rt, pipeline_store, service)
     config = uvicorn.Config(
         create_app(
             service,
@@ -120,6 +125,7 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
             router_metrics=RouterMetricsSource(router_url) if router_url else None,
             notifications=notifications,
             trace_url=rt.settings.dashboard_trace_url,
+            pipelines=pipelines,
         ),
         host=rt.settings.api_host,
         port=rt.settings.api_port,
@@ -136,6 +142,8 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     finally:
         if ledger is not None:
             await ledger.close()
+        if pipeline_store is not None:
+            await pipeline_store.close()
 
 
 async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stoker.core.errors import StokerError
+from stoker.core.errors import ConfigurationError, StokerError
 from stoker.devinfra import (
     STATE_ENV,
     DevInfra,
@@ -231,3 +232,30 @@ def status(*, state_dir: StateDirOption = None) -> None:
             str(row.log_file),
         )
     _out.print(table)
+
+
+@app.command("s3")
+def s3(
+    *,
+    host: Annotated[str, typer.Option(help="the address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="the port (0: a free one)")] = 9000,
+) -> None:
+    """An S3-compatible server on this machine (moto's, from the dev extra) for the sagemaker
+    SDK's uploads; prints the exports that point the SDK at it. Ctrl-C stops it."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        raise _fail(ConfigurationError("stoker dev s3 needs the dev extra (moto[server])")) from exc
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    bound_host, bound_port = server.get_host_and_port()
+    url = f"http://{bound_host}:{bound_port}"
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_STS"):
+        typer.echo(f"export {name}={url}")
+    typer.echo("# S3 and STS on this machine (in memory: gone when stopped); Ctrl-C stops")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -13,6 +13,7 @@ from stoker.cli import (
     jobs,
     models,
     notebooks,
+    pipelines,
     router,
     run,
     schemas,
@@ -35,6 +36,9 @@ app.add_typer(router.app, name="router")
 app.add_typer(models.app, name="models")
 app.add_typer(notebooks.app, name="notebooks")
 app.add_typer(endpoints.app, name="endpoints")
+app.add_typer(pipelines.pipelines_app, name="pipelines")
+app.add_typer(pipelines.executions_app, name="executions")
+app.add_typer(pipelines.schedules_app, name="schedules")
 app.command("submit")(jobs.submit)
 app.command("run")(run.run)
 app.command("up")(run.up)

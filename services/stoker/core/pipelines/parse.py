@@ -33,7 +33,11 @@ from stoker.core.pipelines.parameters import parse_parameters
 from stoker.core.pipelines.references import STEP_NAME_PATTERN, ParameterRef, StepPropertyRef
 from stoker.core.pipelines.retries import StepRetryPolicy
 
-_TOP_LEVEL = frozenset({"Version", "Metadata", "Parameters", "PipelineExperimentConfig", "Steps"})
+_TOP_LEVEL = frozenset(
+    {"Version", "Metadata", "Parameters", "PipelineExperimentConfig", "MlflowConfig", "Steps"}
+)
+"""`MlflowConfig` is what the 3.x SDK writes (null unless an MLflow experiment is named); it
+is kept, not used, like `PipelineExperimentConfig`."""
 _STEP_FIELDS = frozenset(
     {
         "Name",

@@ -1,0 +1,178 @@
+"""What a caller may do with pipelines, executions and schedules, scoped to a team.
+
+Both faces of the API use this: the SageMaker operations (`stoker.api.sagemaker`) and the
+plain HTTP routes. A caller's team sees only its own pipelines and executions: another
+team's answers PipelineNotFound / ExecutionNotFound, like one that does not exist. `team`
+None is an admin, who sees every team's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from stoker.core.clock import Clock
+from stoker.core.errors import StokerError
+from stoker.core.pipelines import parse_definition
+from stoker.core.pipelines.records import (
+    ExecutionNotFound,
+    PipelineNotFound,
+    ScheduleNotFound,
+    StoredExecution,
+    StoredPipeline,
+    StoredSchedule,
+)
+from stoker.pipelines.engine import PipelineEngine
+from stoker.pipelines.scheduler import Scheduler
+from stoker.ports.pipelines import PipelineStore
+
+
+class PipelineExists(StokerError):
+    """A create of a pipeline name already used (SageMaker answers ValidationException with
+    "already exists", which the SDK's `upsert()` reads as its cue to update)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Pipeline {name!r} already exists")
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True)
+class Upserted:
+    pipeline: StoredPipeline
+    created: bool
+
+
+class PipelineOperations:
+    def __init__(self, store: PipelineStore, engine: PipelineEngine, clock: Clock) -> None:
+        self._store = store
+        self._engine = engine
+        self._clock = clock
+        self._scheduler = Scheduler(store, engine, clock)
+
+    def pipeline_arn(self, name: str) -> str:
+        return self._engine.pipeline_arn(name)
+
+    async def put_pipeline(
+        self,
+        name: str,
+        definition: str,
+        *,
+        team: str,
+        description: str | None = None,
+        create_only: bool = False,
+        update_only: bool = False,
+    ) -> Upserted:
+        """Create or update a pipeline after checking its definition (DefinitionError names
+        each bad step and field). `create_only`: PipelineExists when the name is taken by
+        this team (another team's name is PipelineNotFound from the store); `update_only`:
+        PipelineNotFound when there is none."""
+        parse_definition(definition)
+        existing = await self._find_pipeline(name, team)
+        if existing is not None and create_only:
+            raise PipelineExists(name)
+        if existing is None and update_only:
+            raise PipelineNotFound(name)
+        if description is None and existing is not None:
+            description = existing.description
+        stored = await self._store.put_pipeline(
+            name, team=team, definition=definition, description=description, now=self._clock.now()
+        )
+        return Upserted(stored, created=existing is None)
+
+    async def get_pipeline(self, name: str, *, team: str | None) -> StoredPipeline:
+        pipeline = await self._store.get_pipeline(name)
+        if team is not None and pipeline.team != team:
+            raise PipelineNotFound(name)
+        return pipeline
+
+    async def list_pipelines(self, *, team: str | None) -> list[StoredPipeline]:
+        return await self._store.list_pipelines(team=team)
+
+    async def delete_pipeline(self, name: str, *, team: str | None) -> StoredPipeline:
+        pipeline = await self.get_pipeline(name, team=team)
+        await self._store.delete_pipeline(name)
+        return pipeline
+
+    async def start_execution(
+        self,
+        name: str,
+        parameters: Mapping[str, Any],
+        *,
+        team: str | None,
+        owner: str | None,
+    ) -> StoredExecution:
+        """ParameterError (naming each parameter) before anything is stored when the
+        parameters do not fit; an admin starts it in the pipeline's team."""
+        pipeline = await self.get_pipeline(name, team=team)
+        return await self._engine.start_execution(name, parameters, team=pipeline.team, owner=owner)
+
+    async def get_execution(self, execution_id: str, *, team: str | None) -> StoredExecution:
+        stored = await self._store.get_execution(execution_id)
+        if team is not None and stored.state.identity.team != team:
+            raise ExecutionNotFound(execution_id)
+        return stored
+
+    async def list_executions(self, name: str, *, team: str | None) -> list[StoredExecution]:
+        """Newest first; PipelineNotFound for an unknown pipeline (or another team's)."""
+        await self.get_pipeline(name, team=team)
+        executions = await self._store.list_executions(name)
+        return [e for e in executions if team is None or e.state.identity.team == team]
+
+    async def stop_execution(self, execution_id: str, *, team: str | None) -> StoredExecution:
+        stored = await self.get_execution(execution_id, team=team)
+        if stored.status.terminal:
+            return stored
+        return await self._engine.stop_execution(execution_id, team=stored.state.identity.team)
+
+    async def put_schedule(
+        self,
+        name: str,
+        pipeline_name: str,
+        expression: str,
+        *,
+        team: str | None,
+        start_date: datetime | None = None,
+        allow_overlap: bool = False,
+        catch_up: bool = False,
+    ) -> StoredSchedule:
+        """A new schedule of a pipeline (ValueError for a bad expression, ScheduleConflict
+        for a name taken); an admin makes it in the pipeline's team."""
+        pipeline = await self.get_pipeline(pipeline_name, team=team)
+        return await self._scheduler.put(
+            name,
+            pipeline_name,
+            expression,
+            team=pipeline.team,
+            start_date=start_date,
+            allow_overlap=allow_overlap,
+            catch_up=catch_up,
+        )
+
+    async def get_schedule(self, name: str, *, team: str | None) -> StoredSchedule:
+        stored = await self._store.get_schedule(name)
+        if team is not None and stored.team != team:
+            raise ScheduleNotFound(name)
+        return stored
+
+    async def list_schedules(self, *, team: str | None) -> list[StoredSchedule]:
+        return await self._store.list_schedules(team=team)
+
+    async def pause_schedule(self, name: str, *, team: str | None) -> StoredSchedule:
+        stored = await self.get_schedule(name, team=team)
+        return await self._scheduler.pause(name, team=stored.team)
+
+    async def resume_schedule(self, name: str, *, team: str | None) -> StoredSchedule:
+        stored = await self.get_schedule(name, team=team)
+        return await self._scheduler.resume(name, team=stored.team)
+
+    async def delete_schedule(self, name: str, *, team: str | None) -> None:
+        await self.get_schedule(name, team=team)
+        await self._store.delete_schedule(name)
+
+    async def _find_pipeline(self, name: str, team: str) -> StoredPipeline | None:
+        try:
+            return await self.get_pipeline(name, team=team)
+        except PipelineNotFound:
+            return None
