@@ -1,0 +1,261 @@
+"""The duplicate stream as a Faust app: pairs in, one score per pair out, exactly once.
+
+    pairs topic ──take_events(max_batch, within)──▶ parse ──▶ scores table hit? ──▶ router
+         │                                            │ bad record            (batched model)
+         │                                            ▼                            │
+         │                                      dead-letter topic   scores topic ◀─┘
+         └── offsets, scores, dead letters, table and window updates: one Kafka
+             transaction per source partition, committed after every batch.
+
+Build one with `build_app`; `stoker.stream.app` (the module attribute `faust -A` loads) is
+the one built from STOKER_* settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import faust
+import structlog
+from faust.types import EventT, StreamT
+
+from stoker.core.clock import Clock, SystemClock
+from stoker.inference.router.errors import InvalidInput
+from stoker.inference.router.models import ModelSet
+from stoker.ports.auth import Authenticator
+from stoker.ports.bus import BusRecord
+from stoker.ports.inference import TokenizedInput
+from stoker.ports.resource import Resource
+from stoker.stream.broker import wait_for_broker
+from stoker.stream.config import StreamSettings
+from stoker.stream.engine import MODEL, ScoringEngine
+from stoker.stream.publish import Outputs, TransactionalOutputs
+from stoker.stream.records import (
+    Rejected,
+    StoredScore,
+    content_digest,
+    dead_letter,
+    parse_pair,
+    product_type,
+    score_event,
+)
+from stoker.stream.tables import SourcePartitionTable, writing_for
+from stoker.stream.views import StreamCounters, register_views
+
+log = structlog.get_logger("stoker.stream")
+
+
+@dataclass(slots=True)
+class _Item:
+    event: EventT
+    record: BusRecord
+    rejected: Rejected | None = None
+    stored: StoredScore | None = None
+    served: bool = False
+    window_key: str = ""
+    pair: Any = None
+    tokens: TokenizedInput | None = None
+
+
+@dataclass(slots=True)
+class DuplicateApp:
+    """The Faust app and what its views and tests read."""
+
+    app: faust.App
+    settings: StreamSettings
+    engine: ScoringEngine
+    scores: Any
+    """faust Table: pair id -> StoredScore JSON."""
+    pairs_per_window: Any
+    duplicates_per_window: Any
+    counters: StreamCounters = field(default_factory=StreamCounters)
+    agent: Any = None
+
+
+class StreamApp(faust.App):  # type: ignore[misc]  # faust's classes are untyped bases
+    """A Faust app that waits for its broker (with backoff and a log line per try) and opens
+    its resources (the token store of the web views) before Faust starts its clients."""
+
+    stoker_bootstrap: str = ""
+    stoker_resources: tuple[Resource, ...] = ()
+
+    async def on_first_start(self) -> None:
+        await wait_for_broker(self.stoker_bootstrap)
+        for resource in self.stoker_resources:
+            await resource.start()
+        await super().on_first_start()
+
+
+def build_app(
+    settings: StreamSettings,
+    load_models: Callable[[], ModelSet],
+    *,
+    broker: str,
+    authenticator: Authenticator | None,
+    resources: tuple[Resource, ...] = (),
+    outputs: Callable[[faust.App], Outputs] = TransactionalOutputs,
+    clock: Clock | None = None,
+    store: str = "memory://",
+    **faust_options: Any,
+) -> DuplicateApp:
+    """The app on Kafka at `broker` (host:port[,host:port]). `authenticator` guards the web
+    views (None: they answer 401 to everyone); `resources` are started with the app."""
+    clock = clock or SystemClock()
+    app = StreamApp(
+        settings.app_id,
+        broker=f"kafka://{broker}",
+        store=store,
+        processing_guarantee="exactly_once",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=faust_options.pop("replication", 1),
+        # The agent commits after every batch (see `_commit`); Faust's own timer would
+        # commit in the middle of one.
+        broker_commit_interval=settings.commit_interval_s,
+        broker_commit_every=1_000_000_000,
+        Table=SourcePartitionTable,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        **faust_options,
+    )
+    app.stoker_bootstrap = broker
+    app.stoker_resources = resources
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    pairs_topic = app.topic(settings.pairs_topic, partitions=settings.partitions, **raw)
+    scores = app.Table(
+        "scores",
+        default=None,
+        partitions=settings.partitions,
+        help="pair id -> the score of its last content",
+        extra_topic_configs={
+            "cleanup.policy": "compact,delete",
+            "retention.ms": int(settings.score_retention_s * 1000),
+        },
+    )
+    window = timedelta(seconds=settings.window_s)
+    expires = timedelta(seconds=settings.window_expires_s)
+    pairs_per_window = (
+        app.Table("pairs-per-window", default=int, partitions=settings.partitions)
+        .tumbling(window, expires=expires)
+        .relative_to_now()
+    )
+    duplicates_per_window = (
+        app.Table("duplicates-per-window", default=int, partitions=settings.partitions)
+        .tumbling(window, expires=expires)
+        .relative_to_now()
+    )
+    engine = ScoringEngine(
+        load_models,
+        max_batch=settings.max_batch,
+        max_queue_delay_ms=settings.max_queue_delay_ms,
+        timeout_ms=settings.timeout_ms,
+    )
+    built = DuplicateApp(app, settings, engine, scores, pairs_per_window, duplicates_per_window)
+    sink = outputs(app)
+
+    async def score_pairs(stream: StreamT[bytes]) -> AsyncIterator[int]:
+        router = await engine.router()
+        async for events in stream.take_events(settings.max_batch, within=settings.within_s):
+            await _handle(built, sink, router, list(events), clock)
+            for event in events:
+                await stream.ack(event)
+            if app.in_transaction:
+                await app.producer.flush()  # table updates go through Faust's send buffer
+                await app.consumer.commit()
+            yield len(events)
+
+    built.agent = app.agent(pairs_topic, name="score-pairs")(score_pairs)
+    register_views(built, authenticator)
+    return built
+
+
+async def _handle(
+    built: DuplicateApp, sink: Outputs, router: Any, events: list[EventT], clock: Clock
+) -> None:
+    """Score one batch and publish its scores and dead letters (not yet committed)."""
+    settings = built.settings
+    items: list[_Item] = []
+    to_score: list[_Item] = []
+    for event in events:
+        message = event.message
+        key = message.key
+        record = BusRecord(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=key.decode("utf-8", "replace") if isinstance(key, bytes) else "",
+            value=event.value if isinstance(event.value, bytes) else b"",
+        )
+        item = _Item(event, record)
+        items.append(item)
+        parsed = parse_pair(event.value if isinstance(event.value, bytes) else None)
+        if isinstance(parsed, Rejected):
+            item.rejected = parsed
+            continue
+        item.pair = parsed
+        item.window_key = f"{product_type(parsed)}@{message.partition}"
+        digest = content_digest(parsed)
+        stored = StoredScore.from_json(built.scores.get(parsed.pair_id))
+        if stored is not None and stored.digest == digest:
+            item.stored, item.served = stored, True
+            continue
+        try:
+            item.tokens = router.encode(MODEL, parsed.a.as_text(), parsed.b.as_text(), field="a")
+        except InvalidInput as exc:
+            item.rejected = Rejected("schema", f"schema: {exc}")
+            continue
+        item.stored = StoredScore(digest, 0.0, item.tokens.truncated)
+        to_score.append(item)
+    probabilities = await built.engine.score(router, [i.tokens for i in to_score if i.tokens])
+    for item, probability in zip(to_score, probabilities, strict=True):
+        assert item.stored is not None
+        item.stored = StoredScore(item.stored.digest, probability, item.stored.truncated)
+
+    now = clock.now()
+    acks = []
+    for item in items:
+        source = (item.record.topic, item.record.partition)
+        if item.rejected is not None:
+            letter = dead_letter(item.record, item.rejected, group=settings.app_id, at=now)
+            acks.append(
+                await sink.send(
+                    settings.dead_letter_topic,
+                    letter.subject.encode() if letter.subject else b"",
+                    letter.to_json(),
+                    source=source,
+                )
+            )
+            log.warning(
+                "pair dead-lettered",
+                topic=item.record.topic,
+                partition=item.record.partition,
+                offset=item.record.offset,
+                reason=item.rejected.reason,
+            )
+            built.counters.dead_lettered += 1
+            continue
+        assert item.stored is not None and item.pair is not None
+        event = score_event(item.pair, item.stored, model=MODEL, at=now)
+        acks.append(
+            await sink.send(
+                settings.scores_topic, item.pair.pair_id.encode(), event.to_json(), source=source
+            )
+        )
+        duplicate = item.stored.score >= settings.duplicate_threshold
+        with writing_for(item.record.partition):
+            if not item.served:
+                built.scores[item.pair.pair_id] = item.stored.to_json()
+            built.pairs_per_window[item.window_key] += 1
+            if duplicate:
+                built.duplicates_per_window[item.window_key] += 1
+        if item.served:
+            built.counters.served_from_table += 1
+        else:
+            built.counters.scored += 1
+    await asyncio.gather(*acks)
+
+
