@@ -14,6 +14,7 @@ the one built from STOKER_* settings.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -47,6 +48,9 @@ from stoker.stream.tables import SourcePartitionTable, writing_for
 from stoker.stream.views import StreamCounters, register_views
 
 log = structlog.get_logger("stoker.stream")
+
+NEVER_S = 10.0 * 365 * 86_400
+"""Faust's own periodic commit: effectively never (the agent commits, see `batch_lock`)."""
 
 
 @dataclass(slots=True)
@@ -82,11 +86,15 @@ class StreamApp(faust.App):  # type: ignore[misc]  # faust's classes are untyped
 
     stoker_bootstrap: str = ""
     stoker_resources: tuple[Resource, ...] = ()
+    stoker_max_batch: int = 100
 
     async def on_first_start(self) -> None:
         await wait_for_broker(self.stoker_bootstrap)
         for resource in self.stoker_resources:
             await resource.start()
+        # Faust holds the stream back while more than this many table updates wait to be
+        # sent; a batch writes one per scored pair, so the default (100) stalls every batch.
+        self.producer.buffer.max_messages = max(100, 4 * self.stoker_max_batch)
         await super().on_first_start()
 
 
@@ -112,10 +120,21 @@ def build_app(
         processing_guarantee="exactly_once",
         topic_partitions=settings.partitions,
         topic_replication_factor=faust_options.pop("replication", 1),
-        # The agent commits after every batch (see `_commit`); Faust's own timer would
-        # commit in the middle of one.
-        broker_commit_interval=settings.commit_interval_s,
+        # Commits are the agent's (see `batch_lock`); Faust's own timer would take one in
+        # the middle of a batch.
+        broker_commit_interval=NEVER_S,
         broker_commit_every=1_000_000_000,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.session_timeout_s / 5,
+        # A standby copy recovered from a changelog that is still in a transaction is refused
+        # by Faust's recovery (its offset is past the committed end); partitions that move
+        # are recovered from their changelog instead.
+        table_standby_replicas=0,
+        # Under exactly_once Faust takes a changelog's end from the consumer's last stable
+        # offset, which is -1 until that partition was fetched once, and then refuses every
+        # recovery of a partition it held before ("persisted offset is higher than the
+        # highwater"). The memory store persists nothing, so there is nothing to check.
+        recovery_consistency_check=False,
         Table=SourcePartitionTable,
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -124,6 +143,7 @@ def build_app(
     )
     app.stoker_bootstrap = broker
     app.stoker_resources = resources
+    app.stoker_max_batch = settings.max_batch
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     pairs_topic = app.topic(settings.pairs_topic, partitions=settings.partitions, **raw)
     scores = app.Table(
@@ -157,16 +177,38 @@ def build_app(
     built = DuplicateApp(app, settings, engine, scores, pairs_per_window, duplicates_per_window)
     sink = outputs(app)
 
+    # A commit takes the transactions of every partition as they are: one must never fall
+    # in the middle of a batch (its outputs would be committed without its offsets). The
+    # agent holds this lock from a batch's first output to its acks, and commits are taken
+    # under it: after a batch once `commit_interval_s` has passed, and by the timer below
+    # when the stream is idle. Faust's own commit timer is pushed out of the way.
+    batch_lock = asyncio.Lock()
+    last_commit = clock.monotonic()
+
+    async def commit() -> None:
+        nonlocal last_commit
+        if app.in_transaction:
+            await app.consumer.commit()
+        last_commit = clock.monotonic()
+
     async def score_pairs(stream: StreamT[bytes]) -> AsyncIterator[int]:
         router = await engine.router()
         async for events in stream.take_events(settings.max_batch, within=settings.within_s):
-            await _handle(built, sink, router, list(events), clock)
-            for event in events:
-                await stream.ack(event)
-            if app.in_transaction:
-                await app.producer.flush()  # table updates go through Faust's send buffer
-                await app.consumer.commit()
+            async with batch_lock:
+                await _handle(built, sink, router, list(events), clock)
+                if app.in_transaction:
+                    await app.producer.flush()  # table updates go through Faust's send buffer
+                for event in events:
+                    await stream.ack(event)
+                if clock.monotonic() - last_commit >= settings.commit_interval_s:
+                    await commit()
             yield len(events)
+
+    async def commit_when_idle() -> None:
+        async with batch_lock:
+            await commit()
+
+    app.timer(settings.commit_interval_s, name="commit-when-idle")(commit_when_idle)
 
     built.agent = app.agent(pairs_topic, name="score-pairs")(score_pairs)
     register_views(built, authenticator)
@@ -217,6 +259,9 @@ async def _handle(
 
     now = clock.now()
     acks = []
+    # Window counts are added once per batch and key: a changelog record per key, not per pair.
+    pairs_in: Counter[tuple[int, str]] = Counter()
+    duplicates_in: Counter[tuple[int, str]] = Counter()
     for item in items:
         source = (item.record.topic, item.record.partition)
         if item.rejected is not None:
@@ -245,17 +290,21 @@ async def _handle(
                 settings.scores_topic, item.pair.pair_id.encode(), event.to_json(), source=source
             )
         )
-        duplicate = item.stored.score >= settings.duplicate_threshold
-        with writing_for(item.record.partition):
-            if not item.served:
+        window = (item.record.partition, item.window_key)
+        pairs_in[window] += 1
+        duplicates_in[window] += item.stored.score >= settings.duplicate_threshold
+        if not item.served:
+            with writing_for(item.record.partition):
                 built.scores[item.pair.pair_id] = item.stored.to_json()
-            built.pairs_per_window[item.window_key] += 1
-            if duplicate:
-                built.duplicates_per_window[item.window_key] += 1
         if item.served:
             built.counters.served_from_table += 1
         else:
             built.counters.scored += 1
+    for (partition, key), count in pairs_in.items():
+        with writing_for(partition):
+            built.pairs_per_window[key] += count
+            if duplicates_in[(partition, key)]:
+                built.duplicates_per_window[key] += duplicates_in[(partition, key)]
     await asyncio.gather(*acks)
 
 

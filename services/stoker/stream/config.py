@@ -50,10 +50,16 @@ class StreamSettings(BaseSettings):
         default=0.5, ge=0, le=1, description="score at or above which a pair counts as duplicate"
     )
     web_host: str = Field(default="127.0.0.1", description="address of the web views")
-    web_port: int = Field(default=6066, ge=0, le=65535, description="port of the web views")
+    web_port: int = Field(default=6066, ge=1, le=65535, description="port of the web views")
+    session_timeout_s: float = Field(
+        default=10.0,
+        ge=6,
+        description="a worker silent this long (killed, hung) leaves the group and its "
+        "partitions move to the others",
+    )
     commit_interval_s: float = Field(
-        default=3_600.0,
+        default=0.5,
         gt=0,
-        description="Faust's own periodic commit; the agent commits after every batch, so this "
-        "only bounds how long an idle partition's last position waits",
+        description="how often the Kafka transactions are committed (between batches, never "
+        "inside one): what a read_committed consumer waits at most for a score",
     )
