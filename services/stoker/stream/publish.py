@@ -18,7 +18,13 @@ class Outputs(Protocol):
     and waits once."""
 
     async def send(
-        self, topic: str, key: bytes, value: bytes, *, source: tuple[str, int]
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        *,
+        source: tuple[str, int],
+        partition: int | None = None,
     ) -> Awaitable[object]: ...
 
 
@@ -37,12 +43,18 @@ class TransactionalOutputs:
         self._app = app
 
     async def send(
-        self, topic: str, key: bytes, value: bytes, *, source: tuple[str, int]
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        *,
+        source: tuple[str, int],
+        partition: int | None = None,
     ) -> Awaitable[object]:
         app = self._app
         if not app.in_transaction:
             fut: Awaitable[object] = await app.producer.send(
-                topic, key, value, None, None, None
+                topic, key, value, partition, None, None
             )
             return fut
         source_topic, partition = source
@@ -51,7 +63,7 @@ class TransactionalOutputs:
         group = app.assignor.group_for_topic(source_topic)
         transactional_id = f"{app.conf.id}-{group}-{partition}"
         sent: Awaitable[object] = await manager.producer.send(
-            topic, key, value, None, None, None, transactional_id=transactional_id
+            topic, key, value, partition, None, None, transactional_id=transactional_id
         )
         return sent
 
@@ -62,6 +74,7 @@ class Sent:
     key: bytes
     value: bytes
     source: tuple[str, int]
+    partition: int | None
 
 
 @dataclass(slots=True)
@@ -71,9 +84,15 @@ class MemoryOutputs:
     sent: list[Sent] = field(default_factory=list)
 
     async def send(
-        self, topic: str, key: bytes, value: bytes, *, source: tuple[str, int]
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        *,
+        source: tuple[str, int],
+        partition: int | None = None,
     ) -> Awaitable[object]:
-        self.sent.append(Sent(topic, key, value, source))
+        self.sent.append(Sent(topic, key, value, source, partition))
         done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done

@@ -41,12 +41,18 @@ class StoredScore:
     score: float
     truncated: bool
 
-    def to_json(self) -> dict[str, object]:
-        return {"digest": self.digest, "score": self.score, "truncated": self.truncated}
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"digest": self.digest, "score": self.score, "truncated": self.truncated})
 
     @classmethod
-    def from_json(cls, doc: object) -> StoredScore | None:
-        """The row, or None for anything that is not one (a row written by another version)."""
+    def from_bytes(cls, raw: object) -> StoredScore | None:
+        """The row, or None for anything that is not one (none, or written by another version)."""
+        if not isinstance(raw, bytes | bytearray):
+            return None
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
         if not isinstance(doc, dict):
             return None
         digest, score, truncated = doc.get("digest"), doc.get("score"), doc.get("truncated")
