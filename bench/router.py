@@ -12,8 +12,7 @@ Figures printed (see docs/router.md for recorded numbers):
 2. throughput at SLO: the highest open-loop Poisson rate at which intent p99 < 10 ms
    end to end over HTTP on loopback, for stoker and for Ray Serve (`@serve.batch`)
    serving the same model object; target stoker >= 1.5 x Ray Serve;
-3. streaming duplicate detection pairs/s (bus in, bus out, commits) against the raw
-   duplicate-model throughput at its best batch size; target >= 0.9.
+The streaming duplicate-detection figure is `bench/stream.py`'s.
 """
 
 from __future__ import annotations
@@ -27,9 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,7 +40,6 @@ from rich.table import Table
 
 from stoker.app.inference_registry import load_models
 from stoker.cli.router import build_router, result_table
-from stoker.inference.pairs import ProductText
 from stoker.inference.router.loadgen import HttpPool, LoadResult, run_load
 from stoker.inference.router.models import ModelSet
 from stoker.inference.router.policy import BatchingConfig
@@ -430,68 +426,6 @@ def ray_at_slo(
         ray.shutdown()
 
 
-# --------------------------------------------------------------- streaming
-
-
-def pair_record(i: int) -> dict[str, Any]:
-    a, b = QUERIES[i % len(QUERIES)], QUERIES[(i * 5 + 1) % len(QUERIES)]
-    return {
-        "pair_id": f"bench-{i}",
-        "a": {"title": a, "product_type": "retail"},
-        "b": {"title": b, "product_type": "retail"},
-    }
-
-
-async def streaming(models: ModelSet, n: int, bus_kind: str, bootstrap: str) -> float:
-    """Pairs/s from the pairs topic to acknowledged scores with committed positions."""
-    from stoker.inference.stream.processor import DuplicateStream, StreamConfig
-
-    suffix = uuid.uuid4().hex[:8]
-    config = StreamConfig(
-        group=f"bench-{suffix}", pairs_topic=f"bench.pairs.{suffix}",
-        scores_topic=f"bench.scores.{suffix}", max_batch=512,
-    )  # fmt: skip
-    tmp = tempfile.TemporaryDirectory()
-    if bus_kind == "kafka":
-        from stoker.adapters.bus.kafka import KafkaBus
-
-        bus: Any = KafkaBus(bootstrap, partitions=8, replication=1)
-    else:
-        from stoker.adapters.bus.sqlite_log import SqliteLogBus
-
-        bus = SqliteLogBus(Path(tmp.name) / "bus.sqlite3")
-    await bus.start()
-    try:
-        await bus.ensure_topics([config.pairs_topic, config.scores_topic])
-        for lo in range(0, n, 500):
-            await asyncio.gather(
-                *(bus.publish_raw(config.pairs_topic, f"k{i}", orjson.dumps(pair_record(i)))
-                  for i in range(lo, min(n, lo + 500)))
-            )  # fmt: skip
-        router = build_router(
-            models, max_queue_delay_ms=5.0, queue_capacity=4096, timeout_ms=60_000
-        )
-        await router.start(warm=False)
-        stream = DuplicateStream(bus, router, config)
-        stop = asyncio.Event()
-        task = asyncio.create_task(stream.run(stop))
-        # The clock starts once the group is joined and the first batch is out. The stream
-        # exposes counters, not events: checking them every 5 ms costs nothing measurable.
-        while stream.scored == 0 and not task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-        start, first = time.perf_counter(), stream.scored
-        while stream.scored < n and not task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-        elapsed = time.perf_counter() - start
-        stop.set()
-        await task
-        await router.drain(30)
-        return (stream.scored - first) / elapsed
-    finally:
-        await bus.close()
-        tmp.cleanup()
-
-
 def encode_all(router_models: ModelSet, texts: Sequence[tuple[str, str | None]], max_len: int
                ) -> list[TokenizedInput]:  # fmt: skip
     pre = router_models.preprocessor
@@ -503,12 +437,6 @@ def main(
     backend: Annotated[
         str, typer.Option(help="registry target (cpu, cuda, neuron) or module:factory")
     ] = "cpu",
-    bus: Annotated[str, typer.Option(help="bus of the streaming figure: kafka | embedded")] = (
-        "kafka"
-    ),
-    kafka_bootstrap: Annotated[str, typer.Option(help="Kafka of the streaming figure")] = (
-        "127.0.0.1:9092"
-    ),
     raw_seconds: Annotated[float, typer.Option(help="seconds per raw shape point")] = 1.5,
     sustain_seconds: Annotated[
         float, typer.Option(help="seconds of each raw and router round")
@@ -578,20 +506,6 @@ def main(
             report.figures[f"ray_rate_at_p99_{slo:g}ms"] = theirs
             report.add(f"throughput at SLO (p99 < {slo:g} ms): stoker vs Ray Serve", ours,
                        theirs, 1.5, "q/s")  # fmt: skip
-
-    # 3. streaming vs raw duplicate model
-    dup_cfg = config_for(models.backends["duplicate"])
-    pairs = [pair_record(i) for i in range(len(QUERIES))]
-    pair_inputs = encode_all(
-        models,
-        [(ProductText(**p["a"]).as_text(), ProductText(**p["b"]).as_text()) for p in pairs],
-        dup_cfg.max_seq_len,
-    )
-    dup_ceiling = ceiling("duplicate", models, pair_inputs, raw_seconds).rate
-    n = int(min(20_000, max(2_000, dup_ceiling * 10)))
-    pairs_rate = asyncio.run(streaming(models, n, bus, kafka_bootstrap))
-    report.add(f"streaming ({bus}) vs raw duplicate ceiling", pairs_rate, dup_ceiling, 0.9,
-               "pairs/s")  # fmt: skip
 
     table = Table(title=f"stoker router bench ({backend} backend, {os.cpu_count()} cores)")
     for column in ("figure", "measured", "against", "ratio", "target"):

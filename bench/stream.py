@@ -23,7 +23,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from router import QUERIES, Report, ceiling, encode_all, pair_record, streaming
+from router import QUERIES, Report, ceiling, encode_all
 from stoker.app.inference_registry import load_models
 from stoker.devinfra.procs import free_ports
 from stoker.inference.config import default_models_dir, load_inference_settings
@@ -43,6 +43,15 @@ from stoker.inference.router.router import config_for
 console = Console()
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
+
+
+def pair_record(i: int) -> dict[str, Any]:
+    a, b = QUERIES[i % len(QUERIES)], QUERIES[(i * 5 + 1) % len(QUERIES)]
+    return {
+        "pair_id": f"bench-{i}",
+        "a": {"title": a, "product_type": "retail"},
+        "b": {"title": b, "product_type": "retail"},
+    }
 
 
 async def load_pairs(bootstrap: str, topic: str, n: int) -> None:
@@ -156,10 +165,6 @@ def main(
     rate = faust_app(backend, kafka_bootstrap, n, models_dir.resolve())
     report.add(f"Faust app ({n:,} pairs, exactly-once) vs raw duplicate model", rate, raw, 0.9,
                "pairs/s")  # fmt: skip
-    processor = asyncio.run(streaming(models, n, "kafka", kafka_bootstrap))
-    report.add("Faust app vs the hand-written processor (at-least-once)", rate, processor, 0.9,
-               "pairs/s")  # fmt: skip
-    report.add("hand-written processor vs raw duplicate model", processor, raw, 0.9, "pairs/s")
 
     table = Table(title=f"stoker stream bench ({backend} backend, {os.cpu_count()} cores)")
     for column in ("figure", "measured", "against", "ratio", "target"):

@@ -9,7 +9,7 @@ scoring; their view tokens come from an embedded store in a temporary folder.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -30,18 +30,18 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def stream_home(
     tmp_path: Path, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
+) -> Path:
     """The environment every worker child inherits."""
     for name, value in stream_env(tmp_path / "data", kafka_bootstrap).items():
         monkeypatch.setenv(name, value)
-    yield tmp_path
+    return tmp_path
 
 
 @pytest.fixture
-async def topics(kafka_bootstrap: str, stream_home: Path) -> AsyncIterator[StreamTopics]:
+async def topics(kafka_bootstrap: str, stream_home: Path) -> StreamTopics:
     t = StreamTopics(kafka_bootstrap)
     await t.create()
-    yield t
+    return t
 
 
 async def test_each_pair_scored_exactly_once_after_a_worker_is_sigkilled(
@@ -73,6 +73,7 @@ async def test_each_pair_scored_exactly_once_after_a_worker_is_sigkilled(
     assert 0 < at_kill < n, "the first worker was killed part way through the stream"
     assert set(scores.counts) == {f"pair-{i}" for i in range(n)}
     assert [k for k, c in scores.counts.items() if c != 1] == []
+    assert scores.wrong_keys == []
 
 
 async def test_two_workers_rebalance_mid_stream_and_every_pair_is_scored_once(
@@ -99,6 +100,7 @@ async def test_two_workers_rebalance_mid_stream_and_every_pair_is_scored_once(
     assert all(s > 0 for s in scored), scored
     assert set(scores.counts) == {f"pair-{i}" for i in range(n)}
     assert [k for k, c in scores.counts.items() if c != 1] == []
+    assert scores.wrong_keys == []
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.support.processes import REPO_ROOT
 from stoker.devinfra.procs import free_ports
+from tests.support.processes import REPO_ROOT
 
 FAKE_BACKEND = "tests.unit.router.fakes:stream_model_set"
 KINDS = ("kettle", "toaster", "blender", "hammer")
@@ -158,6 +158,8 @@ class CommittedScores:
         )
         self.counts: Counter[str] = Counter()
         self.values: dict[str, list[float]] = {}
+        self.wrong_keys: list[bytes | None] = []
+        """Keys of scores not keyed by their pair id (none expected)."""
         self._task: asyncio.Task[None] | None = None
 
     @asynccontextmanager
@@ -175,7 +177,8 @@ class CommittedScores:
     async def _run(self) -> None:
         async for message in self._consumer:
             data = orjson.loads(message.value or b"{}")["data"]
-            assert message.key is not None and message.key.decode() == data["pair_id"]
+            if message.key != data["pair_id"].encode():
+                self.wrong_keys.append(message.key)
             self.counts[data["pair_id"]] += 1
             self.values.setdefault(data["pair_id"], []).append(data["score"])
 

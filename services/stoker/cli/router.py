@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import signal
 from typing import Annotated
 
 import orjson
@@ -13,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from stoker.app.auth import Authentication, router_authentication, router_rate_limiter
-from stoker.app.runtime import build_bus
 from stoker.client import find_token
 from stoker.core.errors import ConfigurationError
 from stoker.inference.router.loadgen import LoadResult, run_load

@@ -7,14 +7,13 @@
          └── offsets, scores, dead letters, table and window updates: one Kafka
              transaction per source partition, committed after every batch.
 
-Build one with `build_app`; `stoker.stream.app` (the module attribute `faust -A` loads) is
-the one built from STOKER_* settings.
+Build one with `build_app`; `stoker.stream.main.app` (what `faust -A stoker.stream.main`
+loads) is the one built from STOKER_* settings.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,47 +21,24 @@ from typing import Any
 
 import faust
 import structlog
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
 from stoker.core.clock import Clock, SystemClock
-from stoker.inference.router.errors import InvalidInput
 from stoker.inference.router.models import ModelSet
 from stoker.ports.auth import Authenticator
-from stoker.ports.bus import BusRecord
-from stoker.ports.inference import TokenizedInput
 from stoker.ports.resource import Resource
+from stoker.stream.batch import handle_batch
 from stoker.stream.broker import wait_for_broker
 from stoker.stream.config import StreamSettings
-from stoker.stream.engine import MODEL, ScoringEngine
+from stoker.stream.engine import ScoringEngine
 from stoker.stream.publish import Outputs, TransactionalOutputs
-from stoker.stream.records import (
-    Rejected,
-    StoredScore,
-    content_digest,
-    dead_letter,
-    parse_pair,
-    product_type,
-    score_event,
-)
-from stoker.stream.tables import SourcePartitionTable, writing_for
+from stoker.stream.tables import SourcePartitionTable
 from stoker.stream.views import StreamCounters, register_views
 
 log = structlog.get_logger("stoker.stream")
 
 NEVER_S = 10.0 * 365 * 86_400
 """Faust's own periodic commit: effectively never (the agent commits, see `batch_lock`)."""
-
-
-@dataclass(slots=True)
-class _Item:
-    event: EventT
-    record: BusRecord
-    rejected: Rejected | None = None
-    stored: StoredScore | None = None
-    served: bool = False
-    window_key: str = ""
-    pair: Any = None
-    tokens: TokenizedInput | None = None
 
 
 @dataclass(slots=True)
@@ -144,7 +120,12 @@ def build_app(
     app.stoker_bootstrap = broker
     app.stoker_resources = resources
     app.stoker_max_batch = settings.max_batch
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     pairs_topic = app.topic(settings.pairs_topic, partitions=settings.partitions, **raw)
     scores = app.Table(
         "scores",
@@ -203,7 +184,7 @@ def build_app(
         router = await engine.router()
         async for events in stream.take_events(settings.max_batch, within=settings.within_s):
             async with batch_lock:
-                unsettled.extend(await _handle(built, sink, router, list(events), clock))
+                unsettled.extend(await handle_batch(built, sink, router, list(events), clock))
                 if app.in_transaction:
                     # The window updates sit in Faust's send buffer: into the transactional
                     # producers before the acks (the commit then waits for their delivery).
@@ -226,108 +207,3 @@ def build_app(
     built.agent = app.agent(pairs_topic, name="score-pairs")(score_pairs)
     register_views(built, authenticator)
     return built
-
-
-async def _handle(
-    built: DuplicateApp, sink: Outputs, router: Any, events: list[EventT], clock: Clock
-) -> list[Awaitable[object]]:
-    """Score one batch and send its scores, dead letters and table updates (uncommitted).
-    Returns the sends' acknowledgements."""
-    settings = built.settings
-    items: list[_Item] = []
-    to_score: list[_Item] = []
-    for event in events:
-        message = event.message
-        key = message.key
-        record = BusRecord(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=key.decode("utf-8", "replace") if isinstance(key, bytes) else "",
-            value=event.value if isinstance(event.value, bytes) else b"",
-        )
-        item = _Item(event, record)
-        items.append(item)
-        parsed = parse_pair(event.value if isinstance(event.value, bytes) else None)
-        if isinstance(parsed, Rejected):
-            item.rejected = parsed
-            continue
-        item.pair = parsed
-        item.window_key = f"{product_type(parsed)}@{message.partition}"
-        digest = content_digest(parsed)
-        stored = StoredScore.from_bytes(built.scores.data.get(parsed.pair_id.encode()))
-        if stored is not None and stored.digest == digest:
-            item.stored, item.served = stored, True
-            continue
-        try:
-            item.tokens = router.encode(MODEL, parsed.a.as_text(), parsed.b.as_text(), field="a")
-        except InvalidInput as exc:
-            item.rejected = Rejected("schema", f"schema: {exc}")
-            continue
-        item.stored = StoredScore(digest, 0.0, item.tokens.truncated)
-        to_score.append(item)
-    probabilities = await built.engine.score(router, [i.tokens for i in to_score if i.tokens])
-    for item, probability in zip(to_score, probabilities, strict=True):
-        assert item.stored is not None
-        item.stored = StoredScore(item.stored.digest, probability, item.stored.truncated)
-
-    now = clock.now()
-    acks: list[Awaitable[object]] = []
-    # Window counts are added once per batch and key: a changelog record per key, not per pair.
-    pairs_in: Counter[tuple[int, str]] = Counter()
-    duplicates_in: Counter[tuple[int, str]] = Counter()
-    changelog = built.scores.changelog_topic.get_topic_name()
-    for item in items:
-        source = (item.record.topic, item.record.partition)
-        if item.rejected is not None:
-            letter = dead_letter(item.record, item.rejected, group=settings.app_id, at=now)
-            acks.append(
-                await sink.send(
-                    settings.dead_letter_topic,
-                    letter.subject.encode() if letter.subject else b"",
-                    letter.to_json(),
-                    source=source,
-                )
-            )
-            log.warning(
-                "pair dead-lettered",
-                topic=item.record.topic,
-                partition=item.record.partition,
-                offset=item.record.offset,
-                reason=item.rejected.reason,
-            )
-            built.counters.dead_lettered += 1
-            continue
-        assert item.stored is not None and item.pair is not None
-        event = score_event(item.pair, item.stored, model=MODEL, at=now)
-        acks.append(
-            await sink.send(
-                settings.scores_topic, item.pair.pair_id.encode(), event.to_json(), source=source
-            )
-        )
-        window = (item.record.partition, item.window_key)
-        pairs_in[window] += 1
-        duplicates_in[window] += item.stored.score >= settings.duplicate_threshold
-        if not item.served:
-            # One changelog record per scored pair: written straight into the store and sent
-            # with the pair's other outputs (Faust's per-record send buffer took about four
-            # times as long as the scoring). Recovery reads it back like any table update.
-            key, value = item.pair.pair_id.encode(), item.stored.to_bytes()
-            built.scores.data[key] = value
-            acks.append(
-                await sink.send(
-                    changelog, key, value, source=source, partition=item.record.partition
-                )
-            )
-        if item.served:
-            built.counters.served_from_table += 1
-        else:
-            built.counters.scored += 1
-    for (partition, key), count in pairs_in.items():
-        with writing_for(partition):
-            built.pairs_per_window[key] += count
-            if duplicates_in[(partition, key)]:
-                built.duplicates_per_window[key] += duplicates_in[(partition, key)]
-    return acks
-
-

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import structlog
 import tenacity
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError
-
-import structlog
 
 from stoker.core.errors import StokerError
 from stoker.core.retry import RetryPolicy

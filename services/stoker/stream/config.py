@@ -28,7 +28,8 @@ class StreamSettings(BaseSettings):
         description="partitions of the pairs topic; the tables' changelogs get as many",
     )
     backend: str = Field(
-        default="cpu", description="compile target of the model (cpu, cuda, neuron) or module:factory"
+        default="cpu",
+        description="compile target of the model (cpu, cuda, neuron) or module:factory",
     )
     max_batch: int = Field(default=256, ge=1, description="records taken from the stream at once")
     within_s: float = Field(

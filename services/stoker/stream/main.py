@@ -14,7 +14,9 @@ from stoker.stream.app import DuplicateApp, build_app
 from stoker.stream.config import StreamSettings
 
 
-def default_app(settings: Settings | None = None, stream: StreamSettings | None = None) -> DuplicateApp:
+def default_app(
+    settings: Settings | None = None, stream: StreamSettings | None = None
+) -> DuplicateApp:
     settings = settings or load_settings()
     stream = stream or StreamSettings()
     auth = router_authentication(settings)

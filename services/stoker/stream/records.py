@@ -42,7 +42,9 @@ class StoredScore:
     truncated: bool
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"digest": self.digest, "score": self.score, "truncated": self.truncated})
+        return orjson.dumps(
+            {"digest": self.digest, "score": self.score, "truncated": self.truncated}
+        )
 
     @classmethod
     def from_bytes(cls, raw: object) -> StoredScore | None:
@@ -110,9 +112,7 @@ def score_event(
     return CloudEvent.wrap(data, time=at)
 
 
-def dead_letter(
-    record: BusRecord, rejected: Rejected, *, group: str, at: datetime
-) -> CloudEvent:
+def dead_letter(record: BusRecord, rejected: Rejected, *, group: str, at: datetime) -> CloudEvent:
     """The record published on the dead-letter topic (`schemas/dead-letter.schema.json`)."""
     return dead_letter_event(
         record, group=group, kind=rejected.kind, reason=rejected.reason, attempts=0, at=at

@@ -59,7 +59,9 @@ class WindowCount:
         }
 
 
-def window_counts(pairs: Iterable[tuple[Any, int]], duplicates: Mapping[Any, int]) -> list[WindowCount]:
+def window_counts(
+    pairs: Iterable[tuple[Any, int]], duplicates: Mapping[Any, int]
+) -> list[WindowCount]:
     """Per product type and window, summed over the partitions this worker holds.
 
     Table keys are `(f"{product_type}@{partition}", (start, end))`: each partition counts
@@ -71,8 +73,7 @@ def window_counts(pairs: Iterable[tuple[Any, int]], duplicates: Mapping[Any, int
         row[0] += int(count)
         row[1] += int(duplicates.get((key, (start, end)), 0))
     return [
-        WindowCount(kind, start, end, n, d)
-        for (kind, start, end), (n, d) in sorted(totals.items())
+        WindowCount(kind, start, end, n, d) for (kind, start, end), (n, d) in sorted(totals.items())
     ]
 
 
