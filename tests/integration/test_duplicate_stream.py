@@ -28,9 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def stream_home(
-    tmp_path: Path, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
-) -> Path:
+def stream_home(tmp_path: Path, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The environment every worker child inherits."""
     for name, value in stream_env(tmp_path / "data", kafka_bootstrap).items():
         monkeypatch.setenv(name, value)

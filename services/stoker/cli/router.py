@@ -281,7 +281,7 @@ def stream_cmd(
     }
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
-    stream = StreamSettings(**{k: v for k, v in overrides.items() if v is not None})
+    stream = StreamSettings.model_validate({k: v for k, v in overrides.items() if v is not None})
     run_worker(default_app(settings, stream), log_level=log_level)
 
 

@@ -6,7 +6,8 @@ no settings)."""
 
 from __future__ import annotations
 
-from stoker.stream.app import DuplicateApp, build_app
+from stoker.stream.app import build_app
 from stoker.stream.config import StreamSettings
+from stoker.stream.state import DuplicateApp
 
 __all__ = ["DuplicateApp", "StreamSettings", "build_app"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -32,8 +31,9 @@ from stoker.stream.broker import wait_for_broker
 from stoker.stream.config import StreamSettings
 from stoker.stream.engine import ScoringEngine
 from stoker.stream.publish import Outputs, TransactionalOutputs
+from stoker.stream.state import DuplicateApp
 from stoker.stream.tables import SourcePartitionTable
-from stoker.stream.views import StreamCounters, register_views
+from stoker.stream.views import register_views
 
 log = structlog.get_logger("stoker.stream")
 
@@ -41,22 +41,7 @@ NEVER_S = 10.0 * 365 * 86_400
 """Faust's own periodic commit: effectively never (the agent commits, see `batch_lock`)."""
 
 
-@dataclass(slots=True)
-class DuplicateApp:
-    """The Faust app and what its views and tests read."""
-
-    app: faust.App
-    settings: StreamSettings
-    engine: ScoringEngine
-    scores: Any
-    """faust Table: pair id -> StoredScore JSON."""
-    pairs_per_window: Any
-    duplicates_per_window: Any
-    counters: StreamCounters = field(default_factory=StreamCounters)
-    agent: Any = None
-
-
-class StreamApp(faust.App):  # type: ignore[misc]  # faust's classes are untyped bases
+class StreamApp(faust.App):
     """A Faust app that waits for its broker (with backoff and a log line per try) and opens
     its resources (the token store of the web views) before Faust starts its clients."""
 
@@ -120,13 +105,14 @@ def build_app(
     app.stoker_bootstrap = broker
     app.stoker_resources = resources
     app.stoker_max_batch = settings.max_batch
-    raw = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
-    pairs_topic = app.topic(settings.pairs_topic, partitions=settings.partitions, **raw)
+    pairs_topic = app.topic(
+        settings.pairs_topic,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     scores = app.Table(
         "scores",
         default=None,
@@ -180,8 +166,10 @@ def build_app(
         await asyncio.gather(*settled)
         last_commit = clock.monotonic()
 
-    async def score_pairs(stream: StreamT[bytes]) -> AsyncIterator[int]:
+    async def score_pairs(stream: StreamT[Any]) -> AsyncIterator[int]:
         router = await engine.router()
+        # take_events is take() with the events (their partitions and offsets) handed over.
+        assert isinstance(stream, faust.Stream)
         async for events in stream.take_events(settings.max_batch, within=settings.within_s):
             async with batch_lock:
                 unsettled.extend(await handle_batch(built, sink, router, list(events), clock))

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
 import structlog
 from faust.types import EventT
@@ -28,10 +28,8 @@ from stoker.stream.records import (
     product_type,
     score_event,
 )
+from stoker.stream.state import DuplicateApp
 from stoker.stream.tables import writing_for
-
-if TYPE_CHECKING:
-    from stoker.stream.app import DuplicateApp
 
 log = structlog.get_logger("stoker.stream")
 
@@ -57,7 +55,7 @@ class _ToScore:
 Handled = Scored | tuple[BusRecord, Rejected]
 
 
-def bus_record(event: EventT) -> BusRecord:
+def bus_record(event: EventT[Any]) -> BusRecord:
     message = event.message
     key = message.key
     return BusRecord(
@@ -70,7 +68,7 @@ def bus_record(event: EventT) -> BusRecord:
 
 
 async def handle_batch(
-    built: DuplicateApp, sink: Outputs, router: Router, events: list[EventT], clock: Clock
+    built: DuplicateApp, sink: Outputs, router: Router, events: list[EventT[Any]], clock: Clock
 ) -> list[Awaitable[object]]:
     """Score one batch and send its scores, dead letters and table updates (uncommitted),
     in the order of the batch. Returns the sends' acknowledgements."""

@@ -10,8 +10,9 @@ import faust
 from stoker.app.auth import router_authentication
 from stoker.app.inference_registry import load_models
 from stoker.settings import Settings, load_settings
-from stoker.stream.app import DuplicateApp, build_app
+from stoker.stream.app import build_app
 from stoker.stream.config import StreamSettings
+from stoker.stream.state import DuplicateApp
 
 
 def default_app(

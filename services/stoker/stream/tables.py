@@ -29,11 +29,11 @@ def writing_for(partition: int) -> Iterator[None]:
         _source_partition.reset(token)
 
 
-class SourcePartitionTable(faust.Table):  # type: ignore[misc]  # faust's classes are untyped bases
+class SourcePartitionTable(faust.Table[Any, Any]):
     """A `faust.Table` that takes its changelog partition from `writing_for`."""
 
     def partition_for_key(self, key: Any) -> int | None:
         partition = _source_partition.get()
         if partition is None:
-            return super().partition_for_key(key)  # type: ignore[no-any-return]
+            return super().partition_for_key(key)
         return partition

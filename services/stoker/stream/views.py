@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,18 +22,7 @@ from prometheus_client.registry import Collector
 
 from stoker.core.auth import Unauthenticated
 from stoker.ports.auth import Authenticator
-
-if TYPE_CHECKING:
-    from stoker.stream.app import DuplicateApp
-
-
-@dataclass(slots=True)
-class StreamCounters:
-    """Pairs handled by this process since it started."""
-
-    scored: int = 0
-    served_from_table: int = 0
-    dead_lettered: int = 0
+from stoker.stream.state import DuplicateApp
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ import pytest
 from stoker.core.clock import FakeClock
 from stoker.inference.router.models import ModelSet
 from stoker.stream import StreamSettings, build_app
-from stoker.stream.app import DuplicateApp
 from stoker.stream.publish import MemoryOutputs
+from stoker.stream.state import DuplicateApp
 from stoker.stream.views import current_windows
 from tests.unit.router.fakes import FakePreprocessor, duplicate_backend
 
