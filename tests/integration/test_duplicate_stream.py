@@ -9,6 +9,7 @@ scoring; their view tokens come from an embedded store in a temporary folder.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,26 +78,35 @@ async def test_each_pair_scored_exactly_once_after_a_worker_is_sigkilled(
 async def test_two_workers_rebalance_mid_stream_and_every_pair_is_scored_once(
     topics: StreamTopics, stream_home: Path
 ) -> None:
-    """A second worker joins while the first is scoring: the partitions are shared, each
-    pair id still has exactly one committed score, and both workers scored some."""
-    n = 6_000
-    await topics.send_pairs([pair(i) for i in range(n)])
+    """A second worker joins while pairs keep arriving and the first is scoring: the
+    partitions are shared, each pair id still has exactly one committed score, and both
+    workers scored some."""
     token = (await prepare_local_token(load_settings())).token
+    sent = 2_000
+    await topics.send_pairs([pair(i) for i in range(sent)])
     async with CommittedScores(topics.bootstrap, topics.scores).running() as scores:
         first = Worker(topics, stream_home / "first.log")
         second: Worker | None = None
         try:
             await wait_until(lambda: scores.total > 0, 60, interval_s=0.1, what="first scores")
             second = Worker(topics, stream_home / "second.log")
+            joined = asyncio.create_task(_get_when_up(second, "/duplicates/metrics", token))
+            while not joined.done():  # pairs keep coming while the group rebalances
+                await topics.send_pairs([pair(i) for i in range(sent, sent + 100)])
+                sent += 100
+                await asyncio.wait({joined}, timeout=0.2)  # paces the producer
+            await joined
+            await topics.send_pairs([pair(i) for i in range(sent, sent + 3_000)])
+            sent += 3_000
             await wait_until(
-                lambda: len(scores.counts) >= n, 120, interval_s=0.1, what="every pair scored"
+                lambda: len(scores.counts) >= sent, 120, interval_s=0.1, what="every pair scored"
             )
             scored = [await _scored(w, token) for w in (first, second)]
         finally:
             codes = [w.stop() for w in (first, second) if w is not None]
     assert codes == [0, 0]
     assert all(s > 0 for s in scored), scored
-    assert set(scores.counts) == {f"pair-{i}" for i in range(n)}
+    assert set(scores.counts) == {f"pair-{i}" for i in range(sent)}
     assert [k for k, c in scores.counts.items() if c != 1] == []
     assert scores.wrong_keys == []
 
@@ -159,14 +169,27 @@ async def test_repeats_served_from_the_table_windows_counted_bad_records_dead_le
 
 
 async def _scored(worker: Worker, token: str) -> float:
-    async with httpx.AsyncClient(base_url=worker.url) as http:
-        text = (
-            await http.get("/duplicates/metrics", headers={"Authorization": f"Bearer {token}"})
-        ).text
+    """The worker's count of pairs it scored, from its metrics view (polled until the view
+    answers: Faust opens its web server once the worker's tables are recovered)."""
+    text = await _get_when_up(worker, "/duplicates/metrics", token)
     for line in text.splitlines():
         if line.startswith('stoker_stream_pairs_total{outcome="scored"}'):
             return float(line.split()[-1])
     raise AssertionError(f"no scored counter in {text!r}")
+
+
+async def _get_when_up(worker: Worker, path: str, token: str, timeout_s: float = 60) -> str:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=worker.url) as http, asyncio.timeout(timeout_s):
+        while True:
+            assert worker.process.poll() is None, worker.output()
+            try:
+                response = await http.get(path, headers=headers)
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)  # polled: the server is not listening yet
+                continue
+            assert response.status_code == 200, response.text
+            return response.text
 
 
 async def _read(bootstrap: str, topic: str, n: int) -> list[dict[str, object]]:
