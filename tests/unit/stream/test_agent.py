@@ -59,8 +59,12 @@ async def stream() -> AsyncIterator[tuple[DuplicateApp, MemoryOutputs]]:
     # Faust's stream iterator makes the app's Kafka consumer on first use, and that consumer's
     # thread gets an event loop of its own at construction; under test_context the thread
     # never starts, so nothing closes that loop. Close every such idle loop here.
+    # type(), not isinstance(): isinstance reads __class__, which some objects in the heap
+    # (torch's deprecated aliases) answer with a warning.
     for obj in gc.get_objects():
-        if isinstance(obj, asyncio.AbstractEventLoop) and not (obj.is_running() or obj.is_closed()):
+        if issubclass(type(obj), asyncio.AbstractEventLoop) and not (
+            obj.is_running() or obj.is_closed()
+        ):
             obj.close()
 
 
