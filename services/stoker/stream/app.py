@@ -96,6 +96,12 @@ def build_app(
         # recovery of a partition it held before ("persisted offset is higher than the
         # highwater"). The memory store persists nothing, so there is nothing to check.
         recovery_consistency_check=False,
+        # Transactional ids carry the number of the partition's co-partitioned topic group,
+        # and Faust numbers the groups in set order, which differs between processes. With
+        # the leader topic (a second group, unused here) a partition's id could change at a
+        # rebalance, so the new owner's producer would not fence the old one's transaction.
+        # One group keeps every id stable.
+        topic_disable_leader=True,
         Table=SourcePartitionTable,
         web_host=settings.web_host,
         web_port=settings.web_port,
