@@ -166,7 +166,9 @@ def build_app(
 
     async def commit() -> None:
         nonlocal last_commit
-        if app.in_transaction:
+        # While the worker stops, Faust commits once more and starts no new transaction:
+        # a commit after that one has no transaction to commit (and would hang the stop).
+        if app.in_transaction and not app.should_stop:
             await app.consumer.commit()
         settled, unsettled[:] = list(unsettled), []
         await asyncio.gather(*settled)
