@@ -1,5 +1,4 @@
-"""Router benchmark: raw model ceiling, router throughput, throughput at SLO, the tail,
-streaming.
+"""Router benchmark: raw model ceiling, router throughput, the tail, throughput at SLO.
 
 One run, one model, this machine. Reproduce with:
 
@@ -20,9 +19,8 @@ Figures printed (see docs/router.md for recorded numbers):
 3. throughput at SLO: for each p99 objective (10, 25, 50, 100 ms) the highest rate that
    meets it, searched up and down (to 1 q/s), for stoker and for Ray Serve
    (`@serve.batch`) serving the same model object, the two turn about in rounds; target
-   stoker >= 2 x Ray Serve in every round;
-4. streaming duplicate detection pairs/s (bus in, bus out, commits) against the raw
-   duplicate-model throughput at its best batch size; target >= 0.9.
+   stoker >= 2 x Ray Serve in every round.
+The streaming duplicate-detection figure is `bench/stream.py`'s.
 """
 
 from __future__ import annotations
@@ -32,9 +30,7 @@ import json
 import math
 import os
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -52,7 +48,6 @@ from _router_slo import RateSearch, Step, breakdown_table, step_from, steps_tabl
 from _vegeta import VEGETA_VERSION, attack, ensure_vegeta
 from stoker.app.inference_registry import load_models
 from stoker.cli.router import build_router
-from stoker.inference.pairs import ProductText
 from stoker.inference.router.models import ModelSet
 from stoker.inference.router.router import config_for
 from stoker.ports.inference import ModelBackend, Preprocessor, TokenizedInput
@@ -353,68 +348,6 @@ def slo_round(
     return SloRound(found["stoker"], found.get("ray", {}), steps["stoker"], steps.get("ray", []))
 
 
-# --------------------------------------------------------------- streaming
-
-
-def pair_record(i: int) -> dict[str, Any]:
-    a, b = QUERIES[i % len(QUERIES)], QUERIES[(i * 5 + 1) % len(QUERIES)]
-    return {
-        "pair_id": f"bench-{i}",
-        "a": {"title": a, "product_type": "retail"},
-        "b": {"title": b, "product_type": "retail"},
-    }
-
-
-async def streaming(models: ModelSet, n: int, bus_kind: str, bootstrap: str) -> float:
-    """Pairs/s from the pairs topic to acknowledged scores with committed positions."""
-    from stoker.inference.stream.processor import DuplicateStream, StreamConfig
-
-    suffix = uuid.uuid4().hex[:8]
-    config = StreamConfig(
-        group=f"bench-{suffix}", pairs_topic=f"bench.pairs.{suffix}",
-        scores_topic=f"bench.scores.{suffix}", max_batch=512,
-    )  # fmt: skip
-    tmp = tempfile.TemporaryDirectory()
-    if bus_kind == "kafka":
-        from stoker.adapters.bus.kafka import KafkaBus
-
-        bus: Any = KafkaBus(bootstrap, partitions=8, replication=1)
-    else:
-        from stoker.adapters.bus.sqlite_log import SqliteLogBus
-
-        bus = SqliteLogBus(Path(tmp.name) / "bus.sqlite3")
-    await bus.start()
-    try:
-        await bus.ensure_topics([config.pairs_topic, config.scores_topic])
-        for lo in range(0, n, 500):
-            await asyncio.gather(
-                *(bus.publish_raw(config.pairs_topic, f"k{i}", orjson.dumps(pair_record(i)))
-                  for i in range(lo, min(n, lo + 500)))
-            )  # fmt: skip
-        router = build_router(
-            models, max_queue_delay_ms=5.0, queue_capacity=4096, timeout_ms=60_000
-        )
-        await router.start(warm=False)
-        stream = DuplicateStream(bus, router, config)
-        stop = asyncio.Event()
-        task = asyncio.create_task(stream.run(stop))
-        # The clock starts once the group is joined and the first batch is out. The stream
-        # exposes counters, not events: checking them every 5 ms costs nothing measurable.
-        while stream.scored == 0 and not task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-        start, first = time.perf_counter(), stream.scored
-        while stream.scored < n and not task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-        elapsed = time.perf_counter() - start
-        stop.set()
-        await task
-        await router.drain(30)
-        return (stream.scored - first) / elapsed
-    finally:
-        await bus.close()
-        tmp.cleanup()
-
-
 def encode_all(router_models: ModelSet, texts: Sequence[tuple[str, str | None]], max_len: int
                ) -> list[TokenizedInput]:  # fmt: skip
     pre = router_models.preprocessor
@@ -426,12 +359,6 @@ def main(
     backend: Annotated[
         str, typer.Option(help="registry target (cpu, cuda, neuron) or module:factory")
     ] = "cpu",
-    bus: Annotated[str, typer.Option(help="bus of the streaming figure: kafka | embedded")] = (
-        "kafka"
-    ),
-    kafka_bootstrap: Annotated[str, typer.Option(help="Kafka of the streaming figure")] = (
-        "127.0.0.1:9092"
-    ),
     raw_seconds: Annotated[float, typer.Option(help="seconds per raw shape point")] = 1.5,
     sustain_seconds: Annotated[
         float, typer.Option(help="seconds of each raw and router round")
@@ -446,7 +373,6 @@ def main(
         ),
     ] = "1x1",
     skip_ray: Annotated[bool, typer.Option(help="skip the Ray Serve peer")] = False,
-    skip_stream: Annotated[bool, typer.Option(help="skip the streaming figure")] = False,
     slo_ms: Annotated[
         list[float] | None,
         typer.Option(help="p99 objectives in ms (repeatable; default 10, 25, 50, 100)"),
@@ -567,23 +493,6 @@ def main(
                        f"(rounds {_span(ours)} vs {_span(theirs)} q/s)",
                        statistics.median(ours), statistics.median(theirs), 2.0, "q/s",
                        ratio=min(defined) if defined else math.nan)  # fmt: skip
-
-    # 3. streaming vs raw duplicate model
-    if skip_stream:
-        _print_report(report, backend, json_out)
-        return
-    dup_cfg = config_for(models.backends["duplicate"])
-    pairs = [pair_record(i) for i in range(len(QUERIES))]
-    pair_inputs = encode_all(
-        models,
-        [(ProductText(**p["a"]).as_text(), ProductText(**p["b"]).as_text()) for p in pairs],
-        dup_cfg.max_seq_len,
-    )
-    dup_ceiling = ceiling("duplicate", models, pair_inputs, raw_seconds).rate
-    n = int(min(20_000, max(2_000, dup_ceiling * 10)))
-    pairs_rate = asyncio.run(streaming(models, n, bus, kafka_bootstrap))
-    report.add(f"streaming ({bus}) vs raw duplicate ceiling", pairs_rate, dup_ceiling, 0.9,
-               "pairs/s")  # fmt: skip
 
     _print_report(report, backend, json_out)
 

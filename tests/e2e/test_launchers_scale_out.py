@@ -1,5 +1,5 @@
 """Three launcher processes share one per instance type cap through the job store (ADR
-0022), on real Kafka and DynamoDB Local against the SageMaker-API simulator, beside two
+0024), on real Kafka and DynamoDB Local against the SageMaker-API simulator, beside two
 monitors of which one is active. One launcher is SIGKILLed while it holds slots, and the
 active monitor with it: the cap is never passed (the simulator's own record of instances
 in use at once), no attempt is created twice or left out, every job ends (the standby

