@@ -62,10 +62,10 @@ def test_a_submitted_job_appears_and_changes_state_live(
 def test_a_job_page_shows_the_timeline_and_stops_the_job(
     page: Page, dashboard: DashboardStack, tmp_path: Path
 ) -> None:
-    """The job page shows the request and the history by attempt; its stop button stops the
-    running job and the timeline ends in Stopped."""
+    """The job page shows the request, the history by attempt and the job's trace id; its
+    stop button stops the running job and the timeline ends in Stopped."""
     job_id = unique("stoppable")
-    dashboard.submit(
+    job = dashboard.submit(
         dashboard.search_token, job_spec(job_id, waiting_training(tmp_path / "never"), tmp_path)
     )
     sign_in(page, dashboard, dashboard.search_token)
@@ -76,6 +76,7 @@ def test_a_job_page_shows_the_timeline_and_stops_the_job(
     expect(timeline).to_contain_text("Attempt 1", timeout=LIVE_TIMEOUT_MS)
     expect(timeline).to_contain_text("InProgress", timeout=LIVE_TIMEOUT_MS)
     expect(page.get_by_label("Training request (JSON)")).to_contain_text("ml.m5.large")
+    expect(page.locator("#trace-id")).to_have_text(job["details"]["trace_id"])
     page.screenshot(path=screenshot_path("job-running"), full_page=True)
 
     stop = page.get_by_role("button", name="Stop job")

@@ -45,7 +45,8 @@ function facts(job, trace, template) {
     ["Training time", duration(d.training_seconds)],
     ["Failure reason", job.failure_reason],
     ["Model artifacts", d.model_artifacts],
-    ["Trace id", traceLink(trace, template)],
+    // The job keeps its submission's trace id; an event's traceparent stands in for older jobs.
+    ["Trace id", traceLink(d.trace_id || trace, template)],
   ];
   return h("dl", { class: "facts" },
     rows.filter(([, value]) => value !== null && value !== undefined && value !== "")
