@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -294,8 +294,8 @@ class AsyncClient:
             await asyncio.sleep(poll_s)
 
 
-class Client:
-    """Blocking SDK with the same methods as AsyncClient."""
+class _BlockingHttp:
+    """One blocking HTTP connection pool to the API, carrying the bearer token."""
 
     def __init__(
         self,
@@ -309,7 +309,7 @@ class Client:
             base_url=base_url, timeout=timeout_s, transport=transport, headers=_headers(token)
         )
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -317,6 +317,10 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
+
+
+class Client(_BlockingHttp):
+    """Blocking SDK with the same methods as AsyncClient."""
 
     def submit(
         self, spec: JobSpec | Mapping[str, Any], *, retry: RetryPolicy = SUBMIT_RETRY
@@ -397,31 +401,10 @@ def send_bearer_token(boto_client: Any, token: str | None = None) -> None:
     use_bearer_token(boto_client.meta.events, token, event="before-send")
 
 
-class PipelinesClient:
+class PipelinesClient(_BlockingHttp):
     """Blocking client of the pipeline, execution and schedule routes; answers are the
     API's JSON (see /openapi.json). ApiError for a refusal (404 for an unknown name or id,
     422 naming each bad step and field)."""
-
-    def __init__(
-        self,
-        base_url: str = DEFAULT_URL,
-        *,
-        token: str | None = None,
-        timeout_s: float = 10.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url, timeout=timeout_s, transport=transport, headers=_headers(token)
-        )
-
-    def __enter__(self) -> PipelinesClient:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     def upsert(
         self, name: str, definition: Mapping[str, Any] | str, description: str | None = None
