@@ -124,6 +124,9 @@ def test_an_execution_page_follows_the_dag_live_to_succeeded(
     expect(step_state(page, "Train")).to_have_text("Succeeded")
     expect(page.locator("#execution-live")).to_have_text("The execution has ended.")
     assert page.evaluate("window.loadedOnce") is True
+    outputs = page.locator('#steps tr[data-step="Prepare"] details')
+    outputs.get_by_text("Properties").click()
+    expect(outputs).to_contain_text("S3ModelArtifacts")
     page.screenshot(path=screenshot_path("pipeline-succeeded"), full_page=True)
 
     job_link.click()
@@ -163,3 +166,42 @@ def test_two_executions_compare_side_by_side_and_schedules_are_listed(
         expect(page.locator(f'tr[data-step="{step}"]')).to_contain_text("Succeeded")
     expect(page.locator("tr.overall")).to_contain_text(re.compile("Succeeded.*Succeeded"))
     page.screenshot(path=screenshot_path("pipeline-compare"), full_page=True)
+
+
+def test_the_dag_layers_follow_depends_on_property_reads_and_condition_branches(
+    page: Page, dashboard: DashboardStack
+) -> None:
+    """The page's DAG reader: a step waits for the steps in its DependsOn, the steps whose
+    properties it reads, and the condition whose branch holds it; columns go by depth."""
+    sign_in(page, dashboard, dashboard.search_token)
+    found = page.evaluate(
+        """async () => {
+          const { dependencies, layers } = await import("/dashboard/assets/js/dag.js");
+          const get = (path) => ({ Get: path });
+          const definition = { Steps: [
+            { Name: "A", Type: "Training", Arguments: {} },
+            { Name: "B", Type: "Training", Arguments: {} },
+            { Name: "C", Type: "Training", DependsOn: ["A"],
+              Arguments: { HyperParameters: { from: get("Steps.B.ModelArtifacts") } } },
+            { Name: "Gate", Type: "Condition", Arguments: {
+              Conditions: [
+                { Type: "Equals", LeftValue: get("Steps.C.TrainingJobStatus"), RightValue: "x" },
+              ],
+              IfSteps: [{ Name: "D", Type: "Training", Arguments: {} }],
+              ElseSteps: [{ Name: "Nope", Type: "Fail", Arguments: {} }],
+            } },
+          ] };
+          const parents = dependencies(definition);
+          const waits = Object.fromEntries([...parents].map(([k, v]) => [k, [...v].sort()]));
+          return { waits, columns: layers(["A", "B", "C", "Gate", "D", "Nope"], parents) };
+        }"""
+    )
+    assert found["waits"] == {
+        "A": [],
+        "B": [],
+        "C": ["A", "B"],
+        "Gate": ["C"],
+        "D": ["Gate"],
+        "Nope": ["Gate"],
+    }
+    assert found["columns"] == [["A", "B"], ["C"], ["Gate"], ["D", "Nope"]]
