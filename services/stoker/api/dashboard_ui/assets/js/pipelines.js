@@ -51,7 +51,13 @@ export async function pipelinesView(main, _params, signal) {
           h("td", {}, s.last_execution_id ? h("a", { href: executionHref(s.last_execution_id) }, s.last_execution_id) : ""))),
         "No schedules."));
   } catch (error) {
-    if (!signal.aborted) problem(body, error, "pipelines");
+    if (signal.aborted) return;
+    // The routes exist only where the API has a pipeline store (the SQLite one, pipelines.md).
+    if (error instanceof ApiError && error.status === 404) {
+      body.append(h("p", { class: "note" }, "This deployment serves no pipelines: they need the SQLite store."));
+    } else {
+      problem(body, error, "pipelines");
+    }
   }
 }
 
