@@ -67,6 +67,9 @@ class StepView(BaseModel):
     failure_reason: str | None
     cache_hit_of: str | None
     outcome: bool | None
+    properties: dict[str, Any] | None = Field(
+        default=None, description="what the step produced (e.g. ModelArtifacts), once it ended"
+    )
 
 
 class ExecutionView(BaseModel):
@@ -278,6 +281,7 @@ def _execution(stored: StoredExecution) -> ExecutionView:
                 failure_reason=run.failure_reason,
                 cache_hit_of=run.cache_hit_of,
                 outcome=run.outcome,
+                properties=None if run.properties is None else dict(run.properties),
             )
             for name, run in state.steps.items()
         ],

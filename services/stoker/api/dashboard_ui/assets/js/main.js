@@ -1,22 +1,20 @@
-// The page's router: #/jobs, #/job/<id>, #/trends, #/inference, #/pipelines. Each view gets
+// The page's router: #/jobs, #/job/<id>, #/trends, #/inference, #/pipelines,
+// #/pipeline/<name>, #/execution/<id>, #/compare/<id>/<id>. Each view gets
 // an AbortSignal that ends its requests, timers and event stream when the user leaves it.
 
 import { api, forget, onSignedOut, setToken, token } from "./api.js";
 import { clear, h } from "./dom.js";
+import { executionView } from "./execution.js";
 import { inferenceView } from "./inference.js";
 import { jobView } from "./job.js";
 import { jobsView } from "./jobs.js";
+import { compareView, pipelineView, pipelinesView } from "./pipelines.js";
 import { trendsView } from "./trends.js";
 
 const main = document.getElementById("main");
 const who = document.getElementById("who");
 let current = null;
 let signingIn = false;
-
-function pipelinesView(target) {
-  clear(target).append(h("h1", {}, "Pipelines"),
-    h("p", { class: "note" }, "This version of stoker runs no pipelines yet. Their DAGs, executions and schedules will be shown here."));
-}
 
 function loginView() {
   const input = h("input", { id: "token", name: "token", type: "password", autocomplete: "off", required: true, spellcheck: "false" });
@@ -63,6 +61,8 @@ const VIEWS = {
   pipelines: pipelinesView,
 };
 
+const PIPELINE_PAGES = new Set(["pipeline", "execution", "compare"]);
+
 function route() {
   if (current) current.abort();
   current = new AbortController();
@@ -76,12 +76,29 @@ function route() {
   const params = new URLSearchParams(search || "");
   const [section, ...rest] = path.split("/");
   for (const link of document.querySelectorAll("nav a[data-section]")) {
-    const here = link.dataset.section === section || (section === "job" && link.dataset.section === "jobs");
+    const here = link.dataset.section === (PIPELINE_PAGES.has(section) ? "pipelines" : section)
+      || (section === "job" && link.dataset.section === "jobs");
     if (here) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
   if (section === "job" && rest.length) {
     document.title = "Job · stoker";
     jobView(main, decodeURIComponent(rest.join("/")), current.signal);
+    return;
+  }
+  const parts = rest.map(decodeURIComponent);
+  if (section === "pipeline" && parts.length === 1) {
+    document.title = "Pipeline · stoker";
+    pipelineView(main, parts[0], current.signal);
+    return;
+  }
+  if (section === "execution" && parts.length === 1) {
+    document.title = "Execution · stoker";
+    executionView(main, parts[0], current.signal);
+    return;
+  }
+  if (section === "compare" && parts.length === 2) {
+    document.title = "Compare executions · stoker";
+    compareView(main, parts[0], parts[1], current.signal);
     return;
   }
   const view = VIEWS[section] || jobsView;
