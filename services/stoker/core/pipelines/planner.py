@@ -39,6 +39,7 @@ from stoker.core.pipelines.inputs import (
     TimerDue,
 )
 from stoker.core.pipelines.properties import read_property
+from stoker.core.pipelines.step_properties import job_step_properties
 from stoker.core.pipelines.references import ExecutionRef, ParameterRef, Reference
 from stoker.core.pipelines.retries import policy_for
 from stoker.core.pipelines.state import (
@@ -171,11 +172,13 @@ class _Work:
         running = (StepStatus.EXECUTING, StepStatus.STOPPING)
         if self.current(event.step, event.attempt, *running) is None:
             return
+        step = self.definition.steps[event.step]
+        arguments = self.steps[event.step].arguments
         self.set(
             event.step,
             status=StepStatus.SUCCEEDED,
             ended_at=self.now,
-            properties=dict(event.properties),
+            properties=job_step_properties(step.type, arguments, event.properties),
         )
         self.emit(effects.StepSucceeded(event.step, event.attempt))
 
