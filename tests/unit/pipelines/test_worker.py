@@ -26,7 +26,7 @@ from stoker.core.events import CloudEvent, EventData, JobCompleted, JobDescribed
 from stoker.core.job import JobStatus
 from stoker.core.pipelines.effects import StartStep
 from stoker.core.pipelines.records import ExecutionNotFound
-from stoker.core.pipelines.state import ExecutionState, ExecutionStatus, StepStatus
+from stoker.core.pipelines.state import ExecutionState, ExecutionStatus
 from stoker.lifecycle.jobs import JobService, SubmissionRules
 from stoker.lifecycle.transitions import Transitioner
 from stoker.pipelines.engine import PipelineEngine

@@ -39,7 +39,6 @@ from stoker.core.pipelines.inputs import (
     TimerDue,
 )
 from stoker.core.pipelines.properties import read_property
-from stoker.core.pipelines.step_properties import job_step_properties
 from stoker.core.pipelines.references import ExecutionRef, ParameterRef, Reference
 from stoker.core.pipelines.retries import policy_for
 from stoker.core.pipelines.state import (
@@ -49,6 +48,7 @@ from stoker.core.pipelines.state import (
     StepRun,
     StepStatus,
 )
+from stoker.core.pipelines.step_properties import job_step_properties
 
 NO_CACHE: Mapping[str, CachedRun] = {}
 
