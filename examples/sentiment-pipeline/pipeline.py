@@ -28,7 +28,9 @@ from sagemaker.mlops.workflow.pipeline import Pipeline
 HERE = Path(__file__).resolve().parent
 NAME = "sentiment"
 IMAGE = os.environ.get(
-    "NOTEBOOK_IMAGE", "542918446943.dkr.ecr.us-west-2.amazonaws.com/sagemaker-distribution-prod"
+    # Any image in the session's region; on AWS, SageMaker Distribution's for that region.
+    "NOTEBOOK_IMAGE",
+    "885854791233.dkr.ecr.us-east-1.amazonaws.com/sagemaker-distribution-prod",
 )
 ROLE = os.environ.get("ROLE_ARN", "arn:aws:iam::000000000000:role/stoker-local")
 S3_ROOT = os.environ.get("S3_ROOT", "s3://sdk/notebook-jobs")
