@@ -49,6 +49,7 @@ from stoker.core.pipelines.state import (
     StepStatus,
 )
 from stoker.core.pipelines.step_properties import job_step_properties
+from stoker.core.pipelines.string_maps import with_string_maps
 
 NO_CACHE: Mapping[str, CachedRun] = {}
 
@@ -332,8 +333,9 @@ class _Work:
             retry_at=None,
         )
         try:
-            arguments = expressions.resolve(
-                step.arguments, self.lookup(step, job_id=job_id), "Arguments"
+            arguments = with_string_maps(
+                step.type,
+                expressions.resolve(step.arguments, self.lookup(step, job_id=job_id), "Arguments"),
             )
         except EvaluationError as exc:
             self.fail(step.name, f"the arguments could not be resolved: {exc}")
