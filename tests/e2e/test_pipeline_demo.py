@@ -47,3 +47,13 @@ def test_the_pipeline_demo_runs_the_sentiment_pipeline(tmp_path: Path) -> None:
         assert len(list(csv.DictReader(handle))) == 40
     assert (execution / "BatchInference" / "sentiment-batch-inference.ipynb").is_file()
     assert "inference/predictions.csv" in result.output
+
+
+def test_the_pipeline_demo_refuses_a_folder_without_a_definition(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["pipelines", "demo", "--example", str(tmp_path), "--data-dir", str(tmp_path / "d")]
+    )
+    assert result.exit_code == 2
+    assert "--example" in result.output
+    assert "pipeline.json" in result.output
+    assert not (tmp_path / "d").exists()

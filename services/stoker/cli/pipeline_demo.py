@@ -13,6 +13,8 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from stoker.app.pipeline_demo import (
+    DEFINITION_FILE,
+    EXAMPLE_DIR,
     PIPELINE,
     PipelineDemoPlan,
     PipelineDemoResult,
@@ -69,11 +71,20 @@ def demo(  # noqa: PLR0917 (typer passes options positionally)
     timeout_s: Annotated[
         float, typer.Option(min=1.0, help="stop the execution after this long")
     ] = 600.0,
+    example: Annotated[
+        Path, typer.Option(help="the example folder: its notebooks and pipeline.json")
+    ] = EXAMPLE_DIR,
 ) -> None:
     """Run examples/sentiment-pipeline (preprocess -> train -> batch inference notebooks) as
     a pipeline on the embedded default, then print each step's state, duration and outputs.
     Needs the `notebooks` and `inference` extras (papermill, torch, the packaged MiniLM)."""
     configure_logging("ERROR", json=False)
+    if not (example / DEFINITION_FILE).is_file():
+        console.print(
+            f"[red]--example: {example} holds no {DEFINITION_FILE} (the demo runs from a "
+            "source checkout of stoker, or give the folder of examples/sentiment-pipeline)[/red]"
+        )
+        raise typer.Exit(2)
     folder = (data_dir or Path(tempfile.mkdtemp(prefix="stoker-pipeline-demo-"))).resolve()
     plan = PipelineDemoPlan(
         rows=rows,
@@ -95,7 +106,8 @@ def demo(  # noqa: PLR0917 (typer passes options positionally)
     ) as progress:
         view = StepsView(progress)
         result = run_service_process(
-            run_pipeline_demo(folder, plan, view.update), pipeline_demo_settings(folder)
+            run_pipeline_demo(folder, plan, view.update, example=example),
+            pipeline_demo_settings(folder),
         )
     console.print(steps_table(result))
     console.print(f"outputs: {result.output_dir}")
