@@ -4,6 +4,7 @@ the lifecycle, and the engine's loops."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
 
@@ -11,6 +12,7 @@ from stoker.app.notifier import notify_submit_rules
 from stoker.app.runtime import Runtime
 from stoker.bus.consumer import BACKGROUND, Consumer
 from stoker.core.errors import JobNotFound
+from stoker.core.job_kind import JobKind
 from stoker.core.pipelines.definition import StepType
 from stoker.core.pipelines.effects import StartStep
 from stoker.core.pipelines.state import ExecutionState
@@ -36,23 +38,20 @@ PIPELINE_OWNER = "pipelines"
 
 
 class LifecycleStepJobs:
-    """A step attempt is a job of the lifecycle whose id is the attempt's `job_id` and whose
-    `training` is the step's resolved CreateTrainingJob request; the same id submitted again
-    is the same job, so a repeated start creates nothing."""
+    """A step attempt is a job of the lifecycle whose id is the attempt's `job_id`: a
+    Training step's resolved CreateTrainingJob request as a `training` job (a notebook step,
+    the request the SDK's NotebookJobStep compiles, included), a Processing step's
+    CreateProcessingJob request as a `processing` job. The same id submitted again is the
+    same job, so a repeated start creates nothing."""
 
     def __init__(self, jobs: JobService) -> None:
         self._jobs = jobs
 
     async def start(self, execution: ExecutionState, step: StartStep) -> None:
-        if step.step_type is not StepType.TRAINING:
-            raise StepRefused(
-                f"{step.step_type} steps need processing jobs on the training backends, "
-                "which stoker does not run yet"
-            )
-        training = {k: v for k, v in step.arguments.items() if k != "TrainingJobName"}
+        body = step_job_body(step)
         identity = execution.identity
         try:
-            spec = parse_spec({"job_id": step.job_id, "training": training})
+            spec = parse_spec(body)
             await self._jobs.submit(
                 spec, owner=identity.owner or PIPELINE_OWNER, team=identity.team
             )
@@ -64,6 +63,23 @@ class LifecycleStepJobs:
             await self._jobs.stop(job_id, "the pipeline execution was stopped")
         except (JobAlreadyFinished, JobNotFound):
             return
+
+
+def step_job_body(step: StartStep) -> dict[str, Any]:
+    """The job spec (unparsed) of a step attempt; StepRefused for a step that is no job.
+    The request's own name member is left out: the launcher names each attempt."""
+    if step.step_type is StepType.TRAINING:
+        kind = JobKind.TRAINING
+    elif step.step_type is StepType.PROCESSING:
+        kind = JobKind.PROCESSING
+    else:
+        raise StepRefused(f"{step.step_type} steps do not run jobs")
+    request = {k: v for k, v in step.arguments.items() if k != kind.name_field}
+    if kind is JobKind.TRAINING:
+        # No `kind` member: the spec stays the one stored before kinds existed, so a step
+        # started again after an upgrade is the same job.
+        return {"job_id": step.job_id, "training": request}
+    return {"job_id": step.job_id, "kind": kind.value, kind.value: request}
 
 
 def build_pipeline_store(settings: Settings) -> PipelineStore | None:

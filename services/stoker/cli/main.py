@@ -13,6 +13,7 @@ from stoker.cli import (
     jobs,
     models,
     notebooks,
+    pipeline_demo,
     pipelines,
     router,
     run,
@@ -36,6 +37,7 @@ app.add_typer(router.app, name="router")
 app.add_typer(models.app, name="models")
 app.add_typer(notebooks.app, name="notebooks")
 app.add_typer(endpoints.app, name="endpoints")
+pipelines.pipelines_app.command("demo")(pipeline_demo.demo)
 app.add_typer(pipelines.pipelines_app, name="pipelines")
 app.add_typer(pipelines.executions_app, name="executions")
 app.add_typer(pipelines.schedules_app, name="schedules")

@@ -407,3 +407,29 @@ def test_inputs_after_the_end_change_nothing() -> None:
     assert d.send(StopRequested()) == []
     assert d.send(TimerDue()) == []
     assert d.state == done
+
+
+def test_a_parameter_in_a_string_map_goes_in_as_text() -> None:
+    """As NotebookJobStep writes a parameter: a bare Get in HyperParameters and Environment."""
+    args = training_args(
+        HyperParameters={
+            "epochs": get("Parameters.Epochs"),
+            "rate": get("Parameters.Rate"),
+            "name": "x",
+        },
+        Environment={"DEBUG": get("Parameters.Debug")},
+    )
+    d = Driver(
+        pipeline(
+            training("Train", arguments=args),
+            parameters=[
+                {"Name": "Epochs", "Type": "Integer", "DefaultValue": 200},
+                {"Name": "Rate", "Type": "Float", "DefaultValue": 0.75},
+                {"Name": "Debug", "Type": "Boolean", "DefaultValue": False},
+            ],
+        )
+    )
+    out = d.start()
+    start = next(e for e in out if isinstance(e, fx.StartStep))
+    assert start.arguments["HyperParameters"] == {"epochs": "200", "rate": "0.75", "name": "x"}
+    assert start.arguments["Environment"] == {"DEBUG": "false"}

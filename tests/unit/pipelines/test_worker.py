@@ -1,6 +1,6 @@
 """The pipelines service's parts on in-memory fakes: a step becomes a job of the lifecycle,
 the job's end on the job topics moves the execution on, a completion waits for the job's
-description, a step no backend runs fails with the reason, the relay publishes what a writer
+description, a processing step runs as a processing job, the relay publishes what a writer
 left."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from stoker.core.events import CloudEvent, EventData, JobCompleted, JobDescribed
 from stoker.core.job import JobStatus
 from stoker.core.pipelines.effects import StartStep
 from stoker.core.pipelines.records import ExecutionNotFound
-from stoker.core.pipelines.state import ExecutionState, ExecutionStatus, StepStatus
+from stoker.core.pipelines.state import ExecutionState, ExecutionStatus
 from stoker.lifecycle.jobs import JobService, SubmissionRules
 from stoker.lifecycle.transitions import Transitioner
 from stoker.pipelines.engine import PipelineEngine
@@ -148,19 +148,32 @@ async def test_a_failed_job_fails_the_execution(service: Service) -> None:
     ).state.failure_reason == "step 'A' failed: AlgorithmError: boom"
 
 
-async def test_a_processing_step_fails_with_the_reason_until_backends_run_processing_jobs(
+async def test_a_processing_step_runs_as_a_processing_job_and_reports_its_outputs(
     service: Service,
 ) -> None:
-    await service.put(pipeline(processing("Prep")))
-    stored = await service.engine.start_execution(
-        "demo", {}, team="search", owner="ana", execution_id="e1"
+    """The step's request becomes a `kind: processing` job; its end gives the step
+    DescribeProcessingJob's properties, which the next step reads."""
+    reads_output = training_args(
+        get("Steps.Prep.ProcessingOutputConfig.Outputs['train'].S3Output.S3Uri"),
+        HyperParameters={"job": get("Steps.Prep.ProcessingJobName")},
     )
-    del stored
-    final = await service.store.get_execution("e1")
-    assert final.status is ExecutionStatus.FAILED
-    assert final.state.steps["Prep"].status is StepStatus.FAILED
-    assert "Processing steps need processing jobs" in (final.state.failure_reason or "")
-    assert not await service.job_exists("e1.Prep.1")
+    await service.put(pipeline(processing("Prep"), training("Train", arguments=reads_output)))
+    await service.engine.start_execution("demo", {}, team="search", owner="ana", execution_id="e1")
+    prep = await service.jobs.get("e1.Prep.1")
+    assert prep.spec["kind"] == "processing"
+    assert prep.spec["processing"]["AppSpecification"]["ImageUri"].endswith("/proc:1")
+    assert "training" not in prep.spec
+
+    await service.announce(
+        topics.COMPLETED, completed("e1.Prep.1", training_job_name="e1-Prep-1-a1")
+    )
+    await poll_until(lambda: service.job_exists("e1.Train.1"), 5.0, 0.005, what="Train's job")
+    train = await service.jobs.get("e1.Train.1")
+    assert train.spec["training"]["AlgorithmSpecification"]["TrainingImage"] == "s3://bucket/train"
+    assert train.spec["training"]["HyperParameters"] == {"job": "e1-Prep-1-a1"}
+    properties = (await service.store.get_execution("e1")).state.steps["Prep"].properties or {}
+    assert properties["ProcessingJobStatus"] == "Completed"
+    assert "TrainingJobStatus" not in properties
 
 
 async def test_a_bad_training_request_fails_the_step_naming_the_field(service: Service) -> None:

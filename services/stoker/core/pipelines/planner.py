@@ -48,6 +48,8 @@ from stoker.core.pipelines.state import (
     StepRun,
     StepStatus,
 )
+from stoker.core.pipelines.step_properties import job_step_properties
+from stoker.core.pipelines.string_maps import with_string_maps
 
 NO_CACHE: Mapping[str, CachedRun] = {}
 
@@ -171,11 +173,13 @@ class _Work:
         running = (StepStatus.EXECUTING, StepStatus.STOPPING)
         if self.current(event.step, event.attempt, *running) is None:
             return
+        step = self.definition.steps[event.step]
+        arguments = self.steps[event.step].arguments
         self.set(
             event.step,
             status=StepStatus.SUCCEEDED,
             ended_at=self.now,
-            properties=dict(event.properties),
+            properties=job_step_properties(step.type, arguments, event.properties),
         )
         self.emit(effects.StepSucceeded(event.step, event.attempt))
 
@@ -329,8 +333,9 @@ class _Work:
             retry_at=None,
         )
         try:
-            arguments = expressions.resolve(
-                step.arguments, self.lookup(step, job_id=job_id), "Arguments"
+            arguments = with_string_maps(
+                step.type,
+                expressions.resolve(step.arguments, self.lookup(step, job_id=job_id), "Arguments"),
             )
         except EvaluationError as exc:
             self.fail(step.name, f"the arguments could not be resolved: {exc}")

@@ -1,0 +1,196 @@
+"""A pipeline with a Processing step and a notebook step on the embedded default: the
+processing step splits a CSV as a `kind: processing` job, the notebook step (the request
+the SDK's NotebookJobStep compiles) reads the split through the processing step's
+`ProcessingOutputConfig` and runs with papermill on the local backend. Each step's outputs
+land under outputs/<pipeline>/<execution>/<step>/."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import orjson
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from stoker import training_scripts
+from stoker.adapters.store.sqlite_pipelines import SqlitePipelineStore
+from stoker.adapters.training.notebook_inputs import stage_notebook_inputs
+from stoker.app.demo import demo_settings
+from stoker.app.pipelines import LifecycleStepJobs
+from stoker.app.runtime import Runtime
+from stoker.app.services import run_services
+from stoker.core import topics
+from stoker.core.notebooks import NotebookJob, compile_notebook_job
+from stoker.lifecycle.jobs import JobService
+from stoker.pipelines.engine import PipelineEngine
+from tests.support.waiting import poll_until
+
+pytestmark = [pytest.mark.slow]
+
+SPLIT_SCRIPT = Path(training_scripts.__file__).parent / "split_by_key.py"
+
+
+def output_of(step: str) -> dict[str, Any]:
+    """`<OutputRoot>/<pipeline>/<execution>/<step>`, as the SDK joins a step's output path."""
+    values = [
+        {"Get": "Parameters.OutputRoot"},
+        {"Get": "Execution.PipelineName"},
+        {"Get": "Execution.PipelineExecutionId"},
+        step,
+    ]
+    return {"Std:Join": {"On": "/", "Values": values}}
+
+
+def split_step(source: Path) -> dict[str, Any]:
+    return {
+        "Name": "Split",
+        "Type": "Processing",
+        "Arguments": {
+            "RoleArn": "arn:aws:iam::123456789012:role/processing",
+            "AppSpecification": {
+                "ImageUri": "stoker-local",
+                "ContainerEntrypoint": [sys.executable, str(SPLIT_SCRIPT)],
+                "ContainerArguments": [
+                    *("--input", "/opt/ml/processing/input/data"),
+                    *("--output", "/opt/ml/processing/output/split"),
+                    *("--key", "customer_id"),
+                ],
+            },
+            "ProcessingInputs": [
+                {
+                    "InputName": "data",
+                    "S3Input": {
+                        "S3Uri": str(source),
+                        "LocalPath": "/opt/ml/processing/input/data",
+                        "S3DataType": "S3Prefix",
+                        "S3InputMode": "File",
+                    },
+                }
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {
+                        "OutputName": "split",
+                        "S3Output": {
+                            "S3Uri": output_of("Split"),
+                            "LocalPath": "/opt/ml/processing/output/split",
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
+                ]
+            },
+            "ProcessingResources": {
+                "ClusterConfig": {
+                    "InstanceType": "ml.m5.large",
+                    "InstanceCount": 1,
+                    "VolumeSizeInGB": 1,
+                }
+            },
+        },
+    }
+
+
+def report_step(tmp_path: Path) -> dict[str, Any]:
+    """A notebook that counts the rows of one customer's file in the split."""
+    notebook = new_notebook()
+    notebook.cells = [
+        new_code_cell("split = ''", metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            "from pathlib import Path\n"
+            "rows = Path(split, '1.csv').read_text().splitlines()[1:]\n"
+            "Path('count.txt').write_text(str(len(rows)))"
+        ),
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    path = tmp_path / "report.ipynb"
+    nbformat.write(notebook, path)
+    job = NotebookJob(
+        input_notebook=str(path),
+        image_uri="stoker-local",
+        kernel_name="python3",
+        role="arn:aws:iam::123456789012:role/notebooks",
+        notebook_job_name="report",
+        parameters={"split": "set below"},
+    )
+    inputs = stage_notebook_inputs(job, tmp_path / "inputs" / "Report")
+    request = compile_notebook_job(
+        job, input_uri=str(inputs), output_uri="set below", region="us-east-1"
+    )
+    split = "Steps.Split.ProcessingOutputConfig.Outputs['split'].S3Output.S3Uri"
+    request["HyperParameters"] = {"split": {"Get": split}}
+    request["OutputDataConfig"]["S3OutputPath"] = output_of("Report")
+    return {"Name": "Report", "Type": "Training", "Arguments": request}
+
+
+async def test_a_processing_step_feeds_a_notebook_step(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "rows.csv").write_text("customer_id,kwh\n1,3\n2,4\n1,5\n")
+    # Notebook jobs run any code: the local backend runs them only when the policy says so.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("local:\n  notebooks: true\n")
+    settings = demo_settings(tmp_path).model_copy(update={"policy_file": policy})
+    async with Runtime(settings, with_backend=True) as rt:
+        await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
+        stop = asyncio.Event()
+        names = ["launcher", "monitor", "retrier", "relay", "pipelines"]
+        stack = asyncio.create_task(run_services(rt, names, stop))
+        store = SqlitePipelineStore(tmp_path / "pipelines.sqlite3")
+        await store.start()
+        try:
+            jobs = LifecycleStepJobs(
+                JobService(rt.transitioner(), rt.clock, rules=rt.submission_rules())
+            )
+            engine = PipelineEngine(store, jobs, rt.bus, rt.clock)
+            definition = {
+                "Version": "2020-12-01",
+                "Parameters": [{"Name": "OutputRoot", "Type": "String"}],
+                "Steps": [split_step(source), report_step(tmp_path)],
+            }
+            await store.put_pipeline(
+                "usage",
+                team="default",
+                definition=orjson.dumps(definition).decode(),
+                description=None,
+                now=rt.clock.now(),
+            )
+            outputs = tmp_path / "outputs"
+            await engine.start_execution(
+                "usage",
+                {"OutputRoot": str(outputs)},
+                team="default",
+                owner="ana",
+                execution_id="e1",
+            )
+
+            async def ended() -> bool:
+                if stack.done():
+                    stack.result()
+                return (await store.get_execution("e1")).status.terminal
+
+            await poll_until(ended, 180, 0.2, what="the execution's end")
+            final = await store.get_execution("e1")
+            assert final.status == "Succeeded", final.state.failure_reason
+            split = final.state.steps["Split"].properties or {}
+            assert split["ProcessingJobStatus"] == "Completed"
+            assert split["ProcessingJobName"]
+            split_dir = outputs / "usage" / "e1" / "Split"
+            uri = split["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+            assert Path(uri) == split_dir
+            assert (split_dir / "1.csv").read_text().splitlines() == [
+                "customer_id,kwh",
+                "1,3",
+                "1,5",
+            ]
+            assert (await rt.store.get("e1.Split.1")).spec["kind"] == "processing"
+            report = outputs / "usage" / "e1" / "Report"
+            assert (report / "count.txt").read_text() == "2"
+            assert list(report.glob("*.ipynb"))  # the executed notebook is kept
+        finally:
+            stop.set()
+            await asyncio.gather(stack, return_exceptions=True)
+            await store.close()
