@@ -53,8 +53,8 @@ def moto_endpoint() -> Iterator[str]:
         "s3",
         region_name="us-east-1",
         endpoint_url=endpoint,
-        aws_access_key_id="stoker-local",
-        aws_secret_access_key="stoker-local",
+        aws_access_key_id="stokerlocal",
+        aws_secret_access_key="stokerlocal",
     ).create_bucket(Bucket=BUCKET)
     yield endpoint
     server.stop()
@@ -62,10 +62,18 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "stoker-local")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stoker-local")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "stokerlocal")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stokerlocal")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint)
+    # Keys given here, not read from the environment: boto3's default session would keep
+    # them for every later client of the test run.
+    return boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id="stokerlocal",
+        aws_secret_access_key="stokerlocal",
+    )
 
 
 @pytest.fixture

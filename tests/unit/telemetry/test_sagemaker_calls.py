@@ -16,8 +16,8 @@ from stoker.telemetry.metrics import REGISTRY
 @pytest.fixture(autouse=True)
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dummy credentials: the simulator does not check signatures, botocore needs some."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "stoker-local")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stoker-local")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "stokerlocal")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stokerlocal")
 
 
 def count(name: str, **labels: str) -> float:

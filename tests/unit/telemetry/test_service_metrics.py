@@ -38,8 +38,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 @pytest.fixture(autouse=True)
 def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Dummy AWS credentials for the simulator; notifications to a file, at once."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "stoker-local")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stoker-local")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "stokerlocal")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stokerlocal")
     monkeypatch.setenv("STOKER_NOTIFY_FALLBACK", "file")
     monkeypatch.setenv("STOKER_NOTIFY_FILE_PATH", str(tmp_path / "notifications.jsonl"))
     monkeypatch.setenv("STOKER_NOTIFY_DIGEST_WINDOW_S", "0")
