@@ -26,9 +26,9 @@ from pydantic import BaseModel, Field
 
 from stoker.api.auth import Caller, Writer, install_auth, team_scope
 from stoker.api.dashboard import InvalidRange, add_dashboard
+from stoker.api.endpoint_panel import EndpointMetricsSource
 from stoker.api.events import EventFeed, UnknownEventTypes, add_event_route
 from stoker.api.pipelines import add_pipeline_routes
-from stoker.api.endpoint_panel import EndpointMetricsSource
 from stoker.api.router_panel import RouterMetricsSource
 from stoker.api.sagemaker import add_sagemaker_pipelines
 from stoker.core.errors import InfrastructureUnavailable, ItemTooLarge, JobNotFound

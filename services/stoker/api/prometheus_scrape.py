@@ -35,9 +35,7 @@ def histogram_quantile(quantile: float, cumulative: Mapping[float, float]) -> fl
     return lower
 
 
-async def scrape(
-    url: str, what: str, *, transport: httpx.AsyncBaseTransport | None = None
-) -> str:
+async def scrape(url: str, what: str, *, transport: httpx.AsyncBaseTransport | None = None) -> str:
     """The /metrics text at `url`; InfrastructureUnavailable naming `what` and the URL when
     it does not answer (or answers with an error status)."""
     try:

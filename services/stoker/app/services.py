@@ -81,8 +81,8 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     import uvicorn
 
     from stoker.api.app import create_app
-    from stoker.api.events import EventFeed
     from stoker.api.endpoint_panel import EndpointMetricsSource
+    from stoker.api.events import EventFeed
     from stoker.api.router_panel import RouterMetricsSource
     from stoker.notifier.config import load_notify_settings
     from stoker.notifier.sent import JobNotifications
