@@ -234,6 +234,13 @@ class Settings(BaseSettings):
         description="the inference router's Prometheus endpoint (e.g. "
         "http://127.0.0.1:8090/metrics) the dashboard's router panel reads; unset: no panel",
     )
+    dashboard_endpoint_metrics_url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the multi-model endpoint's Prometheus endpoint (GET /metrics of `stoker "
+        "endpoints serve`, e.g. http://127.0.0.1:8080/metrics) the dashboard's endpoint panel "
+        "reads; unset: no panel",
+    )
     dashboard_trace_url: str | None = Field(
         default=None,
         pattern=r"\{trace_id\}",

@@ -86,15 +86,17 @@ def job_spec(
 
 @dataclass
 class DashboardStack:
-    """`stoker up` with a token of team `search` (ana) and one of team `ads` (bo)."""
+    """`stoker up` with a token of team `search` (ana) and one of team `ads` (bo); `env`
+    adds settings (STOKER_*) to the stack's."""
 
     folder: Path
+    env: dict[str, str] = field(default_factory=dict)
     stack: EmbeddedStack = field(init=False)
     search_token: str = ""
     ads_token: str = ""
 
     def __post_init__(self) -> None:
-        self.stack = EmbeddedStack(self.folder, {"STOKER_LOG_LEVEL": "WARNING"})
+        self.stack = EmbeddedStack(self.folder, {"STOKER_LOG_LEVEL": "WARNING", **self.env})
 
     @property
     def url(self) -> str:

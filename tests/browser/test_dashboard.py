@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from stoker.inference.fleet.metrics import FleetMetrics
 from tests.browser.harness import (
     DashboardStack,
     job_spec,
@@ -127,10 +128,21 @@ def test_an_admin_sees_every_team_and_a_refused_token_signs_out(
 
 
 def test_filters_and_trends_and_inference_pages(
-    page: Page, dashboard: DashboardStack, tmp_path: Path
+    page: Page,
+    dashboard: DashboardStack,
+    endpoint_metrics: tuple[FleetMetrics, str],
+    tmp_path: Path,
 ) -> None:
     """The instance type filter keeps only matching jobs; the trends page draws its charts
-    for the jobs that ended; the inference page says no router is configured."""
+    for the jobs that ended; the inference page says no router is configured and shows the
+    endpoint's hit rate, cold loads and tiers, then its requests per second from two
+    readings."""
+    metrics, _url = endpoint_metrics
+    for tier in ("memory", "memory", "memory", "disk"):
+        metrics.requests.labels("runtime", "200").inc()
+        metrics.lookups.labels(tier).inc()
+    metrics.cold_load_seconds.labels("disk").observe(0.04)
+    metrics.tier_size("memory", 2, 3 * 1024 * 1024)
     big = unique("big")
     dashboard.submit(dashboard.search_token, job_spec(big, "pass", tmp_path, "ml.c5.xlarge"))
     sign_in(page, dashboard, dashboard.search_token)
@@ -148,7 +160,16 @@ def test_filters_and_trends_and_inference_pages(
 
     page.get_by_role("link", name="Inference").click()
     expect(page.get_by_text("No router metrics URL is configured")).to_be_visible()
-    expect(page.locator("#endpoint-panel")).to_contain_text("no metrics endpoint yet")
+    endpoint = page.locator("#endpoint-panel")
+    expect(page.locator("#endpoint-hit-rate")).to_have_text("75.0 %")
+    cold_loads = page.get_by_role("table", name="Cold loads by source")
+    expect(cold_loads.get_by_role("row", name=re.compile("^disk 1 "))).to_be_visible()
+    tiers = page.get_by_role("table", name="What each tier holds")
+    expect(tiers).to_contain_text("3.0 MiB")
+    metrics.requests.labels("runtime", "200").inc(50)
+    rate = endpoint.get_by_role("heading", name="Requests per second").locator("+ .figure")
+    expect(rate).to_have_text(re.compile(r"^[1-9]\d*\.\d$"), timeout=LIVE_TIMEOUT_MS)
+    page.screenshot(path=screenshot_path("inference"), full_page=True)
 
 
 def test_the_trace_id_is_read_from_an_events_traceparent(

@@ -44,6 +44,7 @@ def test_the_app_has_the_routes_this_tier_checks(tenants: Tenants) -> None:
         "/v1/trends",
         "/v1/me",
         "/v1/inference/router",
+        "/v1/inference/endpoint",
         "/v1/dashboard",
     } <= paths
 

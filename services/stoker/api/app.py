@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from stoker.api.auth import Caller, Writer, install_auth, team_scope
 from stoker.api.dashboard import InvalidRange, add_dashboard
+from stoker.api.endpoint_panel import EndpointMetricsSource
 from stoker.api.events import EventFeed, UnknownEventTypes, add_event_route
 from stoker.api.pipelines import add_pipeline_routes
 from stoker.api.router_panel import RouterMetricsSource
@@ -83,14 +84,16 @@ def create_app(
     events: EventFeed | None = None,
     rate_limiter: RateLimiter | None = None,
     router_metrics: RouterMetricsSource | None = None,
+    endpoint_metrics: EndpointMetricsSource | None = None,
     notifications: JobNotifications | None = None,
     trace_url: str | None = None,
     pipelines: PipelineOperations | None = None,
 ) -> FastAPI:
     """The jobs API and its web dashboard (/dashboard/). `authenticator` checks every bearer
     token and `rate_limiter` (if any) holds each credential to its rate; `events`, when
-    given, serves GET /v1/events; `router_metrics` feeds the dashboard's router panel and
-    `notifications` (the notifier's ledger) a job's notifications; `trace_url` (with
+    given, serves GET /v1/events; `router_metrics` and `endpoint_metrics` feed the
+    dashboard's inference panels and `notifications` (the notifier's ledger) a job's
+    notifications; `trace_url` (with
     `{trace_id}`) is where the dashboard links a job's trace; `pipelines`, when given,
     serves the pipeline routes (`stoker.api.pipelines`) and SageMaker's pipeline operations
     at POST / (`stoker.api.sagemaker`)."""
@@ -283,6 +286,7 @@ def create_app(
         service,
         AUTH_RESPONSES,
         router_metrics=router_metrics,
+        endpoint_metrics=endpoint_metrics,
         notifications=notifications,
         trace_url=trace_url,
     )

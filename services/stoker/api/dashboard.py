@@ -1,5 +1,5 @@
 """The web dashboard: its page and assets, and the two read routes only it needs
-(`/v1/trends`, `/v1/inference/router`).
+(`/v1/trends`, `/v1/inference/router`, `/v1/inference/endpoint`).
 
 The page and its assets carry no data, so like /docs they need no token; every figure they
 show comes from the API's routes with the caller's bearer token (docs/dashboard.md says how
@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stoker.api.auth import Caller, team_scope
+from stoker.api.endpoint_panel import EndpointMetricsSource, EndpointPanel
 from stoker.api.router_panel import RouterMetricsSource, RouterPanel
 from stoker.core.errors import StokerError
 from stoker.core.job import TERMINAL_STATUSES
@@ -52,6 +53,7 @@ class DashboardConfig(BaseModel):
         description="where a trace id links, `{trace_id}` standing for it; null: no link"
     )
     router_panel: bool = Field(description="whether a router metrics URL is configured")
+    endpoint_panel: bool = Field(description="whether an endpoint metrics URL is configured")
 
 
 class JobNotificationList(BaseModel):
@@ -131,6 +133,7 @@ def add_dashboard(
     responses: dict[int | str, dict[str, Any]],
     *,
     router_metrics: RouterMetricsSource | None = None,
+    endpoint_metrics: EndpointMetricsSource | None = None,
     notifications: JobNotifications | None = None,
     trace_url: str | None = None,
 ) -> None:
@@ -148,7 +151,11 @@ def add_dashboard(
     @app.get("/v1/dashboard", response_model=DashboardConfig, responses=responses)
     async def dashboard_config(_principal: Caller) -> DashboardConfig:
         """What the dashboard's pages offer on this deployment."""
-        return DashboardConfig(trace_url=trace_url, router_panel=router_metrics is not None)
+        return DashboardConfig(
+            trace_url=trace_url,
+            router_panel=router_metrics is not None,
+            endpoint_panel=endpoint_metrics is not None,
+        )
 
     @app.get("/v1/me", response_model=Me, responses=responses)
     async def me(principal: Caller) -> Me:
@@ -225,3 +232,11 @@ def add_dashboard(
         if router_metrics is None:
             return RouterPanel(configured=False)
         return await router_metrics.panel()
+
+    @app.get("/v1/inference/endpoint", response_model=EndpointPanel, responses=responses)
+    async def endpoint_panel(_principal: Caller) -> EndpointPanel:
+        """The multi-model endpoint's figures, from its Prometheus endpoint
+        (`STOKER_DASHBOARD_ENDPOINT_METRICS_URL`); `configured` is false without one."""
+        if endpoint_metrics is None:
+            return EndpointPanel(configured=False)
+        return await endpoint_metrics.panel()

@@ -2,7 +2,7 @@
 summed up (requests, latency quantiles, batch sizes, queue depth).
 
 The text is parsed by prometheus_client's parser; quantiles are read from the cumulative
-histogram buckets as Prometheus's `histogram_quantile` does (linear within the bucket).
+histogram buckets (stoker.api.prometheus_scrape.histogram_quantile).
 Requests per second are the browser's to compute: it has two readings and their times.
 """
 
@@ -17,13 +17,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
-from stoker.core.errors import InfrastructureUnavailable
+from stoker.api.prometheus_scrape import histogram_quantile, scrape
 
 REQUEST_SECONDS = "stoker_router_request_seconds"
 BATCH_SIZE = "stoker_router_batch_size"
 QUEUE_DEPTH = "stoker_router_queue_depth"
 REJECTIONS = "stoker_router_rejections_total"
-FETCH_TIMEOUT_S = 2.0
 
 
 class BatchBucket(BaseModel):
@@ -40,27 +39,6 @@ class RouterPanel(BaseModel):
     latency_p99_s: float | None = None
     batches: list[BatchBucket] = Field(default_factory=list)
     queue_depth: dict[str, float] = Field(default_factory=dict, description="per model")
-
-
-def histogram_quantile(quantile: float, cumulative: Mapping[float, float]) -> float | None:
-    """The `quantile` of a histogram given as {upper bound: cumulative count}."""
-    if not cumulative:
-        return None
-    bounds = sorted(cumulative)
-    total = cumulative[bounds[-1]]
-    if total <= 0:
-        return None
-    rank = quantile * total
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        count = cumulative[bound]
-        if count >= rank:
-            if math.isinf(bound):
-                return lower  # in the open bucket: its lower edge is all that is known
-            inside = count - below
-            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
-        lower, below = bound, count
-    return lower
 
 
 def summarise(text: str, read_at: float) -> RouterPanel:
@@ -109,14 +87,5 @@ class RouterMetricsSource:
         self._transport = transport
 
     async def panel(self) -> RouterPanel:
-        try:
-            async with httpx.AsyncClient(
-                timeout=FETCH_TIMEOUT_S, transport=self._transport
-            ) as client:
-                response = await client.get(self.url)
-                response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise InfrastructureUnavailable(
-                f"router metrics at {self.url} unreachable: {type(exc).__name__}"
-            ) from exc
-        return summarise(response.text, time.time())
+        text = await scrape(self.url, "router", transport=self._transport)
+        return summarise(text, time.time())

@@ -81,6 +81,7 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     import uvicorn
 
     from stoker.api.app import create_app
+    from stoker.api.endpoint_panel import EndpointMetricsSource
     from stoker.api.events import EventFeed
     from stoker.api.router_panel import RouterMetricsSource
     from stoker.notifier.config import load_notify_settings
@@ -97,6 +98,7 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     )
     feed = EventFeed(rt.bus, service, clock=rt.clock)
     router_url = rt.settings.dashboard_router_metrics_url
+    endpoint_url = rt.settings.dashboard_endpoint_metrics_url
     notify = load_notify_settings()
     # The dashboard reads the notifier's ledger (a job's notifications) through a client of
     # its own: the same SQLite file or DynamoDB table the notifier writes. A memory ledger
@@ -123,6 +125,7 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
             events=feed,
             rate_limiter=api_rate_limiter(rt.settings),
             router_metrics=RouterMetricsSource(router_url) if router_url else None,
+            endpoint_metrics=EndpointMetricsSource(endpoint_url) if endpoint_url else None,
             notifications=notifications,
             trace_url=rt.settings.dashboard_trace_url,
             pipelines=pipelines,

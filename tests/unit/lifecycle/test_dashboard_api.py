@@ -15,11 +15,13 @@ from stoker.adapters.notifier.ledger_memory import MemoryLedger
 from stoker.adapters.store.memory import MemoryJobStore
 from stoker.api import dashboard
 from stoker.api.app import create_app
+from stoker.api.endpoint_panel import EndpointMetricsSource
 from stoker.api.router_panel import RouterMetricsSource
 from stoker.auth.tokens import TokenAuthenticator
 from stoker.core.auth import Role
 from stoker.core.job import JobChange, JobRecord, JobStatus
 from stoker.core.notification import ConsoleTarget, JobNote
+from stoker.inference.fleet.metrics import FleetMetrics
 from stoker.inference.router.metrics import RouterMetrics
 from stoker.inference.router.policy import Priority
 from stoker.lifecycle import job_filters
@@ -253,6 +255,7 @@ async def test_the_router_panel_without_a_router_and_with_one_down(world: World)
         assert (await http.get("/v1/dashboard")).json() == {
             "trace_url": None,
             "router_panel": False,
+            "endpoint_panel": False,
         }
 
     def down(request: httpx.Request) -> httpx.Response:
@@ -264,6 +267,118 @@ async def test_the_router_panel_without_a_router_and_with_one_down(world: World)
         answer = await http.get("/v1/inference/router")
     assert answer.status_code == 503
     assert "http://router/metrics" in answer.json()["error"]
+
+
+def _fleet_metrics() -> FleetMetrics:
+    """An endpoint's metrics after 10 invocations: 7 found in memory, 2 loaded from disk,
+    1 from the object store; one failed load, evictions, what each tier holds."""
+    metrics = FleetMetrics()
+    for _ in range(7):
+        metrics.requests.labels("runtime", "200").inc()
+        metrics.lookups.labels("memory").inc()
+        metrics.request_seconds.labels("memory").observe(0.003)
+    for seconds in (0.03, 0.04):
+        metrics.requests.labels("runtime", "200").inc()
+        metrics.lookups.labels("disk").inc()
+        metrics.cold_load_seconds.labels("disk").observe(seconds)
+        metrics.request_seconds.labels("disk").observe(seconds)
+    metrics.requests.labels("container", "200").inc()
+    metrics.lookups.labels("store").inc()
+    metrics.cold_load_seconds.labels("store").observe(0.7)
+    metrics.request_seconds.labels("store").observe(0.7)
+    metrics.load_failures.inc()
+    metrics.evictions.labels("memory").inc(3)
+    metrics.evictions.labels("disk").inc()
+    metrics.tier_size("memory", 4, 4096)
+    metrics.tier_size("disk", 9, 90_000)
+    return metrics
+
+
+async def test_endpoint_panel_reads_the_endpoints_own_metrics(world: World) -> None:
+    """The panel parses what the endpoint's FleetMetrics exposes: requests, hit rate from
+    the lookups by tier, cold loads and their quantiles by source, failures, evictions and
+    what each tier holds."""
+    metrics = _fleet_metrics()
+
+    def scrape(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/metrics"
+        return httpx.Response(200, content=metrics.render())
+
+    transport = httpx.MockTransport(scrape)
+    source = EndpointMetricsSource("http://endpoint/metrics", transport=transport)
+    token = await mint(world.store, "ana", "search", clock=world.clock)
+    authenticator = TokenAuthenticator(world.store, world.clock)
+    app = create_app(world.jobs, authenticator, endpoint_metrics=source)
+    async with _client(app, token) as http:
+        panel = (await http.get("/v1/inference/endpoint")).json()
+        assert (await http.get("/v1/dashboard")).json()["endpoint_panel"] is True
+    assert panel["configured"] is True
+    assert panel["requests_total"] == 10
+    assert panel["lookups"] == {"disk": 2, "memory": 7, "store": 1}
+    assert panel["hit_rate"] == pytest.approx(0.7)
+    assert 0.002 <= panel["latency_p50_s"] <= 0.005
+    assert 0.5 <= panel["latency_p99_s"] <= 1.0
+    loads = {load["source"]: load for load in panel["cold_loads"]}
+    assert loads.keys() == {"disk", "store"}
+    assert loads["disk"]["count"] == 2
+    assert 0.025 <= loads["disk"]["p50_s"] <= 0.05
+    assert loads["store"]["count"] == 1
+    assert 0.5 <= loads["store"]["p99_s"] <= 1.0
+    assert panel["load_failures_total"] == 1
+    assert panel["tiers"] == [
+        {"tier": "disk", "models": 9, "bytes": 90_000, "evictions": 1},
+        {"tier": "memory", "models": 4, "bytes": 4096, "evictions": 3},
+    ]
+
+
+async def test_the_endpoint_panel_needs_a_token_and_says_when_it_cannot_read(
+    world: World,
+) -> None:
+    """Without a token: 401. No URL configured: `configured` false, no figures. An endpoint
+    that does not answer: 503 naming it. Before any invocation: no hit rate, not 0."""
+    token = await mint(world.store, "ana", "search", clock=world.clock)
+    authenticator = TokenAuthenticator(world.store, world.clock)
+    async with _client(create_app(world.jobs, authenticator), token) as http:
+        assert (await http.get("/v1/inference/endpoint")).json() == {
+            "configured": False,
+            "read_at": None,
+            "requests_total": 0,
+            "latency_p50_s": None,
+            "latency_p99_s": None,
+            "lookups": {},
+            "hit_rate": None,
+            "cold_loads": [],
+            "load_failures_total": 0,
+            "tiers": [],
+        }
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    source = EndpointMetricsSource("http://endpoint/metrics", transport=httpx.MockTransport(down))
+    app = create_app(world.jobs, authenticator, endpoint_metrics=source)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+        base_url="http://t",
+    ) as anonymous:
+        assert (await anonymous.get("/v1/inference/endpoint")).status_code == 401
+    async with _client(app, token) as http:
+        answer = await http.get("/v1/inference/endpoint")
+    assert answer.status_code == 503
+    assert "endpoint metrics at http://endpoint/metrics" in answer.json()["error"]
+
+    fresh = FleetMetrics().render()
+    idle = EndpointMetricsSource(
+        "http://endpoint/metrics",
+        transport=httpx.MockTransport(lambda _request: httpx.Response(200, content=fresh)),
+    )
+    app = create_app(world.jobs, authenticator, endpoint_metrics=idle)
+    async with _client(app, token) as http:
+        panel = (await http.get("/v1/inference/endpoint")).json()
+    assert panel["configured"] is True
+    assert panel["requests_total"] == 0
+    assert panel["hit_rate"] is None
+    assert panel["latency_p50_s"] is None
 
 
 async def test_the_page_needs_no_token_and_loads_nothing_from_elsewhere(app: object) -> None:
