@@ -1,7 +1,7 @@
 """The real sagemaker SDK (3.x) builds a pipeline and runs it against stoker's endpoint.
 
 The SDK cannot be installed beside stoker's pinned packages, so it lives in a virtualenv of
-its own (STOKER_SAGEMAKER_VENV, default /work/sagemaker-venv; `.ci/run` builds it) and the
+its own (STOKER_SAGEMAKER_VENV; `.ci/run` builds it) and the
 script `tests/sdk/pipeline_script.py` runs under it. The SDK's uploads go to moto's S3
 server. Without that virtualenv the test is skipped, except under CI=true, where it fails.
 """
@@ -22,14 +22,15 @@ from tests.unit.pipelines.served import Served
 pytestmark = [pytest.mark.slow]
 
 SCRIPT = Path(__file__).parents[2] / "sdk" / "pipeline_script.py"
-VENV = Path(os.environ.get("STOKER_SAGEMAKER_VENV", "/work/sagemaker-venv"))
-PYTHON = VENV / "bin" / "python"
+# Built by .ci/run (install_sagemaker_sdk), which exports its path.
+VENV = os.environ.get("STOKER_SAGEMAKER_VENV", "")
 
 
 def sdk_python() -> Path:
-    if PYTHON.is_file():
-        return PYTHON
-    message = f"no sagemaker SDK virtualenv at {VENV} (.ci/run builds it)"
+    python = Path(VENV) / "bin" / "python"
+    if VENV and python.is_file():
+        return python
+    message = f"no sagemaker SDK virtualenv at STOKER_SAGEMAKER_VENV={VENV!r} (.ci/run builds it)"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
