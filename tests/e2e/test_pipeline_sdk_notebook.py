@@ -16,6 +16,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -32,6 +33,7 @@ from tests.unit.pipelines.test_sagemaker_sdk import sdk_python
 pytestmark = [pytest.mark.slow]
 
 SCRIPT = Path(__file__).parents[1] / "sdk" / "notebook_pipeline_script.py"
+EXAMPLE_SCRIPT = Path(__file__).parents[1] / "sdk" / "example_upsert_script.py"
 SPLIT_SCRIPT = Path(training_scripts.__file__).parent / "split_by_key.py"
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -96,6 +98,21 @@ def usage_notebook(path: Path) -> Path:
     return path
 
 
+async def run_sdk(python: Path, script: Path, env: dict[str, str], stack: EmbeddedStack) -> Any:
+    """The script's last line of output, as JSON."""
+    process = await asyncio.create_subprocess_exec(
+        str(python),
+        str(script),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=240)
+    stack.check_alive()
+    assert process.returncode == 0, err.decode()[-4000:] + stack.log.read_text()[-3000:]
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
 async def test_the_sdk_runs_a_notebook_step_and_a_processing_step(
     stack: EmbeddedStack, s3: str, tmp_path: Path
 ) -> None:
@@ -116,17 +133,7 @@ async def test_the_sdk_runs_a_notebook_step_and_a_processing_step(
         "PIPELINE": name,
         **S3_CREDENTIALS,
     }
-    process = await asyncio.create_subprocess_exec(
-        str(python),
-        str(SCRIPT),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=240)
-    stack.check_alive()
-    assert process.returncode == 0, err.decode()[-4000:] + stack.log.read_text()[-3000:]
-    seen = json.loads(out.decode().strip().splitlines()[-1])
+    seen = await run_sdk(python, SCRIPT, env, stack)
 
     assert seen["created"].endswith(f":pipeline/{name}")
     assert seen["updated_version"] == 2
@@ -165,3 +172,20 @@ async def test_the_sdk_runs_a_notebook_step_and_a_processing_step(
     executed = nbformat.reads("\n".join(text("Prepare/prepare-usage.ipynb")), as_version=4)
     printed = [o.get("text", "") for c in executed.cells for o in c.get("outputs", [])]
     assert "wrote 3 rows\n" in printed
+
+    # The example's SDK script compiles and is accepted as it is (its run is
+    # `stoker pipelines demo`'s, from pipeline.json: see docs/pipelines.md).
+    example = await run_sdk(python, EXAMPLE_SCRIPT, env, stack)
+    by_name = {s["Name"]: s for s in example["Steps"]}
+    assert list(by_name) == ["Preprocess", "Train", "BatchInference"]
+    assert by_name["Train"]["DependsOn"] == ["Preprocess"]
+    assert by_name["BatchInference"]["DependsOn"] == ["Train"]
+    train = by_name["Train"]["Arguments"]
+    assert train["Environment"]["SM_INPUT_NOTEBOOK_NAME"] == "train.ipynb"
+    staged = train["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+    uploaded = bucket.list_objects_v2(Bucket="sdk", Prefix=staged.removeprefix("s3://sdk/"))
+    assert {Path(o["Key"]).name for o in uploaded["Contents"]} == {
+        "train.ipynb",
+        "prepare-test-set.ipynb",
+        "sentences.py",
+    }
