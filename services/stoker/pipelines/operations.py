@@ -109,7 +109,9 @@ class PipelineOperations:
     async def read_definition(self, bucket: str, key: str, version_id: str | None) -> str:
         """A definition kept in the object store (the SDK puts one there past 100 KB)."""
         if self._objects is None:
-            raise DefinitionUnreadable("this stoker reads no object store")
+            raise DefinitionUnreadable(
+                "this stoker has no S3 client (the `aws` extra is not installed)"
+            )
         try:
             data = await self._objects.read(
                 bucket, key, version_id=version_id, max_bytes=MAX_DEFINITION_BYTES
