@@ -27,8 +27,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from stoker import training_scripts
 from tests.e2e.embedded import EmbeddedStack
+from tests.support.sagemaker_sdk import sdk_python
 from tests.support.waiting import wait_until_blocking
-from tests.unit.pipelines.test_sagemaker_sdk import sdk_python
 
 pytestmark = [pytest.mark.slow]
 
