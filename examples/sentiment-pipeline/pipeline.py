@@ -4,7 +4,7 @@ preprocess -> train -> batch inference, three `NotebookJobStep`s chained by thei
 Run it with the SDK installed (`pip install -r tests/sdk/requirements.txt` in a virtualenv
 of its own) against stoker's SageMaker API:
 
-    STOKER_SAGEMAKER_URL=http://127.0.0.1:8080/sagemaker STOKER_TOKEN=... \\
+    STOKER_SAGEMAKER_URL=http://127.0.0.1:8080 STOKER_TOKEN=... \\
     AWS_ENDPOINT_URL_S3=http://127.0.0.1:9000 python examples/sentiment-pipeline/pipeline.py
 
 or, without STOKER_SAGEMAKER_URL, against SageMaker itself (ROLE_ARN and S3_ROOT set).

@@ -21,7 +21,9 @@ from stoker.core.pipelines.planner import advance, start
 from stoker.core.pipelines.records import (
     ExecutionConflict,
     ExecutionNotFound,
+    PipelineExists,
     PipelineNotFound,
+    PipelineVersion,
     ScheduleConflict,
     ScheduleNotFound,
     StoredSchedule,
@@ -104,6 +106,98 @@ async def test_another_team_cannot_replace_a_pipeline(store: PipelineStore) -> N
     with pytest.raises(PipelineNotFound):
         await store.put_pipeline("demo", team="ads", definition="{}", description=None, now=T0)
     assert (await store.get_pipeline("demo")).team == "search"
+
+
+async def test_a_create_only_put_of_a_taken_name_changes_nothing(store: PipelineStore) -> None:
+    first = await store.put_pipeline(
+        "demo", team="search", definition='{"v": 1}', description=None, now=T0, create_only=True
+    )
+    with pytest.raises(PipelineExists):
+        await store.put_pipeline(
+            "demo",
+            team="search",
+            definition='{"v": 2}',
+            description=None,
+            now=T0,
+            create_only=True,
+        )
+    assert await store.get_pipeline("demo") == first
+
+
+async def test_of_racing_creates_of_one_name_exactly_one_is_made(store: PipelineStore) -> None:
+    async def create(n: int) -> int:
+        stored = await store.put_pipeline(
+            "race",
+            team="search",
+            definition=f'{{"n": {n}}}',
+            description=None,
+            now=T0,
+            create_only=True,
+        )
+        return stored.version
+
+    outcomes = await asyncio.gather(*(create(n) for n in range(8)), return_exceptions=True)
+    assert [o for o in outcomes if not isinstance(o, PipelineExists)] == [1]
+    assert (await store.get_pipeline("race")).version == 1
+
+
+async def test_two_sqlite_stores_on_one_file_make_one_of_racing_creates(tmp_path: Path) -> None:
+    """Two stores on one file, as two API processes: the check and the write are one step
+    under SQLite's write lock."""
+    stores = [SqlitePipelineStore(tmp_path / "shared.db") for _ in range(2)]
+    for each in stores:
+        await each.start()
+    try:
+        outcomes = await asyncio.gather(
+            *(
+                each.put_pipeline(
+                    "race",
+                    team="search",
+                    definition=f'{{"n": {n}}}',
+                    description=None,
+                    now=T0,
+                    create_only=True,
+                )
+                for n, each in enumerate(stores * 4)
+            ),
+            return_exceptions=True,
+        )
+        made = [o for o in outcomes if not isinstance(o, PipelineExists)]
+        assert len(made) == 1, outcomes
+        assert (await stores[1].get_pipeline("race")).version == 1
+    finally:
+        for each in stores:
+            await each.close()
+
+
+async def test_versions_and_tags_are_kept(store: PipelineStore) -> None:
+    later = T0 + timedelta(hours=1)
+    await store.put_pipeline(
+        "demo",
+        team="search",
+        definition="{}",
+        description="one",
+        now=T0,
+        tags=[("owner", "ana")],
+    )
+    second = await store.put_pipeline(
+        "demo", team="search", definition="{}", description="two", now=later
+    )
+    assert second.versions == (PipelineVersion(1, T0, "one"), PipelineVersion(2, later, "two"))
+    assert second.tags == (("owner", "ana"),)  # an update without tags keeps them
+    tagged = await store.tag_pipeline(
+        "demo", add=[("stage", "dev"), ("owner", "bo")], remove=["absent"]
+    )
+    assert tagged.tags == (("owner", "bo"), ("stage", "dev"))
+    assert tagged.version == 2
+    untagged = await store.tag_pipeline("demo", remove=["owner"])
+    assert untagged.tags == (("stage", "dev"),)
+    assert await store.get_pipeline("demo") == untagged
+    with pytest.raises(ValueError, match="at most 50"):
+        await store.tag_pipeline("demo", add=[(f"k{n}", "v") for n in range(50)])
+    assert (await store.get_pipeline("demo")).tags == (("stage", "dev"),)
+    with pytest.raises(PipelineNotFound):
+        await store.tag_pipeline("nothing", add=[("a", "b")])
 
 
 async def test_an_execution_is_created_once_with_its_events(store: PipelineStore) -> None:

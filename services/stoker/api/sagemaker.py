@@ -17,7 +17,6 @@ team's pipelines and executions.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,54 +28,40 @@ from botocore.validate import ParamValidator
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from stoker.api.sagemaker_calls import Call, Handler, SageMakerError, in_range, page, with_token
+from stoker.api.sagemaker_tags import (
+    add_tags,
+    delete_tags,
+    list_pipeline_versions,
+    list_tags,
+    request_tags,
+)
 from stoker.core.auth import Forbidden, Principal, Role, Unauthenticated
-from stoker.core.errors import StokerError
 from stoker.core.pipelines import DefinitionError, ParameterError
 from stoker.core.pipelines.records import (
     ExecutionNotFound,
     PipelineNotFound,
     StoredExecution,
     StoredPipeline,
+    old_versions,
 )
 from stoker.core.pipelines.state import StepRun, StepStatus
-from stoker.pipelines.operations import PipelineExists, PipelineOperations
+from stoker.pipelines.operations import DefinitionUnreadable, PipelineExists, PipelineOperations
 from stoker.ports.auth import Authenticator
 
 log = structlog.get_logger("stoker.api.sagemaker")
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_PREFIX = "SageMaker."
-MAX_PAGE = 100
-
-
-class SageMakerError(StokerError):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-Handler = Callable[["_Call"], Awaitable[dict[str, Any]]]
-
 _WRITES = {
+    "AddTags",
+    "DeleteTags",
     "CreatePipeline",
     "UpdatePipeline",
     "DeletePipeline",
     "StartPipelineExecution",
     "StopPipelineExecution",
 }
-
-
-class _Call:
-    def __init__(self, ops: PipelineOperations, principal: Principal, body: dict[str, Any]):
-        self.ops = ops
-        self.principal = principal
-        self.body = body
-
-    @property
-    def scope(self) -> str | None:
-        return None if self.principal.role is Role.ADMIN else self.principal.team
 
 
 def add_sagemaker_pipelines(
@@ -104,7 +89,7 @@ def add_sagemaker_pipelines(
                 )
             body = _body(await request.body())
             _validate(validator, model, operation, body)
-            answer = await handlers[operation](_Call(ops, principal, body))
+            answer = await handlers[operation](Call(ops, principal, body))
             return _answer(200, answer)
         except SageMakerError as exc:
             return _answer(exc.status, {"__type": exc.code, "message": exc.message})
@@ -113,6 +98,10 @@ def add_sagemaker_pipelines(
         except (DefinitionError, ParameterError) as exc:
             return _answer(400, {"__type": "ValidationException", "message": str(exc)})
         except PipelineExists as exc:
+            # SageMaker's code for a name in use; its "already exists" is what the SDK's
+            # upsert() reads as its cue to update.
+            return _answer(400, {"__type": "ResourceInUse", "message": str(exc)})
+        except DefinitionUnreadable as exc:
             return _answer(400, {"__type": "ValidationException", "message": str(exc)})
 
 
@@ -189,40 +178,58 @@ def _handlers() -> dict[str, Handler]:
         "ListPipelineExecutionSteps": _list_steps,
         "StopPipelineExecution": _stop_execution,
         "ListPipelineParametersForExecution": _list_parameters,
+        "ListPipelineVersions": list_pipeline_versions,
+        "AddTags": add_tags,
+        "ListTags": list_tags,
+        "DeleteTags": delete_tags,
     }
 
 
-def _definition(body: dict[str, Any], required: bool) -> str | None:
-    if "PipelineDefinitionS3Location" in body:
-        raise SageMakerError(
-            "ValidationException",
-            "PipelineDefinitionS3Location: stoker reads definitions given inline only "
-            "(PipelineDefinition)",
+async def _definition(call: Call, required: bool) -> str | None:
+    """The request's definition: inline (`PipelineDefinition`) or an object of the object
+    store (`PipelineDefinitionS3Location`, where the SDK puts one past 100 KB)."""
+    body = call.body
+    location = body.get("PipelineDefinitionS3Location")
+    if location is not None:
+        if "PipelineDefinition" in body:
+            raise SageMakerError(
+                "ValidationException",
+                "PipelineDefinition, PipelineDefinitionS3Location: give one of the two",
+            )
+        return await call.ops.read_definition(
+            location["Bucket"], location["ObjectKey"], location.get("VersionId")
         )
     definition = body.get("PipelineDefinition")
     if definition is None and required:
-        raise SageMakerError("ValidationException", "PipelineDefinition: required field is missing")
+        raise SageMakerError(
+            "ValidationException",
+            "PipelineDefinition: required field is missing (or give PipelineDefinitionS3Location)",
+        )
     return definition if isinstance(definition, str) else None
 
 
-async def _create_pipeline(call: _Call) -> dict[str, Any]:
+async def _create_pipeline(call: Call) -> dict[str, Any]:
     name = call.body["PipelineName"]
-    definition = _definition(call.body, required=True)
+    definition = await _definition(call, required=True)
     assert definition is not None
-    upserted = await call.ops.put_pipeline(
-        name,
-        definition,
-        team=call.principal.team,
-        description=call.body.get("PipelineDescription"),
-        create_only=True,
-    )
+    try:
+        upserted = await call.ops.put_pipeline(
+            name,
+            definition,
+            team=call.principal.team,
+            description=call.body.get("PipelineDescription"),
+            create_only=True,
+            tags=request_tags(call.body) or [],
+        )
+    except ValueError as exc:  # too many tags
+        raise SageMakerError("ValidationException", str(exc)) from exc
     return {"PipelineArn": call.ops.pipeline_arn(upserted.pipeline.name)}
 
 
-async def _update_pipeline(call: _Call) -> dict[str, Any]:
+async def _update_pipeline(call: Call) -> dict[str, Any]:
     name = call.body["PipelineName"]
     current = await call.ops.get_pipeline(name, team=call.scope)
-    definition = _definition(call.body, required=False) or current.definition
+    definition = await _definition(call, required=False) or current.definition
     upserted = await call.ops.put_pipeline(
         name,
         definition,
@@ -236,18 +243,43 @@ async def _update_pipeline(call: _Call) -> dict[str, Any]:
     }
 
 
-async def _describe_pipeline(call: _Call) -> dict[str, Any]:
+async def _describe_pipeline(call: Call) -> dict[str, Any]:
+    """The newest version, or the one `PipelineVersionId` names: an older version's
+    definition is the one its executions kept (ResourceNotFound when none ran it)."""
     pipeline = await call.ops.get_pipeline(call.body["PipelineName"], team=call.scope)
+    wanted = call.body.get("PipelineVersionId", pipeline.version)
+    versions = {v.version: v for v in old_versions(pipeline)}
+    if wanted not in versions:
+        raise SageMakerError(
+            "ResourceNotFound",
+            f"PipelineVersionId: pipeline {pipeline.name!r} has no version {wanted}",
+        )
+    definition = pipeline.definition
+    if wanted != pipeline.version:
+        definition = await _kept_definition(call, pipeline.name, wanted)
     answer = _pipeline_summary(call, pipeline)
     answer.update(
-        PipelineDefinition=pipeline.definition,
+        PipelineDefinition=definition,
         PipelineStatus="Active",
-        PipelineVersionDisplayName=str(pipeline.version),
+        PipelineVersionDisplayName=str(wanted),
     )
+    if versions[wanted].description is not None:
+        answer["PipelineVersionDescription"] = versions[wanted].description
     return answer
 
 
-def _pipeline_summary(call: _Call, pipeline: StoredPipeline) -> dict[str, Any]:
+async def _kept_definition(call: Call, name: str, version: int) -> str:
+    for execution in await call.ops.list_executions(name, team=call.scope):
+        if execution.pipeline_version == version:
+            return execution.definition
+    raise SageMakerError(
+        "ResourceNotFound",
+        f"PipelineVersionId: stoker keeps the definition of version {version} of {name!r} "
+        "only with the executions that ran it, and none did",
+    )
+
+
+def _pipeline_summary(call: Call, pipeline: StoredPipeline) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "PipelineArn": call.ops.pipeline_arn(pipeline.name),
         "PipelineName": pipeline.name,
@@ -260,37 +292,46 @@ def _pipeline_summary(call: _Call, pipeline: StoredPipeline) -> dict[str, Any]:
     return answer
 
 
-async def _list_pipelines(call: _Call) -> dict[str, Any]:
+async def _list_pipelines(call: Call) -> dict[str, Any]:
     body = call.body
     prefix = body.get("PipelineNamePrefix", "")
     pipelines = [
         p
         for p in await call.ops.list_pipelines(team=call.scope)
-        if p.name.startswith(prefix) and _in_range(p.created_at, body)
+        if p.name.startswith(prefix) and in_range(p.created_at, body)
     ]
     by_name = body.get("SortBy") == "Name"
     pipelines.sort(key=lambda p: p.name if by_name else p.created_at.isoformat())
     if body.get("SortOrder", "Descending") == "Descending":
         pipelines.reverse()
-    page, token = _page(pipelines, body)
-    return _with_token({"PipelineSummaries": [_pipeline_summary(call, p) for p in page]}, token)
+    shown, token = page(pipelines, body)
+    return with_token({"PipelineSummaries": [_pipeline_summary(call, p) for p in shown]}, token)
 
 
-async def _delete_pipeline(call: _Call) -> dict[str, Any]:
+async def _delete_pipeline(call: Call) -> dict[str, Any]:
     pipeline = await call.ops.delete_pipeline(call.body["PipelineName"], team=call.scope)
     return {"PipelineArn": call.ops.pipeline_arn(pipeline.name)}
 
 
-async def _start_execution(call: _Call) -> dict[str, Any]:
+async def _start_execution(call: Call) -> dict[str, Any]:
     body = call.body
     parameters = {p["Name"]: p["Value"] for p in body.get("PipelineParameters", [])}
+    version = body.get("PipelineVersionId")
+    if version is not None:
+        current = await call.ops.get_pipeline(body["PipelineName"], team=call.scope)
+        if version != current.version:
+            raise SageMakerError(
+                "ValidationException",
+                f"PipelineVersionId: stoker starts the newest version of a pipeline "
+                f"({current.version}), not {version}",
+            )
     stored = await call.ops.start_execution(
         body["PipelineName"], parameters, team=call.scope, owner=call.principal.subject
     )
     return {"PipelineExecutionArn": stored.state.identity.execution_arn}
 
 
-async def _execution(call: _Call) -> StoredExecution:
+async def _execution(call: Call) -> StoredExecution:
     arn = call.body.get("PipelineExecutionArn")
     if not isinstance(arn, str) or "/execution/" not in arn:
         raise SageMakerError(
@@ -305,7 +346,7 @@ async def _execution(call: _Call) -> StoredExecution:
     return stored
 
 
-async def _describe_execution(call: _Call) -> dict[str, Any]:
+async def _describe_execution(call: Call) -> dict[str, Any]:
     stored = await _execution(call)
     state = stored.state
     answer = _execution_summary(stored)
@@ -342,18 +383,18 @@ def _execution_summary(stored: StoredExecution) -> dict[str, Any]:
     return answer
 
 
-async def _list_executions(call: _Call) -> dict[str, Any]:
+async def _list_executions(call: Call) -> dict[str, Any]:
     body = call.body
     executions = [
         e
         for e in await call.ops.list_executions(body["PipelineName"], team=call.scope)
-        if _in_range(e.state.started_at, body)
+        if in_range(e.state.started_at, body)
     ]
     executions.sort(key=lambda e: e.state.started_at)
     if body.get("SortOrder", "Descending") == "Descending":
         executions.reverse()
-    page, token = _page(executions, body)
-    return _with_token({"PipelineExecutionSummaries": [_execution_summary(e) for e in page]}, token)
+    shown, token = page(executions, body)
+    return with_token({"PipelineExecutionSummaries": [_execution_summary(e) for e in shown]}, token)
 
 
 _STEP_STATUS = {
@@ -368,7 +409,7 @@ _STEP_STATUS = {
 are not listed (as on SageMaker, where a branch not taken shows no steps)."""
 
 
-async def _list_steps(call: _Call) -> dict[str, Any]:
+async def _list_steps(call: Call) -> dict[str, Any]:
     stored = await _execution(call)
     definition_steps = _definition_steps(stored)
     listed = [
@@ -380,8 +421,8 @@ async def _list_steps(call: _Call) -> dict[str, Any]:
     if call.body.get("SortOrder", "Descending") == "Descending":
         listed.reverse()
     steps = [_step(stored, name, run, definition_steps.get(name, "")) for name, run in listed]
-    page, token = _page(steps, call.body)
-    return _with_token({"PipelineExecutionSteps": page}, token)
+    shown, token = page(steps, call.body)
+    return with_token({"PipelineExecutionSteps": shown}, token)
 
 
 def _definition_steps(stored: StoredExecution) -> dict[str, str]:
@@ -438,51 +479,22 @@ def _metadata(stored: StoredExecution, run: StepRun, step_type: str) -> dict[str
     return {}
 
 
-async def _stop_execution(call: _Call) -> dict[str, Any]:
+async def _stop_execution(call: Call) -> dict[str, Any]:
     stored = await _execution(call)
     await call.ops.stop_execution(stored.execution_id, team=call.scope)
     return {"PipelineExecutionArn": stored.state.identity.execution_arn}
 
 
-async def _list_parameters(call: _Call) -> dict[str, Any]:
+async def _list_parameters(call: Call) -> dict[str, Any]:
     stored = await _execution(call)
     parameters = [
         {"Name": name, "Value": _text(value)} for name, value in stored.state.parameters.items()
     ]
-    page, token = _page(parameters, call.body)
-    return _with_token({"PipelineParameters": page}, token)
+    shown, token = page(parameters, call.body)
+    return with_token({"PipelineParameters": shown}, token)
 
 
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-# Paging and filters
-
-
-def _in_range(created: datetime, body: dict[str, Any]) -> bool:
-    after, before = body.get("CreatedAfter"), body.get("CreatedBefore")
-    stamp = created.timestamp()
-    if isinstance(after, (int, float)) and stamp <= after:
-        return False
-    return not (isinstance(before, (int, float)) and stamp >= before)
-
-
-def _page(items: list[Any], body: dict[str, Any]) -> tuple[list[Any], str | None]:
-    """A page from the offset `NextToken` carries (opaque to callers, as on SageMaker)."""
-    token = body.get("NextToken")
-    try:
-        start = int(token) if token else 0
-    except ValueError as exc:
-        raise SageMakerError("ValidationException", f"NextToken: not a token: {token!r}") from exc
-    size = min(int(body.get("MaxResults") or MAX_PAGE), MAX_PAGE)
-    end = start + size
-    return items[start:end], (str(end) if end < len(items) else None)
-
-
-def _with_token(answer: dict[str, Any], token: str | None) -> dict[str, Any]:
-    if token is not None:
-        answer["NextToken"] = token
-    return answer

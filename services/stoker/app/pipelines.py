@@ -28,6 +28,7 @@ from stoker.pipelines.engine import PipelineEngine
 from stoker.pipelines.operations import PipelineOperations
 from stoker.pipelines.scheduler import Scheduler
 from stoker.pipelines.worker import OUTCOME_TOPICS, WANTED, PipelineWorker
+from stoker.ports.objects import ObjectReader
 from stoker.ports.pipelines import PipelineStore, StepRefused
 from stoker.settings import Settings, StoreKind
 
@@ -100,7 +101,19 @@ def pipeline_operations(rt: Runtime, store: PipelineStore, jobs: JobService) -> 
     engine = PipelineEngine(
         store, LifecycleStepJobs(jobs), rt.bus, rt.clock, region=rt.settings.aws_region
     )
-    return PipelineOperations(store, engine, rt.clock)
+    return PipelineOperations(store, engine, rt.clock, objects=definition_reader(rt.settings))
+
+
+def definition_reader(settings: Settings) -> ObjectReader | None:
+    """S3 for `PipelineDefinitionS3Location` (botocore finds the endpoint, e.g.
+    AWS_ENDPOINT_URL_S3 for `stoker dev s3`, and credentials as every AWS client does); None
+    without the `aws` extra, and such definitions are refused naming the field."""
+    try:
+        from stoker.adapters.aws import settings_config
+        from stoker.adapters.objects.s3 import S3ObjectReader
+    except ImportError:
+        return None
+    return S3ObjectReader(region=settings.aws_region, config=settings_config(settings))
 
 
 async def run_pipelines(rt: Runtime, stop: asyncio.Event) -> None:

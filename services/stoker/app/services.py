@@ -145,6 +145,8 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     finally:
         if ledger is not None:
             await ledger.close()
+        if pipelines is not None:
+            await pipelines.close()
         if pipeline_store is not None:
             await pipeline_store.close()
 

@@ -18,24 +18,31 @@ from stoker.core.errors import StokerError
 from stoker.core.pipelines import parse_definition
 from stoker.core.pipelines.records import (
     ExecutionNotFound,
+    PipelineExists,
     PipelineNotFound,
     ScheduleNotFound,
     StoredExecution,
     StoredPipeline,
     StoredSchedule,
+    Tag,
 )
 from stoker.pipelines.engine import PipelineEngine
 from stoker.pipelines.scheduler import Scheduler
+from stoker.ports.objects import ObjectMissing, ObjectReader, ObjectStoreUnavailable
 from stoker.ports.pipelines import PipelineStore
 
+__all__ = ["DefinitionUnreadable", "PipelineExists", "PipelineOperations", "Upserted"]
 
-class PipelineExists(StokerError):
-    """A create of a pipeline name already used (SageMaker answers ValidationException with
-    "already exists", which the SDK's `upsert()` reads as its cue to update)."""
+MAX_DEFINITION_BYTES = 1 << 20
+"""The largest definition read from the object store (SageMaker takes up to 1 MB there)."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Pipeline {name!r} already exists")
-        self.name = name
+
+class DefinitionUnreadable(StokerError):
+    """`PipelineDefinitionS3Location` names no object that can be read, or none is served."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"PipelineDefinitionS3Location: {reason}")
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +52,26 @@ class Upserted:
 
 
 class PipelineOperations:
-    def __init__(self, store: PipelineStore, engine: PipelineEngine, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: PipelineStore,
+        engine: PipelineEngine,
+        clock: Clock,
+        *,
+        objects: ObjectReader | None = None,
+    ) -> None:
         self._store = store
         self._engine = engine
         self._clock = clock
+        self._objects = objects
         self._scheduler = Scheduler(store, engine, clock)
 
     def pipeline_arn(self, name: str) -> str:
         return self._engine.pipeline_arn(name)
+
+    async def close(self) -> None:
+        if self._objects is not None:
+            await self._objects.close()
 
     async def put_pipeline(
         self,
@@ -63,23 +82,60 @@ class PipelineOperations:
         description: str | None = None,
         create_only: bool = False,
         update_only: bool = False,
+        tags: list[Tag] | None = None,
     ) -> Upserted:
         """Create or update a pipeline after checking its definition (DefinitionError names
-        each bad step and field). `create_only`: PipelineExists when the name is taken by
-        this team (another team's name is PipelineNotFound from the store); `update_only`:
-        PipelineNotFound when there is none."""
+        each bad step and field). `create_only`: PipelineExists when the name is taken (the
+        store checks and writes in one step, so of two racing creates one wins; another
+        team's name is PipelineNotFound); `update_only`: PipelineNotFound when there is
+        none. `tags` (a create's) replace the pipeline's; None keeps them."""
         parse_definition(definition)
         existing = await self._find_pipeline(name, team)
-        if existing is not None and create_only:
-            raise PipelineExists(name)
         if existing is None and update_only:
             raise PipelineNotFound(name)
-        if description is None and existing is not None:
+        if description is None and existing is not None and not create_only:
             description = existing.description
         stored = await self._store.put_pipeline(
-            name, team=team, definition=definition, description=description, now=self._clock.now()
+            name,
+            team=team,
+            definition=definition,
+            description=description,
+            now=self._clock.now(),
+            create_only=create_only,
+            tags=tags,
         )
-        return Upserted(stored, created=existing is None)
+        return Upserted(stored, created=stored.version == 1)
+
+    async def read_definition(self, bucket: str, key: str, version_id: str | None) -> str:
+        """A definition kept in the object store (the SDK puts one there past 100 KB)."""
+        if self._objects is None:
+            raise DefinitionUnreadable(
+                "this stoker has no S3 client (the `aws` extra is not installed)"
+            )
+        try:
+            data = await self._objects.read(
+                bucket, key, version_id=version_id, max_bytes=MAX_DEFINITION_BYTES
+            )
+        except ObjectMissing as exc:
+            raise DefinitionUnreadable(f"no object s3://{bucket}/{key}") from exc
+        except (ObjectStoreUnavailable, ValueError) as exc:
+            raise DefinitionUnreadable(f"cannot read s3://{bucket}/{key}: {exc}") from exc
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DefinitionUnreadable(f"s3://{bucket}/{key} is not UTF-8 text") from exc
+
+    async def tag_pipeline(
+        self,
+        name: str,
+        *,
+        team: str | None,
+        add: list[Tag] | None = None,
+        remove: list[str] | None = None,
+    ) -> StoredPipeline:
+        """AddTags / DeleteTags of a pipeline (ValueError past 50 tags)."""
+        await self.get_pipeline(name, team=team)
+        return await self._store.tag_pipeline(name, add=add or [], remove=remove or [])
 
     async def get_pipeline(self, name: str, *, team: str | None) -> StoredPipeline:
         pipeline = await self._store.get_pipeline(name)

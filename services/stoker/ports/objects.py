@@ -47,3 +47,16 @@ class ObjectStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ObjectReader(Protocol):
+    """Reads one object by bucket and key anywhere in the store (a SageMaker request's
+    `PipelineDefinitionS3Location`); ObjectMissing, ObjectStoreUnavailable."""
+
+    async def read(
+        self, bucket: str, key: str, *, version_id: str | None = None, max_bytes: int
+    ) -> bytes:
+        """The object's bytes; ValueError when it is larger than `max_bytes`."""
+        ...
+
+    async def close(self) -> None: ...

@@ -11,7 +11,7 @@ from stoker.core.errors import StokerError
 from stoker.core.events import CloudEvent
 from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.effects import StartStep
-from stoker.core.pipelines.records import StoredExecution, StoredPipeline, StoredSchedule
+from stoker.core.pipelines.records import StoredExecution, StoredPipeline, StoredSchedule, Tag
 from stoker.core.pipelines.state import ExecutionState
 from stoker.ports.store import OutboxEntry
 
@@ -22,10 +22,29 @@ class PipelineStore(Protocol):
     async def close(self) -> None: ...
 
     async def put_pipeline(
-        self, name: str, *, team: str, definition: str, description: str | None, now: datetime
+        self,
+        name: str,
+        *,
+        team: str,
+        definition: str,
+        description: str | None,
+        now: datetime,
+        create_only: bool = False,
+        tags: Sequence[Tag] | None = None,
     ) -> StoredPipeline:
-        """Create the pipeline (version 1) or replace its definition (version + 1). A
-        pipeline of another team under that name is PipelineNotFound to this one."""
+        """Create the pipeline (version 1) or replace its definition (version + 1), adding
+        the version to its history; `core.pipelines.records.next_pipeline` is the record
+        stored. A pipeline of another team under that name is PipelineNotFound to this one.
+        `create_only`: PipelineExists when the name is taken, checked and written in one
+        atomic step, so of two creates of one name exactly one succeeds. `tags` replace
+        the pipeline's; None keeps them."""
+
+    async def tag_pipeline(
+        self, name: str, *, add: Sequence[Tag] = (), remove: Sequence[str] = ()
+    ) -> StoredPipeline:
+        """Add (or overwrite by key) and remove tags in one atomic step, without a new
+        version (`core.pipelines.records.retag`). PipelineNotFound; ValueError past
+        MAX_TAGS."""
 
     async def get_pipeline(self, name: str) -> StoredPipeline:
         """Raises PipelineNotFound."""

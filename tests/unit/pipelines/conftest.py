@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import uvicorn
+from moto.server import ThreadedMotoServer
 
 from stoker.adapters.bus.memory import MemoryBus
+from stoker.adapters.objects.s3 import S3ObjectReader
 from stoker.adapters.store.memory import MemoryJobStore
 from stoker.adapters.store.memory_pipelines import MemoryPipelineStore
 from stoker.api.app import create_app
@@ -24,25 +26,37 @@ from tests.support.waiting import wait_until
 from tests.unit.pipelines.served import Served
 
 
+@pytest.fixture(scope="session")
+def s3_url() -> Iterator[str]:
+    """moto's S3 server on a loopback port: the object store the SDK uploads to."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
 @pytest.fixture
-async def served() -> AsyncIterator[Served]:
+async def served(s3_url: str) -> AsyncIterator[Served]:
     clock = SystemClock()
     bus, store, pipelines = MemoryBus(), MemoryJobStore(), MemoryPipelineStore()
     for part in (bus, store, pipelines):
         await part.start()
     jobs = JobService(Transitioner(store, bus), clock)
     engine = PipelineEngine(pipelines, LifecycleStepJobs(jobs), bus, clock)
+    objects = S3ObjectReader(endpoint_url=s3_url)
     app = create_app(
         jobs,
         TokenAuthenticator(store, clock),
-        pipelines=PipelineOperations(pipelines, engine, clock),
+        pipelines=PipelineOperations(pipelines, engine, clock, objects=objects),
     )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     await wait_until(lambda: server.started)
-    yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}", jobs, store)
+    yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}", jobs, store, s3_url)
     server.should_exit = True
     await task
     sock.close()
+    await objects.close()

@@ -18,6 +18,8 @@ class Served:
     url: str
     jobs: JobService
     tokens: MemoryJobStore
+    s3_url: str
+    """moto's S3 server (PipelineDefinitionS3Location is read from it)."""
 
     async def client(self, team: str = "search", role: Role = Role.SUBMITTER) -> Any:
         token = await mint(self.tokens, "ana", team, role)

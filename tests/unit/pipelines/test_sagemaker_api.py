@@ -142,7 +142,7 @@ async def test_a_training_step_becomes_a_job_and_a_stop_stops_it(served: Served)
 async def test_create_of_an_existing_name_says_it_exists_and_update_replaces(
     served: Served,
 ) -> None:
-    """The SDK's upsert() creates, and on a ValidationException saying "already exists"
+    """The SDK's upsert() creates, and on a ResourceInUse saying "already exists"
     updates."""
     sm = await served.client()
     role = "arn:aws:iam::000000000000:role/x"
@@ -151,7 +151,7 @@ async def test_create_of_an_existing_name_says_it_exists_and_update_replaces(
         await call(
             sm.create_pipeline, PipelineName="p", PipelineDefinition=definition(), RoleArn=role
         )
-    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert refused.value.response["Error"]["Code"] == "ResourceInUse"
     assert "already exists" in refused.value.response["Error"]["Message"]
 
     changed = definition(Parameters=[{"Name": "Threshold", "Type": "Integer", "DefaultValue": 7}])

@@ -17,23 +17,12 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.support.auth import mint
+from tests.support.sagemaker_sdk import sdk_python
 from tests.unit.pipelines.served import Served
 
 pytestmark = [pytest.mark.slow]
 
 SCRIPT = Path(__file__).parents[2] / "sdk" / "pipeline_script.py"
-# Built by .ci/run (install_sagemaker_sdk), which exports its path.
-VENV = os.environ.get("STOKER_SAGEMAKER_VENV", "")
-
-
-def sdk_python() -> Path:
-    python = Path(VENV) / "bin" / "python"
-    if VENV and python.is_file():
-        return python
-    message = f"no sagemaker SDK virtualenv at STOKER_SAGEMAKER_VENV={VENV!r} (.ci/run builds it)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 async def test_the_sdk_upserts_starts_waits_and_lists_steps(served: Served) -> None:

@@ -176,6 +176,37 @@ async def test_a_processing_step_runs_as_a_processing_job_and_reports_its_output
     assert "TrainingJobStatus" not in properties
 
 
+async def test_a_training_step_reports_its_request_as_describe_training_job_echoes_it(
+    service: Service,
+) -> None:
+    """The SDK's NotebookJobStep properties read the request's own members
+    (`NotebookJobOutputLocationPrefix` is `OutputDataConfig.S3OutputPath`)."""
+    notebook = training_args(
+        OutputDataConfig={"S3OutputPath": "s3://bucket/nb/demo/e1/Prep"},
+        Environment={"SM_OUTPUT_NOTEBOOK_NAME": "prep.ipynb"},
+    )
+    reads_output = training_args(
+        HyperParameters={
+            "data": get("Steps.Prep.OutputDataConfig.S3OutputPath"),
+            "notebook": get("Steps.Prep.Environment['SM_OUTPUT_NOTEBOOK_NAME']"),
+        }
+    )
+    await service.put(
+        pipeline(training("Prep", arguments=notebook), training("Next", arguments=reads_output))
+    )
+    await service.engine.start_execution("demo", {}, team="search", owner="ana", execution_id="e1")
+    await service.announce(topics.COMPLETED, completed("e1.Prep.1"))
+    await poll_until(lambda: service.job_exists("e1.Next.1"), 5.0, 0.005, what="Next's job")
+    following = await service.jobs.get("e1.Next.1")
+    assert following.spec["training"]["HyperParameters"] == {
+        "data": "s3://bucket/nb/demo/e1/Prep",
+        "notebook": "prep.ipynb",
+    }
+    properties = (await service.store.get_execution("e1")).state.steps["Prep"].properties or {}
+    assert properties["TrainingJobStatus"] == "Completed"
+    assert properties["RoleArn"] == notebook["RoleArn"]
+
+
 async def test_a_bad_training_request_fails_the_step_naming_the_field(service: Service) -> None:
     args = training_args()
     args["ResourceConfig"]["InstanceCount"] = "two"

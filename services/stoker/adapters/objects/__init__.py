@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from stoker.adapters.objects.local import LocalFolderStore
-from stoker.adapters.objects.memory import MemoryObjectStore
+from stoker.adapters.objects.memory import MemoryObjectReader, MemoryObjectStore
 
-__all__ = ["LocalFolderStore", "MemoryObjectStore"]
+__all__ = ["LocalFolderStore", "MemoryObjectReader", "MemoryObjectStore"]

@@ -39,3 +39,26 @@ class MemoryObjectStore:
 
     async def close(self) -> None:
         return None
+
+
+class MemoryObjectReader:
+    """The ObjectReader port's fake: objects by (bucket, key)."""
+
+    def __init__(self, objects: dict[tuple[str, str], bytes] | None = None) -> None:
+        self.objects: dict[tuple[str, str], bytes] = dict(objects or {})
+
+    async def read(
+        self, bucket: str, key: str, *, version_id: str | None = None, max_bytes: int
+    ) -> bytes:
+        try:
+            data = self.objects[(bucket, key)]
+        except KeyError:
+            raise ObjectMissing(key, f"memory://{bucket}") from None
+        if len(data) > max_bytes:
+            raise ValueError(
+                f"memory://{bucket}/{key} holds {len(data)} bytes, more than {max_bytes}"
+            )
+        return data
+
+    async def close(self) -> None:
+        return None

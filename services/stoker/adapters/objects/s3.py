@@ -120,3 +120,58 @@ def _translated(exc: ClientError, key: str, where: str) -> StokerError:
     if code in _MISSING_CODES:
         return ObjectMissing(key, where)
     return ObjectStoreUnavailable(f"reading {key!r} under {where}: {code}")
+
+
+class S3ObjectReader:
+    """Any object of the account's S3 (or the S3-compatible server botocore is pointed at
+    with AWS_ENDPOINT_URL_S3), read whole."""
+
+    def __init__(
+        self, *, region: str = "us-east-1", endpoint_url: str | None = None, config: Any = None
+    ) -> None:
+        self._region = region
+        self._endpoint_url = endpoint_url
+        self._config = config
+        self._stack = AsyncExitStack()
+        self._client: S3Client | None = None
+
+    async def _s3(self) -> S3Client:
+        if self._client is None:
+            self._client = await self._stack.enter_async_context(
+                get_session().create_client(
+                    "s3",
+                    region_name=self._region,
+                    endpoint_url=self._endpoint_url,
+                    config=self._config,
+                )
+            )
+        return self._client
+
+    async def read(
+        self, bucket: str, key: str, *, version_id: str | None = None, max_bytes: int
+    ) -> bytes:
+        where = f"s3://{bucket}"
+        try:
+            s3 = await self._s3()
+            if version_id:
+                reply = await s3.get_object(Bucket=bucket, Key=key, VersionId=version_id)
+            else:
+                reply = await s3.get_object(Bucket=bucket, Key=key)
+            if reply["ContentLength"] > max_bytes:
+                raise ValueError(
+                    f"s3://{bucket}/{key} holds {reply['ContentLength']} bytes, "
+                    f"more than {max_bytes}"
+                )
+            async with reply["Body"] as body:
+                return bytes(await body.read())
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "NoSuchBucket":
+                raise ObjectMissing(key, where) from exc
+            raise _translated(exc, key, where) from exc
+        except BotoCoreError as exc:
+            raise ObjectStoreUnavailable(f"reading s3://{bucket}/{key}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._client = None

@@ -19,7 +19,10 @@ from stoker.core.pipelines.records import (
     StoredExecution,
     StoredPipeline,
     StoredSchedule,
+    Tag,
     check_execution_outbox,
+    next_pipeline,
+    retag,
 )
 from stoker.core.pipelines.state import ExecutionState
 from stoker.core.store_rules import check_limit
@@ -43,21 +46,33 @@ class MemoryPipelineStore:
         return None
 
     async def put_pipeline(
-        self, name: str, *, team: str, definition: str, description: str | None, now: datetime
+        self,
+        name: str,
+        *,
+        team: str,
+        definition: str,
+        description: str | None,
+        now: datetime,
+        create_only: bool = False,
+        tags: Sequence[Tag] | None = None,
     ) -> StoredPipeline:
-        old = self._pipelines.get(name)
-        if old is not None and old.team != team:
-            raise PipelineNotFound(name)
-        if old is None:
-            record = StoredPipeline(name, team, definition, 1, now, now, description)
-        else:
-            record = replace(
-                old,
-                definition=definition,
-                version=old.version + 1,
-                updated_at=now,
-                description=description,
-            )
+        record = next_pipeline(
+            self._pipelines.get(name),
+            name,
+            team=team,
+            definition=definition,
+            description=description,
+            now=now,
+            create_only=create_only,
+            tags=tags,
+        )
+        self._pipelines[name] = record
+        return record
+
+    async def tag_pipeline(
+        self, name: str, *, add: Sequence[Tag] = (), remove: Sequence[str] = ()
+    ) -> StoredPipeline:
+        record = retag(await self.get_pipeline(name), add=add, remove=remove)
         self._pipelines[name] = record
         return record
 

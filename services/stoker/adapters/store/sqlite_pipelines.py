@@ -26,15 +26,19 @@ from stoker.core.pipelines.records import (
     ExecutionConflict,
     ExecutionNotFound,
     PipelineNotFound,
+    PipelineVersion,
     ScheduleConflict,
     ScheduleNotFound,
     StoredExecution,
     StoredPipeline,
     StoredSchedule,
+    Tag,
     cached_run_from_json,
     cached_run_to_json,
     check_execution_outbox,
+    next_pipeline,
     next_timer,
+    retag,
     schedule_from_json,
     schedule_to_json,
     state_from_json,
@@ -127,21 +131,29 @@ class SqlitePipelineStore:
         await self._db.close()
 
     async def put_pipeline(
-        self, name: str, *, team: str, definition: str, description: str | None, now: datetime
+        self,
+        name: str,
+        *,
+        team: str,
+        definition: str,
+        description: str | None,
+        now: datetime,
+        create_only: bool = False,
+        tags: Sequence[Tag] | None = None,
     ) -> StoredPipeline:
         def op(db: sqlite3.Connection) -> StoredPipeline:
+            # BEGIN IMMEDIATE holds the write lock from this read to the write: of two
+            # creates of one name, the second reads the first's row (PipelineExists).
             row = db.execute("SELECT record FROM pipelines WHERE name = ?", (name,)).fetchone()
-            old = _pipeline(row[0]) if row else None
-            if old is not None and old.team != team:
-                raise PipelineNotFound(name)
-            record = StoredPipeline(
-                name=name,
+            record = next_pipeline(
+                _pipeline(row[0]) if row else None,
+                name,
                 team=team,
                 definition=definition,
-                version=1 if old is None else old.version + 1,
-                created_at=now if old is None else old.created_at,
-                updated_at=now,
                 description=description,
+                now=now,
+                create_only=create_only,
+                tags=tags,
             )
             db.execute(
                 "INSERT INTO pipelines (name, team, record) VALUES (?, ?, ?)"
@@ -151,6 +163,21 @@ class SqlitePipelineStore:
             return record
 
         return await self._db.write("put_pipeline", op)
+
+    async def tag_pipeline(
+        self, name: str, *, add: Sequence[Tag] = (), remove: Sequence[str] = ()
+    ) -> StoredPipeline:
+        def op(db: sqlite3.Connection) -> StoredPipeline:
+            row = db.execute("SELECT record FROM pipelines WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise PipelineNotFound(name)
+            record = retag(_pipeline(row[0]), add=add, remove=remove)
+            db.execute(
+                "UPDATE pipelines SET record = ? WHERE name = ?", (_pipeline_json(record), name)
+            )
+            return record
+
+        return await self._db.write("tag_pipeline", op)
 
     async def get_pipeline(self, name: str) -> StoredPipeline:
         def op(db: sqlite3.Connection) -> str | None:
@@ -419,11 +446,16 @@ def _pipeline_json(record: StoredPipeline) -> str:
             "created_at": record.created_at.isoformat(),
             "updated_at": record.updated_at.isoformat(),
             "description": record.description,
+            "tags": [list(tag) for tag in record.tags],
+            "versions": [
+                [v.version, v.created_at.isoformat(), v.description] for v in record.versions
+            ],
         }
     ).decode()
 
 
 def _pipeline(text: str) -> StoredPipeline:
+    """A record as stored; one stored before tags and versions were kept has none."""
     doc = orjson.loads(text)
     return StoredPipeline(
         name=doc["name"],
@@ -433,6 +465,11 @@ def _pipeline(text: str) -> StoredPipeline:
         created_at=datetime.fromisoformat(doc["created_at"]),
         updated_at=datetime.fromisoformat(doc["updated_at"]),
         description=doc["description"],
+        tags=tuple((str(k), str(v)) for k, v in doc.get("tags", [])),
+        versions=tuple(
+            PipelineVersion(int(v), datetime.fromisoformat(at), about)
+            for v, at, about in doc.get("versions", [])
+        ),
     )
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pydantic import TypeAdapter
@@ -57,6 +57,31 @@ class ExecutionConflict(StokerError):
         self.actual = actual
 
 
+class PipelineExists(StokerError):
+    """A create of a pipeline name already used (SageMaker's ResourceInUse, whose "already
+    exists" the SDK's `upsert()` reads as its cue to update)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Pipeline {name!r} already exists")
+        self.name = name
+
+
+MAX_TAGS = 50
+"""SageMaker's limit of tags on one resource."""
+
+Tag = tuple[str, str]
+"""(key, value), in the order first added."""
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineVersion:
+    """One version of a pipeline's definition, as ListPipelineVersions reports it."""
+
+    version: int
+    created_at: datetime
+    description: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class StoredPipeline:
     name: str
@@ -68,6 +93,67 @@ class StoredPipeline:
     created_at: datetime
     updated_at: datetime
     description: str | None = None
+    tags: tuple[Tag, ...] = ()
+    versions: tuple[PipelineVersion, ...] = ()
+    """Every version made, oldest first (the definitions of older versions are not kept:
+    an execution keeps the one it runs)."""
+
+
+def next_pipeline(
+    old: StoredPipeline | None,
+    name: str,
+    *,
+    team: str,
+    definition: str,
+    description: str | None,
+    now: datetime,
+    create_only: bool = False,
+    tags: Sequence[Tag] | None = None,
+) -> StoredPipeline:
+    """The record a put of the pipeline stores over `old` (None: there is none), the same
+    rules for every store: another team's name is PipelineNotFound, a taken name with
+    `create_only` PipelineExists; an update keeps the tags unless `tags` is given."""
+    if old is not None and old.team != team:
+        raise PipelineNotFound(name)
+    if old is not None and create_only:
+        raise PipelineExists(name)
+    version = 1 if old is None else old.version + 1
+    history = old_versions(old) if old is not None else ()
+    return StoredPipeline(
+        name=name,
+        team=team,
+        definition=definition,
+        version=version,
+        created_at=now if old is None else old.created_at,
+        updated_at=now,
+        description=description,
+        tags=check_tags(tags) if tags is not None else (old.tags if old is not None else ()),
+        versions=(*history, PipelineVersion(version, now, description)),
+    )
+
+
+def old_versions(pipeline: StoredPipeline) -> tuple[PipelineVersion, ...]:
+    """The stored history; a record made before versions were kept reports its newest."""
+    if pipeline.versions:
+        return pipeline.versions
+    return (PipelineVersion(pipeline.version, pipeline.updated_at, pipeline.description),)
+
+
+def retag(
+    pipeline: StoredPipeline, *, add: Sequence[Tag] = (), remove: Sequence[str] = ()
+) -> StoredPipeline:
+    """AddTags (a key present takes the new value) then DeleteTags (absent keys ignored)."""
+    tags = dict(pipeline.tags)
+    tags.update(add)
+    for key in remove:
+        tags.pop(key, None)
+    return replace(pipeline, tags=check_tags(list(tags.items())))
+
+
+def check_tags(tags: Sequence[Tag]) -> tuple[Tag, ...]:
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"Tags: at most {MAX_TAGS} tags on a pipeline, got {len(tags)}")
+    return tuple(dict(tags).items())
 
 
 @dataclass(frozen=True, slots=True)
