@@ -1,4 +1,4 @@
-"""One PipelineStore contract, run over every adapter (memory, SQLite)."""
+"""One PipelineStore contract, run over every adapter (memory, SQLite, DynamoDB Local)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from stoker.adapters.store.dynamodb_pipelines import DynamoDbPipelineStore
 from stoker.adapters.store.memory_pipelines import MemoryPipelineStore
 from stoker.adapters.store.sqlite_pipelines import SqlitePipelineStore
 from stoker.core.events import CloudEvent
@@ -30,6 +31,7 @@ from stoker.core.pipelines.schedules import Schedule
 from stoker.core.pipelines.state import ExecutionIdentity, ExecutionState
 from stoker.core.topics import PIPELINE_EXECUTIONS
 from stoker.ports.pipelines import PipelineStore
+from tests.contract.store_factories import drop_tables, dynamodb_settings
 from tests.unit.pipelines.definitions import pipeline, training
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -49,14 +51,30 @@ FACTORIES: dict[str, Callable[[Path], PipelineStore]] = {
 }
 
 
-@pytest.fixture(params=sorted(FACTORIES))
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("dynamodb", marks=pytest.mark.integration),
+    ]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PipelineStore]:
-    built = FACTORIES[request.param](tmp_path)
-    await built.start()
+    if request.param != "dynamodb":
+        built = FACTORIES[request.param](tmp_path)
+        await built.start()
+        try:
+            yield built
+        finally:
+            await built.close()
+        return
+    endpoint: str = request.getfixturevalue("dynamodb_endpoint")
+    dynamodb = DynamoDbPipelineStore(dynamodb_settings(endpoint))
+    await dynamodb.start()
     try:
-        yield built
+        yield dynamodb
     finally:
-        await built.close()
+        await dynamodb.close()
+        await drop_tables(endpoint, [dynamodb.table])
 
 
 def new_state(execution_id: str, *, at: datetime = T0) -> ExecutionState:

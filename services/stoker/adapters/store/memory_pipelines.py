@@ -11,10 +11,8 @@ from datetime import datetime
 from stoker.core.events import CloudEvent
 from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.records import (
-    ExecutionConflict,
     ExecutionNotFound,
     PipelineNotFound,
-    ScheduleConflict,
     ScheduleNotFound,
     StoredExecution,
     StoredPipeline,
@@ -22,6 +20,11 @@ from stoker.core.pipelines.records import (
     check_execution_outbox,
 )
 from stoker.core.pipelines.state import ExecutionState
+from stoker.core.pipelines.store_rules import (
+    execution_save_refusal,
+    next_pipeline,
+    schedule_put_refusal,
+)
 from stoker.core.store_rules import check_limit
 from stoker.ports.store import OutboxEntry
 
@@ -45,19 +48,14 @@ class MemoryPipelineStore:
     async def put_pipeline(
         self, name: str, *, team: str, definition: str, description: str | None, now: datetime
     ) -> StoredPipeline:
-        old = self._pipelines.get(name)
-        if old is not None and old.team != team:
-            raise PipelineNotFound(name)
-        if old is None:
-            record = StoredPipeline(name, team, definition, 1, now, now, description)
-        else:
-            record = replace(
-                old,
-                definition=definition,
-                version=old.version + 1,
-                updated_at=now,
-                description=description,
-            )
+        record = next_pipeline(
+            self._pipelines.get(name),
+            name,
+            team=team,
+            definition=definition,
+            description=description,
+            now=now,
+        )
         self._pipelines[name] = record
         return record
 
@@ -115,9 +113,12 @@ class MemoryPipelineStore:
     ) -> StoredExecution:
         check_execution_outbox(outbox)
         execution_id = state.identity.execution_id
-        old = await self.get_execution(execution_id)
-        if old.version != expected_version:
-            raise ExecutionConflict(execution_id, expected_version, old.version)
+        old = self._executions.get(execution_id)
+        refusal = execution_save_refusal(
+            execution_id, expected_version, old.version if old is not None else None
+        )
+        if refusal is not None or old is None:
+            raise refusal or ExecutionNotFound(execution_id)
         stored = replace(old, state=state, version=old.version + 1)
         self._executions[execution_id] = stored
         self._add_outbox(outbox)
@@ -152,13 +153,14 @@ class MemoryPipelineStore:
         self, stored: StoredSchedule, *, expected_version: int | None
     ) -> StoredSchedule:
         old = self._schedules.get(stored.name)
-        if expected_version is None:
-            if old is not None:
-                raise ScheduleConflict(stored.name)
-        elif old is None:
-            raise ScheduleNotFound(stored.name)
-        elif old.version != expected_version or old.team != stored.team:
-            raise ScheduleConflict(stored.name)
+        refusal = schedule_put_refusal(
+            stored.name,
+            stored.team,
+            expected_version,
+            (old.version, old.team) if old is not None else None,
+        )
+        if refusal is not None:
+            raise refusal
         self._schedules[stored.name] = stored
         return stored
 

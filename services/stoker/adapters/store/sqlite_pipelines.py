@@ -41,6 +41,11 @@ from stoker.core.pipelines.records import (
     state_to_json,
 )
 from stoker.core.pipelines.state import ExecutionState
+from stoker.core.pipelines.store_rules import (
+    execution_save_refusal,
+    next_pipeline,
+    schedule_put_refusal,
+)
 from stoker.core.store_rules import StoreFailure, check_limit, event_bytes, time_key
 from stoker.ports.store import OutboxEntry
 
@@ -131,17 +136,13 @@ class SqlitePipelineStore:
     ) -> StoredPipeline:
         def op(db: sqlite3.Connection) -> StoredPipeline:
             row = db.execute("SELECT record FROM pipelines WHERE name = ?", (name,)).fetchone()
-            old = _pipeline(row[0]) if row else None
-            if old is not None and old.team != team:
-                raise PipelineNotFound(name)
-            record = StoredPipeline(
-                name=name,
+            record = next_pipeline(
+                _pipeline(row[0]) if row else None,
+                name,
                 team=team,
                 definition=definition,
-                version=1 if old is None else old.version + 1,
-                created_at=now if old is None else old.created_at,
-                updated_at=now,
                 description=description,
+                now=now,
             )
             db.execute(
                 "INSERT INTO pipelines (name, team, record) VALUES (?, ?, ?)"
@@ -259,9 +260,10 @@ class SqlitePipelineStore:
                 row = db.execute(
                     "SELECT version FROM executions WHERE execution_id = ?", (execution_id,)
                 ).fetchone()
-                if row is None:
-                    raise ExecutionNotFound(execution_id)
-                raise ExecutionConflict(execution_id, expected_version, int(row[0]))
+                found = int(row[0]) if row else None
+                raise execution_save_refusal(
+                    execution_id, expected_version, found
+                ) or ExecutionConflict(execution_id, expected_version, found)
             _insert_outbox(db, events)
             return _load(db, execution_id)
 
@@ -331,23 +333,26 @@ class SqlitePipelineStore:
 
         def op(db: sqlite3.Connection) -> None:
             if expected_version is None:
-                inserted = db.execute(
+                written = db.execute(
                     "INSERT INTO schedules (name, team, version, record) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (name) DO NOTHING",
                     (name, stored.team, stored.version, raw),
                 ).rowcount
-                if inserted != 1:
-                    raise ScheduleConflict(name)
-                return
-            # The version condition and the write in one statement (see save_execution).
-            updated = db.execute(
-                "UPDATE schedules SET version = ?, record = ?"
-                " WHERE name = ? AND version = ? AND team = ?",
-                (stored.version, raw, name, expected_version, stored.team),
-            ).rowcount
-            if updated != 1:
-                exists = db.execute("SELECT 1 FROM schedules WHERE name = ?", (name,)).fetchone()
-                raise ScheduleConflict(name) if exists else ScheduleNotFound(name)
+            else:
+                # The version condition and the write in one statement (see save_execution).
+                written = db.execute(
+                    "UPDATE schedules SET version = ?, record = ?"
+                    " WHERE name = ? AND version = ? AND team = ?",
+                    (stored.version, raw, name, expected_version, stored.team),
+                ).rowcount
+            if written != 1:
+                row = db.execute(
+                    "SELECT version, team FROM schedules WHERE name = ?", (name,)
+                ).fetchone()
+                found = (int(row[0]), str(row[1])) if row else None
+                raise schedule_put_refusal(
+                    name, stored.team, expected_version, found
+                ) or ScheduleConflict(name)
 
         await self._db.write("put_schedule", op)
         return stored

@@ -1,0 +1,652 @@
+"""The pipeline store on DynamoDB (aiobotocore): pipelines, executions, cached step runs,
+schedules and the execution events' outbox in one table, `<prefix>-pipelines`
+(pipeline_layout.py has its items).
+
+An execution is saved with one TransactWriteItems: the execution item, conditional on its
+version, and the outbox items of its events. Of two engines planning the same event only one
+transaction lands, and a crash keeps the state and its events together or neither, as in
+the SQLite store. Pipelines and schedules change by conditional writes on their versions;
+which write is refused, and with what error, is `stoker.core.pipelines.store_rules`'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+
+from stoker.adapters.aws import (
+    AwsClients,
+    AwsRequestRejected,
+    AwsUnavailable,
+    call,
+    logged_retries,
+)
+from stoker.adapters.store import pipeline_layout as pl
+from stoker.adapters.store.dynamodb import CONFLICT_RETRY, MARK_CONCURRENCY
+from stoker.adapters.store.pipeline_pages import BatchReader, query_all
+from stoker.core.events import CloudEvent, decode_event
+from stoker.core.pipelines.caching import CachedRun
+from stoker.core.pipelines.records import (
+    ExecutionConflict,
+    ExecutionNotFound,
+    PipelineNotFound,
+    ScheduleConflict,
+    ScheduleNotFound,
+    StoredExecution,
+    StoredPipeline,
+    StoredSchedule,
+    cached_run_from_json,
+    cached_run_to_json,
+    check_execution_outbox,
+    next_timer,
+    schedule_from_json,
+    schedule_to_json,
+    state_from_json,
+    state_to_json,
+)
+from stoker.core.pipelines.state import ExecutionState
+from stoker.core.pipelines.store_rules import (
+    execution_save_refusal,
+    next_pipeline,
+    schedule_put_refusal,
+)
+from stoker.core.retry import RetryPolicy
+from stoker.core.store_rules import SortableIds, StoreFailure, check_limit, event_bytes, time_key
+from stoker.ports.store import OutboxEntry
+from stoker.settings import Settings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef
+
+    from stoker.adapters.store.pipeline_layout import Item
+
+log = structlog.get_logger("stoker.adapters.store.dynamodb_pipelines")
+
+PUT_RACE = RetryPolicy(
+    initial_delay_s=0.01, multiplier=2, max_delay_s=0.5, jitter=0.5, max_attempts=10
+)
+"""A pipeline put read a version another put replaced before its write: read again."""
+
+
+class _PutRaced(Exception):
+    """The pipeline item changed between the read and the conditional write."""
+
+
+class DynamoDbPipelineStore:
+    """Pipelines and their executions in `<prefix>-pipelines`, created with its indexes by
+    `start()`. `client` hands the store a DynamoDB client made elsewhere (then `close`
+    leaves it to its owner)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        table_prefix: str | None = None,
+        client: DynamoDBClient | None = None,
+    ) -> None:
+        self._settings = settings
+        self.table = pl.pipeline_table_name(table_prefix or settings.dynamodb_table_prefix)
+        self._given = client
+        self._clients: AwsClients | None = None
+        self._db: DynamoDBClient | None = None
+        self._ids = SortableIds()
+        # Definitions by content hash: immutable, so a copy read once serves for good.
+        self._definitions: dict[str, str] = {}
+        # Event id -> sort key of its outbox item, for the events this process wrote or
+        # read as pending (see DynamoDbJobStore._outbox_keys).
+        self._outbox_keys: dict[str, str] = {}
+
+    async def start(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            if self._given is not None:
+                self._db = self._given
+            else:
+                self._clients = AwsClients(self._settings)
+                self._db = await self._clients.dynamodb()
+            await pl.ensure_pipeline_table(self._db, self.table)
+        except BaseException:
+            await self.close()
+            raise
+        log.info("dynamodb pipeline store ready", table=self.table)
+
+    async def close(self) -> None:
+        if self._clients is not None:
+            await self._clients.close()
+        self._clients = None
+        self._db = None
+
+    @property
+    def _client(self) -> DynamoDBClient:
+        if self._db is None:
+            raise StoreFailure("the DynamoDB pipeline store is not started; call start() first")
+        return self._db
+
+    # -- pipelines --------------------------------------------------------------------------
+
+    async def put_pipeline(
+        self, name: str, *, team: str, definition: str, description: str | None, now: datetime
+    ) -> StoredPipeline:
+        async def attempt() -> StoredPipeline:
+            old_item = await self._get(pl.PIPELINE_PK, name)
+            old = _pipeline(old_item) if old_item else None
+            record = next_pipeline(
+                old, name, team=team, definition=definition, description=description, now=now
+            )
+            item = _pipeline_item(record)
+            pl.check_size(item, field="definition", what=f"pipeline {name!r}")
+            condition: dict[str, Any] = (
+                {"ConditionExpression": "attribute_not_exists(pk)"}
+                if old is None
+                else {
+                    "ConditionExpression": "#v = :v",
+                    "ExpressionAttributeNames": {"#v": "version"},
+                    "ExpressionAttributeValues": {":v": {"N": str(old.version)}},
+                }
+            )
+            if not await self._conditional_put("put_pipeline", item, condition):
+                raise _PutRaced(name)
+            return record
+
+        result: StoredPipeline = await PUT_RACE.call(
+            attempt,
+            retry_on=lambda error: isinstance(error, _PutRaced),
+            before_sleep=logged_retries("pipeline changed while being put; retrying"),
+        )
+        return result
+
+    async def get_pipeline(self, name: str) -> StoredPipeline:
+        item = await self._get(pl.PIPELINE_PK, name)
+        if item is None:
+            raise PipelineNotFound(name)
+        return _pipeline(item)
+
+    async def list_pipelines(self, *, team: str | None = None) -> list[StoredPipeline]:
+        items = await self._query_partition("list_pipelines", pl.PIPELINE_PK, team)
+        return [_pipeline(item) for item in items]
+
+    async def delete_pipeline(self, name: str) -> None:
+        if not await self._conditional_delete("delete_pipeline", pl.PIPELINE_PK, name):
+            raise PipelineNotFound(name)
+
+    # -- executions -------------------------------------------------------------------------
+
+    async def create_execution(
+        self,
+        state: ExecutionState,
+        *,
+        pipeline_version: int,
+        definition: str,
+        outbox: Sequence[tuple[str, CloudEvent]] = (),
+    ) -> tuple[StoredExecution, bool]:
+        check_execution_outbox(outbox)
+        stored = StoredExecution(state, 1, pipeline_version, definition)
+        hashed = await self._keep_definition(definition)
+        item = _execution_item(stored, hashed, self._ids.next())
+        put: TransactWriteItemTypeDef = {
+            "Put": {
+                "TableName": self.table,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        if await self._write_with_outbox("create_execution", put, outbox):
+            return await self.get_execution(state.identity.execution_id), False
+        return stored, True
+
+    async def get_execution(self, execution_id: str) -> StoredExecution:
+        item = await self._get(pl.execution_pk(execution_id), pl.EXECUTION_SK)
+        if item is None:
+            raise ExecutionNotFound(execution_id)
+        return await self._execution(item)
+
+    async def list_executions(self, pipeline_name: str) -> list[StoredExecution]:
+        items = await query_all(
+            self._client,
+            "list_executions",
+            {
+                "TableName": self.table,
+                "IndexName": pl.INDEX_BY_PIPELINE,
+                "KeyConditionExpression": "x_pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": pl.by_pipeline_pk(pipeline_name)}},
+                "ScanIndexForward": False,
+            },
+        )
+        return [await self._execution(item) for item in items]
+
+    async def save_execution(
+        self,
+        state: ExecutionState,
+        *,
+        expected_version: int,
+        outbox: Sequence[tuple[str, CloudEvent]] = (),
+    ) -> StoredExecution:
+        check_execution_outbox(outbox)
+        execution_id = state.identity.execution_id
+        raw = pl.pack(state_to_json(state))
+        pl.check_value_size(raw, field="state", what=f"pipeline execution {execution_id!r}")
+        sets = ["#state = :state", "#v = :next"]
+        removes: list[str] = []
+        values: Item = {
+            ":state": {"B": raw},
+            ":next": {"N": str(expected_version + 1)},
+            ":expected": {"N": str(expected_version)},
+        }
+        due = next_timer(state)
+        if due is not None:
+            sets += ["d_pk = :due", "d_sk = :due_at"]
+            values[":due"] = {"S": pl.DUE_PARTITION}
+            values[":due_at"] = {"S": f"{time_key(due)}#{execution_id}"}
+        else:
+            removes += ["d_pk", "d_sk"]
+        if state.status.terminal:
+            removes += ["r_pk", "r_sk"]
+        expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        update: TransactWriteItemTypeDef = {
+            "Update": {
+                "TableName": self.table,
+                "Key": {"pk": {"S": pl.execution_pk(execution_id)}, "sk": {"S": pl.EXECUTION_SK}},
+                "UpdateExpression": expression,
+                "ConditionExpression": "#v = :expected",
+                "ExpressionAttributeNames": {"#state": "state", "#v": "version"},
+                "ExpressionAttributeValues": values,
+            }
+        }
+        if await self._write_with_outbox("save_execution", update, outbox):
+            found = await self._get(pl.execution_pk(execution_id), pl.EXECUTION_SK)
+            actual = int(found["version"]["N"]) if found else None
+            raise execution_save_refusal(
+                execution_id, expected_version, actual
+            ) or ExecutionConflict(execution_id, expected_version, actual)
+        saved = await self.get_execution(execution_id)
+        if saved.version != expected_version + 1:
+            # Another save landed right after this one: this one's result is still its own.
+            return StoredExecution(
+                state, expected_version + 1, saved.pipeline_version, saved.definition
+            )
+        return saved
+
+    async def running_executions(self, limit: int = 1000) -> list[str]:
+        check_limit(limit)
+        items = await query_all(
+            self._client,
+            "running_executions",
+            {
+                "TableName": self.table,
+                "IndexName": pl.INDEX_RUNNING,
+                "KeyConditionExpression": "r_pk = :r",
+                "ExpressionAttributeValues": {":r": {"S": pl.RUNNING_PARTITION}},
+            },
+            limit=limit,
+        )
+        return [_execution_id(item) for item in items]
+
+    async def due_executions(self, now: datetime, limit: int = 100) -> list[str]:
+        check_limit(limit)
+        # "$" sorts right after "#", so this bound takes every retry due at exactly `now`.
+        items = await query_all(
+            self._client,
+            "due_executions",
+            {
+                "TableName": self.table,
+                "IndexName": pl.INDEX_DUE,
+                "KeyConditionExpression": "d_pk = :d AND d_sk < :bound",
+                "ExpressionAttributeValues": {
+                    ":d": {"S": pl.DUE_PARTITION},
+                    ":bound": {"S": f"{time_key(now)}$"},
+                },
+            },
+            limit=limit,
+        )
+        return [_execution_id(item) for item in items]
+
+    # -- cached runs ------------------------------------------------------------------------
+
+    async def record_cached_run(self, pipeline_name: str, key: str, run: CachedRun) -> None:
+        item: Item = {
+            "pk": {"S": pl.cache_pk(pipeline_name)},
+            "sk": {"S": key},
+            "ended": {"S": time_key(run.ended_at)},
+            "run": {"B": cached_run_to_json(run)},
+        }
+        pl.check_size(item, field="properties", what=f"the cached run of {pipeline_name!r}")
+        # The newest run per key wins: an older one arriving late leaves it alone.
+        await self._conditional_put(
+            "record_cached_run",
+            item,
+            {
+                "ConditionExpression": "attribute_not_exists(pk) OR ended <= :ended",
+                "ExpressionAttributeValues": {":ended": item["ended"]},
+            },
+        )
+
+    async def cached_runs(self, pipeline_name: str, keys: Sequence[str]) -> dict[str, CachedRun]:
+        wanted = [
+            {"pk": {"S": pl.cache_pk(pipeline_name)}, "sk": {"S": key}}
+            for key in dict.fromkeys(keys)
+        ]
+        items = await BatchReader(self._client, self.table).get(wanted)
+        return {item["sk"]["S"]: cached_run_from_json(bytes(item["run"]["B"])) for item in items}
+
+    # -- schedules --------------------------------------------------------------------------
+
+    async def put_schedule(
+        self, stored: StoredSchedule, *, expected_version: int | None
+    ) -> StoredSchedule:
+        item: Item = {
+            "pk": {"S": pl.SCHEDULE_PK},
+            "sk": {"S": stored.name},
+            "team": {"S": stored.team},
+            "version": {"N": str(stored.version)},
+            "record": {"B": schedule_to_json(stored)},
+        }
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(pk)"}
+            if expected_version is None
+            else {
+                "ConditionExpression": "#v = :v AND team = :team",
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {
+                    ":v": {"N": str(expected_version)},
+                    ":team": {"S": stored.team},
+                },
+            }
+        )
+        if not await self._conditional_put("put_schedule", item, condition):
+            found = await self._get(pl.SCHEDULE_PK, stored.name)
+            now = (int(found["version"]["N"]), found["team"]["S"]) if found else None
+            raise schedule_put_refusal(
+                stored.name, stored.team, expected_version, now
+            ) or ScheduleConflict(stored.name)
+        return stored
+
+    async def get_schedule(self, name: str) -> StoredSchedule:
+        item = await self._get(pl.SCHEDULE_PK, name)
+        if item is None:
+            raise ScheduleNotFound(name)
+        return schedule_from_json(bytes(item["record"]["B"]))
+
+    async def list_schedules(self, *, team: str | None = None) -> list[StoredSchedule]:
+        items = await self._query_partition("list_schedules", pl.SCHEDULE_PK, team)
+        return [schedule_from_json(bytes(item["record"]["B"])) for item in items]
+
+    async def delete_schedule(self, name: str) -> None:
+        if not await self._conditional_delete("delete_schedule", pl.SCHEDULE_PK, name):
+            raise ScheduleNotFound(name)
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
+        check_limit(limit)
+        entries: list[OutboxEntry] = []
+        start: dict[str, Any] | None = None
+        while len(entries) < limit:
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "KeyConditionExpression": "pk = :o",
+                "ExpressionAttributeValues": {":o": {"S": pl.OUTBOX_PK}},
+                "ConsistentRead": True,
+                "Limit": 25,
+            }
+            if start is not None:
+                request["ExclusiveStartKey"] = start
+            page = await call("pending_outbox", partial(self._client.query, **request))
+            for item in page.get("Items", []):
+                done = set(item.get("done", {}).get("SS", []))
+                for topic, raw in pl.outbox_events(item):
+                    event = decode_event(raw)
+                    if event.id in done or len(entries) >= limit:
+                        continue
+                    self._outbox_keys[event.id] = item["sk"]["S"]
+                    entries.append(OutboxEntry(entry_id=event.id, topic=topic, event=event))
+            start = page.get("LastEvaluatedKey")
+            if start is None:
+                break
+        return entries
+
+    async def mark_published(self, entry_ids: Sequence[str]) -> None:
+        by_item: dict[str, list[str]] = {}
+        for entry_id in dict.fromkeys(entry_ids):
+            sort_id = self._outbox_keys.get(entry_id)
+            # Written by another process and not read here: its writer or a relay pass
+            # (which reads it as pending first) marks it.
+            if sort_id is not None:
+                by_item.setdefault(sort_id, []).append(entry_id)
+        gate = asyncio.Semaphore(MARK_CONCURRENCY)
+
+        async def mark(sort_id: str, ids: list[str]) -> None:
+            async with gate:
+                await self._mark_item(sort_id, ids)
+            for entry_id in ids:
+                self._outbox_keys.pop(entry_id, None)
+
+        await asyncio.gather(*(mark(sort_id, ids) for sort_id, ids in by_item.items()))
+
+    async def _mark_item(self, sort_id: str, ids: list[str]) -> None:
+        """Add `ids` to the item's published ones; the item goes once all of its are."""
+        key: Item = {"pk": {"S": pl.OUTBOX_PK}, "sk": {"S": sort_id}}
+        try:
+            response = await call(
+                "mark_published",
+                lambda: self._client.update_item(
+                    TableName=self.table,
+                    Key=key,
+                    UpdateExpression="ADD done :ids",
+                    # Without it, an item already removed would come back as a stray one.
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":ids": {"SS": ids}},
+                    ReturnValues="ALL_NEW",
+                ),
+            )
+        except AwsRequestRejected as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return
+            raise
+        after = response.get("Attributes", {})
+        if len(after.get("done", {}).get("SS", [])) >= int(after.get("count", {}).get("N", 0)):
+            await call(
+                "mark_published delete",
+                lambda: self._client.delete_item(TableName=self.table, Key=key),
+            )
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _keep_definition(self, definition: str) -> str:
+        """Store the definition by its hash (once per process and content) and return it."""
+        hashed = pl.digest(definition)
+        if hashed not in self._definitions:
+            item: Item = {
+                "pk": {"S": pl.definition_pk(hashed)},
+                "sk": {"S": pl.DEF_SK},
+                "definition": {"B": pl.pack(definition.encode())},
+            }
+            pl.check_size(item, field="definition", what="the pipeline definition")
+            # Content-addressed: writing it again writes the same bytes.
+            await call(
+                "put definition", partial(self._client.put_item, TableName=self.table, Item=item)
+            )
+            self._definitions[hashed] = definition
+        return hashed
+
+    async def _definition(self, hashed: str) -> str:
+        known = self._definitions.get(hashed)
+        if known is not None:
+            return known
+        item = await self._get(pl.definition_pk(hashed), pl.DEF_SK)
+        if item is None:
+            raise StoreFailure(f"pipeline definition {hashed} is missing from {self.table}")
+        text = pl.unpack(item["definition"]["B"]).decode()
+        self._definitions[hashed] = text
+        return text
+
+    async def _execution(self, item: dict[str, Any]) -> StoredExecution:
+        return StoredExecution(
+            state_from_json(pl.unpack(item["state"]["B"])),
+            int(item["version"]["N"]),
+            int(item["pipeline_version"]["N"]),
+            await self._definition(item["definition"]["S"]),
+        )
+
+    async def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = await call(
+            "get_item",
+            lambda: self._client.get_item(
+                TableName=self.table,
+                Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                ConsistentRead=True,
+            ),
+        )
+        item = response.get("Item")
+        return dict(item) if item else None
+
+    async def _query_partition(self, what: str, pk: str, team: str | None) -> list[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ConsistentRead": True,
+        }
+        if team is not None:
+            request["FilterExpression"] = "team = :team"
+            request["ExpressionAttributeValues"][":team"] = {"S": team}
+        return await query_all(self._client, what, request)
+
+    async def _conditional_put(self, what: str, item: Item, condition: dict[str, Any]) -> bool:
+        """Put the item if the condition holds; False (nothing written) if not."""
+        try:
+            await call(
+                what,
+                partial(self._client.put_item, TableName=self.table, Item=item, **condition),
+            )
+        except AwsRequestRejected as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    async def _conditional_delete(self, what: str, pk: str, sk: str) -> bool:
+        try:
+            await call(
+                what,
+                lambda: self._client.delete_item(
+                    TableName=self.table,
+                    Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                    ConditionExpression="attribute_exists(pk)",
+                ),
+            )
+        except AwsRequestRejected as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    async def _write_with_outbox(
+        self,
+        what: str,
+        first: TransactWriteItemTypeDef,
+        outbox: Sequence[tuple[str, CloudEvent]],
+    ) -> bool:
+        """One transaction of `first` and the outbox items of `outbox`. True when the
+        condition of `first` failed (nothing was written)."""
+        entries = [(topic, event.id, event_bytes(event)) for topic, event in outbox]
+        puts: list[TransactWriteItemTypeDef] = [first]
+        keys: dict[str, str] = {}
+        for chunk in pl.outbox_chunks(entries):
+            sort_id = self._ids.next()
+            puts.append({"Put": {"TableName": self.table, "Item": pl.outbox_item(sort_id, chunk)}})
+            keys.update((event_id, sort_id) for _, event_id, _ in chunk)
+        try:
+            await CONFLICT_RETRY.call(
+                partial(self._send, what, puts),
+                retry_on=_collided,
+                before_sleep=logged_retries("transaction conflict; retrying", operation=what),
+            )
+        except AwsRequestRejected as exc:
+            if "ConditionalCheckFailed" in exc.cancellations:
+                return True
+            raise
+        self._outbox_keys.update(keys)
+        return False
+
+    async def _send(self, what: str, items: list[TransactWriteItemTypeDef]) -> None:
+        # One token per try (see DynamoDbJobStore._send).
+        token = uuid.uuid4().hex
+        await call(
+            what,
+            lambda: self._client.transact_write_items(
+                TransactItems=items, ClientRequestToken=token
+            ),
+        )
+
+
+def _collided(error: BaseException) -> bool:
+    return isinstance(error, AwsUnavailable) and error.code == "TransactionCanceledException"
+
+
+def _pipeline_item(record: StoredPipeline) -> Item:
+    meta = {
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "description": record.description,
+    }
+    return {
+        "pk": {"S": pl.PIPELINE_PK},
+        "sk": {"S": record.name},
+        "team": {"S": record.team},
+        "version": {"N": str(record.version)},
+        "record": {"S": orjson.dumps(meta).decode()},
+        "definition": {"B": pl.pack(record.definition.encode())},
+    }
+
+
+def _pipeline(item: dict[str, Any]) -> StoredPipeline:
+    meta = orjson.loads(item["record"]["S"])
+    return StoredPipeline(
+        name=item["sk"]["S"],
+        team=item["team"]["S"],
+        definition=pl.unpack(item["definition"]["B"]).decode(),
+        version=int(item["version"]["N"]),
+        created_at=datetime.fromisoformat(meta["created_at"]),
+        updated_at=datetime.fromisoformat(meta["updated_at"]),
+        description=meta["description"],
+    )
+
+
+def _execution_item(stored: StoredExecution, definition_hash: str, sort_id: str) -> Item:
+    execution_id = stored.execution_id
+    raw = pl.pack(state_to_json(stored.state))
+    pl.check_value_size(raw, field="state", what=f"pipeline execution {execution_id!r}")
+    position = f"{time_key(stored.state.started_at)}#{sort_id}"
+    item: Item = {
+        "pk": {"S": pl.execution_pk(execution_id)},
+        "sk": {"S": pl.EXECUTION_SK},
+        "version": {"N": str(stored.version)},
+        "pipeline_version": {"N": str(stored.pipeline_version)},
+        "definition": {"S": definition_hash},
+        "state": {"B": raw},
+        "x_pk": {"S": pl.by_pipeline_pk(stored.pipeline_name)},
+        "x_sk": {"S": position},
+    }
+    if not stored.status.terminal:
+        item["r_pk"] = {"S": pl.RUNNING_PARTITION}
+        item["r_sk"] = {"S": position}
+    due = stored.next_timer
+    if due is not None:
+        item["d_pk"] = {"S": pl.DUE_PARTITION}
+        item["d_sk"] = {"S": f"{time_key(due)}#{execution_id}"}
+    return item
+
+
+def _execution_id(item: dict[str, Any]) -> str:
+    return str(item["pk"]["S"]).removeprefix("X#")

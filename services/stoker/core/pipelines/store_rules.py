@@ -1,0 +1,77 @@
+"""The save-on-version rules every PipelineStore adapter shares, so memory, SQLite and
+DynamoDB refuse the same writes with the same errors.
+
+Each adapter makes its write conditional in its own way (a dict check, one SQL statement, a
+DynamoDB condition expression); when the condition fails, or before writing where the store
+reads first, it hands what it found to these functions, which decide the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from stoker.core.errors import StokerError
+from stoker.core.pipelines.records import (
+    ExecutionConflict,
+    ExecutionNotFound,
+    PipelineNotFound,
+    ScheduleConflict,
+    ScheduleNotFound,
+    StoredPipeline,
+)
+
+
+def next_pipeline(
+    old: StoredPipeline | None,
+    name: str,
+    *,
+    team: str,
+    definition: str,
+    description: str | None,
+    now: datetime,
+) -> StoredPipeline:
+    """What a put stores over `old`: version 1 when new, one more otherwise, the creation
+    time kept. PipelineNotFound when `old` is another team's (a team never learns of
+    another's pipeline, not even by a refused replace)."""
+    if old is None:
+        return StoredPipeline(name, team, definition, 1, now, now, description)
+    if old.team != team:
+        raise PipelineNotFound(name)
+    return replace(
+        old,
+        definition=definition,
+        version=old.version + 1,
+        updated_at=now,
+        description=description,
+    )
+
+
+def execution_save_refusal(
+    execution_id: str, expected_version: int, stored_version: int | None
+) -> StokerError | None:
+    """Why a save of an execution made from `expected_version` may not land, given the
+    version stored now (None: no such execution), or None when it may."""
+    if stored_version is None:
+        return ExecutionNotFound(execution_id)
+    if stored_version != expected_version:
+        return ExecutionConflict(execution_id, expected_version, stored_version)
+    return None
+
+
+def schedule_put_refusal(
+    name: str,
+    team: str,
+    expected_version: int | None,
+    stored: tuple[int, str] | None,
+) -> StokerError | None:
+    """Why a put of a schedule may not land, given the (version, team) stored now (None:
+    no such schedule), or None when it may. `expected_version` None asks for a new one."""
+    if expected_version is None:
+        return ScheduleConflict(name) if stored is not None else None
+    if stored is None:
+        return ScheduleNotFound(name)
+    version, owner = stored
+    if version != expected_version or owner != team:
+        return ScheduleConflict(name)
+    return None
