@@ -114,10 +114,8 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
         else None
     )
     pipeline_store = build_pipeline_store(rt.settings)
-    pipelines = None
-    if pipeline_store is not None:
-        await pipeline_store.start()
-        pipelines = pipeline_operations(rt, pipeline_store, service)
+    await pipeline_store.start()
+    pipelines = pipeline_operations(rt, pipeline_store, service)
     config = uvicorn.Config(
         create_app(
             service,
@@ -145,8 +143,7 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
     finally:
         if ledger is not None:
             await ledger.close()
-        if pipeline_store is not None:
-            await pipeline_store.close()
+        await pipeline_store.close()
 
 
 async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:
