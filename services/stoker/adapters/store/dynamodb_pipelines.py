@@ -36,6 +36,7 @@ from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.records import (
     ExecutionConflict,
     ExecutionNotFound,
+    ExecutionPage,
     PipelineNotFound,
     ScheduleConflict,
     ScheduleNotFound,
@@ -53,8 +54,11 @@ from stoker.core.pipelines.records import (
 )
 from stoker.core.pipelines.state import ExecutionState
 from stoker.core.pipelines.store_rules import (
+    execution_position,
     execution_save_refusal,
+    next_cursor,
     next_pipeline,
+    position_of,
     schedule_put_refusal,
 )
 from stoker.core.retry import RetryPolicy
@@ -191,7 +195,7 @@ class DynamoDbPipelineStore:
         check_execution_outbox(outbox)
         stored = StoredExecution(state, 1, pipeline_version, definition)
         hashed = await self._keep_definition(definition)
-        item = _execution_item(stored, hashed, self._ids.next())
+        item = _execution_item(stored, hashed)
         put: TransactWriteItemTypeDef = {
             "Put": {
                 "TableName": self.table,
@@ -210,16 +214,36 @@ class DynamoDbPipelineStore:
         return await self._execution(item)
 
     async def list_executions(self, pipeline_name: str) -> list[StoredExecution]:
+        return await self._newest(pipeline_name, None, None)
+
+    async def execution_page(
+        self, pipeline_name: str, *, limit: int = 100, cursor: str | None = None
+    ) -> ExecutionPage:
+        check_limit(limit)
+        after = position_of(cursor) if cursor is not None else None
+        found = await self._newest(pipeline_name, after, limit + 1)
+        return ExecutionPage(found[:limit], next_cursor(found, limit))
+
+    async def _newest(
+        self, pipeline_name: str, after: tuple[str, str] | None, count: int | None
+    ) -> list[StoredExecution]:
+        """A pipeline's executions newest first, after the position `after` if given."""
+        condition = "x_pk = :p"
+        values: Item = {":p": {"S": pl.by_pipeline_pk(pipeline_name)}}
+        if after is not None:
+            condition += " AND x_sk < :after"
+            values[":after"] = {"S": pl.position_key(*after)}
         items = await query_all(
             self._client,
             "list_executions",
             {
                 "TableName": self.table,
                 "IndexName": pl.INDEX_BY_PIPELINE,
-                "KeyConditionExpression": "x_pk = :p",
-                "ExpressionAttributeValues": {":p": {"S": pl.by_pipeline_pk(pipeline_name)}},
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeValues": values,
                 "ScanIndexForward": False,
             },
+            limit=count,
         )
         return [await self._execution(item) for item in items]
 
@@ -623,11 +647,11 @@ def _pipeline(item: dict[str, Any]) -> StoredPipeline:
     )
 
 
-def _execution_item(stored: StoredExecution, definition_hash: str, sort_id: str) -> Item:
+def _execution_item(stored: StoredExecution, definition_hash: str) -> Item:
     execution_id = stored.execution_id
     raw = pl.pack(state_to_json(stored.state))
     pl.check_value_size(raw, field="state", what=f"pipeline execution {execution_id!r}")
-    position = f"{time_key(stored.state.started_at)}#{sort_id}"
+    position = pl.position_key(*execution_position(stored))
     item: Item = {
         "pk": {"S": pl.execution_pk(execution_id)},
         "sk": {"S": pl.EXECUTION_SK},

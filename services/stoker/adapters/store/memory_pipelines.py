@@ -12,6 +12,7 @@ from stoker.core.events import CloudEvent
 from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.records import (
     ExecutionNotFound,
+    ExecutionPage,
     PipelineNotFound,
     ScheduleNotFound,
     StoredExecution,
@@ -21,8 +22,11 @@ from stoker.core.pipelines.records import (
 )
 from stoker.core.pipelines.state import ExecutionState
 from stoker.core.pipelines.store_rules import (
+    execution_position,
     execution_save_refusal,
+    next_cursor,
     next_pipeline,
+    position_of,
     schedule_put_refusal,
 )
 from stoker.core.store_rules import check_limit
@@ -98,11 +102,19 @@ class MemoryPipelineStore:
 
     async def list_executions(self, pipeline_name: str) -> list[StoredExecution]:
         found = [e for e in self._executions.values() if e.pipeline_name == pipeline_name]
-        return sorted(
-            found,
-            key=lambda e: (e.state.started_at, self._order[e.execution_id]),
-            reverse=True,
-        )
+        return sorted(found, key=execution_position, reverse=True)
+
+    async def execution_page(
+        self, pipeline_name: str, *, limit: int = 100, cursor: str | None = None
+    ) -> ExecutionPage:
+        check_limit(limit)
+        after = position_of(cursor) if cursor is not None else None
+        found = [
+            e
+            for e in await self.list_executions(pipeline_name)
+            if after is None or execution_position(e) < after
+        ][: limit + 1]
+        return ExecutionPage(found[:limit], next_cursor(found, limit))
 
     async def save_execution(
         self,

@@ -17,7 +17,8 @@ version share one item, a save rewrites only the state, and a definition cannot 
 execution item past the limit.
 
 Sparse GSIs over the execution item: by-pipeline (x_pk = PX#<pipeline>, x_sk = <start
-time>#<sortable id>; all attributes) for listing newest first; running (r_pk, r_sk =
+time>#<execution id>, the position every store pages by; all attributes) for listing newest
+first; running (r_pk, r_sk =
 x_sk; present until the execution ends) and due (d_pk, d_sk = <retry time>#<id>; present
 while a retry waits), keys only. No stream: the pipeline service's relay publishes the
 outbox to whichever bus runs.
@@ -77,6 +78,12 @@ def execution_pk(execution_id: str) -> str:
 
 def by_pipeline_pk(pipeline_name: str) -> str:
     return f"PX#{pipeline_name}"
+
+
+def position_key(started_key: str, execution_id: str) -> str:
+    """x_sk: start times are fixed width and "#" sorts below every id character, so the
+    text order is (start time, execution id) order."""
+    return f"{started_key}#{execution_id}"
 
 
 def cache_pk(pipeline_name: str) -> str:

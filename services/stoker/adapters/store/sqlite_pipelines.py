@@ -25,6 +25,7 @@ from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.records import (
     ExecutionConflict,
     ExecutionNotFound,
+    ExecutionPage,
     PipelineNotFound,
     ScheduleConflict,
     ScheduleNotFound,
@@ -43,7 +44,9 @@ from stoker.core.pipelines.records import (
 from stoker.core.pipelines.state import ExecutionState
 from stoker.core.pipelines.store_rules import (
     execution_save_refusal,
+    next_cursor,
     next_pipeline,
+    position_of,
     schedule_put_refusal,
 )
 from stoker.core.store_rules import StoreFailure, check_limit, event_bytes, time_key
@@ -71,8 +74,9 @@ TABLES = (
         state            BLOB NOT NULL
     )
     """,
-    "CREATE INDEX IF NOT EXISTS executions_by_pipeline"
-    " ON executions (pipeline_name, started_key, seq)",
+    # A pipeline's executions newest first, by the position every store pages by.
+    "CREATE INDEX IF NOT EXISTS executions_by_pipeline_position"
+    " ON executions (pipeline_name, started_key, execution_id)",
     # Partial: only running executions waiting for a retry carry a timer.
     "CREATE INDEX IF NOT EXISTS executions_by_timer ON executions (timer_key, execution_id)"
     " WHERE timer_key IS NOT NULL",
@@ -226,12 +230,31 @@ class SqlitePipelineStore:
     async def list_executions(self, pipeline_name: str) -> list[StoredExecution]:
         def op(db: sqlite3.Connection) -> list[_Row]:
             rows = db.execute(
-                f"{_SELECT} WHERE pipeline_name = ? ORDER BY started_key DESC, seq DESC",
+                f"{_SELECT} WHERE pipeline_name = ? ORDER BY started_key DESC, execution_id DESC",
                 (pipeline_name,),
             ).fetchall()
             return [_row(r) for r in rows]
 
         return [_stored(row) for row in await self._db.read("list_executions", op)]
+
+    async def execution_page(
+        self, pipeline_name: str, *, limit: int = 100, cursor: str | None = None
+    ) -> ExecutionPage:
+        check_limit(limit)
+        started, after_id = position_of(cursor) if cursor is not None else ("~", "")
+
+        def op(db: sqlite3.Connection) -> list[_Row]:
+            # "~" sorts after every time key: no cursor starts at the newest.
+            rows = db.execute(
+                f"{_SELECT} WHERE pipeline_name = ?"
+                " AND (started_key < ? OR (started_key = ? AND execution_id < ?))"
+                " ORDER BY started_key DESC, execution_id DESC LIMIT ?",
+                (pipeline_name, started, started, after_id, limit + 1),
+            ).fetchall()
+            return [_row(r) for r in rows]
+
+        found = [_stored(row) for row in await self._db.read("execution_page", op)]
+        return ExecutionPage(found[:limit], next_cursor(found, limit))
 
     async def save_execution(
         self,

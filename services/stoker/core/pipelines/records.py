@@ -99,6 +99,14 @@ class StoredExecution:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionPage:
+    items: list[StoredExecution]
+    """Newest first by (start time, execution id)."""
+    next_cursor: str | None
+    """Where the next page starts; None on the last page."""
+
+
+@dataclass(frozen=True, slots=True)
 class StoredSchedule:
     schedule: Schedule
     team: str

@@ -18,8 +18,10 @@ from stoker.core.pipelines.records import (
     PipelineNotFound,
     ScheduleConflict,
     ScheduleNotFound,
+    StoredExecution,
     StoredPipeline,
 )
+from stoker.core.store_rules import InvalidCursor, decode_cursor, encode_cursor, time_key
 
 
 def next_pipeline(
@@ -75,3 +77,30 @@ def schedule_put_refusal(
     if version != expected_version or owner != team:
         return ScheduleConflict(name)
     return None
+
+
+def execution_position(stored: StoredExecution) -> tuple[str, str]:
+    """Where an execution sits in a pipeline's newest-first listing: (start time key,
+    execution id), the same in every store, so a cursor means the same to all of them."""
+    return time_key(stored.state.started_at), stored.execution_id
+
+
+def cursor_after(stored: StoredExecution) -> str:
+    """The cursor of a page that continues after `stored` (base64 of JSON, opaque)."""
+    started, execution_id = execution_position(stored)
+    return encode_cursor({"t": started, "id": execution_id})
+
+
+def position_of(cursor: str) -> tuple[str, str]:
+    """The position a cursor continues after; InvalidCursor for one no store handed out."""
+    position = decode_cursor(cursor)
+    started, execution_id = position.get("t"), position.get("id")
+    if not isinstance(started, str) or not isinstance(execution_id, str):
+        raise InvalidCursor(f"malformed cursor {cursor[:40]!r}")
+    return started, execution_id
+
+
+def next_cursor(found: list[StoredExecution], limit: int) -> str | None:
+    """`found` holds up to limit + 1 executions after the position: a next page exists when
+    it holds more than `limit`, and starts after the last one returned."""
+    return cursor_after(found[limit - 1]) if len(found) > limit else None
