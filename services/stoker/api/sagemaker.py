@@ -30,7 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from stoker.core.auth import Forbidden, Principal, Role, Unauthenticated
-from stoker.core.errors import StokerError
+from stoker.core.errors import ItemTooLarge, StokerError
 from stoker.core.pipelines import DefinitionError, ParameterError
 from stoker.core.pipelines.records import (
     ExecutionNotFound,
@@ -114,6 +114,9 @@ def add_sagemaker_pipelines(
             return _answer(400, {"__type": "ValidationException", "message": str(exc)})
         except PipelineExists as exc:
             return _answer(400, {"__type": "ValidationException", "message": str(exc)})
+        except ItemTooLarge as exc:
+            message = f"{exc.field}: {exc}"
+            return _answer(400, {"__type": "ValidationException", "message": message})
 
 
 async def _authenticate(request: Request, authenticator: Authenticator) -> Principal:

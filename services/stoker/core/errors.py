@@ -64,3 +64,4 @@ class ItemTooLarge(StokerError):
         self.field = field
         self.size_bytes = size_bytes
         self.limit_bytes = limit_bytes
+        self.what = what
