@@ -11,14 +11,12 @@ which write is refused, and with what error, is `stoker.core.pipelines.store_rul
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import structlog
 
 from stoker.adapters.aws import (
@@ -29,9 +27,10 @@ from stoker.adapters.aws import (
     logged_retries,
 )
 from stoker.adapters.store import pipeline_layout as pl
-from stoker.adapters.store.dynamodb import CONFLICT_RETRY, MARK_CONCURRENCY
+from stoker.adapters.store.dynamodb import CONFLICT_RETRY
+from stoker.adapters.store.pipeline_outbox import PipelineOutbox
 from stoker.adapters.store.pipeline_pages import BatchReader, query_all
-from stoker.core.events import CloudEvent, decode_event
+from stoker.core.events import CloudEvent
 from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.records import (
     ExecutionConflict,
@@ -54,7 +53,6 @@ from stoker.core.pipelines.records import (
 )
 from stoker.core.pipelines.state import ExecutionState
 from stoker.core.pipelines.store_rules import (
-    execution_position,
     execution_save_refusal,
     next_cursor,
     next_pipeline,
@@ -62,7 +60,7 @@ from stoker.core.pipelines.store_rules import (
     schedule_put_refusal,
 )
 from stoker.core.retry import RetryPolicy
-from stoker.core.store_rules import SortableIds, StoreFailure, check_limit, event_bytes, time_key
+from stoker.core.store_rules import StoreFailure, check_limit, time_key
 from stoker.ports.store import OutboxEntry
 from stoker.settings import Settings
 
@@ -101,12 +99,9 @@ class DynamoDbPipelineStore:
         self._given = client
         self._clients: AwsClients | None = None
         self._db: DynamoDBClient | None = None
-        self._ids = SortableIds()
         # Definitions by content hash: immutable, so a copy read once serves for good.
         self._definitions: dict[str, str] = {}
-        # Event id -> sort key of its outbox item, for the events this process wrote or
-        # read as pending (see DynamoDbJobStore._outbox_keys).
-        self._outbox_keys: dict[str, str] = {}
+        self._outbox = PipelineOutbox(lambda: self._client, self.table)
 
     async def start(self) -> None:
         if self._db is not None:
@@ -142,11 +137,11 @@ class DynamoDbPipelineStore:
     ) -> StoredPipeline:
         async def attempt() -> StoredPipeline:
             old_item = await self._get(pl.PIPELINE_PK, name)
-            old = _pipeline(old_item) if old_item else None
+            old = pl.pipeline_record(old_item) if old_item else None
             record = next_pipeline(
                 old, name, team=team, definition=definition, description=description, now=now
             )
-            item = _pipeline_item(record)
+            item = pl.pipeline_item(record)
             pl.check_size(item, field="definition", what=f"pipeline {name!r}")
             condition: dict[str, Any] = (
                 {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -172,11 +167,11 @@ class DynamoDbPipelineStore:
         item = await self._get(pl.PIPELINE_PK, name)
         if item is None:
             raise PipelineNotFound(name)
-        return _pipeline(item)
+        return pl.pipeline_record(item)
 
     async def list_pipelines(self, *, team: str | None = None) -> list[StoredPipeline]:
         items = await self._query_partition("list_pipelines", pl.PIPELINE_PK, team)
-        return [_pipeline(item) for item in items]
+        return [pl.pipeline_record(item) for item in items]
 
     async def delete_pipeline(self, name: str) -> None:
         if not await self._conditional_delete("delete_pipeline", pl.PIPELINE_PK, name):
@@ -195,7 +190,7 @@ class DynamoDbPipelineStore:
         check_execution_outbox(outbox)
         stored = StoredExecution(state, 1, pipeline_version, definition)
         hashed = await self._keep_definition(definition)
-        item = _execution_item(stored, hashed)
+        item = pl.execution_item(stored, hashed)
         put: TransactWriteItemTypeDef = {
             "Put": {
                 "TableName": self.table,
@@ -293,13 +288,23 @@ class DynamoDbPipelineStore:
             raise execution_save_refusal(
                 execution_id, expected_version, actual
             ) or ExecutionConflict(execution_id, expected_version, actual)
-        saved = await self.get_execution(execution_id)
-        if saved.version != expected_version + 1:
-            # Another save landed right after this one: this one's result is still its own.
-            return StoredExecution(
-                state, expected_version + 1, saved.pipeline_version, saved.definition
-            )
-        return saved
+        # What the save did not write (fixed at creation), without the state it did.
+        fixed = await call(
+            "get_item",
+            lambda: self._client.get_item(
+                TableName=self.table,
+                Key={"pk": {"S": pl.execution_pk(execution_id)}, "sk": {"S": pl.EXECUTION_SK}},
+                ProjectionExpression="pipeline_version, #d",
+                ExpressionAttributeNames={"#d": "definition"},
+            ),
+        )
+        item = fixed["Item"]
+        return StoredExecution(
+            state,
+            expected_version + 1,
+            int(item["pipeline_version"]["N"]),
+            await self._definition(item["definition"]["S"]),
+        )
 
     async def running_executions(self, limit: int = 1000) -> list[str]:
         check_limit(limit)
@@ -314,7 +319,7 @@ class DynamoDbPipelineStore:
             },
             limit=limit,
         )
-        return [_execution_id(item) for item in items]
+        return [pl.execution_id_of(item) for item in items]
 
     async def due_executions(self, now: datetime, limit: int = 100) -> list[str]:
         check_limit(limit)
@@ -333,7 +338,7 @@ class DynamoDbPipelineStore:
             },
             limit=limit,
         )
-        return [_execution_id(item) for item in items]
+        return [pl.execution_id_of(item) for item in items]
 
     # -- cached runs ------------------------------------------------------------------------
 
@@ -409,80 +414,13 @@ class DynamoDbPipelineStore:
         if not await self._conditional_delete("delete_schedule", pl.SCHEDULE_PK, name):
             raise ScheduleNotFound(name)
 
-    # -- outbox -----------------------------------------------------------------------------
+    # -- outbox: `PipelineOutbox`'s ---------------------------------------------------------
 
     async def pending_outbox(self, limit: int = 100) -> list[OutboxEntry]:
-        check_limit(limit)
-        entries: list[OutboxEntry] = []
-        start: dict[str, Any] | None = None
-        while len(entries) < limit:
-            request: dict[str, Any] = {
-                "TableName": self.table,
-                "KeyConditionExpression": "pk = :o",
-                "ExpressionAttributeValues": {":o": {"S": pl.OUTBOX_PK}},
-                "ConsistentRead": True,
-                "Limit": 25,
-            }
-            if start is not None:
-                request["ExclusiveStartKey"] = start
-            page = await call("pending_outbox", partial(self._client.query, **request))
-            for item in page.get("Items", []):
-                done = set(item.get("done", {}).get("SS", []))
-                for topic, raw in pl.outbox_events(item):
-                    event = decode_event(raw)
-                    if event.id in done or len(entries) >= limit:
-                        continue
-                    self._outbox_keys[event.id] = item["sk"]["S"]
-                    entries.append(OutboxEntry(entry_id=event.id, topic=topic, event=event))
-            start = page.get("LastEvaluatedKey")
-            if start is None:
-                break
-        return entries
+        return await self._outbox.pending(limit)
 
     async def mark_published(self, entry_ids: Sequence[str]) -> None:
-        by_item: dict[str, list[str]] = {}
-        for entry_id in dict.fromkeys(entry_ids):
-            sort_id = self._outbox_keys.get(entry_id)
-            # Written by another process and not read here: its writer or a relay pass
-            # (which reads it as pending first) marks it.
-            if sort_id is not None:
-                by_item.setdefault(sort_id, []).append(entry_id)
-        gate = asyncio.Semaphore(MARK_CONCURRENCY)
-
-        async def mark(sort_id: str, ids: list[str]) -> None:
-            async with gate:
-                await self._mark_item(sort_id, ids)
-            for entry_id in ids:
-                self._outbox_keys.pop(entry_id, None)
-
-        await asyncio.gather(*(mark(sort_id, ids) for sort_id, ids in by_item.items()))
-
-    async def _mark_item(self, sort_id: str, ids: list[str]) -> None:
-        """Add `ids` to the item's published ones; the item goes once all of its are."""
-        key: Item = {"pk": {"S": pl.OUTBOX_PK}, "sk": {"S": sort_id}}
-        try:
-            response = await call(
-                "mark_published",
-                lambda: self._client.update_item(
-                    TableName=self.table,
-                    Key=key,
-                    UpdateExpression="ADD done :ids",
-                    # Without it, an item already removed would come back as a stray one.
-                    ConditionExpression="attribute_exists(pk)",
-                    ExpressionAttributeValues={":ids": {"SS": ids}},
-                    ReturnValues="ALL_NEW",
-                ),
-            )
-        except AwsRequestRejected as exc:
-            if exc.code == "ConditionalCheckFailedException":
-                return
-            raise
-        after = response.get("Attributes", {})
-        if len(after.get("done", {}).get("SS", [])) >= int(after.get("count", {}).get("N", 0)):
-            await call(
-                "mark_published delete",
-                lambda: self._client.delete_item(TableName=self.table, Key=key),
-            )
+        await self._outbox.mark_published(entry_ids)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -583,13 +521,8 @@ class DynamoDbPipelineStore:
     ) -> bool:
         """One transaction of `first` and the outbox items of `outbox`. True when the
         condition of `first` failed (nothing was written)."""
-        entries = [(topic, event.id, event_bytes(event)) for topic, event in outbox]
-        puts: list[TransactWriteItemTypeDef] = [first]
-        keys: dict[str, str] = {}
-        for chunk in pl.outbox_chunks(entries):
-            sort_id = self._ids.next()
-            puts.append({"Put": {"TableName": self.table, "Item": pl.outbox_item(sort_id, chunk)}})
-            keys.update((event_id, sort_id) for _, event_id, _ in chunk)
+        outbox_puts, keys = self._outbox.puts(outbox)
+        puts: list[TransactWriteItemTypeDef] = [first, *outbox_puts]
         try:
             await CONFLICT_RETRY.call(
                 partial(self._send, what, puts),
@@ -600,7 +533,7 @@ class DynamoDbPipelineStore:
             if "ConditionalCheckFailed" in exc.cancellations:
                 return True
             raise
-        self._outbox_keys.update(keys)
+        self._outbox.remember(keys)
         return False
 
     async def _send(self, what: str, items: list[TransactWriteItemTypeDef]) -> None:
@@ -616,61 +549,3 @@ class DynamoDbPipelineStore:
 
 def _collided(error: BaseException) -> bool:
     return isinstance(error, AwsUnavailable) and error.code == "TransactionCanceledException"
-
-
-def _pipeline_item(record: StoredPipeline) -> Item:
-    meta = {
-        "created_at": record.created_at.isoformat(),
-        "updated_at": record.updated_at.isoformat(),
-        "description": record.description,
-    }
-    return {
-        "pk": {"S": pl.PIPELINE_PK},
-        "sk": {"S": record.name},
-        "team": {"S": record.team},
-        "version": {"N": str(record.version)},
-        "record": {"S": orjson.dumps(meta).decode()},
-        "definition": {"B": pl.pack(record.definition.encode())},
-    }
-
-
-def _pipeline(item: dict[str, Any]) -> StoredPipeline:
-    meta = orjson.loads(item["record"]["S"])
-    return StoredPipeline(
-        name=item["sk"]["S"],
-        team=item["team"]["S"],
-        definition=pl.unpack(item["definition"]["B"]).decode(),
-        version=int(item["version"]["N"]),
-        created_at=datetime.fromisoformat(meta["created_at"]),
-        updated_at=datetime.fromisoformat(meta["updated_at"]),
-        description=meta["description"],
-    )
-
-
-def _execution_item(stored: StoredExecution, definition_hash: str) -> Item:
-    execution_id = stored.execution_id
-    raw = pl.pack(state_to_json(stored.state))
-    pl.check_value_size(raw, field="state", what=f"pipeline execution {execution_id!r}")
-    position = pl.position_key(*execution_position(stored))
-    item: Item = {
-        "pk": {"S": pl.execution_pk(execution_id)},
-        "sk": {"S": pl.EXECUTION_SK},
-        "version": {"N": str(stored.version)},
-        "pipeline_version": {"N": str(stored.pipeline_version)},
-        "definition": {"S": definition_hash},
-        "state": {"B": raw},
-        "x_pk": {"S": pl.by_pipeline_pk(stored.pipeline_name)},
-        "x_sk": {"S": position},
-    }
-    if not stored.status.terminal:
-        item["r_pk"] = {"S": pl.RUNNING_PARTITION}
-        item["r_sk"] = {"S": position}
-    due = stored.next_timer
-    if due is not None:
-        item["d_pk"] = {"S": pl.DUE_PARTITION}
-        item["d_sk"] = {"S": f"{time_key(due)}#{execution_id}"}
-    return item
-
-
-def _execution_id(item: dict[str, Any]) -> str:
-    return str(item["pk"]["S"]).removeprefix("X#")

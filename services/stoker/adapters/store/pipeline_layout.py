@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -36,6 +37,9 @@ import orjson
 from stoker.adapters.store.item_size import MAX_ITEM_BYTES, item_bytes
 from stoker.adapters.store.layout import ensure_indexed_table
 from stoker.core.errors import ItemTooLarge
+from stoker.core.pipelines.records import StoredExecution, StoredPipeline, state_to_json
+from stoker.core.pipelines.store_rules import execution_position
+from stoker.core.store_rules import time_key
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -173,3 +177,61 @@ PIPELINE_TABLE_KEYS = ["pk", "sk", "x_pk", "x_sk", "r_pk", "r_sk", "d_pk", "d_sk
 async def ensure_pipeline_table(client: DynamoDBClient, name: str) -> None:
     """Create the pipeline table with its indexes if missing and wait until ACTIVE."""
     await ensure_indexed_table(client, name, PIPELINE_TABLE_KEYS, PIPELINE_TABLE_INDEXES)
+
+
+def pipeline_item(record: StoredPipeline) -> Item:
+    meta = {
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "description": record.description,
+    }
+    return {
+        "pk": {"S": PIPELINE_PK},
+        "sk": {"S": record.name},
+        "team": {"S": record.team},
+        "version": {"N": str(record.version)},
+        "record": {"S": orjson.dumps(meta).decode()},
+        "definition": {"B": pack(record.definition.encode())},
+    }
+
+
+def pipeline_record(item: dict[str, Any]) -> StoredPipeline:
+    meta = orjson.loads(item["record"]["S"])
+    return StoredPipeline(
+        name=item["sk"]["S"],
+        team=item["team"]["S"],
+        definition=unpack(item["definition"]["B"]).decode(),
+        version=int(item["version"]["N"]),
+        created_at=datetime.fromisoformat(meta["created_at"]),
+        updated_at=datetime.fromisoformat(meta["updated_at"]),
+        description=meta["description"],
+    )
+
+
+def execution_item(stored: StoredExecution, definition_hash: str) -> Item:
+    execution_id = stored.execution_id
+    raw = pack(state_to_json(stored.state))
+    check_value_size(raw, field="state", what=f"pipeline execution {execution_id!r}")
+    position = position_key(*execution_position(stored))
+    item: Item = {
+        "pk": {"S": execution_pk(execution_id)},
+        "sk": {"S": EXECUTION_SK},
+        "version": {"N": str(stored.version)},
+        "pipeline_version": {"N": str(stored.pipeline_version)},
+        "definition": {"S": definition_hash},
+        "state": {"B": raw},
+        "x_pk": {"S": by_pipeline_pk(stored.pipeline_name)},
+        "x_sk": {"S": position},
+    }
+    if not stored.status.terminal:
+        item["r_pk"] = {"S": RUNNING_PARTITION}
+        item["r_sk"] = {"S": position}
+    due = stored.next_timer
+    if due is not None:
+        item["d_pk"] = {"S": DUE_PARTITION}
+        item["d_sk"] = {"S": f"{time_key(due)}#{execution_id}"}
+    return item
+
+
+def execution_id_of(item: dict[str, Any]) -> str:
+    return str(item["pk"]["S"]).removeprefix("X#")
