@@ -1,9 +1,10 @@
 """Pipelines on Kafka and DynamoDB Local (the DynamoDB store): one process per service, the
 `pipelines` service among them, training steps as jobs on the SageMaker-API simulator.
 
-A pipeline put and started over HTTP runs to its end; and a `pipelines` process SIGKILLed
-while steps train and others wait, then started again, finishes the execution with every
-step run once, on its first attempt.
+A pipeline put and started over HTTP runs to its end under `stoker up` (every service in one
+process); and, with one process per service, a `pipelines` process SIGKILLed while steps
+train and others wait, then started again, finishes the execution with every step run once,
+on its first attempt.
 """
 
 from __future__ import annotations
@@ -81,6 +82,17 @@ def stack(
         yield started
 
 
+@pytest.fixture
+def up(
+    kafka_bootstrap: str, dynamodb_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    folder: Path = tmp_path_factory.mktemp("e2e-pipeline-dynamodb-up")
+    config = StackConfig(faults=FAULTS, settings={"STOKER_STORE": "dynamodb"})
+    with Stack(folder, kafka_bootstrap, dynamodb_endpoint, config) as started:
+        started.start_up()
+        yield started
+
+
 @asynccontextmanager
 async def stores(stack: Stack) -> AsyncIterator[tuple[DynamoDbJobStore, DynamoDbPipelineStore]]:
     """The test's own view of the run's tables."""
@@ -121,7 +133,10 @@ def check_every_step_ran_once(stack: Stack, job_ids: list[str]) -> None:
     assert {name: created.get(name, 0) for name in names} == dict.fromkeys(names, 1)
 
 
-async def test_a_pipeline_runs_to_its_end_on_kafka_and_dynamodb(stack: Stack) -> None:
+async def test_a_pipeline_runs_to_its_end_under_stoker_up_on_kafka_and_dynamodb(
+    up: Stack,
+) -> None:
+    stack = up
     name = f"fan-{uuid.uuid4().hex[:6]}"
     async with stores(stack) as (jobs, _):
         token = (await make_tokens(jobs)).admin
@@ -144,7 +159,7 @@ async def test_a_pipeline_runs_to_its_end_on_kafka_and_dynamodb(stack: Stack) ->
         job_ids, JobStatus.COMPLETED
     )
     check_every_step_ran_once(stack, job_ids)
-    assert stack.grep("pipelines", "dynamodb pipeline store ready")
+    assert stack.grep("up", "dynamodb pipeline store ready")
 
 
 async def test_a_killed_pipelines_service_resumes_the_execution(stack: Stack) -> None:
