@@ -1,4 +1,4 @@
-"""One PipelineStore contract, run over every adapter (memory, SQLite)."""
+"""One PipelineStore contract, run over every adapter (memory, SQLite, DynamoDB Local)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from stoker.adapters.store.dynamodb_pipelines import DynamoDbPipelineStore
 from stoker.adapters.store.memory_pipelines import MemoryPipelineStore
 from stoker.adapters.store.sqlite_pipelines import SqlitePipelineStore
 from stoker.core.events import CloudEvent
@@ -30,8 +31,10 @@ from stoker.core.pipelines.records import (
 )
 from stoker.core.pipelines.schedules import Schedule
 from stoker.core.pipelines.state import ExecutionIdentity, ExecutionState
+from stoker.core.store_rules import InvalidCursor
 from stoker.core.topics import PIPELINE_EXECUTIONS
 from stoker.ports.pipelines import PipelineStore
+from tests.contract.store_factories import drop_tables, dynamodb_settings
 from tests.unit.pipelines.definitions import pipeline, training
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -51,14 +54,30 @@ FACTORIES: dict[str, Callable[[Path], PipelineStore]] = {
 }
 
 
-@pytest.fixture(params=sorted(FACTORIES))
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("dynamodb", marks=pytest.mark.integration),
+    ]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PipelineStore]:
-    built = FACTORIES[request.param](tmp_path)
-    await built.start()
+    if request.param != "dynamodb":
+        built = FACTORIES[request.param](tmp_path)
+        await built.start()
+        try:
+            yield built
+        finally:
+            await built.close()
+        return
+    endpoint: str = request.getfixturevalue("dynamodb_endpoint")
+    dynamodb = DynamoDbPipelineStore(dynamodb_settings(endpoint))
+    await dynamodb.start()
     try:
-        yield built
+        yield dynamodb
     finally:
-        await built.close()
+        await dynamodb.close()
+        await drop_tables(endpoint, [dynamodb.table])
 
 
 def new_state(execution_id: str, *, at: datetime = T0) -> ExecutionState:
@@ -289,6 +308,35 @@ async def test_executions_are_listed_newest_first(store: PipelineStore) -> None:
         )
     assert [e.execution_id for e in await store.list_executions("demo")] == ["new", "mid", "old"]
     assert await store.list_executions("other") == []
+
+
+async def test_executions_are_paged_newest_first_by_cursor(store: PipelineStore) -> None:
+    """Five executions, two starting at the same moment (ordered by id), in pages of two;
+    a cursor from one store's page means the same position to every store."""
+    starts = {"a": 0, "b": 1, "c": 1, "d": 2, "e": 3}
+    for execution_id, minutes in starts.items():
+        await store.create_execution(
+            new_state(execution_id, at=T0 + timedelta(minutes=minutes)),
+            pipeline_version=1,
+            definition="{}",
+        )
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        page = await store.execution_page("demo", limit=2, cursor=cursor)
+        pages.append([e.execution_id for e in page.items])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert pages == [["e", "d"], ["c", "b"], ["a"]]
+    assert [e.execution_id for e in await store.list_executions("demo")] == list("edcba")
+    whole = await store.execution_page("demo", limit=5)
+    assert (len(whole.items), whole.next_cursor) == (5, None)
+    assert (await store.execution_page("other")).items == []
+    with pytest.raises(InvalidCursor):
+        await store.execution_page("demo", cursor="not-a-cursor")
+    with pytest.raises(ValueError, match="limit"):
+        await store.execution_page("demo", limit=0)
 
 
 async def test_the_newest_cached_run_per_key_is_kept(store: PipelineStore) -> None:

@@ -41,16 +41,10 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
 
 
-# The pipeline store is SQLite (one machine) so far; the Kubernetes base runs on DynamoDB, so
-# the pipelines service has no Deployment yet (docs/deploy.md, docs/pipelines.md).
-NOT_ON_KUBERNETES = {"pipelines"}
-
-
 def test_one_deployment_per_service(base: list[dict[str, Any]]) -> None:
     deployments = of_kind(base, "Deployment")
-    deployed = [name for name in ALL if name not in NOT_ON_KUBERNETES]
-    assert set(deployments) == {f"stoker-{name}" for name in deployed} | {"stoker-router"}
-    for name in deployed:
+    assert set(deployments) == {f"stoker-{name}" for name in ALL} | {"stoker-router"}
+    for name in ALL:
         (container,) = deployments[f"stoker-{name}"]["spec"]["template"]["spec"]["containers"]
         assert container["args"][:3] == ["stoker", "run", name]
         assert set(container["args"][2:]) <= set(ALL)

@@ -161,6 +161,14 @@ class Stack:
                 lambda: self._answers(f"{self.api_url}/healthz"), 60, what="the API"
             )
 
+    def start_up(self) -> None:
+        """The simulator and `stoker up`: every service in one process, named "up"."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "data").mkdir(exist_ok=True)
+        self.start_simulator()
+        self._spawn("up", [str(BIN / "stoker"), "up"])
+        wait_until_blocking(lambda: self._answers(f"{self.api_url}/healthz"), 60, what="the API")
+
     def start_all(self, names: Iterable[str] = SERVICES) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "data").mkdir(exist_ok=True)

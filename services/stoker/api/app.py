@@ -165,9 +165,9 @@ def create_app(
 
     @app.exception_handler(ItemTooLarge)
     async def _too_large(_request: Request, exc: ItemTooLarge) -> JSONResponse:
-        return _error(
-            413, "job too large", problems=[FieldProblem(field=exc.field, problem=str(exc))]
-        )
+        # A job's, or a pipeline's (its definition, an execution's state).
+        title = "job too large" if exc.what == "the job" else "too large for the store"
+        return _error(413, title, problems=[FieldProblem(field=exc.field, problem=str(exc))])
 
     @app.exception_handler(InfrastructureUnavailable)
     async def _unavailable(_request: Request, exc: InfrastructureUnavailable) -> JSONResponse:

@@ -37,6 +37,7 @@ from stoker.api.sagemaker_tags import (
     request_tags,
 )
 from stoker.core.auth import Forbidden, Principal, Role, Unauthenticated
+from stoker.core.errors import ItemTooLarge
 from stoker.core.pipelines import DefinitionError, ParameterError
 from stoker.core.pipelines.records import (
     ExecutionNotFound,
@@ -95,14 +96,17 @@ def add_sagemaker_pipelines(
             return _answer(exc.status, {"__type": exc.code, "message": exc.message})
         except (PipelineNotFound, ExecutionNotFound) as exc:
             return _answer(400, {"__type": "ResourceNotFound", "message": str(exc)})
-        except (DefinitionError, ParameterError) as exc:
-            return _answer(400, {"__type": "ValidationException", "message": str(exc)})
         except PipelineExists as exc:
             # SageMaker's code for a name in use; its "already exists" is what the SDK's
             # upsert() reads as its cue to update.
             return _answer(400, {"__type": "ResourceInUse", "message": str(exc)})
-        except DefinitionUnreadable as exc:
-            return _answer(400, {"__type": "ValidationException", "message": str(exc)})
+        except (DefinitionError, ParameterError, DefinitionUnreadable, ItemTooLarge) as exc:
+            return _answer(400, {"__type": "ValidationException", "message": _refusal(exc)})
+
+
+def _refusal(exc: Exception) -> str:
+    """A refused request's message; a value too large for the store names its field."""
+    return f"{exc.field}: {exc}" if isinstance(exc, ItemTooLarge) else str(exc)
 
 
 async def _authenticate(request: Request, authenticator: Authenticator) -> Principal:

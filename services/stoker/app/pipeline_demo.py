@@ -144,7 +144,6 @@ async def run_pipeline_demo(
         stop = asyncio.Event()
         stack = asyncio.create_task(run_services(rt, list(SERVICES), stop))
         store = build_pipeline_store(settings)
-        assert store is not None  # the embedded default keeps jobs in SQLite
         await store.start()
         try:
             jobs = JobService(rt.transitioner(), rt.clock, rules=rt.submission_rules())

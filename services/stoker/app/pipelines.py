@@ -83,11 +83,13 @@ def step_job_body(step: StartStep) -> dict[str, Any]:
     return {"job_id": step.job_id, "kind": kind.value, kind.value: request}
 
 
-def build_pipeline_store(settings: Settings) -> PipelineStore | None:
-    """SQLite beside the job store; None where the job store is DynamoDB (a DynamoDB
-    pipeline store is not built yet)."""
-    if settings.store_kind is not StoreKind.SQLITE:
-        return None
+def build_pipeline_store(settings: Settings) -> PipelineStore:
+    """Beside the job store: SQLite in the data folder, or the `<prefix>-pipelines` table
+    where the job store is DynamoDB."""
+    if settings.store_kind is StoreKind.DYNAMODB:
+        from stoker.adapters.store.dynamodb_pipelines import DynamoDbPipelineStore
+
+        return DynamoDbPipelineStore(settings)
     from stoker.adapters.store.sqlite_pipelines import SqlitePipelineStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -120,13 +122,6 @@ async def run_pipelines(rt: Runtime, stop: asyncio.Event) -> None:
     """Advance pipeline executions on their step jobs' ends and their retry times, and start
     executions at their schedules' ticks."""
     store = build_pipeline_store(rt.settings)
-    if store is None:
-        log.warning(
-            "the pipelines service needs the SQLite store; a DynamoDB pipeline store is not "
-            "built yet, so no pipeline runs here"
-        )
-        await stop.wait()
-        return
     await store.start()
     try:
         service = JobService(

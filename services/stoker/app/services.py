@@ -114,10 +114,8 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
         else None
     )
     pipeline_store = build_pipeline_store(rt.settings)
-    pipelines = None
-    if pipeline_store is not None:
-        await pipeline_store.start()
-        pipelines = pipeline_operations(rt, pipeline_store, service)
+    await pipeline_store.start()
+    pipelines = pipeline_operations(rt, pipeline_store, service)
     config = uvicorn.Config(
         create_app(
             service,
@@ -147,8 +145,7 @@ async def run_api(rt: Runtime, stop: asyncio.Event) -> None:
             await ledger.close()
         if pipelines is not None:
             await pipelines.close()
-        if pipeline_store is not None:
-            await pipeline_store.close()
+        await pipeline_store.close()
 
 
 async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:

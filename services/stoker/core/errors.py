@@ -55,10 +55,13 @@ class ItemTooLarge(StokerError):
     """A record is larger than the store can hold in one item; `field` names the part of
     the submission that makes it so (e.g. `training.HyperParameters`)."""
 
-    def __init__(self, field: str, size_bytes: int, limit_bytes: int) -> None:
+    def __init__(
+        self, field: str, size_bytes: int, limit_bytes: int, *, what: str = "the job"
+    ) -> None:
         super().__init__(
-            f"the job is {size_bytes} bytes, over the store's {limit_bytes}; most of it is {field}"
+            f"{what} is {size_bytes} bytes, over the store's {limit_bytes}; most of it is {field}"
         )
         self.field = field
         self.size_bytes = size_bytes
         self.limit_bytes = limit_bytes
+        self.what = what

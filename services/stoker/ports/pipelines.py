@@ -11,7 +11,13 @@ from stoker.core.errors import StokerError
 from stoker.core.events import CloudEvent
 from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.effects import StartStep
-from stoker.core.pipelines.records import StoredExecution, StoredPipeline, StoredSchedule, Tag
+from stoker.core.pipelines.records import (
+    ExecutionPage,
+    StoredExecution,
+    StoredPipeline,
+    StoredSchedule,
+    Tag,
+)
 from stoker.core.pipelines.state import ExecutionState
 from stoker.ports.store import OutboxEntry
 
@@ -70,7 +76,13 @@ class PipelineStore(Protocol):
         """Raises ExecutionNotFound."""
 
     async def list_executions(self, pipeline_name: str) -> list[StoredExecution]:
-        """Newest first."""
+        """Newest first by (start time, execution id)."""
+
+    async def execution_page(
+        self, pipeline_name: str, *, limit: int = 100, cursor: str | None = None
+    ) -> ExecutionPage:
+        """Up to `limit` of `list_executions`, from after the position `cursor` (a
+        `next_cursor` of a page; InvalidCursor for any other)."""
 
     async def save_execution(
         self,

@@ -349,6 +349,19 @@ async def ensure_checkpoint_table(client: DynamoDBClient, name: str) -> None:
     await _wait_active(client, name)
 
 
+async def ensure_indexed_table(
+    client: DynamoDBClient, name: str, keys: list[str], indexes: list[dict[str, Any]]
+) -> None:
+    """A table of its own (pk, sk) with these GSIs, no stream, no TTL (the pipeline
+    store's); waits until it and its indexes are ACTIVE."""
+    await _ensure_table(
+        client,
+        name,
+        {"AttributeDefinitions": _key_attributes(keys), "GlobalSecondaryIndexes": indexes},
+    )
+    await _wait_active(client, name)
+
+
 async def _ensure_table(client: DynamoDBClient, name: str, extra: dict[str, Any]) -> None:
     try:
         await call(f"describe_table {name}", lambda: client.describe_table(TableName=name))

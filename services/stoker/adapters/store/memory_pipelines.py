@@ -11,10 +11,9 @@ from datetime import datetime
 from stoker.core.events import CloudEvent
 from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.records import (
-    ExecutionConflict,
     ExecutionNotFound,
+    ExecutionPage,
     PipelineNotFound,
-    ScheduleConflict,
     ScheduleNotFound,
     StoredExecution,
     StoredPipeline,
@@ -25,6 +24,13 @@ from stoker.core.pipelines.records import (
     retag,
 )
 from stoker.core.pipelines.state import ExecutionState
+from stoker.core.pipelines.store_rules import (
+    execution_position,
+    execution_save_refusal,
+    next_cursor,
+    position_of,
+    schedule_put_refusal,
+)
 from stoker.core.store_rules import check_limit
 from stoker.ports.store import OutboxEntry
 
@@ -115,11 +121,19 @@ class MemoryPipelineStore:
 
     async def list_executions(self, pipeline_name: str) -> list[StoredExecution]:
         found = [e for e in self._executions.values() if e.pipeline_name == pipeline_name]
-        return sorted(
-            found,
-            key=lambda e: (e.state.started_at, self._order[e.execution_id]),
-            reverse=True,
-        )
+        return sorted(found, key=execution_position, reverse=True)
+
+    async def execution_page(
+        self, pipeline_name: str, *, limit: int = 100, cursor: str | None = None
+    ) -> ExecutionPage:
+        check_limit(limit)
+        after = position_of(cursor) if cursor is not None else None
+        found = [
+            e
+            for e in await self.list_executions(pipeline_name)
+            if after is None or execution_position(e) < after
+        ][: limit + 1]
+        return ExecutionPage(found[:limit], next_cursor(found, limit))
 
     async def save_execution(
         self,
@@ -130,9 +144,12 @@ class MemoryPipelineStore:
     ) -> StoredExecution:
         check_execution_outbox(outbox)
         execution_id = state.identity.execution_id
-        old = await self.get_execution(execution_id)
-        if old.version != expected_version:
-            raise ExecutionConflict(execution_id, expected_version, old.version)
+        old = self._executions.get(execution_id)
+        refusal = execution_save_refusal(
+            execution_id, expected_version, old.version if old is not None else None
+        )
+        if refusal is not None or old is None:
+            raise refusal or ExecutionNotFound(execution_id)
         stored = replace(old, state=state, version=old.version + 1)
         self._executions[execution_id] = stored
         self._add_outbox(outbox)
@@ -167,13 +184,14 @@ class MemoryPipelineStore:
         self, stored: StoredSchedule, *, expected_version: int | None
     ) -> StoredSchedule:
         old = self._schedules.get(stored.name)
-        if expected_version is None:
-            if old is not None:
-                raise ScheduleConflict(stored.name)
-        elif old is None:
-            raise ScheduleNotFound(stored.name)
-        elif old.version != expected_version or old.team != stored.team:
-            raise ScheduleConflict(stored.name)
+        refusal = schedule_put_refusal(
+            stored.name,
+            stored.team,
+            expected_version,
+            (old.version, old.team) if old is not None else None,
+        )
+        if refusal is not None:
+            raise refusal
         self._schedules[stored.name] = stored
         return stored
 

@@ -25,8 +25,8 @@ from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.records import (
     ExecutionConflict,
     ExecutionNotFound,
+    ExecutionPage,
     PipelineNotFound,
-    PipelineVersion,
     ScheduleConflict,
     ScheduleNotFound,
     StoredExecution,
@@ -43,8 +43,16 @@ from stoker.core.pipelines.records import (
     schedule_to_json,
     state_from_json,
     state_to_json,
+    tags_and_versions_doc,
+    tags_and_versions_of,
 )
 from stoker.core.pipelines.state import ExecutionState
+from stoker.core.pipelines.store_rules import (
+    execution_save_refusal,
+    next_cursor,
+    position_of,
+    schedule_put_refusal,
+)
 from stoker.core.store_rules import StoreFailure, check_limit, event_bytes, time_key
 from stoker.ports.store import OutboxEntry
 
@@ -70,8 +78,9 @@ TABLES = (
         state            BLOB NOT NULL
     )
     """,
-    "CREATE INDEX IF NOT EXISTS executions_by_pipeline"
-    " ON executions (pipeline_name, started_key, seq)",
+    # A pipeline's executions newest first, by the position every store pages by.
+    "CREATE INDEX IF NOT EXISTS executions_by_pipeline_position"
+    " ON executions (pipeline_name, started_key, execution_id)",
     # Partial: only running executions waiting for a retry carry a timer.
     "CREATE INDEX IF NOT EXISTS executions_by_timer ON executions (timer_key, execution_id)"
     " WHERE timer_key IS NOT NULL",
@@ -252,12 +261,31 @@ class SqlitePipelineStore:
     async def list_executions(self, pipeline_name: str) -> list[StoredExecution]:
         def op(db: sqlite3.Connection) -> list[_Row]:
             rows = db.execute(
-                f"{_SELECT} WHERE pipeline_name = ? ORDER BY started_key DESC, seq DESC",
+                f"{_SELECT} WHERE pipeline_name = ? ORDER BY started_key DESC, execution_id DESC",
                 (pipeline_name,),
             ).fetchall()
             return [_row(r) for r in rows]
 
         return [_stored(row) for row in await self._db.read("list_executions", op)]
+
+    async def execution_page(
+        self, pipeline_name: str, *, limit: int = 100, cursor: str | None = None
+    ) -> ExecutionPage:
+        check_limit(limit)
+        started, after_id = position_of(cursor) if cursor is not None else ("~", "")
+
+        def op(db: sqlite3.Connection) -> list[_Row]:
+            # "~" sorts after every time key: no cursor starts at the newest.
+            rows = db.execute(
+                f"{_SELECT} WHERE pipeline_name = ?"
+                " AND (started_key < ? OR (started_key = ? AND execution_id < ?))"
+                " ORDER BY started_key DESC, execution_id DESC LIMIT ?",
+                (pipeline_name, started, started, after_id, limit + 1),
+            ).fetchall()
+            return [_row(r) for r in rows]
+
+        found = [_stored(row) for row in await self._db.read("execution_page", op)]
+        return ExecutionPage(found[:limit], next_cursor(found, limit))
 
     async def save_execution(
         self,
@@ -286,9 +314,10 @@ class SqlitePipelineStore:
                 row = db.execute(
                     "SELECT version FROM executions WHERE execution_id = ?", (execution_id,)
                 ).fetchone()
-                if row is None:
-                    raise ExecutionNotFound(execution_id)
-                raise ExecutionConflict(execution_id, expected_version, int(row[0]))
+                found = int(row[0]) if row else None
+                raise execution_save_refusal(
+                    execution_id, expected_version, found
+                ) or ExecutionConflict(execution_id, expected_version, found)
             _insert_outbox(db, events)
             return _load(db, execution_id)
 
@@ -358,23 +387,26 @@ class SqlitePipelineStore:
 
         def op(db: sqlite3.Connection) -> None:
             if expected_version is None:
-                inserted = db.execute(
+                written = db.execute(
                     "INSERT INTO schedules (name, team, version, record) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (name) DO NOTHING",
                     (name, stored.team, stored.version, raw),
                 ).rowcount
-                if inserted != 1:
-                    raise ScheduleConflict(name)
-                return
-            # The version condition and the write in one statement (see save_execution).
-            updated = db.execute(
-                "UPDATE schedules SET version = ?, record = ?"
-                " WHERE name = ? AND version = ? AND team = ?",
-                (stored.version, raw, name, expected_version, stored.team),
-            ).rowcount
-            if updated != 1:
-                exists = db.execute("SELECT 1 FROM schedules WHERE name = ?", (name,)).fetchone()
-                raise ScheduleConflict(name) if exists else ScheduleNotFound(name)
+            else:
+                # The version condition and the write in one statement (see save_execution).
+                written = db.execute(
+                    "UPDATE schedules SET version = ?, record = ?"
+                    " WHERE name = ? AND version = ? AND team = ?",
+                    (stored.version, raw, name, expected_version, stored.team),
+                ).rowcount
+            if written != 1:
+                row = db.execute(
+                    "SELECT version, team FROM schedules WHERE name = ?", (name,)
+                ).fetchone()
+                found = (int(row[0]), str(row[1])) if row else None
+                raise schedule_put_refusal(
+                    name, stored.team, expected_version, found
+                ) or ScheduleConflict(name)
 
         await self._db.write("put_schedule", op)
         return stored
@@ -446,10 +478,7 @@ def _pipeline_json(record: StoredPipeline) -> str:
             "created_at": record.created_at.isoformat(),
             "updated_at": record.updated_at.isoformat(),
             "description": record.description,
-            "tags": [list(tag) for tag in record.tags],
-            "versions": [
-                [v.version, v.created_at.isoformat(), v.description] for v in record.versions
-            ],
+            **tags_and_versions_doc(record),
         }
     ).decode()
 
@@ -457,6 +486,7 @@ def _pipeline_json(record: StoredPipeline) -> str:
 def _pipeline(text: str) -> StoredPipeline:
     """A record as stored; one stored before tags and versions were kept has none."""
     doc = orjson.loads(text)
+    tags, versions = tags_and_versions_of(doc)
     return StoredPipeline(
         name=doc["name"],
         team=doc["team"],
@@ -465,11 +495,8 @@ def _pipeline(text: str) -> StoredPipeline:
         created_at=datetime.fromisoformat(doc["created_at"]),
         updated_at=datetime.fromisoformat(doc["updated_at"]),
         description=doc["description"],
-        tags=tuple((str(k), str(v)) for k, v in doc.get("tags", [])),
-        versions=tuple(
-            PipelineVersion(int(v), datetime.fromisoformat(at), about)
-            for v, at, about in doc.get("versions", [])
-        ),
+        tags=tags,
+        versions=versions,
     )
 
 

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from pydantic import TypeAdapter
 
@@ -150,6 +151,26 @@ def retag(
     return replace(pipeline, tags=check_tags(list(tags.items())))
 
 
+def tags_and_versions_doc(record: StoredPipeline) -> dict[str, Any]:
+    """The tags and version history of a pipeline as JSON-ready lists, as stores keep them."""
+    return {
+        "tags": [list(tag) for tag in record.tags],
+        "versions": [[v.version, v.created_at.isoformat(), v.description] for v in record.versions],
+    }
+
+
+def tags_and_versions_of(
+    doc: Mapping[str, Any],
+) -> tuple[tuple[Tag, ...], tuple[PipelineVersion, ...]]:
+    """What `tags_and_versions_doc` wrote; a record stored before they were kept has none."""
+    tags = tuple((str(k), str(v)) for k, v in doc.get("tags", []))
+    versions = tuple(
+        PipelineVersion(int(v), datetime.fromisoformat(at), about)
+        for v, at, about in doc.get("versions", [])
+    )
+    return tags, versions
+
+
 def check_tags(tags: Sequence[Tag]) -> tuple[Tag, ...]:
     if len(tags) > MAX_TAGS:
         raise ValueError(f"Tags: at most {MAX_TAGS} tags on a pipeline, got {len(tags)}")
@@ -182,6 +203,14 @@ class StoredExecution:
     @property
     def next_timer(self) -> datetime | None:
         return next_timer(self.state)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPage:
+    items: list[StoredExecution]
+    """Newest first by (start time, execution id)."""
+    next_cursor: str | None
+    """Where the next page starts; None on the last page."""
 
 
 @dataclass(frozen=True, slots=True)
