@@ -1,6 +1,7 @@
 """The handler offers the entry it just added, and a flusher read may offer the same entry
 first: between the add's commit and the handler's offer, the entry is pending in the ledger
-for anyone to read. The receiver gets one message."""
+for anyone to read, and the flusher's delivery may even end before the add's answer reaches
+the handler. Either way the receiver gets one message."""
 
 from __future__ import annotations
 
@@ -49,5 +50,22 @@ async def test_an_entry_a_flusher_offered_while_its_add_was_answered_is_sent_onc
     await handling
     await rig.notifier.wait_idle()
     await rig.flush()  # and a later pass finds nothing left to send
+    assert [m.jobs[0].job_id for m in rig.webhook.delivered] == ["j1"]
+    assert [e.status for e in await rig.entries()] == [EntryStatus.SENT]
+
+
+async def test_an_entry_a_flusher_sent_before_its_add_was_answered_is_not_sent_again() -> None:
+    """The flusher's delivery of the entry has finished (sent and marked) before the handler
+    hears back from the add: the handler does not offer it a second time."""
+    ledger = HeldAddLedger()
+    rig = rig_with(ledger)
+    await rig.add_job("j1")
+    handling = asyncio.create_task(rig.deliver(terminal("j1")))
+    await ledger.committed.wait()
+    await rig.flush()  # read, delivered and marked sent while the add's answer is held
+    assert [e.status for e in await rig.entries()] == [EntryStatus.SENT]
+    ledger.release.set()
+    await handling
+    await rig.notifier.wait_idle()
     assert [m.jobs[0].job_id for m in rig.webhook.delivered] == ["j1"]
     assert [e.status for e in await rig.entries()] == [EntryStatus.SENT]
