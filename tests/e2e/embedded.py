@@ -25,6 +25,7 @@ from stoker.app.runtime import Runtime
 from stoker.app.services import run_services
 from stoker.core import topics
 from stoker.core.naming import training_job_name
+from stoker.core.pipelines.records import StoredExecution
 from stoker.devinfra import free_ports
 from stoker.lifecycle.jobs import JobService
 from stoker.pipelines.engine import PipelineEngine
@@ -165,6 +166,17 @@ class EmbeddedServices:
         if self.task.done():
             self.task.result()
             raise AssertionError("the services ended before the test did")
+
+    async def execution_end(self, execution_id: str, timeout_s: float = 180.0) -> StoredExecution:
+        """The execution once it has ended (TimeoutError after `timeout_s`; the services'
+        error, or AssertionError, if they end first)."""
+
+        async def ended() -> bool:
+            self.check_alive()
+            return (await self.pipelines.get_execution(execution_id)).status.terminal
+
+        await poll_until(ended, timeout_s, 0.2, what=f"the end of execution {execution_id}")
+        return await self.pipelines.get_execution(execution_id)
 
     def engine(self) -> PipelineEngine:
         """A pipeline engine whose steps are jobs of this stack's lifecycle."""

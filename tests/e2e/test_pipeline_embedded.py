@@ -17,7 +17,6 @@ from stoker.app.demo import demo_settings
 from stoker.core.pipelines.state import StepStatus
 from stoker.training_scripts import train_linear
 from tests.e2e.embedded import embedded_services
-from tests.support.waiting import poll_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -101,13 +100,7 @@ async def test_a_pipeline_runs_end_to_end_on_the_embedded_default(tmp_path: Path
         await engine.start_execution(
             "refit", {"Epochs": "10"}, team="default", owner="ana", execution_id="e1"
         )
-
-        async def ended() -> bool:
-            stack.check_alive()
-            return (await store.get_execution("e1")).status.terminal
-
-        await poll_until(ended, 180, 0.2, what="the execution's end")
-        final = await store.get_execution("e1")
+        final = await stack.execution_end("e1")
         assert final.status == "Succeeded", final.state.failure_reason
         steps = final.state.steps
         assert steps["Trained"].outcome is True

@@ -20,7 +20,6 @@ from stoker.adapters.training.notebook_inputs import stage_notebook_inputs
 from stoker.app.demo import demo_settings
 from stoker.core.notebooks import NotebookJob, compile_notebook_job
 from tests.e2e.embedded import embedded_services
-from tests.support.waiting import poll_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -150,13 +149,7 @@ async def test_a_processing_step_feeds_a_notebook_step(tmp_path: Path) -> None:
             owner="ana",
             execution_id="e1",
         )
-
-        async def ended() -> bool:
-            stack.check_alive()
-            return (await store.get_execution("e1")).status.terminal
-
-        await poll_until(ended, 180, 0.2, what="the execution's end")
-        final = await store.get_execution("e1")
+        final = await stack.execution_end("e1")
         assert final.status == "Succeeded", final.state.failure_reason
         split = final.state.steps["Split"].properties or {}
         assert split["ProcessingJobStatus"] == "Completed"
