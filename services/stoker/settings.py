@@ -201,6 +201,39 @@ class Settings(BaseSettings):
         description="SageMaker requests per second the monitor spends at most (its share of "
         "the account's API rate)",
     )
+    launcher_heartbeat_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="how often each launcher renews its lease in the job store and looks for "
+        "launchers whose lease expired",
+    )
+    launcher_lease_ttl_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long a launcher's lease lasts unrenewed: a launcher silent this long "
+        "is taken for dead and a peer takes over its half-done launches and queued jobs; at "
+        "least twice STOKER_LAUNCHER_HEARTBEAT_INTERVAL_S, and host clocks must agree to well "
+        "within it",
+    )
+    slot_reconcile_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="how often a launcher with jobs waiting on a full instance type looks for "
+        "slots nobody uses any more (their release was lost with a killed process)",
+    )
+    monitor_heartbeat_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="how often the active monitor renews its lease, and a standby monitor "
+        "asks for it",
+    )
+    monitor_lease_ttl_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long the active monitor's lease lasts unrenewed: a standby takes over "
+        "this long after the active one died; at least twice "
+        "STOKER_MONITOR_HEARTBEAT_INTERVAL_S",
+    )
     outbox_gather_ms: int = Field(
         default=20,
         ge=0,
@@ -414,6 +447,19 @@ class Settings(BaseSettings):
                 + ", ".join(sources)
                 + (f" (got {', '.join(given)})" if given else "")
             )
+        return self
+
+    @model_validator(mode="after")
+    def _leases_outlast_heartbeats(self) -> Settings:
+        """A lease must survive a missed renewal, or a live process passes for dead."""
+        for role in ("launcher", "monitor"):
+            ttl_s = getattr(self, f"{role}_lease_ttl_s")
+            heartbeat_s = getattr(self, f"{role}_heartbeat_interval_s")
+            if not ttl_s >= 2 * heartbeat_s:
+                raise ValueError(
+                    f"STOKER_{role.upper()}_LEASE_TTL_S must be at least twice "
+                    f"STOKER_{role.upper()}_HEARTBEAT_INTERVAL_S (got {ttl_s} and {heartbeat_s})"
+                )
         return self
 
     @model_validator(mode="after")

@@ -19,7 +19,6 @@ import httpx
 from tests.e2e.embedded import EmbeddedStack
 from tests.e2e.stack import BIN
 from tests.support.auth import bearer
-from tests.support.waiting import wait_until_blocking
 
 CHROMIUM = Path(os.environ.get("STOKER_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -33,7 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".ci" / "artifacts"
-START_TIMEOUT_S = 60.0
 
 
 def launch_options() -> dict[str, Any]:
@@ -100,7 +98,7 @@ class DashboardStack:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.stack.port}"
+        return self.stack.url
 
     @property
     def dashboard(self) -> str:
@@ -109,8 +107,7 @@ class DashboardStack:
     def start(self) -> None:
         self.search_token = self._token("ana", "search")
         self.ads_token = self._token("bo", "ads")
-        self.stack.start()
-        wait_until_blocking(self._answers, START_TIMEOUT_S, what="the API to answer")
+        self.stack.start_blocking()
 
     def _token(self, owner: str, team: str) -> str:
         """A submitter token made as an admin makes one: `stoker auth token create`."""
@@ -139,13 +136,6 @@ class DashboardStack:
     def admin_token(self) -> str:
         """The admin token `stoker up` made at its first start (the `default` team's)."""
         return (self.stack.data / "api-token").read_text().strip()
-
-    def _answers(self) -> bool:
-        self.stack.check_alive()
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def client(self, token: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=bearer(token), timeout=10)

@@ -142,3 +142,56 @@ def test_compose_binds_every_published_port_to_loopback_and_pins_images() -> Non
             assert not image.endswith(":latest"), (name, image)
         for key in service.get("environment", {}):
             assert not key.startswith("STOKER_") or key in SETTINGS, (name, key)
+
+
+METRICS_PORT = Settings.model_fields["metrics_port"].default
+
+
+def test_every_service_pod_exposes_its_metrics_port_to_the_scraper(
+    base: list[dict[str, Any]],
+) -> None:
+    """Each service process listens for Prometheus on every address (stoker-config), its pod
+    declares the port and the prometheus.io annotations of the kubernetes-pods scrape job,
+    and a network policy lets pods labelled as the scraper reach that port. The router's
+    /metrics is a route of its own port, annotated and let through the same way."""
+    config = of_kind(base, "ConfigMap")["stoker-config"]["data"]
+    assert config["STOKER_METRICS_HOST"] == "0.0.0.0"
+    assert int(config["STOKER_METRICS_PORT"]) == METRICS_PORT
+    for name, deployment in of_kind(base, "Deployment").items():
+        template = deployment["spec"]["template"]
+        (container,) = template["spec"]["containers"]
+        ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        scraped = METRICS_PORT if name != "stoker-router" else ports["http"]
+        assert annotations["prometheus.io/port"] == str(scraped), name
+        if name != "stoker-router":
+            assert ports["metrics"] == METRICS_PORT, name
+    policies = of_kind(base, "NetworkPolicy")
+    scraper = {"stoker.dev/metrics-scraper": "true"}
+
+    def scraper_ports(policy: dict[str, Any]) -> set[int]:
+        return {
+            port["port"]
+            for rule in policy["spec"]["ingress"]
+            if any(
+                peer.get("podSelector", {}).get("matchLabels") == scraper for peer in rule["from"]
+            )
+            for port in rule["ports"]
+        }
+
+    metrics = policies["stoker-metrics-ingress"]
+    assert metrics["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "stoker"}
+    assert scraper_ports(metrics) == {METRICS_PORT}
+    assert scraper_ports(policies["stoker-router-ingress"]) == {8080}
+
+
+def test_compose_publishes_the_metrics_endpoint_of_the_stack() -> None:
+    """`stoker up` in the compose file listens for Prometheus on its network and publishes the
+    port on the host's loopback."""
+    stack = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["stoker"]
+    env = stack["environment"]
+    assert env["STOKER_METRICS_HOST"] == "0.0.0.0"
+    assert int(env["STOKER_METRICS_PORT"]) == METRICS_PORT
+    assert f"127.0.0.1:{METRICS_PORT}:{METRICS_PORT}" in stack["ports"]

@@ -58,11 +58,8 @@ def job_spec(job_id: str, output: Path) -> JobSpec:
 
 @pytest.fixture
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    embedded = EmbeddedStack(tmp_path_factory.mktemp("embedded-kill"))
-    try:
+    with EmbeddedStack(tmp_path_factory.mktemp("embedded-kill")) as embedded:
         yield embedded
-    finally:
-        embedded.stop()
 
 
 def starts(folder: Path) -> int:
@@ -91,7 +88,7 @@ async def test_a_killed_stack_loses_no_attempt_and_runs_no_command_twice(
     training command started exactly once."""
     run = uuid.uuid4().hex[:6]
     ids = [f"emb-{run}-{n:02d}" for n in range(JOBS)]
-    stack.start()
+    await stack.start()
     bus = SqliteLogBus(stack.data / "bus.sqlite3")
     store = SqliteJobStore(stack.data / "jobs.sqlite3")
     await bus.start()
@@ -111,7 +108,7 @@ async def test_a_killed_stack_loses_no_attempt_and_runs_no_command_twice(
 
         await poll_until(mid_run, TIMEOUT_S, interval_s=0.05, what="jobs training and waiting")
         assert stack.kill() == -signal.SIGKILL
-        stack.start()
+        await stack.start()
         await wait_terminal(store, ids, TIMEOUT_S, alive=stack.check_alive, stall_s=120)
         jobs = [await store.get(job_id) for job_id in ids]
     finally:

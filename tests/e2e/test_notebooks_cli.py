@@ -5,9 +5,6 @@ data folder; a raising notebook fails with its cell's error; a processing job su
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +17,7 @@ from typer.testing import CliRunner
 
 from stoker import training_scripts
 from stoker.cli.main import app
-from stoker.devinfra import free_ports
-from tests.e2e.stack import BIN, with_parent_death_signal
+from tests.e2e.embedded import EmbeddedStack
 from tests.support.waiting import wait_until_blocking
 
 pytestmark = pytest.mark.slow
@@ -33,40 +29,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sentiment-pipeline
 def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """`stoker up` on a free port with its data folder in tmp_path; the CLI under test sees
     the same data folder (and so finds the API token there)."""
-    (port,) = free_ports(1)
-    data = tmp_path / "data"
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("local:\n  notebooks: true\n")  # notebook jobs run any code: opt in
-    env = {
-        **os.environ,
-        "STOKER_DATA_DIR": str(data),
-        "STOKER_API_PORT": str(port),
-        "STOKER_POLICY_FILE": str(policy),
-    }
-    monkeypatch.setenv("STOKER_DATA_DIR", str(data))
-    monkeypatch.delenv("STOKER_TOKEN", raising=False)
-    with (tmp_path / "up.log").open("ab") as log:
-        process = subprocess.Popen(
-            with_parent_death_signal([str(BIN / "stoker"), "up"]),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until_blocking(healthy, 60.0, what="stoker up answering")
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    # Notebook jobs run any code: opt in.
+    with EmbeddedStack(tmp_path, policy={"local": {"notebooks": True}}) as embedded:
+        monkeypatch.setenv("STOKER_DATA_DIR", str(embedded.data))
+        monkeypatch.delenv("STOKER_TOKEN", raising=False)
+        embedded.start_blocking()
+        yield embedded.url
 
 
 def test_a_notebook_runs_through_the_stack(stack: str, tmp_path: Path) -> None:

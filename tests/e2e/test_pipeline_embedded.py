@@ -5,7 +5,6 @@ picks a branch, and the run ends Succeeded with the other branch skipped."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,18 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from stoker.adapters.store.sqlite_pipelines import SqlitePipelineStore
 from stoker.adapters.training.local import LocalProcessBackend
 from stoker.app.demo import demo_settings
-from stoker.app.pipelines import LifecycleStepJobs
-from stoker.app.runtime import Runtime
-from stoker.app.services import run_services
-from stoker.core import topics
 from stoker.core.pipelines.state import StepStatus
-from stoker.lifecycle.jobs import JobService
-from stoker.pipelines.engine import PipelineEngine
 from stoker.training_scripts import train_linear
-from tests.support.waiting import poll_until
+from tests.e2e.embedded import embedded_services
 
 pytestmark = [pytest.mark.slow]
 
@@ -98,44 +90,24 @@ def definition(data: Path) -> dict[str, Any]:
 async def test_a_pipeline_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
     settings = demo_settings(tmp_path)
     backend = LocalProcessBackend(tmp_path / "training")
-    async with Runtime(settings, backend=backend) as rt:
-        await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
-        stop = asyncio.Event()
-        names = ["launcher", "monitor", "retrier", "relay", "pipelines"]
-        stack = asyncio.create_task(run_services(rt, names, stop))
-        store = SqlitePipelineStore(tmp_path / "pipelines.sqlite3")
-        await store.start()
-        try:
-            jobs = LifecycleStepJobs(
-                JobService(rt.transitioner(), rt.clock, rules=rt.submission_rules())
-            )
-            engine = PipelineEngine(store, jobs, rt.bus, rt.clock)
-            doc = orjson.dumps(definition(tmp_path)).decode()
-            await store.put_pipeline(
-                "refit", team="default", definition=doc, description=None, now=rt.clock.now()
-            )
-            await engine.start_execution(
-                "refit", {"Epochs": "10"}, team="default", owner="ana", execution_id="e1"
-            )
-
-            async def ended() -> bool:
-                if stack.done():
-                    stack.result()
-                return (await store.get_execution("e1")).status.terminal
-
-            await poll_until(ended, 180, 0.2, what="the execution's end")
-            final = await store.get_execution("e1")
-            assert final.status == "Succeeded", final.state.failure_reason
-            steps = final.state.steps
-            assert steps["Trained"].outcome is True
-            assert steps["NotTrained"].status is StepStatus.SKIPPED
-            artifacts = (steps["Train"].properties or {})["ModelArtifacts"]["S3ModelArtifacts"]
-            assert artifacts
-            refit = await rt.store.get("e1.Refit.1")
-            assert refit.spec["training"]["HyperParameters"] == {"epochs": "5", "from": artifacts}
-            train = await rt.store.get("e1.Train.1")
-            assert train.spec["training"]["HyperParameters"]["epochs"] == "10"
-        finally:
-            stop.set()
-            await asyncio.gather(stack, return_exceptions=True)
-            await store.close()
+    async with embedded_services(settings, tmp_path, backend=backend) as stack:
+        rt, store = stack.rt, stack.pipelines
+        engine = stack.engine()
+        doc = orjson.dumps(definition(tmp_path)).decode()
+        await store.put_pipeline(
+            "refit", team="default", definition=doc, description=None, now=rt.clock.now()
+        )
+        await engine.start_execution(
+            "refit", {"Epochs": "10"}, team="default", owner="ana", execution_id="e1"
+        )
+        final = await stack.execution_end("e1")
+        assert final.status == "Succeeded", final.state.failure_reason
+        steps = final.state.steps
+        assert steps["Trained"].outcome is True
+        assert steps["NotTrained"].status is StepStatus.SKIPPED
+        artifacts = (steps["Train"].properties or {})["ModelArtifacts"]["S3ModelArtifacts"]
+        assert artifacts
+        refit = await rt.store.get("e1.Refit.1")
+        assert refit.spec["training"]["HyperParameters"] == {"epochs": "5", "from": artifacts}
+        train = await rt.store.get("e1.Train.1")
+        assert train.spec["training"]["HyperParameters"]["epochs"] == "10"

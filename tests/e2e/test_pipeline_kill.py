@@ -24,7 +24,8 @@ from stoker.core.pipelines.state import ExecutionStatus, StepStatus
 from stoker.lifecycle.jobs import JobService
 from stoker.lifecycle.transitions import Transitioner
 from stoker.pipelines.engine import PipelineEngine
-from tests.e2e.test_embedded_kill import TRAIN, EmbeddedStack, starts
+from tests.e2e.embedded import EmbeddedStack
+from tests.e2e.test_embedded_kill import TRAIN, starts
 from tests.support.waiting import poll_until
 
 pytestmark = [pytest.mark.slow]
@@ -73,11 +74,8 @@ STEPS = ["Root", *[f"Fan{n}" for n in range(FAN)], "Join", "Last"]
 
 @pytest.fixture
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    embedded = EmbeddedStack(tmp_path_factory.mktemp("pipeline-kill"))
-    try:
+    with EmbeddedStack(tmp_path_factory.mktemp("pipeline-kill")) as embedded:
         yield embedded
-    finally:
-        embedded.stop()
 
 
 async def test_a_killed_stack_runs_every_step_once_and_finishes_the_execution(
@@ -85,7 +83,7 @@ async def test_a_killed_stack_runs_every_step_once_and_finishes_the_execution(
 ) -> None:
     execution_id = f"kill{uuid.uuid4().hex[:6]}"
     job_ids = [f"{execution_id}.{name}.1" for name in STEPS]
-    stack.start()
+    await stack.start()
     bus = SqliteLogBus(stack.data / "bus.sqlite3")
     jobs = SqliteJobStore(stack.data / "jobs.sqlite3")
     pipelines = SqlitePipelineStore(stack.data / "pipelines.sqlite3")
@@ -117,7 +115,7 @@ async def test_a_killed_stack_runs_every_step_once_and_finishes_the_execution(
 
         await poll_until(mid_run, TIMEOUT_S, interval_s=0.05, what="steps done and steps running")
         assert stack.kill() == -signal.SIGKILL
-        stack.start()
+        await stack.start()
 
         async def ended() -> bool:
             stack.check_alive()

@@ -6,7 +6,6 @@ land under outputs/<pipeline>/<execution>/<step>/."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from stoker import training_scripts
-from stoker.adapters.store.sqlite_pipelines import SqlitePipelineStore
 from stoker.adapters.training.notebook_inputs import stage_notebook_inputs
 from stoker.app.demo import demo_settings
-from stoker.app.pipelines import LifecycleStepJobs
-from stoker.app.runtime import Runtime
-from stoker.app.services import run_services
-from stoker.core import topics
 from stoker.core.notebooks import NotebookJob, compile_notebook_job
-from stoker.lifecycle.jobs import JobService
-from stoker.pipelines.engine import PipelineEngine
-from tests.support.waiting import poll_until
+from tests.e2e.embedded import embedded_services
 
 pytestmark = [pytest.mark.slow]
 
@@ -134,63 +126,43 @@ async def test_a_processing_step_feeds_a_notebook_step(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("local:\n  notebooks: true\n")
     settings = demo_settings(tmp_path).model_copy(update={"policy_file": policy})
-    async with Runtime(settings, with_backend=True) as rt:
-        await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
-        stop = asyncio.Event()
-        names = ["launcher", "monitor", "retrier", "relay", "pipelines"]
-        stack = asyncio.create_task(run_services(rt, names, stop))
-        store = SqlitePipelineStore(tmp_path / "pipelines.sqlite3")
-        await store.start()
-        try:
-            jobs = LifecycleStepJobs(
-                JobService(rt.transitioner(), rt.clock, rules=rt.submission_rules())
-            )
-            engine = PipelineEngine(store, jobs, rt.bus, rt.clock)
-            definition = {
-                "Version": "2020-12-01",
-                "Parameters": [{"Name": "OutputRoot", "Type": "String"}],
-                "Steps": [split_step(source), report_step(tmp_path)],
-            }
-            await store.put_pipeline(
-                "usage",
-                team="default",
-                definition=orjson.dumps(definition).decode(),
-                description=None,
-                now=rt.clock.now(),
-            )
-            outputs = tmp_path / "outputs"
-            await engine.start_execution(
-                "usage",
-                {"OutputRoot": str(outputs)},
-                team="default",
-                owner="ana",
-                execution_id="e1",
-            )
-
-            async def ended() -> bool:
-                if stack.done():
-                    stack.result()
-                return (await store.get_execution("e1")).status.terminal
-
-            await poll_until(ended, 180, 0.2, what="the execution's end")
-            final = await store.get_execution("e1")
-            assert final.status == "Succeeded", final.state.failure_reason
-            split = final.state.steps["Split"].properties or {}
-            assert split["ProcessingJobStatus"] == "Completed"
-            assert split["ProcessingJobName"]
-            split_dir = outputs / "usage" / "e1" / "Split"
-            uri = split["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
-            assert Path(uri) == split_dir
-            assert (split_dir / "1.csv").read_text().splitlines() == [
-                "customer_id,kwh",
-                "1,3",
-                "1,5",
-            ]
-            assert (await rt.store.get("e1.Split.1")).spec["kind"] == "processing"
-            report = outputs / "usage" / "e1" / "Report"
-            assert (report / "count.txt").read_text() == "2"
-            assert list(report.glob("*.ipynb"))  # the executed notebook is kept
-        finally:
-            stop.set()
-            await asyncio.gather(stack, return_exceptions=True)
-            await store.close()
+    async with embedded_services(settings, tmp_path, with_backend=True) as stack:
+        rt, store = stack.rt, stack.pipelines
+        engine = stack.engine()
+        definition = {
+            "Version": "2020-12-01",
+            "Parameters": [{"Name": "OutputRoot", "Type": "String"}],
+            "Steps": [split_step(source), report_step(tmp_path)],
+        }
+        await store.put_pipeline(
+            "usage",
+            team="default",
+            definition=orjson.dumps(definition).decode(),
+            description=None,
+            now=rt.clock.now(),
+        )
+        outputs = tmp_path / "outputs"
+        await engine.start_execution(
+            "usage",
+            {"OutputRoot": str(outputs)},
+            team="default",
+            owner="ana",
+            execution_id="e1",
+        )
+        final = await stack.execution_end("e1")
+        assert final.status == "Succeeded", final.state.failure_reason
+        split = final.state.steps["Split"].properties or {}
+        assert split["ProcessingJobStatus"] == "Completed"
+        assert split["ProcessingJobName"]
+        split_dir = outputs / "usage" / "e1" / "Split"
+        uri = split["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+        assert Path(uri) == split_dir
+        assert (split_dir / "1.csv").read_text().splitlines() == [
+            "customer_id,kwh",
+            "1,3",
+            "1,5",
+        ]
+        assert (await rt.store.get("e1.Split.1")).spec["kind"] == "processing"
+        report = outputs / "usage" / "e1" / "Report"
+        assert (report / "count.txt").read_text() == "2"
+        assert list(report.glob("*.ipynb"))  # the executed notebook is kept

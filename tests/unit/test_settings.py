@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from stoker.app.runtime import launcher_config, monitor_lease
 from stoker.core.errors import ConfigurationError
+from stoker.lifecycle.capacity import PeerConfig
 from stoker.settings import Mode, StoreKind, load_settings
 
 
@@ -133,3 +135,59 @@ def test_the_dynamodb_mode_refuses_another_store(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("STOKER_STORE", "sqlite")
     with pytest.raises(ConfigurationError, match="STOKER_STORE: the dynamodb mode"):
         load_settings()
+
+
+def test_lease_timings_reach_the_launchers_and_the_monitor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The launchers' heartbeat, lease and reconcile interval and the monitor's lease come
+    from their settings; unset, they are 1 s heartbeats and 5 s leases."""
+    defaults = load_settings()
+    assert launcher_config(defaults).peers == PeerConfig(1.0, 5.0, 5.0)
+    assert monitor_lease(defaults) == PeerConfig(1.0, 5.0)
+    monkeypatch.setenv("STOKER_LAUNCHER_HEARTBEAT_INTERVAL_S", "2")
+    monkeypatch.setenv("STOKER_LAUNCHER_LEASE_TTL_S", "9")
+    monkeypatch.setenv("STOKER_SLOT_RECONCILE_INTERVAL_S", "30")
+    monkeypatch.setenv("STOKER_MONITOR_HEARTBEAT_INTERVAL_S", "3")
+    monkeypatch.setenv("STOKER_MONITOR_LEASE_TTL_S", "20")
+    monkeypatch.setenv("STOKER_INSTANCE_CAPS", '{"ml.p3.2xlarge": 4}')
+    settings = load_settings()
+    config = launcher_config(settings)
+    assert config.caps == {"ml.p3.2xlarge": 4}
+    assert config.peers == PeerConfig(2.0, 9.0, 30.0)
+    assert monitor_lease(settings) == PeerConfig(3.0, 20.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"STOKER_LAUNCHER_LEASE_TTL_S": "1.5"},
+            "STOKER_LAUNCHER_LEASE_TTL_S must be at least twice "
+            "STOKER_LAUNCHER_HEARTBEAT_INTERVAL_S (got 1.5 and 1.0)",
+        ),
+        (
+            {"STOKER_MONITOR_HEARTBEAT_INTERVAL_S": "4", "STOKER_MONITOR_LEASE_TTL_S": "6"},
+            "STOKER_MONITOR_LEASE_TTL_S must be at least twice "
+            "STOKER_MONITOR_HEARTBEAT_INTERVAL_S (got 6.0 and 4.0)",
+        ),
+        (
+            {"STOKER_LAUNCHER_HEARTBEAT_INTERVAL_S": "0"},
+            "STOKER_LAUNCHER_HEARTBEAT_INTERVAL_S: Input should be greater than 0",
+        ),
+        (
+            {"STOKER_SLOT_RECONCILE_INTERVAL_S": "-1"},
+            "STOKER_SLOT_RECONCILE_INTERVAL_S: Input should be greater than 0",
+        ),
+    ],
+)
+def test_a_lease_shorter_than_two_heartbeats_is_refused(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    """A lease must outlive a missed renewal, or a live process is taken for dead: the error
+    names both settings and the values given."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert expected in str(info.value)

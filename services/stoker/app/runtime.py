@@ -22,7 +22,9 @@ from stoker.core.errors import ConfigurationError
 from stoker.core.failures import FailureClassifier, parse_rules
 from stoker.core.policy import Policy
 from stoker.core.retry import RetryPolicy
+from stoker.lifecycle.capacity import PeerConfig
 from stoker.lifecycle.jobs import SubmissionRules
+from stoker.lifecycle.launcher import LauncherConfig
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import EventBus
 from stoker.ports.capacity import CapacityStore
@@ -133,6 +135,27 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         max_delay_s=settings.retry_max_delay_s,
         jitter=settings.retry_jitter,
         max_attempts=settings.retry_max_attempts,
+    )
+
+
+def launcher_config(settings: Settings) -> LauncherConfig:
+    """The caps and the lease timings of the launchers, from the settings."""
+    return LauncherConfig(
+        caps=dict(settings.instance_caps),
+        default_cap=settings.default_instance_cap,
+        peers=PeerConfig(
+            heartbeat_interval_s=settings.launcher_heartbeat_interval_s,
+            lease_ttl_s=settings.launcher_lease_ttl_s,
+            reconcile_interval_s=settings.slot_reconcile_interval_s,
+        ),
+    )
+
+
+def monitor_lease(settings: Settings) -> PeerConfig:
+    """The timings of the lease that makes one monitor of a deployment the active one."""
+    return PeerConfig(
+        heartbeat_interval_s=settings.monitor_heartbeat_interval_s,
+        lease_ttl_s=settings.monitor_lease_ttl_s,
     )
 
 

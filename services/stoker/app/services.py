@@ -19,14 +19,20 @@ import structlog
 from stoker.app.auth import api_rate_limiter, build_authenticator, team_quota
 from stoker.app.notifier import build_ledger, notify_submit_rules, run_notifier
 from stoker.app.pipelines import build_pipeline_store, pipeline_operations, run_pipelines
-from stoker.app.runtime import Runtime, failure_classifier, retry_policy
+from stoker.app.runtime import (
+    Runtime,
+    failure_classifier,
+    launcher_config,
+    monitor_lease,
+    retry_policy,
+)
 from stoker.app.telemetry import metrics_endpoint, traces_exported
 from stoker.bus.consumer import BACKGROUND, LAUNCH_PATH, Consumer
 from stoker.core import topics
 from stoker.core.events import CloudEvent, JobSubmitted
-from stoker.lifecycle.capacity import PeerConfig, new_owner
+from stoker.lifecycle.capacity import new_owner
 from stoker.lifecycle.jobs import JobService
-from stoker.lifecycle.launcher import Launcher, LauncherConfig
+from stoker.lifecycle.launcher import Launcher
 from stoker.lifecycle.leadership import Leadership
 from stoker.lifecycle.monitor import Monitor, MonitorConfig
 from stoker.lifecycle.retrier import Retrier
@@ -166,10 +172,7 @@ async def run_intake(rt: Runtime, stop: asyncio.Event) -> None:
 
 
 async def run_launcher(rt: Runtime, stop: asyncio.Event) -> None:
-    config = LauncherConfig(
-        caps=dict(rt.settings.instance_caps), default_cap=rt.settings.default_instance_cap
-    )
-    launcher = Launcher(rt.transitioner(), rt.backend, rt.clock, config)
+    launcher = Launcher(rt.transitioner(), rt.backend, rt.clock, launcher_config(rt.settings))
     await launcher.recover()
     consumer = lifecycle_consumer(rt, "stoker-launcher", launcher)
     try:
@@ -185,7 +188,8 @@ MONITOR_LEASE = "monitor"
 
 async def run_monitor(rt: Runtime, stop: asyncio.Event) -> None:
     """One monitor of a deployment is active, the others stand by (ADR 0024)."""
-    leadership = Leadership(rt.capacity, MONITOR_LEASE, new_owner(), rt.clock, PeerConfig())
+    lease = monitor_lease(rt.settings)
+    leadership = Leadership(rt.capacity, MONITOR_LEASE, new_owner(), rt.clock, lease)
     await leadership.run(stop, functools.partial(_run_active_monitor, rt))
 
 

@@ -1,7 +1,8 @@
 """The launcher: admits jobs under per instance type caps and starts their training attempts.
 
 Work arrives two ways: New jobs (lifecycle events) and retries that came due (the store's
-due-time index, drained by a timer, so a waiting retry never blocks a partition). The
+due-time index, drained by a timer, so a waiting retry never blocks a partition); recovery,
+peer takeover and the due timer live in `stoker.lifecycle.takeover`. The
 TrainingJobName is derived from job id and attempt, so after a crash between
 CreateTrainingJob and the store write the same call finds the job ("already exists") instead
 of starting a second one.
@@ -13,7 +14,6 @@ import asyncio
 import functools
 from collections import deque
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
@@ -24,23 +24,25 @@ from stoker.core.clock import Clock
 from stoker.core.errors import JobNotFound, StokerError, VersionConflict
 from stoker.core.events import CloudEvent, EventData, JobStatusChanged
 from stoker.core.job import TERMINAL_STATUSES, JobChange, JobRecord, JobStatus
-from stoker.core.job_kind import JobKind, instance_type_of, kind_of, request_of, with_instance_type
-from stoker.core.naming import training_job_name, with_job_id_tag
+from stoker.core.job_kind import JobKind, kind_of
+from stoker.core.naming import training_job_name
 from stoker.core.retry import RetryPolicy, is_retriable
-from stoker.core.waiting import stop_requested
 from stoker.lifecycle.admission import AdmissionControl, Admitted
+from stoker.lifecycle.attempts import Attempt, build_request, launch_instance_type, launch_span
 from stoker.lifecycle.capacity import NO_LATER_ATTEMPT, PeerConfig, Peers, new_owner
 from stoker.lifecycle.shared_slots import SharedSlots, SlotStore
+from stoker.lifecycle.takeover import Takeover
 from stoker.lifecycle.transitions import Transitioner
 from stoker.ports.bus import BusRecord
-from stoker.ports.store import all_jobs
 from stoker.ports.training import (
     TrainingBackend,
     TrainingBackendError,
     TrainingJobAlreadyExists,
     TrainingJobNotFound,
 )
-from stoker.telemetry import metrics, tracing
+from stoker.telemetry import metrics
+
+__all__ = ["Launcher", "LauncherConfig", "build_request"]
 
 log = structlog.get_logger("stoker.launcher")
 
@@ -139,6 +141,17 @@ class Launcher:
             spawn=self._spawn,
         )
         self._shared = bool(self._config.caps) or self._config.default_cap is not None
+        self._takeover = Takeover(
+            store,
+            self._admission,
+            self._slots,
+            self._peers,
+            clock,
+            known=self._read_at_intake,
+            launch=lambda admitted: self._spawn(self._launch(admitted)),
+            shared=self._shared,
+            due_poll_interval_s=self._config.due_poll_interval_s,
+        )
 
     @property
     def admission(self) -> AdmissionControl:
@@ -149,44 +162,13 @@ class Launcher:
         return self._peers.owner
 
     async def recover(self) -> None:
-        """Resume and queue what the store holds after a (re)start, or after a peer died:
-        launches left in Launching, New jobs, due retries. Jobs of capped types claim their
-        slots in the store first (a slot a dead launcher held for the same attempt is taken
-        over, one a live launcher holds means that launcher has the job in hand)."""
-        # Running jobs need no look: a capped type's slots are counted in the store, and an
-        # uncapped type counts nothing.
-        async for job in all_jobs(self._store, JobStatus.LAUNCHING):
-            instance_type = _instance_type(job)
-            # Resumed through `_launch`, so a store failure re-queues it too.
-            self._read_at_intake[job.job_id] = job
-            admitted = Admitted(job.job_id, instance_type, job.priority)
-            self._admission.occupy(job.job_id, instance_type)
-            if self._slots.capped(instance_type):
-                self._slots.claim(admitted)
-            else:
-                self._spawn(self._launch(admitted))
-        async for job in all_jobs(self._store, JobStatus.NEW):
-            self._admission.offer(job.job_id, _instance_type(job), job.priority)
-        if self._shared:
-            await self._slots.reconcile()
-        await self.due_pass()
+        """Resume and queue what the store holds after a (re)start (`Takeover.recover`)."""
+        await self._takeover.recover()
 
     async def run_peers(self, stop: asyncio.Event) -> None:
-        """Renew this launcher's lease every `heartbeat_interval_s` until `stop`, and take
-        over the share of each launcher whose lease expired: `recover` again, which resumes
-        the launches it left half done and offers the New jobs it had queued (a job that a
-        live launcher has queued too is launched once: its slot claim, or its training job
-        name and versioned write, let one of them through)."""
-        while not stop.is_set():
-            try:
-                for dead in await self._peers.beat():
-                    log.warning("a launcher stopped renewing its lease; taking over", dead=dead)
-                    await self.recover()
-                    await self._peers.taken_over(dead)
-            except Exception as exc:
-                log.warning("launcher heartbeat failed; next beat retries", error=str(exc))
-            if await stop_requested(stop, self._config.peers.heartbeat_interval_s):
-                return
+        """Renew this launcher's lease and take over dead peers' share until `stop`
+        (`Takeover.run_peers`)."""
+        await self._takeover.run_peers(stop)
 
     async def on_event(self, event: CloudEvent, _record: BusRecord) -> None:
         """Consumer handler for the lifecycle topic."""
@@ -225,36 +207,19 @@ class Launcher:
                 job = jobs.get(job_id)  # None: the job is gone
                 if job is not None and job.status is JobStatus.NEW:
                     self._read_at_intake[job.job_id] = job
-                    self._slots.note_read(job.job_id, _instance_type(job))
-                    self._admission.offer(job.job_id, _instance_type(job), job.priority)
+                    self._slots.note_read(job.job_id, launch_instance_type(job))
+                    self._admission.offer(job.job_id, launch_instance_type(job), job.priority)
             self._pump()
 
     async def due_pass(self) -> int:
-        """Offer every retry whose due time has come and is this launcher's (with peers,
-        each due retry is one live launcher's); returns how many."""
-        due = [
-            job
-            for job in await self._store.due(self._clock.now(), limit=500)
-            if self._peers.mine(job.job_id)
-        ]
-        for job in due:
-            if self._shared:
-                self._read_at_intake[job.job_id] = job
-                self._slots.note_read(job.job_id, _instance_type(job))
-            self._admission.offer(job.job_id, _instance_type(job), job.priority)
-        self._pump()
-        return len(due)
+        """Offer the due retries that are this launcher's; returns how many
+        (`Takeover.due_pass`)."""
+        return await self._takeover.due_pass()
 
     async def run_due_timer(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.due_pass()
-                if self._shared:
-                    await self._slots.refresh()
-            except Exception as exc:
-                log.warning("due-retry pass failed", error=str(exc))
-            if await stop_requested(stop, self._config.due_poll_interval_s):
-                return
+        """Offer due retries every `due_poll_interval_s` until `stop`
+        (`Takeover.run_due_timer`)."""
+        await self._takeover.run_due_timer(stop)
 
     async def drain(self) -> None:
         """Wait for launches in flight (on shutdown). Jobs waiting to be offered again after
@@ -343,7 +308,7 @@ class Launcher:
         if job.status is JobStatus.LAUNCHING:
             # Left there by a crash, or by a launch whose store write failed after it
             # landed: resume that attempt (its training job name finds one already made).
-            await self._create(job, _Attempt.of_launching(job))
+            await self._create(job, Attempt.of_launching(job))
             return
         if job.status in _HOLDING_SLOT:
             return  # launched after all (a write that landed but whose answer was lost)
@@ -355,10 +320,10 @@ class Launcher:
         attempt = job.attempt + 1
         await self._create(
             job,
-            _Attempt(attempt, training_job_name(job.job_id, attempt), admitted.instance_type),
+            Attempt(attempt, training_job_name(job.job_id, attempt), admitted.instance_type),
         )
 
-    async def _create(self, job: JobRecord, launch: _Attempt) -> None:
+    async def _create(self, job: JobRecord, launch: Attempt) -> None:
         """CreateTrainingJob for `launch`, then the job (New, RetryScheduled or Launching)
         becomes Launched. Launching is written only when the first call is refused and
         retried: the wait is then long enough to be seen and stopped, and a first call
@@ -407,7 +372,7 @@ class Launcher:
                 back_pressure=exc.back_pressure,
             )
 
-        with _launch_span(job, launch):
+        with launch_span(job, launch):
             try:
                 arn = await self._config.create_retry.call(
                     create, retry_on=_refused_for_now, sleep=self._sleep, before_sleep=backing_off
@@ -420,7 +385,7 @@ class Launcher:
                 await self._record_launched(job, launch, arn)
                 _LAUNCHES_LAUNCHED.inc()
 
-    async def _record_launched(self, job: JobRecord, launch: _Attempt, arn: str | None) -> None:
+    async def _record_launched(self, job: JobRecord, launch: Attempt, arn: str | None) -> None:
         """The job -> Launched; the monitor follows the attempt from that status change.
         A job that moved meanwhile (a stop) may leave the training job just
         created without an owner."""
@@ -439,7 +404,7 @@ class Launcher:
         except VersionConflict:
             await self._stop_if_orphaned(job, launch.training_job_name)
 
-    async def _record_launching(self, job: JobRecord, launch: _Attempt) -> JobRecord | None:
+    async def _record_launching(self, job: JobRecord, launch: Attempt) -> JobRecord | None:
         """New or RetryScheduled -> Launching, before waiting to call again: a stop then
         finds the training job's name, and a restart resumes this attempt. None when the job
         moved meanwhile (a stop, a duplicate launch): the launch ends here and the store
@@ -457,7 +422,9 @@ class Launcher:
             self._admission.release(job.job_id)
             current = await self._store.get(job.job_id)
             if current.status is JobStatus.NEW:
-                self._admission.offer(current.job_id, _instance_type(current), current.priority)
+                self._admission.offer(
+                    current.job_id, launch_instance_type(current), current.priority
+                )
                 self._pump()
             return None
 
@@ -491,7 +458,7 @@ class Launcher:
             bound.info("job moved while launching; leaving it to its new owner")
             return
         # Ended before this launch: the slot just claimed for it is nobody's.
-        self._free_slot(job.job_id, _instance_type(job), NO_LATER_ATTEMPT)
+        self._free_slot(job.job_id, launch_instance_type(job), NO_LATER_ATTEMPT)
         stop = (
             self._backend.stop_processing_job
             if kind_of(current.spec) is JobKind.PROCESSING
@@ -512,7 +479,7 @@ class Launcher:
             return
         bound.info("stopped a training job created after its job ended")
 
-    async def _fail(self, job: JobRecord, launch: _Attempt, exc: TrainingBackendError) -> None:
+    async def _fail(self, job: JobRecord, launch: Attempt, exc: TrainingBackendError) -> None:
         reason = f"{exc.code}: {exc}"
         self._admission.release(job.job_id)
         self._free_slot(job.job_id, launch.instance_type, launch.attempt)
@@ -542,21 +509,6 @@ _LAUNCHES_DEFERRED = metrics.LAUNCHES.labels("deferred")
 _LAUNCHES_FAILED = metrics.LAUNCHES.labels("failed")
 
 
-def _launch_span(job: JobRecord, launch: _Attempt) -> AbstractContextManager[object]:
-    """A span around an attempt's launch, in the job's trace, when tracing is on."""
-    if not tracing.enabled():
-        return nullcontext()
-    return tracing.span(
-        "stoker.job.launch",
-        parent=job.details.get("traceparent"),
-        attributes={
-            "job.id": job.job_id,
-            "job.attempt": launch.attempt,
-            "sagemaker.training_job_name": launch.training_job_name,
-        },
-    )
-
-
 def _refused_for_now(error: BaseException) -> bool:
     """CreateTrainingJob refused a request that may pass later (throttled, a 5xx, a full
     quota). A store error while recording Launching is not retried here."""
@@ -568,48 +520,3 @@ class _Ended:
 
 
 _ENDED = _Ended()
-
-
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    """The training attempt a launch makes: its number, name and instance type."""
-
-    attempt: int
-    training_job_name: str
-    instance_type: str
-
-    @classmethod
-    def of_launching(cls, job: JobRecord) -> _Attempt:
-        """The attempt a job left in Launching (by a crash) was making."""
-        name = job.details.get("training_job_name")
-        return cls(
-            job.attempt,
-            name if isinstance(name, str) else training_job_name(job.job_id, job.attempt),
-            _instance_type(job),
-        )
-
-    def details(self) -> dict[str, Any]:
-        return {"instance_type": self.instance_type, "training_job_name": self.training_job_name}
-
-
-def build_request(job: JobRecord, name: str, instance_type: str) -> dict[str, Any]:
-    """The CreateTrainingJob (or, for a job of kind processing, CreateProcessingJob) request
-    of one attempt: `name` (one per attempt) on `instance_type` (a capacity fallback may
-    have changed it).
-
-    The spec's request is used unchanged otherwise, but for the `stoker:job-id` tag
-    (`with_job_id_tag`). CheckpointConfig stays the same across attempts, so a retried
-    attempt resumes from the last checkpoint.
-    """
-    kind = kind_of(job.spec)
-    request = with_instance_type(kind, request_of(job.spec), instance_type)
-    request[kind.name_field] = name
-    request["Tags"] = with_job_id_tag(list(request.get("Tags", [])), job.job_id)
-    return request
-
-
-def _instance_type(job: JobRecord) -> str:
-    chosen = job.details.get("instance_type")
-    if isinstance(chosen, str) and chosen:
-        return chosen
-    return instance_type_of(job.spec)

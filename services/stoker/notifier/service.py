@@ -104,6 +104,10 @@ class Notifier:
         # Entries this process settled (sent or failed) since the current pending read began:
         # that read may still return them as pending, and they must not be sent again.
         self._settled_during_read: set[str] = set()
+        # Entries whose add the handler awaits, and those of them a flusher read took
+        # meanwhile: the handler must not offer those again.
+        self._adding: set[str] = set()
+        self._taken_while_adding: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._wake = asyncio.Event()
@@ -131,15 +135,24 @@ class Notifier:
         added = 0
         for target in resolve(own, note.owner, self._settings, self._fallback_file):
             entry = LedgerEntry.new(note=note, event_id=event.id, target=target, at=now)
-            if await self._ledger.add(entry):
+            # From the add's commit the entry is pending for any flusher read to take, and
+            # that read's delivery may even have ended before the add's answer arrives here.
+            self._adding.add(entry.entry_id)
+            try:
+                fresh = await self._ledger.add(entry)
+                taken = entry.entry_id in self._taken_while_adding
+            finally:
+                self._adding.discard(entry.entry_id)
+                self._taken_while_adding.discard(entry.entry_id)
+            if fresh:
                 added += 1
                 bound.info("notification owed", target=describe(target), entry_id=entry.entry_id)
                 # Offered here, not at the flusher's next read: that read returns the oldest
                 # pending entries a page at a time, and in a storm the held ones filled it,
-                # so newer entries waited a whole digest window per page. A flusher read
-                # that ended between the add's commit and here may have offered it already.
+                # so newer entries waited a whole digest window per page.
                 if (
                     not self._stopping
+                    and not taken
                     and entry.entry_id not in self._scheduled
                     and (item := self._offer(entry)) is not None
                 ):
@@ -199,6 +212,8 @@ class Notifier:
         for entry in await self._ledger.pending(PENDING_BATCH):
             if entry.entry_id in self._scheduled or entry.entry_id in self._settled_during_read:
                 continue
+            if entry.entry_id in self._adding:
+                self._taken_while_adding.add(entry.entry_id)  # its handler leaves it to us
             if entry.message_id is not None:
                 # Claimed before a crash: resend as the same message, with the same key.
                 claimed[entry.message_id].append(entry)

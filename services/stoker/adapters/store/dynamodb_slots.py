@@ -28,7 +28,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from stoker.adapters.aws import AwsRequestRejected, AwsUnavailable, call
-from stoker.adapters.store.slot_rules import ClaimStep, check_claim, check_ttl, claim_step
+from stoker.adapters.store.slot_rules import (
+    SlotWrite,
+    check_claim,
+    check_ttl,
+    frees,
+    plan_claims,
+)
 from stoker.core.errors import InfrastructureUnavailable
 from stoker.core.retry import RetryPolicy
 from stoker.core.store_rules import time_key
@@ -132,32 +138,29 @@ class DynamoDbSlots:
             [_count_key(instance_type), *(_slot_key(c.job_id) for c in claims)]
         )
         seen_used = items.get((COUNT_PARTITION, instance_type))
-        in_use = _used(seen_used)
-        result = SlotsClaimed()
-        writes: list[TransactWriteItemTypeDef] = []
-        new = 0
-        for claim in claims:
-            item = items.get((SLOT_PARTITION, f"J#{claim.job_id}"))
-            held = _held(item) if item is not None else None
-            step = claim_step(held, claim, owner, take_from)
-            if step is ClaimStep.ELSEWHERE:
-                assert held is not None
-                result.held_elsewhere[claim.job_id] = held.owner
-                continue
-            if step is ClaimStep.NEW:
-                if in_use + new >= cap:
-                    continue
-                new += 1
-                writes.append(self._put_slot(instance_type, claim, owner, at))
-            else:
-                assert held is not None
-                writes.append(self._move_slot(held, claim, owner, at))
-            result.claimed.append(claim.job_id)
-        if new:
-            writes.append(self._count_change(instance_type, new, seen_used))
+        held = {
+            slot.job_id: slot
+            for slot in (_held(item) for (pk, _), item in items.items() if pk == SLOT_PARTITION)
+        }
+        plan = plan_claims(
+            instance_type,
+            cap,
+            claims,
+            held,
+            in_use=_used(seen_used),
+            owner=owner,
+            at=at,
+            take_from=take_from,
+        )
+        writes: list[TransactWriteItemTypeDef] = [
+            self._put_slot(write.slot) if write.seen is None else self._move_slot(write)
+            for write in plan.writes
+        ]
+        if plan.added:
+            writes.append(self._count_change(instance_type, plan.added, seen_used))
         if writes:
             await self._transact("claim_slots", writes)
-        return SlotsClaimed(result.claimed, result.held_elsewhere, in_use + new)
+        return plan.result
 
     async def release_slots(self, releases: Sequence[SlotClaim]) -> int:
         upto: dict[str, int] = {}
@@ -173,7 +176,7 @@ class DynamoDbSlots:
     async def _release(self, upto: dict[str, int]) -> int:
         slots = await self._read([_slot_key(job_id) for job_id in upto])
         held = [_held(item) for item in slots.values()]
-        freeing = [slot for slot in held if slot.attempt <= upto[slot.job_id]]
+        freeing = [slot for slot in held if frees(slot, SlotClaim(slot.job_id, upto[slot.job_id]))]
         if not freeing:
             return 0
         per_type: dict[str, int] = defaultdict(int)
@@ -207,40 +210,40 @@ class DynamoDbSlots:
         slots = [_held(item) for item in items]
         return [s for s in slots if instance_type is None or s.instance_type == instance_type]
 
-    def _put_slot(
-        self, instance_type: str, claim: SlotClaim, owner: str, at: datetime
-    ) -> TransactWriteItemTypeDef:
+    def _put_slot(self, slot: HeldSlot) -> TransactWriteItemTypeDef:
         return {
             "Put": {
                 "TableName": self.table,
                 "Item": {
-                    **_slot_key(claim.job_id),
+                    **_slot_key(slot.job_id),
                     "kind": {"S": KIND_SLOT},
-                    "instance_type": {"S": instance_type},
-                    "attempt": {"N": str(claim.attempt)},
-                    "owner": {"S": owner},
-                    "claimed_at": {"S": at.isoformat()},
+                    "instance_type": {"S": slot.instance_type},
+                    "attempt": {"N": str(slot.attempt)},
+                    "owner": {"S": slot.owner},
+                    "claimed_at": {"S": slot.claimed_at.isoformat()},
                 },
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
 
-    def _move_slot(
-        self, held: HeldSlot, claim: SlotClaim, owner: str, at: datetime
-    ) -> TransactWriteItemTypeDef:
+    def _move_slot(self, write: SlotWrite) -> TransactWriteItemTypeDef:
+        """The slot moves to the claimed attempt and owner, on the condition that it is still
+        as read (its instance type stays)."""
+        slot, seen = write.slot, write.seen
+        assert seen is not None
         return {
             "Update": {
                 "TableName": self.table,
-                "Key": _slot_key(claim.job_id),
+                "Key": _slot_key(slot.job_id),
                 "UpdateExpression": "SET attempt = :a, #o = :o, claimed_at = :t",
                 "ConditionExpression": "attempt = :seen_a AND #o = :seen_o",
                 "ExpressionAttributeNames": {"#o": "owner"},
                 "ExpressionAttributeValues": {
-                    ":a": {"N": str(claim.attempt)},
-                    ":o": {"S": owner},
-                    ":t": {"S": at.isoformat()},
-                    ":seen_a": {"N": str(held.attempt)},
-                    ":seen_o": {"S": held.owner},
+                    ":a": {"N": str(slot.attempt)},
+                    ":o": {"S": slot.owner},
+                    ":t": {"S": slot.claimed_at.isoformat()},
+                    ":seen_a": {"N": str(seen.attempt)},
+                    ":seen_o": {"S": seen.owner},
                 },
             }
         }

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import date, datetime, timedelta
 
-from stoker.adapters.store.slot_rules import ClaimStep, check_claim, check_ttl, claim_step
+from stoker.adapters.store.slot_rules import check_claim, check_ttl, frees, plan_claims
 from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
@@ -199,28 +199,25 @@ class MemoryJobStore:
     ) -> SlotsClaimed:
         check_claim(instance_type, cap)
         in_use = sum(1 for held in self._slots.values() if held.instance_type == instance_type)
-        result = SlotsClaimed()
-        for claim in claims:
-            held = self._slots.get(claim.job_id)
-            step = claim_step(held, claim, owner, take_from)
-            if step is ClaimStep.ELSEWHERE:
-                assert held is not None
-                result.held_elsewhere[claim.job_id] = held.owner
-                continue
-            if step is ClaimStep.NEW:
-                if in_use >= cap:
-                    continue
-                in_use += 1
-            kind = instance_type if held is None else held.instance_type
-            self._slots[claim.job_id] = HeldSlot(kind, claim.job_id, claim.attempt, owner, at)
-            result.claimed.append(claim.job_id)
-        return SlotsClaimed(result.claimed, result.held_elsewhere, in_use)
+        plan = plan_claims(
+            instance_type,
+            cap,
+            claims,
+            self._slots,
+            in_use=in_use,
+            owner=owner,
+            at=at,
+            take_from=take_from,
+        )
+        for write in plan.writes:
+            self._slots[write.slot.job_id] = write.slot
+        return plan.result
 
     async def release_slots(self, releases: Sequence[SlotClaim]) -> int:
         freed = 0
         for release in releases:
             held = self._slots.get(release.job_id)
-            if held is not None and held.attempt <= release.attempt:
+            if held is not None and frees(held, release):
                 del self._slots[release.job_id]
                 freed += 1
         return freed

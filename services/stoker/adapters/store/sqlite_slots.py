@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from stoker.adapters.sqlite import SqliteDatabase
-from stoker.adapters.store.slot_rules import ClaimStep, check_claim, check_ttl, claim_step
+from stoker.adapters.store.slot_rules import check_claim, check_ttl, plan_claims
 from stoker.core.store_rules import time_key
 from stoker.ports.capacity import HeldSlot, Lease, SlotClaim, SlotsClaimed
 
@@ -44,6 +44,10 @@ def _held(row: tuple[str, str, int, str, str]) -> HeldSlot:
     return HeldSlot(instance_type, job_id, int(attempt), owner, datetime.fromisoformat(claimed_at))
 
 
+def _row(slot: HeldSlot) -> tuple[str, str, int, str, str]:
+    return (slot.instance_type, slot.job_id, slot.attempt, slot.owner, slot.claimed_at.isoformat())
+
+
 _SLOT_COLUMNS = "instance_type, job_id, attempt, owner, claimed_at"
 
 
@@ -65,7 +69,6 @@ class SqliteSlots:
     ) -> SlotsClaimed:
         check_claim(instance_type, cap)
         ids = json.dumps([claim.job_id for claim in claims])
-        claimed_at = at.isoformat()
 
         def count(db: sqlite3.Connection) -> int:
             row = db.execute(
@@ -86,26 +89,21 @@ class SqliteSlots:
                     (ids,),
                 )
             }
-            result = SlotsClaimed()
-            for claim in claims:
-                current = held.get(claim.job_id)
-                step = claim_step(current, claim, owner, take_from)
-                if step is ClaimStep.ELSEWHERE:
-                    assert current is not None
-                    result.held_elsewhere[claim.job_id] = current.owner
-                    continue
-                if step is ClaimStep.NEW:
-                    if in_use >= cap:
-                        continue
-                    in_use += 1
-                kind = instance_type if current is None else current.instance_type
-                db.execute(
-                    f"INSERT OR REPLACE INTO slots ({_SLOT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                    (kind, claim.job_id, claim.attempt, owner, claimed_at),
-                )
-                held[claim.job_id] = HeldSlot(kind, claim.job_id, claim.attempt, owner, at)
-                result.claimed.append(claim.job_id)
-            return SlotsClaimed(result.claimed, result.held_elsewhere, in_use)
+            plan = plan_claims(
+                instance_type,
+                cap,
+                claims,
+                held,
+                in_use=in_use,
+                owner=owner,
+                at=at,
+                take_from=take_from,
+            )
+            db.executemany(
+                f"INSERT OR REPLACE INTO slots ({_SLOT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                [_row(write.slot) for write in plan.writes],
+            )
+            return plan.result
 
         return await self._db.write("claim_slots", op)
 

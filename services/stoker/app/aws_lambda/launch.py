@@ -24,10 +24,10 @@ import structlog
 from stoker.app.aws_lambda.batch import StreamBatch, consume, is_stream_event
 from stoker.app.aws_lambda.host import Deadline, LambdaContext, LambdaHost, within
 from stoker.app.aws_lambda.schedule import is_scheduled_event, unexpected_event
-from stoker.app.runtime import Runtime
+from stoker.app.runtime import Runtime, launcher_config
 from stoker.bus.consumer import LAUNCH_PATH, Consumer
 from stoker.core import topics
-from stoker.lifecycle.launcher import Launcher, LauncherConfig
+from stoker.lifecycle.launcher import Launcher
 from stoker.lifecycle.transitions import OutboxRelay
 
 log = structlog.get_logger("stoker.app.aws_lambda.launch")
@@ -55,10 +55,7 @@ def handle(
 
 
 def launcher_for(rt: Runtime) -> Launcher:
-    config = LauncherConfig(
-        caps=dict(rt.settings.instance_caps), default_cap=rt.settings.default_instance_cap
-    )
-    return Launcher(rt.transitioner(), rt.backend, rt.clock, config)
+    return Launcher(rt.transitioner(), rt.backend, rt.clock, launcher_config(rt.settings))
 
 
 async def on_stream(rt: Runtime, event: Mapping[str, Any], deadline: Deadline) -> dict[str, Any]:
