@@ -123,17 +123,19 @@ async def stage_channel(
         await asyncio.to_thread(_copy_keys, source, share(keys), dest)
 
 
-def merge_models(paths: JobPaths, spec: LocalJobRequest) -> None:
-    """Every host's /opt/ml/model into the job's, which becomes model.tar.gz (the files of
-    all hosts, as SageMaker keeps them; a later host's file wins over an earlier one's of
-    the same name)."""
+def merge_host_folders(paths: JobPaths, spec: LocalJobRequest) -> None:
+    """Every host's /opt/ml/model and /opt/ml/output/data into the job's, which become
+    model.tar.gz and output.tar.gz: SageMaker keeps the files of all hosts (scripts keep
+    their names apart; a later host's file wins over an earlier one's of the same name)."""
     if spec.instance_count == 1:
         return
-    paths.model.mkdir(parents=True, exist_ok=True)
-    for host in spec.hosts:
-        own = host_paths(paths, spec, host).model
-        if own.is_dir():
-            shutil.copytree(own, paths.model, dirs_exist_ok=True)
+    for folder in ("model", "output_data"):
+        merged: Path = getattr(paths, folder)
+        merged.mkdir(parents=True, exist_ok=True)
+        for host in spec.hosts:
+            own: Path = getattr(host_paths(paths, spec, host), folder)
+            if own.is_dir():
+                shutil.copytree(own, merged, dirs_exist_ok=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,7 @@ from stoker.adapters.training.hosts import (
     child,
     first_failure,
     host_paths,
-    merge_models,
+    merge_host_folders,
     not_started,
     process_env_and_command,
 )
@@ -79,7 +79,11 @@ from stoker.adapters.training.local_support import (
     Slots,
     job_key,
 )
-from stoker.adapters.training.outputs import publish_model, publish_outputs
+from stoker.adapters.training.outputs import (
+    publish_model,
+    publish_output_data,
+    publish_outputs,
+)
 from stoker.adapters.training.processing import (
     parse_processing_request,
     processing_failure_reason,
@@ -486,11 +490,11 @@ class LocalProcessBackend(ProcessingJobs):
             host, code = failed
             assert code is not None  # None is the case above
             own = host_paths(job.paths, spec, host)
-            reason = (
-                failure_reason(own, code, host if spec.instance_count > 1 else None)
-                if spec.kind is JobKind.TRAINING
-                else processing_failure_reason(own, code)
-            )
+            if spec.kind is JobKind.PROCESSING:
+                reason = processing_failure_reason(own, code)
+            else:
+                reason = failure_reason(own, code, host if spec.instance_count > 1 else None)
+                await self._publish_output_data(job, spec)  # a failure's report, say
             self._finish(job, _S.FAILED, "Failed", reason)
         elif published is not None or spec.kind is JobKind.PROCESSING:
             job.model_artifacts = published
@@ -498,13 +502,25 @@ class LocalProcessBackend(ProcessingJobs):
         else:
             self._set(job, _S.IN_PROGRESS, "Uploading")
             try:
-                await asyncio.to_thread(merge_models, job.paths, spec)
+                await asyncio.to_thread(merge_host_folders, job.paths, spec)
                 job.model_artifacts = await publish_model(self._s3, job.paths, spec)
+                await publish_output_data(self._s3, job.paths, spec)
             except (OSError, S3TransferError) as exc:
                 reason = f"InternalServerError: cannot save the model: {exc}"[:1024]
                 self._finish(job, _S.FAILED, "Failed", reason)
                 return
             self._finish(job, _S.COMPLETED, "Completed")
+
+    async def _publish_output_data(self, job: LocalJob, spec: LocalJobRequest) -> None:
+        """A failed training job's /opt/ml/output/data, as SageMaker keeps it; a failure to
+        copy it is logged: the job has failed already, for its own reason."""
+        if spec.notebook:
+            return  # its files went out as the notebook job's outputs
+        try:
+            await asyncio.to_thread(merge_host_folders, job.paths, spec)
+            await publish_output_data(self._s3, job.paths, spec)
+        except (OSError, S3TransferError) as exc:
+            log.warning("cannot save the output data", job_name=job.name, error=str(exc))
 
     # --- taking over the jobs of a dead owner --------------------------------------------
 
