@@ -442,3 +442,82 @@ async def test_a_failed_model_fails_its_host_with_a_report_naming_it(
         "3": {"count": 1, "examples": ["line 2: timestamp 'soon' is not ISO 8601"]}
     }
     assert reports["report-algo-1.json"]["fitted"] == ["0", "2"]
+
+
+CHECKPOINT_THEN_WAIT = """
+import os, pathlib, time
+checkpoints = pathlib.Path(os.environ["SM_CHECKPOINT_DIR"])
+(checkpoints / ".partial").write_text("half")
+(checkpoints / ("early-" + os.environ["SM_CURRENT_HOST"])).write_text("saved while running")
+go = pathlib.Path(os.environ["GO"])
+while not go.exists():
+    time.sleep(0.05)
+"""
+
+
+async def test_checkpoints_are_saved_while_the_hosts_run(tmp_path: Path) -> None:
+    """With a short checkpoint period, what the hosts write reaches CheckpointConfig before
+    they end; a dot-file (a write in progress) never does."""
+    backend = LocalProcessBackend(
+        tmp_path / "work",
+        stop_grace_s=5.0,
+        checkpoint_period_s=0.1,
+        rules=LocalRunRules(entrypoints=[["python", "-c"]]),
+    )
+    await backend.start()
+    saved = tmp_path / "checkpoints"
+    try:
+        await backend.create_training_job(
+            request(
+                "periodic",
+                tmp_path,
+                ["python", "-c", CHECKPOINT_THEN_WAIT],
+                instances=2,
+                checkpoint_uri=saved.as_uri(),
+                environment={"GO": str(tmp_path / "go")},
+            )
+        )
+
+        async def both_saved() -> bool:
+            return (saved / "early-algo-1").exists() and (saved / "early-algo-2").exists()
+
+        await poll_until(both_saved, DONE_WITHIN_S, interval_s=0.05, what="checkpoints saved")
+        running = await backend.describe_training_job("periodic")
+        assert running.status is TrainingJobStatus.IN_PROGRESS
+        (tmp_path / "go").touch()
+        done = await finished(backend, "periodic")
+        assert done.status is TrainingJobStatus.COMPLETED, done.failure_reason
+        assert sorted(p.name for p in saved.iterdir()) == ["early-algo-1", "early-algo-2"]
+    finally:
+        await backend.close()
+
+
+async def test_the_shipped_script_by_file_resumes_from_a_local_checkpoint_folder(
+    backend: LocalProcessBackend, tmp_path: Path
+) -> None:
+    """One host, its checkpoints in a local folder (used in place): the shipped script, run
+    by file as SageMaker runs a script beside its modules, fits every customer; the same
+    job submitted again fits none and still publishes every model."""
+    data = tmp_path / "data"
+    frame = energy_data.generate(
+        customers=2, rows_per_customer=40, start=datetime(2021, 1, 1), end=datetime(2023, 1, 1)
+    )
+    energy_data.write_per_customer(frame, data)
+    command = ["python", str(SCRIPTS / "train_customers.py"), "--uncertainty-samples", "10"]
+    reports = []
+    for name in ("by-file-1", "by-file-2"):
+        await backend.create_training_job(
+            request(
+                name,
+                tmp_path,
+                command,
+                instances=1,
+                channels={"train": (str(data), "FullyReplicated")},
+                checkpoint_uri=str(tmp_path / "checkpoints"),
+            )
+        )
+        done = await finished(backend, name)
+        assert done.status is TrainingJobStatus.COMPLETED, done.failure_reason
+        assert sorted(model_files(done)) == ["0.tar.gz", "1.tar.gz"]
+        reports.append(json.loads(output_files(tmp_path, name)["report-algo-1.json"]))
+    assert [(r["fitted"], r["skipped"]) for r in reports] == [(["0", "1"], []), ([], ["0", "1"])]
