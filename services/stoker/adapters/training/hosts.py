@@ -154,13 +154,13 @@ class HostGroup:
     """The hosts of one job, watched together.
 
     `exited` is done when every host has ended; `failed` when one ended with a non-zero (or
-    no) exit code, with that host's name. `on_exit(host, code)` runs as each host ends (the
+    no) exit code, with that host's name. `on_exit(host)` runs as each host ends (the
     backend saves its checkpoints then); its errors are logged, never lost."""
 
     def __init__(
         self,
         hosts: list[HostProcess],
-        on_exit: Callable[[HostProcess, int | None], Awaitable[None]],
+        on_exit: Callable[[str], Awaitable[None]],
     ) -> None:
         self.hosts = hosts
         self.codes: dict[str, int | None] = {}
@@ -178,7 +178,7 @@ class HostGroup:
         # No exit file: the supervisor itself was killed (SIGKILL after the grace period).
         self.codes[host.host] = host.returncode() if code is None else code
         try:
-            await self._on_exit(host, self.codes[host.host])
+            await self._on_exit(host.host)
         except Exception:  # one host's bookkeeping must not hide the others' ends
             log.exception("after a host ended", host=host.host)
         if self.codes[host.host] != 0 and not self.failed.done():
@@ -190,6 +190,16 @@ class HostGroup:
             if host.host not in self.codes:
                 with contextlib.suppress(ProcessLookupError):
                     host.signal(signum)
+
+    async def terminate(self, grace_s: float) -> None:
+        """SIGTERM to every host still running, SIGKILL after `grace_s`; returns when every
+        host has ended."""
+        self.signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.exited), timeout=grace_s)
+        except TimeoutError:
+            self.signal(signal.SIGKILL)
+            await self.exited
 
     def cancel(self) -> None:
         for wait in self._waits:

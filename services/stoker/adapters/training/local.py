@@ -30,8 +30,8 @@ others.
 Processing jobs (CreateProcessingJob) run the same way, in `<work>/_processing/<job>/`
 with SageMaker Processing's layout (`processing.py`, `processing_jobs.py`). A notebook job,
 the request the sagemaker SDK's NotebookJobStep compiles, runs stoker's notebook runner in
-place of SageMaker's notebook scheduler (`stoker.core.notebooks`); its outputs are copied under its
-S3OutputPath whether it succeeds or fails (`outputs.py`).
+place of SageMaker's notebook scheduler (`stoker.core.notebooks`); its outputs are copied
+under its S3OutputPath whether it succeeds or fails (`outputs.py`).
 
 Only what the local rules allow runs (their entrypoint allowlist; by default the training
 scripts shipped with stoker); anything else is refused with InvalidRequest before a folder
@@ -43,10 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,6 @@ from stoker.adapters.training.container import (
 from stoker.adapters.training.host_files import HostFiles
 from stoker.adapters.training.hosts import (
     HostGroup,
-    HostProcess,
     adopted,
     child,
     first_failure,
@@ -109,10 +108,6 @@ log = get_logger("stoker.adapters.training.local")
 _S = TrainingJobStatus
 _LOST_REASON = "InternalServerError: the local training process was lost (its owner stopped)"
 _SHUTDOWN_REASON = "InternalServerError: the local backend shut down while the job ran"
-
-
-class _SetupFailed(Exception):
-    """Input or checkpoint data could not be staged: the job fails with ClientError."""
 
 
 class LocalProcessBackend(ProcessingJobs):
@@ -318,8 +313,9 @@ class LocalProcessBackend(ProcessingJobs):
                 return
             try:
                 self._set(job, _S.IN_PROGRESS, "Downloading")
-                await self._stage(job.paths, spec, request)
-            except _SetupFailed as exc:
+                await self._files.stage(job.paths, spec, request)
+            except (OSError, ValueError, S3TransferError) as exc:
+                # Input or checkpoint data that cannot be staged: the caller's to fix.
                 self._finish(job, _S.FAILED, "Failed", f"ClientError: {exc}"[:1024])
                 return
             if job.stop_requested or job.shutting_down:
@@ -343,23 +339,12 @@ class LocalProcessBackend(ProcessingJobs):
                 if ref is None:
                     continue  # never started: concluded as lost, below
                 hosts.append(adopted(host, host_paths(job.paths, spec, host), ref))
-            group = HostGroup(hosts, lambda host, _code: self._save_checkpoints(job, spec, host))
+            group = HostGroup(hosts, partial(self._files.save_checkpoints, job.paths, spec))
             try:
                 timed_out = await self._watch(job, spec, group)
             finally:
                 group.cancel()  # done already, unless the watch itself failed
             await self._conclude(job, spec, dict(group.codes), timed_out=timed_out)
-
-    async def _stage(self, paths: JobPaths, spec: LocalJobRequest, request: dict[str, Any]) -> None:
-        try:
-            await self._files.stage(paths, spec, request)
-        except (OSError, ValueError, S3TransferError) as exc:
-            raise _SetupFailed(str(exc)) from exc
-
-    async def _save_checkpoints(
-        self, job: LocalJob, spec: LocalJobRequest, host: HostProcess | None = None
-    ) -> None:
-        await self._files.save_checkpoints(job.paths, spec, None if host is None else host.host)
 
     async def _execute(
         self, job: LocalJob, spec: LocalJobRequest
@@ -394,7 +379,7 @@ class LocalProcessBackend(ProcessingJobs):
             self._save(job)  # each host as it starts: a later owner follows every one
             log.info("local job process started", job_name=job.name, host=host, pid=process.pid)
             hosts.append(child(host, own, process))
-        group = HostGroup(hosts, lambda host, _code: self._save_checkpoints(job, spec, host))
+        group = HostGroup(hosts, partial(self._files.save_checkpoints, job.paths, spec))
         try:
             timed_out = await self._watch(job, spec, group)
         finally:
@@ -436,23 +421,14 @@ class LocalProcessBackend(ProcessingJobs):
                             job_name=job.name,
                             host=group.failed.result(),
                         )
-                    await self._terminate(group)
+                    await group.terminate(self._grace_s)
                     break
                 if self._clock.monotonic() >= next_save:
                     next_save = self._clock.monotonic() + self._checkpoint_period_s
-                    await self._save_checkpoints(job, spec)
+                    await self._files.save_checkpoints(job.paths, spec)
         finally:
             stop.cancel()
         return timed_out
-
-    async def _terminate(self, group: HostGroup) -> None:
-        """SIGTERM to every host's process group, SIGKILL after the grace period."""
-        group.signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(group.exited), timeout=self._grace_s)
-        except TimeoutError:
-            group.signal(signal.SIGKILL)
-            await group.exited
 
     async def _conclude(
         self,
@@ -464,7 +440,7 @@ class LocalProcessBackend(ProcessingJobs):
     ) -> None:
         """The job's end, from how its hosts' processes ended (by host; None: one left no
         exit code), whether this process started them or took them over."""
-        await self._save_checkpoints(job, spec)
+        await self._files.save_checkpoints(job.paths, spec)
         self._files.forget(job.paths)
         published: str | None = None
         if spec.notebook or spec.kind is JobKind.PROCESSING:
