@@ -60,14 +60,13 @@ from stoker.adapters.training.container import (
     refusal,
     supervised_command,
 )
-from stoker.adapters.training.host_files import HostFiles
+from stoker.adapters.training.host_files import HostFiles, merge_host_folders
 from stoker.adapters.training.hosts import (
     HostGroup,
     adopted,
     child,
     first_failure,
     host_paths,
-    merge_host_folders,
     not_started,
     process_env_and_command,
 )
