@@ -4,7 +4,8 @@ Before the processes start, each host gets its /opt/ml tree, its channels (all o
 FullyReplicated channel, its share of a ShardedByS3Key one) and the job's checkpoints
 restored from CheckpointConfig.S3Uri. While they run and when they end, each host's new
 checkpoints are saved back (`checkpoints.py`); a failed save is logged and tried again at
-the next one, never fatal: the files stay in the host's folder.
+the next one, never fatal: the files stay in the host's folder. When the job ends, the
+hosts' model and output-data folders are merged into the job's, to be packed.
 """
 
 from __future__ import annotations
