@@ -200,8 +200,9 @@ async def test_each_host_has_its_own_layout_variables_and_shard(
 ) -> None:
     """Two hosts: SM_HOSTS, SM_CURRENT_HOST and resourceconfig.json as SageMaker writes
     them; a ShardedByS3Key channel (from S3 and from a local folder) split between the hosts
-    by the documented rule; a FullyReplicated one copied whole to each; one model.tar.gz
-    holding both hosts' model folders."""
+    by the documented rule; a FullyReplicated one copied whole to each; the checkpoints
+    restored into each host's CheckpointConfig.LocalPath; one model.tar.gz holding both
+    hosts' model folders."""
     s3_keys = [f"{c}/data.csv" for c in (0, 1, 2, 10, 11)]
     for key in s3_keys:
         s3(s3_endpoint).put_object(Bucket=BUCKET, Key=f"shape/train/{key}", Body=key.encode())
@@ -212,9 +213,18 @@ async def test_each_host_has_its_own_layout_variables_and_shard(
         "local": (str(tmp_path / "local"), "ShardedByS3Key"),
         "extra": ((tmp_path / "extra").as_uri(), "FullyReplicated"),
     }
-    await backend.create_training_job(
-        request("shape", tmp_path, ["python", "-c", SHAPE], instances=2, channels=channels)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "resume.txt").write_text("from an earlier attempt")
+    body = request(
+        "shape",
+        tmp_path,
+        ["python", "-c", SHAPE],
+        instances=2,
+        channels=channels,
+        checkpoint_uri=str(tmp_path / "checkpoints"),
     )
+    body["CheckpointConfig"]["LocalPath"] = "/opt/ml/checkpoints/run"
+    await backend.create_training_job(body)
     done = await finished(backend, "shape")
     assert done.status is TrainingJobStatus.COMPLETED, done.failure_reason
     files = model_files(done)
@@ -246,6 +256,8 @@ async def test_each_host_has_its_own_layout_variables_and_shard(
             "local": "ShardedByS3Key",
             "extra": "FullyReplicated",
         }
+        assert env["SM_CHECKPOINT_DIR"].endswith("/opt/ml/checkpoints/run")
+        assert shape["checkpoints"] == ["resume.txt"]  # restored into every host's folder
         assert shape["files"] == {
             "train": train_shards[index],
             "local": local_shards[index],
