@@ -13,6 +13,7 @@ import pytest
 from stoker.adapters.store.dynamodb_pipelines import DynamoDbPipelineStore
 from stoker.adapters.store.memory_pipelines import MemoryPipelineStore
 from stoker.adapters.store.sqlite_pipelines import SqlitePipelineStore
+from stoker.core.cursors import InvalidCursor
 from stoker.core.events import CloudEvent
 from stoker.core.pipelines import events as ev
 from stoker.core.pipelines import parse_definition
@@ -31,7 +32,6 @@ from stoker.core.pipelines.records import (
 )
 from stoker.core.pipelines.schedules import Schedule
 from stoker.core.pipelines.state import ExecutionIdentity, ExecutionState
-from stoker.core.store_rules import InvalidCursor
 from stoker.core.topics import PIPELINE_EXECUTIONS
 from stoker.ports.pipelines import PipelineStore
 from tests.contract.store_factories import drop_tables, dynamodb_settings

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from stoker.core.auth import Role
+from stoker.core.cursors import InvalidCursor
 from stoker.core.errors import IllegalTransition, ItemTooLarge, JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
-from stoker.core.store_rules import InvalidCursor, cursor_before
+from stoker.core.store_rules import cursor_before
 from stoker.core.tokens import TokenNotFound, issue_token
 from stoker.ports.store import JobStore, Store
 from tests.contract.store_factories import STORE_FACTORIES, StoreContext

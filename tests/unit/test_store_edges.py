@@ -26,6 +26,7 @@ from stoker.adapters.aws import (
 )
 from stoker.adapters.store.dynamodb import DynamoDbJobStore
 from stoker.adapters.store.sqlite import SqliteJobStore
+from stoker.core.cursors import time_key
 from stoker.core.errors import (
     IllegalTransition,
     InfrastructureUnavailable,
@@ -34,7 +35,6 @@ from stoker.core.errors import (
 )
 from stoker.core.events import CloudEvent, JobStatusChanged
 from stoker.core.job import JobChange, JobRecord, JobStatus
-from stoker.core.store_rules import time_key
 from stoker.settings import Settings
 from tests.contract.store_factories import drop_tables, dynamodb_settings
 

@@ -11,8 +11,8 @@ from aiobotocore.session import get_session
 from stoker.adapters.store import layout
 from stoker.adapters.store.dynamodb import DynamoDbJobStore
 from stoker.adapters.store.sqlite import SqliteJobStore
+from stoker.core.cursors import time_key
 from stoker.core.job import JobRecord, JobStatus
-from stoker.core.store_rules import time_key
 from stoker.settings import Settings
 from tests.contract.store_factories import drop_tables, dynamodb_settings
 

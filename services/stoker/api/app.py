@@ -31,12 +31,12 @@ from stoker.api.events import EventFeed, UnknownEventTypes, add_event_route
 from stoker.api.pipelines import add_pipeline_routes
 from stoker.api.router_panel import RouterMetricsSource
 from stoker.api.sagemaker import add_sagemaker_pipelines
+from stoker.core.cursors import InvalidCursor
 from stoker.core.errors import InfrastructureUnavailable, ItemTooLarge, JobNotFound
 from stoker.core.job import JobRecord, JobStatus, Transition
 from stoker.core.ratelimit import RateLimiter
 from stoker.core.spec import JobSpec
 from stoker.core.spec_limits import MAX_SPEC_BYTES
-from stoker.core.store_rules import InvalidCursor
 from stoker.lifecycle.job_filters import JobFilter
 from stoker.lifecycle.jobs import (
     InvalidJobSpec,

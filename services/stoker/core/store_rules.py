@@ -10,17 +10,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
 
-import orjson
-
+from stoker.core.cursors import as_utc, encode_cursor, time_key
 from stoker.core.errors import IllegalTransition, StokerError, VersionConflict
 from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
@@ -38,24 +34,6 @@ class StoreFailure(StokerError):
     """The store answered with something no retry will fix (a corrupt file, a bad schema)."""
 
 
-class InvalidCursor(StokerError, ValueError):
-    """A pagination cursor this store did not hand out."""
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Naive datetimes are taken to be UTC already."""
-    if moment.tzinfo is UTC:
-        return moment
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def time_key(moment: datetime) -> str:
-    """Sortable text, e.g. 2026-03-01T12:00:00.000000Z (isoformat is faster than strftime)."""
-    return as_utc(moment).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
 def day_key(moment: datetime) -> str:
     return as_utc(moment).strftime("%Y-%m-%d")
 
@@ -63,20 +41,6 @@ def day_key(moment: datetime) -> str:
 def job_position(job: JobRecord) -> tuple[str, str]:
     """Where a job sits in newest-first order: (created time key, job id)."""
     return time_key(job.created_at), job.job_id
-
-
-def encode_cursor(position: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(position)).decode("ascii")
-
-
-def decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        position = orjson.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-    except (ValueError, binascii.Error, orjson.JSONDecodeError) as exc:
-        raise InvalidCursor(f"malformed cursor {cursor[:40]!r}") from exc
-    if not isinstance(position, dict):
-        raise InvalidCursor(f"malformed cursor {cursor[:40]!r}")
-    return position
 
 
 def cursor_after(job: JobRecord) -> str:

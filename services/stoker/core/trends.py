@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from stoker.core.cursors import as_utc
 from stoker.core.job import JobRecord, JobStatus, Transition
-from stoker.core.store_rules import UNSPECIFIED_REASON, as_utc
+from stoker.core.store_rules import UNSPECIFIED_REASON
 
 COMPLETION_GROWTH = 1.1
 """Each time-to-completion bucket's upper bound is this many times the one below it."""

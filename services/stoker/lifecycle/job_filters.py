@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from stoker.core.cursors import as_utc
 from stoker.core.job import JobRecord
-from stoker.core.store_rules import as_utc, cursor_after, cursor_before
+from stoker.core.store_rules import cursor_after, cursor_before
 from stoker.core.trends import instance_type_of
 from stoker.ports.store import Page
 

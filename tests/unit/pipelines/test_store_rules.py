@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from stoker.core.cursors import InvalidCursor, encode_cursor
 from stoker.core.pipelines.records import (
     ExecutionConflict,
     ExecutionNotFound,
@@ -19,7 +20,6 @@ from stoker.core.pipelines.store_rules import (
     position_of,
     schedule_put_refusal,
 )
-from stoker.core.store_rules import InvalidCursor, encode_cursor
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

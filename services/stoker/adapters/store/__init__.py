@@ -5,6 +5,7 @@ package does not pull in aiobotocore where only SQLite is used.
 """
 
 from stoker.adapters.store.memory import MemoryJobStore
-from stoker.core.store_rules import InvalidCursor, StoreFailure
+from stoker.core.cursors import InvalidCursor
+from stoker.core.store_rules import StoreFailure
 
 __all__ = ["InvalidCursor", "MemoryJobStore", "StoreFailure"]

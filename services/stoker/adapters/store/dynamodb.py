@@ -30,6 +30,7 @@ from stoker.adapters.store import layout
 from stoker.adapters.store.dynamodb_slots import DynamoDbSlots
 from stoker.adapters.store.dynamodb_tokens import DynamoDbTokens
 from stoker.adapters.store.item_size import check_items
+from stoker.core.cursors import decode_cursor, encode_cursor, time_key
 from stoker.core.errors import JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
@@ -40,14 +41,11 @@ from stoker.core.store_rules import (
     check_limit,
     check_outbox,
     creation_line,
-    decode_cursor,
-    encode_cursor,
     event_bytes,
     job_position,
     plan_from_copy,
     plan_transition,
     records_history,
-    time_key,
     trend_days,
 )
 from stoker.core.tokens import TokenRecord

@@ -30,6 +30,7 @@ from stoker.adapters.store import pipeline_layout as pl
 from stoker.adapters.store.dynamodb import CONFLICT_RETRY
 from stoker.adapters.store.pipeline_outbox import PipelineOutbox
 from stoker.adapters.store.pipeline_pages import BatchReader, query_all
+from stoker.core.cursors import time_key
 from stoker.core.events import CloudEvent
 from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.records import (
@@ -62,7 +63,7 @@ from stoker.core.pipelines.store_rules import (
     schedule_put_refusal,
 )
 from stoker.core.retry import RetryPolicy
-from stoker.core.store_rules import StoreFailure, check_limit, time_key
+from stoker.core.store_rules import StoreFailure, check_limit
 from stoker.ports.store import OutboxEntry
 from stoker.settings import Settings
 

@@ -35,9 +35,9 @@ from stoker.adapters.store.slot_rules import (
     frees,
     plan_claims,
 )
+from stoker.core.cursors import time_key
 from stoker.core.errors import InfrastructureUnavailable
 from stoker.core.retry import RetryPolicy
-from stoker.core.store_rules import time_key
 from stoker.ports.capacity import HeldSlot, Lease, SlotClaim, SlotsClaimed
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from collections.abc import Collection, Sequence
 from datetime import date, datetime, timedelta
 
 from stoker.adapters.store.slot_rules import check_claim, check_ttl, frees, plan_claims
+from stoker.core.cursors import decode_cursor, encode_cursor, time_key
 from stoker.core.errors import JobNotFound
 from stoker.core.events import CloudEvent
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
@@ -20,12 +21,9 @@ from stoker.core.store_rules import (
     check_limit,
     check_outbox,
     creation_line,
-    decode_cursor,
-    encode_cursor,
     job_position,
     plan_transition,
     records_history,
-    time_key,
     trend_days,
 )
 from stoker.core.tokens import TokenNotFound, TokenRecord

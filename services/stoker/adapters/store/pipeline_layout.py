@@ -36,6 +36,7 @@ import orjson
 
 from stoker.adapters.store.item_size import MAX_ITEM_BYTES, item_bytes
 from stoker.adapters.store.layout import ensure_indexed_table
+from stoker.core.cursors import time_key
 from stoker.core.errors import ItemTooLarge
 from stoker.core.pipelines.records import (
     StoredExecution,
@@ -45,7 +46,6 @@ from stoker.core.pipelines.records import (
     tags_and_versions_of,
 )
 from stoker.core.pipelines.store_rules import execution_position
-from stoker.core.store_rules import time_key
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

@@ -34,6 +34,7 @@ from pathlib import Path
 from stoker.adapters.sqlite import SqliteDatabase, WalCheckpoint
 from stoker.adapters.store.sqlite_schema import migrate
 from stoker.adapters.store.sqlite_slots import SqliteSlots
+from stoker.core.cursors import decode_cursor, encode_cursor, time_key
 from stoker.core.errors import JobNotFound, VersionConflict
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobChange, JobRecord, JobStatus, Transition
@@ -42,14 +43,11 @@ from stoker.core.store_rules import (
     check_limit,
     check_outbox,
     creation_line,
-    decode_cursor,
-    encode_cursor,
     event_bytes,
     job_position,
     plan_from_copy,
     plan_transition,
     records_history,
-    time_key,
     trend_days,
 )
 from stoker.core.tokens import TokenNotFound, TokenRecord

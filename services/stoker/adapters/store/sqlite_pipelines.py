@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from stoker.adapters.sqlite import SqliteDatabase, run_script
+from stoker.core.cursors import time_key
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.pipelines.caching import CachedRun
 from stoker.core.pipelines.records import (
@@ -53,7 +54,7 @@ from stoker.core.pipelines.store_rules import (
     position_of,
     schedule_put_refusal,
 )
-from stoker.core.store_rules import StoreFailure, check_limit, event_bytes, time_key
+from stoker.core.store_rules import StoreFailure, check_limit, event_bytes
 from stoker.ports.store import OutboxEntry
 
 TABLES = (

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from stoker.adapters.sqlite import SqliteDatabase
 from stoker.adapters.store.slot_rules import check_claim, check_ttl, plan_claims
-from stoker.core.store_rules import time_key
+from stoker.core.cursors import time_key
 from stoker.ports.capacity import HeldSlot, Lease, SlotClaim, SlotsClaimed
 
 TABLES = (

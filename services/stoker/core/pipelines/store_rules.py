@@ -8,6 +8,7 @@ reads first, it hands what it found to these functions, which decide the answer.
 
 from __future__ import annotations
 
+from stoker.core.cursors import InvalidCursor, decode_cursor, encode_cursor, time_key
 from stoker.core.errors import StokerError
 from stoker.core.pipelines.records import (
     ExecutionConflict,
@@ -16,7 +17,6 @@ from stoker.core.pipelines.records import (
     ScheduleNotFound,
     StoredExecution,
 )
-from stoker.core.store_rules import InvalidCursor, decode_cursor, encode_cursor, time_key
 
 
 def execution_save_refusal(
