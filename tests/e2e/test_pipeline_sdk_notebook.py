@@ -11,8 +11,10 @@ skipped without it, except under CI=true, where it fails."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +36,7 @@ pytestmark = [pytest.mark.slow]
 
 SCRIPT = Path(__file__).parents[1] / "sdk" / "notebook_pipeline_script.py"
 EXAMPLE_SCRIPT = Path(__file__).parents[1] / "sdk" / "example_upsert_script.py"
+TRAINING_SCRIPT = Path(__file__).parents[1] / "sdk" / "training_pipeline_script.py"
 SPLIT_SCRIPT = Path(training_scripts.__file__).parent / "split_by_key.py"
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -189,3 +192,55 @@ async def test_the_sdk_runs_a_notebook_step_and_a_processing_step(
         "prepare-test-set.ipynb",
         "sentences.py",
     }
+
+
+async def test_the_sdk_runs_a_training_step_of_a_shipped_script(
+    stack: EmbeddedStack, s3: str
+) -> None:
+    """A `TrainingStep` whose ModelTrainer's `SourceCode.command` is the shipped
+    `train_linear` runs to its end on the local backend: its model artifact lands in the S3
+    server, and a `ConditionStep` reads the job's status from its properties."""
+    python = sdk_python()
+    bucket = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
+    bucket.create_bucket(Bucket="sdk")
+    name = f"linear-{uuid.uuid4().hex[:6]}"
+    token = (stack.data / "api-token").read_text().strip()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "STOKER_SAGEMAKER_URL": f"http://127.0.0.1:{stack.port}",
+        "STOKER_TOKEN": token,
+        "AWS_ENDPOINT_URL_S3": s3,
+        "AWS_ENDPOINT_URL_STS": s3,
+        "SAGEMAKER_VALIDATE_ROLE": "false",
+        "PIPELINE": name,
+        **S3_CREDENTIALS,
+    }
+    seen = await run_sdk(python, TRAINING_SCRIPT, env, stack)
+
+    execution = seen["execution"]
+    assert execution["PipelineExecutionStatus"] == "Succeeded", execution
+    steps = seen["steps"]
+    assert sorted(steps) == ["Check", "Train"]
+    assert {s["StepStatus"] for s in steps.values()} == {"Succeeded"}
+    assert steps["Check"]["Metadata"] == {"Condition": {"Outcome": "True"}}
+    train = next(s for s in seen["definition"]["Steps"] if s["Name"] == "Train")
+    assert train["Arguments"]["AlgorithmSpecification"]["ContainerEntrypoint"] == ["/bin/bash"]
+
+    # The model artifact, where the training job's properties say it is.
+    execution_id = execution["PipelineExecutionArn"].rsplit("/", 1)[1]
+    shown = httpx.get(
+        f"http://127.0.0.1:{stack.port}/v1/executions/{execution_id}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10.0,
+    )
+    assert shown.status_code == 200, shown.text
+    properties = {s["name"]: s for s in shown.json()["steps"]}["Train"]["properties"]
+    artifact = properties["ModelArtifacts"]["S3ModelArtifacts"]
+    assert artifact.startswith("s3://sdk/") and artifact.endswith("/model.tar.gz")
+    body = bucket.get_object(Bucket="sdk", Key=artifact.removeprefix("s3://sdk/"))["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        member = archive.extractfile("model.json")
+        assert member is not None
+        model = json.loads(member.read())
+    assert model["epochs"] == 20

@@ -32,6 +32,7 @@ from stoker.core.auth import DEFAULT_TEAM, TEAM_PATTERN
 from stoker.core.errors import ConfigurationError
 from stoker.core.job_kind import JobKind
 from stoker.core.notebooks import is_notebook_job
+from stoker.core.source_code import is_source_code_job
 from stoker.core.spec import JobSpec
 
 PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
@@ -293,6 +294,10 @@ def local_violations(rules: LocalRunRules, training: Mapping[str, Any]) -> list[
         # locally: allowed or not as a whole, by `local.notebooks`.
         if not rules.notebooks:
             found.append(Violation(field, "local.notebooks", rules.NOTEBOOKS_OFF))
+    elif is_source_code_job(training):
+        # The SDK's source-code layout: the command is in the staged `sm_drivers` channel,
+        # so the backend checks it against `local.entrypoints` before it starts anything.
+        pass
     else:
         command = [
             *_words(_get(training, "AlgorithmSpecification", "ContainerEntrypoint")),

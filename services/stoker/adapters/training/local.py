@@ -76,9 +76,11 @@ from stoker.adapters.training.processing import (
     write_processing_layout,
 )
 from stoker.adapters.training.s3io import S3Folders, S3TransferError
+from stoker.adapters.training.source_code_job import with_source_code_command
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.job_kind import JobKind
 from stoker.core.policy import LocalRunRules
+from stoker.core.source_code import SourceCodeRefused
 from stoker.logs import get_logger
 from stoker.ports.training import (
     InvalidRequest,
@@ -328,7 +330,9 @@ class LocalProcessBackend:
             try:
                 self._set(job, _S.IN_PROGRESS, "Downloading")
                 await self._stage(job.paths, spec, request)
-            except _SetupFailed as exc:
+                if spec.source_code:
+                    spec = with_source_code_command(job.paths, spec, self.rules)
+            except (_SetupFailed, SourceCodeRefused) as exc:
                 self._finish(job, _S.FAILED, "Failed", f"ClientError: {exc}"[:1024])
                 return
             if job.stop_requested or job.shutting_down:
