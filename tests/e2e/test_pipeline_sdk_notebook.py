@@ -229,15 +229,16 @@ async def test_the_sdk_runs_a_training_step_of_a_shipped_script(
 
     # The model artifact, where the training job's properties say it is.
     execution_id = execution["PipelineExecutionArn"].rsplit("/", 1)[1]
-    shown = httpx.get(
-        f"http://127.0.0.1:{stack.port}/v1/executions/{execution_id}",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10.0,
-    )
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        shown = await http.get(
+            f"http://127.0.0.1:{stack.port}/v1/executions/{execution_id}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
     assert shown.status_code == 200, shown.text
     properties = {s["name"]: s for s in shown.json()["steps"]}["Train"]["properties"]
     artifact = properties["ModelArtifacts"]["S3ModelArtifacts"]
-    assert artifact.startswith("s3://sdk/") and artifact.endswith("/model.tar.gz")
+    assert artifact.startswith("s3://sdk/")
+    assert artifact.endswith("/model.tar.gz")
     body = bucket.get_object(Bucket="sdk", Key=artifact.removeprefix("s3://sdk/"))["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as archive:
         member = archive.extractfile("model.json")
