@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from stoker.core.auth import DEFAULT_TEAM, TEAM_PATTERN
 from stoker.core.errors import ConfigurationError
 from stoker.core.job_kind import JobKind
+from stoker.core.local_s3 import LocalS3
 from stoker.core.notebooks import is_notebook_job
 from stoker.core.source_code import is_source_code_job
 from stoker.core.spec import JobSpec
@@ -141,6 +142,15 @@ class LocalRunRules(BaseModel):
         "stoker's notebook runner; a notebook runs any code it holds, as an allowed "
         "`python` entrypoint would, so this is off unless the policy turns it on",
     )
+    s3: LocalS3 | None = Field(
+        default=None,
+        description="the S3-compatible dev server on this machine that local processes may "
+        "reach (stoker.core.local_s3); None: they get no S3 endpoint or credentials",
+    )
+
+    def s3_environment(self) -> dict[str, str]:
+        """What a local process gets to reach the dev S3 server; empty without `s3`."""
+        return {} if self.s3 is None else self.s3.environment()
 
     NOTEBOOKS_OFF: ClassVar[str] = (
         "a notebook job runs any code its notebook holds: local runs allow notebook jobs "

@@ -384,6 +384,7 @@ class LocalProcessBackend:
     async def _execute(self, job: LocalJob, spec: LocalJobRequest) -> tuple[int | None, bool]:
         """Run the process to its end; returns (exit code, stopped for MaxRuntime)."""
         env, command = process_env_and_command(job.paths, spec)
+        env.update(self.rules.s3_environment())  # after the job's own: the rule's endpoint wins
         with job.paths.logs.open("ab") as logs:
             try:
                 process = await asyncio.create_subprocess_exec(
