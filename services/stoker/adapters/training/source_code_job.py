@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from stoker.adapters.training.container import JobPaths, LocalJobRequest
@@ -41,7 +42,7 @@ def with_source_code_command(
     return dataclasses.replace(spec, command=command)
 
 
-def _json(path: Any) -> dict[str, Any] | None:
+def _json(path: Path) -> dict[str, Any] | None:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
