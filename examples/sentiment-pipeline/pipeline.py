@@ -5,16 +5,21 @@ Run it with the SDK installed (`pip install -r tests/sdk/requirements.txt` in a 
 of its own) against stoker's SageMaker API:
 
     STOKER_SAGEMAKER_URL=http://127.0.0.1:8080 STOKER_TOKEN=... \\
-    AWS_ENDPOINT_URL_S3=http://127.0.0.1:9000 python examples/sentiment-pipeline/pipeline.py
+    AWS_ENDPOINT_URL_S3=http://127.0.0.1:9000 python examples/sentiment-pipeline/pipeline.py \\
+        Rows=200 Epochs=100 BatchRows=40
 
-or, without STOKER_SAGEMAKER_URL, against SageMaker itself (ROLE_ARN and S3_ROOT set).
-On one machine `stoker pipelines demo` runs the same steps from pipeline.json, the
+(parameters as `Name=value`, the defaults otherwise) or, without STOKER_SAGEMAKER_URL,
+against SageMaker itself (ROLE_ARN and S3_ROOT set). Each notebook gets its upstream step's
+output as an `s3://` URI and downloads it (`s3_inputs.py`), as on SageMaker; on one machine
+stoker's policy must let local jobs reach the S3 server (`local: {s3: {endpoint_url: ...}}`,
+docs/pipelines.md). `stoker pipelines demo` runs the same steps from pipeline.json, the
 definition written for local folders, with no SDK and no S3.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import boto3
@@ -26,7 +31,7 @@ from sagemaker.mlops.workflow.notebook_job_step import NotebookJobStep
 from sagemaker.mlops.workflow.pipeline import Pipeline
 
 HERE = Path(__file__).resolve().parent
-NAME = "sentiment"
+NAME = os.environ.get("PIPELINE_NAME", "sentiment")
 IMAGE = os.environ.get(
     # Any image in the session's region; on AWS, SageMaker Distribution's for that region.
     "NOTEBOOK_IMAGE",
@@ -91,7 +96,11 @@ def build(sagemaker_session: PipelineSession) -> Pipeline:
         name="Train",
         notebook_job_name="sentiment-train",
         input_notebook=str(HERE / "train.ipynb"),
-        additional_dependencies=[str(HERE / "prepare-test-set.ipynb"), str(HERE / "sentences.py")],
+        additional_dependencies=[
+            str(HERE / "prepare-test-set.ipynb"),
+            str(HERE / "sentences.py"),
+            str(HERE / "s3_inputs.py"),
+        ],
         parameters={
             "train_data": output_of("Preprocess", "data/train.csv"),
             "epochs": epochs,
@@ -103,7 +112,7 @@ def build(sagemaker_session: PipelineSession) -> Pipeline:
         name="BatchInference",
         notebook_job_name="sentiment-batch-inference",
         input_notebook=str(HERE / "batch-inference.ipynb"),
-        additional_dependencies=[str(HERE / "sentences.py")],
+        additional_dependencies=[str(HERE / "sentences.py"), str(HERE / "s3_inputs.py")],
         parameters={"model_dir": output_of("Train", "model"), "rows": batch_rows},
         **common,
     )
@@ -117,14 +126,24 @@ def build(sagemaker_session: PipelineSession) -> Pipeline:
     )
 
 
-def main() -> None:
+def main(arguments: list[str]) -> int:
+    """Upserts and runs the pipeline with the `Name=value` parameters given; prints each
+    step's status, then the execution's ARN and status. Exit code 0 when it succeeded."""
+    parameters = dict(argument.split("=", 1) for argument in arguments)
     pipeline = build(session())
     pipeline.upsert(role_arn=ROLE)
-    execution = pipeline.start()
-    execution.wait(delay=10, max_attempts=120)
+    execution = pipeline.start(parameters=parameters)
+    try:
+        execution.wait(delay=2, max_attempts=900)
+    except Exception as exc:  # the SDK's waiter raises when the execution did not succeed
+        print(f"wait ended: {exc}", file=sys.stderr)
     for step in execution.list_steps():
         print(step["StepName"], step["StepStatus"], step.get("FailureReason", ""))
+    described = execution.describe()
+    status = described["PipelineExecutionStatus"]
+    print("execution", described["PipelineExecutionArn"], status)
+    return 0 if status == "Succeeded" else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -11,8 +11,10 @@ skipped without it, except under CI=true, where it fails."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +36,8 @@ pytestmark = [pytest.mark.slow]
 
 SCRIPT = Path(__file__).parents[1] / "sdk" / "notebook_pipeline_script.py"
 EXAMPLE_SCRIPT = Path(__file__).parents[1] / "sdk" / "example_upsert_script.py"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "sentiment-pipeline" / "pipeline.py"
+TRAINING_SCRIPT = Path(__file__).parents[1] / "sdk" / "training_pipeline_script.py"
 SPLIT_SCRIPT = Path(training_scripts.__file__).parent / "split_by_key.py"
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -60,8 +64,10 @@ def stack(tmp_path: Path, s3: str) -> Iterator[EmbeddedStack]:
         {"AWS_ENDPOINT_URL_S3": s3, "AWS_ENDPOINT_URL_STS": s3, **S3_CREDENTIALS},
     )
     # Notebook jobs run any code: the local backend runs them only when the policy says so.
+    # `s3` lets local jobs reach the S3 server (the sentiment example's notebooks read their
+    # upstream step's output from it, as they would on SageMaker).
     policy = tmp_path / "policy.yaml"
-    policy.write_text("local:\n  notebooks: true\n")
+    policy.write_text(f"local:\n  notebooks: true\n  s3:\n    endpoint_url: {s3}\n")
     embedded.env["STOKER_POLICY_FILE"] = str(policy)
     embedded.start()
     url = f"http://127.0.0.1:{embedded.port}"
@@ -100,17 +106,28 @@ def usage_notebook(path: Path) -> Path:
 
 async def run_sdk(python: Path, script: Path, env: dict[str, str], stack: EmbeddedStack) -> Any:
     """The script's last line of output, as JSON."""
+    out = await run_script(python, script, env, stack)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+async def run_script(
+    python: Path, script: Path, env: dict[str, str], stack: EmbeddedStack, *arguments: str
+) -> str:
+    """What the script printed; it must exit 0."""
     process = await asyncio.create_subprocess_exec(
         str(python),
         str(script),
+        *arguments,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=240)
     stack.check_alive()
-    assert process.returncode == 0, err.decode()[-4000:] + stack.log.read_text()[-3000:]
-    return json.loads(out.decode().strip().splitlines()[-1])
+    assert process.returncode == 0, (
+        out.decode()[-2000:] + err.decode()[-4000:] + stack.log.read_text()[-3000:]
+    )
+    return out.decode()
 
 
 async def test_the_sdk_runs_a_notebook_step_and_a_processing_step(
@@ -173,8 +190,8 @@ async def test_the_sdk_runs_a_notebook_step_and_a_processing_step(
     printed = [o.get("text", "") for c in executed.cells for o in c.get("outputs", [])]
     assert "wrote 3 rows\n" in printed
 
-    # The example's SDK script compiles and is accepted as it is (its run is
-    # `stoker pipelines demo`'s, from pipeline.json: see docs/pipelines.md).
+    # The example's SDK script compiles and is accepted as it is (its run through the SDK
+    # is test_the_sentiment_example_runs_through_the_sdk's).
     example = await run_sdk(python, EXAMPLE_SCRIPT, env, stack)
     by_name = {s["Name"]: s for s in example["Steps"]}
     assert list(by_name) == ["Preprocess", "Train", "BatchInference"]
@@ -188,4 +205,110 @@ async def test_the_sdk_runs_a_notebook_step_and_a_processing_step(
         "train.ipynb",
         "prepare-test-set.ipynb",
         "sentences.py",
+        "s3_inputs.py",
     }
+
+
+async def test_the_sdk_runs_a_training_step_of_a_shipped_script(
+    stack: EmbeddedStack, s3: str
+) -> None:
+    """A `TrainingStep` whose ModelTrainer's `SourceCode.command` is the shipped
+    `train_linear` runs to its end on the local backend: its model artifact lands in the S3
+    server, and a `ConditionStep` reads the job's status from its properties."""
+    python = sdk_python()
+    bucket = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
+    bucket.create_bucket(Bucket="sdk")
+    name = f"linear-{uuid.uuid4().hex[:6]}"
+    token = (stack.data / "api-token").read_text().strip()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "STOKER_SAGEMAKER_URL": f"http://127.0.0.1:{stack.port}",
+        "STOKER_TOKEN": token,
+        "AWS_ENDPOINT_URL_S3": s3,
+        "AWS_ENDPOINT_URL_STS": s3,
+        "SAGEMAKER_VALIDATE_ROLE": "false",
+        "PIPELINE": name,
+        **S3_CREDENTIALS,
+    }
+    seen = await run_sdk(python, TRAINING_SCRIPT, env, stack)
+
+    execution = seen["execution"]
+    assert execution["PipelineExecutionStatus"] == "Succeeded", execution
+    steps = seen["steps"]
+    assert sorted(steps) == ["Check", "Train"]
+    assert {s["StepStatus"] for s in steps.values()} == {"Succeeded"}
+    assert steps["Check"]["Metadata"] == {"Condition": {"Outcome": "True"}}
+    train = next(s for s in seen["definition"]["Steps"] if s["Name"] == "Train")
+    assert train["Arguments"]["AlgorithmSpecification"]["ContainerEntrypoint"] == ["/bin/bash"]
+
+    # The model artifact, where the training job's properties say it is.
+    execution_id = execution["PipelineExecutionArn"].rsplit("/", 1)[1]
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        shown = await http.get(
+            f"http://127.0.0.1:{stack.port}/v1/executions/{execution_id}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert shown.status_code == 200, shown.text
+    properties = {s["name"]: s for s in shown.json()["steps"]}["Train"]["properties"]
+    artifact = properties["ModelArtifacts"]["S3ModelArtifacts"]
+    assert artifact.startswith("s3://sdk/")
+    assert artifact.endswith("/model.tar.gz")
+    body = bucket.get_object(Bucket="sdk", Key=artifact.removeprefix("s3://sdk/"))["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        member = archive.extractfile("model.json")
+        assert member is not None
+        model = json.loads(member.read())
+    assert model["epochs"] == 20
+
+
+async def test_the_sentiment_example_runs_through_the_sdk(stack: EmbeddedStack, s3: str) -> None:
+    """examples/sentiment-pipeline/pipeline.py, run as it is at a small size: three notebook
+    steps, each reading its upstream step's output from S3 as on SageMaker (the policy's
+    `local.s3` lets the local jobs reach the S3 server), to Succeeded."""
+    python = sdk_python()
+    bucket = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
+    bucket.create_bucket(Bucket="sdk")
+    name = f"sentiment-{uuid.uuid4().hex[:6]}"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "STOKER_SAGEMAKER_URL": f"http://127.0.0.1:{stack.port}",
+        "STOKER_TOKEN": (stack.data / "api-token").read_text().strip(),
+        "AWS_ENDPOINT_URL_S3": s3,
+        "AWS_ENDPOINT_URL_STS": s3,
+        "SAGEMAKER_VALIDATE_ROLE": "false",
+        "PIPELINE_NAME": name,
+        **S3_CREDENTIALS,
+    }
+    sizes = ("Rows=200", "Epochs=100", "BatchRows=40")
+    printed = await run_script(python, EXAMPLE, env, stack, *sizes)
+
+    lines = printed.strip().splitlines()
+    _, arn, status = lines[-1].split()
+    assert status == "Succeeded", printed
+    assert sorted(line.split()[:2] for line in lines[:-1] if line.split()[0] != "wait") == [
+        ["BatchInference", "Succeeded"],
+        ["Preprocess", "Succeeded"],
+        ["Train", "Succeeded"],
+    ]
+    prefix = f"notebook-jobs/{name}/{arn.rsplit('/', 1)[1]}"
+    keys = {
+        o["Key"].removeprefix(prefix + "/")
+        for o in bucket.list_objects_v2(Bucket="sdk", Prefix=prefix)["Contents"]
+    }
+    assert {
+        "Preprocess/data/train.csv",
+        "Train/model/head.pt",
+        "Train/model/metrics.json",
+        "BatchInference/inference/predictions.csv",
+        "BatchInference/inference/statistics.json",
+    } <= keys
+    # The downloaded inputs stayed out of the steps' outputs.
+    assert not [k for k in keys if "s3-input-" in k]
+    metrics = bucket.get_object(Bucket="sdk", Key=f"{prefix}/Train/model/metrics.json")
+    assert json.loads(metrics["Body"].read())["train_rows"] == 200
+    predictions = bucket.get_object(
+        Bucket="sdk", Key=f"{prefix}/BatchInference/inference/predictions.csv"
+    )
+    assert len(predictions["Body"].read().decode().splitlines()) == 41

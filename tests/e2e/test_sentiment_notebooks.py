@@ -95,7 +95,7 @@ async def test_the_three_sentiment_notebooks_run_as_notebook_jobs(
         step="train",
         notebook="train.ipynb",
         parameters={"train_data": str(pre / "data" / "train.csv")},
-        dependencies=["prepare-test-set.ipynb", "sentences.py"],
+        dependencies=["prepare-test-set.ipynb", "sentences.py", "s3_inputs.py"],
     )
     assert done.status is TrainingJobStatus.COMPLETED, done.failure_reason
     metrics = json.loads((trained / "model" / "metrics.json").read_text())
@@ -109,7 +109,7 @@ async def test_the_three_sentiment_notebooks_run_as_notebook_jobs(
         step="batch-inference",
         notebook="batch-inference.ipynb",
         parameters={"model_dir": str(trained / "model"), "rows": "120"},
-        dependencies=["sentences.py"],
+        dependencies=["sentences.py", "s3_inputs.py"],
     )
     assert done.status is TrainingJobStatus.COMPLETED, done.failure_reason
     with (scored / "inference" / "predictions.csv").open() as handle:

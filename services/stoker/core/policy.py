@@ -31,7 +31,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from stoker.core.auth import DEFAULT_TEAM, TEAM_PATTERN
 from stoker.core.errors import ConfigurationError
 from stoker.core.job_kind import JobKind
+from stoker.core.local_s3 import LocalS3
 from stoker.core.notebooks import is_notebook_job
+from stoker.core.source_code import is_source_code_job
 from stoker.core.spec import JobSpec
 
 PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
@@ -143,6 +145,15 @@ class LocalRunRules(BaseModel):
         "stoker's notebook runner; a notebook runs any code it holds, as an allowed "
         "`python` entrypoint would, so this is off unless the policy turns it on",
     )
+    s3: LocalS3 | None = Field(
+        default=None,
+        description="the S3-compatible dev server on this machine that local processes may "
+        "reach (stoker.core.local_s3); None: they get no S3 endpoint or credentials",
+    )
+
+    def s3_environment(self) -> dict[str, str]:
+        """What a local process gets to reach the dev S3 server; empty without `s3`."""
+        return {} if self.s3 is None else self.s3.environment()
 
     NOTEBOOKS_OFF: ClassVar[str] = (
         "a notebook job runs any code its notebook holds: local runs allow notebook jobs "
@@ -296,6 +307,10 @@ def local_violations(rules: LocalRunRules, training: Mapping[str, Any]) -> list[
         # locally: allowed or not as a whole, by `local.notebooks`.
         if not rules.notebooks:
             found.append(Violation(field, "local.notebooks", rules.NOTEBOOKS_OFF))
+    elif is_source_code_job(training):
+        # The SDK's source-code layout: the command is in the staged `sm_drivers` channel,
+        # so the backend checks it against `local.entrypoints` before it starts anything.
+        pass
     else:
         command = [
             *_words(_get(training, "AlgorithmSpecification", "ContainerEntrypoint")),

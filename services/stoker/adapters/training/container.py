@@ -35,6 +35,7 @@ from stoker.core.naming import NAME_PATTERN
 from stoker.core.notebooks import is_notebook_job, local_entrypoint
 from stoker.core.policy import PYTHON_NAMES, LocalRunRules
 from stoker.core.sharding import host_names
+from stoker.core.source_code import is_source_code_job
 from stoker.ports.training import InvalidRequest
 from stoker.training_scripts import notebook_runner
 
@@ -194,6 +195,10 @@ class LocalJobRequest:
     def hosts(self) -> list[str]:
         return host_names(self.instance_count)
 
+    source_code: bool = False
+    """The SDK's source-code layout (`stoker.core.source_code`): `command` is the SDK's
+    shell entrypoint until the staged `sourcecode.json` gives the command to check and run."""
+
 
 def _strings(value: object, what: str) -> list[str]:
     if value is None:
@@ -268,6 +273,7 @@ def parse_request(request: dict[str, Any]) -> LocalJobRequest:
         name=name,
         command=local_entrypoint(entrypoint + arguments, notebook_runner()),
         notebook=is_notebook_job(request),
+        source_code=is_source_code_job(request),
         hyperparameters=_string_map(request.get("HyperParameters"), "HyperParameters"),
         environment=_string_map(request.get("Environment"), "Environment"),
         channels=channels,
@@ -361,11 +367,12 @@ def _hp_value(text: str) -> Any:
 
 def refusal(rules: LocalRunRules, job: LocalJobRequest) -> str | None:
     """Why the rules do not let this request run as a local process; None when they do. A
-    notebook job runs stoker's notebook runner, allowed by `rules.notebooks` alone."""
+    notebook job runs stoker's notebook runner, allowed by `rules.notebooks` alone; the
+    command of a job in the SDK's source-code layout is checked once it is staged."""
     if job.notebook:
         if not rules.notebooks:
             return rules.NOTEBOOKS_OFF
-    else:
+    elif not job.source_code:
         refused = rules.command_refusal(job.command)
         if refused is not None:
             return refused

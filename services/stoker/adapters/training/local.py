@@ -88,9 +88,11 @@ from stoker.adapters.training.processing import (
 )
 from stoker.adapters.training.processing_jobs import ProcessingJobs
 from stoker.adapters.training.s3io import S3Folders, S3TransferError
+from stoker.adapters.training.source_code_job import with_source_code_command
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.job_kind import JobKind
 from stoker.core.policy import LocalRunRules
+from stoker.core.source_code import SourceCodeRefused
 from stoker.logs import get_logger
 from stoker.ports.training import (
     InvalidRequest,
@@ -313,8 +315,13 @@ class LocalProcessBackend(ProcessingJobs):
             try:
                 self._set(job, _S.IN_PROGRESS, "Downloading")
                 await self._files.stage(job.paths, spec, request)
-            except (OSError, ValueError, S3TransferError) as exc:
-                # Input or checkpoint data that cannot be staged: the caller's to fix.
+                if spec.source_code:
+                    # Every host stages the same drivers channel: the first one's copy says.
+                    first = host_paths(job.paths, spec, spec.hosts[0])
+                    spec = with_source_code_command(first, spec, self.rules)
+            except (OSError, ValueError, S3TransferError, SourceCodeRefused) as exc:
+                # Input or checkpoint data that cannot be staged, or a source-code layout
+                # the rules refuse: the caller's to fix.
                 self._finish(job, _S.FAILED, "Failed", f"ClientError: {exc}"[:1024])
                 return
             if job.stop_requested or job.shutting_down:
@@ -354,6 +361,7 @@ class LocalProcessBackend(ProcessingJobs):
         for host in spec.hosts:
             own = host_paths(job.paths, spec, host)
             env, command = process_env_and_command(own, spec, host)
+            env.update(self.rules.s3_environment())  # after the job's: the rule's endpoint wins
             with own.logs.open("ab") as logs:
                 try:
                     process = await asyncio.create_subprocess_exec(
