@@ -125,7 +125,9 @@ class LocalRunRules(BaseModel):
         naming paths are compared normalised (`a/../b` is `b`). None: the training scripts
         shipped with stoker (the composition root fills them in).
     cpu_seconds, memory_mb, open_files: per-process limits (RLIMIT_CPU, RLIMIT_AS,
-        RLIMIT_NOFILE) set before the entrypoint starts; None: not limited.
+        RLIMIT_NOFILE) set before the entrypoint starts; None: not limited. A job of several
+        instances runs one process per instance, each under these limits.
+    max_instance_count: most instances (processes) one local job may ask for.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -134,6 +136,7 @@ class LocalRunRules(BaseModel):
     cpu_seconds: int | None = Field(default=86_400, ge=1)
     memory_mb: int | None = Field(default=8_192, ge=64)
     open_files: int | None = Field(default=1_024, ge=16)
+    max_instance_count: int = Field(default=8, ge=1)
     notebooks: bool = Field(
         default=False,
         description="run notebook jobs (the sagemaker SDK's NotebookJobStep request) with "

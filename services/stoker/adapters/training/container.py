@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
 import signal
@@ -33,10 +34,18 @@ from stoker.core.job_kind import JobKind
 from stoker.core.naming import NAME_PATTERN
 from stoker.core.notebooks import is_notebook_job, local_entrypoint
 from stoker.core.policy import PYTHON_NAMES, LocalRunRules
+from stoker.core.sharding import host_names
 from stoker.ports.training import InvalidRequest
 from stoker.training_scripts import notebook_runner
 
 HOST = "algo-1"
+FULLY_REPLICATED = "FullyReplicated"
+SHARDED_BY_S3_KEY = "ShardedByS3Key"
+_DISTRIBUTIONS = (FULLY_REPLICATED, SHARDED_BY_S3_KEY)
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+"""CheckpointConfig.LocalPath's default, as on SageMaker."""
+INSTANCE_GROUP = "homogeneousCluster"
+"""The instance group SageMaker names when a request has InstanceCount, not groups."""
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 _PATH = os.pathsep.join(
     dict.fromkeys([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
@@ -144,6 +153,8 @@ class Channel:
     name: str
     uri: str
     dest: str
+    distribution: str = FULLY_REPLICATED
+    """FullyReplicated: every host gets every key; ShardedByS3Key: `core.sharding`'s share."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +185,14 @@ class LocalJobRequest:
     """A notebook job (the SDK's NotebookJobStep request): its outputs are the files in
     /opt/ml/output/data, copied under `output_path` whether it succeeds or fails."""
     outputs: tuple[Output, ...] = ()
+    instance_count: int = 1
+    """Hosts (`algo-1` .. `algo-N`), one process each."""
+    checkpoint_local_path: str = CHECKPOINT_LOCAL_PATH
+    """Where each host's process sees its checkpoints (a path under /opt/ml/)."""
+
+    @property
+    def hosts(self) -> list[str]:
+        return host_names(self.instance_count)
 
 
 def _strings(value: object, what: str) -> list[str]:
@@ -218,10 +237,31 @@ def parse_request(request: dict[str, Any]) -> LocalJobRequest:
             raise InvalidRequest(
                 f"channel {channel_name}: the local backend reads S3Prefix data sources only"
             )
+        distribution = source.get("S3DataDistributionType", FULLY_REPLICATED)
+        if distribution not in _DISTRIBUTIONS:
+            raise InvalidRequest(
+                f"channel {channel_name}: S3DataDistributionType {distribution!r} is not one "
+                f"of {', '.join(_DISTRIBUTIONS)}"
+            )
         channels.append(
-            Channel(channel_name, str(source["S3Uri"]), f"opt/ml/input/data/{channel_name}")
+            Channel(
+                channel_name,
+                str(source["S3Uri"]),
+                f"opt/ml/input/data/{channel_name}",
+                distribution,
+            )
         )
     resources = request.get("ResourceConfig") or {}
+    count = resources.get("InstanceCount", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise InvalidRequest(f"ResourceConfig.InstanceCount must be an integer >= 1, got {count!r}")
+    checkpoint = request.get("CheckpointConfig") or {}
+    checkpoint_local = checkpoint.get("LocalPath") or CHECKPOINT_LOCAL_PATH
+    if not isinstance(checkpoint_local, str) or not _under_opt_ml(checkpoint_local):
+        raise InvalidRequest(
+            f"CheckpointConfig.LocalPath {checkpoint_local!r}: the local backend maps paths "
+            "under /opt/ml/ only"
+        )
     stopping = request.get("StoppingCondition") or {}
     max_runtime = stopping.get("MaxRuntimeInSeconds")
     return LocalJobRequest(
@@ -232,10 +272,16 @@ def parse_request(request: dict[str, Any]) -> LocalJobRequest:
         environment=_string_map(request.get("Environment"), "Environment"),
         channels=channels,
         instance_type=str(resources.get("InstanceType") or "local"),
-        checkpoint_uri=(request.get("CheckpointConfig") or {}).get("S3Uri"),
+        checkpoint_uri=checkpoint.get("S3Uri"),
         output_path=(request.get("OutputDataConfig") or {}).get("S3OutputPath"),
         max_runtime_s=float(max_runtime) if max_runtime else None,
+        instance_count=count,
+        checkpoint_local_path=posixpath.normpath(checkpoint_local),
     )
+
+
+def _under_opt_ml(path: str) -> bool:
+    return posixpath.normpath(path).startswith("/opt/ml/")
 
 
 def local_path(uri: str) -> Path | None:
@@ -259,29 +305,47 @@ def copy_into(source: Path, dest: Path) -> None:
         shutil.copy2(source, dest / source.name)
 
 
-def write_layout(paths: JobPaths, job: LocalJobRequest, request: dict[str, Any]) -> None:
-    """Create the /opt/ml tree and its config files."""
+def resource_config(job: LocalJobRequest, host: str) -> dict[str, Any]:
+    """`/opt/ml/input/config/resourceconfig.json` of `host`, as SageMaker writes it."""
+    hosts = job.hosts
+    return {
+        "current_host": host,
+        "current_instance_type": job.instance_type,
+        "current_group_name": INSTANCE_GROUP,
+        "hosts": hosts,
+        "instance_groups": [
+            {
+                "instance_group_name": INSTANCE_GROUP,
+                "instance_type": job.instance_type,
+                "hosts": hosts,
+            }
+        ],
+        # Every local host shares the machine's loopback interface.
+        "network_interface_name": "lo",
+    }
+
+
+def write_layout(
+    paths: JobPaths, job: LocalJobRequest, request: dict[str, Any], host: str = HOST
+) -> None:
+    """Create `host`'s /opt/ml tree and its config files."""
     for folder in (paths.input_config, paths.data, paths.model, paths.output_data, paths.tmp):
         folder.mkdir(parents=True, exist_ok=True)
     for channel in job.channels:
         (paths.data / channel.name).mkdir(exist_ok=True)
     _write_json(paths.input_config / "hyperparameters.json", job.hyperparameters)
-    _write_json(
-        paths.input_config / "resourceconfig.json",
-        {
-            "current_host": HOST,
-            "current_instance_type": job.instance_type,
-            "hosts": [HOST],
-            "network_interface_name": "lo",
-        },
-    )
+    _write_json(paths.input_config / "resourceconfig.json", resource_config(job, host))
+    distributions = {channel.name: channel.distribution for channel in job.channels}
     _write_json(
         paths.input_config / "inputdataconfig.json",
         {
             str(raw["ChannelName"]): {
                 k: v for k, v in raw.items() if k in {"ContentType", "CompressionType"}
             }
-            | {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
+            | {
+                "TrainingInputMode": "File",
+                "S3DistributionType": distributions.get(str(raw["ChannelName"]), FULLY_REPLICATED),
+            }
             for raw in request.get("InputDataConfig") or []
         },
     )
@@ -305,6 +369,11 @@ def refusal(rules: LocalRunRules, job: LocalJobRequest) -> str | None:
         refused = rules.command_refusal(job.command)
         if refused is not None:
             return refused
+    if job.instance_count > rules.max_instance_count:
+        return (
+            f"ResourceConfig.InstanceCount {job.instance_count} is over the local limit of "
+            f"{rules.max_instance_count} processes per job (local.max_instance_count)"
+        )
     variables = rules.environment_refusals(job.environment)
     if variables:
         return (
@@ -314,9 +383,11 @@ def refusal(rules: LocalRunRules, job: LocalJobRequest) -> str | None:
     return None
 
 
-def container_env(paths: JobPaths, job: LocalJobRequest, checkpoint_dir: Path) -> dict[str, str]:
-    """The process environment, built from nothing: a fixed PATH, HOME and TMPDIR in the
-    job's own folder, the request's `Environment`, then the SageMaker variables. Never the
+def container_env(
+    paths: JobPaths, job: LocalJobRequest, checkpoint_dir: Path, host: str = HOST
+) -> dict[str, str]:
+    """`host`'s process environment, built from nothing: a fixed PATH, HOME and TMPDIR in
+    its own folder, the request's `Environment`, then the SageMaker variables. Never the
     service's own environment."""
     env = {
         "PATH": _PATH,
@@ -329,11 +400,17 @@ def container_env(paths: JobPaths, job: LocalJobRequest, checkpoint_dir: Path) -
         {
             "PYTHONUNBUFFERED": "1",
             "TRAINING_JOB_NAME": job.name,
-            "SM_CURRENT_HOST": HOST,
-            "SM_HOSTS": json.dumps([HOST]),
+            "SM_CURRENT_HOST": host,
+            "SM_HOSTS": json.dumps(job.hosts),
             "SM_CURRENT_INSTANCE_TYPE": job.instance_type,
-            "SM_NUM_CPUS": str(os.cpu_count() or 1),
+            "SM_CURRENT_INSTANCE_GROUP": INSTANCE_GROUP,
+            "SM_INSTANCE_GROUPS": json.dumps([INSTANCE_GROUP]),
+            "SM_NETWORK_INTERFACE_NAME": "lo",
+            "SM_RESOURCE_CONFIG": json.dumps(resource_config(job, host)),
+            # The hosts share this machine's cores: each is told its share.
+            "SM_NUM_CPUS": str(max(1, (os.cpu_count() or 1) // job.instance_count)),
             "SM_NUM_GPUS": "0",
+            "SM_NUM_NEURONS": "0",
             "SM_INPUT_DIR": str(paths.ml / "input"),
             "SM_INPUT_CONFIG_DIR": str(paths.input_config),
             "SM_INPUT_DATA_CONFIG": (paths.input_config / "inputdataconfig.json").read_text(),
@@ -398,15 +475,17 @@ def supervised_command(paths: JobPaths, command: list[str], rules: LocalRunRules
     ]
 
 
-def failure_reason(paths: JobPaths, exit_code: int) -> str:
-    """SageMaker's FailureReason: the failure file's text, else the exit code."""
+def failure_reason(paths: JobPaths, exit_code: int, host: str | None = None) -> str:
+    """SageMaker's FailureReason: the failure file's text, else the exit code (naming the
+    host when the job has several)."""
     text = ""
     if paths.failure.is_file():
         text = paths.failure.read_text(encoding="utf-8", errors="replace").strip()
     if not text and exit_code == -signal.SIGXCPU:
         text = "the process used up its CPU time limit (SIGXCPU)"
     detail = text or f"exit code {exit_code}"
-    return f"AlgorithmError: {detail}"[:1024]
+    where = f"{host}: " if host else ""
+    return f"AlgorithmError: {where}{detail}"[:1024]
 
 
 def _write_json(path: Path, value: object) -> None:

@@ -22,10 +22,15 @@ process only, and:
   died within the instant between the two): Failed, InternalServerError, which the failure
   rules retry.
 
+A training job of `InstanceCount` N runs N such processes, hosts `algo-1` .. `algo-N`
+(`hosts.py`; their inputs and checkpoints: `host_files.py`), and all of the above holds for
+each host. It succeeds when every host does; the first host to fail fails it and stops the
+others.
+
 Processing jobs (CreateProcessingJob) run the same way, in `<work>/_processing/<job>/`
-with SageMaker Processing's layout (`processing.py`). A notebook job, the request the
-sagemaker SDK's NotebookJobStep compiles, runs stoker's notebook runner in place of
-SageMaker's notebook scheduler (`stoker.core.notebooks`); its outputs are copied under its
+with SageMaker Processing's layout (`processing.py`, `processing_jobs.py`). A notebook job,
+the request the sagemaker SDK's NotebookJobStep compiles, runs stoker's notebook runner in
+place of SageMaker's notebook scheduler (`stoker.core.notebooks`); its outputs are copied under its
 S3OutputPath whether it succeeds or fails (`outputs.py`).
 
 Only what the local rules allow runs (their entrypoint allowlist; by default the training
@@ -38,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
@@ -46,35 +50,41 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from stoker.adapters.processes import ProcessRef, is_alive, process_ref, this_process
+from stoker.adapters.processes import ProcessRef, process_ref, this_process
 from stoker.adapters.training import local_state as state
 from stoker.adapters.training.container import (
     JobPaths,
     LocalJobRequest,
-    copy_into,
     failure_reason,
-    local_path,
     parse_request,
     refusal,
     supervised_command,
-    write_layout,
+)
+from stoker.adapters.training.host_files import HostFiles
+from stoker.adapters.training.hosts import (
+    HostGroup,
+    HostProcess,
+    adopted,
+    child,
+    first_failure,
+    host_paths,
+    merge_models,
+    not_started,
+    process_env_and_command,
 )
 from stoker.adapters.training.local_state import LocalJob
 from stoker.adapters.training.local_support import (
     MARKER_POLL_S,
     PROCESSING_FOLDER,
     Slots,
-    checkpoint_folder,
-    gone,
     job_key,
-    process_env_and_command,
 )
 from stoker.adapters.training.outputs import publish_model, publish_outputs
 from stoker.adapters.training.processing import (
     parse_processing_request,
     processing_failure_reason,
-    write_processing_layout,
 )
+from stoker.adapters.training.processing_jobs import ProcessingJobs
 from stoker.adapters.training.s3io import S3Folders, S3TransferError
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.job_kind import JobKind
@@ -96,18 +106,19 @@ _S = TrainingJobStatus
 _LOST_REASON = "InternalServerError: the local training process was lost (its owner stopped)"
 _SHUTDOWN_REASON = "InternalServerError: the local backend shut down while the job ran"
 
-Signaller = Callable[[signal.Signals], None]
-
 
 class _SetupFailed(Exception):
     """Input or checkpoint data could not be staged: the job fails with ClientError."""
 
 
-class LocalProcessBackend:
+class LocalProcessBackend(ProcessingJobs):
     """TrainingBackend running `ContainerEntrypoint + ContainerArguments` as local processes.
 
-    max_concurrent: jobs running at once; later ones wait, InProgress/Starting (default 2).
+    max_concurrent: jobs running at once, whatever their InstanceCount; later ones wait,
+        InProgress/Starting (default 2).
     stop_grace_s: time between SIGTERM and SIGKILL when stopping (default 10 s).
+    checkpoint_period_s: how often running hosts' new checkpoints are saved to their
+        CheckpointConfig.S3Uri (default 30 s; also saved as each host ends).
     s3_endpoint: where s3:// channels, checkpoints and outputs go (None: AWS itself).
     rules: what may run and within which limits (default: the shipped training scripts,
         with LocalRunRules' default limits).
@@ -123,11 +134,15 @@ class LocalProcessBackend:
         region: str = "us-east-1",
         s3_endpoint: str | None = None,
         rules: LocalRunRules | None = None,
+        checkpoint_period_s: float = 30.0,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
         if stop_grace_s < 0:
             raise ValueError(f"stop_grace_s must be >= 0, got {stop_grace_s}")
+        if checkpoint_period_s <= 0:
+            raise ValueError(f"checkpoint_period_s must be > 0, got {checkpoint_period_s}")
+        self._checkpoint_period_s = checkpoint_period_s
         self.calls: Counter[str] = Counter()
         self.work_dir = work_dir
         self._grace_s = stop_grace_s
@@ -135,6 +150,7 @@ class LocalProcessBackend:
         self._slots = Slots(max_concurrent)
         self._jobs: dict[str, LocalJob] = {}
         self._s3 = S3Folders(region=region, endpoint_url=s3_endpoint)
+        self._files = HostFiles(self._s3)
         rules = rules or LocalRunRules()
         if rules.entrypoints is None:
             rules = rules.model_copy(update={"entrypoints": shipped_entrypoints()})
@@ -154,7 +170,7 @@ class LocalProcessBackend:
             if (job := self._load(JobPaths(folder), take_over=False)) is not None
             and not job.status.terminal
         ]
-        orphans.sort(key=lambda job: (job.supervisor is None, job.creation_time, job.name))
+        orphans.sort(key=lambda job: (not job.supervisors, job.creation_time, job.name))
         for job in orphans:
             handed_over = state.orphaned(job)
             if handed_over is not None:
@@ -181,10 +197,6 @@ class LocalProcessBackend:
     async def create_training_job(self, request: dict[str, Any]) -> str:
         self.calls["CreateTrainingJob"] += 1
         return await self._create(parse_request(request), request)
-
-    async def create_processing_job(self, request: dict[str, Any]) -> str:
-        self.calls["CreateProcessingJob"] += 1
-        return await self._create(parse_processing_request(request), request)
 
     async def _create(self, spec: LocalJobRequest, request: dict[str, Any]) -> str:
         refused = refusal(self.rules, spec)
@@ -220,10 +232,6 @@ class LocalProcessBackend:
         self.calls["DescribeTrainingJob"] += 1
         return self._describe(name, JobKind.TRAINING)
 
-    async def describe_processing_job(self, name: str) -> TrainingJobDescription:
-        self.calls["DescribeProcessingJob"] += 1
-        return self._describe(name, JobKind.PROCESSING)
-
     def _describe(self, name: str, kind: JobKind) -> TrainingJobDescription:
         job = self._jobs.get(job_key(name, kind)) or self._load(self._paths(name, kind))
         if job is None:
@@ -254,23 +262,6 @@ class LocalProcessBackend:
         rows.sort(key=lambda row: (row.creation_time, row.name), reverse=True)
         return rows if max_results is None else rows[:max_results]
 
-    async def list_processing_jobs(
-        self,
-        *,
-        last_modified_time_after: datetime | None = None,
-        before_page: Callable[[], Awaitable[None]] | None = None,
-    ) -> list[TrainingJobSummary]:
-        if before_page is not None:
-            await before_page()
-        self.calls["ListProcessingJobs"] += 1
-        rows = [
-            job.summary()
-            for job in self._all_jobs(JobKind.PROCESSING)
-            if last_modified_time_after is None or job.last_modified > last_modified_time_after
-        ]
-        rows.sort(key=lambda row: (row.creation_time, row.name), reverse=True)
-        return rows
-
     def _all_jobs(self, kind: JobKind) -> list[LocalJob]:
         """Every job of `kind`: this backend's, and those other processes left on disk."""
         jobs = {key: job for key, job in self._jobs.items() if job.kind is kind}
@@ -286,10 +277,6 @@ class LocalProcessBackend:
     async def stop_training_job(self, name: str) -> None:
         self.calls["StopTrainingJob"] += 1
         await self._stop(name, JobKind.TRAINING)
-
-    async def stop_processing_job(self, name: str) -> None:
-        self.calls["StopProcessingJob"] += 1
-        await self._stop(name, JobKind.PROCESSING)
 
     async def _stop(self, name: str, kind: JobKind) -> None:
         job = self._jobs.get(job_key(name, kind))
@@ -335,145 +322,146 @@ class LocalProcessBackend:
                 self._finish(job, _S.STOPPED, "Stopped")
                 return
             job.start_time = self._clock.now()
-            # Saved before the process starts: from here on a later owner must not run the
+            # Saved before the processes start: from here on a later owner must not run the
             # command again (see the module docstring).
             job.launching = True
             self._set(job, _S.IN_PROGRESS, "Training")
-            exit_code, timed_out = await self._execute(job, spec)
-            await self._conclude(job, spec, exit_code, timed_out=timed_out)
+            codes, timed_out = await self._execute(job, spec)
+            await self._conclude(job, spec, codes, timed_out=timed_out)
 
-    async def _follow(self, job: LocalJob, spec: LocalJobRequest, supervisor: ProcessRef) -> None:
-        """A process started by an owner that died: follow it to its end, then conclude
-        from the exit code its supervisor wrote."""
+    async def _follow(self, job: LocalJob, spec: LocalJobRequest) -> None:
+        """Processes started by an owner that died: follow them to their end, then conclude
+        from the exit codes their supervisors wrote."""
         async with self._slots.held(running=True):
-            exited = asyncio.ensure_future(gone(supervisor))
-
-            def signal_group(signum: signal.Signals) -> None:
-                if is_alive(supervisor):  # not a later process given the same pid
-                    os.killpg(supervisor.pid, signum)
-
+            hosts = []
+            for host in spec.hosts:
+                ref = job.supervisors.get(host)
+                if ref is None:
+                    continue  # never started: concluded as lost, below
+                hosts.append(adopted(host, host_paths(job.paths, spec, host), ref))
+            group = HostGroup(hosts, lambda host, _code: self._save_checkpoints(job, spec, host))
             try:
-                timed_out = await self._watch(job, spec, exited, signal_group)
+                timed_out = await self._watch(job, spec, group)
             finally:
-                exited.cancel()  # done already, unless the watch itself failed
-            await self._conclude(job, spec, state.exit_code(job.paths), timed_out=timed_out)
+                group.cancel()  # done already, unless the watch itself failed
+            await self._conclude(job, spec, dict(group.codes), timed_out=timed_out)
 
     async def _stage(self, paths: JobPaths, spec: LocalJobRequest, request: dict[str, Any]) -> None:
-        """Lay out /opt/ml, fetch the channels (inputs) and checkpoints."""
-        layout = write_layout if spec.kind is JobKind.TRAINING else write_processing_layout
-        await asyncio.to_thread(layout, paths, spec, request)
         try:
-            for channel in spec.channels:
-                dest = paths.root / channel.dest
-                source = local_path(channel.uri)
-                if source is not None:
-                    await asyncio.to_thread(copy_into, source, dest)
-                else:
-                    await self._s3.download_prefix(channel.uri, dest)
-            checkpoint_dir = checkpoint_folder(paths, spec)
-            if spec.checkpoint_uri and local_path(spec.checkpoint_uri) is None:
-                await self._s3.download_prefix(spec.checkpoint_uri, checkpoint_dir)
-            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            await self._files.stage(paths, spec, request)
         except (OSError, ValueError, S3TransferError) as exc:
             raise _SetupFailed(str(exc)) from exc
 
-    async def _execute(self, job: LocalJob, spec: LocalJobRequest) -> tuple[int | None, bool]:
-        """Run the process to its end; returns (exit code, stopped for MaxRuntime)."""
-        env, command = process_env_and_command(job.paths, spec)
-        with job.paths.logs.open("ab") as logs:
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *supervised_command(job.paths, command, self.rules),
-                    stdin=asyncio.subprocess.DEVNULL,  # nothing of ours to outlive us
-                    stdout=logs,
-                    stderr=asyncio.subprocess.STDOUT,
-                    env=env,
-                    cwd=job.paths.root,
-                    # Its own session: a stop reaches the whole group, and the death of this
-                    # process does not.
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                logs.write(f"cannot start the supervisor of {spec.command[0]!r}: {exc}\n".encode())
-                return 127, False
-        # Our child, not reaped before we wait for it: its pid names it until then. A start
-        # time of 0 (it ended already) reads as gone to a later owner, which then concludes
-        # from the exit file.
-        job.supervisor = process_ref(process.pid) or ProcessRef(process.pid, 0.0)
-        self._save(job)
-        log.info("local job process started", job_name=job.name, pid=process.pid)
+    async def _save_checkpoints(
+        self, job: LocalJob, spec: LocalJobRequest, host: HostProcess | None = None
+    ) -> None:
+        await self._files.save_checkpoints(job.paths, spec, None if host is None else host.host)
 
-        def signal_group(signum: signal.Signals) -> None:
-            if process.returncode is None:
-                os.killpg(process.pid, signum)
+    async def _execute(
+        self, job: LocalJob, spec: LocalJobRequest
+    ) -> tuple[dict[str, int | None], bool]:
+        """Run every host's process to its end; returns (exit code by host, stopped for
+        MaxRuntime)."""
+        hosts = []
+        for host in spec.hosts:
+            own = host_paths(job.paths, spec, host)
+            env, command = process_env_and_command(own, spec, host)
+            with own.logs.open("ab") as logs:
+                try:
+                    process = await asyncio.create_subprocess_exec(
+                        *supervised_command(own, command, self.rules),
+                        stdin=asyncio.subprocess.DEVNULL,  # nothing of ours to outlive us
+                        stdout=logs,
+                        stderr=asyncio.subprocess.STDOUT,
+                        env=env,
+                        cwd=own.root,
+                        # Its own session: a stop reaches the whole group, and the death of
+                        # this process does not.
+                        start_new_session=True,
+                    )
+                except OSError as exc:
+                    logs.write(f"cannot start the supervisor of {command[0]!r}: {exc}\n".encode())
+                    hosts.append(not_started(host, own))
+                    continue
+            # Our child, not reaped before we wait for it: its pid names it until then. A
+            # start time of 0 (it ended already) reads as gone to a later owner, which then
+            # concludes from the exit file.
+            job.supervisors[host] = process_ref(process.pid) or ProcessRef(process.pid, 0.0)
+            self._save(job)  # each host as it starts: a later owner follows every one
+            log.info("local job process started", job_name=job.name, host=host, pid=process.pid)
+            hosts.append(child(host, own, process))
+        group = HostGroup(hosts, lambda host, _code: self._save_checkpoints(job, spec, host))
+        try:
+            timed_out = await self._watch(job, spec, group)
+        finally:
+            group.cancel()
+        return dict(group.codes), timed_out
 
-        exited = asyncio.ensure_future(process.wait())
-        timed_out = await self._watch(job, spec, exited, signal_group)
-        code = state.exit_code(job.paths)
-        # No exit file: the supervisor itself was killed (SIGKILL after the grace period).
-        return (process.returncode if code is None else code), timed_out
-
-    async def _watch(
-        self,
-        job: LocalJob,
-        spec: LocalJobRequest,
-        exited: asyncio.Future[Any],
-        signal_group: Signaller,
-    ) -> bool:
-        """Wait for `exited`, ending the process group on a stop or at MaxRuntime (counted
-        from the job's start, which an adopted job passed earlier); True if MaxRuntime did."""
+    async def _watch(self, job: LocalJob, spec: LocalJobRequest, group: HostGroup) -> bool:
+        """Wait for every host to end, ending them all on a stop, at MaxRuntime (counted
+        from the job's start, which an adopted job passed earlier) or when one host fails;
+        True if MaxRuntime did. Saves new checkpoints every checkpoint_period_s meanwhile."""
         deadline = None
         if spec.max_runtime_s:
             elapsed = (self._clock.now() - (job.start_time or self._clock.now())).total_seconds()
             deadline = self._clock.monotonic() + max(0.0, spec.max_runtime_s - elapsed)
+        next_save = self._clock.monotonic() + self._checkpoint_period_s
         stop = asyncio.ensure_future(job.stop_event.wait())
         timed_out = False
         try:
-            while not exited.done():
+            while not group.exited.done():
                 timeout = MARKER_POLL_S
                 if deadline is not None:
                     timeout = min(timeout, max(0.0, deadline - self._clock.monotonic()))
-                await asyncio.wait({exited, stop}, timeout=timeout, return_when="FIRST_COMPLETED")
-                if exited.done():
+                await asyncio.wait(
+                    {group.exited, group.failed, stop},
+                    timeout=timeout,
+                    return_when="FIRST_COMPLETED",
+                )
+                if group.exited.done():
                     break
                 if job.paths.stop_marker.exists() and not job.stop_requested:
                     job.stop_requested = True
                     self._set(job, _S.STOPPING, "Stopping")
                 if deadline is not None and self._clock.monotonic() >= deadline:
                     timed_out = True
-                if stop.done() or job.stop_requested or timed_out:
-                    await self._terminate(exited, signal_group)
+                if stop.done() or job.stop_requested or timed_out or group.failed.done():
+                    if group.failed.done() and not group.exited.done():
+                        log.info(
+                            "a host failed: stopping the others",
+                            job_name=job.name,
+                            host=group.failed.result(),
+                        )
+                    await self._terminate(group)
                     break
+                if self._clock.monotonic() >= next_save:
+                    next_save = self._clock.monotonic() + self._checkpoint_period_s
+                    await self._save_checkpoints(job, spec)
         finally:
             stop.cancel()
         return timed_out
 
-    async def _terminate(self, exited: asyncio.Future[Any], signal_group: Signaller) -> None:
-        """SIGTERM to the process group, SIGKILL after the grace period."""
-        with contextlib.suppress(ProcessLookupError):
-            signal_group(signal.SIGTERM)
+    async def _terminate(self, group: HostGroup) -> None:
+        """SIGTERM to every host's process group, SIGKILL after the grace period."""
+        group.signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(exited), timeout=self._grace_s)
+            await asyncio.wait_for(asyncio.shield(group.exited), timeout=self._grace_s)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                signal_group(signal.SIGKILL)
-            await exited
+            group.signal(signal.SIGKILL)
+            await group.exited
 
     async def _conclude(
         self,
         job: LocalJob,
         spec: LocalJobRequest,
-        exit_code: int | None,
+        codes: dict[str, int | None],
         *,
         timed_out: bool,
     ) -> None:
-        """The job's end, from how its process ended (None: it left no exit code), whether
-        this process started it or took it over."""
-        if spec.checkpoint_uri and local_path(spec.checkpoint_uri) is None:
-            with contextlib.suppress(S3TransferError):
-                await self._s3.upload_folder(
-                    checkpoint_folder(job.paths, spec), spec.checkpoint_uri
-                )
+        """The job's end, from how its hosts' processes ended (by host; None: one left no
+        exit code), whether this process started them or took them over."""
+        await self._save_checkpoints(job, spec)
+        self._files.forget(job.paths)
         published: str | None = None
         if spec.notebook or spec.kind is JobKind.PROCESSING:
             # Kept whatever the end: a failed notebook's executed copy shows the failing
@@ -485,19 +473,23 @@ class LocalProcessBackend:
                 reason = f"InternalServerError: cannot save the outputs: {exc}"[:1024]
                 self._finish(job, _S.FAILED, "Failed", reason)
                 return
+        failed = first_failure(job.paths, spec, codes)
         if job.shutting_down:
             self._finish(job, _S.FAILED, "Failed", _SHUTDOWN_REASON)
         elif timed_out:
             self._finish(job, _S.STOPPED, "MaxRuntimeExceeded")
         elif job.stop_requested:
             self._finish(job, _S.STOPPED, "Stopped")
-        elif exit_code is None:
+        elif failed is not None and failed[1] is None:
             self._finish(job, _S.FAILED, "Failed", _LOST_REASON)
-        elif exit_code != 0:
+        elif failed is not None:
+            host, code = failed
+            assert code is not None  # None is the case above
+            own = host_paths(job.paths, spec, host)
             reason = (
-                failure_reason(job.paths, exit_code)
+                failure_reason(own, code, host if spec.instance_count > 1 else None)
                 if spec.kind is JobKind.TRAINING
-                else processing_failure_reason(job.paths, exit_code)
+                else processing_failure_reason(own, code)
             )
             self._finish(job, _S.FAILED, "Failed", reason)
         elif published is not None or spec.kind is JobKind.PROCESSING:
@@ -506,6 +498,7 @@ class LocalProcessBackend:
         else:
             self._set(job, _S.IN_PROGRESS, "Uploading")
             try:
+                await asyncio.to_thread(merge_models, job.paths, spec)
                 job.model_artifacts = await publish_model(self._s3, job.paths, spec)
             except (OSError, S3TransferError) as exc:
                 reason = f"InternalServerError: cannot save the model: {exc}"[:1024]
@@ -531,10 +524,13 @@ class LocalProcessBackend:
         except InvalidRequest:
             spec = None
         bound = log.bind(training_job_name=job.name)
-        if spec is not None and job.supervisor is not None:
-            bound.info("local training job adopted", supervisor_pid=job.supervisor.pid)
+        if spec is not None and job.supervisors:
+            bound.info(
+                "local training job adopted",
+                supervisor_pids={host: ref.pid for host, ref in job.supervisors.items()},
+            )
             self._save(job)
-            self._start_task(job, self._follow(job, spec, job.supervisor))
+            self._start_task(job, self._follow(job, spec))
         elif spec is None or job.launching:
             bound.warning("local training job lost with its owner")
             self._finish(job, _S.FAILED, "Failed", _LOST_REASON)

@@ -2,7 +2,7 @@
 
 `state.json` is the job's state, rewritten atomically on every change by its owner: the
 stoker process that created the job, or the one that took it over when that one died. It
-names the supervisor of the job's command (pid and start time) once one was started, and
+names the supervisor of each host's command (pid and start time) once one was started, and
 `launching` from just before, so a later owner can tell "nothing ran" from "something may
 run". `request.json` keeps the request, so a later owner can run a job nothing ran.
 
@@ -46,6 +46,22 @@ def _ref_from_state(raw: object) -> ProcessRef | None:
     return ProcessRef(int(raw["pid"]), float(raw["started"]))
 
 
+def _supervisors_from_state(data: dict[str, Any]) -> dict[str, ProcessRef]:
+    found: dict[str, ProcessRef] = {}
+    raw = data.get("supervisors")
+    if isinstance(raw, dict):
+        for host, value in raw.items():
+            ref = _ref_from_state(value)
+            if ref is not None:
+                found[str(host)] = ref
+    else:
+        # Written before jobs had several hosts: one supervisor, host algo-1's.
+        single = _ref_from_state(data.get("supervisor"))
+        if single is not None:
+            found["algo-1"] = single
+    return found
+
+
 @dataclass
 class LocalJob:
     """One job as its owner keeps it (the persisted part is `to_state`)."""
@@ -66,7 +82,8 @@ class LocalJob:
     model_artifacts: str | None = None
     launching: bool = False
     """A supervisor is being (or was) started: from here on the command may run."""
-    supervisor: ProcessRef | None = None
+    supervisors: dict[str, ProcessRef] = field(default_factory=dict)
+    """The supervisor of each host's command, by host (`algo-1`, ...), once started."""
     legacy_owner: bool = False
     """Written by a version that stored the owner's pid only."""
     queued: bool = True
@@ -95,7 +112,9 @@ class LocalJob:
             "owner_pid": self.owner.pid,
             "owner_started": self.owner.create_time,
             "launching": self.launching,
-            "supervisor": _ref_to_state(self.supervisor),
+            "supervisors": {
+                host: _ref_to_state(ref) for host, ref in sorted(self.supervisors.items())
+            },
         }
 
     @classmethod
@@ -122,7 +141,7 @@ class LocalJob:
             end_time=parse(data.get("end_time")),
             model_artifacts=data.get("model_artifacts"),
             launching=bool(data.get("launching")),
-            supervisor=_ref_from_state(data.get("supervisor")),
+            supervisors=_supervisors_from_state(data),
             queued=False,
         )
 
@@ -191,8 +210,16 @@ def load_request(paths: JobPaths) -> dict[str, Any] | None:
 def exit_code(paths: JobPaths) -> int | None:
     """The command's exit code as its supervisor recorded it; None when it has not ended
     (or its supervisor was killed first)."""
+    record = exit_record(paths)
+    return None if record is None else record[0]
+
+
+def exit_record(paths: JobPaths) -> tuple[int, float] | None:
+    """The command's exit code and when it ended (epoch seconds), as its supervisor
+    recorded them; None when it has not ended (or its supervisor was killed first)."""
     try:
-        return int(json.loads(paths.exit_file.read_text(encoding="utf-8"))["exit_code"])
+        data = json.loads(paths.exit_file.read_text(encoding="utf-8"))
+        return int(data["exit_code"]), float(data.get("at") or 0.0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

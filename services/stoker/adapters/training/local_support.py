@@ -6,16 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from stoker.adapters.processes import ProcessRef, is_alive
-from stoker.adapters.training.container import (
-    JobPaths,
-    LocalJobRequest,
-    container_env,
-    local_path,
-)
-from stoker.adapters.training.processing import local_command, processing_env
 from stoker.core.job_kind import JobKind
 
 PROCESSING_FOLDER = "_processing"
@@ -60,23 +52,3 @@ async def gone(process: ProcessRef) -> None:
 def job_key(name: str, kind: JobKind) -> str:
     """A job's key among this backend's jobs: names are unique per kind, regardless of case."""
     return name.lower() if kind is JobKind.TRAINING else f"{PROCESSING_FOLDER}/{name.lower()}"
-
-
-def checkpoint_folder(paths: JobPaths, spec: LocalJobRequest) -> Path:
-    """Where the process keeps checkpoints: a local CheckpointConfig folder is used in
-    place, so a later attempt resumes; otherwise the job's own folder (synced with S3)."""
-    if spec.checkpoint_uri:
-        folder = local_path(spec.checkpoint_uri)
-        if folder is not None:
-            return folder
-    return paths.checkpoints
-
-
-def process_env_and_command(
-    paths: JobPaths, spec: LocalJobRequest
-) -> tuple[dict[str, str], list[str]]:
-    """The environment and command of a job's process: SageMaker's training contract for a
-    training job, Processing's (its /opt/ml arguments moved under the job folder) otherwise."""
-    if spec.kind is JobKind.TRAINING:
-        return container_env(paths, spec, checkpoint_folder(paths, spec)), spec.command
-    return processing_env(paths, spec), local_command(spec.command, paths.root)

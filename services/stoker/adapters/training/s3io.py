@@ -7,6 +7,7 @@ extra or credentials.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Collection
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,28 +54,39 @@ class S3Folders:
         await self._stack.aclose()
         self._client = None
 
-    async def download_prefix(self, uri: str, dest: Path) -> int:
-        """Every object under the prefix, at its path relative to the prefix; returns count."""
+    async def download_prefix(
+        self,
+        uri: str,
+        dest: Path,
+        *,
+        select: Callable[[list[str]], Collection[str]] | None = None,
+    ) -> int:
+        """Every object under the prefix, at its path relative to the prefix; returns count.
+        `select`, given every relative key in S3's order, picks the ones to download."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         bucket, prefix = split_s3_uri(uri)
         client = await self._s3()
         count = 0
         try:
+            keys: dict[str, str] = {}
             paginator = client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
                     key = obj["Key"]
-                    relative = key[len(prefix) :].lstrip("/") or Path(key).name
                     if key.endswith("/"):
                         continue  # a folder marker, not data
-                    target = dest / relative
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    response = await client.get_object(Bucket=bucket, Key=key)
-                    async with response["Body"] as body:
-                        data = await body.read()
-                    await asyncio.to_thread(target.write_bytes, data)
-                    count += 1
+                    keys[key[len(prefix) :].lstrip("/") or Path(key).name] = key
+            chosen = keys if select is None else select(list(keys))
+            for relative in chosen:
+                key = keys[relative]
+                target = dest / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                response = await client.get_object(Bucket=bucket, Key=key)
+                async with response["Body"] as body:
+                    data = await body.read()
+                await asyncio.to_thread(target.write_bytes, data)
+                count += 1
         except (BotoCoreError, ClientError) as exc:
             raise S3TransferError(f"cannot download {uri}: {exc}") from exc
         return count
@@ -90,12 +102,17 @@ class S3Folders:
         except (BotoCoreError, ClientError) as exc:
             raise S3TransferError(f"cannot upload {path} to {uri}: {exc}") from exc
 
-    async def upload_folder(self, folder: Path, uri: str) -> int:
-        """Every file under `folder` to `uri`/<relative path>; returns count."""
+    async def upload_folder(
+        self, folder: Path, uri: str, *, only: Collection[Path] | None = None
+    ) -> int:
+        """Every file under `folder` (or those of `only`) to `uri`/<relative path>; returns
+        count."""
         count = 0
         base = uri.rstrip("/")
         files = await asyncio.to_thread(lambda: sorted(p for p in folder.rglob("*") if p.is_file()))
         for path in files:
+            if only is not None and path not in only:
+                continue
             await self.upload_file(path, f"{base}/{path.relative_to(folder).as_posix()}")
             count += 1
         return count

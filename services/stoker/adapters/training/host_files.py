@@ -1,0 +1,87 @@
+"""The files of a local job's hosts before and after they run: layouts, inputs, checkpoints.
+
+Before the processes start, each host gets its /opt/ml tree, its channels (all of a
+FullyReplicated channel, its share of a ShardedByS3Key one) and the job's checkpoints
+restored from CheckpointConfig.S3Uri. While they run and when they end, each host's new
+checkpoints are saved back (`checkpoints.py`); a failed save is logged and tried again at
+the next one, never fatal: the files stay in the host's folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from stoker.adapters.training.checkpoints import CheckpointSync
+from stoker.adapters.training.container import JobPaths, LocalJobRequest, write_layout
+from stoker.adapters.training.hosts import (
+    checkpoint_folder,
+    checkpoint_in_place,
+    host_paths,
+    stage_channel,
+)
+from stoker.adapters.training.processing import write_processing_layout
+from stoker.adapters.training.s3io import S3Folders, S3TransferError
+from stoker.core.job_kind import JobKind
+from stoker.logs import get_logger
+
+log = get_logger("stoker.adapters.training.host_files")
+
+
+class HostFiles:
+    """Stages the hosts' inputs and keeps their checkpoints, for every job of a backend."""
+
+    def __init__(self, s3: S3Folders) -> None:
+        self._s3 = s3
+        self._syncs: dict[Path, CheckpointSync] = {}
+
+    async def stage(self, paths: JobPaths, spec: LocalJobRequest, request: dict[str, Any]) -> None:
+        """Lay out each host's /opt/ml, fetch its channels (inputs) and checkpoints. Raises
+        OSError, ValueError or S3TransferError."""
+        if spec.kind is not JobKind.TRAINING:
+            await asyncio.to_thread(write_processing_layout, paths, spec, request)
+            for channel in spec.channels:
+                await stage_channel(self._s3, paths, spec, channel, 0)
+            return
+        sync = self._sync(paths, spec)
+        for index, host in enumerate(spec.hosts):
+            own = host_paths(paths, spec, host)
+            await asyncio.to_thread(write_layout, own, spec, request, host)
+            for channel in spec.channels:
+                await stage_channel(self._s3, own, spec, channel, index)
+            folder = checkpoint_folder(own, spec)
+            if sync is not None:
+                await sync.restore(folder)
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+
+    async def save_checkpoints(
+        self, paths: JobPaths, spec: LocalJobRequest, host: str | None = None
+    ) -> None:
+        """Save the new checkpoints of `host` (None: of every host) to CheckpointConfig."""
+        sync = self._sync(paths, spec)
+        if sync is None:
+            return
+        for name in spec.hosts if host is None else [host]:
+            folder = checkpoint_folder(host_paths(paths, spec, name), spec)
+            try:
+                saved = await sync.save(folder)
+            except (OSError, S3TransferError) as exc:
+                log.warning("cannot save checkpoints", job=spec.name, host=name, error=str(exc))
+            else:
+                if saved:
+                    log.info("checkpoints saved", job=spec.name, host=name, files=saved)
+
+    def forget(self, paths: JobPaths) -> None:
+        """The job has ended: drop what was remembered of its checkpoints."""
+        self._syncs.pop(paths.root, None)
+
+    def _sync(self, paths: JobPaths, spec: LocalJobRequest) -> CheckpointSync | None:
+        """The job's checkpoint copier; None when it has no CheckpointConfig to copy to."""
+        if spec.kind is not JobKind.TRAINING:
+            return None
+        if spec.checkpoint_uri is None or checkpoint_in_place(spec):
+            return None
+        if paths.root not in self._syncs:
+            self._syncs[paths.root] = CheckpointSync(self._s3, spec.checkpoint_uri)
+        return self._syncs[paths.root]
