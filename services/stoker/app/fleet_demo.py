@@ -22,7 +22,7 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -55,11 +55,13 @@ SERVICES = ("launcher", "monitor", "retrier", "relay")
 TEAM = "default"
 OWNER = "fleet-demo"
 ENDPOINT_NAME = "customer-models"
+TRAINING_JOB = "fleet-demo-train"
 ROLE_ARN = "arn:aws:iam::000000000000:role/stoker-fleet-demo"
 DATA_START, DATA_END = "2021-01-01", "2023-01-01"
 """Two years: what Prophet wants for its yearly seasonality."""
 SCRIPTS = Path(training_scripts.__file__).parent
 MIB = 1024 * 1024
+CHECKPOINT_PERIOD_S = 2.0
 
 
 class Phase(StrEnum):
@@ -85,11 +87,13 @@ class FleetDemoPlan:
     memory_mb: float = 512
     disk_mb: float = 4096
     serve_workers: int = 2
+    uncertainty_samples: int = 100
+    """Prophet's samples for a forecast's interval: its predict time grows with them."""
     seed: int = 0
     timeout_s: float = 3600.0
 
     def check(self) -> None:
-        for name in ("customers", "workers", "concurrency", "serve_workers"):
+        for name in ("customers", "workers", "concurrency", "serve_workers", "uncertainty_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.rows_per_customer < 10:  # Prophet needs a few points to fit
@@ -147,6 +151,8 @@ class FleetDemoResult:
 
 Progress = Callable[[Phase, int, int | None], None]
 """(phase, done, total or None while unknown)."""
+EndpointHook = Callable[[str, str], Awaitable[None]]
+"""Awaited once the endpoint is healthy, before the traffic: (its URL, the bearer token)."""
 
 
 def fleet_demo_settings(folder: Path) -> Settings:
@@ -202,12 +208,17 @@ def training_job(folder: Path, plan: FleetDemoPlan) -> dict[str, Any]:
     """One training job, `InstanceCount` = workers, the customers' files sharded by key,
     each `<customer>.tar.gz` written through the checkpoint folder to models/."""
     return {
-        "job_id": "fleet-demo-train",
+        "job_id": TRAINING_JOB,
         "training": {
             "AlgorithmSpecification": {
                 "TrainingImage": "stoker/train-customers:local",
                 "TrainingInputMode": "File",
                 "ContainerEntrypoint": [sys.executable, str(SCRIPTS / "train_customers.py")],
+                # Every failed fit is reported and the job goes on: the summary names them.
+                "ContainerArguments": [
+                    *("--channel", "train", "--tolerate-failures", str(plan.customers)),
+                    *("--uncertainty-samples", str(plan.uncertainty_samples)),
+                ],
             },
             "InputDataConfig": [
                 {
@@ -243,7 +254,7 @@ async def run_fleet_demo(
     plan: FleetDemoPlan,
     on_progress: Progress,
     *,
-    on_endpoint: Callable[[str, str], None] = lambda _url, _token: None,
+    on_endpoint: EndpointHook | None = None,
     poll_s: float = 0.25,
 ) -> FleetDemoResult:
     """Run the four phases in order; a phase that fails ends the run with what it knew."""
@@ -251,8 +262,8 @@ async def run_fleet_demo(
     settings = fleet_demo_settings(folder)
     result = FleetDemoResult(folder=folder)
     began = time.monotonic()
-    # One slot per training instance, and one for the data job.
-    backend = LocalProcessBackend(folder / "training", max_concurrent=plan.workers + 1)
+    # Checkpoints (the models) are saved every few seconds, so the train bar moves.
+    backend = LocalProcessBackend(folder / "training", checkpoint_period_s=CHECKPOINT_PERIOD_S)
     async with Runtime(settings, backend=backend) as rt:
         await rt.bus.ensure_topics(list(topics.ALL_TOPICS))
         stop = asyncio.Event()
@@ -367,14 +378,13 @@ def _read_training_report(folder: Path, result: FleetDemoResult) -> None:
 
 
 def training_failures(folder: Path) -> dict[str, str]:
-    """The customers whose fit failed and why, from the training job's report (each
-    worker's `failures.json` in the job's output), plus any customer with neither a model
-    nor a reported failure."""
+    """The customers whose fit failed and why: the `failed` entries of each training host's
+    `report.json` (in its /opt/ml/output/data, under the local backend's job folder), and
+    any customer with neither a model nor a reported failure."""
     failures: dict[str, str] = {}
-    for path in sorted((folder / "output").rglob("failures.json")):
-        loaded = json.loads(path.read_text())
-        if isinstance(loaded, dict):
-            failures.update({str(k): str(v) for k, v in loaded.items()})
+    for path in sorted((folder / "training").glob(f"{TRAINING_JOB}*/**/output/data/report.json")):
+        report = json.loads(path.read_text())
+        failures.update({str(k): str(v) for k, v in (report.get("failed") or {}).items()})
     customers = {p.stem for p in (folder / "data" / "customers").glob("*.csv")}
     models = {p.name.removesuffix(".tar.gz") for p in (folder / "models").glob("*.tar.gz")}
     for missing in sorted(customers - models - set(failures)):
@@ -389,7 +399,7 @@ async def _serve_and_query(
     plan: FleetDemoPlan,
     result: FleetDemoResult,
     on_progress: Progress,
-    on_endpoint: Callable[[str, str], None],
+    on_endpoint: EndpointHook | None,
 ) -> None:
     on_progress(Phase.SERVE, 0, 1)
     token = await TokenService(rt.tokens, rt.clock).create(
@@ -418,7 +428,8 @@ async def _serve_and_query(
     try:
         await _wait_healthy(url, serving)
         on_progress(Phase.SERVE, 1, 1)
-        on_endpoint(url, token.token)
+        if on_endpoint is not None:
+            await on_endpoint(url, token.token)
         names = await store.keys()
         traffic_plan = request_plan(names, plan.requests, s=plan.zipf_s, seed=plan.seed)
         on_progress(Phase.QUERY, 0, len(traffic_plan))

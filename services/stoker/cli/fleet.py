@@ -97,7 +97,7 @@ def demo(  # noqa: PLR0917 (typer passes options positionally)
         f"embedded stack in [bold]{folder}[/bold]"
     )
 
-    def endpoint_up(url: str, _token: str) -> None:
+    async def endpoint_up(url: str, _token: str) -> None:
         # The token stays in the process: it is printed nowhere (secrets never in output).
         console.print(f"endpoint [bold]{ENDPOINT_NAME}[/bold] at {url} (bearer token required)")
 
