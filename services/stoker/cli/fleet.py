@@ -31,6 +31,7 @@ from stoker.app.fleet_demo import (
 )
 from stoker.app.fleet_traffic import percentile
 from stoker.app.process import run_service_process
+from stoker.core.errors import StokerError
 from stoker.logs import configure_logging
 
 app = typer.Typer(help="Thousands of per-customer models: the seed's whole flow.")
@@ -110,10 +111,14 @@ def demo(  # noqa: PLR0917 (typer passes options positionally)
         console=console,
     ) as progress:
         view = PhasesView(progress)
-        result = run_service_process(
-            run_fleet_demo(folder, plan, view.update, on_endpoint=endpoint_up),
-            fleet_demo_settings(folder),
-        )
+        try:
+            result = run_service_process(
+                run_fleet_demo(folder, plan, view.update, on_endpoint=endpoint_up),
+                fleet_demo_settings(folder),
+            )
+        except StokerError as exc:  # a job refused at submission, a service that failed
+            console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
+            raise typer.Exit(1) from exc
     console.print(summary_table(result, plan))
     for customer, reason in list(result.failed_models.items())[:FAILURES_SHOWN]:
         console.print(f"[yellow]model {customer} failed: {reason}[/yellow]")
