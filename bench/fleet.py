@@ -4,17 +4,22 @@ traffic over 1,000 Prophet models.
 One run, this machine. Reproduce with:
 
     .venv/bin/pip install -e '.[all,dev,bench,fleet]'
-    .venv/bin/python bench/fleet.py            # about 5 minutes on 2 cores
+    .venv/bin/python bench/fleet.py            # about 20 minutes on 2 cores
+    .venv/bin/python bench/fleet.py --skip-training            # the endpoint: about 5
+    .venv/bin/python bench/fleet.py --skip-serving             # training: about 15
 
-Fitting 1,000 Prophet models would take most of the run, so a few real models are fitted
+For the endpoint, fitting 1,000 Prophet models would take most of the run, so a few real
+models are fitted
 (`--fitted`, on the synthetic energy data) and their artifacts copied under 1,000 names in
 S3 (moto's server, in a process of its own); each name is loaded, cached and evicted on its
 own, as 1,000 distinct models would be. Figures printed (docs/benchmarks-fleet.md records
 them):
 
 0. Sharded training (`_fleet_training.py`): Prophet models fitted per second by one
-   training job of `train_customers` with `InstanceCount` 1 and with 2 on the local backend
-   (`ShardedByS3Key`), turn about for `--training-rounds` rounds, and the scaling efficiency
+   training job of `train_customers` over `--training-customers` customers (1,000, the
+   seed's size: each job pays a few seconds of worker start-up, which a small job does not
+   amortise) with `InstanceCount` 1 and with 2 on the local backend (`ShardedByS3Key`),
+   turn about for `--training-rounds` rounds, and the scaling efficiency
    rate(2) / (2 x rate(1)), the median of the rounds; goal: at least 0.9 on 2 cores.
    `--skip-serving` runs only this part, `--skip-training` skips it.
 
@@ -401,7 +406,7 @@ def main(
     clients: Annotated[int, typer.Option(help="HTTP requests in flight")] = 8,
     skip_ray: Annotated[bool, typer.Option(help="skip the Ray Serve peer")] = False,
     seed: Annotated[int, typer.Option(help="seed of the data and the traffic")] = 0,
-    training_customers: Annotated[int, typer.Option(help="models per training job")] = 60,
+    training_customers: Annotated[int, typer.Option(help="models per training job")] = 1000,
     training_rows: Annotated[int, typer.Option(help="rows per customer to fit")] = 300,
     training_rounds: Annotated[int, typer.Option(help="rounds of a 1- and a 2-worker job")] = 2,
     skip_training: Annotated[bool, typer.Option(help="skip the training part")] = False,
