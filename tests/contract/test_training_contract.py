@@ -158,6 +158,44 @@ async def test_a_job_runs_to_completion_with_timings(backend: TrainingBackend) -
     assert done.instance_type == "ml.m5.large"
 
 
+async def test_a_sharded_job_of_two_instances_runs_on_every_backend(
+    backend: TrainingBackend, s3_endpoint: str
+) -> None:
+    """The same request, InstanceCount 2 with a ShardedByS3Key channel and a
+    CheckpointConfig, is accepted by every backend (SageMaker's wire model included) and
+    completes: the local backend runs two hosts, each on its share of the CSVs."""
+    name = unique("shard")
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="stoker-local",
+        aws_secret_access_key="stoker-local",
+    )
+    for part in range(3):
+        rows = "".join(f"{x},{x + 1},{int(x > 2)}\n" for x in range(part, part + 5))
+        client.put_object(Bucket=BUCKET, Key=f"{name}/train/part-{part}.csv", Body=rows.encode())
+    request = training_request(name)
+    request["ResourceConfig"]["InstanceCount"] = 2
+    request["InputDataConfig"] = [
+        {
+            "ChannelName": "train",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": f"s3://{BUCKET}/{name}/train/",
+                    "S3DataDistributionType": "ShardedByS3Key",
+                }
+            },
+        }
+    ]
+    request["CheckpointConfig"] = {"S3Uri": f"s3://{BUCKET}/{name}/checkpoints/"}
+    await backend.create_training_job(request)
+    done = await wait_for(backend, name, terminal)
+    assert done.status is TrainingJobStatus.COMPLETED, done.failure_reason
+    assert done.model_artifacts is not None
+
+
 async def test_the_same_name_twice_is_already_exists(backend: TrainingBackend) -> None:
     """A second CreateTrainingJob with a used name raises TrainingJobAlreadyExists, which a
     launcher treats as 'launched'; no second job starts."""

@@ -165,10 +165,14 @@ def test_only_quota_errors_are_back_pressure() -> None:
         "ResourceLimitExceeded: the license server is full",
     ],
 )
-def test_the_training_code_asks_for_a_retry_with_a_retriable_category(written: str) -> None:
-    """What the code writes to its failure file comes back as `AlgorithmError: <text>`; a text
-    that begins with a category SageMaker retries is retried, with no rule configured."""
-    decision = FailureClassifier().classify(reason=f"AlgorithmError: {written}")
+@pytest.mark.parametrize("host", ["", "algo-2: "])
+def test_the_training_code_asks_for_a_retry_with_a_retriable_category(
+    written: str, host: str
+) -> None:
+    """What the code writes to its failure file comes back as `AlgorithmError: <text>` (after
+    the host's name on a job of several hosts); a text that begins with a category SageMaker
+    retries is retried, with no rule configured."""
+    decision = FailureClassifier().classify(reason=f"AlgorithmError: {host}{written}")
     assert decision.retry, decision.explanation
     assert "reported a cause SageMaker itself retries" in decision.explanation
 
@@ -179,6 +183,8 @@ def test_the_training_code_asks_for_a_retry_with_a_retriable_category(written: s
         "AlgorithmError: ValueError: InternalServerError: in a message",
         "AlgorithmError: exit code 1",
         "AlgorithmError: InternalServerErrorish: no",
+        "AlgorithmError: algo-1: exit code -9",
+        "AlgorithmError: algo-x: InternalServerError: not a host name",
     ],
 )
 def test_other_algorithm_errors_stay_terminal(reason: str) -> None:

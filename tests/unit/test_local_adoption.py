@@ -248,3 +248,66 @@ async def test_a_process_lost_with_its_owner_still_fails_as_before(
     done = await ended(backend, "lost-1")
     assert done.status is TrainingJobStatus.FAILED
     assert (done.failure_reason or "").startswith("InternalServerError: ")
+
+
+TRAIN_ON_HOSTS = """
+import os, pathlib, sys, time
+host = os.environ['SM_CURRENT_HOST']
+pathlib.Path('running').touch()  # in the host's folder, its working directory
+go = pathlib.Path(os.environ['GO'])
+while not go.exists():
+    time.sleep(0.05)
+pathlib.Path(os.environ['SM_CHECKPOINT_DIR'], 'step-' + host).write_text('saved')
+if host == os.environ.get('FAIL_HOST'):
+    pathlib.Path(os.environ['SM_OUTPUT_DIR'], 'failure').write_text('bad shard')
+    sys.exit(1)
+pathlib.Path(os.environ['SM_MODEL_DIR'], 'model-' + host + '.txt').write_text('trained')
+"""
+"""TRAIN for a job of several hosts: each writes a checkpoint and a model of its own."""
+
+
+@pytest.mark.parametrize(
+    ("fail_host", "status", "reason"),
+    [
+        ("", TrainingJobStatus.COMPLETED, None),
+        ("algo-2", TrainingJobStatus.FAILED, "AlgorithmError: algo-2: bad shard"),
+    ],
+)
+async def test_every_host_of_a_job_is_adopted(
+    tmp_path: Path,
+    backends: list[LocalProcessBackend],
+    fail_host: str,
+    status: TrainingJobStatus,
+    reason: str | None,
+) -> None:
+    """The owner of a two-host job dies while both hosts run: the next backend follows
+    both processes (each started once), saves both hosts' checkpoints to the job's
+    CheckpointConfig, and concludes from both exit codes: the model of both hosts, or the
+    failing host's reason."""
+    body = request("hosts-1", tmp_path)
+    body["ResourceConfig"]["InstanceCount"] = 2
+    body["AlgorithmSpecification"]["ContainerArguments"] = [TRAIN_ON_HOSTS]
+    body["Environment"]["FAIL_HOST"] = fail_host
+    body["CheckpointConfig"] = {"S3Uri": (tmp_path / "checkpoints").as_uri()}
+    work = tmp_path / "work"
+    hosts = [work / "hosts-1" / "hosts" / host for host in ("algo-1", "algo-2")]
+    listed = tmp_path / "requests.json"
+    listed.write_text(json.dumps([body]), encoding="utf-8")
+    await kill_when(
+        "tests.support.local_owner",
+        [str(work), str(listed)],
+        lambda: created_marker(work).exists() and all((h / "running").exists() for h in hosts),
+        tmp_path / "owner.log",
+        what="both hosts running",
+    )
+    backend = await new_backend(work, backends)
+    (tmp_path / "go").touch()
+    done = await ended(backend, "hosts-1")
+    assert (done.status, done.failure_reason) == (status, reason)
+    if status is TrainingJobStatus.COMPLETED:
+        assert model_files(done) == ["model-algo-1.txt", "model-algo-2.txt"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "step-algo-1",
+        "step-algo-2",
+    ]
+    assert [len((h / "starts.jsonl").read_text().splitlines()) for h in hosts] == [1, 1]

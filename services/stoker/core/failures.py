@@ -119,9 +119,12 @@ RETRIABLE_CATEGORIES: tuple[str, ...] = (
 policies: SageMaker.JOB_INTERNAL_ERROR, CAPACITY_ERROR, RESOURCE_LIMIT, Step.THROTTLING and
 SERVICE_FAULT), as error codes and FailureReason categories."""
 
-REPORTED_RETRIABLE = r"^\s*AlgorithmError:\s*(?:" + "|".join(RETRIABLE_CATEGORIES) + r")\s*:"
-"""A failure the training code reported (`AlgorithmError: <failure file>`) whose text begins
-with a retriable category: the code's own way of saying "another try may succeed"."""
+REPORTED_RETRIABLE = (
+    r"^\s*AlgorithmError:\s*(?:algo-\d+:\s*)?(?:" + "|".join(RETRIABLE_CATEGORIES) + r")\s*:"
+)
+"""A failure the training code reported (`AlgorithmError: <failure file>`, or `AlgorithmError:
+algo-2: <failure file>` from one host of several) whose text begins with a retriable
+category: the code's own way of saying "another try may succeed"."""
 
 DEFAULT_RULES: tuple[FailureRule, ...] = (
     *_codes(

@@ -19,8 +19,10 @@ instances with a `ShardedByS3Key` channel, this host's share), sorted by path:
 Every artifact of the shard, fitted now or before, is copied into the model folder
 (`SM_MODEL_DIR`), which SageMaker packs as the job's model.tar.gz.
 
-The report, `report.json` in `SM_OUTPUT_DATA_DIR`: host, customers, fitted, skipped (done
-before), failed (customer: why) and bad_rows (customer: count and the first few lines).
+The report, `report-<host>.json` in `SM_OUTPUT_DATA_DIR` (SageMaker uploads that folder of
+every host as the job's output.tar.gz, so each host's file has its own name): host,
+customers, fitted, skipped (done before), failed (customer: why) and bad_rows (customer:
+count and the first few lines).
 When more customers failed than `--tolerate-failures` (default 0), the script writes a
 summary naming each failed model and why to `SM_OUTPUT_DIR/failure` (the job's
 FailureReason) and exits 1; the models that were fitted are kept in the checkpoint folder,
@@ -52,12 +54,17 @@ if __package__:  # python -m stoker.training_scripts.train_customers
 else:  # by file, beside forecast_model.py, as SageMaker runs a script of a source folder
     import forecast_model  # type: ignore[import-not-found,no-redef]
 
-REPORT_FILE = "report.json"
+
 BAD_ROW_EXAMPLES = 5
 """Bad rows named in the report per customer (all of them are counted)."""
 _FAILURE_TEXT_MAX = 1000
 """SageMaker keeps 1,024 characters of FailureReason; the summary stays under that."""
 _NEEDED = ("timestamp", "consumption")
+
+
+def report_name(host: str) -> str:
+    """The report's file name: one per host, as hosts' output files must not clash."""
+    return f"report-{host}.json"
 
 
 @dataclass
@@ -98,7 +105,7 @@ class Report:
         text = f"{len(self.failed)} of {self.customers} models failed ({named})"
         if len(text) > _FAILURE_TEXT_MAX:
             text = text[: _FAILURE_TEXT_MAX - 30] + "...)"
-        return f"{text}; see {REPORT_FILE}"
+        return f"{text}; see {report_name(self.host)}"
 
 
 def customer_files(channel: Path) -> dict[str, Path]:
@@ -220,7 +227,7 @@ def main(argv: list[str]) -> int:
         print(f"cannot read channel {name!r}: {exc}", file=sys.stderr)
         return 1
     output_data.mkdir(parents=True, exist_ok=True)
-    write_whole(json.dumps(report.as_json(), indent=2).encode(), output_data / REPORT_FILE)
+    write_whole(json.dumps(report.as_json(), indent=2).encode(), output_data / report_name(host))
     print(
         f"{host}: {len(report.fitted)} fitted, {len(report.skipped)} done before, "
         f"{len(report.failed)} failed, of {report.customers} customers",

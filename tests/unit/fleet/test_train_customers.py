@@ -42,7 +42,9 @@ def sagemaker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def report(ml: Path) -> dict[str, object]:
-    loaded: dict[str, object] = json.loads((ml / "output" / "data" / "report.json").read_text())
+    loaded: dict[str, object] = json.loads(
+        (ml / "output" / "data" / "report-algo-2.json").read_text()
+    )
     return loaded
 
 
@@ -114,7 +116,7 @@ def test_a_failed_customer_is_reported_and_the_others_are_fitted(sagemaker: Path
     failure = (sagemaker / "output" / "failure").read_text()
     assert failure == (
         "1 of 3 models failed (9: ValueError: 0 usable row(s): a model needs at least 2); "
-        "see report.json"
+        "see report-algo-2.json"
     )
     with tarfile.open(sagemaker / "checkpoints" / "0.tar.gz") as tar:
         assert "model.json" in tar.getnames()

@@ -4,29 +4,88 @@ Before the processes start, each host gets its /opt/ml tree, its channels (all o
 FullyReplicated channel, its share of a ShardedByS3Key one) and the job's checkpoints
 restored from CheckpointConfig.S3Uri. While they run and when they end, each host's new
 checkpoints are saved back (`checkpoints.py`); a failed save is logged and tried again at
-the next one, never fatal: the files stay in the host's folder.
+the next one, never fatal: the files stay in the host's folder. When the job ends, the
+hosts' model and output-data folders are merged into the job's, to be packed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from stoker.adapters.training.checkpoints import CheckpointSync
-from stoker.adapters.training.container import JobPaths, LocalJobRequest, write_layout
-from stoker.adapters.training.hosts import (
-    checkpoint_folder,
-    checkpoint_in_place,
-    host_paths,
-    stage_channel,
+from stoker.adapters.training.container import (
+    SHARDED_BY_S3_KEY,
+    Channel,
+    JobPaths,
+    LocalJobRequest,
+    copy_into,
+    local_path,
+    write_layout,
 )
+from stoker.adapters.training.hosts import checkpoint_folder, checkpoint_in_place, host_paths
 from stoker.adapters.training.processing import write_processing_layout
 from stoker.adapters.training.s3io import S3Folders, S3TransferError
 from stoker.core.job_kind import JobKind
+from stoker.core.sharding import keys_for_host
 from stoker.logs import get_logger
 
 log = get_logger("stoker.adapters.training.host_files")
+
+
+def _local_keys(source: Path) -> list[str]:
+    if source.is_file():
+        return [source.name]
+    return [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
+
+
+def _copy_keys(source: Path, keys: Collection[str], dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for key in keys:
+        origin = source if source.is_file() else source / key
+        target = dest / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(origin, target)
+
+
+async def stage_channel(
+    s3: S3Folders, paths: JobPaths, spec: LocalJobRequest, channel: Channel, host_index: int
+) -> None:
+    """Copy `channel` into host number `host_index`'s folder: all of it (FullyReplicated)
+    or the host's share of its keys (ShardedByS3Key, `core.sharding`)."""
+    dest = paths.root / channel.dest
+    source = local_path(channel.uri)
+    sharded = channel.distribution == SHARDED_BY_S3_KEY and spec.instance_count > 1
+
+    def share(keys: list[str]) -> list[str]:
+        return keys_for_host(keys, host_index, spec.instance_count)
+
+    if source is None:
+        await s3.download_prefix(channel.uri, dest, select=share if sharded else None)
+    elif not sharded:
+        await asyncio.to_thread(copy_into, source, dest)
+    else:
+        if not source.exists():
+            raise FileNotFoundError(f"{source} does not exist")
+        keys = await asyncio.to_thread(_local_keys, source)
+        await asyncio.to_thread(_copy_keys, source, share(keys), dest)
+
+
+def merge_host_folders(paths: JobPaths, spec: LocalJobRequest) -> None:
+    """Every host's /opt/ml/model and /opt/ml/output/data into the job's, which become
+    model.tar.gz and output.tar.gz: SageMaker keeps the files of all hosts (scripts keep
+    their names apart; a later host's file wins over an earlier one's of the same name)."""
+    if spec.instance_count == 1:
+        return
+    for host in spec.hosts:
+        own = host_paths(paths, spec, host)
+        for source, merged in ((own.model, paths.model), (own.output_data, paths.output_data)):
+            merged.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, merged, dirs_exist_ok=True)
 
 
 class HostFiles:

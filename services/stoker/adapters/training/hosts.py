@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,19 +27,14 @@ from stoker.adapters.processes import ProcessRef, is_alive
 from stoker.adapters.training import local_state as state
 from stoker.adapters.training.container import (
     HOST,
-    SHARDED_BY_S3_KEY,
-    Channel,
     JobPaths,
     LocalJobRequest,
     container_env,
-    copy_into,
     local_path,
 )
 from stoker.adapters.training.local_support import gone
 from stoker.adapters.training.processing import local_command, processing_env
-from stoker.adapters.training.s3io import S3Folders
 from stoker.core.job_kind import JobKind
-from stoker.core.sharding import keys_for_host
 from stoker.logs import get_logger
 
 log = get_logger("stoker.adapters.training.hosts")
@@ -85,57 +79,6 @@ def process_env_and_command(
     return processing_env(paths, spec), local_command(spec.command, paths.root)
 
 
-def _local_keys(source: Path) -> list[str]:
-    if source.is_file():
-        return [source.name]
-    return [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
-
-
-def _copy_keys(source: Path, keys: Collection[str], dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    for key in keys:
-        origin = source if source.is_file() else source / key
-        target = dest / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(origin, target)
-
-
-async def stage_channel(
-    s3: S3Folders, paths: JobPaths, spec: LocalJobRequest, channel: Channel, host_index: int
-) -> None:
-    """Copy `channel` into host number `host_index`'s folder: all of it (FullyReplicated)
-    or the host's share of its keys (ShardedByS3Key, `core.sharding`)."""
-    dest = paths.root / channel.dest
-    source = local_path(channel.uri)
-    sharded = channel.distribution == SHARDED_BY_S3_KEY and spec.instance_count > 1
-
-    def share(keys: list[str]) -> list[str]:
-        return keys_for_host(keys, host_index, spec.instance_count)
-
-    if source is None:
-        await s3.download_prefix(channel.uri, dest, select=share if sharded else None)
-    elif not sharded:
-        await asyncio.to_thread(copy_into, source, dest)
-    else:
-        if not source.exists():
-            raise FileNotFoundError(f"{source} does not exist")
-        keys = await asyncio.to_thread(_local_keys, source)
-        await asyncio.to_thread(_copy_keys, source, share(keys), dest)
-
-
-def merge_models(paths: JobPaths, spec: LocalJobRequest) -> None:
-    """Every host's /opt/ml/model into the job's, which becomes model.tar.gz (the files of
-    all hosts, as SageMaker keeps them; a later host's file wins over an earlier one's of
-    the same name)."""
-    if spec.instance_count == 1:
-        return
-    paths.model.mkdir(parents=True, exist_ok=True)
-    for host in spec.hosts:
-        own = host_paths(paths, spec, host).model
-        if own.is_dir():
-            shutil.copytree(own, paths.model, dirs_exist_ok=True)
-
-
 @dataclass(frozen=True, slots=True)
 class HostProcess:
     """One host's supervisor, however it is watched: `wait` returns when it has ended,
@@ -152,13 +95,13 @@ class HostGroup:
     """The hosts of one job, watched together.
 
     `exited` is done when every host has ended; `failed` when one ended with a non-zero (or
-    no) exit code, with that host's name. `on_exit(host, code)` runs as each host ends (the
+    no) exit code, with that host's name. `on_exit(host)` runs as each host ends (the
     backend saves its checkpoints then); its errors are logged, never lost."""
 
     def __init__(
         self,
         hosts: list[HostProcess],
-        on_exit: Callable[[HostProcess, int | None], Awaitable[None]],
+        on_exit: Callable[[str], Awaitable[None]],
     ) -> None:
         self.hosts = hosts
         self.codes: dict[str, int | None] = {}
@@ -176,7 +119,7 @@ class HostGroup:
         # No exit file: the supervisor itself was killed (SIGKILL after the grace period).
         self.codes[host.host] = host.returncode() if code is None else code
         try:
-            await self._on_exit(host, self.codes[host.host])
+            await self._on_exit(host.host)
         except Exception:  # one host's bookkeeping must not hide the others' ends
             log.exception("after a host ended", host=host.host)
         if self.codes[host.host] != 0 and not self.failed.done():
@@ -188,6 +131,16 @@ class HostGroup:
             if host.host not in self.codes:
                 with contextlib.suppress(ProcessLookupError):
                     host.signal(signum)
+
+    async def terminate(self, grace_s: float) -> None:
+        """SIGTERM to every host still running, SIGKILL after `grace_s`; returns when every
+        host has ended."""
+        self.signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.exited), timeout=grace_s)
+        except TimeoutError:
+            self.signal(signal.SIGKILL)
+            await self.exited
 
     def cancel(self) -> None:
         for wait in self._waits:

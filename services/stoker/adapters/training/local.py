@@ -30,8 +30,8 @@ others.
 Processing jobs (CreateProcessingJob) run the same way, in `<work>/_processing/<job>/`
 with SageMaker Processing's layout (`processing.py`, `processing_jobs.py`). A notebook job,
 the request the sagemaker SDK's NotebookJobStep compiles, runs stoker's notebook runner in
-place of SageMaker's notebook scheduler (`stoker.core.notebooks`); its outputs are copied under its
-S3OutputPath whether it succeeds or fails (`outputs.py`).
+place of SageMaker's notebook scheduler (`stoker.core.notebooks`); its outputs are copied
+under its S3OutputPath whether it succeeds or fails (`outputs.py`).
 
 Only what the local rules allow runs (their entrypoint allowlist; by default the training
 scripts shipped with stoker); anything else is refused with InvalidRequest before a folder
@@ -43,10 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +60,13 @@ from stoker.adapters.training.container import (
     refusal,
     supervised_command,
 )
-from stoker.adapters.training.host_files import HostFiles
+from stoker.adapters.training.host_files import HostFiles, merge_host_folders
 from stoker.adapters.training.hosts import (
     HostGroup,
-    HostProcess,
     adopted,
     child,
     first_failure,
     host_paths,
-    merge_models,
     not_started,
     process_env_and_command,
 )
@@ -79,7 +77,11 @@ from stoker.adapters.training.local_support import (
     Slots,
     job_key,
 )
-from stoker.adapters.training.outputs import publish_model, publish_outputs
+from stoker.adapters.training.outputs import (
+    publish_model,
+    publish_output_data,
+    publish_outputs,
+)
 from stoker.adapters.training.processing import (
     parse_processing_request,
     processing_failure_reason,
@@ -105,10 +107,6 @@ log = get_logger("stoker.adapters.training.local")
 _S = TrainingJobStatus
 _LOST_REASON = "InternalServerError: the local training process was lost (its owner stopped)"
 _SHUTDOWN_REASON = "InternalServerError: the local backend shut down while the job ran"
-
-
-class _SetupFailed(Exception):
-    """Input or checkpoint data could not be staged: the job fails with ClientError."""
 
 
 class LocalProcessBackend(ProcessingJobs):
@@ -314,8 +312,9 @@ class LocalProcessBackend(ProcessingJobs):
                 return
             try:
                 self._set(job, _S.IN_PROGRESS, "Downloading")
-                await self._stage(job.paths, spec, request)
-            except _SetupFailed as exc:
+                await self._files.stage(job.paths, spec, request)
+            except (OSError, ValueError, S3TransferError) as exc:
+                # Input or checkpoint data that cannot be staged: the caller's to fix.
                 self._finish(job, _S.FAILED, "Failed", f"ClientError: {exc}"[:1024])
                 return
             if job.stop_requested or job.shutting_down:
@@ -339,23 +338,12 @@ class LocalProcessBackend(ProcessingJobs):
                 if ref is None:
                     continue  # never started: concluded as lost, below
                 hosts.append(adopted(host, host_paths(job.paths, spec, host), ref))
-            group = HostGroup(hosts, lambda host, _code: self._save_checkpoints(job, spec, host))
+            group = HostGroup(hosts, partial(self._files.save_checkpoints, job.paths, spec))
             try:
                 timed_out = await self._watch(job, spec, group)
             finally:
                 group.cancel()  # done already, unless the watch itself failed
             await self._conclude(job, spec, dict(group.codes), timed_out=timed_out)
-
-    async def _stage(self, paths: JobPaths, spec: LocalJobRequest, request: dict[str, Any]) -> None:
-        try:
-            await self._files.stage(paths, spec, request)
-        except (OSError, ValueError, S3TransferError) as exc:
-            raise _SetupFailed(str(exc)) from exc
-
-    async def _save_checkpoints(
-        self, job: LocalJob, spec: LocalJobRequest, host: HostProcess | None = None
-    ) -> None:
-        await self._files.save_checkpoints(job.paths, spec, None if host is None else host.host)
 
     async def _execute(
         self, job: LocalJob, spec: LocalJobRequest
@@ -390,7 +378,7 @@ class LocalProcessBackend(ProcessingJobs):
             self._save(job)  # each host as it starts: a later owner follows every one
             log.info("local job process started", job_name=job.name, host=host, pid=process.pid)
             hosts.append(child(host, own, process))
-        group = HostGroup(hosts, lambda host, _code: self._save_checkpoints(job, spec, host))
+        group = HostGroup(hosts, partial(self._files.save_checkpoints, job.paths, spec))
         try:
             timed_out = await self._watch(job, spec, group)
         finally:
@@ -432,23 +420,14 @@ class LocalProcessBackend(ProcessingJobs):
                             job_name=job.name,
                             host=group.failed.result(),
                         )
-                    await self._terminate(group)
+                    await group.terminate(self._grace_s)
                     break
                 if self._clock.monotonic() >= next_save:
                     next_save = self._clock.monotonic() + self._checkpoint_period_s
-                    await self._save_checkpoints(job, spec)
+                    await self._files.save_checkpoints(job.paths, spec)
         finally:
             stop.cancel()
         return timed_out
-
-    async def _terminate(self, group: HostGroup) -> None:
-        """SIGTERM to every host's process group, SIGKILL after the grace period."""
-        group.signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(group.exited), timeout=self._grace_s)
-        except TimeoutError:
-            group.signal(signal.SIGKILL)
-            await group.exited
 
     async def _conclude(
         self,
@@ -460,7 +439,7 @@ class LocalProcessBackend(ProcessingJobs):
     ) -> None:
         """The job's end, from how its hosts' processes ended (by host; None: one left no
         exit code), whether this process started them or took them over."""
-        await self._save_checkpoints(job, spec)
+        await self._files.save_checkpoints(job.paths, spec)
         self._files.forget(job.paths)
         published: str | None = None
         if spec.notebook or spec.kind is JobKind.PROCESSING:
@@ -486,11 +465,11 @@ class LocalProcessBackend(ProcessingJobs):
             host, code = failed
             assert code is not None  # None is the case above
             own = host_paths(job.paths, spec, host)
-            reason = (
-                failure_reason(own, code, host if spec.instance_count > 1 else None)
-                if spec.kind is JobKind.TRAINING
-                else processing_failure_reason(own, code)
-            )
+            if spec.kind is JobKind.PROCESSING:
+                reason = processing_failure_reason(own, code)
+            else:
+                reason = failure_reason(own, code, host if spec.instance_count > 1 else None)
+                await self._publish_output_data(job, spec)  # a failure's report, say
             self._finish(job, _S.FAILED, "Failed", reason)
         elif published is not None or spec.kind is JobKind.PROCESSING:
             job.model_artifacts = published
@@ -498,13 +477,25 @@ class LocalProcessBackend(ProcessingJobs):
         else:
             self._set(job, _S.IN_PROGRESS, "Uploading")
             try:
-                await asyncio.to_thread(merge_models, job.paths, spec)
+                await asyncio.to_thread(merge_host_folders, job.paths, spec)
                 job.model_artifacts = await publish_model(self._s3, job.paths, spec)
+                await publish_output_data(self._s3, job.paths, spec)
             except (OSError, S3TransferError) as exc:
                 reason = f"InternalServerError: cannot save the model: {exc}"[:1024]
                 self._finish(job, _S.FAILED, "Failed", reason)
                 return
             self._finish(job, _S.COMPLETED, "Completed")
+
+    async def _publish_output_data(self, job: LocalJob, spec: LocalJobRequest) -> None:
+        """A failed training job's /opt/ml/output/data, as SageMaker keeps it; a failure to
+        copy it is logged: the job has failed already, for its own reason."""
+        if spec.notebook:
+            return  # its files went out as the notebook job's outputs
+        try:
+            await asyncio.to_thread(merge_host_folders, job.paths, spec)
+            await publish_output_data(self._s3, job.paths, spec)
+        except (OSError, S3TransferError) as exc:
+            log.warning("cannot save the output data", job_name=job.name, error=str(exc))
 
     # --- taking over the jobs of a dead owner --------------------------------------------
 

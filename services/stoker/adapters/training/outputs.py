@@ -1,7 +1,9 @@
 """What a local job leaves behind when it ends, copied where its request says.
 
 - a training job: `/opt/ml/model` packed as `model.tar.gz` under
-  `<S3OutputPath>/<job>/output/`, as SageMaker does;
+  `<S3OutputPath>/<job>/output/`, as SageMaker does, and `/opt/ml/output/data` (when it
+  holds files) as `output.tar.gz` beside it, whether the job succeeded or failed; for a job
+  of several hosts, each folder is the union of the hosts' own (`hosts.merge_host_folders`);
 - a notebook job (the SDK's NotebookJobStep request): the files in `/opt/ml/output/data`
   (the executed notebook and every file the notebook wrote), copied as they are under
   `S3OutputPath` itself, so a pipeline step's outputs read `<root>/<pipeline>/<execution>/
@@ -26,17 +28,34 @@ from stoker.core.job_kind import JobKind
 async def publish_model(s3: S3Folders, paths: JobPaths, spec: LocalJobRequest) -> str:
     """Pack /opt/ml/model as model.tar.gz where OutputDataConfig says; returns its URI."""
     await asyncio.to_thread(_pack, paths.model, paths.artifacts)
+    return await _publish(s3, paths.artifacts, spec)
+
+
+async def publish_output_data(s3: S3Folders, paths: JobPaths, spec: LocalJobRequest) -> None:
+    """Pack /opt/ml/output/data as output.tar.gz beside the model, when it holds files."""
+    has_files = await asyncio.to_thread(
+        lambda: paths.output_data.is_dir() and any(paths.output_data.iterdir())
+    )
+    if has_files:
+        archive = paths.artifacts.with_name("output.tar.gz")
+        await asyncio.to_thread(_pack, paths.output_data, archive)
+        await _publish(s3, archive, spec)
+
+
+async def _publish(s3: S3Folders, archive: Path, spec: LocalJobRequest) -> str:
+    """Copy `archive` to `<S3OutputPath>/<job>/output/`; returns its URI (the job folder's
+    copy when the request has no S3OutputPath)."""
     output = spec.output_path
     if not output:
-        return paths.artifacts.as_uri()
-    target = f"{output.rstrip('/')}/{spec.name}/output/model.tar.gz"
+        return archive.as_uri()
+    target = f"{output.rstrip('/')}/{spec.name}/output/{archive.name}"
     folder = local_path(output)
     if folder is None:
-        await s3.upload_file(paths.artifacts, target)
+        await s3.upload_file(archive, target)
         return target
-    dest = folder / spec.name / "output" / "model.tar.gz"
+    dest = folder / spec.name / "output" / archive.name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    await asyncio.to_thread(shutil.copyfile, paths.artifacts, dest)
+    await asyncio.to_thread(shutil.copyfile, archive, dest)
     return dest.resolve().as_uri()
 
 
