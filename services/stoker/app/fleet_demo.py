@@ -21,12 +21,13 @@ import asyncio
 import json
 import socket
 import sys
+import tarfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
@@ -379,17 +380,31 @@ def _read_training_report(folder: Path, result: FleetDemoResult) -> None:
 
 def training_failures(folder: Path) -> dict[str, str]:
     """The customers whose fit failed and why: the `failed` entries of each training host's
-    `report.json` (in its /opt/ml/output/data, under the local backend's job folder), and
-    any customer with neither a model nor a reported failure."""
+    `report-<host>.json`, read from the job's `output.tar.gz` (where SageMaker puts it too:
+    `<S3OutputPath>/<job>/output/`), and any customer with neither a model nor a reported
+    failure."""
     failures: dict[str, str] = {}
-    for path in sorted((folder / "training").glob(f"{TRAINING_JOB}*/**/output/data/report.json")):
-        report = json.loads(path.read_text())
-        failures.update({str(k): str(v) for k, v in (report.get("failed") or {}).items()})
+    for archive in sorted((folder / "output").glob(f"{TRAINING_JOB}*/output/output.tar.gz")):
+        for report in host_reports(archive):
+            failures.update({str(k): str(v) for k, v in (report.get("failed") or {}).items()})
     customers = {p.stem for p in (folder / "data" / "customers").glob("*.csv")}
     models = {p.name.removesuffix(".tar.gz") for p in (folder / "models").glob("*.tar.gz")}
     for missing in sorted(customers - models - set(failures)):
         failures[missing] = "no model was written and no failure was reported"
     return failures
+
+
+def host_reports(archive: Path) -> list[dict[str, Any]]:
+    """The hosts' `report-<host>.json` files of a training job's output.tar.gz."""
+    reports = []
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            name = PurePosixPath(member.name).name
+            if member.isfile() and name.startswith("report-") and name.endswith(".json"):
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    reports.append(json.loads(handle.read()))
+    return reports
 
 
 async def _serve_and_query(
