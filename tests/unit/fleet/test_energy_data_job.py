@@ -11,8 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pandas as pd
 import pytest
+from moto.server import ThreadedMotoServer
 
 from stoker import training_scripts
 from stoker.adapters.training.local import LocalProcessBackend
@@ -36,7 +38,11 @@ async def local(tmp_path: Path) -> AsyncIterator[LocalProcessBackend]:
 
 
 def request(
-    name: str, customers_to: Path, report_to: Path, arguments: list[str], source: Path | None
+    name: str,
+    customers_to: Path | str,
+    report_to: Path | str,
+    arguments: list[str],
+    source: Path | None,
 ) -> dict[str, Any]:
     inputs = []
     if source is not None:
@@ -206,3 +212,49 @@ def test_a_report_names_at_most_the_first_bad_rows_but_counts_all(tmp_path: Path
     assert len(report.bad_rows) == energy_data.REPORTED_ROWS
     assert report.as_json()["bad_rows_listed"] == energy_data.REPORTED_ROWS
     assert report.customers == 1
+
+
+async def test_on_s3_each_customer_is_one_object_under_the_output_prefix(tmp_path: Path) -> None:
+    """Otherwise than on the embedded default the output is an S3 prefix: the processing
+    output's upload makes one object per customer, the keys a ShardedByS3Key channel shares."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        # Keys given here, not read from the environment (the backend's uploads get theirs
+        # from the environment of this test, below).
+        s3 = boto3.client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=endpoint,
+            aws_access_key_id="stokerlocal",
+            aws_secret_access_key="stokerlocal",
+        )
+        s3.create_bucket(Bucket="energy")
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("AWS_ACCESS_KEY_ID", "stokerlocal")
+            env.setenv("AWS_SECRET_ACCESS_KEY", "stokerlocal")
+            backend = LocalProcessBackend(tmp_path / "work", s3_endpoint=endpoint)
+            await backend.start()
+            try:
+                arguments = ["--customers", "3", "--rows-per-customer", "12", "--seed", "1"]
+                body = request(
+                    name(), "s3://energy/customers", "s3://energy/report", arguments, None
+                )
+                done = await run_job(backend, body)
+            finally:
+                await backend.close()
+        assert done.status is TrainingJobStatus.COMPLETED, done.failure_reason
+        listed = s3.list_objects_v2(Bucket="energy")["Contents"]
+        assert sorted(obj["Key"] for obj in listed) == [
+            "customers/0.csv",
+            "customers/1.csv",
+            "customers/2.csv",
+            "report/report.json",
+        ]
+        first = s3.get_object(Bucket="energy", Key="customers/1.csv")["Body"].read().decode()
+        assert first.splitlines()[0] == "customer_id,timestamp,consumption"
+        assert len(first.splitlines()) == 13
+    finally:
+        server.stop()
