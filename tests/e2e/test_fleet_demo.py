@@ -6,6 +6,7 @@ boto3's runtime client queries every one of them."""
 from __future__ import annotations
 
 import tarfile
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from stoker.app.fleet_demo import ENDPOINT_NAME, FleetDemoPlan, Phase, run_fleet_demo
 from stoker.cli.main import app
+from stoker.training_scripts import energy_data
 
 pytestmark = pytest.mark.slow
 
@@ -101,4 +103,43 @@ async def test_the_endpoint_needs_the_demo_token_and_every_model_answers(tmp_pat
     assert sum(result.lookups.values()) == 6 + 30
     assert result.hit_rate is not None
     assert 0 < result.hit_rate < 1
+    assert result.succeeded
+
+
+async def test_a_given_data_set_is_split_its_bad_rows_and_failed_model_reported(
+    tmp_path: Path,
+) -> None:
+    """With a data set of its own: the bad rows are skipped and named in the data job's
+    report; a customer left with too few rows to fit is a failed model named in the result,
+    and the others are trained, served and answer."""
+    frame = energy_data.generate(
+        customers=3,
+        rows_per_customer=80,
+        start=datetime(2021, 1, 1),
+        end=datetime(2023, 1, 1),
+        seed=5,
+    )
+    frame["customer_id"] = frame.customer_id.map({0: "north", 1: "south", 2: "tiny"})
+    keep = (frame.customer_id != "tiny") | (frame.groupby("customer_id").cumcount() == 0)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    text = frame[keep].to_csv(index=False)
+    text += "tiny,not a time,5\nsouth,2022-03-01 00:00:00,-4\n"  # two bad rows
+    (raw / "readings.csv").write_text(text)
+
+    plan = FleetDemoPlan(workers=2, requests=10, input_dir=raw)
+    result = await run_fleet_demo(tmp_path / "run", plan, lambda *_: None)
+
+    assert result.customers_written == 3
+    assert result.rows_skipped == 2
+    reasons = sorted(str(bad["reason"]) for bad in result.bad_rows)
+    assert "consumption -4.0 is outside 0-1000" in reasons[0]
+    assert "timestamp 'not a time'" in reasons[1]
+    assert result.training is not None
+    assert result.training.status == "Completed", result.training.failure_reason
+    assert result.models_trained == 2
+    assert list(result.failed_models) == ["tiny"]
+    assert result.traffic is not None
+    assert result.traffic.models_answered == 2
+    assert not result.traffic.errors
     assert result.succeeded

@@ -63,6 +63,7 @@ DATA_START, DATA_END = "2021-01-01", "2023-01-01"
 SCRIPTS = Path(training_scripts.__file__).parent
 MIB = 1024 * 1024
 CHECKPOINT_PERIOD_S = 2.0
+RAW_INPUT = "/opt/ml/processing/input/raw"
 
 
 class Phase(StrEnum):
@@ -92,6 +93,9 @@ class FleetDemoPlan:
     """Prophet's samples for a forecast's interval: its predict time grows with them."""
     seed: int = 0
     timeout_s: float = 3600.0
+    input_dir: Path | None = None
+    """A data set to split (CSV files of `customer_id,timestamp,consumption`) instead of
+    generating one; `customers`, `rows_per_customer` and `seed` then size nothing."""
 
     def check(self) -> None:
         for name in ("customers", "workers", "concurrency", "serve_workers", "uncertainty_samples"):
@@ -103,6 +107,8 @@ class FleetDemoPlan:
             raise ValueError(f"requests must be >= 0, got {self.requests}")
         if self.zipf_s <= 0:
             raise ValueError(f"zipf_s must be > 0, got {self.zipf_s}")
+        if self.input_dir is not None and not self.input_dir.is_dir():
+            raise ValueError(f"input_dir {self.input_dir} is not a folder")
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,8 @@ class FleetDemoResult:
     data: JobOutcome | None = None
     customers_written: int = 0
     rows_skipped: int = 0
+    bad_rows: list[dict[str, Any]] = field(default_factory=list)
+    """The data job's report of skipped rows: file, line, reason (the first 1,000)."""
     training: JobOutcome | None = None
     models_trained: int = 0
     failed_models: dict[str, str] = field(default_factory=dict)
@@ -164,6 +172,26 @@ def data_job(folder: Path, plan: FleetDemoPlan) -> dict[str, Any]:
     """The processing job that writes one CSV per customer under data/customers/."""
     customers_out = "/opt/ml/processing/output/customers"
     report_out = "/opt/ml/processing/output/report"
+    inputs: list[dict[str, Any]] = []
+    if plan.input_dir is None:
+        source = [
+            *("--customers", str(plan.customers)),
+            *("--rows-per-customer", str(plan.rows_per_customer)),
+            *("--start", DATA_START, "--end", DATA_END, "--seed", str(plan.seed)),
+        ]
+    else:
+        source = ["--input", RAW_INPUT]
+        inputs.append(
+            {
+                "InputName": "raw",
+                "S3Input": {
+                    "S3Uri": plan.input_dir.resolve().as_uri(),
+                    "LocalPath": RAW_INPUT,
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                },
+            }
+        )
     return {
         "job_id": "fleet-demo-data",
         "kind": "processing",
@@ -175,11 +203,10 @@ def data_job(folder: Path, plan: FleetDemoPlan) -> dict[str, Any]:
                 "ContainerArguments": [
                     *("--output", customers_out, "--report", f"{report_out}/report.json"),
                     *("--message-file", "/opt/ml/output/message"),
-                    *("--customers", str(plan.customers)),
-                    *("--rows-per-customer", str(plan.rows_per_customer)),
-                    *("--start", DATA_START, "--end", DATA_END, "--seed", str(plan.seed)),
+                    *source,
                 ],
             },
+            "ProcessingInputs": inputs,
             "ProcessingOutputConfig": {
                 "Outputs": [
                     _output("customers", folder / "data" / "customers", customers_out),
@@ -371,6 +398,7 @@ def _read_data_report(folder: Path, result: FleetDemoResult) -> None:
         report = json.loads(path.read_text())
         result.customers_written = int(report.get("customers", 0))
         result.rows_skipped = int(report.get("rows_skipped", 0))
+        result.bad_rows = list(report.get("bad_rows") or [])
 
 
 def _read_training_report(folder: Path, result: FleetDemoResult) -> None:

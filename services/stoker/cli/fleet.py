@@ -74,6 +74,16 @@ def demo(  # noqa: PLR0917 (typer passes options positionally)
     data_dir: Annotated[
         Path | None, typer.Option(help="keep the run's files here (default: a new temp dir)")
     ] = None,
+    input_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            exists=True,
+            file_okay=False,
+            help="split the CSV files here (customer_id,timestamp,consumption) instead of "
+            "generating data",
+        ),
+    ] = None,
 ) -> None:
     """Generate and split the energy data (a processing job), train one Prophet model per
     customer in one sharded training job, serve them all from one multi-model endpoint and
@@ -92,9 +102,11 @@ def demo(  # noqa: PLR0917 (typer passes options positionally)
         serve_workers=serve_workers,
         seed=seed,
         timeout_s=timeout_s,
+        input_dir=input_dir,
     )
+    data = f"the data set in {input_dir}" if input_dir else f"{customers} customers"
     console.print(
-        f"stoker fleet demo: {customers} customers, {workers} training workers, "
+        f"stoker fleet demo: {data}, {workers} training workers, "
         f"embedded stack in [bold]{folder}[/bold]"
     )
 
@@ -120,6 +132,11 @@ def demo(  # noqa: PLR0917 (typer passes options positionally)
             console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
             raise typer.Exit(1) from exc
     console.print(summary_table(result, plan))
+    for bad in result.bad_rows[:FAILURES_SHOWN]:
+        console.print(
+            f"[yellow]row skipped: {bad.get('file')} line {bad.get('line')}: "
+            f"{bad.get('reason')}[/yellow]"
+        )
     for customer, reason in list(result.failed_models.items())[:FAILURES_SHOWN]:
         console.print(f"[yellow]model {customer} failed: {reason}[/yellow]")
     if not result.succeeded:
