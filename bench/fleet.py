@@ -1,15 +1,27 @@
-"""Fleet benchmark, the multi-model endpoint: Zipf traffic over 1,000 Prophet models.
+"""Fleet benchmark: sharded training's scaling, and the multi-model endpoint under Zipf
+traffic over 1,000 Prophet models.
 
 One run, this machine. Reproduce with:
 
     .venv/bin/pip install -e '.[all,dev,bench,fleet]'
-    .venv/bin/python bench/fleet.py            # about 5 minutes on 2 cores
+    .venv/bin/python bench/fleet.py            # about 20 minutes on 2 cores
+    .venv/bin/python bench/fleet.py --skip-training            # the endpoint: about 5
+    .venv/bin/python bench/fleet.py --skip-serving             # training: about 15
 
-Fitting 1,000 Prophet models would take most of the run, so a few real models are fitted
+For the endpoint, fitting 1,000 Prophet models would take most of the run, so a few real
+models are fitted
 (`--fitted`, on the synthetic energy data) and their artifacts copied under 1,000 names in
 S3 (moto's server, in a process of its own); each name is loaded, cached and evicted on its
 own, as 1,000 distinct models would be. Figures printed (docs/benchmarks-fleet.md records
 them):
+
+0. Sharded training (`_fleet_training.py`): Prophet models fitted per second by one
+   training job of `train_customers` over `--training-customers` customers (1,000, the
+   seed's size: each job pays a few seconds of worker start-up, which a small job does not
+   amortise) with `InstanceCount` 1 and with 2 on the local backend (`ShardedByS3Key`),
+   turn about for `--training-rounds` rounds, and the scaling efficiency
+   rate(2) / (2 x rate(1)), the median of the rounds; goal: at least 0.9 on 2 cores.
+   `--skip-serving` runs only this part, `--skip-training` skips it.
 
 1. Zipf(1.1) traffic over the 1,000 models through the endpoint's engine (`ModelFleet`, two
    worker processes, one request at a time) with a memory tier of 100 models and a disk
@@ -53,6 +65,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from _fleet_training import training_scaling
 from stoker.adapters.objects.s3 import S3Store
 from stoker.inference.fleet import FleetConfig, ModelFleet
 from stoker.inference.fleet.artifacts import unpacked_size
@@ -393,6 +406,11 @@ def main(
     clients: Annotated[int, typer.Option(help="HTTP requests in flight")] = 8,
     skip_ray: Annotated[bool, typer.Option(help="skip the Ray Serve peer")] = False,
     seed: Annotated[int, typer.Option(help="seed of the data and the traffic")] = 0,
+    training_customers: Annotated[int, typer.Option(help="models per training job")] = 1000,
+    training_rows: Annotated[int, typer.Option(help="rows per customer to fit")] = 300,
+    training_rounds: Annotated[int, typer.Option(help="rounds of a 1- and a 2-worker job")] = 2,
+    skip_training: Annotated[bool, typer.Option(help="skip the training part")] = False,
+    skip_serving: Annotated[bool, typer.Option(help="run only the training part")] = False,
 ) -> None:
     # moto's S3 takes any credentials; botocore needs some to sign with.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -400,6 +418,17 @@ def main(
     os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
     configure_logging("WARNING", json=False)
     figures: dict[str, Any] = {}
+    if not skip_training:
+        figures |= training_scaling(
+            console,
+            customers=training_customers,
+            rows=training_rows,
+            rounds=training_rounds,
+            seed=seed,
+        )
+    if skip_serving:
+        console.print_json(json.dumps(figures))
+        return
     workdir = Path(tempfile.mkdtemp(prefix="fleet-bench-models-"))
     try:
         models = fit_models(workdir / "models", total=total, fitted=fitted, seed=seed)

@@ -10,6 +10,7 @@ from stoker.cli import (
     dev,
     endpoints,
     events,
+    fleet,
     jobs,
     models,
     notebooks,
@@ -37,6 +38,7 @@ app.add_typer(router.app, name="router")
 app.add_typer(models.app, name="models")
 app.add_typer(notebooks.app, name="notebooks")
 app.add_typer(endpoints.app, name="endpoints")
+app.add_typer(fleet.app, name="fleet")
 pipelines.pipelines_app.command("demo")(pipeline_demo.demo)
 app.add_typer(pipelines.pipelines_app, name="pipelines")
 app.add_typer(pipelines.executions_app, name="executions")

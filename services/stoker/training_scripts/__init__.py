@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SCRIPTS = ("train_linear", "split_by_key", "train_customers")
+SCRIPTS = ("train_linear", "split_by_key", "energy_data", "train_customers")
 """The scripts local runs allow by default. The notebook runner is not one of them: it runs
 whatever a notebook holds, so the policy's `local.notebooks` allows it (off by default)."""
 

@@ -29,8 +29,13 @@ from typing import Any
 
 import pandas as pd
 from cmdstanpy.utils import get_logger as cmdstanpy_logger
-from prophet import Prophet
-from prophet.serialize import model_from_json, model_to_json
+
+# Prophet logs an error at import when plotly (its optional plotting) is missing: nothing
+# here plots, and the line would land on every worker's and demo's console.
+logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
+
+from prophet import Prophet  # noqa: E402 (after the logger's level is set)
+from prophet.serialize import model_from_json, model_to_json  # noqa: E402
 
 MODEL_FILE = "model.json"
 CODE_FILE = "code/inference.py"

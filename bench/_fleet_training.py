@@ -1,0 +1,170 @@
+"""Fleet benchmark, sharded training: Prophet models fitted per second by one training job
+with 1 and with 2 instances on the local backend, and the scaling efficiency.
+
+The same customers' files (the synthetic energy data, one `<customer>.csv` each) are read
+through a `ShardedByS3Key` channel by `train_customers` in one job of `InstanceCount` 1, then
+one of `InstanceCount` 2, turn about for a few rounds (ABBA order), each job writing into a
+fresh checkpoint prefix so every model is fitted. A job's rate is its models over the
+backend's start-to-end time (worker start-up included: that is what a user waits for). The
+efficiency of a round is rate(2) / (2 x rate(1)); the figure is the median of the rounds,
+so a change in the machine's load falls on both alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from stoker import training_scripts
+from stoker.adapters.training.local import LocalProcessBackend
+from stoker.ports.training import TrainingJobDescription, TrainingJobStatus
+from stoker.training_scripts import energy_data
+
+SCRIPT = Path(training_scripts.__file__).parent / "train_customers.py"
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    workers: int
+    models: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.models / self.seconds
+
+
+def training_request(name: str, data: Path, models: Path, output: Path, workers: int) -> Any:
+    return {
+        "TrainingJobName": name,
+        "RoleArn": "arn:aws:iam::000000000000:role/stoker-bench",
+        "AlgorithmSpecification": {
+            "TrainingImage": "stoker/train-customers:local",
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": [sys.executable, str(SCRIPT)],
+        },
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": data.as_uri(),
+                        "S3DataDistributionType": "ShardedByS3Key",
+                    }
+                },
+            }
+        ],
+        "ResourceConfig": {
+            "InstanceType": "ml.m5.large",
+            "InstanceCount": workers,
+            "VolumeSizeInGB": 1,
+        },
+        "CheckpointConfig": {"S3Uri": models.as_uri(), "LocalPath": "/opt/ml/checkpoints"},
+        "OutputDataConfig": {"S3OutputPath": output.as_uri()},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+
+
+async def train_once(work: Path, data: Path, workers: int) -> TrainingRun:
+    """One training job of `workers` instances over every customer in `data`."""
+    name = f"bench-{workers}w-{uuid.uuid4().hex[:8]}"
+    models = work / "models" / name
+    backend = LocalProcessBackend(work / "training", max_concurrent=workers)
+    await backend.start()
+    try:
+        await backend.create_training_job(
+            training_request(name, data, models, work / "output", workers)
+        )
+        described: TrainingJobDescription = await backend.describe_training_job(name)
+        while not described.status.terminal:
+            await asyncio.sleep(POLL_S)  # another process's progress: nothing to await
+            described = await backend.describe_training_job(name)
+    finally:
+        await backend.close()
+    if described.status is not TrainingJobStatus.COMPLETED:
+        raise RuntimeError(f"{name} ended {described.status}: {described.failure_reason}")
+    start, end = described.training_start_time, described.training_end_time
+    if start is None or end is None:
+        raise RuntimeError(f"{name} completed without its start and end times")
+    return TrainingRun(workers, len(list(models.glob("*.tar.gz"))), (end - start).total_seconds())
+
+
+def training_scaling(
+    console: Console, *, customers: int, rows: int, rounds: int, seed: int
+) -> dict[str, Any]:
+    """Rounds of a 1-instance and a 2-instance job; prints a table, returns the figures."""
+    work = Path(tempfile.mkdtemp(prefix="fleet-bench-train-"))
+    try:
+        frame = energy_data.generate(
+            customers=customers,
+            rows_per_customer=rows,
+            start=datetime(2021, 1, 1),
+            end=datetime(2023, 1, 1),
+            seed=seed,
+        )
+        data = work / "customers"
+        energy_data.write_customer_files(frame, data)
+        runs: list[TrainingRun] = []
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(
+                f"training rounds ({customers} models a job)", total=rounds * 2
+            )
+            for turn in range(rounds):
+                for workers in (1, 2) if turn % 2 == 0 else (2, 1):
+                    runs.append(asyncio.run(train_once(work, data, workers)))
+                    progress.advance(task)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return scaling_table(console, runs, customers)
+
+
+def scaling_table(console: Console, runs: list[TrainingRun], customers: int) -> dict[str, Any]:
+    one = [run for run in runs if run.workers == 1]
+    two = [run for run in runs if run.workers == 2]
+    for run in runs:
+        if run.models != customers:
+            raise RuntimeError(f"a {run.workers}-worker job wrote {run.models} of {customers}")
+    efficiencies = [b.rate / (2 * a.rate) for a, b in zip(one, two, strict=True)]
+    table = Table(title=f"sharded training: {customers} Prophet models a job")
+    for column in ("instances", "jobs", "median models/s", "min", "max", "median job s"):
+        table.add_column(column, justify="right")
+    for label, group in (("1", one), ("2", two)):
+        rates = [run.rate for run in group]
+        table.add_row(
+            label,
+            str(len(group)),
+            f"{statistics.median(rates):.2f}",
+            f"{min(rates):.2f}",
+            f"{max(rates):.2f}",
+            f"{statistics.median(run.seconds for run in group):.1f}",
+        )
+    table.add_row(
+        "efficiency 2 vs 1, per round",
+        str(len(efficiencies)),
+        f"{statistics.median(efficiencies):.2f}",
+        f"{min(efficiencies):.2f}",
+        f"{max(efficiencies):.2f}",
+        "",
+    )
+    console.print(table)
+    return {
+        "training_models_per_job": customers,
+        "training_1_worker_models_per_s": statistics.median(run.rate for run in one),
+        "training_2_workers_models_per_s": statistics.median(run.rate for run in two),
+        "training_scaling_efficiency_median": statistics.median(efficiencies),
+        "training_scaling_efficiency_rounds": efficiencies,
+    }
