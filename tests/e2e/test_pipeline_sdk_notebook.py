@@ -30,7 +30,6 @@ from nbformat.v4 import new_code_cell, new_notebook
 from stoker import training_scripts
 from tests.e2e.embedded import EmbeddedStack
 from tests.support.sagemaker_sdk import sdk_python
-from tests.support.waiting import wait_until_blocking
 
 pytestmark = [pytest.mark.slow]
 
@@ -69,18 +68,8 @@ def stack(tmp_path: Path, s3: str) -> Iterator[EmbeddedStack]:
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"local:\n  notebooks: true\n  s3:\n    endpoint_url: {s3}\n")
     embedded.env["STOKER_POLICY_FILE"] = str(policy)
-    embedded.start()
-    url = f"http://127.0.0.1:{embedded.port}"
-
-    def healthy() -> bool:
-        embedded.check_alive()
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until_blocking(healthy, 60.0, what="stoker up answering")
+        embedded.start_blocking()
         yield embedded
     finally:
         embedded.stop()
