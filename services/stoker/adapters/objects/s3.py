@@ -34,30 +34,17 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-class S3Store:
-    def __init__(
-        self,
-        url: str,
-        *,
-        region: str = "us-east-1",
-        endpoint_url: str | None = None,
-        config: Any = None,
-    ) -> None:
-        self.bucket, self.prefix = split_s3_url(url)
+class _LazyS3Client:
+    """One aiobotocore S3 client, opened on first use and closed with `close()`."""
+
+    def __init__(self, *, region: str, endpoint_url: str | None, config: Any) -> None:
         self._region = region
         self._endpoint_url = endpoint_url
         self._config = config
         self._stack = AsyncExitStack()
         self._client: S3Client | None = None
 
-    @property
-    def url(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
-
-    def url_of(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self.prefix}{key}"
-
-    async def _s3(self) -> S3Client:
+    async def get(self) -> S3Client:
         if self._client is None:
             self._client = await self._stack.enter_async_context(
                 get_session().create_client(
@@ -68,6 +55,33 @@ class S3Store:
                 )
             )
         return self._client
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+
+class S3Store:
+    def __init__(
+        self,
+        url: str,
+        *,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        config: Any = None,
+    ) -> None:
+        self.bucket, self.prefix = split_s3_url(url)
+        self._client = _LazyS3Client(region=region, endpoint_url=endpoint_url, config=config)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def url_of(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{key}"
+
+    async def _s3(self) -> S3Client:
+        return await self._client.get()
 
     async def fetch(self, key: str, dest: Path) -> int:
         s3 = await self._s3()
@@ -111,8 +125,7 @@ class S3Store:
         return sorted(found)
 
     async def close(self) -> None:
-        await self._stack.aclose()
-        self._client = None
+        await self._client.close()
 
 
 def _translated(exc: ClientError, key: str, where: str) -> StokerError:
@@ -129,23 +142,10 @@ class S3ObjectReader:
     def __init__(
         self, *, region: str = "us-east-1", endpoint_url: str | None = None, config: Any = None
     ) -> None:
-        self._region = region
-        self._endpoint_url = endpoint_url
-        self._config = config
-        self._stack = AsyncExitStack()
-        self._client: S3Client | None = None
+        self._client = _LazyS3Client(region=region, endpoint_url=endpoint_url, config=config)
 
     async def _s3(self) -> S3Client:
-        if self._client is None:
-            self._client = await self._stack.enter_async_context(
-                get_session().create_client(
-                    "s3",
-                    region_name=self._region,
-                    endpoint_url=self._endpoint_url,
-                    config=self._config,
-                )
-            )
-        return self._client
+        return await self._client.get()
 
     async def read(
         self, bucket: str, key: str, *, version_id: str | None = None, max_bytes: int
@@ -173,5 +173,4 @@ class S3ObjectReader:
             raise ObjectStoreUnavailable(f"reading s3://{bucket}/{key}: {exc}") from exc
 
     async def close(self) -> None:
-        await self._stack.aclose()
-        self._client = None
+        await self._client.close()
