@@ -22,6 +22,7 @@ import faust
 import structlog
 from faust.types import StreamT
 
+from stoker.adapters.bus.kafka.config import KafkaSecurity
 from stoker.core.clock import Clock, SystemClock
 from stoker.inference.router.models import ModelSet
 from stoker.ports.auth import Authenticator
@@ -30,7 +31,8 @@ from stoker.stream.batch import handle_batch
 from stoker.stream.broker import wait_for_broker
 from stoker.stream.config import StreamSettings
 from stoker.stream.engine import ScoringEngine
-from stoker.stream.publish import Outputs, TransactionalOutputs
+from stoker.stream.publish import Outputs, TransactionalOutputs, transactional_ids
+from stoker.stream.security import BrokerAuth, broker_auth
 from stoker.stream.state import DuplicateApp
 from stoker.stream.tables import SourcePartitionTable
 from stoker.stream.views import register_views
@@ -46,11 +48,12 @@ class StreamApp(faust.App):
     its resources (the token store of the web views) before Faust starts its clients."""
 
     stoker_bootstrap: str = ""
+    stoker_auth: BrokerAuth = BrokerAuth()
     stoker_resources: tuple[Resource, ...] = ()
     stoker_max_batch: int = 100
 
     async def on_first_start(self) -> None:
-        await wait_for_broker(self.stoker_bootstrap)
+        await wait_for_broker(self.stoker_bootstrap, auth=self.stoker_auth)
         for resource in self.stoker_resources:
             await resource.start()
         # Faust holds the stream back while more than this many table updates wait to be
@@ -65,15 +68,18 @@ def build_app(
     *,
     broker: str,
     authenticator: Authenticator | None,
+    security: KafkaSecurity | None = None,
     resources: tuple[Resource, ...] = (),
     outputs: Callable[[faust.App], Outputs] = TransactionalOutputs,
     clock: Clock | None = None,
     store: str = "memory://",
     **faust_options: Any,
 ) -> DuplicateApp:
-    """The app on Kafka at `broker` (host:port[,host:port]). `authenticator` guards the web
-    views (None: they answer 401 to everyone); `resources` are started with the app."""
+    """The app on Kafka at `broker` (host:port[,host:port]), logged in as `security` says
+    (None: PLAINTEXT). `authenticator` guards the web views (None: they answer 401 to
+    everyone); `resources` are started with the app."""
     clock = clock or SystemClock()
+    auth = broker_auth(security)
     app = StreamApp(
         settings.app_id,
         broker=f"kafka://{broker}",
@@ -106,9 +112,11 @@ def build_app(
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
+        **auth.faust_options(),
         **faust_options,
     )
     app.stoker_bootstrap = broker
+    app.stoker_auth = auth
     app.stoker_resources = resources
     app.stoker_max_batch = settings.max_batch
     pairs_topic = app.topic(
@@ -204,6 +212,22 @@ def build_app(
             await commit()
 
     app.timer(settings.commit_interval_s, name="commit-when-idle")(commit_when_idle)
+
+    @app.on_partitions_revoked.connect
+    async def restart_transactions(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        (revoked,) = args  # the signal's argument: the revoked topic partitions
+        # Faust forgets the acks of every revoked partition before it takes its last commit,
+        # so the outputs of pairs acked since the previous commit stay in their partition's
+        # open transaction while the offsets go back to before those pairs. A partition
+        # that moves is safe (its new owner's producer fences that transaction and aborts
+        # it); one that comes back to this worker (the rebalance revokes all of them) would
+        # keep it open and add the pairs' second scores, read again, to the same
+        # transaction. Dropping the producer makes the assignment start a new one whose
+        # initialisation aborts the open transaction and waits for the last commit to be
+        # complete before the partition is read again.
+        async with batch_lock:
+            for transactional_id in sorted(transactional_ids(app, revoked)):
+                await app.producer.stop_transaction(transactional_id)
 
     built.agent = app.agent(pairs_topic, name="score-pairs")(score_pairs)
     register_views(built, authenticator)
