@@ -5,7 +5,7 @@
          │                                            ▼                            │
          │                                      dead-letter topic   scores topic ◀─┘
          └── offsets, scores, dead letters, table and window updates: one Kafka
-             transaction per source partition, committed after every batch.
+             transaction per source partition, committed between batches (`Commits`).
 
 Build one with `build_app`; `stoker.stream.main.app` (what `faust -A stoker.stream.main`
 loads) is the one built from STOKER_* settings.
@@ -13,8 +13,7 @@ loads) is the one built from STOKER_* settings.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -29,9 +28,10 @@ from stoker.ports.auth import Authenticator
 from stoker.ports.resource import Resource
 from stoker.stream.batch import handle_batch
 from stoker.stream.broker import wait_for_broker
+from stoker.stream.commits import Commits
 from stoker.stream.config import StreamSettings
 from stoker.stream.engine import ScoringEngine
-from stoker.stream.publish import Outputs, TransactionalOutputs, transactional_ids
+from stoker.stream.publish import Outputs, TransactionalOutputs
 from stoker.stream.security import BrokerAuth, broker_auth
 from stoker.stream.state import DuplicateApp
 from stoker.stream.tables import SourcePartitionTable
@@ -40,7 +40,7 @@ from stoker.stream.views import register_views
 log = structlog.get_logger("stoker.stream")
 
 NEVER_S = 10.0 * 365 * 86_400
-"""Faust's own periodic commit: effectively never (the agent commits, see `batch_lock`)."""
+"""Faust's own periodic commit: effectively never (the agent commits, see `Commits`)."""
 
 
 class StreamApp(faust.App):
@@ -51,6 +51,7 @@ class StreamApp(faust.App):
     stoker_auth: BrokerAuth = BrokerAuth()
     stoker_resources: tuple[Resource, ...] = ()
     stoker_max_batch: int = 100
+    stoker_commits: Commits | None = None
 
     async def on_first_start(self) -> None:
         await wait_for_broker(self.stoker_bootstrap, auth=self.stoker_auth)
@@ -60,6 +61,13 @@ class StreamApp(faust.App):
         # sent; a batch writes one per scored pair, so the default (100) stalls every batch.
         self.producer.buffer.max_messages = max(100, 4 * self.stoker_max_batch)
         await super().on_first_start()
+
+    async def on_stop(self) -> None:
+        # Before Faust stops its consumer, agent and producers: the batch in hand is
+        # finished and committed, and no other one is started.
+        if self.stoker_commits is not None:
+            await self.stoker_commits.on_stop()
+        await super().on_stop()
 
 
 def build_app(
@@ -87,7 +95,7 @@ def build_app(
         processing_guarantee="exactly_once",
         topic_partitions=settings.partitions,
         topic_replication_factor=faust_options.pop("replication", 1),
-        # Commits are the agent's (see `batch_lock`); Faust's own timer would take one in
+        # Commits are the agent's (see `Commits`); Faust's own timer would take one in
         # the middle of a batch.
         broker_commit_interval=NEVER_S,
         broker_commit_every=1_000_000_000,
@@ -126,6 +134,9 @@ def build_app(
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
+        # Faust acknowledges more than the agent handled (see `Commits`): the agent commits
+        # the offsets of this topic itself.
+        acks=False,
     )
     scores = app.Table(
         "scores",
@@ -160,27 +171,10 @@ def build_app(
     built = DuplicateApp(app, settings, engine, scores, pairs_per_window, duplicates_per_window)
     sink = outputs(app)
 
-    # A commit takes the transactions of every partition as they are: one must never fall
-    # in the middle of a batch (its outputs would be committed without its offsets). The
-    # agent holds this lock from a batch's first output to its acks, and commits are taken
-    # under it: after a batch once `commit_interval_s` has passed, and by the timer below
-    # when the stream is idle. Faust's own commit timer is pushed out of the way.
-    batch_lock = asyncio.Lock()
-    last_commit = clock.monotonic()
-    # Broker acknowledgements of the outputs sent since the last commit. A batch does not
-    # wait for them: committing the transaction sends whatever is still buffered and fails
-    # if any send failed, so they are only collected (and their errors raised) there.
-    unsettled: list[Awaitable[object]] = []
-
-    async def commit() -> None:
-        nonlocal last_commit
-        # While the worker stops, Faust commits once more and starts no new transaction:
-        # a commit after that one has no transaction to commit (and would hang the stop).
-        if app.in_transaction and not app.should_stop:
-            await app.consumer.commit()
-        settled, unsettled[:] = list(unsettled), []
-        await asyncio.gather(*settled)
-        last_commit = clock.monotonic()
+    # The agent commits (see `Commits`): after a batch once `commit_interval_s` has passed,
+    # by the timer below when the stream is idle, on a rebalance and on a stop.
+    commits = Commits(app, clock, settings.commit_interval_s)
+    app.stoker_commits = commits
 
     async def score_pairs(stream: StreamT[Any]) -> AsyncIterator[int]:
         router = await engine.router()
@@ -192,42 +186,29 @@ def build_app(
             # so scoring them here too would score them twice. Faust's own iterator skips
             # them the same way; `take` had already buffered them.
             current = [e for e in events if e.message.generation_id == app.consumer_generation_id]
-            async with batch_lock:
-                unsettled.extend(await handle_batch(built, sink, router, current, clock))
+            async with commits.lock:
+                if commits.stopping:
+                    continue  # after the last commit: left for the partitions' next owner
+                acks = await handle_batch(built, sink, router, current, clock)
                 if app.in_transaction:
                     # The window updates sit in Faust's send buffer: into the transactional
-                    # producers before the acks (the commit then waits for their delivery).
+                    # producers before the commit (which then waits for their delivery).
                     await app.producer.buffer.flush()
-                for event in current:
-                    await stream.ack(event)
-                if (
-                    not app.in_transaction
-                    or clock.monotonic() - last_commit >= settings.commit_interval_s
-                ):
-                    await commit()
+                commits.handled(current, acks)
+                if commits.due:
+                    await commits.commit()
             yield len(events)
 
     async def commit_when_idle() -> None:
-        async with batch_lock:
-            await commit()
+        async with commits.lock:
+            await commits.commit()
 
     app.timer(settings.commit_interval_s, name="commit-when-idle")(commit_when_idle)
 
     @app.on_partitions_revoked.connect
-    async def restart_transactions(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         (revoked,) = args  # the signal's argument: the revoked topic partitions
-        # Faust forgets the acks of every revoked partition before it takes its last commit,
-        # so the outputs of pairs acked since the previous commit stay in their partition's
-        # open transaction while the offsets go back to before those pairs. A partition
-        # that moves is safe (its new owner's producer fences that transaction and aborts
-        # it); one that comes back to this worker (the rebalance revokes all of them) would
-        # keep it open and add the pairs' second scores, read again, to the same
-        # transaction. Dropping the producer makes the assignment start a new one whose
-        # initialisation aborts the open transaction and waits for the last commit to be
-        # complete before the partition is read again.
-        async with batch_lock:
-            for transactional_id in sorted(transactional_ids(app, revoked)):
-                await app.producer.stop_transaction(transactional_id)
+        await commits.on_revoked(revoked)
 
     built.agent = app.agent(pairs_topic, name="score-pairs")(score_pairs)
     register_views(built, authenticator)

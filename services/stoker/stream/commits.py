@@ -1,0 +1,100 @@
+"""The agent's own offset commits, one Kafka transaction per source partition.
+
+Faust's exactly-once commits what its consumer has seen acknowledged, and it acknowledges
+more than the pairs the agent scored: `take_events` acknowledges a whole batch when the
+next one is asked for (pairs of an older generation that the agent left for their new
+owner included), the stream acknowledges what it skips while a rebalance or a stop holds
+the flow, and the consumer forgets the acknowledgements of revoked partitions before its
+last commit. Each of those can commit an offset without its score (a lost pair) or a score
+without its offset (a second score). So the pairs topic is read with acks off (Faust tracks
+and commits nothing of it), and this class commits the offsets of the pairs the agent
+handled, under the lock the agent holds from a batch's first output to its last, through
+the transaction of each pair's partition (`TransactionManager.commit`: offsets and outputs
+in one transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+from typing import Any
+
+import faust
+import structlog
+from faust.exceptions import ConsumerNotStarted
+from faust.types import TP, EventT
+
+from stoker.core.clock import Clock
+from stoker.stream.publish import transactional_ids
+
+log = structlog.get_logger("stoker.stream.commits")
+
+
+class Commits:
+    """What the agent handled since its last commit, and the commits themselves."""
+
+    def __init__(self, app: faust.App, clock: Clock, interval_s: float) -> None:
+        self._app = app
+        self._clock = clock
+        self._interval_s = interval_s
+        self.lock = asyncio.Lock()
+        """Held from a batch's first output to its last, and by every commit."""
+        self._next: dict[TP, int] = {}
+        self._last = clock.monotonic()
+        # Broker acknowledgements of the outputs sent since the last commit. A batch does not
+        # wait for them: committing the transaction sends whatever is still buffered and
+        # fails if any send failed, so they are only collected (and their errors raised) here.
+        self._unsettled: list[Awaitable[object]] = []
+        self.stopping = False
+        """Set once the worker stops: the agent handles no batch after the last commit."""
+
+    def handled(self, events: Iterable[EventT[Any]], acks: list[Awaitable[object]]) -> None:
+        """The agent sent every output of these pairs (`acks`: the sends' acknowledgements)."""
+        self._unsettled.extend(acks)
+        for event in events:
+            message = event.message
+            tp = message.tp
+            self._next[tp] = max(self._next.get(tp, 0), message.offset + 1)
+
+    @property
+    def due(self) -> bool:
+        return self._clock.monotonic() - self._last >= self._interval_s
+
+    async def commit(self, *, end: bool = False) -> None:
+        """Commit the handled pairs' offsets with their outputs (call under `lock`); `end`
+        starts no new transaction after it."""
+        offsets = {tp: offset for tp, offset in self._next.items() if tp in self._assignment()}
+        if offsets and self._app.in_transaction:
+            await self._app.consumer.transactions.commit(offsets, start_new_transaction=not end)
+        self._next.clear()
+        settled, self._unsettled = self._unsettled, []
+        await asyncio.gather(*settled)
+        self._last = self._clock.monotonic()
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        """Commit what was handled, then drop the revoked partitions' producers.
+
+        The rebalance revokes every partition, and one may come back to this worker. Its
+        producer would keep whatever it sent after the commit, in an open transaction, while
+        the partition is read again from the committed offset. A new producer (Faust starts
+        one for every partition assigned) initialises with the same transactional id, which
+        aborts that transaction and waits until the last commit is complete, so the offset
+        the worker seeks to is the final one. A partition that moves gets the same from its
+        new owner."""
+        async with self.lock:
+            await self.commit(end=True)
+            for transactional_id in sorted(transactional_ids(self._app, revoked)):
+                await self._app.producer.stop_transaction(transactional_id)
+
+    async def on_stop(self) -> None:
+        """The last commit of a worker that stops: after the batch in hand, before Faust
+        stops the agent and the producers."""
+        async with self.lock:
+            self.stopping = True
+            await self.commit(end=True)
+
+    def _assignment(self) -> set[TP]:
+        try:
+            return set(self._app.consumer.assignment())
+        except ConsumerNotStarted:
+            return set()
