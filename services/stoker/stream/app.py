@@ -181,14 +181,10 @@ def build_app(
         # take_events is take() with the events (their partitions and offsets) handed over.
         assert isinstance(stream, faust.Stream)
         async for events in stream.take_events(settings.max_batch, within=settings.within_s):
-            # Events taken before a rebalance belong to the old assignment: their partition
-            # is read again from its committed offset by its owner now (maybe this worker),
-            # so scoring them here too would score them twice. Faust's own iterator skips
-            # them the same way; `take` had already buffered them.
-            current = [e for e in events if e.message.generation_id == app.consumer_generation_id]
             async with commits.lock:
                 if commits.stopping:
                     continue  # after the last commit: left for the partitions' next owner
+                current = commits.fresh(events)
                 acks = await handle_batch(built, sink, router, current, clock)
                 if app.in_transaction:
                     # The window updates sit in Faust's send buffer: into the transactional

@@ -40,6 +40,9 @@ class Commits:
         self.lock = asyncio.Lock()
         """Held from a batch's first output to its last, and by every commit."""
         self._next: dict[TP, int] = {}
+        self._expected: dict[TP, int] = {}
+        """The offset after the last pair handled, per partition, since it was assigned."""
+        self._revoked_generation: int | None = None
         self._last = clock.monotonic()
         # Broker acknowledgements of the outputs sent since the last commit. A batch does not
         # wait for them: committing the transaction sends whatever is still buffered and
@@ -47,6 +50,38 @@ class Commits:
         self._unsettled: list[Awaitable[object]] = []
         self.stopping = False
         """Set once the worker stops: the agent handles no batch after the last commit."""
+
+    def fresh(self, events: Iterable[EventT[Any]]) -> list[EventT[Any]]:
+        """The events of the current assignment this worker has not handled yet.
+
+        Events taken before a rebalance belong to the old assignment (those taken after
+        the revoke commit too): their partition is read again from its committed offset by
+        its owner now, maybe this worker, so scoring them here as well would score them
+        twice. Faust's own iterator skips them the same way; `take` had buffered them.
+        Around a recovery Faust also seeks a partition back to its committed offset and
+        delivers pairs again that the agent already handled: those are dropped too. A jump
+        forward is logged: Faust skips the events it receives while its flow is held, and
+        such a pair is read again only if its partition was not committed past it."""
+        generation = self._app.consumer_generation_id
+        out: list[EventT[Any]] = []
+        for event in events:
+            message = event.message
+            if message.generation_id != generation or generation == self._revoked_generation:
+                continue
+            expected = self._expected.get(message.tp)
+            if expected is not None and message.offset < expected:
+                continue
+            if expected is not None and message.offset > expected:
+                log.warning(
+                    "pairs topic offsets skipped",
+                    topic=message.tp.topic,
+                    partition=message.tp.partition,
+                    expected=expected,
+                    offset=message.offset,
+                )
+            self._expected[message.tp] = message.offset + 1
+            out.append(event)
+        return out
 
     def handled(self, events: Iterable[EventT[Any]], acks: list[Awaitable[object]]) -> None:
         """The agent sent every output of these pairs (`acks`: the sends' acknowledgements)."""
@@ -83,6 +118,8 @@ class Commits:
         new owner."""
         async with self.lock:
             await self.commit(end=True)
+            self._expected.clear()  # whoever gets a partition reads it from its commit
+            self._revoked_generation = self._app.consumer_generation_id
             for transactional_id in sorted(transactional_ids(self._app, revoked)):
                 await self._app.producer.stop_transaction(transactional_id)
 

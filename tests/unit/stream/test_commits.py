@@ -28,6 +28,7 @@ class FakeKafka:
     assignment: set[TP] = field(default_factory=lambda: {P0, P1})
     commits: list[tuple[dict[TP, int], bool]] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
+    generation: int = 1
 
     def app(self) -> faust.App:
         async def commit(offsets: dict[TP, int], start_new_transaction: bool = True) -> bool:
@@ -39,6 +40,7 @@ class FakeKafka:
 
         fake = SimpleNamespace(
             in_transaction=True,
+            consumer_generation_id=self.generation,
             conf=SimpleNamespace(id="app"),
             assignor=SimpleNamespace(group_for_topic=lambda topic: 0),
             consumer=SimpleNamespace(
@@ -50,8 +52,15 @@ class FakeKafka:
         return cast(faust.App, fake)
 
 
-def events(tp: TP, *offsets: int) -> list[Any]:
-    return [SimpleNamespace(message=SimpleNamespace(tp=tp, offset=o)) for o in offsets]
+def events(tp: TP, *offsets: int, generation: int = 1) -> list[Any]:
+    return [
+        SimpleNamespace(message=SimpleNamespace(tp=tp, offset=o, generation_id=generation))
+        for o in offsets
+    ]
+
+
+def offsets(handled: list[Any]) -> list[tuple[int, int]]:
+    return [(e.message.tp.partition, e.message.offset) for e in handled]
 
 
 def acked() -> asyncio.Future[object]:
@@ -136,3 +145,30 @@ async def test_a_stop_commits_once_more_and_no_batch_follows(clock: FakeClock) -
     await commits.on_stop()
     assert commits.stopping
     assert kafka.commits == [({P1: 3}, False)]
+
+
+async def test_events_of_an_older_generation_are_left_for_the_new_owner(clock: FakeClock) -> None:
+    commits = Commits(FakeKafka(generation=3).app(), clock, interval_s=0.5)
+    taken = events(P0, 1, 2, generation=2) + events(P0, 3, generation=3)
+    assert offsets(commits.fresh(taken)) == [(0, 3)]
+
+
+async def test_pairs_delivered_again_after_a_seek_back_are_dropped(clock: FakeClock) -> None:
+    commits = Commits(FakeKafka().app(), clock, interval_s=0.5)
+    assert offsets(commits.fresh(events(P0, 5, 6, 7) + events(P1, 2))) == [
+        (0, 5),
+        (0, 6),
+        (0, 7),
+        (1, 2),
+    ]
+    # Faust seeks P0 back to its committed offset (5) and delivers 5-7 again, then 8.
+    assert offsets(commits.fresh(events(P0, 5, 6, 7, 8) + events(P1, 3))) == [(0, 8), (1, 3)]
+
+
+async def test_after_a_revoke_no_event_of_that_generation_is_handled(clock: FakeClock) -> None:
+    kafka = FakeKafka()
+    commits = Commits(kafka.app(), clock, interval_s=0.5)
+    commits.fresh(events(P0, 1))
+    await commits.on_revoked({P0})
+    # Taken between the revoke and the new assignment: still generation 1, left alone.
+    assert commits.fresh(events(P0, 2)) == []
