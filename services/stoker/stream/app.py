@@ -31,6 +31,7 @@ from stoker.stream.broker import wait_for_broker
 from stoker.stream.commits import Commits
 from stoker.stream.config import StreamSettings
 from stoker.stream.engine import ScoringEngine
+from stoker.stream.gaps import GapProbe, KafkaGapProbe
 from stoker.stream.publish import Outputs, TransactionalOutputs
 from stoker.stream.security import BrokerAuth, broker_auth
 from stoker.stream.state import DuplicateApp
@@ -80,6 +81,7 @@ def build_app(
     resources: tuple[Resource, ...] = (),
     outputs: Callable[[faust.App], Outputs] = TransactionalOutputs,
     clock: Clock | None = None,
+    gap_probe: GapProbe | None = None,
     store: str = "memory://",
     **faust_options: Any,
 ) -> DuplicateApp:
@@ -173,7 +175,9 @@ def build_app(
 
     # The agent commits (see `Commits`): after a batch once `commit_interval_s` has passed,
     # by the timer below when the stream is idle, on a rebalance and on a stop.
-    commits = Commits(app, clock, settings.commit_interval_s)
+    commits = Commits(
+        app, clock, settings.commit_interval_s, gap_probe or KafkaGapProbe(broker, auth)
+    )
     app.stoker_commits = commits
 
     async def score_pairs(stream: StreamT[Any]) -> AsyncIterator[int]:
@@ -184,7 +188,7 @@ def build_app(
             async with commits.lock:
                 if commits.stopping:
                     continue  # after the last commit: left for the partitions' next owner
-                current = commits.fresh(events)
+                current = await commits.fresh(events)
                 acks = await handle_batch(built, sink, router, current, clock)
                 if app.in_transaction:
                     # The window updates sit in Faust's send buffer: into the transactional

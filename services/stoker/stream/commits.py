@@ -25,6 +25,7 @@ from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, EventT
 
 from stoker.core.clock import Clock
+from stoker.stream.gaps import GapProbe
 from stoker.stream.publish import transactional_ids
 
 log = structlog.get_logger("stoker.stream.commits")
@@ -33,8 +34,9 @@ log = structlog.get_logger("stoker.stream.commits")
 class Commits:
     """What the agent handled since its last commit, and the commits themselves."""
 
-    def __init__(self, app: faust.App, clock: Clock, interval_s: float) -> None:
+    def __init__(self, app: faust.App, clock: Clock, interval_s: float, probe: GapProbe) -> None:
         self._app = app
+        self._probe = probe
         self._clock = clock
         self._interval_s = interval_s
         self.lock = asyncio.Lock()
@@ -43,6 +45,8 @@ class Commits:
         self._expected: dict[TP, int] = {}
         """The offset after the last pair handled, per partition, since it was assigned."""
         self._revoked_generation: int | None = None
+        self._reading_again: set[TP] = set()
+        """Partitions sought back to a record the stream skipped, until it comes."""
         self._last = clock.monotonic()
         # Broker acknowledgements of the outputs sent since the last commit. A batch does not
         # wait for them: committing the transaction sends whatever is still buffered and
@@ -51,7 +55,7 @@ class Commits:
         self.stopping = False
         """Set once the worker stops: the agent handles no batch after the last commit."""
 
-    def fresh(self, events: Iterable[EventT[Any]]) -> list[EventT[Any]]:
+    async def fresh(self, events: Iterable[EventT[Any]]) -> list[EventT[Any]]:
         """The events of the current assignment this worker has not handled yet.
 
         Events taken before a rebalance belong to the old assignment (those taken after
@@ -59,27 +63,38 @@ class Commits:
         its owner now, maybe this worker, so scoring them here as well would score them
         twice. Faust's own iterator skips them the same way; `take` had buffered them.
         Around a recovery Faust also seeks a partition back to its committed offset and
-        delivers pairs again that the agent already handled: those are dropped too. A jump
-        forward is logged: Faust skips the events it receives while its flow is held, and
-        such a pair is read again only if its partition was not committed past it."""
+        delivers pairs again that the agent already handled: those are dropped too. And it
+        sometimes drops a record or two right after a recovery: a jump forward onto a
+        record (`GapProbe`) seeks the partition back to it, and the partition's events are
+        dropped until it comes."""
         generation = self._app.consumer_generation_id
         out: list[EventT[Any]] = []
         for event in events:
             message = event.message
+            tp, offset = message.tp, message.offset
             if message.generation_id != generation or generation == self._revoked_generation:
                 continue
-            expected = self._expected.get(message.tp)
-            if expected is not None and message.offset < expected:
+            expected = self._expected.get(tp)
+            if expected is not None and offset < expected:
                 continue
-            if expected is not None and message.offset > expected:
+            if tp in self._reading_again and offset != expected:
+                continue  # taken before the seek back: comes again after the missing one
+            self._reading_again.discard(tp)
+            if (
+                expected is not None
+                and offset > expected
+                and await self._probe.holds_record(tp, expected)
+            ):
                 log.warning(
-                    "pairs topic offsets skipped",
-                    topic=message.tp.topic,
-                    partition=message.tp.partition,
-                    expected=expected,
-                    offset=message.offset,
+                    "pairs topic record skipped by the stream; reading it again",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=expected,
                 )
-            self._expected[message.tp] = message.offset + 1
+                await self._app.consumer.seek(tp, expected)
+                self._reading_again.add(tp)
+                continue
+            self._expected[tp] = offset + 1
             out.append(event)
         return out
 
@@ -119,6 +134,7 @@ class Commits:
         async with self.lock:
             await self.commit(end=True)
             self._expected.clear()  # whoever gets a partition reads it from its commit
+            self._reading_again.clear()
             self._revoked_generation = self._app.consumer_generation_id
             for transactional_id in sorted(transactional_ids(self._app, revoked)):
                 await self._app.producer.stop_transaction(transactional_id)

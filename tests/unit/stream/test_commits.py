@@ -16,6 +16,7 @@ from faust.types import TP
 
 from stoker.core.clock import FakeClock
 from stoker.stream.commits import Commits
+from stoker.stream.gaps import NoGaps
 
 P0, P1, P2 = TP("pairs", 0), TP("pairs", 1), TP("pairs", 2)
 
@@ -29,6 +30,7 @@ class FakeKafka:
     commits: list[tuple[dict[TP, int], bool]] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     generation: int = 1
+    sought: list[tuple[TP, int]] = field(default_factory=list)
 
     def app(self) -> faust.App:
         async def commit(offsets: dict[TP, int], start_new_transaction: bool = True) -> bool:
@@ -38,6 +40,9 @@ class FakeKafka:
         async def stop_transaction(transactional_id: str) -> None:
             self.stopped.append(transactional_id)
 
+        async def seek(tp: TP, offset: int) -> None:
+            self.sought.append((tp, offset))
+
         fake = SimpleNamespace(
             in_transaction=True,
             consumer_generation_id=self.generation,
@@ -45,6 +50,7 @@ class FakeKafka:
             assignor=SimpleNamespace(group_for_topic=lambda topic: 0),
             consumer=SimpleNamespace(
                 assignment=lambda: self.assignment,
+                seek=seek,
                 transactions=SimpleNamespace(commit=commit),
             ),
             producer=SimpleNamespace(stop_transaction=stop_transaction),
@@ -76,7 +82,7 @@ def clock() -> FakeClock:
 
 async def test_a_commit_takes_the_next_offset_of_each_handled_partition(clock: FakeClock) -> None:
     kafka = FakeKafka()
-    commits = Commits(kafka.app(), clock, interval_s=0.5)
+    commits = Commits(kafka.app(), clock, interval_s=0.5, probe=NoGaps())
     commits.handled(events(P0, 10, 11, 12) + events(P1, 4), [acked()])
     commits.handled(events(P0, 13), [acked()])
     async with commits.lock:
@@ -89,7 +95,7 @@ async def test_a_commit_takes_the_next_offset_of_each_handled_partition(clock: F
 
 async def test_partitions_no_longer_assigned_are_not_committed(clock: FakeClock) -> None:
     kafka = FakeKafka()
-    commits = Commits(kafka.app(), clock, interval_s=0.5)
+    commits = Commits(kafka.app(), clock, interval_s=0.5, probe=NoGaps())
     commits.handled(events(P0, 1) + events(P2, 7), [])
     async with commits.lock:
         await commits.commit()
@@ -97,7 +103,7 @@ async def test_partitions_no_longer_assigned_are_not_committed(clock: FakeClock)
 
 
 async def test_a_commit_is_due_after_the_interval(clock: FakeClock) -> None:
-    commits = Commits(FakeKafka().app(), clock, interval_s=0.5)
+    commits = Commits(FakeKafka().app(), clock, interval_s=0.5, probe=NoGaps())
     assert not commits.due
     clock.advance(0.5)
     assert commits.due
@@ -107,7 +113,7 @@ async def test_a_commit_is_due_after_the_interval(clock: FakeClock) -> None:
 
 
 async def test_a_failed_send_fails_the_commit(clock: FakeClock) -> None:
-    commits = Commits(FakeKafka().app(), clock, interval_s=0.5)
+    commits = Commits(FakeKafka().app(), clock, interval_s=0.5, probe=NoGaps())
     failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()
     failed.set_exception(RuntimeError("broker refused the record"))
     commits.handled(events(P0, 1), [acked(), failed])
@@ -118,7 +124,7 @@ async def test_a_failed_send_fails_the_commit(clock: FakeClock) -> None:
 
 async def test_a_rebalance_commits_then_drops_the_revoked_producers(clock: FakeClock) -> None:
     kafka = FakeKafka()
-    commits = Commits(kafka.app(), clock, interval_s=0.5)
+    commits = Commits(kafka.app(), clock, interval_s=0.5, probe=NoGaps())
     commits.handled(events(P0, 3) + events(P1, 9), [])
     await commits.on_revoked({P0, P1})
     assert kafka.commits == [({P0: 4, P1: 10}, False)]
@@ -127,7 +133,7 @@ async def test_a_rebalance_commits_then_drops_the_revoked_producers(clock: FakeC
 
 async def test_a_rebalance_waits_for_the_batch_in_hand(clock: FakeClock) -> None:
     kafka = FakeKafka()
-    commits = Commits(kafka.app(), clock, interval_s=0.5)
+    commits = Commits(kafka.app(), clock, interval_s=0.5, probe=NoGaps())
     async with commits.lock:
         revoking = asyncio.create_task(commits.on_revoked({P0}))
         assert kafka.stopped == []
@@ -139,7 +145,7 @@ async def test_a_rebalance_waits_for_the_batch_in_hand(clock: FakeClock) -> None
 
 async def test_a_stop_commits_once_more_and_no_batch_follows(clock: FakeClock) -> None:
     kafka = FakeKafka()
-    commits = Commits(kafka.app(), clock, interval_s=0.5)
+    commits = Commits(kafka.app(), clock, interval_s=0.5, probe=NoGaps())
     commits.handled(events(P1, 2), [])
     assert not commits.stopping
     await commits.on_stop()
@@ -148,27 +154,54 @@ async def test_a_stop_commits_once_more_and_no_batch_follows(clock: FakeClock) -
 
 
 async def test_events_of_an_older_generation_are_left_for_the_new_owner(clock: FakeClock) -> None:
-    commits = Commits(FakeKafka(generation=3).app(), clock, interval_s=0.5)
+    commits = Commits(FakeKafka(generation=3).app(), clock, interval_s=0.5, probe=NoGaps())
     taken = events(P0, 1, 2, generation=2) + events(P0, 3, generation=3)
-    assert offsets(commits.fresh(taken)) == [(0, 3)]
+    assert offsets(await commits.fresh(taken)) == [(0, 3)]
 
 
 async def test_pairs_delivered_again_after_a_seek_back_are_dropped(clock: FakeClock) -> None:
-    commits = Commits(FakeKafka().app(), clock, interval_s=0.5)
-    assert offsets(commits.fresh(events(P0, 5, 6, 7) + events(P1, 2))) == [
+    commits = Commits(FakeKafka().app(), clock, interval_s=0.5, probe=NoGaps())
+    assert offsets(await commits.fresh(events(P0, 5, 6, 7) + events(P1, 2))) == [
         (0, 5),
         (0, 6),
         (0, 7),
         (1, 2),
     ]
     # Faust seeks P0 back to its committed offset (5) and delivers 5-7 again, then 8.
-    assert offsets(commits.fresh(events(P0, 5, 6, 7, 8) + events(P1, 3))) == [(0, 8), (1, 3)]
+    assert offsets(await commits.fresh(events(P0, 5, 6, 7, 8) + events(P1, 3))) == [(0, 8), (1, 3)]
 
 
 async def test_after_a_revoke_no_event_of_that_generation_is_handled(clock: FakeClock) -> None:
     kafka = FakeKafka()
-    commits = Commits(kafka.app(), clock, interval_s=0.5)
-    commits.fresh(events(P0, 1))
+    commits = Commits(kafka.app(), clock, interval_s=0.5, probe=NoGaps())
+    await commits.fresh(events(P0, 1))
     await commits.on_revoked({P0})
     # Taken between the revoke and the new assignment: still generation 1, left alone.
-    assert commits.fresh(events(P0, 2)) == []
+    assert await commits.fresh(events(P0, 2)) == []
+
+
+@dataclass
+class RecordsAt:
+    """A probe that knows which offsets hold a record."""
+
+    offsets: set[int]
+
+    async def holds_record(self, tp: TP, offset: int) -> bool:
+        return offset in self.offsets
+
+
+async def test_a_record_the_stream_skipped_is_read_again(clock: FakeClock) -> None:
+    kafka = FakeKafka()
+    commits = Commits(kafka.app(), clock, interval_s=0.5, probe=RecordsAt({5}))
+    assert offsets(await commits.fresh(events(P0, 3, 4, 6, 7))) == [(0, 3), (0, 4)]
+    assert kafka.sought == [(P0, 5)]
+    # Taken before the seek back: dropped until 5 comes, then 5 onwards as usual.
+    assert offsets(await commits.fresh(events(P0, 8))) == []
+    assert offsets(await commits.fresh(events(P0, 5, 6, 7, 8))) == [(0, 5), (0, 6), (0, 7), (0, 8)]
+
+
+async def test_a_jump_over_markers_is_no_gap(clock: FakeClock) -> None:
+    kafka = FakeKafka()
+    commits = Commits(kafka.app(), clock, interval_s=0.5, probe=RecordsAt(set()))
+    assert offsets(await commits.fresh(events(P0, 3, 5))) == [(0, 3), (0, 5)]
+    assert kafka.sought == []
