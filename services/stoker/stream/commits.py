@@ -69,6 +69,8 @@ class Commits:
         dropped until it comes."""
         generation = self._app.consumer_generation_id
         out: list[EventT[Any]] = []
+        seek_again: set[TP] = set()
+        sought: set[TP] = set()
         for event in events:
             message = event.message
             tp, offset = message.tp, message.offset
@@ -78,7 +80,11 @@ class Commits:
             if expected is not None and offset < expected:
                 continue
             if tp in self._reading_again and offset != expected:
-                continue  # taken before the seek back: comes again after the missing one
+                # Taken before the seek back, or delivered by a fetch that was under way
+                # while it happened (Faust then takes the missing record for one it has
+                # already delivered, and drops it): seek again until it comes.
+                seek_again.add(tp)
+                continue
             self._reading_again.discard(tp)
             if (
                 expected is not None
@@ -93,9 +99,12 @@ class Commits:
                 )
                 await self._app.consumer.seek(tp, expected)
                 self._reading_again.add(tp)
+                sought.add(tp)
                 continue
             self._expected[tp] = offset + 1
             out.append(event)
+        for tp in (seek_again & self._reading_again) - sought:
+            await self._app.consumer.seek(tp, self._expected[tp])
         return out
 
     def handled(self, events: Iterable[EventT[Any]], acks: list[Awaitable[object]]) -> None:

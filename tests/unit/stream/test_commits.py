@@ -195,9 +195,12 @@ async def test_a_record_the_stream_skipped_is_read_again(clock: FakeClock) -> No
     commits = Commits(kafka.app(), clock, interval_s=0.5, probe=RecordsAt({5}))
     assert offsets(await commits.fresh(events(P0, 3, 4, 6, 7))) == [(0, 3), (0, 4)]
     assert kafka.sought == [(P0, 5)]
-    # Taken before the seek back: dropped until 5 comes, then 5 onwards as usual.
+    # Taken before the seek back: dropped, and the partition sought back again, until 5
+    # comes; then 5 onwards as usual.
     assert offsets(await commits.fresh(events(P0, 8))) == []
+    assert kafka.sought == [(P0, 5), (P0, 5)]
     assert offsets(await commits.fresh(events(P0, 5, 6, 7, 8))) == [(0, 5), (0, 6), (0, 7), (0, 8)]
+    assert kafka.sought == [(P0, 5), (P0, 5)]
 
 
 async def test_a_jump_over_markers_is_no_gap(clock: FakeClock) -> None:
