@@ -75,11 +75,6 @@ async def test_each_pair_scored_exactly_once_after_a_worker_is_sigkilled(
     assert scores.wrong_keys == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap: a rebalance mid-stream sometimes leaves a few pair ids with two "
-    "committed scores (2 of 5,000-7,000 in some runs); docs/router.md, Scaling",
-)
 async def test_two_workers_rebalance_mid_stream_and_every_pair_is_scored_once(
     topics: StreamTopics, stream_home: Path
 ) -> None:

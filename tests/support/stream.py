@@ -83,7 +83,7 @@ class StreamTopics:
     async def send_pairs(self, pairs: list[dict[str, object]]) -> None:
         await self.send([(str(p["pair_id"]), orjson.dumps(p)) for p in pairs])
 
-    def worker_args(self, web_port: int) -> list[str]:
+    def worker_args(self, web_port: int, log_level: str = "warning") -> list[str]:
         return [
             "stream",
             "--backend", FAKE_BACKEND,
@@ -94,6 +94,7 @@ class StreamTopics:
             "--partitions", str(PARTITIONS),
             "--max-batch", "256",
             "--web-port", str(web_port),
+            "--log-level", log_level,
         ]  # fmt: skip
 
 
@@ -113,12 +114,17 @@ def stream_env(data_dir: Path, bootstrap: str) -> dict[str, str]:
 class Worker:
     """`stoker router stream` in a child process (`python -m stoker.cli.router stream`)."""
 
-    def __init__(self, topics: StreamTopics, log: Path) -> None:
+    def __init__(self, topics: StreamTopics, log: Path, *, log_level: str = "warning") -> None:
         (self.web_port,) = free_ports(1)
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "stoker.cli.router", *topics.worker_args(self.web_port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "stoker.cli.router",
+                    *topics.worker_args(self.web_port, log_level),
+                ],
                 cwd=REPO_ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,

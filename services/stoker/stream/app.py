@@ -5,7 +5,7 @@
          │                                            ▼                            │
          │                                      dead-letter topic   scores topic ◀─┘
          └── offsets, scores, dead letters, table and window updates: one Kafka
-             transaction per source partition, committed after every batch.
+             transaction per source partition, committed between batches (`Commits`).
 
 Build one with `build_app`; `stoker.stream.main.app` (what `faust -A stoker.stream.main`
 loads) is the one built from STOKER_* settings.
@@ -13,8 +13,7 @@ loads) is the one built from STOKER_* settings.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,15 +21,19 @@ import faust
 import structlog
 from faust.types import StreamT
 
+from stoker.adapters.bus.kafka.config import KafkaSecurity
 from stoker.core.clock import Clock, SystemClock
 from stoker.inference.router.models import ModelSet
 from stoker.ports.auth import Authenticator
 from stoker.ports.resource import Resource
 from stoker.stream.batch import handle_batch
 from stoker.stream.broker import wait_for_broker
+from stoker.stream.commits import Commits
 from stoker.stream.config import StreamSettings
 from stoker.stream.engine import ScoringEngine
+from stoker.stream.gaps import GapProbe, KafkaGapProbe
 from stoker.stream.publish import Outputs, TransactionalOutputs
+from stoker.stream.security import BrokerAuth, broker_auth
 from stoker.stream.state import DuplicateApp
 from stoker.stream.tables import SourcePartitionTable
 from stoker.stream.views import register_views
@@ -38,7 +41,7 @@ from stoker.stream.views import register_views
 log = structlog.get_logger("stoker.stream")
 
 NEVER_S = 10.0 * 365 * 86_400
-"""Faust's own periodic commit: effectively never (the agent commits, see `batch_lock`)."""
+"""Faust's own periodic commit: effectively never (the agent commits, see `Commits`)."""
 
 
 class StreamApp(faust.App):
@@ -46,17 +49,26 @@ class StreamApp(faust.App):
     its resources (the token store of the web views) before Faust starts its clients."""
 
     stoker_bootstrap: str = ""
+    stoker_auth: BrokerAuth = BrokerAuth()
     stoker_resources: tuple[Resource, ...] = ()
     stoker_max_batch: int = 100
+    stoker_commits: Commits | None = None
 
     async def on_first_start(self) -> None:
-        await wait_for_broker(self.stoker_bootstrap)
+        await wait_for_broker(self.stoker_bootstrap, auth=self.stoker_auth)
         for resource in self.stoker_resources:
             await resource.start()
         # Faust holds the stream back while more than this many table updates wait to be
         # sent; a batch writes one per scored pair, so the default (100) stalls every batch.
         self.producer.buffer.max_messages = max(100, 4 * self.stoker_max_batch)
         await super().on_first_start()
+
+    async def on_stop(self) -> None:
+        # Before Faust stops its consumer, agent and producers: the batch in hand is
+        # finished and committed, and no other one is started.
+        if self.stoker_commits is not None:
+            await self.stoker_commits.on_stop()
+        await super().on_stop()
 
 
 def build_app(
@@ -65,15 +77,19 @@ def build_app(
     *,
     broker: str,
     authenticator: Authenticator | None,
+    security: KafkaSecurity | None = None,
     resources: tuple[Resource, ...] = (),
     outputs: Callable[[faust.App], Outputs] = TransactionalOutputs,
     clock: Clock | None = None,
+    gap_probe: GapProbe | None = None,
     store: str = "memory://",
     **faust_options: Any,
 ) -> DuplicateApp:
-    """The app on Kafka at `broker` (host:port[,host:port]). `authenticator` guards the web
-    views (None: they answer 401 to everyone); `resources` are started with the app."""
+    """The app on Kafka at `broker` (host:port[,host:port]), logged in as `security` says
+    (None: PLAINTEXT). `authenticator` guards the web views (None: they answer 401 to
+    everyone); `resources` are started with the app."""
     clock = clock or SystemClock()
+    auth = broker_auth(security)
     app = StreamApp(
         settings.app_id,
         broker=f"kafka://{broker}",
@@ -81,7 +97,7 @@ def build_app(
         processing_guarantee="exactly_once",
         topic_partitions=settings.partitions,
         topic_replication_factor=faust_options.pop("replication", 1),
-        # Commits are the agent's (see `batch_lock`); Faust's own timer would take one in
+        # Commits are the agent's (see `Commits`); Faust's own timer would take one in
         # the middle of a batch.
         broker_commit_interval=NEVER_S,
         broker_commit_every=1_000_000_000,
@@ -106,9 +122,11 @@ def build_app(
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
+        **auth.faust_options(),
         **faust_options,
     )
     app.stoker_bootstrap = broker
+    app.stoker_auth = auth
     app.stoker_resources = resources
     app.stoker_max_batch = settings.max_batch
     pairs_topic = app.topic(
@@ -118,6 +136,9 @@ def build_app(
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
+        # Faust acknowledges more than the agent handled (see `Commits`): the agent commits
+        # the offsets of this topic itself.
+        acks=False,
     )
     scores = app.Table(
         "scores",
@@ -152,58 +173,42 @@ def build_app(
     built = DuplicateApp(app, settings, engine, scores, pairs_per_window, duplicates_per_window)
     sink = outputs(app)
 
-    # A commit takes the transactions of every partition as they are: one must never fall
-    # in the middle of a batch (its outputs would be committed without its offsets). The
-    # agent holds this lock from a batch's first output to its acks, and commits are taken
-    # under it: after a batch once `commit_interval_s` has passed, and by the timer below
-    # when the stream is idle. Faust's own commit timer is pushed out of the way.
-    batch_lock = asyncio.Lock()
-    last_commit = clock.monotonic()
-    # Broker acknowledgements of the outputs sent since the last commit. A batch does not
-    # wait for them: committing the transaction sends whatever is still buffered and fails
-    # if any send failed, so they are only collected (and their errors raised) there.
-    unsettled: list[Awaitable[object]] = []
-
-    async def commit() -> None:
-        nonlocal last_commit
-        # While the worker stops, Faust commits once more and starts no new transaction:
-        # a commit after that one has no transaction to commit (and would hang the stop).
-        if app.in_transaction and not app.should_stop:
-            await app.consumer.commit()
-        settled, unsettled[:] = list(unsettled), []
-        await asyncio.gather(*settled)
-        last_commit = clock.monotonic()
+    # The agent commits (see `Commits`): after a batch once `commit_interval_s` has passed,
+    # by the timer below when the stream is idle, on a rebalance and on a stop.
+    commits = Commits(
+        app, clock, settings.commit_interval_s, gap_probe or KafkaGapProbe(broker, auth)
+    )
+    app.stoker_commits = commits
 
     async def score_pairs(stream: StreamT[Any]) -> AsyncIterator[int]:
         router = await engine.router()
         # take_events is take() with the events (their partitions and offsets) handed over.
         assert isinstance(stream, faust.Stream)
         async for events in stream.take_events(settings.max_batch, within=settings.within_s):
-            # Events taken before a rebalance belong to the old assignment: their partition
-            # is read again from its committed offset by its owner now (maybe this worker),
-            # so scoring them here too would score them twice. Faust's own iterator skips
-            # them the same way; `take` had already buffered them.
-            current = [e for e in events if e.message.generation_id == app.consumer_generation_id]
-            async with batch_lock:
-                unsettled.extend(await handle_batch(built, sink, router, current, clock))
+            async with commits.lock:
+                if commits.stopping:
+                    continue  # after the last commit: left for the partitions' next owner
+                current = await commits.fresh(events)
+                acks = await handle_batch(built, sink, router, current, clock)
                 if app.in_transaction:
                     # The window updates sit in Faust's send buffer: into the transactional
-                    # producers before the acks (the commit then waits for their delivery).
+                    # producers before the commit (which then waits for their delivery).
                     await app.producer.buffer.flush()
-                for event in current:
-                    await stream.ack(event)
-                if (
-                    not app.in_transaction
-                    or clock.monotonic() - last_commit >= settings.commit_interval_s
-                ):
-                    await commit()
+                commits.handled(current, acks)
+                if commits.due:
+                    await commits.commit()
             yield len(events)
 
     async def commit_when_idle() -> None:
-        async with batch_lock:
-            await commit()
+        async with commits.lock:
+            await commits.commit()
 
     app.timer(settings.commit_interval_s, name="commit-when-idle")(commit_when_idle)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        (revoked,) = args  # the signal's argument: the revoked topic partitions
+        await commits.on_revoked(revoked)
 
     built.agent = app.agent(pairs_topic, name="score-pairs")(score_pairs)
     register_views(built, authenticator)

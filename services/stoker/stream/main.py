@@ -9,6 +9,7 @@ import faust
 
 from stoker.app.auth import router_authentication
 from stoker.app.inference_registry import load_models
+from stoker.app.runtime import kafka_security
 from stoker.settings import Settings, load_settings
 from stoker.stream.app import build_app
 from stoker.stream.config import StreamSettings
@@ -26,6 +27,7 @@ def default_app(
         partial(load_models, stream.backend, models=("duplicate",)),
         broker=settings.kafka_bootstrap,
         authenticator=auth.authenticator,
+        security=kafka_security(settings),
         resources=auth.resources,
     )
 

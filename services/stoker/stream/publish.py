@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import faust
 from faust.transport.consumer import TransactionManager
+from faust.types import TP
 
 
 class Outputs(Protocol):
@@ -60,12 +61,27 @@ class TransactionalOutputs:
         source_topic, partition = source
         manager = app.consumer.transactions
         assert isinstance(manager, TransactionManager)
-        group = app.assignor.group_for_topic(source_topic)
-        transactional_id = f"{app.conf.id}-{group}-{partition}"
         sent: Awaitable[object] = await manager.producer.send(
-            topic, key, value, partition, None, None, transactional_id=transactional_id
+            topic,
+            key,
+            value,
+            partition,
+            None,
+            None,
+            transactional_id=transactional_id(app, source_topic, partition),
         )
         return sent
+
+
+def transactional_id(app: faust.App, topic: str, partition: int) -> str:
+    """The id of the transaction Faust's `TransactionManager` runs for a source partition
+    (its `transactional_id_format`: app id, topic group, partition)."""
+    return f"{app.conf.id}-{app.assignor.group_for_topic(topic)}-{partition}"
+
+
+def transactional_ids(app: faust.App, partitions: Iterable[TP]) -> set[str]:
+    """The transactional ids of these topic partitions."""
+    return {transactional_id(app, tp.topic, tp.partition) for tp in partitions}
 
 
 @dataclass(frozen=True, slots=True)

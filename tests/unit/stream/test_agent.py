@@ -14,6 +14,7 @@ import pytest
 from stoker.core.clock import FakeClock
 from stoker.inference.router.models import ModelSet
 from stoker.stream import StreamSettings, build_app
+from stoker.stream.gaps import NoGaps
 from stoker.stream.publish import MemoryOutputs
 from stoker.stream.state import DuplicateApp
 from stoker.stream.views import current_windows
@@ -50,6 +51,7 @@ async def stream() -> AsyncIterator[tuple[DuplicateApp, MemoryOutputs]]:
         broker="127.0.0.1:1",
         authenticator=None,
         outputs=lambda _app: outputs,
+        gap_probe=NoGaps(),
         clock=FakeClock(datetime(2026, 1, 1, tzinfo=UTC)),
     )
     built.app.finalize()
