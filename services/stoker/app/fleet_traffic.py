@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import boto3
 import botocore
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -95,6 +94,9 @@ class _Seen:
 def runtime_client(url: str, token: str, region: str) -> object:
     """boto3's runtime client for a stoker endpoint: unsigned (no AWS credentials needed),
     the bearer token in each request's Authorization header, no retries (a failure counts)."""
+    # boto3 comes with the `fleet` extra: imported here so the CLI loads without it.
+    import boto3
+
     # A session of its own: the default one would keep this client's settings for others.
     client = boto3.session.Session().client(
         "sagemaker-runtime",
