@@ -47,7 +47,8 @@ async def test_routes_upsert_start_show_stop(served: Served) -> None:
         assert job.owner == "ana"
 
         listed = (await api.get("/v1/pipelines/gate/executions")).json()
-        assert [e["execution_id"] for e in listed] == [execution["execution_id"]]
+        assert [e["execution_id"] for e in listed["items"]] == [execution["execution_id"]]
+        assert listed["next_cursor"] is None
         stopped = await api.post(f"/v1/executions/{execution['execution_id']}/stop")
         assert stopped.json()["status"] == "Stopping"
 
