@@ -190,7 +190,7 @@ def list_executions(  # noqa: PLR0917 (typer passes options positionally)
         page = client.executions(pipeline, limit=limit, cursor=cursor, oldest_first=oldest_first)
     console.print(_executions_table(page["items"]))
     if page["next_cursor"] is not None:
-        console.print(f"more: --cursor {page['next_cursor']}")
+        console.print(f"more: --cursor {page['next_cursor']}", soft_wrap=True)
 
 
 @executions_app.command("show")
