@@ -18,6 +18,8 @@ from stoker.app.aws_lambda import launch, monitor, pipelines, react
 from stoker.app.aws_lambda.host import LambdaHost
 from stoker.app.pipelines import build_pipeline_store, pipeline_operations
 from stoker.app.runtime import Runtime
+from stoker.core import topics
+from stoker.core.events import CloudEvent, JobFailed
 from stoker.lifecycle.jobs import JobService
 from stoker.notifier.config import NotifySettings
 from stoker.pipelines.operations import PipelineOperations
@@ -127,6 +129,51 @@ def test_an_execution_runs_its_steps_through_the_stream_functions(
     aws.complete(train_job)
     aws.deliver(reader)
     assert str(aws.execution(execution_id).status) == "Succeeded"
+
+
+def test_a_step_retry_that_came_due_is_started_by_the_sweep(
+    aws: Stack, stream: Callable[[], StreamReader]
+) -> None:
+    """A step job fails with a capacity error its retry policy covers: the react function
+    schedules the retry, and the pipelines sweep starts attempt 2's job once it is due.
+
+    moto's training jobs always complete, so the failure the lifecycle would announce is
+    published the same way (an event item on the failed topic)."""
+    flaky = training(
+        "Flaky",
+        arguments=training_request("flaky"),
+        RetryPolicies=[
+            {"ExceptionType": ["SageMaker.CAPACITY_ERROR"], "IntervalSeconds": 0, "MaxAttempts": 3}
+        ],
+    )
+    aws.ops(lambda ops: ops.put_pipeline("flaky", json.dumps(pipeline(flaky)), team=TEAM))
+    started = aws.ops(lambda ops: ops.start_execution("flaky", {}, team=TEAM, owner="alice"))
+    reader = stream()
+    aws.deliver(reader)
+    first_job = aws.execution(started.execution_id).steps["Flaky"].job_id
+
+    failed = JobFailed(
+        job_id=first_job,
+        owner="alice",
+        attempts=1,
+        ended_at=datetime.now(UTC),
+        failure_reason="CapacityError: Unable to provision requested ML compute capacity.",
+        failure_code="CapacityError",
+    )
+    event = CloudEvent.wrap(failed, time=failed.ended_at)
+    aws.monitor.run(lambda rt: rt.bus.publish(topics.FAILED, event))
+    aws.deliver(reader)
+    waiting = aws.execution(started.execution_id).steps["Flaky"]
+    assert (waiting.status.value, waiting.attempt) == ("RetryScheduled", 1)
+
+    swept = pipelines.handle(aws.pipelines, scheduled(), None)
+    assert swept["retries_fired"] == 1
+    retried = aws.execution(started.execution_id).steps["Flaky"]
+    assert (retried.status.value, retried.attempt) == ("Executing", 2)
+    assert retried.job_id not in (None, first_job)
+    aws.deliver(reader)
+    assert aws.api.run(lambda rt: rt.store.get(retried.job_id)).status.value == "Launched"
+    assert pipelines.handle(aws.pipelines, scheduled(), None)["retries_fired"] == 0
 
 
 def test_the_sweep_starts_a_schedule_tick_once(aws: Stack) -> None:
