@@ -425,8 +425,19 @@ class PipelinesClient(_BlockingHttp):
         body = {"parameters": dict(parameters or {})}
         return _check(self._http.post(f"/v1/pipelines/{name}/executions", json=body))
 
-    def executions(self, name: str) -> Any:
-        return _check(self._http.get(f"/v1/pipelines/{name}/executions"))
+    def executions(
+        self,
+        name: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        oldest_first: bool = False,
+    ) -> Any:
+        """A page of the pipeline's executions: `{"items": [...], "next_cursor": ...}`."""
+        params: dict[str, Any] = {"limit": limit, "oldest_first": oldest_first}
+        if cursor is not None:
+            params["cursor"] = cursor
+        return _check(self._http.get(f"/v1/pipelines/{name}/executions", params=params))
 
     def execution(self, execution_id: str) -> Any:
         return _check(self._http.get(f"/v1/executions/{execution_id}"))

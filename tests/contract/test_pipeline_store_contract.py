@@ -32,6 +32,7 @@ from stoker.core.pipelines.records import (
 )
 from stoker.core.pipelines.schedules import Schedule
 from stoker.core.pipelines.state import ExecutionIdentity, ExecutionState
+from stoker.core.pipelines.store_rules import cursor_at
 from stoker.core.topics import PIPELINE_EXECUTIONS
 from stoker.ports.pipelines import PipelineStore
 from tests.contract.store_factories import drop_tables, dynamodb_settings
@@ -337,6 +338,36 @@ async def test_executions_are_paged_newest_first_by_cursor(store: PipelineStore)
         await store.execution_page("demo", cursor="not-a-cursor")
     with pytest.raises(ValueError, match="limit"):
         await store.execution_page("demo", limit=0)
+
+
+async def test_executions_are_paged_oldest_first_and_from_a_moment(
+    store: PipelineStore,
+) -> None:
+    """The other order pages the same way, and `cursor_at` starts a page at a moment
+    (the executions started then included) in either order."""
+    starts = {"a": 0, "b": 1, "c": 1, "d": 2, "e": 3}
+    for execution_id, minutes in starts.items():
+        await store.create_execution(
+            new_state(execution_id, at=T0 + timedelta(minutes=minutes)),
+            pipeline_version=1,
+            definition="{}",
+        )
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        page = await store.execution_page("demo", limit=2, cursor=cursor, oldest_first=True)
+        pages.append([e.execution_id for e in page.items])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert pages == [["a", "b"], ["c", "d"], ["e"]]
+    at_one = T0 + timedelta(minutes=1)
+    newest = await store.execution_page("demo", cursor=cursor_at(at_one))
+    assert [e.execution_id for e in newest.items] == ["c", "b", "a"]
+    oldest = await store.execution_page(
+        "demo", cursor=cursor_at(at_one, oldest_first=True), oldest_first=True
+    )
+    assert [e.execution_id for e in oldest.items] == ["b", "c", "d", "e"]
 
 
 async def test_the_newest_cached_run_per_key_is_kept(store: PipelineStore) -> None:

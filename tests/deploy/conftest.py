@@ -17,6 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from stoker.adapters.store import layout
+from stoker.adapters.store.pipeline_layout import pipeline_table_name
 from stoker.app.aws_lambda.host import LambdaHost, LambdaSettings
 from stoker.notifier.config import NotifySettings
 from stoker.settings import Mode, Settings
@@ -45,6 +46,7 @@ def prefix(dynamodb_endpoint: str) -> Iterator[str]:
         layout.job_table_name(name),
         layout.checkpoint_table_name(name),
         f"{name}-notifications",
+        pipeline_table_name(name),
     ):
         with contextlib.suppress(db.exceptions.ResourceNotFoundException):
             db.delete_table(TableName=table)

@@ -11,14 +11,22 @@ import pytest
 
 from stoker.adapters.notifier import ledger_dynamodb
 from stoker.adapters.store import layout
+from stoker.adapters.store import pipeline_layout as pl
 from stoker.app.aws_lambda.host import LambdaSettings
 from stoker.core import topics
 from stoker.notifier.config import NotifySettings
 from stoker.notifier.service import TERMINAL_TOPICS
+from stoker.pipelines.worker import OUTCOME_TOPICS
 from stoker.settings import Settings
 from tests.deploy.support import stream_filters, template
 
-FUNCTIONS = ("SubmitFunction", "LaunchFunction", "MonitorFunction", "ReactFunction")
+FUNCTIONS = (
+    "SubmitFunction",
+    "LaunchFunction",
+    "MonitorFunction",
+    "ReactFunction",
+    "PipelinesFunction",
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +57,30 @@ def test_the_job_table_is_the_one_the_store_creates(resources: dict[str, Any]) -
     assert declared == keyed
     checkpoints = properties(resources, "CheckpointTable")
     assert checkpoints["TableName"] == {"Fn::Sub": layout.checkpoint_table_name("${Prefix}")}
+
+
+def test_the_pipeline_table_is_the_one_the_pipeline_store_creates(
+    resources: dict[str, Any],
+) -> None:
+    table = properties(resources, "PipelineTable")
+    assert table["TableName"] == {"Fn::Sub": pl.pipeline_table_name("${Prefix}")}
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert table["GlobalSecondaryIndexes"] == pl.PIPELINE_TABLE_INDEXES
+    declared = {a["AttributeName"] for a in table["AttributeDefinitions"]}
+    assert declared == set(pl.PIPELINE_TABLE_KEYS)
+    # The store opens the table with DescribeTable and never creates it here.
+    policy = properties(resources, "PipelineTablePolicy")["PolicyDocument"]
+    (statement,) = policy["Statement"]
+    assert "dynamodb:CreateTable" not in statement["Action"]
+    assert statement["Resource"] == [
+        {"Fn::GetAtt": ["PipelineTable", "Arn"]},
+        {"Fn::Sub": "${PipelineTable.Arn}/index/*"},
+    ]
+    for role in ("ReactRole", "PipelinesRole"):
+        assert {"Ref": "PipelineTablePolicy"} in properties(resources, role)["ManagedPolicyArns"]
 
 
 def test_the_ledger_table_is_the_one_the_notifier_uses(resources: dict[str, Any]) -> None:
@@ -104,6 +136,8 @@ def test_the_stream_readers_take_the_topics_their_roles_consume() -> None:
 
     assert topics_of("LaunchFunction") == {topics.LIFECYCLE}
     assert topics_of("ReactFunction") == {topics.LIFECYCLE, *TERMINAL_TOPICS}
+    # The pipelines service's step ends ride on the react function's reading.
+    assert set(OUTCOME_TOPICS) <= topics_of("ReactFunction")
 
 
 def statements(resources: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -10,10 +10,10 @@ per step and field (`field` is `Steps.<step>.<field>`, or the top-level field).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -85,6 +85,14 @@ class ExecutionView(BaseModel):
     failure_reason: str | None
     parameters: dict[str, Any]
     steps: list[StepView]
+
+
+class ExecutionPage(BaseModel):
+    items: list[ExecutionView]
+    next_cursor: str | None = Field(
+        description="where the next page starts (the `cursor` of the next request); null on "
+        "the last page"
+    )
 
 
 class ScheduleBody(BaseModel):
@@ -179,13 +187,27 @@ def add_pipeline_routes(
 
     @app.get(
         "/v1/pipelines/{name}/executions",
-        response_model=list[ExecutionView],
-        responses=errors,
+        response_model=ExecutionPage,
+        responses={400: {"description": "malformed cursor"}, **errors},
     )
-    async def list_executions(name: str, principal: Caller) -> list[ExecutionView]:
-        """Newest first."""
-        executions = await ops.list_executions(name, team=team_scope(principal))
-        return [_execution(e) for e in executions]
+    async def list_executions(
+        name: str,
+        principal: Caller,
+        *,
+        cursor: Annotated[
+            str | None, Query(description="the next_cursor of the previous page")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        oldest_first: bool = False,
+    ) -> ExecutionPage:
+        """Newest first (or oldest first), a page at a time: follow `next_cursor` (with
+        the same `oldest_first`) until it is null."""
+        page = await ops.execution_page(
+            name, team=team_scope(principal), limit=limit, cursor=cursor, oldest_first=oldest_first
+        )
+        return ExecutionPage(
+            items=[_execution(e) for e in page.items], next_cursor=page.next_cursor
+        )
 
     @app.get("/v1/executions/{execution_id}", response_model=ExecutionView, responses=errors)
     async def get_execution(execution_id: str, principal: Caller) -> ExecutionView:

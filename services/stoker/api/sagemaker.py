@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from stoker.api.sagemaker_calls import Call, Handler, SageMakerError, in_range, page, with_token
+from stoker.api.sagemaker_executions import execution_summary, list_executions
 from stoker.api.sagemaker_tags import (
     add_tags,
     delete_tags,
@@ -178,7 +179,7 @@ def _handlers() -> dict[str, Handler]:
         "DeletePipeline": _delete_pipeline,
         "StartPipelineExecution": _start_execution,
         "DescribePipelineExecution": _describe_execution,
-        "ListPipelineExecutions": _list_executions,
+        "ListPipelineExecutions": list_executions,
         "ListPipelineExecutionSteps": _list_steps,
         "StopPipelineExecution": _stop_execution,
         "ListPipelineParametersForExecution": _list_parameters,
@@ -353,7 +354,7 @@ async def _execution(call: Call) -> StoredExecution:
 async def _describe_execution(call: Call) -> dict[str, Any]:
     stored = await _execution(call)
     state = stored.state
-    answer = _execution_summary(stored)
+    answer = execution_summary(stored)
     answer.update(
         PipelineArn=state.identity.pipeline_arn,
         CreationTime=state.started_at,
@@ -372,33 +373,6 @@ def _last_change(stored: StoredExecution) -> datetime:
     for run in stored.state.steps.values():
         times.extend(t for t in (run.started_at, run.ended_at) if t is not None)
     return max(times)
-
-
-def _execution_summary(stored: StoredExecution) -> dict[str, Any]:
-    state = stored.state
-    answer: dict[str, Any] = {
-        "PipelineExecutionArn": state.identity.execution_arn,
-        "StartTime": state.started_at,
-        "PipelineExecutionStatus": str(state.status),
-        "PipelineExecutionDisplayName": state.identity.execution_id,
-    }
-    if state.failure_reason is not None:
-        answer["PipelineExecutionFailureReason"] = state.failure_reason
-    return answer
-
-
-async def _list_executions(call: Call) -> dict[str, Any]:
-    body = call.body
-    executions = [
-        e
-        for e in await call.ops.list_executions(body["PipelineName"], team=call.scope)
-        if in_range(e.state.started_at, body)
-    ]
-    executions.sort(key=lambda e: e.state.started_at)
-    if body.get("SortOrder", "Descending") == "Descending":
-        executions.reverse()
-    shown, token = page(executions, body)
-    return with_token({"PipelineExecutionSummaries": [_execution_summary(e) for e in shown]}, token)
 
 
 _STEP_STATUS = {

@@ -4,6 +4,9 @@ the lifecycle, and the engine's loops."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -12,6 +15,7 @@ from stoker.app.notifier import notify_submit_rules
 from stoker.app.runtime import Runtime
 from stoker.bus.consumer import BACKGROUND, Consumer
 from stoker.core.errors import JobNotFound
+from stoker.core.events import CloudEvent
 from stoker.core.job_kind import JobKind
 from stoker.core.pipelines.definition import StepType
 from stoker.core.pipelines.effects import StartStep
@@ -28,6 +32,7 @@ from stoker.pipelines.engine import PipelineEngine
 from stoker.pipelines.operations import PipelineOperations
 from stoker.pipelines.scheduler import Scheduler
 from stoker.pipelines.worker import OUTCOME_TOPICS, WANTED, PipelineWorker
+from stoker.ports.bus import EventBus
 from stoker.ports.objects import ObjectReader
 from stoker.ports.pipelines import PipelineStore, StepRefused
 from stoker.settings import Settings, StoreKind
@@ -118,37 +123,61 @@ def definition_reader(settings: Settings) -> ObjectReader | None:
     return S3ObjectReader(region=settings.aws_region, config=settings_config(settings))
 
 
-async def run_pipelines(rt: Runtime, stop: asyncio.Event) -> None:
-    """Advance pipeline executions on their step jobs' ends and their retry times, and start
-    executions at their schedules' ticks."""
-    store = build_pipeline_store(rt.settings)
-    await store.start()
-    try:
-        service = JobService(
-            rt.transitioner(),
-            rt.clock,
-            rules=rt.submission_rules(),
-            notify_rules=notify_submit_rules(),
-        )
-        engine = PipelineEngine(
-            store, LifecycleStepJobs(service), rt.bus, rt.clock, region=rt.settings.aws_region
-        )
-        worker = PipelineWorker(engine, store, rt.bus, rt.clock)
-        await worker.recover()
-        scheduler = Scheduler(store, engine, rt.clock)
-        consumer = Consumer.for_events(
-            rt.bus,
+@dataclass(frozen=True)
+class PipelineService:
+    """The pipelines service's parts over one started pipeline store."""
+
+    engine: PipelineEngine
+    worker: PipelineWorker
+    scheduler: Scheduler
+
+    def consumer(self, bus: EventBus) -> Consumer[CloudEvent]:
+        """The step jobs' ends (`stoker-pipelines`) from `bus`'s job outcome topics."""
+        return Consumer.for_events(
+            bus,
             "stoker-pipelines",
             list(OUTCOME_TOPICS),
-            worker.on_event,
+            self.worker.on_event,
             wanted=WANTED,
             config=BACKGROUND,
         )
-        await asyncio.gather(
-            consumer.run(stop),
-            worker.run_timers(stop),
-            worker.run_relay(stop),
-            scheduler.run(stop),
-        )
+
+
+def pipeline_service(rt: Runtime, store: PipelineStore) -> PipelineService:
+    """Step jobs are submitted as the jobs API submits them (its rules and defaults)."""
+    service = JobService(
+        rt.transitioner(),
+        rt.clock,
+        rules=rt.submission_rules(),
+        notify_rules=notify_submit_rules(),
+    )
+    engine = PipelineEngine(
+        store, LifecycleStepJobs(service), rt.bus, rt.clock, region=rt.settings.aws_region
+    )
+    return PipelineService(
+        engine, PipelineWorker(engine, store, rt.bus, rt.clock), Scheduler(store, engine, rt.clock)
+    )
+
+
+@asynccontextmanager
+async def opened_pipeline_service(rt: Runtime) -> AsyncIterator[PipelineService]:
+    """The service over the configured pipeline store, closed after use."""
+    store = build_pipeline_store(rt.settings)
+    await store.start()
+    try:
+        yield pipeline_service(rt, store)
     finally:
         await store.close()
+
+
+async def run_pipelines(rt: Runtime, stop: asyncio.Event) -> None:
+    """Advance pipeline executions on their step jobs' ends and their retry times, and start
+    executions at their schedules' ticks."""
+    async with opened_pipeline_service(rt) as service:
+        await service.worker.recover()
+        await asyncio.gather(
+            service.consumer(rt.bus).run(stop),
+            service.worker.run_timers(stop),
+            service.worker.run_relay(stop),
+            service.scheduler.run(stop),
+        )

@@ -107,10 +107,10 @@ def describe(name: str, api: ApiUrl = DEFAULT_URL, token: Token = None) -> None:
     """The pipeline's definition and its newest executions."""
     with _client(api, token) as client:
         stored = client.describe(name)
-        executions = client.executions(name)
+        executions = client.executions(name, limit=10)["items"]
     console.print(f"[bold]{stored['name']}[/bold] version {stored['version']} ({stored['arn']})")
     console.print_json(json.dumps(stored["definition"]))
-    console.print(_executions_table(executions[:10]))
+    console.print(_executions_table(executions))
 
 
 @pipelines_app.command("start")
@@ -175,11 +175,22 @@ def _steps_table(execution: Any) -> Table:
 
 
 @executions_app.command("list")
-def list_executions(pipeline: str, api: ApiUrl = DEFAULT_URL, token: Token = None) -> None:
-    """The executions of PIPELINE, newest first."""
+def list_executions(  # noqa: PLR0917 (typer passes options positionally)
+    pipeline: str,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="executions on the page")] = 100,
+    cursor: Annotated[
+        str | None, typer.Option(help="where the page starts: the cursor a page printed")
+    ] = None,
+    oldest_first: Annotated[bool, typer.Option("--oldest-first")] = False,
+    api: ApiUrl = DEFAULT_URL,
+    token: Token = None,
+) -> None:
+    """The executions of PIPELINE, newest first, a page at a time."""
     with _client(api, token) as client:
-        found = client.executions(pipeline)
-    console.print(_executions_table(found))
+        page = client.executions(pipeline, limit=limit, cursor=cursor, oldest_first=oldest_first)
+    console.print(_executions_table(page["items"]))
+    if page["next_cursor"] is not None:
+        console.print(f"more: --cursor {page['next_cursor']}", soft_wrap=True)
 
 
 @executions_app.command("show")

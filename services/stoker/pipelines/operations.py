@@ -18,6 +18,7 @@ from stoker.core.errors import StokerError
 from stoker.core.pipelines import parse_definition
 from stoker.core.pipelines.records import (
     ExecutionNotFound,
+    ExecutionPage,
     PipelineExists,
     PipelineNotFound,
     ScheduleNotFound,
@@ -26,12 +27,18 @@ from stoker.core.pipelines.records import (
     StoredSchedule,
     Tag,
 )
+from stoker.core.pipelines.store_rules import cursor_after, cursor_at
 from stoker.pipelines.engine import PipelineEngine
 from stoker.pipelines.scheduler import Scheduler
 from stoker.ports.objects import ObjectMissing, ObjectReader, ObjectStoreUnavailable
 from stoker.ports.pipelines import PipelineStore
 
 __all__ = ["DefinitionUnreadable", "PipelineExists", "PipelineOperations", "Upserted"]
+
+MAX_PAGE_READS = 10
+"""Store pages one listing request reads at most, so a request stays bounded even where
+most of a pipeline's executions are filtered out (another team's, of a pipeline of the
+same name deleted earlier); the page then holds fewer and carries a cursor."""
 
 MAX_DEFINITION_BYTES = 1 << 20
 """The largest definition read from the object store (SageMaker takes up to 1 MB there)."""
@@ -175,6 +182,50 @@ class PipelineOperations:
         await self.get_pipeline(name, team=team)
         executions = await self._store.list_executions(name)
         return [e for e in executions if team is None or e.state.identity.team == team]
+
+    async def execution_page(
+        self,
+        name: str,
+        *,
+        team: str | None,
+        limit: int = 100,
+        cursor: str | None = None,
+        oldest_first: bool = False,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+    ) -> ExecutionPage:
+        """A page of the pipeline's executions of the caller's team, newest first (or
+        oldest first), started strictly between the bounds given, from after `cursor` (a
+        page's `next_cursor`; InvalidCursor for any other). Reads the store's pages, never
+        the whole list: reading starts at the first bound and stops at the other one.
+        PipelineNotFound for an unknown pipeline (or another team's)."""
+        await self.get_pipeline(name, team=team)
+        start, end = (
+            (started_after, started_before) if oldest_first else (started_before, started_after)
+        )
+        if cursor is None and start is not None:
+            cursor = cursor_at(start, oldest_first=oldest_first)
+        shown: list[StoredExecution] = []
+        for _ in range(MAX_PAGE_READS):
+            # One more than the page needs: whether a next page exists is known here, so
+            # the last page carries no cursor to an empty one.
+            page = await self._store.execution_page(
+                name, limit=limit - len(shown) + 1, cursor=cursor, oldest_first=oldest_first
+            )
+            for execution in page.items:
+                started = execution.state.started_at
+                if end is not None and (started >= end if oldest_first else started <= end):
+                    return ExecutionPage(shown, None)
+                if len(shown) == limit:
+                    return ExecutionPage(shown, cursor_after(shown[-1]))
+                if start is not None and (started <= start if oldest_first else started >= start):
+                    continue  # started at the bound itself: cursor_at includes that moment
+                if team is None or execution.state.identity.team == team:
+                    shown.append(execution)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return ExecutionPage(shown, cursor)
 
     async def stop_execution(self, execution_id: str, *, team: str | None) -> StoredExecution:
         stored = await self.get_execution(execution_id, team=team)

@@ -79,10 +79,16 @@ class PipelineStore(Protocol):
         """Newest first by (start time, execution id)."""
 
     async def execution_page(
-        self, pipeline_name: str, *, limit: int = 100, cursor: str | None = None
+        self,
+        pipeline_name: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        oldest_first: bool = False,
     ) -> ExecutionPage:
-        """Up to `limit` of `list_executions`, from after the position `cursor` (a
-        `next_cursor` of a page; InvalidCursor for any other)."""
+        """Up to `limit` of `list_executions` (in the other order when `oldest_first`),
+        from after the position `cursor` (a `next_cursor` of a page, or `cursor_at`; any
+        other is InvalidCursor)."""
 
     async def save_execution(
         self,

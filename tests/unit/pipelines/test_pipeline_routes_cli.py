@@ -47,7 +47,8 @@ async def test_routes_upsert_start_show_stop(served: Served) -> None:
         assert job.owner == "ana"
 
         listed = (await api.get("/v1/pipelines/gate/executions")).json()
-        assert [e["execution_id"] for e in listed] == [execution["execution_id"]]
+        assert [e["execution_id"] for e in listed["items"]] == [execution["execution_id"]]
+        assert listed["next_cursor"] is None
         stopped = await api.post(f"/v1/executions/{execution['execution_id']}/stop")
         assert stopped.json()["status"] == "Stopping"
 
@@ -154,6 +155,16 @@ async def test_cli_verbs(served: Served, tmp_path: Path) -> None:
     running_id = said(running).split(": ")[0]
     stopped = await run_cli(served, token, "executions", "stop", running_id)
     assert said(stopped) == f"{running_id}: Stopping"
+    # A page at a time: the newest, then from the cursor it printed, the one before.
+    newest = await run_cli(served, token, "executions", "list", "gate", "--limit", "1")
+    assert running_id in newest.stdout
+    assert execution_id not in newest.stdout
+    cursor = said(newest).removeprefix("more: --cursor ")
+    older = await run_cli(
+        served, token, "executions", "list", "gate", "--limit", "1", "--cursor", cursor
+    )
+    assert execution_id in older.stdout
+    assert "more:" not in older.stdout
 
     put = await run_cli(
         served, token, "schedules", "put", "hourly", "--pipeline", "gate", "-e", "rate(1 hour)"

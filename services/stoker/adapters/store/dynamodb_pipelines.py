@@ -261,21 +261,32 @@ class DynamoDbPipelineStore:
         return await self._newest(pipeline_name, None, None)
 
     async def execution_page(
-        self, pipeline_name: str, *, limit: int = 100, cursor: str | None = None
+        self,
+        pipeline_name: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        oldest_first: bool = False,
     ) -> ExecutionPage:
         check_limit(limit)
         after = position_of(cursor) if cursor is not None else None
-        found = await self._newest(pipeline_name, after, limit + 1)
+        found = await self._newest(pipeline_name, after, limit + 1, oldest_first=oldest_first)
         return ExecutionPage(found[:limit], next_cursor(found, limit))
 
     async def _newest(
-        self, pipeline_name: str, after: tuple[str, str] | None, count: int | None
+        self,
+        pipeline_name: str,
+        after: tuple[str, str] | None,
+        count: int | None,
+        *,
+        oldest_first: bool = False,
     ) -> list[StoredExecution]:
-        """A pipeline's executions newest first, after the position `after` if given."""
+        """A pipeline's executions newest first (or oldest first), after the position
+        `after` if given."""
         condition = "x_pk = :p"
         values: Item = {":p": {"S": pl.by_pipeline_pk(pipeline_name)}}
         if after is not None:
-            condition += " AND x_sk < :after"
+            condition += " AND x_sk > :after" if oldest_first else " AND x_sk < :after"
             values[":after"] = {"S": pl.position_key(*after)}
         items = await query_all(
             self._client,
@@ -285,7 +296,7 @@ class DynamoDbPipelineStore:
                 "IndexName": pl.INDEX_BY_PIPELINE,
                 "KeyConditionExpression": condition,
                 "ExpressionAttributeValues": values,
-                "ScanIndexForward": False,
+                "ScanIndexForward": oldest_first,
             },
             limit=count,
         )

@@ -124,14 +124,23 @@ class MemoryPipelineStore:
         return sorted(found, key=execution_position, reverse=True)
 
     async def execution_page(
-        self, pipeline_name: str, *, limit: int = 100, cursor: str | None = None
+        self,
+        pipeline_name: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        oldest_first: bool = False,
     ) -> ExecutionPage:
         check_limit(limit)
         after = position_of(cursor) if cursor is not None else None
+        listed = await self.list_executions(pipeline_name)
+        if oldest_first:
+            listed.reverse()
         found = [
             e
-            for e in await self.list_executions(pipeline_name)
-            if after is None or execution_position(e) < after
+            for e in listed
+            if after is None
+            or (execution_position(e) > after if oldest_first else execution_position(e) < after)
         ][: limit + 1]
         return ExecutionPage(found[:limit], next_cursor(found, limit))
 

@@ -270,17 +270,25 @@ class SqlitePipelineStore:
         return [_stored(row) for row in await self._db.read("list_executions", op)]
 
     async def execution_page(
-        self, pipeline_name: str, *, limit: int = 100, cursor: str | None = None
+        self,
+        pipeline_name: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        oldest_first: bool = False,
     ) -> ExecutionPage:
         check_limit(limit)
-        started, after_id = position_of(cursor) if cursor is not None else ("~", "")
+        # "~" sorts after every time key and "" before every one: no cursor starts at the
+        # newest (or the oldest).
+        start = ("", "") if oldest_first else ("~", "")
+        started, after_id = position_of(cursor) if cursor is not None else start
+        beyond, order = (">", "ASC") if oldest_first else ("<", "DESC")
 
         def op(db: sqlite3.Connection) -> list[_Row]:
-            # "~" sorts after every time key: no cursor starts at the newest.
             rows = db.execute(
                 f"{_SELECT} WHERE pipeline_name = ?"
-                " AND (started_key < ? OR (started_key = ? AND execution_id < ?))"
-                " ORDER BY started_key DESC, execution_id DESC LIMIT ?",
+                f" AND (started_key {beyond} ? OR (started_key = ? AND execution_id {beyond} ?))"
+                f" ORDER BY started_key {order}, execution_id {order} LIMIT ?",
                 (pipeline_name, started, started, after_id, limit + 1),
             ).fetchall()
             return [_row(r) for r in rows]

@@ -9,7 +9,9 @@ one function, each with its own consumer group over the batch:
   StopTrainingJob calls owed (and stops a training job created for a job stopped while
   queued);
 - `Notifier` records one ledger entry per terminal job and target, then sends them
-  (email through SNS, Slack, webhooks).
+  (email through SNS, Slack, webhooks);
+- the pipelines service (`stoker-pipelines`) takes step jobs' ends and advances their
+  executions (`stoker.app.aws_lambda.pipelines` does the rest of its work on a schedule).
 
 A role that fails leaves its records unfinished and Lambda retries the batch from the
 earliest of them; the roles that succeeded see those records again and, as everywhere in
@@ -33,6 +35,7 @@ from stoker.app.aws_lambda.host import Deadline, LambdaContext, LambdaHost, with
 from stoker.app.aws_lambda.monitor import monitor_for
 from stoker.app.aws_lambda.schedule import is_scheduled_event, unexpected_event
 from stoker.app.notifier import build_channels, build_ledger
+from stoker.app.pipelines import opened_pipeline_service
 from stoker.app.runtime import Runtime, failure_classifier, retry_policy
 from stoker.bus.consumer import BACKGROUND, Consumer
 from stoker.core import topics
@@ -107,16 +110,20 @@ async def on_stream(
         ),
     ]
     if not any(record.topic in TERMINAL_TOPICS for record in batch.records):
-        # Most batches end no job: the notifier (and its ledger's table check) stays closed.
+        # Most batches end no job: the notifier and the pipelines service (and their
+        # tables' checks) stay closed.
         await consume(batch, consumers, deadline)
         await _send_stops(monitor, deadline)
         return batch.response()
-    async with notifier_for(rt, bus, notify) as notifier:
+    async with notifier_for(rt, bus, notify) as notifier, opened_pipeline_service(rt) as pipelines:
         consumers.append(
             Consumer.for_events(
                 bus, CONSUMER_GROUP, TERMINAL_TOPICS, notifier.handle, config=BACKGROUND
             )
         )
+        # A step job's end advances its pipeline execution (the next steps' jobs go on the
+        # stream to the launcher); the outcome topics are the notifier's.
+        consumers.append(pipelines.consumer(bus))
         await consume(batch, consumers, deadline)
         await _send_stops(monitor, deadline)
         try:

@@ -8,6 +8,8 @@ reads first, it hands what it found to these functions, which decide the answer.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from stoker.core.cursors import InvalidCursor, decode_cursor, encode_cursor, time_key
 from stoker.core.errors import StokerError
 from stoker.core.pipelines.records import (
@@ -74,3 +76,16 @@ def next_cursor(found: list[StoredExecution], limit: int) -> str | None:
     """`found` holds up to limit + 1 executions after the position: a next page exists when
     it holds more than `limit`, and starts after the last one returned."""
     return cursor_after(found[limit - 1]) if len(found) > limit else None
+
+
+LAST_ID = "\U0010ffff"
+"""Sorts after every execution id (in code points, and in the UTF-8 bytes SQLite and
+DynamoDB compare)."""
+
+
+def cursor_at(moment: datetime, *, oldest_first: bool = False) -> str:
+    """A cursor whose page starts with the executions that started at `moment` (to the
+    microsecond), then goes on in the page's order: a listing from a point in time, without
+    reading the executions before it."""
+    started = time_key(moment)
+    return encode_cursor({"t": started, "id": "" if oldest_first else LAST_ID})

@@ -68,7 +68,8 @@ export async function pipelineView(main, name, signal) {
   heading.focus();
   let executions;
   try {
-    executions = await api(`/v1/pipelines/${encodeURIComponent(name)}/executions`, { signal });
+    // The newest page (100 executions); older ones are on the CLI and the API's next pages.
+    executions = (await api(`/v1/pipelines/${encodeURIComponent(name)}/executions`, { signal })).items;
   } catch (error) {
     if (!signal.aborted) problem(body, error, `pipeline named ${name}`);
     return;
