@@ -39,7 +39,10 @@ BUCKET = "stoker-fleet-train"
 SCRIPTS = Path(train_customers.__file__).parent
 COUNTING = Path(__file__).parents[1] / "unit" / "fleet" / "counting_train.py"
 KILLED_REASON = "AlgorithmError: algo-1: exit code -9"
-RETRY_KILLED_HOSTS = {"reason_pattern": r"AlgorithmError: algo-\d+: exit code -9", "action": "retry"}
+RETRY_KILLED_HOSTS = {
+    "reason_pattern": r"AlgorithmError: algo-\d+: exit code -9",
+    "action": "retry",
+}
 """The failure rule docs/fleet.md gives for a host killed by a signal."""
 SERVICES = ("launcher", "monitor", "retrier", "relay")
 
@@ -72,8 +75,9 @@ def sharded_job(job_id: str, data: Path, markers: Path) -> dict[str, Any]:
                 "TrainingImage": "local",
                 "TrainingInputMode": "File",
                 "ContainerEntrypoint": [
-                    "python", str(COUNTING), str(SCRIPTS), "--uncertainty-samples", "10",
-                ],  # fmt: skip
+                    *("python", str(COUNTING), str(SCRIPTS)),
+                    *("--uncertainty-samples", "10"),
+                ],
             },
             "RoleArn": "arn:aws:iam::000000000000:role/stoker-fleet",
             "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 2},
@@ -149,4 +153,3 @@ async def test_a_killed_host_is_retried_by_the_lifecycle_and_every_model_is_fitt
     )
     saved_models = sorted(obj["Key"].rsplit("/", 1)[1] for obj in saved.get("Contents", []))
     assert saved_models == sorted(f"{c}.tar.gz" for c in customers)
-

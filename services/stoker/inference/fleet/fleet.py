@@ -50,6 +50,7 @@ from stoker.inference.fleet.errors import (
 )
 from stoker.inference.fleet.metrics import FleetMetrics
 from stoker.inference.fleet.names import check_name
+from stoker.inference.fleet.timing import InvokeStamps
 from stoker.inference.fleet.workers import (
     LoadError,
     NotResident,
@@ -81,8 +82,13 @@ class Prediction:
     body: bytes
     tier: str
     """Where the model was found: memory, disk (loaded from the disk tier) or store."""
-    predict_s: float
-    """The model's own predict time in its worker."""
+    stamps: InvokeStamps
+    """Where the invocation's time went (`timing.PHASES`)."""
+
+    @property
+    def predict_s(self) -> float:
+        """The model's own predict time in its worker."""
+        return self.stamps.worker.predict_ended - self.stamps.worker.predict_started
 
 
 @dataclass(slots=True)
@@ -174,7 +180,7 @@ class ModelFleet:
                 if index not in copies:  # evicted while the copy loaded
                     continue
             self._memory.touch(_copy_key(name, index))
-            prediction = await self._predict(name, copies[index], body, tier)
+            prediction = await self._predict(name, copies[index], body, tier, started)
             if prediction is not None:
                 self.metrics.lookups.labels(tier).inc()
                 self.metrics.request_seconds.labels(tier).observe(time.perf_counter() - started)
@@ -210,13 +216,14 @@ class ModelFleet:
         return spare.index
 
     async def _predict(
-        self, name: str, resident: _Resident, body: bytes, tier: str
+        self, name: str, resident: _Resident, body: bytes, tier: str, invoked: float
     ) -> Prediction | None:
         """The prediction, or None when the worker no longer holds the model."""
         index = resident.worker.index
         self._busy[index] += 1
+        looked_up = time.perf_counter()
         try:
-            answer, predict_s = await resident.worker.predict(name, body)
+            answer, stamps = await resident.worker.predict(name, body)
         except NotResident:
             return None
         except RequestError as exc:
@@ -228,8 +235,9 @@ class ModelFleet:
             raise PredictionFailed(name, str(exc)) from None
         finally:
             self._busy[index] -= 1
-        self.metrics.predict_seconds.observe(predict_s)
-        return Prediction(answer, tier, predict_s)
+        answered = time.perf_counter()
+        self.metrics.predict_seconds.observe(stamps.predict_ended - stamps.predict_started)
+        return Prediction(answer, tier, InvokeStamps(invoked, looked_up, stamps, answered))
 
     async def _ensure(self, name: str) -> str:
         return MEMORY if name in self._copies else await self._first_load(name)
@@ -414,12 +422,13 @@ class ModelFleet:
 
     async def invoke_loaded(self, name: str, body: bytes) -> Prediction:
         """Predict with a model in memory; ModelNotLoaded (no lazy load) otherwise."""
+        invoked = time.perf_counter()
         copies = self._copies.get(name)
         if not copies:
             raise ModelNotLoaded(name)
         index = min(copies, key=self._busy.__getitem__)
         self._memory.touch(_copy_key(name, index))
-        prediction = await self._predict(name, copies[index], body, MEMORY)
+        prediction = await self._predict(name, copies[index], body, MEMORY, invoked)
         if prediction is None:
             raise ModelNotLoaded(name)
         return prediction

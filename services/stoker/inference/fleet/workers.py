@@ -31,6 +31,8 @@ from typing import Any
 
 import structlog
 
+from stoker.inference.fleet.timing import WorkerStamps
+
 log = structlog.get_logger("stoker.endpoint")
 
 _HEADER = struct.Struct("!I")
@@ -88,7 +90,8 @@ def _unload(name: str) -> bool:
     return _models.pop(name, None) is not None
 
 
-def _predict(name: str, body: bytes) -> tuple[bytes, float]:
+def _predict(name: str, body: bytes) -> tuple[bytes, float, float]:
+    """The answer, and when `predict` started and ended (perf_counter)."""
     model = _models.get(name)
     if model is None:
         raise NotResident(name)
@@ -106,7 +109,7 @@ def _predict(name: str, body: bytes) -> tuple[bytes, float]:
         answer: bytes = handler.predict(model, request)
     except Exception as exc:
         raise PredictError(f"{type(exc).__name__}: {exc}") from None
-    return answer, time.perf_counter() - started
+    return answer, started, time.perf_counter()
 
 
 def _ping() -> int:
@@ -155,9 +158,10 @@ def _serve(sock: socket.socket, handler: str) -> None:
             payload = _recv_exact(sock, _HEADER.unpack(header)[0])
             if payload is None:
                 return
+            picked = time.perf_counter()
             call_id, op, args = pickle.loads(payload)
             try:
-                answer = _frame((call_id, True, _OPS[op](*args)))
+                answer = _frame((call_id, True, (_OPS[op](*args), picked)))
             except Exception as exc:
                 try:
                     answer = _frame((call_id, False, exc))
@@ -220,7 +224,9 @@ class Worker:
                 if future is None or future.done():
                     continue
                 if ok:
-                    future.set_result(value)
+                    # (the op's answer, when the worker picked the call up, when it came back)
+                    answer, picked = value
+                    future.set_result((answer, picked, time.perf_counter()))
                 else:
                     future.set_exception(value)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -252,6 +258,12 @@ class Worker:
                 self._up.set()
 
     async def _call(self, op: str, *args: Any) -> Any:
+        answer, _, _, _ = await self._timed_call(op, *args)
+        return answer
+
+    async def _timed_call(self, op: str, *args: Any) -> tuple[Any, float, float, float]:
+        """The op's answer, when the call was written, when the worker picked it up and
+        when its answer was delivered here (perf_counter)."""
         await self._up.wait()
         if self._broken is not None:
             raise WorkerLost(self._broken)
@@ -261,12 +273,14 @@ class Worker:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
         self._writer.write(_frame((call_id, op, args)))
+        sent = time.perf_counter()
         try:
             # Flow control for a large body: wait while the socket's buffer is full.
             await self._writer.drain()
         except ConnectionError as exc:
             raise WorkerLost(f"worker {self.index} died: {exc}") from exc
-        return await future
+        answer, picked, delivered = await future
+        return answer, sent, picked, delivered
 
     async def load(self, name: str, path: Path) -> float:
         """Load the model; returns the worker's load time in seconds. LoadError, WorkerLost."""
@@ -277,11 +291,13 @@ class Worker:
         unloaded: bool = await self._call("unload", name)
         return unloaded
 
-    async def predict(self, name: str, body: bytes) -> tuple[bytes, float]:
-        """The answer and the model's own predict time. NotResident, RequestError,
-        PredictError, WorkerLost."""
-        answer: tuple[bytes, float] = await self._call("predict", name, body)
-        return answer
+    async def predict(self, name: str, body: bytes) -> tuple[bytes, WorkerStamps]:
+        """The answer and the call's stamps on both sides of the socket. NotResident,
+        RequestError, PredictError, WorkerLost."""
+        (answer, started, ended), sent, picked, delivered = await self._timed_call(
+            "predict", name, body
+        )
+        return answer, WorkerStamps(sent, picked, started, ended, delivered)
 
     async def close(self) -> None:
         """Close the socket (the worker ends after its current call) and reap the process;
