@@ -138,7 +138,10 @@ class ModelFleet:
     async def start(self) -> None:
         """Empty the cache folder, start the workers, load the preload list."""
         await asyncio.to_thread(self._reset_cache_dir)
-        self._workers = [Worker(i, self.config.handler) for i in range(self.config.workers)]
+        self._workers = [
+            Worker(i, self.config.handler, self.config.max_batch)
+            for i in range(self.config.workers)
+        ]
         self._per_worker = [0] * len(self._workers)
         self._busy = [0] * len(self._workers)
         await asyncio.gather(*(w.start() for w in self._workers))

@@ -16,9 +16,10 @@ PHASES = ("http", "lookup", "send", "queue", "parse", "model", "return", "resume
 
 http     the app received the request, to the fleet's invoke (routing, auth, reading the body)
 lookup   the cache lookup and the choice of worker (a cold load, if any, is in here)
-send     pickling the call and writing it to the worker's socket
-queue    written, to the worker picking it up: the socket hand-off, and the wait behind the
-         calls sent to that worker before it (its queue)
+send     pickling the call
+queue    pickled, to the worker starting on it: writing it to the socket, the worker waking
+         up and reading it, and the wait behind the calls sent to that worker before it
+         (its queue)
 parse    the handler's `parse_request` in the worker
 model    the handler's `predict` in the worker
 return   pickling the answer, the socket back, the parent's reader waking up with it
@@ -35,9 +36,9 @@ class WorkerStamps:
     """A prediction's stamps on both sides of the worker's socket."""
 
     sent: float
-    """The call was written to the socket (parent)."""
+    """The call was pickled, about to be written to the socket (parent)."""
     picked: float
-    """The worker read the call (worker)."""
+    """The worker started on the call, or on the batch it is part of (worker)."""
     predict_started: float
     """`parse_request` done, `predict` starting (worker)."""
     predict_ended: float
