@@ -125,3 +125,33 @@ def test_the_forecast_models_batch_answers_each_period(prophet_model: Any) -> No
     assert [row["ds"] for row in answers[1]] == [row["ds"] for row in alone]
     assert [row["yhat"] for row in answers[1]] == pytest.approx([row["yhat"] for row in alone])
     assert answers[0] == answers[1][:3]
+
+
+async def test_a_request_joins_a_queued_call_for_its_model_instead_of_a_copy(
+    tmp_path: Path,
+) -> None:
+    """Both workers are busy with slow models; a request for a model queued on one of them
+    joins that call's batch instead of loading a copy into the other worker."""
+    gates = [tmp_path / "gate-0", tmp_path / "gate-1"]
+    store = MemoryObjectStore(
+        {
+            "slow-0.tar.gz": artifact(1, gate=gates[0]),
+            "slow-1.tar.gz": artifact(1, gate=gates[1]),
+            "hot.tar.gz": artifact(2),
+        }
+    )
+    # The fewest-models rule puts slow-0 and hot on one worker, slow-1 on the other.
+    preload = ("slow-0.tar.gz", "slow-1.tar.gz", "hot.tar.gz")
+    async with fleet_of(store, tmp_path, workers=2, preload=preload, max_batch=8) as fleet:
+        slow = [asyncio.ensure_future(fleet.invoke(f"slow-{i}.tar.gz", PERIOD)) for i in (0, 1)]
+        await wait_until(lambda: fleet.busy_calls == 2, what="both workers busy")
+        first = asyncio.ensure_future(fleet.invoke("hot.tar.gz", PERIOD))
+        await wait_until(lambda: fleet.busy_calls == 3, what="the first call queued")
+        second = asyncio.ensure_future(fleet.invoke("hot.tar.gz", PERIOD))
+        await wait_until(lambda: fleet.busy_calls == 4, what="the second call queued")
+        assert fleet.loads_started == 3  # the preloads: no copy was loaded
+        for gate in gates:
+            gate.touch()
+        await asyncio.gather(*slow)
+        answers = await asyncio.gather(first, second)
+    assert [json.loads(a.body) for a in answers] == [{"value": 6, "batch": 2}] * 2

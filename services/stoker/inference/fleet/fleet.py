@@ -16,7 +16,9 @@ A model is held by one worker, the one holding the fewest models when it loaded.
 request finds every worker holding its model busier than another worker, that worker
 loads a copy too (one copy load per worker however many requests ask), so a hot model is
 served by every worker; each copy is an entry of the memory tier of its own. Requests that
-waited for a model's first load never start a copy.
+waited for a model's first load never start a copy. Before either, a request joins a worker
+where a call for its model is queued behind another call (`max_batch` > 1): the worker runs
+them as one batch, so the request costs almost nothing there.
 
 A corrupt artifact fails its own load (`ModelLoadFailed`, 500) and is dropped from the disk
 tier, so a fixed artifact is fetched again; every other model keeps being served.
@@ -29,6 +31,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -122,6 +125,8 @@ class ModelFleet:
         self._disk = ByteLRU(config.disk_bytes)
         self._copies: dict[str, dict[int, _Resident]] = {}
         self._busy: list[int] = []
+        self._waiting: Counter[tuple[int, str]] = Counter()
+        """Calls sent to each worker for each model and not answered yet."""
         """Calls sent to each worker and not answered yet."""
         self._loads: SingleFlight[str] = SingleFlight()
         self._workers: list[Worker] = []
@@ -177,7 +182,10 @@ class ModelFleet:
                 tier = await self._first_load(name)
                 continue
             index = min(copies, key=self._busy.__getitem__)
-            if tier == MEMORY and self._busy[index] > 0 and len(copies) < len(self._workers):
+            batch = self._batch_to_join(name, copies)
+            if batch is not None:
+                index = batch
+            elif tier == MEMORY and self._busy[index] > 0 and len(copies) < len(self._workers):
                 index = await self._spread(name, index)
                 copies = self._copies.get(name, {})
                 if index not in copies:  # evicted while the copy loaded
@@ -195,6 +203,22 @@ class ModelFleet:
         callers wait. Returns where it came from (disk, store)."""
         worker = self._pick_worker()
         return await self._loads.do(name, lambda: self._load_lazy(name, worker))
+
+    def _batch_to_join(self, name: str, copies: dict[int, _Resident]) -> int | None:
+        """When every worker holding `name` is busy: one where a call for it is likely
+        queued behind another call, so this request would run in the same batch, at almost
+        no cost of its own (the one with the most such calls under `max_batch`). None when
+        there is none, or a worker holding the model is idle (no request waits behind a
+        slow call there)."""
+        if self.config.max_batch <= 1 or min(self._busy[i] for i in copies) == 0:
+            return None
+        joinable = [
+            (waiting, index)
+            for index in copies
+            if 0 < (waiting := self._waiting.get((index, name), 0)) < self.config.max_batch
+            and self._busy[index] > waiting
+        ]
+        return max(joinable)[1] if joinable else None
 
     async def _spread(self, name: str, busy: int) -> int:
         """The worker to send a request to when the best one holding the model (`busy`) is
@@ -224,6 +248,7 @@ class ModelFleet:
         """The prediction, or None when the worker no longer holds the model."""
         index = resident.worker.index
         self._busy[index] += 1
+        self._waiting[index, name] += 1
         looked_up = time.perf_counter()
         try:
             answer, stamps = await resident.worker.predict(name, body)
@@ -238,6 +263,9 @@ class ModelFleet:
             raise PredictionFailed(name, str(exc)) from None
         finally:
             self._busy[index] -= 1
+            self._waiting[index, name] -= 1
+            if not self._waiting[index, name]:
+                del self._waiting[index, name]
         answered = time.perf_counter()
         self.metrics.predict_seconds.observe(stamps.predict_ended - stamps.predict_started)
         return Prediction(answer, tier, InvokeStamps(invoked, looked_up, stamps, answered))
