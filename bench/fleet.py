@@ -71,6 +71,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from _fleet_training import training_scaling
+from _ipc_floor import handoff_floor
 from stoker.adapters.objects.s3 import S3Store
 from stoker.inference.fleet import FleetConfig, ModelFleet
 from stoker.inference.fleet.artifacts import unpacked_size
@@ -506,9 +507,14 @@ def main(
                 )
             )
         bare = bare_predicts(models, 300)
+        # The same two wake-ups with no endpoint code, around a compute as long as the hot
+        # requests' median predict.
+        predicts = sorted(s.predict_s for s in samples if s.tier == "memory")
+        floor = asyncio.run(handoff_floor(300, predicts[len(predicts) // 2]))
         engine_table(
             samples=samples,
             bare=bare,
+            floor=floor,
             state=state,
             figures=figures,
             cache_models=cache_models,
@@ -549,6 +555,7 @@ def engine_table(
     *,
     samples: list[Sample],
     bare: list[float],
+    floor: list[float],
     state: dict[str, Any],
     figures: dict[str, Any],
     cache_models: int,
@@ -566,6 +573,8 @@ def engine_table(
         "hot_overhead_p50_ms": pct(overhead, 50) * 1000,
         "hot_overhead_p99_ms": pct(overhead, 99) * 1000,
         "bare_predict_p50_ms": pct(bare, 50) * 1000,
+        "handoff_floor_p50_ms": pct(floor, 50) * 1000,
+        "handoff_floor_p99_ms": pct(floor, 99) * 1000,
         "bare_predict_p99_ms": pct(bare, 99) * 1000,
     }
     table = Table(title=f"Zipf(1.1) over {len(models.names)} models, memory tier {cache_models}")
@@ -579,6 +588,8 @@ def engine_table(
                   *(ms([s.predict_s for s in hot], q) for q in (50, 99)))  # fmt: skip
     table.add_row("hot: overhead (total - predict)", str(len(hot)),
                   ms(overhead, 50), ms(overhead, 99))  # fmt: skip
+    table.add_row("floor: bare hand-off to a process and back", str(len(floor)),
+                  ms(floor, 50), ms(floor, 99))  # fmt: skip
     for tier, label in (("disk", "cold load from disk tier"), ("store", "cold load from S3")):
         cold = [s.total_s - s.predict_s for s in by_tier.get(tier, [])]
         table.add_row(label, str(len(cold)), ms(cold, 50), ms(cold, 99))
