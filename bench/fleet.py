@@ -29,8 +29,9 @@ them):
    the memory hit rate; the hot path's overhead over the model's own predict (each request's
    time minus its predict time in the worker; goal: p99 under 1 ms), with a bare in-process
    predict of the same models alongside; the cold loads' p50/p99 from the disk tier and from
-   the object store; and where a hot request's time went, per phase of the endpoint's own
-   stamps (`stoker.inference.fleet.timing.PHASES`), per percentile.
+   the object store; where a hot request's time went, per phase of the endpoint's own
+   stamps (`stoker.inference.fleet.timing.PHASES`), per percentile; and the floor under the
+   overhead: a bare hand-off to a process and back with no endpoint code (`_ipc_floor.py`).
 2. Hot-path throughput over HTTP, closed loop, on the 100 hottest models (all in memory
    after a warm-up): `stoker endpoints serve` against Ray Serve's `serve.multiplexed` with the
    same cache size (two replicas of 50 models, as the endpoint has two workers), the same
