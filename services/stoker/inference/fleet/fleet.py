@@ -210,12 +210,13 @@ class ModelFleet:
         no cost of its own (the one with the most such calls under `max_batch`). None when
         there is none, or a worker holding the model is idle (no request waits behind a
         slow call there)."""
-        if self.config.max_batch <= 1 or min(self._busy[i] for i in copies) == 0:
+        limit = min(copy.worker.max_batch for copy in copies.values())
+        if limit <= 1 or min(self._busy[i] for i in copies) == 0:
             return None
         joinable = [
             (waiting, index)
             for index in copies
-            if 0 < (waiting := self._waiting.get((index, name), 0)) < self.config.max_batch
+            if 0 < (waiting := self._waiting.get((index, name), 0)) < limit
             and self._busy[index] > waiting
         ]
         return max(joinable)[1] if joinable else None

@@ -44,6 +44,8 @@ _CLOSE_WAIT_S = 10.0
 # The worker process's state: its handler and the models it holds.
 _handler: ModuleType | None = None
 _models: dict[str, Any] = {}
+_batch_limit = 1
+"""The largest batch the worker runs: 1 if its handler has no `predict_batch`."""
 
 
 class LoadError(Exception):
@@ -151,6 +153,10 @@ def _predict_batch(name: str, bodies: list[bytes]) -> list[tuple[bool, object]]:
     return results
 
 
+def _max_batch() -> int:
+    return _batch_limit
+
+
 def _ping() -> int:
     return len(_models)
 
@@ -160,6 +166,7 @@ _OPS: dict[str, Callable[..., object]] = {
     "unload": _unload,
     "predict": _predict,
     "ping": _ping,
+    "max_batch": _max_batch,
 }
 
 
@@ -196,7 +203,8 @@ def _run(group: list[Call]) -> bytes:
 
 def _serve(sock: socket.socket, handler: str, max_batch: int) -> None:
     """The worker process: answer calls until the parent closes the socket."""
-    global _handler  # noqa: PLW0603 - the worker process's one handler, set once at start
+    # The worker process's one handler and batch limit, set once at start.
+    global _handler, _batch_limit  # noqa: PLW0603
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One thread of numeric work per worker: the workers already share the cores between
@@ -207,6 +215,7 @@ def _serve(sock: socket.socket, handler: str, max_batch: int) -> None:
     _handler = importlib.import_module(handler)
     if not callable(getattr(_handler, "predict_batch", None)):
         max_batch = 1
+    _batch_limit = max_batch
     frames = Frames(sock)
     with sock:
         while (payloads := frames.next()) is not None:
@@ -225,6 +234,9 @@ class Worker:
         self.index = index
         self._handler = handler
         self._max_batch = max_batch
+        self.max_batch = 1
+        """The largest batch the process runs (1 if its handler cannot batch); known once
+        started."""
         self._ids = itertools.count()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._up = asyncio.Event()
@@ -239,7 +251,7 @@ class Worker:
         """Start the process and wait until it has imported the handler, so the first load
         pays neither."""
         await self._spawn()
-        await self._call("ping")
+        self.max_batch = await self._call("max_batch")
 
     async def _spawn(self) -> None:
         parent, child = socket.socketpair()
