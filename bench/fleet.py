@@ -29,12 +29,18 @@ them):
    the memory hit rate; the hot path's overhead over the model's own predict (each request's
    time minus its predict time in the worker; goal: p99 under 1 ms), with a bare in-process
    predict of the same models alongside; the cold loads' p50/p99 from the disk tier and from
-   the object store.
+   the object store; where a hot request's time went, per phase of the endpoint's own
+   stamps (`stoker.inference.fleet.timing.PHASES`), per percentile; and the floor under the
+   overhead: a bare hand-off to a process and back with no endpoint code (`_ipc_floor.py`).
 2. Hot-path throughput over HTTP, closed loop, on the 100 hottest models (all in memory
    after a warm-up): `stoker endpoints serve` against Ray Serve's `serve.multiplexed` with the
    same cache size (two replicas of 50 models, as the endpoint has two workers), the same
-   models, the same client, both servers up and measured turn about in rounds (the median
-   of the per-round ratios); goal: stoker at least 1.5 x Ray Serve.
+   models, the same client, every server up and measured turn about in rounds (the median
+   of the per-round ratios); goal: stoker at least 1.5 x Ray Serve. The endpoint runs twice,
+   as it ships (`--max-batch`, 8) and with `--max-batch 1` (one predict per request, as
+   before batches), so the batches' gain is a ratio of the same run. The endpoint's replies'
+   `Server-Timing` phases are printed per percentile, with 8 in flight and, after the
+   rounds, with one request in flight (the endpoint's own costs with no queue).
 """
 
 from __future__ import annotations
@@ -66,9 +72,12 @@ from rich.progress import Progress
 from rich.table import Table
 
 from _fleet_training import training_scaling
+from _ipc_floor import handoff_floor
 from stoker.adapters.objects.s3 import S3Store
 from stoker.inference.fleet import FleetConfig, ModelFleet
 from stoker.inference.fleet.artifacts import unpacked_size
+from stoker.inference.fleet.timing import PHASES, TOTAL, InvokeStamps, phases_ms
+from stoker.inference.router.timing import parse_server_timing
 from stoker.logs import configure_logging
 from stoker.training_scripts import energy_data, forecast_model
 
@@ -185,6 +194,19 @@ class Sample:
     tier: str
     total_s: float
     predict_s: float
+    phases: dict[str, float]
+    """Milliseconds per phase in the engine (`ENGINE_PHASES`), from the endpoint's stamps."""
+
+
+ENGINE_PHASES = PHASES[1:-1]
+"""The phases the engine stamps (no HTTP around it: http and reply are the route's)."""
+
+
+def engine_phases(stamps: InvokeStamps) -> dict[str, float]:
+    """The engine's phases of one invocation: `phases_ms` with the HTTP layer's stamps set
+    to the engine's own first and last, so http and reply are 0 and dropped."""
+    phases = phases_ms(stamps.invoked, stamps, stamps.answered)
+    return {name: phases[name] for name in ENGINE_PHASES}
 
 
 async def zipf_run(
@@ -202,7 +224,9 @@ async def zipf_run(
     samples: list[Sample] = []
     ranks = zipf_ranks(requests, len(models.names), 1.1, seed)
     try:
-        with Progress(console=console, transient=True) as progress:
+        # Redrawn between requests, not by rich's refresh thread: that thread takes the GIL
+        # for a redraw in the middle of a request, and the stamps would count its wait.
+        with Progress(console=console, transient=True, auto_refresh=False) as progress:
             task = progress.add_task("Zipf(1.1) requests through the engine", total=requests)
             queue = iter(ranks)
 
@@ -211,8 +235,11 @@ async def zipf_run(
                     started = time.perf_counter()
                     answer = await fleet.invoke(models.names[rank], BODY)
                     total = time.perf_counter() - started
-                    samples.append(Sample(answer.tier, total, answer.predict_s))
+                    samples.append(
+                        Sample(answer.tier, total, answer.predict_s, engine_phases(answer.stamps))
+                    )
                     progress.advance(task)
+                    progress.refresh()
 
             # One request at a time: a request's time is its own, with no wait behind another
             # request for the same worker counted as the endpoint's overhead.
@@ -239,12 +266,25 @@ def bare_predicts(models: Models, count: int) -> list[float]:
 # ------------------------------------------------------------------ HTTP throughput
 
 
+@dataclass
+class Loop:
+    rate: float
+    ok: int
+    errors: int
+    phases: list[dict[str, float]]
+    """Each answer's Server-Timing phases (ms), when the server sends them."""
+    client_ms: list[float]
+    """Each answer's time as the client saw it (ms)."""
+
+
 async def closed_loop(
     url: str, path: str, headers_for: Any, names: list[str], *, seconds: float, clients: int
-) -> tuple[float, int, int]:
-    """Requests/s over `seconds` with `clients` requests in flight; (rate, ok, errors)."""
+) -> Loop:
+    """Requests/s over `seconds` with `clients` requests in flight."""
     ranks = zipf_ranks(1_000_000, len(names), 1.1, 7)
     ok = errors = 0
+    phases: list[dict[str, float]] = []
+    client_ms: list[float] = []
     position = 0
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         deadline = time.perf_counter() + seconds
@@ -255,15 +295,20 @@ async def closed_loop(
             while time.perf_counter() < deadline:
                 name = names[ranks[position % len(ranks)]]
                 position += 1
+                sent = time.perf_counter()
                 reply = await http.post(path, content=BODY, headers=headers_for(name))
                 if reply.status_code == 200:
                     ok += 1
+                    client_ms.append((time.perf_counter() - sent) * 1000)
+                    timing = reply.headers.get("server-timing")
+                    if timing:
+                        phases.append(parse_server_timing(timing))
                 else:
                     errors += 1
 
         await asyncio.gather(*(one() for _ in range(clients)))
         elapsed = time.perf_counter() - started
-    return ok / elapsed, ok, errors
+    return Loop(ok / elapsed, ok, errors, phases, client_ms)
 
 
 async def warm(url: str, path: str, headers_for: Any, names: list[str]) -> None:
@@ -282,7 +327,7 @@ class Server:
 
 
 @contextmanager
-def stoker_server(models: Models, *, cache_models: int) -> Iterator[Server]:
+def stoker_server(models: Models, *, cache_models: int, max_batch: int) -> Iterator[Server]:
     """`stoker endpoints serve` on the models' folder, in a process of its own."""
     port = free_port()
     env = os.environ | {"PYTHONPATH": f"{REPO / 'services'}:{REPO}", "STOKER_LOG_LEVEL": "WARNING"}
@@ -292,7 +337,7 @@ def stoker_server(models: Models, *, cache_models: int) -> Iterator[Server]:
         [str(Path(sys.executable).parent / "stoker"), "endpoints", "serve",
          "--prefix", str(models.folder), "--no-auth", "--port", str(port),
          "--memory-mb", f"{memory_mb:.6f}", "--workers", "2", "--cache-dir", cache,
-         "--name", "bench"],
+         "--name", "bench", "--max-batch", str(max_batch)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -311,7 +356,8 @@ def stoker_server(models: Models, *, cache_models: int) -> Iterator[Server]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("stoker endpoints serve did not start")
             time.sleep(0.2)
-        yield Server("stoker endpoints serve", url, "/endpoints/bench/invocations", headers)
+        name = f"stoker, max-batch {max_batch}"
+        yield Server(name, url, "/endpoints/bench/invocations", headers)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -360,17 +406,19 @@ def ray_server(models: Models, *, cache_models: int) -> Iterator[Server]:
 
 def throughput_rounds(
     servers: list[Server], hot: list[str], *, rounds: int, seconds: float, clients: int
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, list[dict[str, float]]]]:
     """Each server warmed on the hot models, then measured turn about (ABBA order) for
-    `rounds` rounds, so a change in the machine's load falls on both alike."""
+    `rounds` rounds, so a change in the machine's load falls on all alike. Returns the
+    rates per round and the Server-Timing phases of every answer, by server."""
     rates: dict[str, list[float]] = {server.name: [] for server in servers}
+    phases: dict[str, list[dict[str, float]]] = {server.name: [] for server in servers}
     for server in servers:
         asyncio.run(warm(server.url, server.path, server.headers, hot))
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("HTTP throughput rounds", total=rounds * len(servers))
         for turn in range(rounds):
             for server in servers if turn % 2 == 0 else list(reversed(servers)):
-                rate, _, errors = asyncio.run(
+                loop = asyncio.run(
                     closed_loop(
                         server.url,
                         server.path,
@@ -380,11 +428,20 @@ def throughput_rounds(
                         clients=clients,
                     )
                 )
-                if errors:
-                    raise RuntimeError(f"{server.name}: {errors} requests failed")
-                rates[server.name].append(rate)
+                if loop.errors:
+                    raise RuntimeError(f"{server.name}: {loop.errors} requests failed")
+                rates[server.name].append(loop.rate)
+                phases[server.name].extend(loop.phases)
                 progress.advance(task)
-    return rates
+    return rates, phases
+
+
+def one_in_flight(server: Server, hot: list[str], *, seconds: float) -> Loop:
+    """The server's hot path with one request at a time: no request waits behind another,
+    so its Server-Timing shows the endpoint's own costs around the model's predict."""
+    return asyncio.run(
+        closed_loop(server.url, server.path, server.headers, hot, seconds=seconds, clients=1)
+    )
 
 
 # ------------------------------------------------------------------ report
@@ -405,6 +462,9 @@ def main(
     rounds: Annotated[int, typer.Option(help="HTTP throughput rounds per server")] = 4,
     clients: Annotated[int, typer.Option(help="HTTP requests in flight")] = 8,
     skip_ray: Annotated[bool, typer.Option(help="skip the Ray Serve peer")] = False,
+    max_batch: Annotated[
+        int, typer.Option(help="the endpoint's --max-batch, measured against --max-batch 1")
+    ] = 8,
     seed: Annotated[int, typer.Option(help="seed of the data and the traffic")] = 0,
     training_customers: Annotated[int, typer.Option(help="models per training job")] = 1000,
     training_rows: Annotated[int, typer.Option(help="rows per customer to fit")] = 300,
@@ -448,9 +508,14 @@ def main(
                 )
             )
         bare = bare_predicts(models, 300)
+        # The same two wake-ups with no endpoint code, around a compute as long as the hot
+        # requests' median predict.
+        predicts = sorted(s.predict_s for s in samples if s.tier == "memory")
+        floor = asyncio.run(handoff_floor(300, predicts[len(predicts) // 2]))
         engine_table(
             samples=samples,
             bare=bare,
+            floor=floor,
             state=state,
             figures=figures,
             cache_models=cache_models,
@@ -462,11 +527,26 @@ def main(
         ceiling = 2 / statistics.fmean(bare)
         figures["bare_predict_ceiling_rps"] = ceiling
         with contextlib.ExitStack() as stack:
-            servers = [stack.enter_context(stoker_server(models, cache_models=cache_models))]
+            servers = [
+                stack.enter_context(stoker_server(models, cache_models=cache_models, max_batch=b))
+                for b in sorted({1, max_batch}, reverse=True)
+            ]
             if not skip_ray:
                 servers.append(stack.enter_context(ray_server(models, cache_models=cache_models)))
-            rates = throughput_rounds(servers, hot, rounds=rounds, seconds=seconds, clients=clients)
+            rates, phases = throughput_rounds(
+                servers, hot, rounds=rounds, seconds=seconds, clients=clients
+            )
+            alone = one_in_flight(servers[0], hot, seconds=seconds)
         throughput_table(rates, figures, hot=hot, clients=clients, ceiling=ceiling)
+        for name, answers in phases.items():
+            if answers:
+                phases_table(f"{name}: {clients} in flight", answers, figures)
+        phases_table(
+            f"{servers[0].name}: one request in flight",
+            alone.phases,
+            figures,
+            client_ms=alone.client_ms,
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     console.print_json(json.dumps(figures))
@@ -476,6 +556,7 @@ def engine_table(
     *,
     samples: list[Sample],
     bare: list[float],
+    floor: list[float],
     state: dict[str, Any],
     figures: dict[str, Any],
     cache_models: int,
@@ -493,6 +574,8 @@ def engine_table(
         "hot_overhead_p50_ms": pct(overhead, 50) * 1000,
         "hot_overhead_p99_ms": pct(overhead, 99) * 1000,
         "bare_predict_p50_ms": pct(bare, 50) * 1000,
+        "handoff_floor_p50_ms": pct(floor, 50) * 1000,
+        "handoff_floor_p99_ms": pct(floor, 99) * 1000,
         "bare_predict_p99_ms": pct(bare, 99) * 1000,
     }
     table = Table(title=f"Zipf(1.1) over {len(models.names)} models, memory tier {cache_models}")
@@ -506,6 +589,8 @@ def engine_table(
                   *(ms([s.predict_s for s in hot], q) for q in (50, 99)))  # fmt: skip
     table.add_row("hot: overhead (total - predict)", str(len(hot)),
                   ms(overhead, 50), ms(overhead, 99))  # fmt: skip
+    table.add_row("floor: bare hand-off to a process and back", str(len(floor)),
+                  ms(floor, 50), ms(floor, 99))  # fmt: skip
     for tier, label in (("disk", "cold load from disk tier"), ("store", "cold load from S3")):
         cold = [s.total_s - s.predict_s for s in by_tier.get(tier, [])]
         table.add_row(label, str(len(cold)), ms(cold, 50), ms(cold, 99))
@@ -513,11 +598,43 @@ def engine_table(
         figures[f"cold_{tier}_p99_ms"] = pct(cold, 99) * 1000
         figures[f"cold_{tier}_count"] = len(cold)
     console.print(table)
+    phases_table(
+        "hot path in the engine (one request at a time)",
+        [{**s.phases, TOTAL: s.total_s * 1000} for s in hot],
+        figures,
+    )
     console.print(
         f"memory hit rate {hit_rate:.3f}; resident at the end: memory "
         f"{state['memory_bytes']} bytes, disk {state['disk_bytes']} bytes; "
         f"mean hot overhead {statistics.fmean(overhead) * 1000:.3f} ms"
     )
+
+
+def phases_table(
+    title: str,
+    answers: list[dict[str, float]],
+    figures: dict[str, Any],
+    *,
+    client_ms: list[float] | None = None,
+) -> None:
+    """Per phase of the endpoint's stamps (`timing.PHASES`): p50, p90, p99 and mean (ms),
+    and its share of the mean total."""
+    names = [name for name in (*PHASES, TOTAL) if any(name in a for a in answers)]
+    table = Table(title=f"where the time went: {title} ({len(answers)} answers)")
+    for column in ("phase", "p50 ms", "p90 ms", "p99 ms", "mean ms", "share of mean"):
+        table.add_column(column, justify="right")
+    mean_total = statistics.fmean(a[TOTAL] for a in answers) if answers else float("nan")
+    breakdown: dict[str, dict[str, float]] = {}
+    rows = [(name, [a[name] for a in answers if name in a]) for name in names]
+    if client_ms:
+        rows.append(("client: whole request", client_ms))
+    for name, values in rows:
+        mean = statistics.fmean(values)
+        qs = [float(np.percentile(values, q)) for q in (50, 90, 99)]
+        table.add_row(name, *(f"{q:.3f}" for q in qs), f"{mean:.3f}", f"{mean / mean_total:.1%}")
+        breakdown[name] = {"p50": qs[0], "p90": qs[1], "p99": qs[2], "mean": mean}
+    figures.setdefault("breakdown_ms", {})[title] = breakdown
+    console.print(table)
 
 
 def throughput_table(
@@ -542,11 +659,13 @@ def throughput_table(
         )
         figures[f"{name} rps"] = statistics.median(values)
     names = list(rates)
-    if len(names) == 2:
-        ratios = [a / b for a, b in zip(rates[names[0]], rates[names[1]], strict=True)]
-        figures["throughput_ratio_median"] = statistics.median(ratios)
+    # In the servers' order (the endpoint as it ships, then --max-batch 1, then the peer).
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    for a, b in pairs:
+        ratios = [x / y for x, y in zip(rates[a], rates[b], strict=True)]
+        figures[f"ratio {a} / {b}"] = statistics.median(ratios)
         table.add_row(
-            "ratio stoker / Ray, per round",
+            f"ratio {a} / {b}, per round",
             str(len(ratios)),
             f"{statistics.median(ratios):.2f}",
             f"{min(ratios):.2f}",

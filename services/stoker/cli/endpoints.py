@@ -44,6 +44,12 @@ def serve_cmd(
         Path | None, typer.Option(help="disk tier folder (default: <data dir>/endpoint-cache)")
     ] = None,
     workers: Annotated[int, typer.Option(help="prediction processes")] = 2,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            min=1, help="predictions of one model that queued together run as one (at most)"
+        ),
+    ] = 8,
     preload: Annotated[
         list[str] | None, typer.Option(help="a model to load before serving (repeatable)")
     ] = None,
@@ -71,6 +77,7 @@ def serve_cmd(
             disk_bytes=int(disk_mb * MIB),
             workers=workers,
             preload=tuple(preload or ()),
+            max_batch=max_batch,
         )
         auth = None if no_auth else router_authentication(settings)
         store = build_object_store(prefix, settings, endpoint_url=endpoint_url)

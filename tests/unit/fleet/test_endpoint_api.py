@@ -13,6 +13,8 @@ import pytest
 from stoker.adapters.objects import MemoryObjectStore
 from stoker.api.endpoints import create_app
 from stoker.inference.fleet import FleetConfig, ModelFleet
+from stoker.inference.fleet.timing import PHASES, TOTAL
+from stoker.inference.router.timing import parse_server_timing
 from tests.unit.auth.fakes import TableAuthenticator
 from tests.unit.fleet.toy_handler import artifact
 
@@ -194,3 +196,27 @@ async def test_metrics_count_lookups_loads_and_resident_bytes(client: httpx.Asyn
     assert 'stoker_endpoint_cold_load_seconds_count{source="store"} 1.0' in text
     assert 'stoker_endpoint_requests_total{route="runtime",status="200"} 3.0' in text
     assert 'stoker_endpoint_resident_models{tier="memory"} 1.0' in text
+
+
+async def test_an_answer_says_where_its_time_went_in_server_timing(
+    client: httpx.AsyncClient, artifacts: Path
+) -> None:
+    """Both invoke routes send the request's phases (timing.PHASES) and their total, each a
+    non-negative duration; the phases add up to the total."""
+    target = {"X-Amzn-SageMaker-Target-Model": "17.tar.gz"}
+    url = str(artifacts / "a" / "model.tar.gz")
+    assert (await client.post("/models", json={"model_name": "a", "url": url})).status_code == 200
+    answers = [
+        await client.post(INVOKE, content=b'{"period": 2}', headers=target),  # a cold load
+        await client.post(INVOKE, content=b'{"period": 2}', headers=target),
+        await client.post("/models/a/invoke", content=b'{"period": 2}'),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200
+        phases = parse_server_timing(answer.headers["Server-Timing"])
+        assert list(phases) == [*PHASES, TOTAL]
+        assert all(ms >= 0.0 for ms in phases.values()), phases
+        # Each duration is rounded to a microsecond in the header.
+        assert sum(phases[name] for name in PHASES) == pytest.approx(phases[TOTAL], abs=0.01)
+    refused = await client.post(INVOKE, content=b'{"period": 2}')
+    assert "Server-Timing" not in refused.headers

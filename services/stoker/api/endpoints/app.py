@@ -30,7 +30,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from stoker.core.ratelimit import RateLimiter
-from stoker.inference.fleet import FleetError, LoadedModel, ModelFleet
+from stoker.inference.fleet import FleetError, LoadedModel, ModelFleet, Prediction
+from stoker.inference.fleet.timing import phases_ms, server_timing
+from stoker.inference.router.server_timing import STATE_KEY, ServerTiming
+from stoker.inference.router.timing import now
 from stoker.ports.auth import Authenticator
 from stoker.ports.resource import Resource
 from stoker.web.auth import BearerAuth, install_refusals
@@ -101,6 +104,8 @@ def create_app(
 
     app = FastAPI(title="stoker multi-model endpoint", lifespan=lifespan, docs_url=None)
     app.add_middleware(BodyLimit, max_bytes=MAX_PAYLOAD_BYTES)
+    # Stamps each request's arrival; the invoke routes send the phases after it.
+    app.add_middleware(ServerTiming)
     install_refusals(app, lambda reason, detail: {"error": reason, "message": detail})
     secured = [] if authenticator is None else [Depends(BearerAuth(authenticator, rate_limiter))]
     _install_errors(app)
@@ -108,6 +113,15 @@ def create_app(
     _runtime_route(app, fleet, secured, endpoint_name)
     _container_routes(app, fleet, secured)
     return app
+
+
+def _answer(request: Request, prediction: Prediction, headers: dict[str, str]) -> Response:
+    """The prediction's body, with where its time went as a `Server-Timing` header."""
+    timing = getattr(request.state, STATE_KEY, None)
+    if timing is not None:
+        phases = phases_ms(timing.received, prediction.stamps, now())
+        headers = {**headers, "Server-Timing": server_timing(phases)}
+    return Response(prediction.body, media_type="application/json", headers=headers)
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -173,11 +187,7 @@ def _runtime_route(app: FastAPI, fleet: ModelFleet, secured: list[Any], endpoint
             raise
         finally:
             metrics.requests.labels("runtime", str(status)).inc()
-        return Response(
-            prediction.body,
-            media_type="application/json",
-            headers={"x-Amzn-Invoked-Production-Variant": "AllTraffic"},
-        )
+        return _answer(request, prediction, {"x-Amzn-Invoked-Production-Variant": "AllTraffic"})
 
 
 def _container_routes(app: FastAPI, fleet: ModelFleet, secured: list[Any]) -> None:
@@ -221,7 +231,7 @@ def _container_routes(app: FastAPI, fleet: ModelFleet, secured: list[Any]) -> No
             raise
         finally:
             metrics.requests.labels("container", str(status)).inc()
-        return Response(prediction.body, media_type="application/json")
+        return _answer(request, prediction, {})
 
     @app.get("/models/{model_name:path}", dependencies=secured)
     async def describe(model_name: str) -> Response:

@@ -18,6 +18,8 @@ class FleetConfig:
     handler: module whose `artifact_size`, `load_artifact`, `parse_request` and `predict`
         read and run the models (the Prophet forecast models by default).
     preload: models loaded before the endpoint reports ready.
+    max_batch: at most this many predictions of one model that queued together on a
+        worker run as one `predict_batch` of the handler (1: each runs alone).
     """
 
     cache_dir: Path
@@ -26,6 +28,7 @@ class FleetConfig:
     workers: int = 2
     handler: str = DEFAULT_HANDLER
     preload: tuple[str, ...] = ()
+    max_batch: int = 8
 
     def __post_init__(self) -> None:
         if self.memory_bytes < 1:
@@ -34,3 +37,5 @@ class FleetConfig:
             raise ValueError(f"disk_bytes must be >= 1, got {self.disk_bytes}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")

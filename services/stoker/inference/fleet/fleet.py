@@ -16,7 +16,9 @@ A model is held by one worker, the one holding the fewest models when it loaded.
 request finds every worker holding its model busier than another worker, that worker
 loads a copy too (one copy load per worker however many requests ask), so a hot model is
 served by every worker; each copy is an entry of the memory tier of its own. Requests that
-waited for a model's first load never start a copy.
+waited for a model's first load never start a copy. Before either, a request joins a worker
+where a call for its model is queued behind another call (`max_batch` > 1): the worker runs
+them as one batch, so the request costs almost nothing there.
 
 A corrupt artifact fails its own load (`ModelLoadFailed`, 500) and is dropped from the disk
 tier, so a fixed artifact is fetched again; every other model keeps being served.
@@ -29,6 +31,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -50,6 +53,7 @@ from stoker.inference.fleet.errors import (
 )
 from stoker.inference.fleet.metrics import FleetMetrics
 from stoker.inference.fleet.names import check_name
+from stoker.inference.fleet.timing import InvokeStamps
 from stoker.inference.fleet.workers import (
     LoadError,
     NotResident,
@@ -81,8 +85,13 @@ class Prediction:
     body: bytes
     tier: str
     """Where the model was found: memory, disk (loaded from the disk tier) or store."""
-    predict_s: float
-    """The model's own predict time in its worker."""
+    stamps: InvokeStamps
+    """Where the invocation's time went (`timing.PHASES`)."""
+
+    @property
+    def predict_s(self) -> float:
+        """The model's own predict time in its worker."""
+        return self.stamps.worker.predict_ended - self.stamps.worker.predict_started
 
 
 @dataclass(slots=True)
@@ -116,6 +125,8 @@ class ModelFleet:
         self._disk = ByteLRU(config.disk_bytes)
         self._copies: dict[str, dict[int, _Resident]] = {}
         self._busy: list[int] = []
+        self._waiting: Counter[tuple[int, str]] = Counter()
+        """Calls sent to each worker for each model and not answered yet."""
         """Calls sent to each worker and not answered yet."""
         self._loads: SingleFlight[str] = SingleFlight()
         self._workers: list[Worker] = []
@@ -132,7 +143,10 @@ class ModelFleet:
     async def start(self) -> None:
         """Empty the cache folder, start the workers, load the preload list."""
         await asyncio.to_thread(self._reset_cache_dir)
-        self._workers = [Worker(i, self.config.handler) for i in range(self.config.workers)]
+        self._workers = [
+            Worker(i, self.config.handler, self.config.max_batch)
+            for i in range(self.config.workers)
+        ]
         self._per_worker = [0] * len(self._workers)
         self._busy = [0] * len(self._workers)
         await asyncio.gather(*(w.start() for w in self._workers))
@@ -168,13 +182,16 @@ class ModelFleet:
                 tier = await self._first_load(name)
                 continue
             index = min(copies, key=self._busy.__getitem__)
-            if tier == MEMORY and self._busy[index] > 0 and len(copies) < len(self._workers):
+            batch = self._batch_to_join(name, copies)
+            if batch is not None:
+                index = batch
+            elif tier == MEMORY and self._busy[index] > 0 and len(copies) < len(self._workers):
                 index = await self._spread(name, index)
                 copies = self._copies.get(name, {})
                 if index not in copies:  # evicted while the copy loaded
                     continue
             self._memory.touch(_copy_key(name, index))
-            prediction = await self._predict(name, copies[index], body, tier)
+            prediction = await self._predict(name, copies[index], body, tier, started)
             if prediction is not None:
                 self.metrics.lookups.labels(tier).inc()
                 self.metrics.request_seconds.labels(tier).observe(time.perf_counter() - started)
@@ -186,6 +203,23 @@ class ModelFleet:
         callers wait. Returns where it came from (disk, store)."""
         worker = self._pick_worker()
         return await self._loads.do(name, lambda: self._load_lazy(name, worker))
+
+    def _batch_to_join(self, name: str, copies: dict[int, _Resident]) -> int | None:
+        """When every worker holding `name` is busy: one where a call for it is likely
+        queued behind another call, so this request would run in the same batch, at almost
+        no cost of its own (the one with the most such calls under `max_batch`). None when
+        there is none, or a worker holding the model is idle (no request waits behind a
+        slow call there)."""
+        limit = min(copy.worker.max_batch for copy in copies.values())
+        if limit <= 1 or min(self._busy[i] for i in copies) == 0:
+            return None
+        joinable = [
+            (waiting, index)
+            for index in copies
+            if 0 < (waiting := self._waiting.get((index, name), 0)) < limit
+            and self._busy[index] > waiting
+        ]
+        return max(joinable)[1] if joinable else None
 
     async def _spread(self, name: str, busy: int) -> int:
         """The worker to send a request to when the best one holding the model (`busy`) is
@@ -210,13 +244,15 @@ class ModelFleet:
         return spare.index
 
     async def _predict(
-        self, name: str, resident: _Resident, body: bytes, tier: str
+        self, name: str, resident: _Resident, body: bytes, tier: str, invoked: float
     ) -> Prediction | None:
         """The prediction, or None when the worker no longer holds the model."""
         index = resident.worker.index
         self._busy[index] += 1
+        self._waiting[index, name] += 1
+        looked_up = time.perf_counter()
         try:
-            answer, predict_s = await resident.worker.predict(name, body)
+            answer, stamps = await resident.worker.predict(name, body)
         except NotResident:
             return None
         except RequestError as exc:
@@ -228,8 +264,12 @@ class ModelFleet:
             raise PredictionFailed(name, str(exc)) from None
         finally:
             self._busy[index] -= 1
-        self.metrics.predict_seconds.observe(predict_s)
-        return Prediction(answer, tier, predict_s)
+            self._waiting[index, name] -= 1
+            if not self._waiting[index, name]:
+                del self._waiting[index, name]
+        answered = time.perf_counter()
+        self.metrics.predict_seconds.observe(stamps.predict_ended - stamps.predict_started)
+        return Prediction(answer, tier, InvokeStamps(invoked, looked_up, stamps, answered))
 
     async def _ensure(self, name: str) -> str:
         return MEMORY if name in self._copies else await self._first_load(name)
@@ -414,12 +454,13 @@ class ModelFleet:
 
     async def invoke_loaded(self, name: str, body: bytes) -> Prediction:
         """Predict with a model in memory; ModelNotLoaded (no lazy load) otherwise."""
+        invoked = time.perf_counter()
         copies = self._copies.get(name)
         if not copies:
             raise ModelNotLoaded(name)
         index = min(copies, key=self._busy.__getitem__)
         self._memory.touch(_copy_key(name, index))
-        prediction = await self._predict(name, copies[index], body, MEMORY)
+        prediction = await self._predict(name, copies[index], body, MEMORY, invoked)
         if prediction is None:
             raise ModelNotLoaded(name)
         return prediction

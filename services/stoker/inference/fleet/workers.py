@@ -4,11 +4,14 @@ Each worker is a spawned process joined to the event loop by a socket pair: the 
 framed, pickled call and reads the framed answer with asyncio streams, so a call costs one
 wake-up of the worker and one of the loop (no executor threads in between). A worker runs
 its calls one at a time, in the order they were sent: an unload sent after a prediction runs
-after it. A worker that dies (its socket ends) fails the calls it had with `WorkerLost` and
-is replaced by a fresh process holding no model.
+after it. The exception: predictions of one model that queued together (sent while the
+worker was busy) run as one `predict_batch` of the handler, when it has one, up to
+`max_batch` calls (`batching.py`). A worker that dies (its socket ends) fails the calls it
+had with `WorkerLost` and is replaced by a fresh process holding no model.
 
 The worker side calls the handler module's functions: `load_artifact(path)`,
-`parse_request(body)` and `predict(model, request) -> bytes`.
+`parse_request(body)`, `predict(model, request) -> bytes` and, optionally,
+`predict_batch(model, requests) -> list[bytes]` (one answer per request, in order).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import os
 import pickle
 import signal
 import socket
-import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,14 +33,19 @@ from typing import Any
 
 import structlog
 
+from stoker.inference.fleet.batching import HEADER, Call, Frames, plan
+from stoker.inference.fleet.timing import WorkerStamps
+
 log = structlog.get_logger("stoker.endpoint")
 
-_HEADER = struct.Struct("!I")
+_HEADER = HEADER
 _CLOSE_WAIT_S = 10.0
 
 # The worker process's state: its handler and the models it holds.
 _handler: ModuleType | None = None
 _models: dict[str, Any] = {}
+_batch_limit = 1
+"""The largest batch the worker runs: 1 if its handler has no `predict_batch`."""
 
 
 class LoadError(Exception):
@@ -88,25 +95,66 @@ def _unload(name: str) -> bool:
     return _models.pop(name, None) is not None
 
 
-def _predict(name: str, body: bytes) -> tuple[bytes, float]:
-    model = _models.get(name)
-    if model is None:
-        raise NotResident(name)
-    handler = _loaded_handler()
+def _parse(handler: ModuleType, body: bytes) -> Any:
     try:
-        request = handler.parse_request(body)
+        return handler.parse_request(body)
     except Exception as exc:
         field = getattr(exc, "field", None)
         problem = getattr(exc, "problem", None)
         if isinstance(field, str) and isinstance(problem, str):
             raise RequestError(field, problem) from None
         raise RequestError("<body>", str(exc)) from None
+
+
+def _predict(name: str, body: bytes) -> tuple[bytes, float, float]:
+    """The answer, and when `predict` started and ended (perf_counter)."""
+    model = _models.get(name)
+    if model is None:
+        raise NotResident(name)
+    handler = _loaded_handler()
+    request = _parse(handler, body)
     started = time.perf_counter()
     try:
         answer: bytes = handler.predict(model, request)
     except Exception as exc:
         raise PredictError(f"{type(exc).__name__}: {exc}") from None
-    return answer, time.perf_counter() - started
+    return answer, started, time.perf_counter()
+
+
+def _predict_batch(name: str, bodies: list[bytes]) -> list[tuple[bool, object]]:
+    """Each call's (ok, answer or error), from one `predict_batch` of the handler over the
+    requests that parse; a failure of the batch fails each of them."""
+    model = _models.get(name)
+    if model is None:
+        return [(False, NotResident(name))] * len(bodies)
+    handler = _loaded_handler()
+    results: list[tuple[bool, object]] = [(False, RuntimeError("not run"))] * len(bodies)
+    parsed: list[tuple[int, Any]] = []
+    for i, body in enumerate(bodies):
+        try:
+            parsed.append((i, _parse(handler, body)))
+        except RequestError as exc:
+            results[i] = (False, exc)
+    if not parsed:
+        return results
+    started = time.perf_counter()
+    try:
+        answers: list[bytes] = handler.predict_batch(model, [request for _, request in parsed])
+        if len(answers) != len(parsed):
+            raise ValueError(f"{len(answers)} answers to {len(parsed)} requests")
+    except Exception as exc:
+        error = PredictError(f"{type(exc).__name__}: {exc}")
+        for i, _ in parsed:
+            results[i] = (False, error)
+        return results
+    ended = time.perf_counter()
+    for (i, _), answer in zip(parsed, answers, strict=True):
+        results[i] = (True, (answer, started, ended))
+    return results
+
+
+def _max_batch() -> int:
+    return _batch_limit
 
 
 def _ping() -> int:
@@ -118,20 +166,8 @@ _OPS: dict[str, Callable[..., object]] = {
     "unload": _unload,
     "predict": _predict,
     "ping": _ping,
+    "max_batch": _max_batch,
 }
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
-    """`size` bytes, or None when the parent closed its end."""
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        n = sock.recv_into(view[got:])
-        if n == 0:
-            return None
-        got += n
-    return bytes(buffer)
 
 
 def _frame(value: object) -> bytes:
@@ -139,9 +175,36 @@ def _frame(value: object) -> bytes:
     return _HEADER.pack(len(data)) + data
 
 
-def _serve(sock: socket.socket, handler: str) -> None:
+def _answer(call_id: int, ok: bool, value: object, picked: float) -> bytes:
+    if ok:
+        return _frame((call_id, True, (value, picked)))
+    try:
+        return _frame((call_id, False, value))
+    except Exception:  # an error that does not pickle still gets an answer
+        return _frame((call_id, False, RuntimeError(repr(value))))
+
+
+def _run(group: list[Call]) -> bytes:
+    """The framed answers of one group of `plan`."""
+    picked = time.perf_counter()
+    if len(group) > 1:
+        name = group[0][2][0]
+        results = _predict_batch(name, [args[1] for _, _, args in group])
+        return b"".join(
+            _answer(call_id, ok, value, picked)
+            for (call_id, _, _), (ok, value) in zip(group, results, strict=True)
+        )
+    [(call_id, op, args)] = group
+    try:
+        return _answer(call_id, True, _OPS[op](*args), picked)
+    except Exception as exc:
+        return _answer(call_id, False, exc, picked)
+
+
+def _serve(sock: socket.socket, handler: str, max_batch: int) -> None:
     """The worker process: answer calls until the parent closes the socket."""
-    global _handler  # noqa: PLW0603 - the worker process's one handler, set once at start
+    # The worker process's one handler and batch limit, set once at start.
+    global _handler, _batch_limit  # noqa: PLW0603
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One thread of numeric work per worker: the workers already share the cores between
@@ -150,20 +213,15 @@ def _serve(sock: socket.socket, handler: str) -> None:
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
     _handler = importlib.import_module(handler)
+    if not callable(getattr(_handler, "predict_batch", None)):
+        max_batch = 1
+    _batch_limit = max_batch
+    frames = Frames(sock)
     with sock:
-        while (header := _recv_exact(sock, _HEADER.size)) is not None:
-            payload = _recv_exact(sock, _HEADER.unpack(header)[0])
-            if payload is None:
-                return
-            call_id, op, args = pickle.loads(payload)
-            try:
-                answer = _frame((call_id, True, _OPS[op](*args)))
-            except Exception as exc:
-                try:
-                    answer = _frame((call_id, False, exc))
-                except Exception:  # an error that does not pickle still gets an answer
-                    answer = _frame((call_id, False, RuntimeError(repr(exc))))
-            sock.sendall(answer)
+        while (payloads := frames.next()) is not None:
+            calls: list[Call] = [pickle.loads(payload) for payload in payloads]
+            for group in plan(calls, max_batch):
+                sock.sendall(_run(group))
 
 
 # ------------------------------------------------------------------ parent side
@@ -172,9 +230,13 @@ def _serve(sock: socket.socket, handler: str) -> None:
 class Worker:
     """One worker process (replaced if it dies)."""
 
-    def __init__(self, index: int, handler: str) -> None:
+    def __init__(self, index: int, handler: str, max_batch: int = 1) -> None:
         self.index = index
         self._handler = handler
+        self._max_batch = max_batch
+        self.max_batch = 1
+        """The largest batch the process runs (1 if its handler cannot batch); known once
+        started."""
         self._ids = itertools.count()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._up = asyncio.Event()
@@ -189,7 +251,7 @@ class Worker:
         """Start the process and wait until it has imported the handler, so the first load
         pays neither."""
         await self._spawn()
-        await self._call("ping")
+        self.max_batch = await self._call("max_batch")
 
     async def _spawn(self) -> None:
         parent, child = socket.socketpair()
@@ -197,7 +259,7 @@ class Worker:
         # mid-state.
         process = multiprocessing.get_context("spawn").Process(
             target=_serve,
-            args=(child, self._handler),
+            args=(child, self._handler, self._max_batch),
             name=f"stoker-endpoint-worker-{self.index}",
             daemon=True,
         )
@@ -220,7 +282,9 @@ class Worker:
                 if future is None or future.done():
                     continue
                 if ok:
-                    future.set_result(value)
+                    # (the op's answer, when the worker picked the call up, when it came back)
+                    answer, picked = value
+                    future.set_result((answer, picked, time.perf_counter()))
                 else:
                     future.set_exception(value)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -252,6 +316,12 @@ class Worker:
                 self._up.set()
 
     async def _call(self, op: str, *args: Any) -> Any:
+        answer, _, _, _ = await self._timed_call(op, *args)
+        return answer
+
+    async def _timed_call(self, op: str, *args: Any) -> tuple[Any, float, float, float]:
+        """The op's answer, when the call was written, when the worker picked it up and
+        when its answer was delivered here (perf_counter)."""
         await self._up.wait()
         if self._broken is not None:
             raise WorkerLost(self._broken)
@@ -260,13 +330,17 @@ class Worker:
         call_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
-        self._writer.write(_frame((call_id, op, args)))
+        frame = _frame((call_id, op, args))
+        # Stamped before the write: the worker may pick the call up before write() returns.
+        sent = time.perf_counter()
+        self._writer.write(frame)
         try:
             # Flow control for a large body: wait while the socket's buffer is full.
             await self._writer.drain()
         except ConnectionError as exc:
             raise WorkerLost(f"worker {self.index} died: {exc}") from exc
-        return await future
+        answer, picked, delivered = await future
+        return answer, sent, picked, delivered
 
     async def load(self, name: str, path: Path) -> float:
         """Load the model; returns the worker's load time in seconds. LoadError, WorkerLost."""
@@ -277,11 +351,13 @@ class Worker:
         unloaded: bool = await self._call("unload", name)
         return unloaded
 
-    async def predict(self, name: str, body: bytes) -> tuple[bytes, float]:
-        """The answer and the model's own predict time. NotResident, RequestError,
-        PredictError, WorkerLost."""
-        answer: tuple[bytes, float] = await self._call("predict", name, body)
-        return answer
+    async def predict(self, name: str, body: bytes) -> tuple[bytes, WorkerStamps]:
+        """The answer and the call's stamps on both sides of the socket. NotResident,
+        RequestError, PredictError, WorkerLost."""
+        (answer, started, ended), sent, picked, delivered = await self._timed_call(
+            "predict", name, body
+        )
+        return answer, WorkerStamps(sent, picked, started, ended, delivered)
 
     async def close(self) -> None:
         """Close the socket (the worker ends after its current call) and reap the process;
