@@ -409,8 +409,9 @@ async def test_a_failed_model_fails_its_host_with_a_report_naming_it(
     backend: LocalProcessBackend, tmp_path: Path
 ) -> None:
     """One customer of four has no usable rows: the other three are fitted, the job fails
-    with a FailureReason naming the model and why, and the hosts' reports (output.tar.gz)
-    say what each did."""
+    with a FailureReason naming the model and why, and the host's report (output.tar.gz)
+    says what it did. One host: with two, the failing host stops the other (as on
+    SageMaker) at a moment no test can fix, so which of its models are done would vary."""
     data = tmp_path / "data"
     frame = energy_data.generate(
         customers=3, rows_per_customer=40, start=datetime(2021, 1, 1), end=datetime(2023, 1, 1)
@@ -426,7 +427,7 @@ async def test_a_failed_model_fails_its_host_with_a_report_naming_it(
             "with-failure",
             tmp_path,
             command,
-            instances=2,
+            instances=1,
             channels={"train": (str(data), "ShardedByS3Key")},
             checkpoint_uri=str(tmp_path / "checkpoints"),
             environment={"FIT_MARKERS": str(markers)},
@@ -434,10 +435,9 @@ async def test_a_failed_model_fails_its_host_with_a_report_naming_it(
     )
     done = await finished(backend, "with-failure")
     assert done.status is TrainingJobStatus.FAILED
-    # "3/data.csv" is key 3 of 4: host 3 mod 2, algo-2.
     assert done.failure_reason == (
-        "AlgorithmError: algo-2: 1 of 2 models failed "
-        "(3: ValueError: 0 usable row(s): a model needs at least 2); see report-algo-2.json"
+        "AlgorithmError: 1 of 4 models failed "
+        "(3: ValueError: 0 usable row(s): a model needs at least 2); see report-algo-1.json"
     )
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "0.tar.gz",
@@ -447,13 +447,13 @@ async def test_a_failed_model_fails_its_host_with_a_report_naming_it(
     reports = {
         name: json.loads(text) for name, text in output_files(tmp_path, "with-failure").items()
     }
-    assert reports["report-algo-2.json"]["failed"] == {
+    assert reports["report-algo-1.json"]["failed"] == {
         "3": "ValueError: 0 usable row(s): a model needs at least 2"
     }
-    assert reports["report-algo-2.json"]["bad_rows"] == {
+    assert reports["report-algo-1.json"]["bad_rows"] == {
         "3": {"count": 1, "examples": ["line 2: timestamp 'soon' is not ISO 8601"]}
     }
-    assert reports["report-algo-1.json"]["fitted"] == ["0", "2"]
+    assert reports["report-algo-1.json"]["fitted"] == ["0", "1", "2"]
 
 
 CHECKPOINT_THEN_WAIT = """

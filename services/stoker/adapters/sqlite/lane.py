@@ -68,6 +68,9 @@ LOCK_WAIT = RetryPolicy(
 """How a lane with a `lock_wait_s` asks again for a write lock another connection holds; its
 deadline, not the attempts, ends the wait."""
 
+OPEN_WAIT_S = 30.0
+"""How long a lane keeps asking to open a file whose lock another process holds."""
+
 Work = Callable[[sqlite3.Connection], Any]
 Outcome = tuple[bool, Any]
 """(True, result) or (False, the call's own error)."""
@@ -190,7 +193,7 @@ class Lane:
         conn: sqlite3.Connection | None = None
         try:
             try:
-                conn = self._connect()
+                conn = self._open_waiting()
             except Exception as exc:
                 self._settle_soon(running.opened, (False, self._open_failure(exc)))
                 return
@@ -286,6 +289,14 @@ class Lane:
         for attempt in LOCK_WAIT.retrying_blocking(retry_on=_busy, deadline_s=self._lock_wait_s):
             with attempt:
                 conn.execute(transaction)
+
+    def _open_waiting(self) -> sqlite3.Connection:
+        """Open the connection, asking again while another process holds the file's lock
+        past the busy timeout (its own start, or a checkpoint on a loaded machine)."""
+        for attempt in LOCK_WAIT.retrying_blocking(retry_on=_busy, deadline_s=OPEN_WAIT_S):
+            with attempt:
+                return self._connect()
+        raise AssertionError("unreachable: the retry loop returns or raises")
 
     def _open_failure(self, exc: Exception) -> Exception:
         if isinstance(exc, sqlite3.Error):
