@@ -189,18 +189,7 @@ class DynamoDbPipelineStore:
             record = change(old)
             item = pl.pipeline_item(record)
             pl.check_size(item, field="definition", what=f"pipeline {name!r}")
-            condition: dict[str, Any] = (
-                {"ConditionExpression": "attribute_not_exists(pk)"}
-                if old_item is None
-                else {
-                    "ConditionExpression": "#v = :v AND #r = :r",
-                    "ExpressionAttributeNames": {"#v": "version", "#r": "record"},
-                    "ExpressionAttributeValues": {
-                        ":v": old_item["version"],
-                        ":r": old_item["record"],
-                    },
-                }
-            )
+            condition = pl.pipeline_unchanged(old_item)
             if not await self._conditional_put(operation, item, condition):
                 raise _PutRaced(name)
             return record
@@ -283,23 +272,8 @@ class DynamoDbPipelineStore:
     ) -> list[StoredExecution]:
         """A pipeline's executions newest first (or oldest first), after the position
         `after` if given."""
-        condition = "x_pk = :p"
-        values: Item = {":p": {"S": pl.by_pipeline_pk(pipeline_name)}}
-        if after is not None:
-            condition += " AND x_sk > :after" if oldest_first else " AND x_sk < :after"
-            values[":after"] = {"S": pl.position_key(*after)}
-        items = await query_all(
-            self._client,
-            "list_executions",
-            {
-                "TableName": self.table,
-                "IndexName": pl.INDEX_BY_PIPELINE,
-                "KeyConditionExpression": condition,
-                "ExpressionAttributeValues": values,
-                "ScanIndexForward": oldest_first,
-            },
-            limit=count,
-        )
+        query = pl.executions_query(self.table, pipeline_name, after, oldest_first=oldest_first)
+        items = await query_all(self._client, "list_executions", query, limit=count)
         return [await self._execution(item) for item in items]
 
     async def save_execution(

@@ -245,3 +245,34 @@ def execution_item(stored: StoredExecution, definition_hash: str) -> Item:
 
 def execution_id_of(item: dict[str, Any]) -> str:
     return str(item["pk"]["S"]).removeprefix("X#")
+
+
+def pipeline_unchanged(old_item: Item | None) -> dict[str, Any]:
+    """The condition of a pipeline's rewrite: no item yet, or the item as read (its version
+    and record: tags change without a new version)."""
+    if old_item is None:
+        return {"ConditionExpression": "attribute_not_exists(pk)"}
+    return {
+        "ConditionExpression": "#v = :v AND #r = :r",
+        "ExpressionAttributeNames": {"#v": "version", "#r": "record"},
+        "ExpressionAttributeValues": {":v": old_item["version"], ":r": old_item["record"]},
+    }
+
+
+def executions_query(
+    table: str, pipeline_name: str, after: tuple[str, str] | None, *, oldest_first: bool
+) -> dict[str, Any]:
+    """The Query of a pipeline's executions newest first (or oldest first), after the
+    position `after` if given."""
+    condition = "x_pk = :p"
+    values: Item = {":p": {"S": by_pipeline_pk(pipeline_name)}}
+    if after is not None:
+        condition += " AND x_sk > :after" if oldest_first else " AND x_sk < :after"
+        values[":after"] = {"S": position_key(*after)}
+    return {
+        "TableName": table,
+        "IndexName": INDEX_BY_PIPELINE,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": oldest_first,
+    }
