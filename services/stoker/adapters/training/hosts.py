@@ -31,10 +31,12 @@ from stoker.adapters.training.container import (
     LocalJobRequest,
     container_env,
     local_path,
+    supervised_command,
 )
 from stoker.adapters.training.local_support import gone
 from stoker.adapters.training.processing import local_command, processing_env
 from stoker.core.job_kind import JobKind
+from stoker.core.policy import LocalRunRules
 from stoker.logs import get_logger
 
 log = get_logger("stoker.adapters.training.hosts")
@@ -214,3 +216,28 @@ def not_started(host: str, paths: JobPaths) -> HostProcess:
         return None
 
     return HostProcess(host=host, paths=paths, wait=ended, signal=nothing, returncode=lambda: 127)
+
+
+async def start_supervised(
+    paths: JobPaths, spec: LocalJobRequest, host: str, rules: LocalRunRules
+) -> asyncio.subprocess.Process | None:
+    """Start `host`'s command under its supervisor, output to the host's logs.txt; None
+    (said in the log) when the supervisor cannot start."""
+    env, command = process_env_and_command(paths, spec, host)
+    env.update(rules.s3_environment())  # after the job's own: the rule's endpoint wins
+    with paths.logs.open("ab") as logs:
+        try:
+            return await asyncio.create_subprocess_exec(
+                *supervised_command(paths, command, rules),
+                stdin=asyncio.subprocess.DEVNULL,  # nothing of ours to outlive us
+                stdout=logs,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                cwd=paths.root,
+                # Its own session: a stop reaches the whole group, and the death of this
+                # process does not.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            logs.write(f"cannot start the supervisor of {command[0]!r}: {exc}\n".encode())
+            return None

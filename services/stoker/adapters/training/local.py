@@ -58,7 +58,6 @@ from stoker.adapters.training.container import (
     failure_reason,
     parse_request,
     refusal,
-    supervised_command,
 )
 from stoker.adapters.training.host_files import HostFiles, merge_host_folders
 from stoker.adapters.training.hosts import (
@@ -68,7 +67,7 @@ from stoker.adapters.training.hosts import (
     first_failure,
     host_paths,
     not_started,
-    process_env_and_command,
+    start_supervised,
 )
 from stoker.adapters.training.local_state import LocalJob
 from stoker.adapters.training.local_support import (
@@ -360,25 +359,10 @@ class LocalProcessBackend(ProcessingJobs):
         hosts = []
         for host in spec.hosts:
             own = host_paths(job.paths, spec, host)
-            env, command = process_env_and_command(own, spec, host)
-            env.update(self.rules.s3_environment())  # after the job's: the rule's endpoint wins
-            with own.logs.open("ab") as logs:
-                try:
-                    process = await asyncio.create_subprocess_exec(
-                        *supervised_command(own, command, self.rules),
-                        stdin=asyncio.subprocess.DEVNULL,  # nothing of ours to outlive us
-                        stdout=logs,
-                        stderr=asyncio.subprocess.STDOUT,
-                        env=env,
-                        cwd=own.root,
-                        # Its own session: a stop reaches the whole group, and the death of
-                        # this process does not.
-                        start_new_session=True,
-                    )
-                except OSError as exc:
-                    logs.write(f"cannot start the supervisor of {command[0]!r}: {exc}\n".encode())
-                    hosts.append(not_started(host, own))
-                    continue
+            process = await start_supervised(own, spec, host, self.rules)
+            if process is None:
+                hosts.append(not_started(host, own))
+                continue
             # Our child, not reaped before we wait for it: its pid names it until then. A
             # start time of 0 (it ended already) reads as gone to a later owner, which then
             # concludes from the exit file.
