@@ -16,9 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from stoker.adapters.training.local import LocalProcessBackend
 from stoker.app.demo import demo_settings
@@ -29,13 +27,11 @@ from stoker.lifecycle.jobs import JobService, parse_spec
 from stoker.ports.training import TrainingJobStatus
 from stoker.training_scripts import shipped_entrypoints, train_customers
 from tests.e2e.embedded import embedded_services
+from tests.support.fleet_s3 import FLEET_BUCKET, moto_s3, s3_client, upload_customers
 from tests.support.waiting import poll_until
-from tests.unit.fleet.test_sharded_training import upload_customers
 
 pytestmark = [pytest.mark.slow]
 
-BUCKET = "stoker-fleet-train"
-"""The bucket `upload_customers` writes to."""
 SCRIPTS = Path(train_customers.__file__).parent
 COUNTING = Path(__file__).parents[1] / "unit" / "fleet" / "counting_train.py"
 KILLED_REASON = "AlgorithmError: algo-1: exit code -9"
@@ -49,21 +45,16 @@ SERVICES = ("launcher", "monitor", "retrier", "relay")
 
 @pytest.fixture
 def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's S3 on a free loopback port, with the bucket made; credentials botocore signs
-    with (moto takes any)."""
+    """moto's S3 with the bucket made; the credentials also in the environment, for the
+    training hosts' clients."""
     for name, value in (
         ("AWS_ACCESS_KEY_ID", "stoker-local"),
         ("AWS_SECRET_ACCESS_KEY", "stoker-local"),
         ("AWS_DEFAULT_REGION", "us-east-1"),
     ):
         monkeypatch.setenv(name, value)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 def sharded_job(job_id: str, data: Path, markers: Path) -> dict[str, Any]:
@@ -87,13 +78,13 @@ def sharded_job(job_id: str, data: Path, markers: Path) -> dict[str, Any]:
                     "DataSource": {
                         "S3DataSource": {
                             "S3DataType": "S3Prefix",
-                            "S3Uri": f"s3://{BUCKET}/retry/data",
+                            "S3Uri": f"s3://{FLEET_BUCKET}/retry/data",
                             "S3DataDistributionType": "ShardedByS3Key",
                         }
                     },
                 }
             ],
-            "CheckpointConfig": {"S3Uri": f"s3://{BUCKET}/retry/checkpoints"},
+            "CheckpointConfig": {"S3Uri": f"s3://{FLEET_BUCKET}/retry/checkpoints"},
             "OutputDataConfig": {"S3OutputPath": (data / "output").as_uri()},
             "StoppingCondition": {"MaxRuntimeInSeconds": 300},
             "Environment": {
@@ -148,8 +139,6 @@ async def test_a_killed_host_is_retried_by_the_lifecycle_and_every_model_is_fitt
     assert completed == dict.fromkeys(customers, 1)
     second = await backend.describe_training_job(training_job_name("fleet-retry", 2))
     assert second.status is TrainingJobStatus.COMPLETED
-    saved = boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(
-        Bucket=BUCKET, Prefix="retry/checkpoints/"
-    )
+    saved = s3_client(s3_endpoint).list_objects_v2(Bucket=FLEET_BUCKET, Prefix="retry/checkpoints/")
     saved_models = sorted(obj["Key"].rsplit("/", 1)[1] for obj in saved.get("Contents", []))
     assert saved_models == sorted(f"{c}.tar.gz" for c in customers)

@@ -15,9 +15,9 @@ import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 from typer.testing import CliRunner
 
-from stoker import training_scripts
 from stoker.cli.main import app
 from tests.e2e.embedded import EmbeddedStack
+from tests.support.processing import split_request
 from tests.support.waiting import wait_until_blocking
 
 pytestmark = pytest.mark.slow
@@ -100,52 +100,10 @@ def test_a_processing_job_runs_through_the_stack(stack: str, tmp_path: Path) -> 
     source = tmp_path / "in"
     source.mkdir()
     (source / "rows.csv").write_text("customer_id,kwh\n1,3\n2,4\n1,5\n")
-    script = Path(training_scripts.__file__).parent / "split_by_key.py"
     spec = {
         "job_id": "split-1",
         "kind": "processing",
-        "processing": {
-            "RoleArn": "arn:aws:iam::123456789012:role/processing",
-            "AppSpecification": {
-                "ImageUri": "stoker-local",
-                "ContainerEntrypoint": ["python", str(script)],
-                "ContainerArguments": [
-                    *("--input", "/opt/ml/processing/input/data"),
-                    *("--output", "/opt/ml/processing/output/split"),
-                    *("--key", "customer_id"),
-                ],
-            },
-            "ProcessingInputs": [
-                {
-                    "InputName": "data",
-                    "S3Input": {
-                        "S3Uri": str(source),
-                        "LocalPath": "/opt/ml/processing/input/data",
-                        "S3DataType": "S3Prefix",
-                        "S3InputMode": "File",
-                    },
-                }
-            ],
-            "ProcessingOutputConfig": {
-                "Outputs": [
-                    {
-                        "OutputName": "split",
-                        "S3Output": {
-                            "S3Uri": str(tmp_path / "split"),
-                            "LocalPath": "/opt/ml/processing/output/split",
-                            "S3UploadMode": "EndOfJob",
-                        },
-                    }
-                ]
-            },
-            "ProcessingResources": {
-                "ClusterConfig": {
-                    "InstanceType": "ml.m5.large",
-                    "InstanceCount": 1,
-                    "VolumeSizeInGB": 1,
-                }
-            },
-        },
+        "processing": split_request("python", str(source), str(tmp_path / "split")),
     }
     spec_file = tmp_path / "split.yaml"
     spec_file.write_text(yaml.safe_dump(spec))

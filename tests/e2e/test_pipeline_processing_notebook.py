@@ -15,15 +15,13 @@ import orjson
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from stoker import training_scripts
 from stoker.adapters.training.notebook_inputs import stage_notebook_inputs
 from stoker.app.demo import demo_settings
 from stoker.core.notebooks import NotebookJob, compile_notebook_job
 from tests.e2e.embedded import embedded_services
+from tests.support.processing import split_request
 
 pytestmark = [pytest.mark.slow]
-
-SPLIT_SCRIPT = Path(training_scripts.__file__).parent / "split_by_key.py"
 
 
 def output_of(step: str) -> dict[str, Any]:
@@ -41,48 +39,7 @@ def split_step(source: Path) -> dict[str, Any]:
     return {
         "Name": "Split",
         "Type": "Processing",
-        "Arguments": {
-            "RoleArn": "arn:aws:iam::123456789012:role/processing",
-            "AppSpecification": {
-                "ImageUri": "stoker-local",
-                "ContainerEntrypoint": [sys.executable, str(SPLIT_SCRIPT)],
-                "ContainerArguments": [
-                    *("--input", "/opt/ml/processing/input/data"),
-                    *("--output", "/opt/ml/processing/output/split"),
-                    *("--key", "customer_id"),
-                ],
-            },
-            "ProcessingInputs": [
-                {
-                    "InputName": "data",
-                    "S3Input": {
-                        "S3Uri": str(source),
-                        "LocalPath": "/opt/ml/processing/input/data",
-                        "S3DataType": "S3Prefix",
-                        "S3InputMode": "File",
-                    },
-                }
-            ],
-            "ProcessingOutputConfig": {
-                "Outputs": [
-                    {
-                        "OutputName": "split",
-                        "S3Output": {
-                            "S3Uri": output_of("Split"),
-                            "LocalPath": "/opt/ml/processing/output/split",
-                            "S3UploadMode": "EndOfJob",
-                        },
-                    }
-                ]
-            },
-            "ProcessingResources": {
-                "ClusterConfig": {
-                    "InstanceType": "ml.m5.large",
-                    "InstanceCount": 1,
-                    "VolumeSizeInGB": 1,
-                }
-            },
-        },
+        "Arguments": split_request(sys.executable, str(source), output_of("Split")),
     }
 
 

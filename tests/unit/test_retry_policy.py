@@ -202,3 +202,35 @@ async def test_call_honours_retry_after_and_a_custom_retry_on() -> None:
 
     await policy.call(operation, retry_on=lambda e: isinstance(e, Exception), sleep=record)
     assert waits == [7, 2]
+
+
+def test_call_blocking_retries_like_call_and_stops_where_it_does() -> None:
+    """`call_blocking`: the waits of `call`, the first try counted; a terminal error and
+    the last attempt end it with their error."""
+    policy = RetryPolicy(initial_delay_s=1, multiplier=3, max_delay_s=100, jitter=0, max_attempts=3)
+    waits: list[float] = []
+    outcomes: list[Exception | None] = [_Busy(), _Busy(), None]
+
+    def operation() -> str:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return "done"
+
+    assert policy.call_blocking(operation, sleep=waits.append) == "done"
+    assert waits == [1, 3]
+
+    calls: list[type[Exception]] = []
+
+    def failing(error: type[Exception]) -> Callable[[], None]:
+        def operation() -> None:
+            calls.append(error)
+            raise error()
+
+        return operation
+
+    with pytest.raises(_Busy):
+        policy.call_blocking(failing(_Busy), sleep=waits.append)
+    with pytest.raises(_Wrong):
+        policy.call_blocking(failing(_Wrong), sleep=waits.append)
+    assert calls == [_Busy, _Busy, _Busy, _Wrong]

@@ -286,6 +286,9 @@ def _masked(value: Any) -> Any:
     return MASK
 
 
+_SCALARS = (bool, int, float)
+
+
 def redact(value: Any) -> Any:
     """A copy of a JSON-like value (dicts, lists, strings, numbers) with secrets masked.
 
@@ -293,7 +296,13 @@ def redact(value: Any) -> Any:
     of its URL. Values of other types are returned unchanged."""
     if isinstance(value, str):
         return redact_text(value)
-    if isinstance(value, Mapping):
+    # Plain types before the Mapping test, which is an ABC's and slow: a spec is mostly
+    # numbers, nulls, dicts and lists, and answers redact one for every job they show.
+    if value is None or isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    if isinstance(value, dict | Mapping):
         target = value.get("kind") in _URL_TARGET_KINDS
         out: dict[Any, Any] = {}
         for key, item in value.items():
@@ -304,8 +313,6 @@ def redact(value: Any) -> Any:
             else:
                 out[key] = redact(item)
         return out
-    if isinstance(value, list | tuple):
-        return [redact(item) for item in value]
     return value
 
 

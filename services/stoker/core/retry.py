@@ -143,6 +143,32 @@ class RetryPolicy:
                 return await operation()
         raise AssertionError("unreachable: retrying() re-raises the last failure")
 
+    def call_blocking(
+        self,
+        operation: Callable[[], T],
+        *,
+        retry_on: Callable[[BaseException], bool] = is_retriable,
+        sleep: Callable[[float], None] = time.sleep,
+        before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
+    ) -> T:
+        """`call` for code on a worker thread: the first try on its own, a failure worth
+        retrying into a `retrying_blocking()` loop that counts it as attempt 1."""
+        try:
+            return operation()
+        except Exception as exc:
+            if self.max_attempts == 1 or not retry_on(exc):
+                raise
+            first: Exception | None = exc
+        for attempt in self.retrying_blocking(
+            retry_on=retry_on, sleep=sleep, before_sleep=before_sleep
+        ):
+            with attempt:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return operation()
+        raise AssertionError("unreachable: retrying_blocking() re-raises the last failure")
+
     def _tenacity_args(
         self,
         retry_on: Callable[[BaseException], bool],

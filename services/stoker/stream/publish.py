@@ -58,17 +58,17 @@ class TransactionalOutputs:
                 topic, key, value, partition, None, None
             )
             return fut
-        source_topic, partition = source
+        source_topic, source_partition = source
         manager = app.consumer.transactions
         assert isinstance(manager, TransactionManager)
         sent: Awaitable[object] = await manager.producer.send(
             topic,
             key,
             value,
-            partition,
+            partition,  # the caller's choice (None: by key), as outside a transaction
             None,
             None,
-            transactional_id=transactional_id(app, source_topic, partition),
+            transactional_id=transactional_id(app, source_topic, source_partition),
         )
         return sent
 

@@ -139,6 +139,19 @@ METRIC_NAMES = frozenset(CATALOGUE)
 
 T = TypeVar("T")
 
+_CHILDREN: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def counted(metric: Counter, *values: str) -> Any:
+    """`metric.labels(*values)`, made once per process and label set and kept (the sets are
+    bounded), for counters whose labels are known only at the call: counting is then one
+    dictionary lookup and one add."""
+    key = (metric, values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child
+
 
 class StoreTimer:
     """Times one store's calls into `stoker_store_seconds`, keeping a labelled child per

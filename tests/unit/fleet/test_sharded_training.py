@@ -16,18 +16,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from stoker.adapters.training.local import LocalProcessBackend
 from stoker.core.policy import LocalRunRules
 from stoker.core.sharding import shard_keys
 from stoker.ports.training import InvalidRequest, TrainingJobDescription, TrainingJobStatus
 from stoker.training_scripts import energy_data, shipped_entrypoints, train_customers
+from tests.support.fleet_s3 import FLEET_BUCKET, moto_s3, s3_client, upload_customers
 from tests.support.waiting import poll_until
 
-BUCKET = "stoker-fleet-train"
 SCRIPTS = Path(train_customers.__file__).parent
 COUNTING = Path(__file__).with_name("counting_train.py")
 DONE_WITHIN_S = 120.0
@@ -72,23 +70,8 @@ while True:
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A moto server speaking the S3 API on a free loopback port."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    s3(endpoint).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-
-
-def s3(endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="stoker-local",
-        aws_secret_access_key="stoker-local",
-    )
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
@@ -205,11 +188,13 @@ async def test_each_host_has_its_own_layout_variables_and_shard(
     hosts' model folders."""
     s3_keys = [f"{c}/data.csv" for c in (0, 1, 2, 10, 11)]
     for key in s3_keys:
-        s3(s3_endpoint).put_object(Bucket=BUCKET, Key=f"shape/train/{key}", Body=key.encode())
+        s3_client(s3_endpoint).put_object(
+            Bucket=FLEET_BUCKET, Key=f"shape/train/{key}", Body=key.encode()
+        )
     write_files(tmp_path / "local", ["a.csv", "b.csv", "c/d.csv"])
     write_files(tmp_path / "extra", ["x.json", "y.json"])
     channels = {
-        "train": (f"s3://{BUCKET}/shape/train", "ShardedByS3Key"),
+        "train": (f"s3://{FLEET_BUCKET}/shape/train", "ShardedByS3Key"),
         "local": (str(tmp_path / "local"), "ShardedByS3Key"),
         "extra": ((tmp_path / "extra").as_uri(), "FullyReplicated"),
     }
@@ -330,25 +315,6 @@ async def test_bad_requests_name_the_field(
         await backend.create_training_job(body)
 
 
-def upload_customers(endpoint: str, prefix: str, count: int) -> list[str]:
-    """`count` customers' CSVs under s3://BUCKET/<prefix>/{customer}/data.csv."""
-    frame = energy_data.generate(
-        customers=count,
-        rows_per_customer=40,
-        start=datetime(2021, 1, 1),
-        end=datetime(2023, 1, 1),
-        seed=11,
-    )
-    client = s3(endpoint)
-    for customer, rows in frame.groupby("customer_id"):
-        client.put_object(
-            Bucket=BUCKET,
-            Key=f"{prefix}/{customer}/data.csv",
-            Body=rows.to_csv(index=False).encode(),
-        )
-    return [str(c) for c in range(count)]
-
-
 async def test_a_killed_host_then_a_resubmitted_job_fits_every_model_exactly_once(
     backend: LocalProcessBackend, tmp_path: Path, s3_endpoint: str
 ) -> None:
@@ -362,8 +328,8 @@ async def test_a_killed_host_then_a_resubmitted_job_fits_every_model_exactly_onc
     markers = tmp_path / "markers"
     markers.mkdir()
     environment = {"FIT_MARKERS": str(markers), "KILL_HOST": "algo-1", "KILL_AFTER": "1"}
-    checkpoints = f"s3://{BUCKET}/resume/checkpoints"
-    channels = {"train": (f"s3://{BUCKET}/resume/data", "ShardedByS3Key")}
+    checkpoints = f"s3://{FLEET_BUCKET}/resume/checkpoints"
+    channels = {"train": (f"s3://{FLEET_BUCKET}/resume/data", "ShardedByS3Key")}
     command = ["python", str(COUNTING), str(SCRIPTS), "--uncertainty-samples", "10"]
 
     def job(name: str) -> dict[str, Any]:
@@ -382,7 +348,9 @@ async def test_a_killed_host_then_a_resubmitted_job_fits_every_model_exactly_onc
     assert first.status is TrainingJobStatus.FAILED
     assert first.failure_reason == "AlgorithmError: algo-1: exit code -9"
     assert (markers / "killed").exists()
-    saved = s3(s3_endpoint).list_objects_v2(Bucket=BUCKET, Prefix="resume/checkpoints/")
+    saved = s3_client(s3_endpoint).list_objects_v2(
+        Bucket=FLEET_BUCKET, Prefix="resume/checkpoints/"
+    )
     saved_models = {obj["Key"].rsplit("/", 1)[1] for obj in saved.get("Contents", [])}
     assert "0.tar.gz" in saved_models  # algo-1's first model, finished before the kill
     assert "2.tar.gz" not in saved_models  # the fit it was killed in

@@ -264,10 +264,7 @@ class Lane:
                 error=str(error),
             )
 
-        for attempt in self._retry.retrying_blocking(before_sleep=warn):
-            with attempt:
-                return self._once(conn, calls, what)
-        raise AssertionError("unreachable")  # pragma: no cover: the loop returns or raises
+        return self._retry.call_blocking(lambda: self._once(conn, calls, what), before_sleep=warn)
 
     def _once(self, conn: sqlite3.Connection, calls: list[Call], what: str) -> list[Outcome]:
         try:

@@ -118,9 +118,9 @@ def translated(operation: str, name: str | None = None) -> Iterator[None]:
         outcome = "error"
         raise
     finally:
-        metrics.SAGEMAKER_CALLS.labels(operation, outcome).inc()
+        metrics.counted(metrics.SAGEMAKER_CALLS, operation, outcome).inc()
         if outcome == Throttled.__name__:
-            metrics.SAGEMAKER_THROTTLES.labels(operation).inc()
+            metrics.counted(metrics.SAGEMAKER_THROTTLES, operation).inc()
 
 
 @contextmanager
