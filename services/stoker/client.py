@@ -18,6 +18,7 @@ import tomllib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,6 +29,7 @@ from stoker.core.errors import ConfigurationError, JobNotFound, StokerError
 from stoker.core.events import CloudEvent, decode_event
 from stoker.core.job import JobRecord, JobStatus, Transition
 from stoker.core.retry import RetryPolicy
+from stoker.core.retry_after import parse_retry_after
 from stoker.core.spec import JobSpec
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -81,19 +83,25 @@ def _headers(token: str | None) -> dict[str, str]:
 SUBMIT_RETRY = RetryPolicy(
     initial_delay_s=0.5, multiplier=2, max_delay_s=5.0, jitter=0.2, max_attempts=4
 )
-"""A submit whose answer was lost (a timeout, a dropped connection) or that the API could
-not take for a moment (502, 503, 504) is sent again this way. It carries a job id (the
-client makes one when the spec has none), so a retry of a submit that did land is the same
-job, not a second one."""
+"""A submit whose answer was lost (a timeout, a dropped connection), that the API could
+not take for a moment (502, 503, 504), or that was over the caller's rate (429 with a
+Retry-After, waited as asked up to `max_delay_s`) is sent again this way. A 429 without
+Retry-After (a team at its quota of jobs in flight) is not: that clears only as jobs end. A
+submit carries a job id (the client makes one when the spec has none), so a retry of a
+submit that did land is the same job, not a second one."""
 
 _RETRIABLE_STATUSES = frozenset({502, 503, 504})
 
 
 class ApiError(StokerError):
-    """The API refused a request. `problems` maps bad fields to what is wrong with them."""
+    """The API refused a request. `problems` maps bad fields to what is wrong with them;
+    `retry_after_s` is the wait the answer's Retry-After asked for, if it had one."""
 
-    def __init__(self, status_code: int, body: Mapping[str, Any]) -> None:
+    def __init__(
+        self, status_code: int, body: Mapping[str, Any], *, retry_after_s: float | None = None
+    ) -> None:
         self.status_code = status_code
+        self.retry_after_s = retry_after_s
         self.error = str(body.get("error", "error"))
         self.problems = {p["field"]: p["problem"] for p in body.get("problems", [])}
         self.job_status = body.get("status")
@@ -135,6 +143,8 @@ def _with_job_id(spec: JobSpec | Mapping[str, Any]) -> tuple[dict[str, Any], boo
 
 def _submit_retriable(error: BaseException) -> bool:
     if isinstance(error, ApiError):
+        if error.status_code == 429:
+            return error.retry_after_s is not None
         return error.status_code in _RETRIABLE_STATUSES
     return isinstance(
         error, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError
@@ -155,7 +165,8 @@ def _check(response: httpx.Response, job_id: str | None = None) -> Any:
             body = response.json()
         except ValueError:
             body = {"error": response.text}
-        raise ApiError(response.status_code, body)
+        retry_after_s = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
+        raise ApiError(response.status_code, body, retry_after_s=retry_after_s)
     return response.json()
 
 

@@ -60,14 +60,7 @@ def test_the_blocking_client_retries_with_the_same_id() -> None:
             return httpx.Response(503, json={"error": "temporarily unavailable"})
         if len(seen) == 2:
             raise httpx.ConnectTimeout("no answer", request=request)
-        job = {
-            "job_id": payload["job_id"],
-            "owner": payload["owner"],
-            "created_at": "2026-01-01T00:00:00Z",
-            "updated_at": "2026-01-01T00:00:00Z",
-            "spec": payload,
-        }
-        return httpx.Response(200, json={"created": False, "job": job})
+        return _accepted(payload, created=False)
 
     body = spec()
     del body["job_id"]
@@ -133,3 +126,63 @@ async def test_the_same_id_with_another_spec_is_409_naming_the_differences(
             await client.submit(changed, retry=NO_WAIT)
     assert caught.value.status_code == 409
     assert "priority" in caught.value.problems
+
+
+def _accepted(payload: dict[str, str], *, created: bool) -> httpx.Response:
+    """The API's answer to a submit it took: the job as stored."""
+    job = {
+        "job_id": payload["job_id"],
+        "owner": payload["owner"],
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "spec": payload,
+    }
+    return httpx.Response(201 if created else 200, json={"created": created, "job": job})
+
+
+def _answer_after(refusals: list[httpx.Response], seen: list[str]) -> httpx.MockTransport:
+    """A server that answers each refusal in turn, then accepts the job."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        payload = json.loads(request.content)
+        seen.append(payload["job_id"])
+        if len(seen) <= len(refusals):
+            return refusals[len(seen) - 1]
+        return _accepted(payload, created=True)
+
+    return httpx.MockTransport(handler)
+
+
+def test_a_submit_over_the_callers_rate_is_sent_again_after_the_wait_asked() -> None:
+    """429 with Retry-After (a rate limit): the SDK waits as asked (capped by the policy)
+    and sends the same job again."""
+    seen: list[str] = []
+    over_rate = httpx.Response(429, json={"error": "rate-limited"}, headers={"Retry-After": "2"})
+    with Client("http://t", transport=_answer_after([over_rate], seen)) as client:
+        submitted = client.submit(spec(), retry=NO_WAIT)
+    assert submitted.created is True
+    assert seen == [submitted.job.job_id] * 2
+
+
+def test_the_wait_a_429_asks_for_is_on_the_error() -> None:
+    seen: list[str] = []
+    over_rate = httpx.Response(429, json={"error": "rate-limited"}, headers={"Retry-After": "3"})
+    once = RetryPolicy(max_attempts=1)
+    transport = _answer_after([over_rate], seen)
+    with Client("http://t", transport=transport) as client, pytest.raises(ApiError) as refused:
+        client.submit(spec(), retry=once)
+    assert refused.value.status_code == 429
+    assert refused.value.retry_after_s == 3.0
+
+
+async def test_a_team_at_its_quota_is_told_at_once() -> None:
+    """429 without Retry-After (a team's quota of jobs in flight, which clears only as jobs
+    end): not retried."""
+    seen: list[str] = []
+    at_quota = httpx.Response(429, json={"error": "quota-exceeded"})
+    async with AsyncClient("http://t", transport=_answer_after([at_quota], seen)) as client:
+        with pytest.raises(ApiError) as refused:
+            await client.submit(spec(), retry=NO_WAIT)
+    assert refused.value.error == "quota-exceeded"
+    assert refused.value.retry_after_s is None
+    assert len(seen) == 1

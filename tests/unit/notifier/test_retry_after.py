@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from stoker.core.retry_after import parse_retry_after
 from stoker.notifier.config import NotifySettings
-from stoker.notifier.retry import parse_retry_after
 from stoker.ports.channel import DeliveryDeferred
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)

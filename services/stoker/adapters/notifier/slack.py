@@ -25,9 +25,9 @@ from stoker.core.clock import Clock, SystemClock
 from stoker.core.job import JobStatus
 from stoker.core.notification import Notification, format_duration
 from stoker.core.outbound import OutboundPolicy
+from stoker.core.retry_after import parse_retry_after
 from stoker.core.spec import SlackTarget
 from stoker.notifier.redaction import describe
-from stoker.notifier.retry import parse_retry_after
 from stoker.ports.channel import (
     DeliveryDeferred,
     DeliveryError,

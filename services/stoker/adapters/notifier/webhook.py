@@ -15,10 +15,10 @@ from stoker.adapters.notifier.outbound import OutboundHttp
 from stoker.core.clock import Clock, SystemClock
 from stoker.core.notification import Notification
 from stoker.core.outbound import OutboundPolicy
+from stoker.core.retry_after import parse_retry_after
 from stoker.core.spec import WebhookTarget
 from stoker.notifier import signing
 from stoker.notifier.redaction import describe
-from stoker.notifier.retry import parse_retry_after
 from stoker.ports.channel import DeliveryRejected, classify_status
 
 USER_AGENT = "stoker-notifier/1"

@@ -1,6 +1,6 @@
-"""Reading a receiver's `Retry-After` header. A channel puts the wait on its
-DeliveryDeferred (`retry_after_s`), and the notifier's RetryPolicy waits that long, capped
-by its max delay, instead of its own backoff."""
+"""Reading an HTTP `Retry-After` header. Pure. Whoever got the answer puts the wait on its
+error (`retry_after_s`: a notification channel's DeliveryDeferred, the SDK's ApiError), and
+a RetryPolicy waits that long, capped by its max delay, instead of its own backoff."""
 
 from __future__ import annotations
 
