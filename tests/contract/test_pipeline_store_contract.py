@@ -311,9 +311,8 @@ async def test_executions_are_listed_newest_first(store: PipelineStore) -> None:
     assert await store.list_executions("other") == []
 
 
-async def test_executions_are_paged_newest_first_by_cursor(store: PipelineStore) -> None:
-    """Five executions, two starting at the same moment (ordered by id), in pages of two;
-    a cursor from one store's page means the same position to every store."""
+async def _five_executions(store: PipelineStore) -> None:
+    """Executions a-e of "demo", b and c starting at the same moment."""
     starts = {"a": 0, "b": 1, "c": 1, "d": 2, "e": 3}
     for execution_id, minutes in starts.items():
         await store.create_execution(
@@ -321,15 +320,25 @@ async def test_executions_are_paged_newest_first_by_cursor(store: PipelineStore)
             pipeline_version=1,
             definition="{}",
         )
+
+
+async def _pages_of_two(store: PipelineStore, *, oldest_first: bool = False) -> list[list[str]]:
+    """The ids of "demo"'s executions, page by page, following each page's cursor."""
     pages: list[list[str]] = []
     cursor = None
     while True:
-        page = await store.execution_page("demo", limit=2, cursor=cursor)
+        page = await store.execution_page("demo", limit=2, cursor=cursor, oldest_first=oldest_first)
         pages.append([e.execution_id for e in page.items])
         cursor = page.next_cursor
         if cursor is None:
-            break
-    assert pages == [["e", "d"], ["c", "b"], ["a"]]
+            return pages
+
+
+async def test_executions_are_paged_newest_first_by_cursor(store: PipelineStore) -> None:
+    """Five executions, two starting at the same moment (ordered by id), in pages of two;
+    a cursor from one store's page means the same position to every store."""
+    await _five_executions(store)
+    assert await _pages_of_two(store) == [["e", "d"], ["c", "b"], ["a"]]
     assert [e.execution_id for e in await store.list_executions("demo")] == list("edcba")
     whole = await store.execution_page("demo", limit=5)
     assert (len(whole.items), whole.next_cursor) == (5, None)
@@ -345,22 +354,8 @@ async def test_executions_are_paged_oldest_first_and_from_a_moment(
 ) -> None:
     """The other order pages the same way, and `cursor_at` starts a page at a moment
     (the executions started then included) in either order."""
-    starts = {"a": 0, "b": 1, "c": 1, "d": 2, "e": 3}
-    for execution_id, minutes in starts.items():
-        await store.create_execution(
-            new_state(execution_id, at=T0 + timedelta(minutes=minutes)),
-            pipeline_version=1,
-            definition="{}",
-        )
-    pages: list[list[str]] = []
-    cursor = None
-    while True:
-        page = await store.execution_page("demo", limit=2, cursor=cursor, oldest_first=True)
-        pages.append([e.execution_id for e in page.items])
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert pages == [["a", "b"], ["c", "d"], ["e"]]
+    await _five_executions(store)
+    assert await _pages_of_two(store, oldest_first=True) == [["a", "b"], ["c", "d"], ["e"]]
     at_one = T0 + timedelta(minutes=1)
     newest = await store.execution_page("demo", cursor=cursor_at(at_one))
     assert [e.execution_id for e in newest.items] == ["c", "b", "a"]

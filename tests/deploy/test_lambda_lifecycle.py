@@ -20,6 +20,7 @@ from stoker.app.aws_lambda.host import LambdaHost
 from stoker.core import topics
 from stoker.core.events import CloudEvent, JobAttemptFailed
 from stoker.notifier.config import NotifySettings
+from tests.deploy.functions import LambdaFunctions
 from tests.deploy.support import (
     StreamReader,
     answer,
@@ -34,15 +35,8 @@ pytestmark = pytest.mark.integration
 ALICE = {"sub": "alice"}
 
 
-class Stack:
-    """One host per function, as AWS runs one process (or more) per function."""
-
-    def __init__(self, hosts: Callable[..., LambdaHost], notify: NotifySettings) -> None:
-        self.api = hosts(with_backend=False)
-        self.launch = hosts()
-        self.monitor = hosts()
-        self.react = hosts()
-        self.notify = notify
+class Stack(LambdaFunctions):
+    """The functions, with the API's answers read back."""
 
     def submit(self, job_id: str, **extra: Any) -> dict[str, Any]:
         body = {"job_id": job_id, "training": training_request(job_id), **extra}
@@ -58,15 +52,6 @@ class Stack:
         status, job = answer(submit.handle(self.api, event, None))
         assert status == 200, job
         return dict(job)
-
-    def deliver(self, reader: StreamReader) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Hand the stream's new records to both of its readers, each through its filter."""
-        records = reader.new_records()
-        launched = launch.handle(self.launch, reader.batch_for("LaunchFunction", records), None)
-        reacted = react.handle(
-            self.react, reader.batch_for("ReactFunction", records), None, notify=self.notify
-        )
-        return launched, reacted
 
 
 @pytest.fixture

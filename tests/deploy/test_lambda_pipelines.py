@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from stoker.app.aws_lambda import launch, monitor, pipelines, react
+from stoker.app.aws_lambda import monitor, pipelines, react
 from stoker.app.aws_lambda.host import LambdaHost
 from stoker.app.pipelines import build_pipeline_store, pipeline_operations
 from stoker.app.runtime import Runtime
@@ -23,6 +23,7 @@ from stoker.core.events import CloudEvent, JobFailed
 from stoker.lifecycle.jobs import JobService
 from stoker.notifier.config import NotifySettings
 from stoker.pipelines.operations import PipelineOperations
+from tests.deploy.functions import LambdaFunctions
 from tests.deploy.support import StreamReader, scheduled, state_change, training_request
 from tests.unit.pipelines.definitions import pipeline, training
 
@@ -48,31 +49,18 @@ async def with_operations(rt: Runtime, work: Callable[[PipelineOperations], Any]
         await store.close()
 
 
-class Stack:
+class Stack(LambdaFunctions):
+    """The functions, the pipelines' sweep among them."""
+
     def __init__(self, hosts: Callable[..., LambdaHost], notify: NotifySettings) -> None:
-        self.api = hosts(with_backend=False)
-        self.launch = hosts()
-        self.monitor = hosts()
-        self.react = hosts()
+        super().__init__(hosts, notify)
         self.pipelines = hosts(with_backend=False)
-        self.notify = notify
 
     def ops(self, work: Callable[[PipelineOperations], Any]) -> Any:
         return self.api.run(lambda rt: with_operations(rt, work))
 
     def execution(self, execution_id: str) -> Any:
         return self.ops(lambda ops: ops.get_execution(execution_id, team=TEAM)).state
-
-    def deliver(self, reader: StreamReader) -> None:
-        """The stream's new records to both of its readers, each through its filter."""
-        records = reader.new_records()
-        batches = (
-            launch.handle(self.launch, reader.batch_for("LaunchFunction", records), None),
-            react.handle(
-                self.react, reader.batch_for("ReactFunction", records), None, notify=self.notify
-            ),
-        )
-        assert batches == ({"batchItemFailures": []}, {"batchItemFailures": []})
 
     def complete(self, job_id: str) -> None:
         job = self.api.run(lambda rt: rt.store.get(job_id))
@@ -99,7 +87,7 @@ def test_an_execution_runs_its_steps_through_the_stream_functions(
     execution_id = started.execution_id
     reader = stream()
 
-    aws.deliver(reader)
+    aws.deliver_cleanly(reader)
     state = aws.execution(execution_id)
     prepare_job = state.steps["Prepare"].job_id
     assert aws.api.run(lambda rt: rt.store.get(prepare_job)).status.value == "Launched"
@@ -118,7 +106,7 @@ def test_an_execution_runs_its_steps_through_the_stream_functions(
     assert react.handle(aws.react, react_batch, None, notify=aws.notify) == outcome
     assert aws.execution(execution_id).steps["Train"].attempt == 1
 
-    aws.deliver(reader)
+    aws.deliver_cleanly(reader)
     launched = aws.api.run(lambda rt: rt.store.get(train_job))
     assert launched.status.value == "Launched"
     described = sagemaker.describe_training_job(
@@ -127,7 +115,7 @@ def test_an_execution_runs_its_steps_through_the_stream_functions(
     assert described["ResourceConfig"]["InstanceType"] == "ml.m5.large"
 
     aws.complete(train_job)
-    aws.deliver(reader)
+    aws.deliver_cleanly(reader)
     assert str(aws.execution(execution_id).status) == "Succeeded"
 
 
@@ -149,7 +137,7 @@ def test_a_step_retry_that_came_due_is_started_by_the_sweep(
     aws.ops(lambda ops: ops.put_pipeline("flaky", json.dumps(pipeline(flaky)), team=TEAM))
     started = aws.ops(lambda ops: ops.start_execution("flaky", {}, team=TEAM, owner="alice"))
     reader = stream()
-    aws.deliver(reader)
+    aws.deliver_cleanly(reader)
     first_job = aws.execution(started.execution_id).steps["Flaky"].job_id
 
     failed = JobFailed(
@@ -162,7 +150,7 @@ def test_a_step_retry_that_came_due_is_started_by_the_sweep(
     )
     event = CloudEvent.wrap(failed, time=failed.ended_at)
     aws.monitor.run(lambda rt: rt.bus.publish(topics.FAILED, event))
-    aws.deliver(reader)
+    aws.deliver_cleanly(reader)
     waiting = aws.execution(started.execution_id).steps["Flaky"]
     assert (waiting.status.value, waiting.attempt) == ("RetryScheduled", 1)
 
@@ -171,7 +159,7 @@ def test_a_step_retry_that_came_due_is_started_by_the_sweep(
     retried = aws.execution(started.execution_id).steps["Flaky"]
     assert (retried.status.value, retried.attempt) == ("Executing", 2)
     assert retried.job_id not in (None, first_job)
-    aws.deliver(reader)
+    aws.deliver_cleanly(reader)
     assert aws.api.run(lambda rt: rt.store.get(retried.job_id)).status.value == "Launched"
     assert pipelines.handle(aws.pipelines, scheduled(), None)["retries_fired"] == 0
 

@@ -154,7 +154,6 @@ class Consumer(Generic[T]):
         self._lag: ReportsLag | None = None
         self._lag_due = 0.0
         self._lag_shown: set[TopicPartition] = set()
-        self._handled_counters: dict[str, Any] = {}
 
     @classmethod
     def for_events(
@@ -284,12 +283,7 @@ class Consumer(Generic[T]):
                 self._handled_counter(tp[0]).inc(handled)
 
     def _handled_counter(self, topic: str) -> Any:
-        counter = self._handled_counters.get(topic)
-        if counter is None:
-            counter = self._handled_counters[topic] = metrics.EVENTS_HANDLED.labels(
-                self._group, topic
-            )
-        return counter
+        return metrics.labelled(metrics.EVENTS_HANDLED, self._group, topic)
 
     async def _handle_record(self, record: BusRecord) -> bool:
         """Decode and handle one record; True if its handler succeeded."""

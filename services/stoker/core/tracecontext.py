@@ -38,7 +38,7 @@ class TraceParent:
 
         Ids identify, they protect nothing: the process's pseudo-random generator serves (as
         OpenTelemetry's own id generator does), without a system call for every job."""
-        return cls(f"{random.getrandbits(128) or 1:032x}", _new_span_id())
+        return cls(f"{random.getrandbits(128) or 1:032x}", new_span_id())
 
     @classmethod
     def parse(cls, value: str) -> TraceParent | None:
@@ -58,8 +58,8 @@ current_traceparent: ContextVar[str | None] = ContextVar("stoker_traceparent", d
 events built meanwhile carry it (`CloudEvent.wrap`)."""
 
 
-def _new_span_id() -> str:
-    # All zeros is the one invalid id.
+def new_span_id() -> str:
+    """A random span id (never all zeros, the one invalid id)."""
     return f"{random.getrandbits(64) or 1:016x}"
 
 

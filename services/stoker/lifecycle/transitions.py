@@ -94,7 +94,7 @@ class Transitioner:
         )
         self._hand_over(outbox, urgent=False)
         if stored.status.terminal and job.status is not stored.status:
-            metrics.counted(metrics.JOBS_ENDED, stored.status.value).inc()
+            metrics.labelled(metrics.JOBS_ENDED, stored.status.value).inc()
         return stored
 
     async def publish_extra(self, events: Sequence[tuple[str, CloudEvent]]) -> None:

@@ -6,7 +6,7 @@ and its meaning; a test keeps that list, this module and deploy/grafana equal.
 
 Labels are bounded sets only (topics, groups, operations, outcomes, channel kinds, error
 classes): never a job id, an owner, a team or a free-text reason. Counting stays off the
-launch path's costs: callers keep the labelled child they count into (`labels()` once), and
+launch path's costs: a labelled child is made once per label set and kept (`labelled`), and
 the consumer counts records a batch at a time.
 """
 
@@ -142,10 +142,10 @@ T = TypeVar("T")
 _CHILDREN: dict[tuple[object, tuple[str, ...]], Any] = {}
 
 
-def counted(metric: Counter, *values: str) -> Any:
+def labelled(metric: Counter | Histogram, *values: str) -> Any:
     """`metric.labels(*values)`, made once per process and label set and kept (the sets are
-    bounded), for counters whose labels are known only at the call: counting is then one
-    dictionary lookup and one add."""
+    bounded): counting on a hot path is then one dictionary lookup and one add. Not for
+    gauges whose children are removed (`CONSUMER_LAG`)."""
     key = (metric, values)
     child = _CHILDREN.get(key)
     if child is None:
@@ -154,12 +154,11 @@ def counted(metric: Counter, *values: str) -> Any:
 
 
 class StoreTimer:
-    """Times one store's calls into `stoker_store_seconds`, keeping a labelled child per
-    operation so that a call costs two clock reads and one observation."""
+    """Times one store's calls into `stoker_store_seconds`: a call costs two clock reads and
+    one observation."""
 
     def __init__(self, store: str) -> None:
         self._store = store
-        self._children: dict[str, Any] = {}
 
     async def timed(self, operation: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()
@@ -169,10 +168,7 @@ class StoreTimer:
             self.observe(operation, time.perf_counter() - started)
 
     def observe(self, operation: str, seconds: float) -> None:
-        child = self._children.get(operation)
-        if child is None:
-            child = self._children[operation] = STORE_SECONDS.labels(self._store, operation)
-        child.observe(seconds)
+        labelled(STORE_SECONDS, self._store, operation).observe(seconds)
 
 
 def render() -> bytes:

@@ -18,7 +18,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
-from stoker.core.tracecontext import TraceParent, current_traceparent
+from stoker.core.tracecontext import TraceParent, current_traceparent, new_span_id
 
 Attributes = Mapping[str, str | int | float | bool]
 
@@ -87,7 +87,7 @@ def span(
     if _tracer is None:
         parsed = TraceParent.parse(parent) if parent else None
         value = str(
-            TraceParent.new() if parsed is None else TraceParent(parsed.trace_id, _span_id())
+            TraceParent.new() if parsed is None else TraceParent(parsed.trace_id, new_span_id())
         )
         token = current_traceparent.set(value)
         try:
@@ -123,7 +123,3 @@ def _context_of(parent: str | None) -> Any:
         trace_flags=TraceFlags(int(parsed.flags, 16)),
     )
     return trace.set_span_in_context(NonRecordingSpan(remote))
-
-
-def _span_id() -> str:
-    return TraceParent.new().span_id

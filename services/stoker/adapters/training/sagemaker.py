@@ -118,9 +118,9 @@ def translated(operation: str, name: str | None = None) -> Iterator[None]:
         outcome = "error"
         raise
     finally:
-        metrics.counted(metrics.SAGEMAKER_CALLS, operation, outcome).inc()
+        metrics.labelled(metrics.SAGEMAKER_CALLS, operation, outcome).inc()
         if outcome == Throttled.__name__:
-            metrics.counted(metrics.SAGEMAKER_THROTTLES, operation).inc()
+            metrics.labelled(metrics.SAGEMAKER_THROTTLES, operation).inc()
 
 
 @contextmanager
