@@ -133,12 +133,20 @@ def training_scaling(
 
 
 def scaling_table(console: Console, runs: list[TrainingRun], customers: int) -> dict[str, Any]:
+    """The rounds one by one (the machine's speed drifts between jobs minutes apart: a round
+    compares neighbours), then the medians."""
     one = [run for run in runs if run.workers == 1]
     two = [run for run in runs if run.workers == 2]
     for run in runs:
         if run.models != customers:
             raise RuntimeError(f"a {run.workers}-worker job wrote {run.models} of {customers}")
     efficiencies = [b.rate / (2 * a.rate) for a, b in zip(one, two, strict=True)]
+    rounds = Table(title=f"sharded training: {customers} Prophet models a job, by round")
+    for column in ("round", "1 worker models/s", "2 workers models/s", "efficiency"):
+        rounds.add_column(column, justify="right")
+    for number, (a, b, efficiency) in enumerate(zip(one, two, efficiencies, strict=True), 1):
+        rounds.add_row(str(number), f"{a.rate:.2f}", f"{b.rate:.2f}", f"{efficiency:.2f}")
+    console.print(rounds)
     table = Table(title=f"sharded training: {customers} Prophet models a job")
     for column in ("instances", "jobs", "median models/s", "min", "max", "median job s"):
         table.add_column(column, justify="right")

@@ -97,7 +97,9 @@ def _quiet() -> Iterator[None]:
 def artifact_bytes(model: Prophet) -> bytes:
     """The `{customer}.tar.gz` content: model.json and this file as code/inference.py."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    # gzip's default level, as `tar czf` packs: tarfile's 9 costs 2-3 times the CPU of a fit's
+    # compression for 1 % less.
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
         _add(tar, MODEL_FILE, model_to_json(model).encode())
         _add(tar, CODE_FILE, Path(__file__).read_bytes())
     return buffer.getvalue()

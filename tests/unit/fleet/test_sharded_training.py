@@ -59,6 +59,17 @@ while True:
     time.sleep(0.05)
 """
 
+SAME_NAMES = """
+import os, pathlib
+host = os.environ["SM_CURRENT_HOST"]
+for folder in (os.environ["SM_MODEL_DIR"], os.environ["SM_OUTPUT_DATA_DIR"]):
+    nested = pathlib.Path(folder, "nested")
+    nested.mkdir(parents=True, exist_ok=True)
+    (nested / "shared.txt").write_text(host)
+    (nested / (host + ".txt")).write_text(host)
+"""
+"""A training script whose hosts write a file of the same name and one of their own."""
+
 RUN_UNTIL_STOPPED = """
 import os, pathlib, time
 pathlib.Path(os.environ["HOME"], "..", "running-" + os.environ["SM_CURRENT_HOST"]).touch()
@@ -266,6 +277,24 @@ async def test_a_failing_host_fails_the_job_with_its_reason_and_stops_the_others
     done = await finished(backend, "one-fails")
     assert done.status is TrainingJobStatus.FAILED
     assert done.failure_reason == "AlgorithmError: algo-2: shard 2 is unreadable"
+
+
+async def test_the_archives_hold_every_hosts_files_and_the_last_hosts_of_a_shared_name(
+    backend: LocalProcessBackend, tmp_path: Path
+) -> None:
+    """model.tar.gz and output.tar.gz hold the union of the hosts' folders, nested files
+    included; where hosts wrote the same name, the last host's file is the one kept."""
+    await backend.create_training_job(
+        request("same-names", tmp_path, ["python", "-c", SAME_NAMES], instances=3)
+    )
+    done = await finished(backend, "same-names")
+    assert done.status is TrainingJobStatus.COMPLETED, done.failure_reason
+    expected = {
+        "nested/shared.txt": b"algo-3",
+        **{f"nested/algo-{n}.txt": f"algo-{n}".encode() for n in (1, 2, 3)},
+    }
+    assert model_files(done) == expected
+    assert output_files(tmp_path, "same-names") == expected
 
 
 async def test_a_stop_ends_every_host(backend: LocalProcessBackend, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ FullyReplicated channel, its share of a ShardedByS3Key one) and the job's checkp
 restored from CheckpointConfig.S3Uri. While they run and when they end, each host's new
 checkpoints are saved back (`checkpoints.py`); a failed save is logged and tried again at
 the next one, never fatal: the files stay in the host's folder. When the job ends, the
-hosts' model and output-data folders are merged into the job's, to be packed.
+hosts' model and output-data folders are packed from where they are (`outputs.py`).
 """
 
 from __future__ import annotations
@@ -72,20 +72,6 @@ async def stage_channel(
             raise FileNotFoundError(f"{source} does not exist")
         keys = await asyncio.to_thread(_local_keys, source)
         await asyncio.to_thread(_copy_keys, source, share(keys), dest)
-
-
-def merge_host_folders(paths: JobPaths, spec: LocalJobRequest) -> None:
-    """Every host's /opt/ml/model and /opt/ml/output/data into the job's, which become
-    model.tar.gz and output.tar.gz: SageMaker keeps the files of all hosts (scripts keep
-    their names apart; a later host's file wins over an earlier one's of the same name)."""
-    if spec.instance_count == 1:
-        return
-    for host in spec.hosts:
-        own = host_paths(paths, spec, host)
-        for source, merged in ((own.model, paths.model), (own.output_data, paths.output_data)):
-            merged.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, merged, dirs_exist_ok=True)
 
 
 class HostFiles:

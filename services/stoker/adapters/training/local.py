@@ -59,7 +59,7 @@ from stoker.adapters.training.container import (
     parse_request,
     refusal,
 )
-from stoker.adapters.training.host_files import HostFiles, merge_host_folders
+from stoker.adapters.training.host_files import HostFiles
 from stoker.adapters.training.hosts import (
     HostGroup,
     adopted,
@@ -469,7 +469,6 @@ class LocalProcessBackend(ProcessingJobs):
         else:
             self._set(job, _S.IN_PROGRESS, "Uploading")
             try:
-                await asyncio.to_thread(merge_host_folders, job.paths, spec)
                 job.model_artifacts = await publish_model(self._s3, job.paths, spec)
                 await publish_output_data(self._s3, job.paths, spec)
             except (OSError, S3TransferError) as exc:
@@ -484,7 +483,6 @@ class LocalProcessBackend(ProcessingJobs):
         if spec.notebook:
             return  # its files went out as the notebook job's outputs
         try:
-            await asyncio.to_thread(merge_host_folders, job.paths, spec)
             await publish_output_data(self._s3, job.paths, spec)
         except (OSError, S3TransferError) as exc:
             log.warning("cannot save the output data", job_name=job.name, error=str(exc))
