@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from stoker.adapters.training.local import LocalProcessBackend
 from stoker.adapters.training.sagemaker import SageMakerBackend
 from stoker.core.job_kind import JobKind
 from stoker.core.policy import LocalRunRules
+from stoker.core.sharding import keys_for_host
 from stoker.ports.training import (
     InvalidRequest,
     TrainingJobAlreadyExists,
@@ -277,6 +279,124 @@ async def test_a_running_processing_job_can_be_stopped(
     assert done.status is TrainingJobStatus.STOPPED
     await local.stop_processing_job(name)
     assert (await local.describe_processing_job(name)).status is TrainingJobStatus.STOPPED
+
+
+WHAT_EACH_HOST_SEES = """
+import json, os, pathlib
+root = pathlib.Path(os.environ["HOME"], "opt/ml")
+config = json.loads((root / "config/resourceconfig.json").read_text())
+host = config["current_host"]
+seen = {
+    name: sorted(p.name for p in (root / "processing/input" / name).iterdir())
+    for name in ("shards", "common")
+}
+out = root / "processing/output/split"
+(out / (host + ".json")).write_text(json.dumps({"config": config, "seen": seen}))
+(out / "shared.txt").write_text(host)
+"""
+
+
+async def test_a_job_of_several_instances_runs_a_host_each_and_uploads_every_hosts_outputs(
+    local: LocalProcessBackend, s3: Any, tmp_path: Path
+) -> None:
+    """ClusterConfig.InstanceCount 2: two hosts, each named in its resourceconfig.json, each
+    given its share of a ShardedByS3Key input and all of a FullyReplicated one; both hosts'
+    outputs land under the output's S3Uri, the later host's file where both wrote a name."""
+    shards = [f"{letter}.csv" for letter in "abcde"]
+    for key in shards:
+        write_csv(tmp_path / "shards" / key, [{"customer_id": key, "kwh": "1"}])
+    write_csv(tmp_path / "common" / "rates.csv", [{"customer_id": "*", "kwh": "0.3"}])
+    name = unique()
+    request = processing_request(
+        name,
+        [("shards", str(tmp_path / "shards")), ("common", str(tmp_path / "common"))],
+        f"s3://{BUCKET}/out/{name}",
+    )
+    request["AppSpecification"]["ContainerEntrypoint"] = ["python", "-c"]
+    request["AppSpecification"]["ContainerArguments"] = [WHAT_EACH_HOST_SEES]
+    request["ProcessingInputs"][0]["S3Input"]["S3DataDistributionType"] = "ShardedByS3Key"
+    request["ProcessingResources"]["ClusterConfig"]["InstanceCount"] = 2
+    await local.create_processing_job(request)
+    done = await finished(local, name)
+    assert done.status is TrainingJobStatus.COMPLETED, done.failure_reason
+
+    def uploaded(file: str) -> bytes:
+        body: bytes = s3.get_object(Bucket=BUCKET, Key=f"out/{name}/{file}")["Body"].read()
+        return body
+
+    keys = {
+        obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"out/{name}/")["Contents"]
+    }
+    assert keys == {f"out/{name}/{file}" for file in ("algo-1.json", "algo-2.json", "shared.txt")}
+    for index, host in enumerate(("algo-1", "algo-2")):
+        seen = json.loads(uploaded(f"{host}.json"))
+        assert seen["config"] == {
+            "current_host": host,
+            "hosts": ["algo-1", "algo-2"],
+            "network_interface_name": "lo",
+        }
+        assert seen["seen"] == {
+            "shards": keys_for_host(shards, index, 2),
+            "common": ["rates.csv"],
+        }
+    assert uploaded("shared.txt") == b"algo-2"
+
+
+FAIL_ON_ALGO_2 = """
+import json, os, pathlib, time
+root = pathlib.Path(os.environ["HOME"], "opt/ml")
+host = json.loads((root / "config/resourceconfig.json").read_text())["current_host"]
+if host == "algo-2":
+    (root / "output/message").write_text("shard 2 is unreadable")
+    raise SystemExit(3)
+while True:
+    time.sleep(0.05)
+"""
+
+
+async def test_a_failing_host_fails_the_job_with_its_name_and_stops_the_others(
+    local: LocalProcessBackend, tmp_path: Path
+) -> None:
+    """algo-2 fails at once while algo-1 would run forever: the job fails with algo-2's
+    message, named, and ends without waiting for algo-1."""
+    name = unique()
+    request = processing_request(name, [], str(tmp_path / "out"))
+    request["AppSpecification"]["ContainerEntrypoint"] = ["python", "-c"]
+    request["AppSpecification"]["ContainerArguments"] = [FAIL_ON_ALGO_2]
+    request["ProcessingResources"]["ClusterConfig"]["InstanceCount"] = 2
+    await local.create_processing_job(request)
+    done = await finished(local, name)
+    assert done.status is TrainingJobStatus.FAILED
+    assert done.failure_reason == "AlgorithmError: algo-2: shard 2 is unreadable; exit code 3"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"InstanceCount": 0},
+            "ProcessingResources.ClusterConfig.InstanceCount must be an integer >= 1, got 0",
+        ),
+        (
+            {"InstanceCount": 9},
+            "ProcessingResources.ClusterConfig.InstanceCount 9 is over the local limit of 8",
+        ),
+        (
+            {"S3DataDistributionType": "ByHash"},
+            "ProcessingInputs.0.S3Input: S3DataDistributionType 'ByHash' is not one of",
+        ),
+    ],
+)
+async def test_bad_cluster_and_distribution_settings_are_refused_naming_the_field(
+    local: LocalProcessBackend, change: dict[str, Any], message: str
+) -> None:
+    request = processing_request(unique(), [("data", "s3://b/k")], "s3://b/out")
+    if "InstanceCount" in change:
+        request["ProcessingResources"]["ClusterConfig"].update(change)
+    else:
+        request["ProcessingInputs"][0]["S3Input"].update(change)
+    with pytest.raises(InvalidRequest, match=re.escape(message)):
+        await local.create_processing_job(request)
 
 
 async def test_bad_requests_are_refused_naming_the_field(local: LocalProcessBackend) -> None:

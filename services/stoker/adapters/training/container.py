@@ -218,6 +218,26 @@ def _string_map(value: object, what: str) -> dict[str, str]:
     return dict(value)
 
 
+def parse_distribution(source: dict[str, Any], what: str) -> str:
+    """An S3 source's S3DataDistributionType (FullyReplicated when absent); `what` names the
+    source in the error."""
+    distribution = source.get("S3DataDistributionType", FULLY_REPLICATED)
+    if distribution not in _DISTRIBUTIONS:
+        raise InvalidRequest(
+            f"{what}: S3DataDistributionType {distribution!r} is not one of "
+            f"{', '.join(_DISTRIBUTIONS)}"
+        )
+    return str(distribution)
+
+
+def parse_instance_count(resources: dict[str, Any], where: str) -> int:
+    """`resources["InstanceCount"]` (1 when absent); `where` names `resources` in the error."""
+    count = resources.get("InstanceCount", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise InvalidRequest(f"{where}.InstanceCount must be an integer >= 1, got {count!r}")
+    return count
+
+
 def parse_request(request: dict[str, Any]) -> LocalJobRequest:
     """Validate a CreateTrainingJob request for local execution; raises InvalidRequest."""
     name = request.get("TrainingJobName")
@@ -242,12 +262,7 @@ def parse_request(request: dict[str, Any]) -> LocalJobRequest:
             raise InvalidRequest(
                 f"channel {channel_name}: the local backend reads S3Prefix data sources only"
             )
-        distribution = source.get("S3DataDistributionType", FULLY_REPLICATED)
-        if distribution not in _DISTRIBUTIONS:
-            raise InvalidRequest(
-                f"channel {channel_name}: S3DataDistributionType {distribution!r} is not one "
-                f"of {', '.join(_DISTRIBUTIONS)}"
-            )
+        distribution = parse_distribution(source, f"channel {channel_name}")
         channels.append(
             Channel(
                 channel_name,
@@ -257,9 +272,7 @@ def parse_request(request: dict[str, Any]) -> LocalJobRequest:
             )
         )
     resources = request.get("ResourceConfig") or {}
-    count = resources.get("InstanceCount", 1)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise InvalidRequest(f"ResourceConfig.InstanceCount must be an integer >= 1, got {count!r}")
+    count = parse_instance_count(resources, "ResourceConfig")
     checkpoint = request.get("CheckpointConfig") or {}
     checkpoint_local = checkpoint.get("LocalPath") or CHECKPOINT_LOCAL_PATH
     if not isinstance(checkpoint_local, str) or not _under_opt_ml(checkpoint_local):
@@ -377,8 +390,13 @@ def refusal(rules: LocalRunRules, job: LocalJobRequest) -> str | None:
         if refused is not None:
             return refused
     if job.instance_count > rules.max_instance_count:
+        where = (
+            "ResourceConfig"
+            if job.kind is JobKind.TRAINING
+            else "ProcessingResources.ClusterConfig"
+        )
         return (
-            f"ResourceConfig.InstanceCount {job.instance_count} is over the local limit of "
+            f"{where}.InstanceCount {job.instance_count} is over the local limit of "
             f"{rules.max_instance_count} processes per job (local.max_instance_count)"
         )
     variables = rules.environment_refusals(job.environment)

@@ -1,11 +1,12 @@
 """The files of a local job's hosts before and after they run: layouts, inputs, checkpoints.
 
-Before the processes start, each host gets its /opt/ml tree, its channels (all of a
-FullyReplicated channel, its share of a ShardedByS3Key one) and the job's checkpoints
-restored from CheckpointConfig.S3Uri. While they run and when they end, each host's new
-checkpoints are saved back (`checkpoints.py`); a failed save is logged and tried again at
-the next one, never fatal: the files stay in the host's folder. When the job ends, the
-hosts' model and output-data folders are packed from where they are (`outputs.py`).
+Before the processes start, each host of a training or processing job gets its /opt/ml
+tree, its channels or inputs (all of a FullyReplicated one, its share of a ShardedByS3Key
+one) and a training job's checkpoints restored from CheckpointConfig.S3Uri. While they run
+and when they end, each host's new checkpoints are saved back (`checkpoints.py`); a failed
+save is logged and tried again at the next one, never fatal: the files stay in the host's
+folder. When the job ends, the hosts' folders are packed or uploaded from where they are
+(`outputs.py`).
 """
 
 from __future__ import annotations
@@ -84,21 +85,19 @@ class HostFiles:
     async def stage(self, paths: JobPaths, spec: LocalJobRequest, request: dict[str, Any]) -> None:
         """Lay out each host's /opt/ml, fetch its channels (inputs) and checkpoints. Raises
         OSError, ValueError or S3TransferError."""
-        if spec.kind is not JobKind.TRAINING:
-            await asyncio.to_thread(write_processing_layout, paths, spec, request)
-            for channel in spec.channels:
-                await stage_channel(self._s3, paths, spec, channel, 0)
-            return
         sync = self._sync(paths, spec)
         for index, host in enumerate(spec.hosts):
             own = host_paths(paths, spec, host)
-            await asyncio.to_thread(write_layout, own, spec, request, host)
+            training = spec.kind is JobKind.TRAINING
+            layout = write_layout if training else write_processing_layout
+            await asyncio.to_thread(layout, own, spec, request, host)
             for channel in spec.channels:
                 await stage_channel(self._s3, own, spec, channel, index)
-            folder = checkpoint_folder(own, spec)
-            if sync is not None:
-                await sync.restore(folder)
-            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            if training:
+                folder = checkpoint_folder(own, spec)
+                if sync is not None:
+                    await sync.restore(folder)
+                await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
 
     async def save_checkpoints(
         self, paths: JobPaths, spec: LocalJobRequest, host: str | None = None

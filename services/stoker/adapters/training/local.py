@@ -22,10 +22,10 @@ process only, and:
   died within the instant between the two): Failed, InternalServerError, which the failure
   rules retry.
 
-A training job of `InstanceCount` N runs N such processes, hosts `algo-1` .. `algo-N`
-(`hosts.py`; their inputs and checkpoints: `host_files.py`), and all of the above holds for
-each host. It succeeds when every host does; the first host to fail fails it and stops the
-others.
+A job of `InstanceCount` N (training or processing) runs N such processes, hosts `algo-1`
+.. `algo-N` (`hosts.py`; their inputs and checkpoints: `host_files.py`), and all of the
+above holds for each host. It succeeds when every host does; the first host to fail fails
+it and stops the others.
 
 Processing jobs (CreateProcessingJob) run the same way, in `<work>/_processing/<job>/`
 with SageMaker Processing's layout (`processing.py`, `processing_jobs.py`). A notebook job,
@@ -457,10 +457,11 @@ class LocalProcessBackend(ProcessingJobs):
             host, code = failed
             assert code is not None  # None is the case above
             own = host_paths(job.paths, spec, host)
+            named = host if spec.instance_count > 1 else None
             if spec.kind is JobKind.PROCESSING:
-                reason = processing_failure_reason(own, code)
+                reason = processing_failure_reason(own, code, named)
             else:
-                reason = failure_reason(own, code, host if spec.instance_count > 1 else None)
+                reason = failure_reason(own, code, named)
                 await self._publish_output_data(job, spec)  # a failure's report, say
             self._finish(job, _S.FAILED, "Failed", reason)
         elif published is not None or spec.kind is JobKind.PROCESSING:

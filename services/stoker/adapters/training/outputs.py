@@ -10,7 +10,7 @@
   (the executed notebook and every file the notebook wrote), copied as they are under
   `S3OutputPath` itself, so a pipeline step's outputs read `<root>/<pipeline>/<execution>/
   <step>/...`; with no S3OutputPath, they stay in the job's folder;
-- a processing job: each output's `LocalPath` uploaded to its `S3Uri`.
+- a processing job: each output's `LocalPath` uploaded to its `S3Uri`, from every host.
 
 Destinations are S3 URIs, `file://` URIs or plain local paths.
 """
@@ -83,14 +83,16 @@ async def publish_notebook_outputs(s3: S3Folders, paths: JobPaths, spec: LocalJo
 
 
 async def publish_processing_outputs(s3: S3Folders, paths: JobPaths, spec: LocalJobRequest) -> None:
-    """Upload (or copy) each processing output's folder to its S3Uri."""
+    """Upload (or copy) each processing output's folder to its S3Uri, every host's in
+    turn (a later host's file replaces an earlier one's of the same name)."""
     for output in spec.outputs:
-        source = paths.root / output.source
         folder = local_path(output.uri)
-        if folder is None:
-            await s3.upload_folder(source, output.uri)
-        else:
-            await asyncio.to_thread(copy_tree, source, folder)
+        for host in spec.hosts:
+            source = host_paths(paths, spec, host).root / output.source
+            if folder is None:
+                await s3.upload_folder(source, output.uri)
+            else:
+                await asyncio.to_thread(copy_tree, source, folder)
 
 
 async def publish_outputs(s3: S3Folders, paths: JobPaths, spec: LocalJobRequest) -> str | None:

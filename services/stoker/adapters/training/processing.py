@@ -10,6 +10,12 @@ arguments runs unchanged, each `ContainerArguments` word that starts with `/opt/
 rewritten to the same path under the job's folder. Inputs are copied from S3 URIs (or
 local folders and `file://` URIs) before the process starts; outputs are uploaded (or
 copied) when it ends, whether it succeeded or not, as SageMaker's `EndOfJob` upload does.
+
+`ClusterConfig.InstanceCount` N runs N processes, hosts `algo-1` .. `algo-N`, each with its
+own tree under `<job>/hosts/algo-k/` and `resourceconfig.json` naming it `current_host`; an
+input whose `S3DataDistributionType` is ShardedByS3Key gives each host its share of the keys
+(`core.sharding`), a FullyReplicated one (the default) all of them; every host's outputs
+are uploaded to the same S3Uri, as SageMaker's instances each upload theirs.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from stoker.adapters.training.container import (
     Output,
     _string_map,
     _strings,
+    parse_distribution,
+    parse_instance_count,
 )
 from stoker.core.job_kind import JobKind
 from stoker.core.naming import NAME_PATTERN
@@ -73,7 +81,8 @@ def parse_processing_request(request: dict[str, Any]) -> LocalJobRequest:
                 f"ProcessingInputs.{n}: the local backend reads S3Input S3Prefix sources only"
             )
         dest = _relative(source.get("LocalPath"), f"ProcessingInputs.{n}.S3Input.LocalPath")
-        inputs.append(Channel(input_name, str(source["S3Uri"]), dest))
+        distribution = parse_distribution(source, f"ProcessingInputs.{n}.S3Input")
+        inputs.append(Channel(input_name, str(source["S3Uri"]), dest, distribution))
     outputs = []
     config = request.get("ProcessingOutputConfig") or {}
     for n, raw in enumerate(config.get("Outputs") or []):
@@ -90,6 +99,7 @@ def parse_processing_request(request: dict[str, Any]) -> LocalJobRequest:
         )
         outputs.append(Output(output_name, source_path, str(target["S3Uri"])))
     cluster = (request.get("ProcessingResources") or {}).get("ClusterConfig") or {}
+    count = parse_instance_count(cluster, "ProcessingResources.ClusterConfig")
     max_runtime = (request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     return LocalJobRequest(
         name=name,
@@ -103,6 +113,7 @@ def parse_processing_request(request: dict[str, Any]) -> LocalJobRequest:
         max_runtime_s=float(max_runtime) if max_runtime else None,
         kind=JobKind.PROCESSING,
         outputs=tuple(outputs),
+        instance_count=count,
     )
 
 
@@ -114,8 +125,11 @@ def local_command(command: list[str], root: Path) -> list[str]:
     ]
 
 
-def write_processing_layout(paths: JobPaths, job: LocalJobRequest, request: dict[str, Any]) -> None:
-    """Create the /opt/ml tree of a processing job: config, inputs, outputs."""
+def write_processing_layout(
+    paths: JobPaths, job: LocalJobRequest, request: dict[str, Any], host: str = HOST
+) -> None:
+    """Create the /opt/ml tree of a processing job's `host` (`paths`: the host's own):
+    config, inputs, outputs."""
     config = paths.ml / "config"
     for folder in (config, paths.output, paths.tmp):
         folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +139,7 @@ def write_processing_layout(paths: JobPaths, job: LocalJobRequest, request: dict
         (paths.root / output.source).mkdir(parents=True, exist_ok=True)
     (config / "processingjobconfig.json").write_text(json.dumps(request, indent=2))
     (config / "resourceconfig.json").write_text(
-        json.dumps({"current_host": HOST, "hosts": [HOST], "network_interface_name": "lo"})
+        json.dumps({"current_host": host, "hosts": job.hosts, "network_interface_name": "lo"})
     )
 
 
@@ -143,12 +157,14 @@ def processing_env(paths: JobPaths, job: LocalJobRequest) -> dict[str, str]:
     return env
 
 
-def processing_failure_reason(paths: JobPaths, exit_code: int) -> str:
+def processing_failure_reason(paths: JobPaths, exit_code: int, host: str | None = None) -> str:
     """SageMaker's FailureReason of a processing job: the message file's text, and the
-    exit code."""
+    exit code; prefixed with the failing host's name when given (a job of several)."""
     message = paths.root / _MESSAGE
     text = ""
     if message.is_file():
         text = message.read_text(encoding="utf-8", errors="replace").strip()
     detail = f"{text}; exit code {exit_code}" if text else f"exit code {exit_code}"
+    if host is not None:
+        detail = f"{host}: {detail}"
     return f"AlgorithmError: {detail}"[:1024]

@@ -1,10 +1,10 @@
 """The processing-job half of the local backend's port (CreateProcessingJob and friends).
 
-A processing job runs as a training job does (one supervised process, the same slots, stops,
-MaxRuntime and take-over), in `<work>/_processing/<job>/` with SageMaker Processing's layout
-(`processing.py`); what differs is how its request is read, how its folder is laid out, and
-that its outputs are uploaded at the end whatever the outcome. The running itself is the
-backend's (`local.py`); this mixin holds the port's processing calls.
+A processing job runs as a training job does (one supervised process per instance, the same
+slots, stops, MaxRuntime and take-over), in `<work>/_processing/<job>/` with SageMaker
+Processing's layout (`processing.py`); what differs is how its request is read, how its
+folder is laid out, and that its outputs are uploaded at the end whatever the outcome. The
+running itself is the backend's (`local.py`); this mixin holds the port's processing calls.
 """
 
 from __future__ import annotations
