@@ -4,6 +4,7 @@ talking to the SageMaker-API simulator through the real aiobotocore client."""
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -401,6 +402,39 @@ async def test_a_restarted_backend_still_describes_finished_jobs(
             await again.create_training_job(local_request(name, tmp_path))
     finally:
         await again.close()
+
+
+async def test_a_listing_follows_finished_jobs_removed_or_made_again_on_disk(
+    local: LocalProcessBackend, tmp_path: Path
+) -> None:
+    """Another backend over the same work folder lists a finished job on every listing, the
+    new job once its folder is removed and one of the same name made again, and nothing once
+    that folder is removed too."""
+    name = unique()
+    await local.create_training_job(local_request(name, tmp_path))
+    await wait_for(local, name, terminal)
+    other = LocalProcessBackend(local.work_dir)
+    await other.start()
+    try:
+        for _ in range(2):
+            listed = await other.list_training_jobs(name_contains=name)
+            assert [(row.name, row.status) for row in listed] == [
+                (name, TrainingJobStatus.COMPLETED)
+            ]
+        shutil.rmtree(local.work_dir / name)
+        again = LocalProcessBackend(local.work_dir)
+        await again.start()
+        try:
+            await again.create_training_job(local_request(name, tmp_path, fail_with="bad data"))
+            await wait_for(again, name, terminal)
+        finally:
+            await again.close()
+        listed = await other.list_training_jobs(name_contains=name)
+        assert [(row.name, row.status) for row in listed] == [(name, TrainingJobStatus.FAILED)]
+        shutil.rmtree(local.work_dir / name)
+        assert await other.list_training_jobs(name_contains=name) == []
+    finally:
+        await other.close()
 
 
 async def test_jobs_over_the_cap_wait_and_can_be_stopped_while_waiting(

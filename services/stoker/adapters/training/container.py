@@ -40,6 +40,8 @@ from stoker.ports.training import InvalidRequest
 from stoker.training_scripts import notebook_runner
 
 HOST = "algo-1"
+STATE_FILE = "state.json"
+"""A job folder's state (`local_state`), rewritten whole on every change."""
 FULLY_REPLICATED = "FullyReplicated"
 SHARDED_BY_S3_KEY = "ShardedByS3Key"
 _DISTRIBUTIONS = (FULLY_REPLICATED, SHARDED_BY_S3_KEY)
@@ -117,7 +119,7 @@ class JobPaths:
 
     @property
     def state(self) -> Path:
-        return self.root / "state.json"
+        return self.root / STATE_FILE
 
     @property
     def stop_marker(self) -> Path:

@@ -69,6 +69,7 @@ from stoker.adapters.training.hosts import (
     not_started,
     start_supervised,
 )
+from stoker.adapters.training.local_listing import DiskJobs
 from stoker.adapters.training.local_state import LocalJob
 from stoker.adapters.training.local_support import (
     MARKER_POLL_S,
@@ -148,6 +149,10 @@ class LocalProcessBackend(ProcessingJobs):
         self._clock = clock or SystemClock()
         self._slots = Slots(max_concurrent)
         self._jobs: dict[str, LocalJob] = {}
+        self._on_disk = {
+            JobKind.TRAINING: DiskJobs(work_dir, JobKind.TRAINING),
+            JobKind.PROCESSING: DiskJobs(work_dir / PROCESSING_FOLDER, JobKind.PROCESSING),
+        }
         self._s3 = S3Folders(region=region, endpoint_url=s3_endpoint)
         self._files = HostFiles(self._s3)
         rules = rules or LocalRunRules()
@@ -264,13 +269,7 @@ class LocalProcessBackend(ProcessingJobs):
     def _all_jobs(self, kind: JobKind) -> list[LocalJob]:
         """Every job of `kind`: this backend's, and those other processes left on disk."""
         jobs = {key: job for key, job in self._jobs.items() if job.kind is kind}
-        folder = self.work_dir if kind is JobKind.TRAINING else self.work_dir / PROCESSING_FOLDER
-        if folder.is_dir():
-            for entry in folder.iterdir():
-                if job_key(entry.name, kind) not in jobs:
-                    loaded = self._load(JobPaths(entry))
-                    if loaded is not None and loaded.kind is kind:
-                        jobs[job_key(entry.name, kind)] = loaded
+        jobs.update(self._on_disk[kind].read(jobs.__contains__, self._load))
         return list(jobs.values())
 
     async def stop_training_job(self, name: str) -> None:
