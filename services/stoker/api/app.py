@@ -104,8 +104,7 @@ def create_app(
         "/healthz needs `Authorization: Bearer <token>`.",
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_SPEC_BYTES)
-    # Rate limits and quotas answer 429 in the API's error shape; authentication's own
-    # answers (installed next) replace the shared ones for 401 and 403.
+    # 401, 403, rate limits and quotas (429) answer in the API's error shape.
     install_refusals(app, body=lambda _reason, message: _error_body(message))
     install_auth(app, authenticator, rate_limiter)
 

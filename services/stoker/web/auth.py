@@ -56,9 +56,15 @@ class BearerAuth:
     async def __call__(
         self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
-        if credentials is None:
+        return await self.verify(credentials)
+
+    async def verify(self, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+        """The principal of `credentials` (an app's own bearer scheme may have parsed them),
+        after one check of its rate; NoCredential when there is no token or a blank one."""
+        token = credentials.credentials.strip() if credentials is not None else ""
+        if not token:
             raise NoCredential
-        principal = await self.authenticator.authenticate(credentials.credentials)
+        principal = await self.authenticator.authenticate(token)
         if self.limiter is not None:
             self.limiter.check(principal.credential_id)
         return principal
