@@ -2,9 +2,10 @@
 
     python -m tests.support.local_owner WORK REQUESTS [--max-concurrent N]
 
-Run from the repository root. It creates the CreateTrainingJob requests listed in the JSON
-file REQUESTS on a LocalProcessBackend over WORK (which also runs `python -c`), writes
-WORK/../owner-created once every create call returned, and then waits to be killed.
+Run from the repository root. It creates the CreateTrainingJob (or, for a request with a
+ProcessingJobName, CreateProcessingJob) requests listed in the JSON file REQUESTS on a
+LocalProcessBackend over WORK (which also runs `python -c`), writes WORK/../owner-created
+once every create call returned, and then waits to be killed.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ async def main() -> None:
     )
     await backend.start()
     for request in json.loads(args.requests.read_text(encoding="utf-8")):
-        await backend.create_training_job(request)
+        if "ProcessingJobName" in request:
+            await backend.create_processing_job(request)
+        else:
+            await backend.create_training_job(request)
     created_marker(args.work).touch()
     await asyncio.Event().wait()
 

@@ -1,4 +1,5 @@
-"""A crash of the process owning local training jobs costs no attempt and no compute.
+"""A crash of the process owning local training (and processing) jobs costs no attempt and
+no compute.
 
 The owner runs as a child process (`tests.support.local_owner`) and is killed with SIGKILL;
 a new backend over the same work folder then adopts what still runs, concludes what ended
@@ -310,4 +311,78 @@ async def test_every_host_of_a_job_is_adopted(
         "step-algo-1",
         "step-algo-2",
     ]
+    assert [len((h / "starts.jsonl").read_text().splitlines()) for h in hosts] == [1, 1]
+
+
+PROCESS_ON_HOSTS = """
+import json, os, pathlib, time
+root = pathlib.Path(os.environ['HOME'])
+host = json.loads((root / 'opt/ml/config/resourceconfig.json').read_text())['current_host']
+pathlib.Path('running').touch()  # in the host's folder, its working directory
+go = pathlib.Path(os.environ['GO'])
+while not go.exists():
+    time.sleep(0.05)
+(root / 'opt/ml/processing/output/parts' / (host + '.csv')).write_text('part of ' + host)
+"""
+"""A processing command for a job of several hosts: each writes an output part of its own
+once the test creates the GO file."""
+
+
+async def test_every_host_of_a_processing_job_is_adopted(
+    tmp_path: Path, backends: list[LocalProcessBackend]
+) -> None:
+    """The owner of a two-host processing job dies while both hosts run: the next backend
+    follows both processes (each started once) and uploads both hosts' outputs."""
+    out = tmp_path / "parts"
+    body = {
+        "ProcessingJobName": "split-1",
+        "RoleArn": "arn:aws:iam::123456789012:role/stoker-processing",
+        "AppSpecification": {
+            "ImageUri": "local",
+            "ContainerEntrypoint": ["python", "-c"],
+            "ContainerArguments": [PROCESS_ON_HOSTS],
+        },
+        "Environment": {"GO": str(tmp_path / "go")},
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "parts",
+                    "S3Output": {
+                        "S3Uri": str(out),
+                        "LocalPath": "/opt/ml/processing/output/parts",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 2}
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+    }
+    work = tmp_path / "work"
+    hosts = [work / "_processing" / "split-1" / "hosts" / host for host in ("algo-1", "algo-2")]
+    listed = tmp_path / "requests.json"
+    listed.write_text(json.dumps([body]), encoding="utf-8")
+    await kill_when(
+        "tests.support.local_owner",
+        [str(work), str(listed)],
+        lambda: created_marker(work).exists() and all((h / "running").exists() for h in hosts),
+        tmp_path / "owner.log",
+        what="both hosts running",
+    )
+    backend = await new_backend(work, backends)
+    (tmp_path / "go").touch()
+    seen: list[TrainingJobDescription] = []
+
+    async def terminal() -> bool:
+        seen.append(await backend.describe_processing_job("split-1"))
+        return seen[-1].status.terminal
+
+    await poll_until(terminal, WAIT_BOUND_S, interval_s=0.05, what="split-1 ending")
+    assert seen[-1].status is TrainingJobStatus.COMPLETED, seen[-1].failure_reason
+    assert {p.name: p.read_text() for p in out.iterdir()} == {
+        "algo-1.csv": "part of algo-1",
+        "algo-2.csv": "part of algo-2",
+    }
     assert [len((h / "starts.jsonl").read_text().splitlines()) for h in hosts] == [1, 1]
