@@ -7,12 +7,15 @@ one of `InstanceCount` 2, turn about for a few rounds (ABBA order), each job wri
 fresh checkpoint prefix so every model is fitted. A job's rate is its models over the
 backend's start-to-end time (worker start-up included: that is what a user waits for). The
 efficiency of a round is rate(2) / (2 x rate(1)); the figure is the median of the rounds,
-so a change in the machine's load falls on both alike.
+so a change in the machine's load falls on both alike. Each job's CPU is counted too, from
+`getrusage`: this process's own (the backend) and its reaped descendants' (the hosts'
+supervisors, workers and the Stan processes the workers start).
 """
 
 from __future__ import annotations
 
 import asyncio
+import resource
 import shutil
 import statistics
 import sys
@@ -41,6 +44,11 @@ class TrainingRun:
     workers: int
     models: int
     seconds: float
+    worker_cpu_s: float
+    """CPU time of the job's processes (supervisors, workers and the Stan processes they
+    start): this process's reaped descendants."""
+    backend_cpu_s: float
+    """CPU time of this process: the backend running the job (and the bench's polling)."""
 
     @property
     def rate(self) -> float:
@@ -85,6 +93,7 @@ async def train_once(work: Path, data: Path, workers: int) -> TrainingRun:
     models = work / "models" / name
     backend = LocalProcessBackend(work / "training", max_concurrent=workers)
     await backend.start()
+    own_before, reaped_before = cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN)
     try:
         await backend.create_training_job(
             training_request(name, data, models, work / "output", workers)
@@ -95,12 +104,25 @@ async def train_once(work: Path, data: Path, workers: int) -> TrainingRun:
             described = await backend.describe_training_job(name)
     finally:
         await backend.close()
+    own, reaped = cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN)
     if described.status is not TrainingJobStatus.COMPLETED:
         raise RuntimeError(f"{name} ended {described.status}: {described.failure_reason}")
     start, end = described.training_start_time, described.training_end_time
     if start is None or end is None:
         raise RuntimeError(f"{name} completed without its start and end times")
-    return TrainingRun(workers, len(list(models.glob("*.tar.gz"))), (end - start).total_seconds())
+    return TrainingRun(
+        workers,
+        len(list(models.glob("*.tar.gz"))),
+        (end - start).total_seconds(),
+        worker_cpu_s=reaped - reaped_before,
+        backend_cpu_s=own - own_before,
+    )
+
+
+def cpu_s(who: int) -> float:
+    """User and system CPU seconds of `who` (resource.RUSAGE_SELF or RUSAGE_CHILDREN)."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def training_scaling(
@@ -169,10 +191,31 @@ def scaling_table(console: Console, runs: list[TrainingRun], customers: int) -> 
         "",
     )
     console.print(table)
+    contention = cpu_table(console, one, two)
     return {
         "training_models_per_job": customers,
         "training_1_worker_models_per_s": statistics.median(run.rate for run in one),
         "training_2_workers_models_per_s": statistics.median(run.rate for run in two),
         "training_scaling_efficiency_median": statistics.median(efficiencies),
         "training_scaling_efficiency_rounds": efficiencies,
+        "training_worker_cpu_per_model_2_vs_1": contention,
     }
+
+
+def cpu_table(console: Console, one: list[TrainingRun], two: list[TrainingRun]) -> float:
+    """Where the CPU went, per job (medians): the workers' CPU per model, whose growth from
+    one worker to two is the fits slowing each other down (and a second interpreter's
+    start-up, about 1 s of CPU: 1 ms a model at 1,000 models), and the backend's CPU, which
+    one worker leaves a core for and two workers share theirs with. Returns the growth."""
+    table = Table(title="CPU per job (medians)")
+    for column in ("instances", "workers' CPU ms per model", "backend CPU s per job"):
+        table.add_column(column, justify="right")
+    per_model = {}
+    for label, group in (("1", one), ("2", two)):
+        per_model[label] = statistics.median(1000 * run.worker_cpu_s / run.models for run in group)
+        backend = statistics.median(run.backend_cpu_s for run in group)
+        table.add_row(label, f"{per_model[label]:.1f}", f"{backend:.2f}")
+    growth = per_model["2"] / per_model["1"]
+    table.add_row("2 vs 1", f"{growth:.3f}", "")
+    console.print(table)
+    return growth

@@ -23,6 +23,8 @@ them):
    per cent between jobs minutes apart, which a round of two neighbouring jobs mostly
    cancels and a median of four outvotes), and the scaling efficiency
    rate(2) / (2 x rate(1)) of each round and their median; goal: at least 0.9 on 2 cores.
+   With it, where the CPU went (`getrusage`): the workers' CPU per model with one worker and
+   with two, and the backend's CPU per job.
    `--skip-serving` runs only this part, `--skip-training` skips it.
 
 1. Zipf(1.1) traffic over the 1,000 models through the endpoint's engine (`ModelFleet`, two
