@@ -20,7 +20,7 @@ from stoker.inference.fleet.errors import InvalidPayload
 from stoker.training_scripts import energy_data, forecast_model
 from tests.support.waiting import wait_until
 from tests.unit.fleet.test_fleet import PERIOD, fleet_of
-from tests.unit.fleet.toy_handler import artifact
+from tests.unit.fleet.toy_handler import artifact, entered
 
 
 def predict(call_id: int, name: str) -> Call:
@@ -73,7 +73,11 @@ async def test_requests_queued_behind_a_slow_call_run_as_one_batch(tmp_path: Pat
     preload = ("slow.tar.gz", "hot.tar.gz")
     async with fleet_of(store, tmp_path, workers=1, preload=preload, max_batch=8) as fleet:
         slow = asyncio.ensure_future(fleet.invoke("slow.tar.gz", PERIOD))
-        await wait_until(lambda: fleet.busy_calls == 1, what="the slow call on the worker")
+        # Inside the slow call, not only sent: calls the worker has not read yet would be
+        # read with it, and split between two reads.
+        await wait_until(
+            entered(gate).exists, 30.0, 0.005, what="the slow call running in the worker"
+        )
         bodies = [b'{"period": 1}', b'{"period": 2}', b'{"period": "x"}', b'{"period": 4}']
         queued = [asyncio.ensure_future(fleet.invoke("hot.tar.gz", body)) for body in bodies]
         await wait_until(lambda: fleet.busy_calls == 5, what="four calls queued behind it")
@@ -92,7 +96,9 @@ async def test_max_batch_1_runs_each_request_alone(tmp_path: Path) -> None:
     preload = ("slow.tar.gz", "hot.tar.gz")
     async with fleet_of(store, tmp_path, workers=1, preload=preload, max_batch=1) as fleet:
         slow = asyncio.ensure_future(fleet.invoke("slow.tar.gz", PERIOD))
-        await wait_until(lambda: fleet.busy_calls == 1, what="the slow call on the worker")
+        await wait_until(
+            entered(gate).exists, 30.0, 0.005, what="the slow call running in the worker"
+        )
         queued = [asyncio.ensure_future(fleet.invoke("hot.tar.gz", PERIOD)) for _ in range(3)]
         await wait_until(lambda: fleet.busy_calls == 4, what="three calls queued behind it")
         gate.touch()

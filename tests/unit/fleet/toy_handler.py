@@ -1,9 +1,9 @@
 """A small model kind for the endpoint's tests, a test double of the forecast handler: its
 artifact is a `.tar.gz` holding model.json `{"scale": k, "gate": path, "pad": "..."}`; it
 answers `{"value": k * period}` to `{"period": N}`, once the `gate` file exists if it has one
-(a slow model, for as long as the test wants), or ends its process if `crash` is set, and
-loads in
-microseconds, so cache tests can cycle through many models. `pad` sets its size."""
+(a slow model, for as long as the test wants; while it waits, `<gate>.entered` exists, so a
+test knows the worker is inside the call), or ends its process if `crash` is set, and loads
+in microseconds, so cache tests can cycle through many models. `pad` sets its size."""
 
 from __future__ import annotations
 
@@ -69,17 +69,26 @@ def predict(model: dict[str, Any], period: int) -> bytes:
     if model["gate"]:
         # The slow model of a test: its predict runs until the test creates the gate file
         # (another process's condition, checked between short pauses).
-        while not Path(model["gate"]).exists():
-            time.sleep(0.005)
+        wait_for_gate(Path(model["gate"]))
     return json.dumps({"value": model["scale"] * period}).encode()
 
 
 def predict_batch(model: dict[str, Any], periods: list[int]) -> list[bytes]:
     """As `predict`, once for the whole batch; each answer also says the batch's size."""
     if model["gate"]:
-        while not Path(model["gate"]).exists():
-            time.sleep(0.005)
+        wait_for_gate(Path(model["gate"]))
     return [
         json.dumps({"value": model["scale"] * period, "batch": len(periods)}).encode()
         for period in periods
     ]
+
+
+def entered(gate: Path) -> Path:
+    """The file a gated call creates when it starts waiting for `gate`."""
+    return gate.with_name(gate.name + ".entered")
+
+
+def wait_for_gate(gate: Path) -> None:
+    entered(gate).touch()
+    while not gate.exists():
+        time.sleep(0.005)
