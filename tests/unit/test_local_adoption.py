@@ -82,6 +82,21 @@ async def owner_killed(
     return work
 
 
+async def owner_killed_with_hosts_running(tmp_path: Path, body: Any, hosts: list[Path]) -> None:
+    """Create the job of `body` in an owner process over tmp_path/work, wait until every
+    host folder of `hosts` says its process runs, SIGKILL the owner."""
+    work = tmp_path / "work"
+    listed = tmp_path / "requests.json"
+    listed.write_text(json.dumps([body]), encoding="utf-8")
+    await kill_when(
+        "tests.support.local_owner",
+        [str(work), str(listed)],
+        lambda: created_marker(work).exists() and all((h / "running").exists() for h in hosts),
+        tmp_path / "owner.log",
+        what="every host running",
+    )
+
+
 @pytest.fixture
 async def backends() -> AsyncIterator[list[LocalProcessBackend]]:
     """Backends the test starts; closed (their processes stopped) at the end."""
@@ -292,15 +307,7 @@ async def test_every_host_of_a_job_is_adopted(
     body["CheckpointConfig"] = {"S3Uri": (tmp_path / "checkpoints").as_uri()}
     work = tmp_path / "work"
     hosts = [work / "hosts-1" / "hosts" / host for host in ("algo-1", "algo-2")]
-    listed = tmp_path / "requests.json"
-    listed.write_text(json.dumps([body]), encoding="utf-8")
-    await kill_when(
-        "tests.support.local_owner",
-        [str(work), str(listed)],
-        lambda: created_marker(work).exists() and all((h / "running").exists() for h in hosts),
-        tmp_path / "owner.log",
-        what="both hosts running",
-    )
+    await owner_killed_with_hosts_running(tmp_path, body, hosts)
     backend = await new_backend(work, backends)
     (tmp_path / "go").touch()
     done = await ended(backend, "hosts-1")
@@ -362,15 +369,7 @@ async def test_every_host_of_a_processing_job_is_adopted(
     }
     work = tmp_path / "work"
     hosts = [work / "_processing" / "split-1" / "hosts" / host for host in ("algo-1", "algo-2")]
-    listed = tmp_path / "requests.json"
-    listed.write_text(json.dumps([body]), encoding="utf-8")
-    await kill_when(
-        "tests.support.local_owner",
-        [str(work), str(listed)],
-        lambda: created_marker(work).exists() and all((h / "running").exists() for h in hosts),
-        tmp_path / "owner.log",
-        what="both hosts running",
-    )
+    await owner_killed_with_hosts_running(tmp_path, body, hosts)
     backend = await new_backend(work, backends)
     (tmp_path / "go").touch()
     seen: list[TrainingJobDescription] = []
