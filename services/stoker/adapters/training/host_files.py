@@ -86,10 +86,10 @@ class HostFiles:
         """Lay out each host's /opt/ml, fetch its channels (inputs) and checkpoints. Raises
         OSError, ValueError or S3TransferError."""
         sync = self._sync(paths, spec)
+        training = spec.kind is JobKind.TRAINING
+        layout = write_layout if training else write_processing_layout
         for index, host in enumerate(spec.hosts):
             own = host_paths(paths, spec, host)
-            training = spec.kind is JobKind.TRAINING
-            layout = write_layout if training else write_processing_layout
             await asyncio.to_thread(layout, own, spec, request, host)
             for channel in spec.channels:
                 await stage_channel(self._s3, own, spec, channel, index)

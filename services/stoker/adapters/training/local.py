@@ -167,12 +167,13 @@ class LocalProcessBackend(ProcessingJobs):
         that run first (they hold their slots already), then waiting jobs, oldest first."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         (self.work_dir / PROCESSING_FOLDER).mkdir(exist_ok=True)
-        folders = [*self.work_dir.iterdir(), *(self.work_dir / PROCESSING_FOLDER).iterdir()]
+        # Read as a listing reads them, so the first listing need not read them again.
+        look = partial(self._load, take_over=False)
         orphans = [
             job
-            for folder in folders
-            if (job := self._load(JobPaths(folder), take_over=False)) is not None
-            and not job.status.terminal
+            for on_disk in self._on_disk.values()
+            for job in on_disk.read(lambda _key: False, look).values()
+            if not job.status.terminal
         ]
         orphans.sort(key=lambda job: (not job.supervisors, job.creation_time, job.name))
         for job in orphans:
